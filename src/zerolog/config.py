@@ -1,0 +1,423 @@
+"""Typed configuration: one frozen dataclass per params.yaml section, validated on load.
+
+Why: a mistyped key in params.yaml must fail at once with a message that names it
+(``params.yaml: train.optimizer.learnig_rate: unknown key``), not silently fall back to a
+default three stages later. Every hyperparameter lives in params.yaml; the dataclasses
+below carry no defaults for hyperparameters, only for keys that are genuinely optional.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from zerolog.errors import ZerologError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ConfigError(ZerologError, ValueError):
+    """A params.yaml problem; the message names the file and the key."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class Paths:
+    bundled: str
+    raw: str
+    parsed: str
+    sessions: str
+    features: str
+    tensors: str
+    models: str
+    scores: str
+    metrics: str
+    plots: str
+    reports: str
+    checksums: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["bundled", "loghub"]
+    mirror: str | None
+    base_url: str
+    timeout_seconds: float
+    retries: int
+    archives: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class TimestampConfig:
+    fields: list[str]
+    format: str
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    dataset: str
+    log_format: str
+    timestamp: TimestampConfig
+    regex: list[str]
+    parser_settings: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LoghubOrigin:
+    archive: str
+    logs: list[str]
+    labels: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionRule:
+    rule: Literal["key", "window"]
+    key_regex: str | None = None
+    size: int | None = None
+    step: int | None = None
+    unit: Literal["lines", "seconds"] = "lines"
+    group_by: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    rule: Literal["key_file", "key_list", "source_file", "line_field"]
+    field: str | None = None
+    normal_value: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    method: Literal["chronological", "random"]
+    stratify_by: Literal["file"] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    kind: Literal["raw", "events", "sessions"]
+    system: str
+    files: dict[str, str | list[str]]
+    split: SplitRule
+    loghub: LoghubOrigin | None = None
+    session: SessionRule | None = None
+    label: LabelRule | None = None
+    anomaly_share: float | None = None
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    sources: list[str]
+    target: str
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    parser: Literal["Drain", "Spell", "IPLoM", "AEL", "Brain"]
+    max_unmatched_share: float
+    progress_every_lines: int
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    train: float
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
+class SessionizeConfig:
+    split: SplitFractions
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    method: Literal["sentence", "hashing"]
+    model: str
+    batch_size: int
+    hashing_dimensions: int
+    hashing_ngram_range: list[int]
+
+
+@dataclass(frozen=True)
+class TensorsConfig:
+    max_len: int
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    hidden_size: int
+    num_layers: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    learning_rate: float
+    betas: list[float]
+    eps: float
+    lr_decay: float
+    lr_decay_every_steps: int
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    weight: float
+    schedule: Literal["dann", "constant"]
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    inner_learning_rate: float
+    outer_weight: float
+    split: Literal["random", "chronological"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"]
+    methods: list[str]
+    min_source_anomalies: int
+    encoder: EncoderConfig
+    optimizer: OptimizerConfig
+    batch_size: int
+    epochs: int
+    max_steps_per_epoch: int
+    gradient_clip_norm: float
+    domain: DomainConfig
+    meta: MetaConfig
+    threshold: Literal["fixed_0.5", "source_val"]
+    checkpoint_every_epochs: int
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    samples: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class UnsupervisedConfig:
+    method: Literal["isolation_forest", "pca"]
+    n_estimators: int
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    methods: list[str]
+    threshold_rules: list[str]
+    contamination_prior: float
+    min_test_anomalies: int
+    bootstrap: BootstrapConfig
+    unsupervised: UnsupervisedConfig
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    tolerance: float
+    baseline: str
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str | None
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml."""
+
+    seed: int
+    paths: Paths
+    data: DataConfig
+    systems: dict[str, SystemConfig]
+    datasets: dict[str, DatasetConfig]
+    pairs: dict[str, PairConfig]
+    parse: ParseConfig
+    sessionize: SessionizeConfig
+    embed: EmbedConfig
+    tensors: TensorsConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    gate: GateConfig
+    mlflow: MlflowConfig
+    source_file: str = field(default=str(PARAMS_FILE), compare=False)
+
+    def system_dataset(self, system: str) -> str:
+        """The dataset name a system trains and evaluates on."""
+        return self.systems[system].dataset
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a type annotation and build nested dataclasses."""
+    origin = get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(annotation)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ConfigError(f"{where}: must not be null")
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not {_type_name(annotation)}")
+    if origin is Literal:
+        if value not in get_args(annotation):
+            allowed = ", ".join(repr(choice) for choice in get_args(annotation))
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type,) = get_args(annotation)
+        return [_convert(item, item_type, f"{where}[{index}]") for index, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_type, item_type = get_args(annotation)
+        return {
+            _convert(key, key_type, f"{where}"): _convert(item, item_type, f"{where}.{key}") for key, item in value.items()
+        }
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(annotation)}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown and missing keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'top level'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source_file"}
+    prefix = f"{where}." if where else ""
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{prefix}{key}: unknown key (expected one of {', '.join(fields)})")
+    values = {}
+    for name, spec in fields.items():
+        if name not in raw:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{prefix}{name}: missing key")
+            continue
+        values[name] = _convert(raw[name], hints[name], f"{prefix}{name}")
+    return cls(**values)
+
+
+def _check(params: Params) -> None:
+    """Cross-key checks that types alone cannot express."""
+    fractions = params.sessionize.split
+    total = fractions.train + fractions.val + fractions.test
+    if abs(total - 1.0) > 1e-6 or min(fractions.train, fractions.val, fractions.test) < 0:
+        raise ConfigError(f"sessionize.split: train + val + test must be non-negative and sum to 1, got {total}")
+    for name, system in params.systems.items():
+        if system.dataset not in params.datasets:
+            raise ConfigError(f"systems.{name}.dataset: unknown dataset {system.dataset!r}")
+    for name, dataset in params.datasets.items():
+        where = f"datasets.{name}"
+        if dataset.system not in params.systems:
+            raise ConfigError(f"{where}.system: unknown system {dataset.system!r}")
+        if dataset.kind in ("raw", "events"):
+            if dataset.session is None:
+                raise ConfigError(f"{where}.session: missing key (required for kind {dataset.kind})")
+            if dataset.label is None and dataset.kind == "events":
+                raise ConfigError(f"{where}.label: missing key (required for kind events)")
+        if dataset.session is not None:
+            rule = dataset.session
+            if rule.rule == "key" and not rule.key_regex:
+                raise ConfigError(f"{where}.session.key_regex: missing key (required for rule key)")
+            if rule.rule == "window" and (not rule.size or not rule.step or rule.size <= 0 or rule.step <= 0):
+                raise ConfigError(f"{where}.session: size and step must be positive integers for rule window")
+        if dataset.anomaly_share is not None and not 0 < dataset.anomaly_share < 1:
+            raise ConfigError(f"{where}.anomaly_share: must lie in (0, 1), got {dataset.anomaly_share}")
+    for name, pair in params.pairs.items():
+        for system in [*pair.sources, pair.target]:
+            if system not in params.systems:
+                raise ConfigError(f"pairs.{name}: unknown system {system!r}")
+        if not pair.sources or pair.target in pair.sources:
+            raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
+    if params.parse.parser not in next(iter(params.systems.values())).parser_settings:
+        raise ConfigError(f"parse.parser: no settings for {params.parse.parser!r} in systems.<name>.parser_settings")
+    for name, system in params.systems.items():
+        if params.parse.parser not in system.parser_settings:
+            raise ConfigError(f"systems.{name}.parser_settings.{params.parse.parser}: missing key")
+    if not 0 <= params.parse.max_unmatched_share <= 1:
+        raise ConfigError("parse.max_unmatched_share: must lie in [0, 1]")
+    if params.tensors.max_len <= 0:
+        raise ConfigError("tensors.max_len: must be positive")
+    if not 0 < params.evaluate.contamination_prior < 1:
+        raise ConfigError("evaluate.contamination_prior: must lie in (0, 1)")
+
+
+def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:
+    """Validate an already-loaded params mapping; errors are prefixed with ``source_file``."""
+    try:
+        params = _build(Params, raw, "")
+        _check(params)
+    except ConfigError as error:
+        raise ConfigError(f"{source_file}: {error}") from None
+    return dataclasses.replace(params, source_file=source_file)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Load and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} invalid YAML: {getattr(error, 'problem', error)}") from None
+    return parse_params(raw, str(path))
+
+
+def as_dict(config: Any) -> Any:
+    """A plain-dict view of a config dataclass (for logging params to MLflow)."""
+    if dataclasses.is_dataclass(config):
+        return {
+            f.name: as_dict(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "source_file"
+        }
+    if isinstance(config, dict):
+        return {key: as_dict(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [as_dict(value) for value in config]
+    return config

@@ -1,0 +1,1 @@
+"""zerolog.model."""
