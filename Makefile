@@ -1,0 +1,55 @@
+# zerolog: the two set-up commands are `make run` (main job) and `make test` (tests). Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+# dvc.yaml runs `python ...`: put the venv first on PATH so every stage uses the project's interpreter.
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test test-all gate gate-full baseline-update ui bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# One pip call resolves everything (logparser3 pins regex==2022.3.2; torch==2.13.0 is the CPU build on disk).
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Main job: the whole pipeline on the bundled real data (offline).
+run: install
+	$(BIN)/dvc repro
+
+## Tests (fast + integration; `make test-all` adds the slow ones).
+test: install
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+## CI quality gate: quick profile on the bundled data against its committed baseline.
+gate: install
+	$(BIN)/python -m zerolog.evaluation.gate check --profile quick
+
+## Full-run gate: the default pipeline's metrics against the full baseline.
+gate-full: install
+	$(BIN)/python -m zerolog.evaluation.gate check --profile full
+
+## Deliberately re-record the baselines from the current metrics (commit the result).
+baseline-update: install
+	$(BIN)/python -m zerolog.evaluation.gate update --profile quick
+	$(BIN)/python -m zerolog.evaluation.gate update --profile full
+
+## Browse runs: the MLflow UI over the project's store.
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+
+## Throughput / memory benchmark of the full-size path.
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf data/raw data/parsed data/sessions data/features data/tensors data/scores models

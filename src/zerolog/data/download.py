@@ -1,0 +1,519 @@
+"""Stage download: copy a bundled dataset, or fetch, verify and safely extract a full loghub dataset.
+
+Why: every later stage reads ``paths.raw/<dataset>/`` and its ``manifest.json``, never params' file lists,
+so the raw folder must be complete and trustworthy or absent. Hence:
+
+- bundled mode copies the real samples in ``paths.bundled`` (offline, the default);
+- loghub mode fetches the public archive (Zenodo record 8196385) with a resumable, retried, length-checked
+  transfer, checks its sha256 (pinned in ``data.archives``, or recorded in ``paths.checksums`` on first use and
+  enforced after), and extracts only safe members (no absolute paths, no ``..``, no links out, no devices);
+- the raw folder appears only when everything succeeded (``atomic_directory``); a bad archive is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import stat
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from zerolog.config import DataConfig, DatasetConfig, LoghubOrigin, Params
+from zerolog.errors import ChecksumError, DataError, DownloadError
+from zerolog.io import atomic_directory, read_json, write_json
+
+CHUNK_BYTES = 1 << 20  # read and hash in 1 MiB chunks
+PROGRESS_MIN_BYTES = 32 << 20  # hashing or extracting less than this takes well under a second: no progress bar
+MANIFEST_NAME = "manifest.json"
+EXTRACT_FOLDER = ".extract"  # temporary extraction folder inside the (temporary) raw folder
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file a dataset needs: its manifest key, list position (None for a single path) and params key."""
+
+    key: str
+    index: int | None
+    path: str  # relative to the bundle (bundled) or a member path inside the archive (loghub)
+    params_key: str
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def download_dataset(params: Params, name: str) -> None:
+    """Write ``paths.raw/<name>/`` (the dataset's files and ``manifest.json``) atomically.
+
+    With ``data.source: loghub`` a dataset that has a ``loghub`` origin is fetched from the archive;
+    every other dataset (or every dataset with ``data.source: bundled``) is copied from ``paths.bundled``.
+    """
+    dataset = params.datasets.get(name)
+    if dataset is None:
+        known = ", ".join(params.datasets)
+        raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset (known: {known})")
+    if params.data.source == "loghub" and dataset.loghub is not None:
+        _download_loghub(params, name, dataset, dataset.loghub)
+    else:
+        _copy_bundled(params, name, dataset)
+
+
+# ----------------------------------------------------------------------------- bundled mode
+
+
+def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
+    """Copy the dataset's bundled files into raw/<name>/ and write the manifest (source: bundled)."""
+    entries = _file_entries(dataset.files, f"datasets.{name}.files")
+    bundled = Path(params.paths.bundled)
+    for entry in entries:
+        _check_nonempty_file(bundled / entry.path, entry.params_key)
+    names = _destination_names(entries)
+    with atomic_directory(Path(params.paths.raw) / name) as output:
+        for entry in entries:
+            destination = output / names[entry.path]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundled / entry.path, destination)
+        _write_manifest(output, name, dataset, "bundled", entries, names)
+
+
+# ----------------------------------------------------------------------------- loghub mode
+
+
+def _download_loghub(params: Params, name: str, dataset: DatasetConfig, origin: LoghubOrigin) -> None:
+    """Fetch (or take from the mirror) the dataset's archive, verify it, extract its members into raw/<name>/."""
+    where = f"datasets.{name}.loghub"
+    entries = _file_entries(
+        {"logs": origin.logs} | ({"labels": origin.labels} if origin.labels is not None else {}), where
+    )
+    if {entry.key for entry in entries} != set(dataset.files):
+        raise DataError(
+            f"{params.source_file}: {where}: keys {sorted({entry.key for entry in entries})} must match "
+            f"datasets.{name}.files keys {sorted(dataset.files)}"
+        )
+    if origin.archive not in params.data.archives:
+        raise DataError(
+            f"{params.source_file}: data.archives: no entry for {origin.archive!r} (named by {where}.archive)"
+        )
+    archive_path, from_mirror, actual, unpinned = _verified_archive(params, origin.archive)
+    names = _destination_names(entries)
+    with atomic_directory(Path(params.paths.raw) / name) as output:
+        extract_folder = output / EXTRACT_FOLDER
+        wanted = {entry.path: entry.params_key for entry in entries}
+        members = _extract_members(archive_path, wanted, extract_folder, from_mirror)
+        for entry in entries:
+            extracted = extract_folder / members[entry.path]
+            _check_nonempty_file(extracted, entry.params_key, archive=archive_path)
+            destination = output / names[entry.path]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(extracted, destination)
+        shutil.rmtree(extract_folder)
+        _write_manifest(output, name, dataset, "loghub", entries, names)
+    if unpinned:
+        # First download of an archive that params leave unpinned: record its sha256 only now that it
+        # extracted safely with every member the dataset needs; every later run enforces it.
+        _record_checksum(Path(params.paths.checksums), origin.archive, actual)
+
+
+def _verified_archive(params: Params, archive: str) -> tuple[Path, bool, str, bool]:
+    """Return (archive path, whether it is the user's mirror file, its sha256, whether no sha256 was expected).
+
+    The expected sha256 comes from ``data.archives`` or, when that is null, from ``paths.checksums``.
+    A mismatch raises ChecksumError and removes the bad archive (a mirror file is left to its owner).
+    """
+    data = params.data
+    checksums_path = Path(params.paths.checksums)
+    if data.archives[archive] is not None:
+        expected, expected_from = data.archives[archive], f"{params.source_file} data.archives.{archive}"
+    else:
+        expected, expected_from = _recorded_checksums(checksums_path).get(archive), str(checksums_path)
+
+    if data.mirror is not None:
+        archive_path = Path(data.mirror) / archive
+        if not archive_path.is_file():
+            raise DownloadError(f"{archive_path}: archive not found in the mirror folder (params data.mirror)")
+        from_mirror = True
+    else:
+        archive_path = Path(params.paths.archives) / archive
+        from_mirror = False
+        if not archive_path.is_file():
+            part_path = archive_path.with_name(archive_path.name + ".part")
+            url = f"{data.base_url.rstrip('/')}/{urllib.parse.quote(archive)}"
+            _fetch_resumable(url, part_path, data)
+            actual = _sha256_with_progress(part_path)
+            if expected is not None and actual != expected:
+                part_path.unlink()
+                raise ChecksumError(
+                    f"{archive_path}: sha256 mismatch (downloaded from {url}): expected {expected} "
+                    f"({expected_from}), got {actual}; the archive was removed"
+                )
+            os.replace(part_path, archive_path)
+            return archive_path, False, actual, expected is None
+
+    actual = _sha256_with_progress(archive_path)
+    if expected is not None and actual != expected:
+        if not from_mirror:
+            archive_path.unlink()
+        removed = "the mirror file was left in place" if from_mirror else "the archive was removed"
+        raise ChecksumError(
+            f"{archive_path}: sha256 mismatch: expected {expected} ({expected_from}), got {actual}; {removed}"
+        )
+    return archive_path, from_mirror, actual, expected is None
+
+
+# ----------------------------------------------------------------------------- resumable HTTP transfer
+
+
+class _TransientFailure(Exception):
+    """A transfer failure worth retrying (connection dropped, timeout, truncated body, 5xx)."""
+
+
+class _PermanentFailure(Exception):
+    """A transfer failure that retrying cannot fix (404 and other 4xx answers)."""
+
+
+def _fetch_resumable(url: str, part_path: Path, data: DataConfig) -> None:
+    """Download ``url`` into ``part_path``, resuming from the bytes already there, with ``data.retries`` retries.
+
+    On failure the partial file is kept, so a later attempt (or a later run) resumes with an HTTP Range request.
+    """
+    part_path.parent.mkdir(parents=True, exist_ok=True)
+    archive_name = part_path.name.removesuffix(".part")
+    attempts = data.retries + 1
+    last_failure: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            _fetch_once(url, part_path, data.timeout_seconds)
+            return
+        except _PermanentFailure as failure:
+            raise DownloadError(f"{archive_name}: download from {url} failed: {failure}") from None
+        except (_TransientFailure, urllib.error.URLError, http.client.HTTPException, OSError) as failure:
+            last_failure = failure
+            if attempt < attempts:
+                tqdm.write(f"{url}: attempt {attempt} of {attempts} failed ({_one_line(failure)}); retrying")
+                time.sleep(data.retry_wait_seconds * attempt)
+    kept = part_path.stat().st_size if part_path.exists() else 0
+    resume = f"{kept} bytes kept in {part_path} for the next run to resume" if kept else "no bytes received"
+    raise DownloadError(
+        f"{archive_name}: download from {url} failed after {attempts} attempt(s): {_one_line(last_failure)}; {resume}"
+    )
+
+
+def _fetch_once(url: str, part_path: Path, timeout_seconds: float) -> None:
+    """One HTTP attempt: ask for the bytes after those in ``part_path`` and append them.
+
+    A server that ignores Range (answers 200) restarts the file from byte 0; a 416 answer means the partial
+    file is already complete (or stale, then it is discarded). A body shorter than Content-Length is a
+    truncated transfer.
+    """
+    offset = part_path.stat().st_size if part_path.exists() else 0
+    headers = {"User-Agent": "zerolog-download"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_seconds)
+    except urllib.error.HTTPError as error:
+        content_range = error.headers.get("Content-Range", "") if error.headers else ""
+        error.close()
+        if error.code == 416 and offset:
+            if _total_from_content_range(content_range) == offset:
+                return  # the partial file already holds every byte
+            part_path.unlink()
+            raise _TransientFailure(f"server refused resuming at byte {offset}; restarting from byte 0") from None
+        if 400 <= error.code < 500 and error.code not in (408, 429):
+            raise _PermanentFailure(f"HTTP {error.code} {error.reason}") from None
+        raise _TransientFailure(f"HTTP {error.code} {error.reason}") from None
+
+    with response:
+        if response.status == 206:
+            start = _start_from_content_range(response.headers.get("Content-Range", ""))
+            if start != offset:
+                part_path.unlink()
+                raise _TransientFailure(f"server resumed at byte {start} instead of {offset}; restarting")
+            mode = "ab"
+        else:
+            if offset:
+                tqdm.write(f"{url}: server ignored the Range header; restarting from byte 0")
+            offset, mode = 0, "wb"
+        length_header = response.headers.get("Content-Length", "")
+        expected_total = offset + int(length_header) if length_header.isdigit() else None
+        received = 0
+        with (
+            open(part_path, mode) as handle,
+            tqdm(
+                total=expected_total, initial=offset, unit="B", unit_scale=True, desc=part_path.name, leave=False
+            ) as progress,
+        ):
+            while chunk := response.read(CHUNK_BYTES):
+                handle.write(chunk)
+                received += len(chunk)
+                progress.update(len(chunk))
+    if expected_total is not None and offset + received != expected_total:
+        raise _TransientFailure(
+            f"truncated transfer: received {offset + received} of {expected_total} bytes (Content-Length)"
+        )
+
+
+def _start_from_content_range(header: str) -> int | None:
+    """First byte of ``Content-Range: bytes START-END/TOTAL``, or None when unreadable."""
+    try:
+        return int(header.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _total_from_content_range(header: str) -> int | None:
+    """TOTAL of ``Content-Range: bytes START-END/TOTAL`` or ``bytes */TOTAL``, or None when unknown."""
+    try:
+        return int(header.rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- safe extraction
+
+
+def _extract_members(archive_path: Path, wanted: dict[str, str], folder: Path, from_mirror: bool) -> dict[str, str]:
+    """Check every member of a zip or tar archive, then extract the wanted ones into ``folder``.
+
+    ``wanted`` maps member paths to the params key naming them. Returns {wanted path: member path relative to
+    ``folder``}. An unsafe or unreadable archive raises
+    DownloadError and (unless it is the user's mirror file) is removed, since its bytes cannot be used.
+    """
+    try:
+        if zipfile.is_zipfile(archive_path):
+            return _extract_zip(archive_path, wanted, folder)
+        if tarfile.is_tarfile(archive_path):
+            return _extract_tar(archive_path, wanted, folder)
+        raise _UnsafeArchive("neither a zip nor a tar archive")
+    except (_UnsafeArchive, zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
+        if not from_mirror:
+            archive_path.unlink(missing_ok=True)
+        removed = "the mirror file was left in place" if from_mirror else "the archive was removed"
+        raise DownloadError(f"{archive_path}: rejected: {_one_line(error)}; {removed}") from None
+
+
+class _UnsafeArchive(Exception):
+    """An archive member that could write outside the extraction folder, or an archive we cannot read."""
+
+
+def _member_problem(name: str) -> str | None:
+    """Why a member name is unsafe (absolute, drive letter, ``..`` component), or None when it is safe."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
+        return "absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return "'..' path component"
+    if "\0" in name:
+        return "NUL in name"
+    return None
+
+
+def _link_escapes(member_name: str, link_target: str, relative_to_member: bool) -> bool:
+    """Whether a link target leaves the extraction folder (symlinks are relative to the member's folder)."""
+    if _member_problem(link_target) == "absolute path":
+        return True
+    base = os.path.dirname(member_name) if relative_to_member else ""
+    resolved = os.path.normpath(os.path.join(base, link_target))
+    return resolved == ".." or resolved.startswith("../") or os.path.isabs(resolved)
+
+
+def _extract_zip(archive_path: Path, wanted: dict[str, str], folder: Path) -> dict[str, str]:
+    """Zip: every member name is checked here (zipfile has no extraction filter); links and devices are refused."""
+    with zipfile.ZipFile(archive_path) as archive:
+        infos = archive.infolist()
+        for info in infos:
+            problem = _member_problem(info.filename)
+            mode = info.external_attr >> 16
+            if problem is None and stat.S_ISLNK(mode):
+                problem = "symbolic link"
+            if problem is None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+                problem = "device or special file"
+            if problem is not None:
+                raise _UnsafeArchive(f"member {info.filename!r}: {problem}")
+        files = {_normalized(info.filename): info for info in infos if not info.is_dir()}
+        members = _match_members(archive_path, wanted, list(files))
+        selected = sorted(set(members.values()))
+        root = folder.resolve()
+        with _extraction_progress(archive_path, sum(files[path].file_size for path in selected)) as progress:
+            for path in selected:
+                destination = folder / path
+                if not destination.resolve().is_relative_to(root):
+                    raise _UnsafeArchive(f"member {path!r}: resolves outside the extraction folder")
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(files[path]) as source, open(destination, "wb") as target:
+                    for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+                        target.write(chunk)
+                        progress.update(len(chunk))
+    return members
+
+
+def _extract_tar(archive_path: Path, wanted: dict[str, str], folder: Path) -> dict[str, str]:
+    """Tar (any compression): check every member, then extract the wanted ones with tarfile's ``data`` filter."""
+    with tarfile.open(archive_path, "r:*") as archive:
+        infos = archive.getmembers()
+        for info in infos:
+            problem = _member_problem(info.name)
+            if problem is None and info.issym() and _link_escapes(info.name, info.linkname, relative_to_member=True):
+                problem = f"symbolic link to {info.linkname!r} outside the archive"
+            if problem is None and info.islnk() and _link_escapes(info.name, info.linkname, relative_to_member=False):
+                problem = f"hard link to {info.linkname!r} outside the archive"
+            if problem is None and (info.ischr() or info.isblk() or info.isfifo()):
+                problem = "device or special file"
+            if problem is not None:
+                raise _UnsafeArchive(f"member {info.name!r}: {problem}")
+        files = {_normalized(info.name): info for info in infos if info.isfile()}
+        members = _match_members(archive_path, wanted, list(files))
+        selected = [files[path] for path in sorted(set(members.values()))]
+        folder.mkdir(parents=True, exist_ok=True)
+        with _extraction_progress(archive_path, sum(info.size for info in selected)) as progress:
+            for info in selected:
+                archive.extract(info, folder, filter="data")
+                progress.update(info.size)
+    # the data filter may have rewritten names (leading "/" or "./" stripped): find each file where it landed
+    return {path: _normalized(files[member].name) for path, member in members.items()}
+
+
+def _extraction_progress(archive_path: Path, total_bytes: int) -> tqdm:
+    """A byte progress bar for extracting ``total_bytes`` (hidden for small archives)."""
+    return tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        desc=f"extract {archive_path.name}",
+        leave=False,
+        disable=total_bytes < PROGRESS_MIN_BYTES,
+    )
+
+
+def _normalized(name: str) -> str:
+    """A member name without leading ``./`` (and trailing ``/``), as a POSIX relative path."""
+    return str(PurePosixPath(name.replace("\\", "/")))
+
+
+def _match_members(archive_path: Path, wanted: dict[str, str], member_paths: list[str]) -> dict[str, str]:
+    """Map each wanted path to the one archive file whose path equals it or ends with it (whole components)."""
+    matches: dict[str, str] = {}
+    for path, params_key in wanted.items():
+        parts = PurePosixPath(path).parts
+        candidates = [member for member in member_paths if PurePosixPath(member).parts[-len(parts) :] == parts]
+        exact = [member for member in candidates if member == _normalized(path)]
+        if exact:
+            candidates = exact
+        if not candidates:
+            raise DataError(f"{archive_path}: no member {path!r} in the archive (params {params_key})")
+        if len(candidates) > 1:
+            raise DataError(
+                f"{archive_path}: member {path!r} (params {params_key}) is ambiguous: {', '.join(sorted(candidates))}"
+            )
+        matches[path] = candidates[0]
+    return matches
+
+
+# ----------------------------------------------------------------------------- manifest and helpers
+
+
+def _file_entries(files: dict[str, str | list[str]], where: str) -> list[FileEntry]:
+    """Flatten a params ``files`` mapping (values a path or a list of paths) into entries, checking each path."""
+    entries = []
+    for key, value in files.items():
+        paths = [(None, value)] if isinstance(value, str) else list(enumerate(value))
+        for index, path in paths:
+            params_key = f"{where}.{key}" + (f"[{index}]" if index is not None else "")
+            if not path or _member_problem(path) is not None:
+                raise DataError(f"params {params_key}: {path!r} must be a relative path without '..'")
+            entries.append(FileEntry(key, index, path, params_key))
+    return entries
+
+
+def _destination_names(entries: list[FileEntry]) -> dict[str, str]:
+    """File name in raw/<name>/ for each entry's path: its base name, or the whole relative path on a clash."""
+    base_names = [PurePosixPath(entry.path).name for entry in entries]
+    return {
+        entry.path: (base if base_names.count(base) == 1 else _normalized(entry.path))
+        for entry, base in zip(entries, base_names, strict=True)
+    }
+
+
+def _check_nonempty_file(path: Path, params_key: str, archive: Path | None = None) -> None:
+    """Raise DataError naming the file and params key when ``path`` is missing, not a file, or empty."""
+    origin = f" (from {archive})" if archive is not None else ""
+    if not path.is_file():
+        raise DataError(f"{path}: file missing{origin} (params {params_key})")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty{origin} (params {params_key})")
+
+
+def _write_manifest(
+    output: Path,
+    name: str,
+    dataset: DatasetConfig,
+    source: str,
+    entries: list[FileEntry],
+    names: dict[str, str],
+) -> None:
+    """Write manifest.json: files (same keys and shapes as params, paths relative to the folder) and sha256."""
+    files: dict[str, str | list[str]] = {}
+    for entry in entries:
+        if entry.index is None:
+            files[entry.key] = names[entry.path]
+        else:
+            files.setdefault(entry.key, [])
+            files[entry.key].append(names[entry.path])  # type: ignore[union-attr]
+    sha256 = {names[entry.path]: _sha256_with_progress(output / names[entry.path]) for entry in entries}
+    manifest = {"dataset": name, "kind": dataset.kind, "source": source, "files": files, "sha256": sha256}
+    write_json(output / MANIFEST_NAME, manifest)
+
+
+def _sha256_with_progress(path: Path) -> str:
+    """sha256 of a file, with a progress bar (the full archives take seconds to hash)."""
+    digest = hashlib.sha256()
+    with (
+        open(path, "rb") as handle,
+        tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=f"sha256 {path.name}",
+            leave=False,
+            disable=path.stat().st_size < PROGRESS_MIN_BYTES,
+        ) as bar,
+    ):
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def _recorded_checksums(path: Path) -> dict[str, str]:
+    """The archive sha256 values recorded on earlier downloads ({} when none were recorded yet)."""
+    if not path.exists():
+        return {}
+    try:
+        recorded = read_json(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    if not isinstance(recorded, dict) or not all(isinstance(value, str) for value in recorded.values()):
+        raise DataError(f"{path}: expected a JSON object mapping archive names to sha256 strings")
+    return recorded
+
+
+def _record_checksum(path: Path, archive: str, digest: str) -> None:
+    """Add ``archive: digest`` to the checksum record (atomically rewritten)."""
+    recorded = _recorded_checksums(path)
+    recorded[archive] = digest
+    write_json(path, recorded)
+
+
+def _one_line(error: BaseException | None) -> str:
+    """An exception as one line of text (type name when it carries no message)."""
+    text = " ".join(str(error).split()) if error is not None else ""
+    return text or type(error).__name__
