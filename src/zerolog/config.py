@@ -9,6 +9,7 @@ below carry no defaults for hyperparameters, only for keys that are genuinely op
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,17 +77,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TimestampConfig:
+    """Which log-format fields make a line's time, joined by a space, and their strptime format."""
+
     fields: list[str]
     format: str
 
 
 @dataclass(frozen=True)
 class SystemConfig:
-    dataset: str
-    log_format: str
+    """A log system: its loghub log format, masking regexes and log-parser settings (stage parse)."""
+
+    dataset: str  # the dataset this system trains and evaluates on
+    log_format: str  # loghub syntax: <Field> placeholders, one of them <Content>; other text is regex
     timestamp: TimestampConfig
-    regex: list[str]
-    parser_settings: dict[str, dict[str, Any]]
+    regex: list[str]  # masking regexes replaced by <*> before parsing, in this order
+    parser_settings: dict[str, dict[str, Any]]  # parser name -> its logparser3 settings (checked by stage parse)
 
 
 @dataclass(frozen=True)
@@ -100,29 +105,37 @@ class LoghubOrigin:
 
 @dataclass(frozen=True)
 class SessionRule:
+    """How stage sessionize groups lines (src/zerolog/data/sessionize.py): by key, or in windows."""
+
     rule: Literal["key", "window"]
-    key_regex: str | None = None
-    size: int | None = None
-    step: int | None = None
+    key_regex: str | None = None  # key: a regex with one group, searched in each line's content
+    size: int | None = None  # window: lines or seconds per window
+    step: int | None = None  # window: lines or seconds between window starts (= size: fixed windows)
     unit: Literal["lines", "seconds"] = "lines"
-    group_by: str | None = None
+    group_by: str | None = None  # window: a header field; windows are cut per value (MetaLog: BGL per node)
 
 
 @dataclass(frozen=True)
 class LabelRule:
+    """Where session labels come from; only real ground truth (src/zerolog/data/sessionize.py)."""
+
     rule: Literal["key_file", "key_list", "source_file", "line_field"]
-    field: str | None = None
-    normal_value: str | None = None
+    field: str | None = None  # line_field: the field holding each line's label
+    normal_value: str | None = None  # line_field: the value meaning normal; any other value is anomalous
 
 
 @dataclass(frozen=True)
 class SplitRule:
-    method: Literal["chronological", "random"]
-    stratify_by: Literal["file"] | None = None
+    """How sessions are split by the fractions in sessionize.split."""
+
+    method: Literal["chronological", "random"]  # random: seeded and stratified by label
+    stratify_by: Literal["file"] | None = None  # file: split each log file's sessions separately
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
+    """One dataset: its kind, files (relative to paths.bundled), and session, label and split rules."""
+
     kind: Literal["raw", "events", "sessions"]
     system: str
     files: dict[str, str | list[str]]
@@ -130,7 +143,7 @@ class DatasetConfig:
     loghub: LoghubOrigin | None = None
     session: SessionRule | None = None
     label: LabelRule | None = None
-    anomaly_share: float | None = None
+    anomaly_share: float | None = None  # subsample anomalous sessions (seeded) to this share of labeled ones
 
 
 @dataclass(frozen=True)
@@ -140,10 +153,35 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
+class StreamingConfig:
+    """Streaming parse of raw logs in bounded memory (src/zerolog/data/stream_parse.py); Drain only.
+
+    Same output as the in-memory parse (the same Drain, line for line), for full-size Loghub files.
+    """
+
+    enabled: bool  # parse raw datasets with the streaming path (parse.parser must be Drain)
+    chunk_lines: int  # lines per chunk (the unit of work a worker process parses)
+    sample_lines: int  # leading lines mined by Drain in the main process before workers start
+    workers: int  # worker processes for the chunks; 0: one per available CPU core; 1: no pool
+    row_group_lines: int  # lines per Parquet row group of lines.parquet (rounded up to whole chunks)
+
+    def __post_init__(self) -> None:
+        for key in ("chunk_lines", "row_group_lines"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"parse.streaming.{key}: must be at least 1, got {getattr(self, key)}")
+        for key in ("sample_lines", "workers"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"parse.streaming.{key}: must be 0 or more, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class ParseConfig:
-    parser: Literal["Drain", "Spell", "IPLoM", "AEL", "Brain"]
-    max_unmatched_share: float
-    progress_every_lines: int
+    """Stage parse (src/zerolog/data/parse.py)."""
+
+    parser: Literal["Drain", "Spell", "IPLoM", "AEL", "Brain"]  # a logparser3 parser
+    max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
+    progress_every_lines: int  # parser progress bar step in lines; 0 hides it
+    streaming: StreamingConfig  # bounded-memory streaming path for full-size raw logs
 
 
 @dataclass(frozen=True)
@@ -319,8 +357,6 @@ class EvaluateConfig:
         if self.primary_threshold_rule == "target_val":
             raise ConfigError("evaluate.primary_threshold_rule: target_val reads target labels (oracle only)")
         for method, rule in self.primary_threshold_rule_by_method.items():
-            if method not in self.methods:
-                raise ConfigError(f"evaluate.primary_threshold_rule_by_method.{method}: not in evaluate.methods")
             if rule == "target_val" and method != "supervised_target":
                 raise ConfigError(
                     f"evaluate.primary_threshold_rule_by_method.{method}: target_val reads target labels (oracle only)"
@@ -465,6 +501,87 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**values)
 
 
+def log_format_fields(log_format: str) -> list[str]:
+    """The ``<Field>`` names of a loghub log format, in order."""
+    return re.findall(r"<([^<>]+)>", log_format)
+
+
+#: Header fields stored in lines.parquet under a lower-case name (stage parse); group_by may use either name.
+LOWER_CASE_FIELDS = {"Level": "level", "Component": "component"}
+
+#: Which ``files`` keys each dataset kind needs (sessions: one of the alternatives).
+DATASET_FILES = {
+    "raw": [("logs",)],
+    "events": [("events", "templates")],
+    "sessions": [("normal", "abnormal", "templates"), ("sessions",)],
+}
+
+
+def _check_regex(pattern: str, where: str, groups: int | None = None) -> None:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ConfigError(f"{where}: invalid regex {pattern!r} ({error})") from None
+    if groups is not None and compiled.groups != groups:
+        raise ConfigError(f"{where}: must have exactly {groups} group(s), has {compiled.groups}")
+
+
+def _check_systems_and_datasets(params: Params) -> None:
+    """Cross-key checks of systems.* and datasets.* (stages parse and sessionize)."""
+    parsers = get_args(typing.get_type_hints(ParseConfig)["parser"])
+    for name, system in params.systems.items():
+        where = f"systems.{name}"
+        fields = log_format_fields(system.log_format)
+        if "Content" not in fields:
+            raise ConfigError(f"{where}.log_format: has no <Content> field")
+        for field_name in fields:
+            if not field_name.isidentifier() or fields.count(field_name) > 1:
+                raise ConfigError(f"{where}.log_format: field <{field_name}> must be a unique identifier")
+        _check_regex(re.sub(r"<[^<>]+>", "(.*?)", system.log_format), f"{where}.log_format")
+        for field_name in system.timestamp.fields:
+            if field_name not in fields or field_name == "Content":
+                raise ConfigError(f"{where}.timestamp.fields: {field_name!r} is not a header field of the log format")
+        for index, pattern in enumerate(system.regex):
+            _check_regex(pattern, f"{where}.regex[{index}]")
+        for parser in system.parser_settings:
+            if parser not in parsers:
+                raise ConfigError(f"{where}.parser_settings.{parser}: unknown parser (expected one of {', '.join(parsers)})")
+    for name, dataset in params.datasets.items():
+        where = f"datasets.{name}"
+        alternatives = DATASET_FILES[dataset.kind]
+        if not any(all(key in dataset.files for key in keys) for keys in alternatives):
+            expected = " or ".join(", ".join(keys) for keys in alternatives)
+            raise ConfigError(f"{where}.files: kind {dataset.kind} needs {expected}")
+        logs = dataset.files.get("logs")
+        if dataset.kind == "raw" and (not isinstance(logs, list) or not logs):
+            raise ConfigError(f"{where}.files.logs: expected a non-empty list of log files")
+        fields = log_format_fields(params.systems[dataset.system].log_format)
+        if dataset.kind == "sessions":
+            for key in ("session", "label"):
+                if getattr(dataset, key) is not None:
+                    raise ConfigError(f"{where}.{key}: not allowed for kind sessions (the sessions carry their labels)")
+        session, label = dataset.session, dataset.label
+        if session is not None and session.rule == "key" and session.key_regex:
+            _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
+        if session is not None and session.group_by is not None:
+            if dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()]:
+                raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
+        if label is None:
+            continue
+        if label.rule in ("key_file", "key_list"):
+            if session is None or session.rule != "key":
+                raise ConfigError(f"{where}.label.rule: {label.rule} needs session rule key")
+            if "labels" not in dataset.files:
+                raise ConfigError(f"{where}.files.labels: missing key (required for label rule {label.rule})")
+        if label.rule == "source_file" and (dataset.kind != "raw" or not isinstance(logs, list) or len(logs) < 2):
+            raise ConfigError(f"{where}.label.rule: source_file needs kind raw with at least two log files")
+        if label.rule == "line_field":
+            if label.field is None or label.normal_value is None:
+                raise ConfigError(f"{where}.label: field and normal_value are required for rule line_field")
+            if dataset.kind == "raw" and (label.field not in fields or label.field == "Content"):
+                raise ConfigError(f"{where}.label.field: {label.field!r} is not a header field of the log format")
+
+
 def _check(params: Params) -> None:
     """Cross-key checks that types alone cannot express."""
     fractions = params.sessionize.split
@@ -491,6 +608,7 @@ def _check(params: Params) -> None:
                 raise ConfigError(f"{where}.session: size and step must be positive integers for rule window")
         if dataset.anomaly_share is not None and not 0 < dataset.anomaly_share < 1:
             raise ConfigError(f"{where}.anomaly_share: must lie in (0, 1), got {dataset.anomaly_share}")
+    _check_systems_and_datasets(params)
     for name, pair in params.pairs.items():
         for system in [*pair.sources, pair.target]:
             if system not in params.systems:

@@ -1,0 +1,130 @@
+"""Tests of the params loader's errors (src/zerolog/config.py): each names the file and the key, in one line."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zerolog.config import ConfigError, Params, load_params, parse_params
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+RAW = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+
+
+def changed(path: str, value: object) -> dict:
+    """A copy of params.yaml's mapping with the key at dotted ``path`` set to ``value`` (``DELETE`` removes it)."""
+    raw = copy.deepcopy(RAW)
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+DELETE = object()
+
+
+def test_the_project_params_load():
+    params = load_params(PARAMS_FILE)
+    assert isinstance(params, Params)
+    assert params.datasets["hdfs_logs"].session.key_regex == r"(blk_-?\d+)"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        # unknown keys, at several depths
+        ("sesion", 1, "sesion: unknown key"),
+        ("parse.parsr", "Drain", "parse.parsr: unknown key"),
+        ("datasets.hdfs_logs.sesion", {"rule": "key"}, "datasets.hdfs_logs.sesion: unknown key"),
+        ("datasets.bgl_logs.label.normal", "-", "datasets.bgl_logs.label.normal: unknown key"),
+        ("systems.hdfs.timestamp.zone", "UTC", "systems.hdfs.timestamp.zone: unknown key"),
+        # missing keys
+        ("parse.parser", DELETE, "parse.parser: missing key"),
+        ("systems.bgl.log_format", DELETE, "systems.bgl.log_format: missing key"),
+        ("datasets.hdfs_logs.kind", DELETE, "datasets.hdfs_logs.kind: missing key"),
+        ("sessionize.split.val", DELETE, "sessionize.split.val: missing key"),
+        # wrong types
+        ("parse.max_unmatched_share", "lots", "parse.max_unmatched_share: expected a number, got 'lots'"),
+        ("parse.progress_every_lines", 1.5, "parse.progress_every_lines: expected an integer, got 1.5"),
+        ("seed", True, "seed: expected an integer, got True"),
+        ("systems.hdfs.regex", "blk_", "systems.hdfs.regex: expected a list, got 'blk_'"),
+        ("datasets.bgl_logs.session.size", "20", "datasets.bgl_logs.session.size"),
+        ("datasets.hdfs_logs.files", ["HDFS_2k.log"], "datasets.hdfs_logs.files: expected a mapping"),
+        # bad literals
+        ("parse.parser", "Drain3", "parse.parser: 'Drain3' is not one of 'Drain', 'Spell', 'IPLoM', 'AEL', 'Brain'"),
+        ("datasets.hdfs_logs.kind", "logs", "datasets.hdfs_logs.kind: 'logs' is not one of"),
+        ("datasets.hdfs_logs.label.rule", "guess", "datasets.hdfs_logs.label.rule: 'guess' is not one of"),
+        ("datasets.hdfs_logs.split.method", "shuffle", "datasets.hdfs_logs.split.method: 'shuffle' is not one of"),
+        ("datasets.bgl_logs.session.unit", "minutes", "datasets.bgl_logs.session.unit: 'minutes' is not one of"),
+    ],
+)
+def test_key_errors_name_the_file_and_key(path, value, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(changed(path, value), "params.yaml")
+    text = str(caught.value)
+    assert text.startswith("params.yaml: ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("sessionize.split.train", 0.7, "sessionize.split: train + val + test must be non-negative and sum to 1"),
+        ("parse.max_unmatched_share", 1.5, "parse.max_unmatched_share: must lie in [0, 1]"),
+        ("systems.hdfs.dataset", "nonesuch", "systems.hdfs.dataset: unknown dataset 'nonesuch'"),
+        ("datasets.bgl_logs.system", "vax", "datasets.bgl_logs.system: unknown system 'vax'"),
+        ("systems.hdfs.log_format", "<Date> <Time> <Level>", "systems.hdfs.log_format: has no <Content> field"),
+        ("systems.hdfs.log_format", "<Date> <Date> <Content>", "systems.hdfs.log_format: field <Date> must be a unique"),
+        ("systems.hdfs.log_format", "<Date> ( <Content>", "systems.hdfs.log_format: invalid regex"),
+        ("systems.hdfs.timestamp.fields", ["Day"], "systems.hdfs.timestamp.fields: 'Day' is not a header field"),
+        ("systems.bgl.regex", ["core\\.\\d+", "(unclosed"], "systems.bgl.regex[1]: invalid regex"),
+        ("systems.hdfs.parser_settings.Drain3", {"depth": 4}, "systems.hdfs.parser_settings.Drain3: unknown parser"),
+        ("systems.bgl.parser_settings.Drain", DELETE, "systems.bgl.parser_settings.Drain: missing key"),
+        ("datasets.hdfs_logs.files", {"labels": "x.csv"}, "datasets.hdfs_logs.files: kind raw needs logs"),
+        ("datasets.hdfs_logs.files.logs", [], "datasets.hdfs_logs.files.logs: expected a non-empty list"),
+        ("datasets.bgl_100k.files", {"events": "e.csv"}, "datasets.bgl_100k.files: kind events needs events, templates"),
+        ("datasets.hdfs_deeplog.files", {"normal": "n"}, "kind sessions needs normal, abnormal, templates or sessions"),
+        ("datasets.hdfs_logs.session", DELETE, "datasets.hdfs_logs.session: missing key (required for kind raw)"),
+        ("datasets.bgl_100k.label", DELETE, "datasets.bgl_100k.label: missing key (required for kind events)"),
+        ("datasets.hdfs_deeplog.label", {"rule": "source_file"}, "datasets.hdfs_deeplog.label: not allowed for kind sessions"),
+        ("datasets.hdfs_logs.session.key_regex", "blk_-?\\d+", "datasets.hdfs_logs.session.key_regex: must have exactly 1 group"),
+        ("datasets.hdfs_logs.session.key_regex", "(blk_", "datasets.hdfs_logs.session.key_regex: invalid regex"),
+        ("datasets.hdfs_logs.session", {"rule": "key"}, "datasets.hdfs_logs.session.key_regex: missing key"),
+        ("datasets.bgl_logs.session", {"rule": "window", "size": 0, "step": 1}, "datasets.bgl_logs.session: size and step"),
+        ("datasets.bgl_logs.session.group_by", "Rack", "datasets.bgl_logs.session.group_by: 'Rack' is not a header field"),
+        ("datasets.bgl_logs.label", {"rule": "line_field", "field": "Tag", "normal_value": "-"}, "datasets.bgl_logs.label.field: 'Tag'"),
+        ("datasets.bgl_logs.label", {"rule": "line_field"}, "datasets.bgl_logs.label: field and normal_value are required"),
+        ("datasets.bgl_logs.label", {"rule": "key_file"}, "datasets.bgl_logs.label.rule: key_file needs session rule key"),
+        ("datasets.openstack_2k.label", {"rule": "source_file"}, "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two"),
+        ("datasets.hdfs_logs.files.labels", DELETE, "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)"),
+        ("datasets.hdfs_deeplog.anomaly_share", 1.5, "datasets.hdfs_deeplog.anomaly_share: must lie in (0, 1)"),
+    ],
+)
+def test_cross_key_checks_name_the_key(path, value, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(changed(path, value), "params.yaml")
+    text = str(caught.value)
+    assert text.startswith("params.yaml: ") and message in text and "\n" not in text
+
+
+def test_a_group_by_on_a_lower_cased_field_is_accepted():
+    raw = changed("datasets.bgl_logs.session.group_by", "Node")
+    assert parse_params(raw).datasets["bgl_logs"].session.group_by == "Node"
+    raw = changed("datasets.bgl_logs.session.group_by", "component")
+    assert parse_params(raw).datasets["bgl_logs"].session.group_by == "component"
+
+
+def test_missing_and_malformed_params_files(tmp_path):
+    with pytest.raises(ConfigError, match="nothing.yaml: params file not found"):
+        load_params(tmp_path / "nothing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: 1\nparse: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ invalid YAML"):
+        load_params(broken)

@@ -1,0 +1,391 @@
+"""Tests of stage parse (src/zerolog/data/parse.py) on slices of the bundled real logs and tiny generated files."""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
+
+from zerolog.config import ConfigError
+from zerolog.data.datasets import template_event_id
+from zerolog.data.parse import (
+    grouping_accuracy,
+    header_regex,
+    match_header,
+    parse_dataset,
+    parse_timestamps,
+    read_lines,
+    run_log_parser,
+)
+from zerolog.errors import DataError
+
+BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
+
+
+@pytest.fixture
+def params(tmp_path):
+    return project_params(tmp_path)
+
+
+def outputs_absent(params, name: str) -> bool:
+    """True when stage parse left nothing behind for ``name`` (no folder, no temporary sibling, no metrics)."""
+    parsed = Path(params.paths.parsed)
+    leftovers = list(parsed.glob(f".{name}.*")) if parsed.exists() else []
+    metrics = Path(params.paths.metrics) / "parse" / f"{name}.json"
+    return not (parsed / name).exists() and not leftovers and not metrics.exists()
+
+
+def read_parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    folder = Path(params.paths.parsed) / name
+    metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{name}.json").read_text())
+    return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+@pytest.mark.parametrize(
+    ("system", "log_file"),
+    [("hdfs", "HDFS/HDFS_2k.log"), ("bgl", "BGL/BGL_2k.log"), ("openstack", "OpenStack/OpenStack_2k.log")],
+)
+def test_header_regex_splits_like_logparser3(params, system, log_file):
+    """Our header regex gives, on every line of the real 2k samples, the fields logparser3's own regex gives."""
+    from logparser.Drain import LogParser
+
+    log_format = params.systems[system].log_format
+    regex, fields = header_regex(log_format)
+    reference_fields, reference_regex = LogParser(log_format).generate_logformat_regex(log_format)
+    assert fields == reference_fields
+    for _, text in read_lines(BUNDLED / log_file):
+        reference = reference_regex.search(text.strip())
+        assert match_header(regex, fields, text) == [reference.group(name) for name in fields]
+
+
+def test_match_header_rejects_a_line_of_another_format(params):
+    regex, fields = header_regex(params.systems["hdfs"].log_format)
+    assert match_header(regex, fields, "garbage without the header") is None
+    values = match_header(regex, fields, "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done  ")
+    assert dict(zip(fields, values)) == {
+        "Date": "081109", "Time": "203615", "Pid": "148", "Level": "INFO",
+        "Component": "dfs.DataNode$PacketResponder", "Content": "PacketResponder 1 done",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_lines_numbers_every_line_and_flags_non_utf8(tmp_path, compress):
+    content = b"first\r\nsecond \xff\xfe bad\n\nlast without newline"
+    path = tmp_path / ("log.gz" if compress else "log")
+    path.write_bytes(gzip.compress(content) if compress else content)
+    assert list(read_lines(path)) == [(1, "first"), (2, None), (3, ""), (4, "last without newline")]
+
+
+def test_read_lines_missing_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="nothing.log: log file not found"):
+        list(read_lines(tmp_path / "nothing.log"))
+
+
+def test_parse_timestamps_reads_utc_seconds_and_nulls_bad_values():
+    seconds = parse_timestamps(pd.Series(["081109 203615", "081109 20361x", None]), "%y%m%d %H%M%S")
+    assert seconds.iloc[0] == calendar.timegm((2008, 11, 9, 20, 36, 15))
+    assert seconds.iloc[1:].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("predicted", "true", "expected"),
+    [
+        (["a", "a", "b"], ["x", "x", "y"], 1.0),  # renamed ids, same grouping
+        (["a", "a", "a"], ["x", "x", "y"], 0.0),  # one predicted group merges two true ones
+        (["a", "b", "c", "c"], ["x", "x", "y", "y"], 0.5),  # a true group split: its lines are wrong
+        ([1, 2, 2, 3], [7, 8, 8, 8], 0.25),
+    ],
+)
+def test_grouping_accuracy(predicted, true, expected):
+    assert grouping_accuracy(predicted, true) == pytest.approx(expected)
+
+
+def test_grouping_accuracy_needs_equal_lengths():
+    with pytest.raises(ValueError, match="2 predictions for 3 lines"):
+        grouping_accuracy(["a", "b"], ["x", "y", "z"])
+
+
+# ----------------------------------------------------------------------------- stage on real data
+
+
+@pytest.mark.parametrize(
+    ("name", "truth", "minimum"),
+    [
+        ("hdfs_logs", "HDFS/HDFS_2k.log_structured.csv", 0.978),
+        ("bgl_logs", "BGL/BGL_2k.log_structured.csv", 0.943),
+        ("openstack_2k", "OpenStack/OpenStack_2k.log_structured.csv", 0.713),
+    ],
+)
+def test_grouping_accuracy_against_loghub_ground_truth(params, name, truth, minimum):
+    """Drain with params' settings groups the 2k samples at least as well as required (loghub's hand labels)."""
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    lines, templates, metrics = read_parsed(params, name)
+    expected = pd.read_csv(BUNDLED / truth)
+    assert len(lines) == len(expected) == metrics["lines"] == metrics["parsed"] == 2000
+    assert lines["line_number"].tolist() == expected["LineId"].tolist()
+    assert lines["content"].tolist() == expected["Content"].tolist()
+    accuracy = grouping_accuracy(lines["event_id"], expected["EventId"])
+    assert accuracy >= minimum, f"{name}: grouping accuracy {accuracy:.4f} < {minimum}"
+    assert metrics["templates"] == len(templates) == lines["event_id"].nunique()
+    assert templates["count"].sum() == 2000
+    assert metrics["parser"] == "Drain" and metrics["lines_per_second"] > 0
+
+
+def test_bgl_line_labels_and_timestamps_come_from_the_header(params):
+    build_raw_folder(params, "bgl_logs")
+    parse_dataset(params, "bgl_logs")
+    lines, _, metrics = read_parsed(params, "bgl_logs")
+    expected = pd.read_csv(BUNDLED / "BGL" / "BGL_2k.log_structured.csv", keep_default_na=False)
+    assert lines["label"].tolist() == (expected["Label"] != "-").astype(int).tolist()
+    assert metrics["anomalous_lines"] == int((expected["Label"] != "-").sum()) == 143
+    assert lines["Node"].tolist() == expected["Node"].tolist()
+    assert lines["level"].tolist() == expected["Level"].tolist()
+    # The Time field is the machine's local time read as UTC; BGL's own epoch column (Timestamp) is true UTC, so
+    # the two differ by the US Pacific offset (7 h in summer, 8 h in winter) up to the truncated fraction.
+    offset_hours = (expected["Timestamp"].to_numpy() - np.floor(lines["timestamp"].to_numpy())) / 3600
+    assert set(np.round(offset_hours, 6)) == {7.0, 8.0}
+    assert metrics["timestamps_unparseable"] == 0
+
+
+def test_skipped_lines_keep_their_numbers_and_status(params):
+    """A garbage line and a non-UTF-8 line inside a slice of HDFS_2k keep their rows; nothing is renumbered."""
+    original = HDFS_LINES[:100]
+    garbage, non_utf8 = b"this line has no HDFS header\n", b"081109 203615 148 INFO dfs.X: caf\xe9 \xff\n"
+    content = b"".join(original[:40] + [garbage] + original[40:70] + [non_utf8] + original[70:])
+    write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": content})
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_parsed(params, "hdfs_logs")
+
+    assert lines["line_number"].tolist() == list(range(1, 103))
+    status = dict(zip(lines["line_number"], lines["status"]))
+    assert status[41] == "unmatched" and status[72] == "non_utf8"
+    assert sum(value == "parsed" for value in status.values()) == 100
+    bad = lines[lines["line_number"].isin([41, 72])]
+    assert bad["event_id"].isna().all() and bad["template"].isna().all() and bad["content"].isna().all()
+    parsed = lines[lines["status"] == "parsed"]
+    expected_content = [line.decode().strip().split(": ", 1)[1] for line in original]
+    assert parsed["content"].tolist() == expected_content
+    assert parsed["event_id"].notna().all()
+    assert (metrics["lines"], metrics["parsed"], metrics["unmatched"], metrics["non_utf8"]) == (102, 100, 1, 1)
+
+
+def test_unparseable_timestamps_are_null_and_counted(params):
+    content = b"".join(HDFS_LINES[:20]).replace(b"081109 203615", b"08x109 203615", 1)
+    write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": content})
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_parsed(params, "hdfs_logs")
+    assert metrics["timestamps_unparseable"] == 1
+    assert np.isnan(lines["timestamp"].iloc[0]) and lines["timestamp"].iloc[1:].notna().all()
+
+
+def test_multi_file_dataset_shares_one_template_set(params):
+    """openstack_instances: both files are parsed together; the same message gets the same event in each."""
+    logs = {}
+    for source in params.datasets["openstack_instances"].files["logs"]:
+        with gzip.open(Path(params.paths.bundled) / source, "rb") as handle:
+            logs[Path(source).stem] = b"".join(handle.readlines()[:150])
+    write_raw_logs(params, "openstack_instances", logs)
+    parse_dataset(params, "openstack_instances")
+    lines, templates, metrics = read_parsed(params, "openstack_instances")
+    assert lines.groupby("file_index")["line_number"].apply(list).tolist() == [list(range(1, 151))] * 2
+    assert [entry["lines"] for entry in metrics["files"]] == [150, 150]
+    by_file = lines.groupby("file_index")["template"].apply(set)
+    assert by_file[0] & by_file[1], "the two runs log the same lifecycle events"
+    assert templates["template"].is_unique and templates["event_id"].is_unique
+    creating = lines[lines["content"].str.endswith("] Creating image")]
+    assert creating["file_index"].nunique() == 2 and creating["event_id"].nunique() == 1
+
+
+@pytest.mark.parametrize("parser", ["Drain", "Spell", "IPLoM", "AEL", "Brain"])
+def test_every_configured_parser_runs_through_the_driver(params, parser, capsys):
+    """Each logparser3 parser gets only the accounted-for lines and returns a template for every one, silently."""
+    write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": b"".join(HDFS_LINES[:300])})
+    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, parser=parser))
+    parse_dataset(params, "hdfs_logs")
+    lines, templates, metrics = read_parsed(params, "hdfs_logs")
+    assert metrics["parser"] == parser and len(lines) == 300 and lines["template"].notna().all()
+    assert 1 < len(templates) < 300
+    output = capsys.readouterr().out.strip().splitlines()
+    assert len(output) == 1 and output[0].startswith("hdfs_logs: 300 lines")
+
+
+def test_masking_regexes_reach_the_parser():
+    contents = ["open file blk_1 now", "open file blk_22 now", "close file blk_3 now"]
+    masked = run_log_parser(contents, "Drain", {"depth": 4, "st": 0.5}, [r"blk_\d+"], "test", 0)
+    assert masked[0] == masked[1] == "open file <*> now"
+    unmasked = run_log_parser(contents, "Drain", {"depth": 4, "st": 0.9}, [], "test", 0)
+    assert unmasked[0] != unmasked[1]
+
+
+def test_events_dataset_maps_event_ids_to_templates(params):
+    folder = build_raw_folder(params, "bgl_100k")
+    lines_path = folder / "BGL_100k_events.csv.gz"
+    with gzip.open(lines_path, "rt", encoding="utf-8") as handle:
+        head = [next(handle) for _ in range(501)]  # header + 500 lines
+    with gzip.open(lines_path, "wt", encoding="utf-8") as handle:
+        handle.writelines(head)
+    parse_dataset(params, "bgl_100k")
+    lines, templates, metrics = read_parsed(params, "bgl_100k")
+    table = pd.read_csv(BUNDLED / "BGL" / "BGL_100k_templates.csv").set_index("EventId")["EventTemplate"]
+    rows = pd.read_csv(lines_path, dtype=str, keep_default_na=False)
+    assert lines["line_number"].tolist() == list(range(1, 501))
+    assert lines["event_id"].tolist() == rows["event_id"].tolist()
+    assert lines["template"].tolist() == rows["event_id"].map(table).tolist()
+    assert lines["label"].tolist() == (rows["label"] != "-").astype(int).tolist()
+    assert lines["content"].isna().all() and (lines["status"] == "parsed").all()
+    assert lines["timestamp"].iloc[0] == pytest.approx(calendar.timegm((2005, 6, 3, 15, 42, 50)) + 0.363779)
+    assert metrics["parser"] == "preparsed" and metrics["templates"] == len(templates) == rows["event_id"].nunique()
+
+
+def test_deeplog_sessions_become_one_row_per_event(params):
+    folder = Path(params.paths.raw) / "hdfs_deeplog"
+    folder.mkdir(parents=True)
+    (folder / "normal").write_text("5 5 22 11 9 \n5 22 \n")
+    (folder / "abnormal").write_text("5 22 7 \n")
+    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
+    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    parse_dataset(params, "hdfs_deeplog")
+    lines, _, _ = read_parsed(params, "hdfs_deeplog")
+    assert lines["session_key"].tolist() == ["normal:1"] * 5 + ["normal:2"] * 2 + ["abnormal:1"] * 3
+    assert lines["line_number"].tolist() == [1] * 5 + [2] * 2 + [1] * 3
+    assert lines["file_index"].tolist() == [0] * 7 + [1] * 3
+    assert lines["label"].tolist() == [0] * 7 + [1] * 3
+    assert lines["event_id"].tolist()[:3] == ["E5", "E5", "E22"]
+    assert lines["template"].iloc[0] == "<*>Receiving block<*>src:<*>dest:<*>"
+
+
+def test_jsonl_sessions_keep_block_ids_and_labels(params):
+    folder = Path(params.paths.raw) / "hdfs_100k"
+    folder.mkdir(parents=True)
+    records = [
+        {"block_id": "blk_1", "label": 0, "templates": ["a <*>", "b"]},
+        {"block_id": "blk_-2", "label": 1, "templates": ["b"]},
+    ]
+    with gzip.open(folder / "sessions.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    write_manifest(folder, "hdfs_100k", "sessions", {"sessions": "sessions.jsonl.gz"})
+    parse_dataset(params, "hdfs_100k")
+    lines, templates, _ = read_parsed(params, "hdfs_100k")
+    assert lines["session_key"].tolist() == ["blk_1", "blk_1", "blk_-2"]
+    assert lines["label"].tolist() == [0, 0, 1] and lines["line_number"].tolist() == [1, 1, 2]
+    assert lines["event_id"].tolist() == [template_event_id(t) for t in ["a <*>", "b", "b"]]
+    assert dict(zip(templates["template"], templates["count"])) == {"b": 2, "a <*>": 1}
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _missing_log(params):
+    folder = write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(HDFS_LINES[:10])})
+    (folder / "HDFS_2k.log").unlink()
+    return "HDFS_2k.log: log file not found"
+
+
+def _empty_log(params):
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b""})
+    return "HDFS_2k.log: empty log file"
+
+
+def _format_matches_nothing(params):
+    # HDFS's format is lenient (any 5 tokens, then ": "), so use lines with no colon at all.
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(b"free text line %d\n" % i for i in range(30))})
+    return "HDFS_2k.log: log format of systems.hdfs.log_format matches none of 30 lines"
+
+
+def _too_many_unmatched(params):
+    lines = list(HDFS_LINES[:100])
+    for position in (11, 50, 60, 70, 80, 90):  # 6% > parse.max_unmatched_share 5%
+        lines[position] = b"no header here\n"
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
+    return "HDFS_2k.log: 6 of 100 lines (6.0%) do not match systems.hdfs.log_format"
+
+
+def _unknown_event_id(params):
+    folder = build_raw_folder(params, "bgl_100k")
+    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(b"label,time,event_id\n-,2005-06-03-15.42.50.363779,E189\n-,2005-06-03-15.42.50.527847,E9999\n"))
+    return "BGL_100k_events.csv.gz: line 3: unknown event id 'E9999'"
+
+
+def _unknown_deeplog_id(params):
+    folder = Path(params.paths.raw) / "hdfs_deeplog"
+    folder.mkdir(parents=True)
+    (folder / "normal").write_text("5 22 \n5 99 \n")
+    (folder / "abnormal").write_text("5 \n")
+    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
+    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    return "normal: line 2: unknown event id '99'"
+
+
+def _missing_manifest(params):
+    return "hdfs_logs/manifest.json: manifest not found"
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (_missing_log, "hdfs_logs"),
+        (_empty_log, "hdfs_logs"),
+        (_format_matches_nothing, "hdfs_logs"),
+        (_too_many_unmatched, "hdfs_logs"),
+        (_unknown_event_id, "bgl_100k"),
+        (_unknown_deeplog_id, "hdfs_deeplog"),
+        (_missing_manifest, "hdfs_logs"),
+    ],
+)
+def test_bad_input_is_a_one_line_data_error_and_writes_nothing(params, make, name):
+    message = make(params)
+    with pytest.raises(DataError) as caught:
+        parse_dataset(params, name)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert outputs_absent(params, name)
+
+
+def test_unmatched_share_error_names_the_first_bad_line(params):
+    _too_many_unmatched(params)
+    with pytest.raises(DataError, match=r"first at line 12$"):
+        parse_dataset(params, "hdfs_logs")
+
+
+def test_unmatched_lines_below_the_limit_are_kept(params):
+    lines = list(HDFS_LINES[:100])
+    lines[5] = b"no header here\n"
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
+    parse_dataset(params, "hdfs_logs")
+    assert read_parsed(params, "hdfs_logs")[2]["unmatched"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: dataclasses.replace(p, parse=dataclasses.replace(p.parse, parser="Nonesuch")), "parse.parser: unknown parser 'Nonesuch'"),
+        (
+            lambda p: dataclasses.replace(
+                p,
+                systems={
+                    **p.systems,
+                    "hdfs": dataclasses.replace(p.systems["hdfs"], parser_settings={"Drain": {"depth": 4, "sim": 0.5}}),
+                },
+            ),
+            "systems.hdfs.parser_settings.Drain.sim: unknown setting for Drain",
+        ),
+        (lambda p: p, "datasets.nonesuch: unknown dataset"),
+    ],
+)
+def test_bad_configuration_is_a_config_error_and_writes_nothing(params, change, message):
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(HDFS_LINES[:10])})
+    name = "nonesuch" if "nonesuch" in message else "hdfs_logs"
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_dataset(change(params), name)
+    assert outputs_absent(params, name)
