@@ -1,0 +1,325 @@
+"""Stage tensors: one system's sessions as padded template-index sequences, labels, splits and count vectors.
+
+Output ``paths.tensors/<system>/`` (docs/architecture.md), plain ``.npy`` files readable lazily with
+``numpy.load(..., mmap_mode="r")``:
+
+- ``index.npy`` (sessions, max_len) int32: row of ``vectors.npy`` per event; 0 is padding.
+- ``lengths.npy`` (sessions,) int32: true length after truncation, >= 1.
+- ``labels.npy`` (sessions,) int8: 1 anomalous, 0 normal, -1 unlabeled.
+- ``split.npy`` (sessions,) int8: 0 train, 1 val, 2 test.
+- ``vectors.npy`` (templates + 1, dim) float32: this system's template vectors, row 0 all zeros (padding).
+- ``counts.npy`` (sessions, templates + 1) float32: event counts of the (truncated) sequence; column 0 stays 0.
+- ``meta.json``, ``session_ids.json``.
+
+Truncation keeps the FIRST ``tensors.max_len`` events of a longer session, as MetaLog cuts its sequences at a fixed
+length from the start (method.md §2). Why the head: a session's beginning is always there (sessions cut at a
+data boundary lose their end, not their start), and it keeps the sequence aligned with ``start_time``. The cost:
+an anomaly whose only sign comes after event max_len is invisible, so truncated sessions are counted and reported.
+``counts.npy`` counts the same truncated events, so every method (sequence model or count baseline) sees the same
+input.
+
+The per-system vocabulary is this system's distinct templates in sorted order; row ``i`` of ``vectors.npy`` is the
+semantic vector (stage embed) of template ``meta.json["templates_list"][i - 1]``. Because the vectors live in one
+semantic space for all systems, a model trained on one system's rows reads another system's rows unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from zerolog.config import ConfigError, Params
+from zerolog.errors import DataError
+from zerolog.features.embed import VECTORS_FILE, read_template_vectors
+from zerolog.io import atomic_directory, read_json, write_json
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+UNLABELED = -1
+PADDING = 0
+ARRAY_FILES = ("index", "lengths", "labels", "split", "vectors", "counts")
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class _Sessions:
+    """The columns of a sessions.parquet that the tensors need, checked."""
+
+    session_ids: list[str]
+    templates: pa.ListArray  # one list of template texts per session
+    labels: np.ndarray  # (sessions,) int8, -1 unlabeled
+    split: np.ndarray  # (sessions,) int8 codes
+    label_rule: str | None
+
+
+def _read_sessions(path: Path) -> _Sessions:
+    """Read and check ``sessions.parquet``: required columns, no null ids/templates, no empty session, known splits."""
+    if not path.is_file():
+        raise DataError(f"{path}: sessions not found (run the sessionize stage first)")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{path}: unreadable parquet: {error}") from None
+    for column in ("session_id", "templates", "label", "split"):
+        if column not in table.column_names:
+            raise DataError(f"{path}: missing column {column!r}")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no sessions")
+    metadata = table.schema.metadata or {}
+    label_rule = metadata.get(b"label_rule")
+
+    session_ids = table.column("session_id").to_pylist()
+    if None in session_ids:
+        raise DataError(f"{path}: column 'session_id': null at row {session_ids.index(None)}")
+    if len(set(session_ids)) != len(session_ids):
+        raise DataError(f"{path}: column 'session_id' has duplicate values")
+
+    templates = table.column("templates").combine_chunks()  # ListArray, one list per session
+    if templates.null_count:
+        row = templates.is_null().to_numpy(zero_copy_only=False).argmax()
+        raise DataError(f"{path}: column 'templates': null list in session {session_ids[row]!r}")
+    lengths = pc.list_value_length(templates).to_numpy(zero_copy_only=False)
+    if lengths.min() == 0:
+        raise DataError(f"{path}: column 'templates': session {session_ids[int(lengths.argmin())]!r} has no events")
+    if templates.flatten().null_count:
+        raise DataError(f"{path}: column 'templates': {templates.flatten().null_count} events have a null template")
+
+    label_column = table.column("label").to_pandas()  # nullable Int8 -> float with NaN or Int8
+    labels = np.full(len(session_ids), UNLABELED, dtype=np.int8)
+    known = label_column.notna().to_numpy()
+    values = label_column[known].astype("int64").to_numpy()
+    if len(values) and not np.isin(values, (0, 1)).all():
+        bad = values[~np.isin(values, (0, 1))][0]
+        raise DataError(f"{path}: column 'label': value {bad} is not 0, 1 or null")
+    labels[known] = values
+
+    split_names = table.column("split").to_pylist()
+    unknown = sorted({name for name in split_names if name not in SPLIT_CODES}, key=str)
+    if unknown:
+        raise DataError(f"{path}: column 'split': unknown value {unknown[0]!r} (expected train, val or test)")
+    split = np.array([SPLIT_CODES[name] for name in split_names], dtype=np.int8)
+    return _Sessions(session_ids, templates, labels, split, label_rule.decode() if label_rule else None)
+
+
+def _split_summary(labels: np.ndarray, split: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per split: sessions, anomalies, normal, unlabeled."""
+    summary = {}
+    for name, code in SPLIT_CODES.items():
+        chosen = labels[split == code]
+        summary[name] = {
+            "sessions": int(len(chosen)),
+            "anomalies": int((chosen == 1).sum()),
+            "normal": int((chosen == 0).sum()),
+            "unlabeled": int((chosen == UNLABELED).sum()),
+        }
+    return summary
+
+
+def build_tensors(params: Params, system: str) -> None:
+    """Stage tensors: write ``paths.tensors/<system>/`` and ``paths.metrics/tensors/<system>.json``.
+
+    Reads ``paths.sessions/<dataset>/sessions.parquet`` of ``systems.<system>.dataset`` and the shared
+    ``paths.features/template_vectors.parquet``. A template of the sessions without a vector is a DataError
+    naming the template and the vectors file (rerun the embed stage). Written atomically: a failure leaves the
+    previous directory untouched.
+    """
+    if system not in params.systems:
+        known = ", ".join(params.systems)
+        raise ConfigError(f"{params.source_file}: systems.{system}: unknown system (known: {known})")
+    dataset = params.systems[system].dataset
+    max_len = params.tensors.max_len
+    sessions_path = Path(params.paths.sessions) / dataset / "sessions.parquet"
+    vectors_path = Path(params.paths.features) / VECTORS_FILE
+
+    sessions = _read_sessions(sessions_path)
+    stored = read_template_vectors(vectors_path)
+
+    # Per-system vocabulary: sorted distinct templates; index 0 is padding, template i has index i + 1.
+    events = sessions.templates.flatten()  # (total events,) string
+    vocabulary = pc.unique(events).sort()
+    stored_rows = pc.index_in(vocabulary, value_set=pa.array(stored.templates, type=pa.string()))
+    if stored_rows.null_count:
+        missing = [text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist()) if row is None]
+        raise DataError(
+            f"{vectors_path}: no vector for template {missing[0]!r} of {sessions_path}"
+            f" ({len(missing)} templates missing; rerun the embed stage)"
+        )
+    vocabulary_list = vocabulary.to_pylist()
+    template_count = len(vocabulary_list)
+    vectors = np.zeros((template_count + 1, stored.dim), dtype=np.float32)  # (templates + 1, dim), row 0 padding
+    vectors[1:] = stored.vectors[stored_rows.to_numpy(zero_copy_only=False).astype(np.int64)]
+
+    # Event positions: session row and position within the session of every event, truncated to max_len.
+    event_ids = pc.index_in(events, value_set=vocabulary).to_numpy(zero_copy_only=False).astype(np.int32) + 1
+    full_lengths = pc.list_value_length(sessions.templates).to_numpy(zero_copy_only=False).astype(np.int64)
+    session_count = len(sessions.session_ids)
+    event_rows = np.repeat(np.arange(session_count, dtype=np.int64), full_lengths)  # (total events,)
+    starts = np.concatenate(([0], np.cumsum(full_lengths)[:-1]))  # (sessions,) first event of each session
+    positions = np.arange(len(event_ids), dtype=np.int64) - np.repeat(starts, full_lengths)  # (total events,)
+    kept = positions < max_len  # the first max_len events of each session
+    lengths = np.minimum(full_lengths, max_len).astype(np.int32)  # (sessions,)
+    truncated = int((full_lengths > max_len).sum())
+    splits = _split_summary(sessions.labels, sessions.split)
+
+    meta = {
+        "format_version": 1,
+        "system": system,
+        "dataset": dataset,
+        "sessions": session_count,
+        "max_len": max_len,
+        "truncation": "first max_len events kept",
+        "truncated": truncated,
+        "longest_session": int(full_lengths.max()),
+        "label_rule": sessions.label_rule,
+        "splits": splits,
+        "split_codes": SPLIT_CODES,
+        "templates": template_count,
+        "templates_list": vocabulary_list,
+        "dim": stored.dim,
+        "vectors_method": stored.metadata.get("method"),
+        "vectors_model": stored.metadata.get("model"),
+    }
+
+    output = Path(params.paths.tensors) / system
+    with atomic_directory(output) as directory:
+        index = np.lib.format.open_memmap(
+            directory / "index.npy", mode="w+", dtype=np.int32, shape=(session_count, max_len)
+        )
+        index[:] = PADDING
+        index[event_rows[kept], positions[kept]] = event_ids[kept]  # (sessions, max_len)
+        index.flush()
+        del index
+        counts = np.lib.format.open_memmap(
+            directory / "counts.npy", mode="w+", dtype=np.float32, shape=(session_count, template_count + 1)
+        )
+        counts[:] = 0
+        np.add.at(counts, (event_rows[kept], event_ids[kept]), 1)  # (sessions, templates + 1)
+        counts.flush()
+        del counts
+        np.save(directory / "lengths.npy", lengths)
+        np.save(directory / "labels.npy", sessions.labels)
+        np.save(directory / "split.npy", sessions.split)
+        np.save(directory / "vectors.npy", vectors)
+        (directory / "session_ids.json").write_text(json.dumps(sessions.session_ids), encoding="utf-8")
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    write_json(
+        Path(params.paths.metrics) / "tensors" / f"{system}.json",
+        {
+            "sessions": session_count,
+            "splits": splits,
+            "truncated": truncated,
+            "max_len": max_len,
+            "longest_session": meta["longest_session"],
+            "templates": template_count,
+            "dim": stored.dim,
+            "missing_vectors": 0,  # a missing vector stops the stage with a DataError
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, eq=False)
+class SystemTensors:
+    """One system's tensors, memory-mapped read-only (nothing is read until indexed). Shapes in the module doc."""
+
+    directory: Path
+    index: np.ndarray  # (sessions, max_len) int32, 0 padding
+    lengths: np.ndarray  # (sessions,) int32
+    labels: np.ndarray  # (sessions,) int8, -1 unlabeled
+    split: np.ndarray  # (sessions,) int8: 0 train, 1 val, 2 test
+    vectors: np.ndarray  # (templates + 1, dim) float32, row 0 zeros
+    counts: np.ndarray  # (sessions, templates + 1) float32
+    meta: dict = field(repr=False)
+
+    @property
+    def sessions(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.index.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row numbers (int64) of the sessions in ``split`` (train, val or test), in file order."""
+        if split not in SPLIT_CODES:
+            raise ValueError(f"unknown split {split!r} (expected train, val or test)")
+        return np.flatnonzero(np.asarray(self.split) == SPLIT_CODES[split])
+
+    def vector_table(self) -> torch.Tensor:
+        """``vectors`` as a writable float32 torch tensor (templates + 1, dim), for ``vector_table[index]`` lookups."""
+        return torch.from_numpy(np.array(self.vectors, dtype=np.float32))
+
+    def session_ids(self) -> list[str]:
+        """Session ids in row order (read on demand: large for full-size datasets)."""
+        return read_json(self.directory / "session_ids.json")
+
+
+def load_tensors(directory: str | Path) -> SystemTensors:
+    """Open ``paths.tensors/<system>/`` lazily (``mmap_mode="r"``) and check that the shapes agree."""
+    directory = Path(directory)
+    missing = [f"{name}.npy" for name in ARRAY_FILES if not (directory / f"{name}.npy").is_file()]
+    missing += [name for name in ("meta.json", "session_ids.json") if not (directory / name).is_file()]
+    if missing:
+        raise DataError(f"{directory}: missing {', '.join(missing)} (run the tensors stage)")
+    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAY_FILES}
+    try:
+        meta = read_json(directory / "meta.json")
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    sessions, max_len = arrays["index"].shape
+    templates_plus_one = arrays["vectors"].shape[0]
+    expected = {
+        "lengths": (sessions,),
+        "labels": (sessions,),
+        "split": (sessions,),
+        "counts": (sessions, templates_plus_one),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise DataError(f"{directory / (name + '.npy')}: shape {arrays[name].shape}, expected {shape}")
+    if meta.get("sessions") != sessions or meta.get("max_len") != max_len:
+        shape = (sessions, max_len)
+        raise DataError(f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape {shape}")
+    return SystemTensors(directory=directory, meta=meta, **arrays)
+
+
+class SessionDataset(Dataset):
+    """Torch dataset over chosen rows of a system's tensors.
+
+    Item ``i`` is ``(index, length, label)`` for session ``rows[i]``:
+    ``index`` (max_len,) int64 rows of ``tensors.vectors`` (0 padding), ``length`` () int64, ``label`` () int64
+    (1 / 0 / -1 unlabeled). The default collate gives (batch, max_len), (batch,), (batch,). The model looks up
+    ``vectors[index]`` itself -> (batch, max_len, dim), so the vectors table stays one shared tensor.
+    """
+
+    def __init__(self, tensors: SystemTensors, rows: np.ndarray | list[int]) -> None:
+        self.tensors = tensors
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= tensors.sessions):
+            raise IndexError(f"rows out of range 0..{tensors.sessions - 1} for {tensors.directory}")
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        row = self.rows[item]
+        index = torch.from_numpy(np.array(self.tensors.index[row], dtype=np.int64))  # (max_len,)
+        length = torch.tensor(int(self.tensors.lengths[row]), dtype=torch.int64)  # ()
+        label = torch.tensor(int(self.tensors.labels[row]), dtype=torch.int64)  # ()
+        return index, length, label

