@@ -1,1 +1,15 @@
-"""zerolog.model."""
+"""zerolog.model: the ZeroLog network (encoder, heads, gradient reversal). No files, no MLflow here."""
+
+from zerolog.model.encoder import SessionEncoder, lookup_vectors
+from zerolog.model.grl import GradientReversal, reverse_gradient
+from zerolog.model.heads import AnomalyClassifier, DomainDiscriminator, ZeroLogModel
+
+__all__ = [
+    "AnomalyClassifier",
+    "DomainDiscriminator",
+    "GradientReversal",
+    "SessionEncoder",
+    "ZeroLogModel",
+    "lookup_vectors",
+    "reverse_gradient",
+]

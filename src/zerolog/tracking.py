@@ -1,0 +1,314 @@
+"""MLflow tracking: the ONLY module of zerolog that imports mlflow.
+
+Where runs go: ``mlflow.tracking_uri`` from params, else the environment's ``MLFLOW_TRACKING_URI``, else
+``sqlite:///<repository root>/mlflow.db`` with artifacts in ``<repository root>/mlartifacts``. The root is absolute and
+is the ORIGINAL repository even inside a ``dvc exp run --temp``/``--queue`` copy (DVC sets ``DVC_ROOT`` to it; a path
+under ``.dvc/tmp/exps/`` is recognised as well), so every experiment logs into one store.
+
+One experiment (``mlflow.experiment``); the train stage opens one run per pair and method. Each run carries:
+- tags: ``pair``, ``sources``, ``target``, ``method``, ``git_commit`` (``git rev-parse HEAD`` or ``unknown``),
+  ``git_dirty``, ``dvc_experiment`` (env ``DVC_EXP_NAME`` or ``workspace``), ``inputs_md5`` (md5 of the stage's
+  input files), and MLflow's own ``mlflow.source.git.commit``;
+- params: all of params.yaml as loaded (the validated ``Params``), flattened to dotted keys;
+- metrics: per epoch with ``step = epoch``, then the final ones; later stages add theirs with :func:`log_to_run`;
+- artifacts: the model (``mlflow.pytorch.log_model``, input example, explicit pip requirements) and plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from zerolog.config import MlflowConfig, Params, as_dict
+
+DATABASE_FILE = "mlflow.db"
+ARTIFACTS_FOLDER = "mlartifacts"
+_BATCH_PARAMS = 100  # MLflow's log_batch limit for params per request
+_BATCH_METRICS = 1000  # and for metrics
+_KEY_CHARACTERS = re.compile(r"[^\w\-. /]")  # characters MLflow does not allow in a param or metric key
+
+
+# ----------------------------------------------------------------------------- where and what
+
+
+def repository_root(start: str | Path | None = None) -> Path:
+    """The original repository's root, absolute (see module docstring)."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    start = Path(start or Path.cwd()).resolve()
+    parts = start.parts
+    for position in range(len(parts) - 2):
+        if parts[position : position + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:position])
+    for candidate in (start, *start.parents):
+        if (candidate / "dvc.yaml").is_file() or (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def resolve_tracking_uri(config: MlflowConfig) -> str:
+    """params ``mlflow.tracking_uri``, else env ``MLFLOW_TRACKING_URI``, else the repository's sqlite store."""
+    if config.tracking_uri:
+        return config.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{repository_root() / DATABASE_FILE}"
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """For a sqlite store: ``mlartifacts/`` beside the database (absolute). Other stores choose their own."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (database.parent / ARTIFACTS_FOLDER).resolve().as_uri()
+    return None
+
+
+def git_commit(root: str | Path | None = None) -> tuple[str, bool]:
+    """(HEAD commit or ``unknown``, whether tracked files differ from it)."""
+    directory = Path(root or repository_root())
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return commit or "unknown", bool(status.strip())
+
+
+def inputs_md5(files: Iterable[str | Path]) -> str:
+    """md5 over the given files (sorted by path; each path's name and bytes), identifying a stage's exact inputs."""
+    digest = hashlib.md5()
+    for path in sorted(Path(file) for file in files):
+        digest.update(str(path).encode("utf-8") + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _key(name: str) -> str:
+    return _KEY_CHARACTERS.sub("_", name)
+
+
+def flatten_params(params: Params) -> dict[str, str]:
+    """All of params.yaml as loaded, as ``dotted.key -> value`` strings (lists and nulls as JSON)."""
+    flat: dict[str, str] = {}
+
+    def visit(value: Any, prefix: str) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, item in value.items():
+                visit(item, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(value, str):
+            flat[_key(prefix)] = value
+        else:
+            flat[_key(prefix)] = json.dumps(value)
+
+    visit(as_dict(params), "")
+    return flat
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model: torch (what it runs on) plus what zerolog.model imports."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in ("torch", "numpy", "pyyaml")]
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics MLflow can store: numeric and finite (NaN marks 'not defined', e.g. loss/meta of a plain method)."""
+    result = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            continue
+        if math.isfinite(float(value)):
+            result[_key(name)] = float(value)
+    return result
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+class Tracker:
+    """One MLflow store and experiment (from ``MlflowConfig``); runs are addressed by id."""
+
+    def __init__(self, config: MlflowConfig) -> None:
+        self.tracking_uri = resolve_tracking_uri(config)
+        self.experiment_name = config.experiment
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._experiment_id: str | None = None
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first use (a concurrent creator is tolerated)."""
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is None:
+                try:
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment_name, artifact_location=_artifact_location(self.tracking_uri)
+                    )
+                except MlflowException:
+                    experiment = self.client.get_experiment_by_name(self.experiment_name)
+                    if experiment is None:
+                        raise
+                    self._experiment_id = experiment.experiment_id
+            else:
+                self._experiment_id = experiment.experiment_id
+        return self._experiment_id
+
+    def start_run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str]) -> str:
+        """Create a run with ``tags`` (plus git and DVC tags) and ``params``; returns its id."""
+        commit, dirty = git_commit()
+        all_tags = {
+            "git_commit": commit,
+            "git_dirty": str(dirty).lower(),
+            "dvc_experiment": os.environ.get("DVC_EXP_NAME") or "workspace",
+            **tags,
+        }
+        if commit != "unknown":
+            all_tags["mlflow.source.git.commit"] = commit
+        run = self.client.create_run(self.experiment_id(), run_name=run_name, tags=all_tags)
+        run_id = run.info.run_id
+        items = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(items), _BATCH_PARAMS):
+            self.client.log_batch(run_id, params=items[start : start + _BATCH_PARAMS])
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log the finite numeric entries of ``metrics`` (at ``step``, e.g. the epoch)."""
+        timestamp = int(time.time() * 1000)
+        items = [Metric(name, value, timestamp, step or 0) for name, value in _finite(metrics).items()]
+        for start in range(0, len(items), _BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=items[start : start + _BATCH_METRICS])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_artifacts(self, run_id: str, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_model(self, run_id: str, model: torch.nn.Module, input_example: np.ndarray) -> None:
+        """``mlflow.pytorch.log_model`` into run ``run_id`` as ``model``, with the zerolog package as code.
+
+        The model takes zero-padded template vectors (batch, seq_len, dim) and returns 2 logits (normal, anomalous).
+        """
+        package = Path(__file__).resolve().parent  # zerolog/: the pickled ZeroLogModel class lives here
+        mlflow.set_tracking_uri(self.tracking_uri)
+        model = model.to("cpu").eval()
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=np.asarray(input_example, dtype=np.float32),
+                pip_requirements=pip_requirements(),
+                code_paths=[str(package)],
+                # pt2 (torch.export, MLflow's default) cannot trace the packed-sequence GRU; pickle + code_paths can.
+                serialization_format="pickle",
+            )
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+
+def log_to_run(
+    config: MlflowConfig,
+    run_id: str,
+    metrics: Mapping[str, Any],
+    artifacts: Iterable[str | Path] = (),
+    artifact_path: str | None = None,
+    step: int | None = None,
+) -> None:
+    """Add metrics and artifacts to an existing run (e.g. ``evaluate`` into the run that ``train`` opened).
+
+    The run id is the ``mlflow_run_id`` of the score file's metadata. A run that is already finished stays finished.
+    """
+    tracker = Tracker(config)
+    tracker.log_metrics(run_id, metrics, step)
+    tracker.log_artifacts(run_id, artifacts, artifact_path)
+
+
+# ----------------------------------------------------------------------------- evaluation and report helpers
+# (added by the evaluation engineer; used by zerolog.evaluation.evaluate and zerolog.report)
+
+
+def run_exists(config: MlflowConfig, run_id: str | None) -> bool:
+    """Whether ``run_id`` is a run of this store (a score file restored from a DVC cache may name a run of another)."""
+    if not run_id:
+        return False
+    try:
+        Tracker(config).client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def log_new_run(
+    config: MlflowConfig,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+    metrics: Mapping[str, Any],
+    artifacts: Iterable[str | Path] = (),
+    artifact_path: str | None = None,
+) -> str:
+    """Open a run, log ``metrics`` and ``artifacts``, close it; returns its id (e.g. the report stage's run)."""
+    tracker = Tracker(config)
+    run_id = tracker.start_run(run_name, tags, params)
+    try:
+        tracker.log_metrics(run_id, metrics)
+        tracker.log_artifacts(run_id, artifacts, artifact_path)
+    except BaseException:
+        tracker.finish(run_id, "FAILED")
+        raise
+    tracker.finish(run_id)
+    return run_id
+
+
+def run_exists(config: MlflowConfig, run_id: str) -> bool:
+    """Whether ``run_id`` is a run of this store (a score file restored from another machine's cache may not be)."""
+    try:
+        Tracker(config).client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def log_new_run(
+    config: MlflowConfig,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+    metrics: Mapping[str, Any],
+    artifacts: Iterable[str | Path] = (),
+    artifact_path: str | None = None,
+) -> str:
+    """Open, fill and close one run (tags plus the git/DVC tags, params, metrics, artifacts); returns its id."""
+    tracker = Tracker(config)
+    run_id = tracker.start_run(run_name, tags, params)
+    try:
+        tracker.log_metrics(run_id, metrics)
+        tracker.log_artifacts(run_id, artifacts, artifact_path)
+    except BaseException:
+        tracker.finish(run_id, "FAILED")
+        raise
+    tracker.finish(run_id)
+    return run_id

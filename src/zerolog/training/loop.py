@@ -1,0 +1,530 @@
+"""The trainer: one loop, every method a setting of it (methods.py), and scoring.
+
+Public API:
+- ``train(config, sources, target, method, seed, progress, ...) -> TrainResult``
+- ``score(model, tensors, rows, batch_size) -> np.ndarray`` of P(anomaly)
+- ``save_checkpoint`` / ``load_checkpoint`` (``torch.load(weights_only=True)``)
+
+Inputs are ``zerolog.features.tensors.SystemTensors`` (memory-mapped ``tensors/<system>/``), or any object with the
+same attributes (``index``, ``lengths``, ``labels``, ``split``, ``vectors``, ``meta``). Each system keeps its own
+frozen vector table; a batch is looked up per system and the encoder sees only vectors (method.md §3–4).
+
+Choices (every number in params.yaml ``train``; what the sources state is in method.md):
+- Epoch: ``min(train.max_steps_per_epoch, max(labeled, target) train batches)`` steps; the shorter stream is
+  re-cycled with a fresh shuffle (MetaLog's epoch is max of the two, method.md §5; the cap is ours, for time).
+- Class imbalance (ours; source anomalies are rare): ``train.class_balance.method``
+  ``weighted_loss`` = cross-entropy with class weights N / (2 N_c) from the labeled train pool (each class weighs
+  half of every batch's loss), ``balanced_sampling`` = every labeled batch holds ``anomaly_share`` anomalies
+  (drawn with re-cycling), ``none`` = plain cross-entropy on uniform batches.
+- λ of the domain loss: ``weight × (2 / (1 + exp(−ramp_speed · p)) − 1)``, p = step / total steps (DANN ramp), or
+  constant ``weight``.
+- Optimiser (MetaLog code, method.md §6): Adam lr 2e-3, betas (0.9, 0.9), eps 1e-12; lr × 0.75 every 1000 steps;
+  gradient-norm clipping (ours; MetaLog's OS script clips at 1).
+- Model selection: the LAST epoch, always. No label of the target is read by any method but the oracle
+  ``supervised_target`` (whose labeled domain is the target by definition).
+- Validation (labeled domain's val split; the SOURCE for every zero-label method), per epoch: ``val/loss``
+  (unweighted cross-entropy), ``val/pr_auc``, ``val/f1`` at ``val/threshold``, which is the F1-best threshold
+  (``train.threshold: source_val``) or 0.5 (``fixed_0.5``). ``TrainResult.threshold_source_val`` is always the
+  F1-best one (None when the validation split has no anomaly).
+- Reproducibility: ``torch.manual_seed(seed)`` before building the model, a ``numpy.random.Generator(seed)`` for all
+  sampling, ``train.torch_threads`` CPU threads; deterministic algorithms on CUDA (see ``configure_torch``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, precision_recall_curve
+from tqdm.auto import tqdm
+
+from zerolog.config import EncoderConfig, TrainConfig, as_dict
+from zerolog.errors import DataError
+from zerolog.features.tensors import SPLIT_CODES, SystemTensors
+from zerolog.io import atomic_path
+from zerolog.model import ZeroLogModel, lookup_vectors
+from zerolog.training.meta import Batch, concatenate_padded, meta_step, plain_step
+from zerolog.training.methods import MethodSettings, method_settings
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "step",
+    "lambda",
+    "learning_rate",
+    "loss/classification",
+    "loss/domain",
+    "loss/meta",
+    "loss/total",
+    "train/domain_accuracy",
+    "val/loss",
+    "val/f1",
+    "val/pr_auc",
+    "val/threshold",
+    "seconds",
+)
+
+
+def system_name(tensors: SystemTensors) -> str:
+    """The system a tensors folder belongs to (``meta.json`` ``system``, else the folder name)."""
+    meta = getattr(tensors, "meta", None) or {}
+    return str(meta.get("system") or Path(getattr(tensors, "directory", "system")).name)
+
+
+# ----------------------------------------------------------------------------- torch set-up
+
+
+def select_device(config: TrainConfig) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error, not a silent fallback."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("params.yaml: train.device: cuda requested but no CUDA device is available")
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def configure_torch(config: TrainConfig, device: torch.device, seed: int) -> None:
+    """Threads, determinism and the torch seed (module docstring).
+
+    ``torch.use_deterministic_algorithms`` is switched on for CUDA only: on CPU it sends the GRU to a slow
+    fallback (measured 15x slower forward and backward, torch 2.13), while the CPU kernels are already
+    deterministic for a fixed thread count (tests/test_training.py checks identical weights for one seed).
+    """
+    torch.set_num_threads(max(1, min(config.torch_threads, os.cpu_count() or 1)))
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+@dataclass
+class _DeviceSystem:
+    """A system's tensors plus its vector table on the training device."""
+
+    tensors: SystemTensors
+    table: torch.Tensor  # (templates + 1, dim)
+
+    @property
+    def sessions(self) -> int:
+        return int(self.tensors.index.shape[0])
+
+
+def _on_device(tensors: SystemTensors, device: torch.device) -> _DeviceSystem:
+    table = torch.from_numpy(np.array(tensors.vectors, dtype=np.float32)).to(device)
+    return _DeviceSystem(tensors, table)
+
+
+def _gather(system: _DeviceSystem, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors and lengths of ``rows`` of one system, trimmed to their longest session."""
+    lengths = np.asarray(system.tensors.lengths[rows], dtype=np.int64)  # (n,)
+    longest = max(1, int(lengths.max()))
+    index = torch.from_numpy(np.asarray(system.tensors.index[rows, :longest], dtype=np.int64)).to(device)  # (n, t)
+    return lookup_vectors(system.table, index), torch.from_numpy(lengths)  # (n, t, dim), (n,)
+
+
+def _make_batch(
+    systems: Sequence[_DeviceSystem],
+    system_ids: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray | None,
+    device: torch.device,
+) -> Batch:
+    """A batch from (system, row) pairs, grouped by system; ``labels`` aligned with the pairs (None: unlabeled)."""
+    vectors, lengths, label_parts, positions = None, [], [], []
+    for system_id in np.unique(system_ids):
+        chosen = np.flatnonzero(system_ids == system_id)
+        system = systems[int(system_id)]
+        part_vectors, part_lengths = _gather(system, rows[chosen], device)
+        vectors = part_vectors if vectors is None else concatenate_padded(vectors, part_vectors)
+        lengths.append(part_lengths)
+        positions.append(rows[chosen] / system.sessions)
+        if labels is not None:
+            label_parts.append(labels[chosen])
+    assert vectors is not None
+    batch_labels = None
+    if labels is not None:
+        batch_labels = torch.from_numpy(np.concatenate(label_parts).astype(np.int64)).to(device)
+    return Batch(vectors, torch.cat(lengths), batch_labels, np.concatenate(positions))
+
+
+class _Stream:
+    """Endless shuffled passes over a pool of items (indices 0..n−1); each pass is a fresh permutation."""
+
+    def __init__(self, size: int, generator: np.random.Generator) -> None:
+        if size <= 0:
+            raise ValueError("empty pool")
+        self.size = size
+        self.generator = generator
+        self.order = generator.permutation(size)
+        self.cursor = 0
+
+    def take(self, count: int) -> np.ndarray:
+        taken = []
+        while count > 0:
+            if self.cursor == self.size:
+                self.order, self.cursor = self.generator.permutation(self.size), 0
+            chunk = self.order[self.cursor : self.cursor + count]
+            taken.append(chunk)
+            self.cursor += len(chunk)
+            count -= len(chunk)
+        return np.concatenate(taken)
+
+
+@dataclass
+class _Pool:
+    """Train sessions of one domain as parallel arrays: system number, row, label (−1 for unlabeled pools)."""
+
+    system_ids: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+
+def _train_pool(systems: Sequence[SystemTensors], labeled: bool) -> _Pool:
+    """The train-split sessions of ``systems``; labeled pools keep only sessions labeled 0 or 1."""
+    system_ids, rows, labels = [], [], []
+    for number, tensors in enumerate(systems):
+        split = np.asarray(tensors.split)
+        chosen = np.flatnonzero(split == SPLIT_CODES["train"])
+        if labeled:
+            known = np.asarray(tensors.labels)[chosen]
+            chosen = chosen[(known == 0) | (known == 1)]
+            labels.append(np.asarray(tensors.labels)[chosen].astype(np.int64))
+        else:
+            labels.append(np.full(chosen.size, -1, dtype=np.int64))  # target labels are never read
+        system_ids.append(np.full(chosen.size, number, dtype=np.int64))
+        rows.append(chosen.astype(np.int64))
+    return _Pool(np.concatenate(system_ids), np.concatenate(rows), np.concatenate(labels))
+
+
+class _LabeledSampler:
+    """Labeled batches: uniform, or with a fixed anomaly share (``balanced_sampling``)."""
+
+    def __init__(self, pool: _Pool, config: TrainConfig, generator: np.random.Generator) -> None:
+        self.pool = pool
+        self.batch_size = config.batch_size
+        self.balanced = config.class_balance.method == "balanced_sampling"
+        if self.balanced:
+            self.anomalies = np.flatnonzero(pool.labels == 1)
+            self.normals = np.flatnonzero(pool.labels == 0)
+            self.anomaly_count = int(round(config.class_balance.anomaly_share * self.batch_size))
+            self.anomaly_stream = _Stream(self.anomalies.size, generator)
+            self.normal_stream = _Stream(self.normals.size, generator)
+        else:
+            self.stream = _Stream(len(pool), generator)
+
+    def take(self) -> np.ndarray:
+        if self.balanced:
+            anomalies = self.anomalies[self.anomaly_stream.take(self.anomaly_count)]
+            normals = self.normals[self.normal_stream.take(self.batch_size - self.anomaly_count)]
+            return np.concatenate([anomalies, normals])
+        return self.stream.take(self.batch_size)
+
+
+def class_weights_for(labels: np.ndarray) -> np.ndarray:
+    """N / (2 N_c) per class (0, 1): both classes weigh the same in total."""
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    return labels.size / (2.0 * np.maximum(counts, 1.0))
+
+
+def domain_coefficient(config: TrainConfig, progress: float) -> float:
+    """λ at training progress p in [0, 1] (DANN ramp or constant)."""
+    if config.domain.schedule == "constant":
+        return config.domain.weight
+    return config.domain.weight * (2.0 / (1.0 + math.exp(-config.domain.ramp_speed * progress)) - 1.0)
+
+
+# ----------------------------------------------------------------------------- scoring and validation
+
+
+@torch.no_grad()
+def score(model: ZeroLogModel, tensors: SystemTensors, rows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """P(anomaly) of sessions ``rows`` of one system, in the order of ``rows`` (float64, shape (len(rows),))."""
+    rows = np.asarray(rows, dtype=np.int64)
+    result = np.empty(rows.size, dtype=np.float64)
+    if rows.size == 0:
+        return result
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    system = _on_device(tensors, device)
+    order = np.argsort(np.asarray(tensors.lengths[rows]), kind="stable")  # similar lengths together: less padding
+    for start in range(0, rows.size, batch_size):
+        chosen = order[start : start + batch_size]
+        vectors, lengths = _gather(system, rows[chosen], device)
+        result[chosen] = model.anomaly_probability(vectors, lengths).double().cpu().numpy()
+    model.train(was_training)
+    return result
+
+
+def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """(threshold, F1) of the F1-best cut ``score >= threshold``; ties go to the highest cut. None: no anomaly."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.max() < 1:
+        return None
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    precision, recall = precision[:-1], recall[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best = np.flatnonzero(f1 == f1.max())[-1]  # thresholds ascend: the last maximum is the highest cut
+    return float(thresholds[best]), float(f1[best])
+
+
+def f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    predicted = scores >= threshold
+    true_positives = float(np.sum(predicted & (labels == 1)))
+    denominator = float(np.sum(predicted)) + float(np.sum(labels == 1))
+    return 2 * true_positives / denominator if denominator else 0.0
+
+
+@dataclass
+class ValidationScores:
+    """Scores and labels of the labeled domain's validation split."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+def validation_scores(model: ZeroLogModel, systems: Sequence[SystemTensors], batch_size: int) -> ValidationScores:
+    labels, scores = [], []
+    for tensors in systems:
+        rows = np.flatnonzero(np.asarray(tensors.split) == SPLIT_CODES["val"])
+        known = np.asarray(tensors.labels)[rows]
+        rows = rows[(known == 0) | (known == 1)]
+        labels.append(np.asarray(tensors.labels)[rows].astype(np.int64))
+        scores.append(score(model, tensors, rows, batch_size))
+    return ValidationScores(np.concatenate(labels), np.concatenate(scores))
+
+
+def validation_metrics(validation: ValidationScores, rule: str) -> dict[str, float]:
+    """val/loss, val/pr_auc, val/f1 at val/threshold (rule ``source_val`` or ``fixed_0.5``); NaN when undefined."""
+    labels, scores = validation.labels, validation.scores
+    metrics = {name: math.nan for name in ("val/loss", "val/pr_auc", "val/f1", "val/threshold")}
+    if labels.size == 0:
+        return metrics
+    probability_of_truth = np.clip(np.where(labels == 1, scores, 1.0 - scores), 1e-12, 1.0)
+    metrics["val/loss"] = float(-np.mean(np.log(probability_of_truth)))
+    if labels.min() == 0 and labels.max() == 1:
+        metrics["val/pr_auc"] = float(average_precision_score(labels, scores))
+    if rule == "fixed_0.5":
+        metrics["val/threshold"] = 0.5
+        metrics["val/f1"] = f1_at(labels, scores, 0.5)
+    else:
+        best = f1_best_threshold(labels, scores)
+        if best is not None:
+            metrics["val/threshold"], metrics["val/f1"] = best
+    return metrics
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def build_model(input_size: int, config: TrainConfig) -> ZeroLogModel:
+    return ZeroLogModel(input_size, config.encoder, config.domain.discriminator_hidden_size)
+
+
+def save_checkpoint(
+    path: str | Path, model: ZeroLogModel, config: TrainConfig, method: str, step: int, epoch: int
+) -> None:
+    """Write ``{"weights", "config", "method", "step", "epoch"}`` atomically (plain types: loads with weights_only)."""
+    checkpoint = {
+        "weights": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        "config": as_dict(config),
+        "method": method,
+        "step": int(step),
+        "epoch": int(epoch),
+    }
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZeroLogModel, dict[str, Any]]:
+    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model, checkpoint dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    weights = checkpoint["weights"]
+    input_size = int(weights["encoder.gru.weight_ih_l0"].shape[1])  # (3 * hidden, input_size)
+    encoder = EncoderConfig(**checkpoint["config"]["encoder"])
+    model = ZeroLogModel(input_size, encoder, int(checkpoint["config"]["domain"]["discriminator_hidden_size"]))
+    model.load_state_dict(weights)
+    return model.to(device).eval(), checkpoint
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """A trained model (last epoch) and what happened on the way."""
+
+    model: ZeroLogModel
+    method: str
+    history: list[dict[str, float]]  # one row per epoch, keys HISTORY_COLUMNS
+    threshold: float | None  # by train.threshold (fixed_0.5 or source_val); None if source val has no anomaly
+    threshold_source_val: float | None  # F1-best on the labeled domain's val split, or None
+    seconds: float
+    seconds_per_epoch: float
+    steps: int
+    epochs: int
+    device: str
+    class_weights: list[float] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _check_inputs(settings: MethodSettings, labeled: Sequence[SystemTensors], target: SystemTensors | None) -> None:
+    if not labeled:
+        raise DataError(f"method {settings.name}: no labeled system to train on")
+    for tensors in labeled:
+        if getattr(tensors, "labels", None) is None:
+            raise DataError(f"{getattr(tensors, 'directory', '?')}: method {settings.name} needs labels")
+    if settings.uses_unlabeled_target and target is None:
+        raise DataError(f"method {settings.name}: the domain loss needs an unlabeled target")
+    dims = {int(tensors.vectors.shape[1]) for tensors in [*labeled, *([target] if target is not None else [])]}
+    if len(dims) != 1:
+        raise DataError(f"template vectors of the systems differ in dimension {sorted(dims)} (one embed stage for all)")
+
+
+def train(
+    config: TrainConfig,
+    sources: Sequence[SystemTensors],
+    target: SystemTensors | None,
+    method: str,
+    seed: int,
+    progress: bool = True,
+    checkpoint_path: str | Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``method`` (methods.py) and return the last-epoch model.
+
+    ``sources``: labeled systems (their train labels are the classifier's; their val split validates).
+    ``target``: the target system; zero-label methods use only its UNLABELED train sessions (its ``labels`` may be
+    None and are never read). ``supervised_target`` (oracle) trains and validates on ``target``'s labels instead
+    and ignores ``sources``. ``checkpoint_path``: written every ``train.checkpoint_every_epochs`` epochs and at the
+    end. ``on_epoch``: called with each epoch's history row (e.g. to log to MLflow as training goes).
+    """
+    settings = method_settings(method)
+    labeled = list(sources) if settings.labeled_domain == "source" else ([target] if target is not None else [])
+    _check_inputs(settings, labeled, target)
+    device = select_device(config)
+    configure_torch(config, device, seed)
+    generator = np.random.default_rng(seed)
+    started = time.perf_counter()
+
+    labeled_systems = [_on_device(tensors, device) for tensors in labeled]
+    labeled_pool = _train_pool(labeled, labeled=True)
+    if len(labeled_pool) == 0 or labeled_pool.labels.max() < 1:
+        raise DataError(f"method {method}: the labeled train split has no anomaly to learn from")
+    sampler = _LabeledSampler(labeled_pool, config, generator)
+    target_system, target_stream, target_pool = None, None, None
+    if settings.uses_unlabeled_target:
+        assert target is not None
+        target_system = _on_device(target, device)
+        target_pool = _train_pool([target], labeled=False)
+        if len(target_pool) == 0:
+            raise DataError(f"{getattr(target, 'directory', 'target')}: the target has no train sessions")
+        target_stream = _Stream(len(target_pool), generator)
+
+    weights = class_weights_for(labeled_pool.labels)
+    class_weights = None
+    if config.class_balance.method == "weighted_loss":
+        class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
+
+    model = build_model(int(labeled[0].vectors.shape[1]), config).to(device)
+    model.train()
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.optimizer.learning_rate,
+        betas=(config.optimizer.betas[0], config.optimizer.betas[1]),
+        eps=config.optimizer.eps,
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=config.optimizer.lr_decay_every_steps, gamma=config.optimizer.lr_decay
+    )
+    longest_stream = max(len(labeled_pool), len(target_pool) if target_pool is not None else 0)
+    steps_per_epoch = max(1, min(config.max_steps_per_epoch, math.ceil(longest_stream / config.batch_size)))
+    total_steps = steps_per_epoch * config.epochs
+
+    history: list[dict[str, float]] = []
+    validation = ValidationScores(np.zeros(0, dtype=np.int64), np.zeros(0))
+    step = 0
+    epochs = tqdm(range(1, config.epochs + 1), desc=f"train {method}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        epoch_started = time.perf_counter()
+        sums: dict[str, float] = {}
+        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
+            coefficient = domain_coefficient(config, step / total_steps) if settings.domain_loss else 0.0
+            chosen = sampler.take()
+            source_batch = _make_batch(
+                labeled_systems, labeled_pool.system_ids[chosen], labeled_pool.rows[chosen],
+                labeled_pool.labels[chosen], device,
+            )  # fmt: skip
+            target_batch = None
+            if target_stream is not None and target_pool is not None and target_system is not None:
+                target_chosen = target_stream.take(config.batch_size)
+                target_batch = _make_batch(
+                    [target_system], target_pool.system_ids[target_chosen], target_pool.rows[target_chosen], None, device
+                )
+            if settings.meta_learning:
+                parts = meta_step(
+                    model, optimizer, source_batch, target_batch, settings, config.meta, coefficient,
+                    class_weights, config.gradient_clip_norm, generator,
+                )  # fmt: skip
+            else:
+                parts = plain_step(
+                    model, optimizer, source_batch, target_batch, settings, coefficient, class_weights,
+                    config.gradient_clip_norm,
+                )  # fmt: skip
+            scheduler.step()
+            step += 1
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value
+        row = {name: math.nan for name in HISTORY_COLUMNS}
+        row.update({name: total / steps_per_epoch for name, total in sums.items()})
+        row["epoch"], row["step"] = epoch, step
+        row["lambda"] = domain_coefficient(config, step / total_steps) if settings.domain_loss else 0.0
+        row["learning_rate"] = optimizer.param_groups[0]["lr"]
+        validation = validation_scores(model, labeled, config.score_batch_size)
+        row.update(validation_metrics(validation, config.threshold))
+        model.train()
+        row["seconds"] = time.perf_counter() - epoch_started
+        history.append(row)
+        epochs.set_postfix({"loss": f"{row['loss/total']:.4f}", "val/f1": f"{row['val/f1']:.3f}"})
+        if on_epoch is not None:
+            on_epoch(row)
+        if checkpoint_path is not None and (epoch % config.checkpoint_every_epochs == 0 or epoch == config.epochs):
+            save_checkpoint(checkpoint_path, model, config, method, step, epoch)
+
+    model.eval()
+    best = f1_best_threshold(validation.labels, validation.scores)
+    threshold_source_val = best[0] if best is not None else None
+    threshold = 0.5 if config.threshold == "fixed_0.5" else threshold_source_val
+    seconds = time.perf_counter() - started
+    return TrainResult(
+        model=model,
+        method=method,
+        history=history,
+        threshold=threshold,
+        threshold_source_val=threshold_source_val,
+        seconds=seconds,
+        seconds_per_epoch=seconds / max(1, config.epochs),
+        steps=step,
+        epochs=config.epochs,
+        device=str(device),
+        class_weights=[float(weight) for weight in weights],
+    )

@@ -1,0 +1,56 @@
+"""The training methods: settings of ONE trainer (training/loop.py), so that they differ only where they must.
+
+| method | labeled data | domain loss (DANN, GRL) | meta-learning (§5) | role |
+|---|---|---|---|---|
+| ``zerolog`` | source train | yes | yes | the method (method.md §4 + §5, our reading) |
+| ``source_only`` | source train | no | no | lower bound: no adaptation at all |
+| ``dann`` | source train | yes | no | ablation: adversarial adaptation alone |
+| ``meta`` | source train | no | yes | ablation: meta-learning alone (MLDG-style on source halves) |
+| ``supervised_target`` | TARGET train | no | no | ORACLE: same encoder on the target's own labels (stage baselines) |
+
+All but ``supervised_target`` read no target label: the target enters only as an unlabeled batch of the domain loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from zerolog.errors import ZerologError
+
+
+class MethodError(ZerologError, ValueError):
+    """An unknown method name."""
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """What one method switches on in the trainer."""
+
+    name: str
+    labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from
+    domain_loss: bool  # DANN: discriminator behind a gradient-reversal layer, source vs unlabeled target
+    meta_learning: bool  # first-order meta step (inner step on meta-train, outer on meta-test)
+    oracle: bool  # reads target labels: an upper bound, never a zero-label result
+
+    @property
+    def uses_unlabeled_target(self) -> bool:
+        return self.domain_loss
+
+
+METHODS: dict[str, MethodSettings] = {
+    "zerolog": MethodSettings("zerolog", "source", domain_loss=True, meta_learning=True, oracle=False),
+    "source_only": MethodSettings("source_only", "source", domain_loss=False, meta_learning=False, oracle=False),
+    "dann": MethodSettings("dann", "source", domain_loss=True, meta_learning=False, oracle=False),
+    "meta": MethodSettings("meta", "source", domain_loss=False, meta_learning=True, oracle=False),
+    "supervised_target": MethodSettings(
+        "supervised_target", "target", domain_loss=False, meta_learning=False, oracle=True
+    ),
+}
+
+
+def method_settings(name: str) -> MethodSettings:
+    """The settings of method ``name``; MethodError naming the known ones otherwise."""
+    if name not in METHODS:
+        raise MethodError(f"train.methods: unknown method {name!r} (known: {', '.join(METHODS)})")
+    return METHODS[name]

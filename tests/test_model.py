@@ -1,0 +1,89 @@
+"""Model: gradient reversal, encoder masking/packing, system-agnostic heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zerolog.config import EncoderConfig
+from zerolog.model import GradientReversal, SessionEncoder, ZeroLogModel, lookup_vectors, reverse_gradient
+from zerolog.model.encoder import lengths_from_padding
+
+ENCODER = EncoderConfig(hidden_size=8, num_layers=2, dropout=0.0)
+
+
+@pytest.mark.parametrize("coefficient", [0.0, 0.3, 1.0, 2.5])
+def test_gradient_reversal_negates_and_scales(coefficient: float) -> None:
+    torch.manual_seed(0)
+    inputs = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, dtype=torch.float64)
+
+    (plain,) = torch.autograd.grad((torch.sin(inputs) * weights).sum(), inputs)
+    reversed_output = GradientReversal()(inputs, coefficient)
+    assert torch.equal(reversed_output, inputs)  # forward: identity
+    (reversed_gradient,) = torch.autograd.grad((torch.sin(reversed_output) * weights).sum(), inputs)
+    torch.testing.assert_close(reversed_gradient, -coefficient * plain)
+
+
+def test_gradient_reversal_matches_finite_difference_of_negated_function() -> None:
+    """The reversed gradient is −λ times the numerical gradient of the un-reversed function."""
+    inputs = torch.tensor([0.2, -0.7, 1.1], dtype=torch.float64, requires_grad=True)
+    function = lambda x: (x**3).sum()  # noqa: E731
+    (gradient,) = torch.autograd.grad(function(reverse_gradient(inputs, 0.5)), inputs)
+    step = 1e-6
+    numerical = torch.stack(
+        [(function(inputs + step * unit) - function(inputs - step * unit)) / (2 * step) for unit in torch.eye(3)]
+    )
+    torch.testing.assert_close(gradient, -0.5 * numerical.detach(), rtol=1e-6, atol=1e-8)
+
+
+def test_encoder_ignores_padding_and_output_shape() -> None:
+    """Padding beyond a session's length (any content) must not change its embedding: packing + masked softmax."""
+    torch.manual_seed(1)
+    encoder = SessionEncoder(5, ENCODER).eval()
+    vectors = torch.randn(3, 7, 5)
+    lengths = torch.tensor([7, 4, 1])
+    embedding = encoder(vectors, lengths)
+    assert embedding.shape == (3, 16)
+    noisy = vectors.clone()
+    noisy[1, 4:] = torch.randn(3, 5) * 10
+    noisy[2, 1:] = torch.randn(6, 5) * 10
+    torch.testing.assert_close(encoder(noisy, lengths), embedding)
+    # a session alone, unpadded, gives the same embedding as inside the padded batch
+    torch.testing.assert_close(encoder(vectors[1:2, :4], torch.tensor([4]))[0], embedding[1])
+
+
+def test_lengths_from_padding_and_lookup() -> None:
+    table = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, -1.0]])
+    index = torch.tensor([[1, 2, 0, 0], [2, 2, 1, 0], [1, 0, 0, 0]])
+    vectors = lookup_vectors(table, index)
+    assert vectors.shape == (3, 4, 2)
+    assert torch.equal(vectors[0, 1], table[2]) and torch.equal(vectors[0, 3], torch.zeros(2))
+    assert lengths_from_padding(vectors).tolist() == [2, 3, 1]
+
+
+def test_model_is_system_agnostic_and_lookup_is_frozen() -> None:
+    """One model reads two systems with different vector tables; no gradient reaches the tables."""
+    torch.manual_seed(2)
+    model = ZeroLogModel(6, ENCODER, discriminator_hidden_size=4)
+    first_table = torch.randn(11, 6, requires_grad=True)
+    second_table = torch.randn(4, 6)
+    first = lookup_vectors(first_table, torch.randint(1, 11, (2, 9)))
+    second = lookup_vectors(second_table, torch.randint(1, 4, (3, 5)))
+    for vectors in (first, second):
+        probabilities = model.anomaly_probability(vectors, torch.full((vectors.shape[0],), vectors.shape[1]))
+        assert probabilities.shape == (vectors.shape[0],)
+        assert bool(((probabilities > 0) & (probabilities < 1)).all())
+    model(first).sum().backward()
+    assert first_table.grad is None
+    assert model.encoder.gru.weight_ih_l0.grad is not None
+
+
+def test_discriminator_gradient_into_encoder_is_reversed() -> None:
+    """The discriminator's gradient w.r.t. the embedding arrives at the encoder multiplied by −λ."""
+    torch.manual_seed(3)
+    model = ZeroLogModel(4, ENCODER, discriminator_hidden_size=5)
+    embedding = torch.randn(6, 16, requires_grad=True)
+    (with_reversal,) = torch.autograd.grad(model.discriminator(embedding, 0.7).sum(), embedding)
+    (plain,) = torch.autograd.grad(model.discriminator.layers(embedding).sum(), embedding)
+    torch.testing.assert_close(with_reversal, -0.7 * plain)

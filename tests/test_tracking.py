@@ -1,0 +1,167 @@
+"""MLflow tracking: where runs go, what a train run holds (read back through MlflowClient), log_to_run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from test_training import write_system
+
+from zerolog.config import MlflowConfig, load_params
+from zerolog.tracking import (
+    flatten_params,
+    inputs_md5,
+    log_new_run,
+    log_to_run,
+    repository_root,
+    resolve_tracking_uri,
+    run_exists,
+)
+from zerolog.training.loop import load_checkpoint
+from zerolog.training.pipeline import train_pair
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert resolve_tracking_uri(MlflowConfig(tracking_uri="http://server:5000", experiment="x")) == "http://server:5000"
+    assert resolve_tracking_uri(MlflowConfig(tracking_uri=None, experiment="x")) == "sqlite:///from-env.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")
+    assert resolve_tracking_uri(MlflowConfig(tracking_uri=None, experiment="x")) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_repository_root_of_a_dvc_experiment_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Inside `dvc exp run --temp` copies, runs must go to the ORIGINAL repository's store."""
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    copy.mkdir(parents=True)
+    (copy / "dvc.yaml").write_text("stages: {}\n")
+    assert repository_root(copy) == (tmp_path / "repo").resolve()
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))
+    assert repository_root(copy) == (tmp_path / "elsewhere").resolve()
+
+
+def test_flatten_params_keeps_every_value_under_a_valid_key() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    flat = flatten_params(params)
+    assert flat["train.optimizer.learning_rate"] == json.dumps(params.train.optimizer.learning_rate)
+    assert flat["train.methods"] == json.dumps(params.train.methods)
+    assert flat["seed"] == str(params.seed)
+    assert flat["mlflow.tracking_uri"] == json.dumps(params.mlflow.tracking_uri)
+    assert "pairs.bgl_openstack-hdfs.sources" in flat  # '+' is not allowed in MLflow keys
+    assert all("+" not in key for key in flat)
+
+
+def test_inputs_md5_changes_with_content(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(first, np.arange(5))
+    np.save(second, np.ones(3))
+    digest = inputs_md5([first, second])
+    assert digest == inputs_md5([second, first])  # order-independent
+    np.save(second, np.zeros(3))
+    assert inputs_md5([first, second]) != digest
+
+
+def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    params = load_params(REPOSITORY / "params.yaml")
+    table = np.random.default_rng(3).normal(size=(12, 16)).astype(np.float32)
+    write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=1, table=table)
+    target = write_system(tmp_path / "tensors" / "bgl", "bgl", sessions=150, seed=2, table=table)
+    paths = dataclasses.replace(
+        params.paths,
+        tensors=str(tmp_path / "tensors"), models=str(tmp_path / "models"), scores=str(tmp_path / "scores"),
+        metrics=str(tmp_path / "metrics"), plots=str(tmp_path / "plots"),
+    )  # fmt: skip
+    train = dataclasses.replace(
+        params.train,
+        methods=["zerolog", "source_only"],
+        encoder=dataclasses.replace(params.train.encoder, hidden_size=8),
+        batch_size=32,
+        epochs=2,
+        max_steps_per_epoch=2,
+        device="cpu",
+    )
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    params = dataclasses.replace(params, paths=paths, train=train, mlflow=MlflowConfig(tracking_uri=uri, experiment="test"))
+
+    train_pair(params, "hdfs-bgl")
+
+    summary = json.loads((tmp_path / "metrics" / "train" / "hdfs-bgl.json").read_text())
+    assert summary["status"] == "ok" and set(summary["methods"]) == {"zerolog", "source_only"}
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("test")
+    assert experiment.artifact_location.startswith("file://") and "store/mlartifacts" in experiment.artifact_location
+    runs = {run.data.tags["method"]: run for run in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"zerolog", "source_only"}
+    for method, run in runs.items():
+        entry = summary["methods"][method]
+        assert entry["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
+        assert entry["epochs"] == 2 and entry["seconds"] > 0 and entry["peak_rss_mb"] > 0
+        tags = run.data.tags
+        assert tags["sources"] == "hdfs" and tags["target"] == "bgl" and tags["pair"] == "hdfs-bgl"
+        assert tags["dvc_experiment"] == "workspace" and len(tags["inputs_md5"]) == 32 and tags["git_commit"]
+        assert run.data.params["train.epochs"] == "2" and run.data.params["seed"] == str(params.seed)
+        assert len(run.data.params) == len(flatten_params(params))
+        history = client.get_metric_history(run.info.run_id, "loss/classification")
+        assert sorted(metric.step for metric in history) == [1, 2]
+        assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
+        assert ("loss/domain" in run.data.metrics) == (method == "zerolog")
+        artifacts = [item.path for item in client.list_artifacts(run.info.run_id, "plots")]
+        assert f"plots/{method}.png" in artifacts and f"plots/{method}.csv" in artifacts
+
+        # the logged model predicts what the checkpoint predicts
+        mlflow.set_tracking_uri(uri)
+        (logged,) = mlflow.search_logged_models(
+            experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'",
+            output_format="list",
+        )  # fmt: skip
+        served = mlflow.pytorch.load_model(logged.model_uri)
+        checkpoint_model, checkpoint = load_checkpoint(tmp_path / "models" / "hdfs-bgl" / method / "checkpoint.pt")
+        assert checkpoint["epoch"] == 2
+        example = torch.from_numpy(target.vectors[target.index[:3, :10]])
+        torch.testing.assert_close(served(example), checkpoint_model(example))
+
+        # score file: contract columns, no labels, metadata with the run id
+        table = pq.read_table(tmp_path / "scores" / "hdfs-bgl" / f"{method}.parquet")
+        assert table.column_names == ["domain", "split", "row", "system", "score"]
+        metadata = {key.decode(): json.loads(value) for key, value in table.schema.metadata.items() if key != b"pandas"}
+        assert metadata["method"] == method and metadata["mlflow_run_id"] == run.info.run_id
+        assert metadata["threshold_source_val"] == entry["threshold_source_val"]
+        frame = table.to_pandas()
+        assert (frame.loc[frame.domain == "target", "row"].sort_values().to_numpy() == np.arange(150)).all()
+        assert set(frame.loc[frame.domain == "source", "split"]) == {"val"}
+        assert (tmp_path / "plots" / "train" / "hdfs-bgl" / f"{method}.png").stat().st_size > 1000
+
+    # evaluate adds its metrics and plots to the same run later
+    plot = tmp_path / "evaluate.png"
+    plot.write_bytes(b"not really a png")
+    run_id = runs["zerolog"].info.run_id
+    log_to_run(params.mlflow, run_id, {"test/f1": 0.5, "test/roc_auc": float("nan")}, [plot], "evaluate")
+    run = client.get_run(run_id)
+    assert run.data.metrics["test/f1"] == 0.5 and "test/roc_auc" not in run.data.metrics
+    assert [item.path for item in client.list_artifacts(run_id, "evaluate")] == ["evaluate/evaluate.png"]
+
+
+def test_log_new_run_and_run_exists(tmp_path: Path) -> None:
+    config = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="other")
+    report = tmp_path / "results.md"
+    report.write_text("# results\n")
+    run_id = log_new_run(config, "report", {"stage": "report"}, {"seed": "42"}, {"f1": 0.25}, [report], "report")
+    run = MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "report"
+    assert run.data.tags["stage"] == "report" and run.data.params == {"seed": "42"} and run.data.metrics == {"f1": 0.25}
+    assert run_exists(config, run_id) and not run_exists(config, "0" * 32)

@@ -1,0 +1,357 @@
+"""Training: methods as settings of one trainer, the meta step, determinism, checkpoints, no target labels, skips."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from zerolog.config import ClassBalanceConfig, TrainConfig, load_params
+from zerolog.features.tensors import SystemTensors, load_tensors
+from zerolog.training.loop import (
+    _LabeledSampler,
+    _train_pool,
+    domain_coefficient,
+    f1_best_threshold,
+    load_checkpoint,
+    save_checkpoint,
+    score,
+    train,
+)
+from zerolog.training.meta import Batch, TrainingOutputs, meta_step, objective
+from zerolog.training.methods import METHODS, MethodError, method_settings
+from zerolog.training.pipeline import train_pair
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def write_system(
+    directory: Path,
+    name: str,
+    sessions: int = 300,
+    templates: int = 12,
+    dim: int = 16,
+    anomaly_share: float = 0.15,
+    seed: int = 0,
+    table: np.ndarray | None = None,
+    max_len: int = 24,
+) -> SystemTensors:
+    """A tiny system in the tensors/<system>/ format: normal sessions draw templates 1..templates-1 at random;
+    an anomalous session also contains template ``templates`` once (the signal a model must find)."""
+    generator = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    vectors = np.zeros((templates + 1, dim), np.float32)  # row 0: padding
+    vectors[1:] = generator.normal(size=(templates, dim)) if table is None else table
+    lengths = generator.integers(4, max_len - 4, size=sessions).astype(np.int32)
+    labels = (generator.random(sessions) < anomaly_share).astype(np.int8)
+    index = np.zeros((sessions, max_len), np.int32)
+    counts = np.zeros((sessions, templates + 1), np.float32)
+    for row in range(sessions):
+        sequence = generator.integers(1, templates, size=lengths[row])
+        if labels[row]:
+            sequence[generator.integers(0, lengths[row])] = templates
+        index[row, : lengths[row]] = sequence
+        np.add.at(counts[row], sequence, 1)
+    split = generator.choice(np.array([0, 1, 2], np.int8), size=sessions, p=[0.6, 0.2, 0.2])
+    arrays = {"index": index, "lengths": lengths, "labels": labels, "split": split, "vectors": vectors, "counts": counts}
+    for array_name, array in arrays.items():
+        np.save(directory / f"{array_name}.npy", array)
+    (directory / "meta.json").write_text(json.dumps({"system": name, "sessions": sessions, "max_len": max_len}))
+    (directory / "session_ids.json").write_text(json.dumps([f"{name}:{row}" for row in range(sessions)]))
+    return load_tensors(directory)
+
+
+def small_config(**changes) -> TrainConfig:
+    """params.yaml's train section, shrunk for tests (a small encoder, few short epochs)."""
+    config = load_params(REPOSITORY / "params.yaml").train
+    config = dataclasses.replace(
+        config,
+        encoder=dataclasses.replace(config.encoder, hidden_size=16),
+        domain=dataclasses.replace(config.domain, discriminator_hidden_size=16),
+        optimizer=dataclasses.replace(config.optimizer, learning_rate=0.01),  # the tiny task learns in seconds
+        batch_size=32,
+        epochs=3,
+        max_steps_per_epoch=8,
+        device="cpu",
+    )
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[SystemTensors, SystemTensors]:
+    """A source and a target whose tables are noisy copies of each other (same semantics, different systems)."""
+    root = tmp_path_factory.mktemp("tensors")
+    table = np.random.default_rng(7).normal(size=(12, 16)).astype(np.float32)
+    source = write_system(root / "source", "source", seed=1, table=table)
+    shifted = table + 0.3 * np.random.default_rng(8).normal(size=table.shape).astype(np.float32)
+    target = write_system(root / "target", "target", sessions=200, seed=2, table=shifted, anomaly_share=0.2)
+    return source, target
+
+
+def unlabeled(tensors: SystemTensors) -> SystemTensors:
+    return dataclasses.replace(tensors, labels=None)
+
+
+def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def assert_same_weights(first: torch.nn.Module, second: torch.nn.Module) -> None:
+    first_weights, second_weights = weights_of(first), weights_of(second)
+    assert first_weights.keys() == second_weights.keys()
+    for name in first_weights:
+        assert torch.equal(first_weights[name], second_weights[name]), name
+
+
+# ----------------------------------------------------------------------------- methods and schedules
+
+
+def test_methods_are_settings_of_one_trainer() -> None:
+    assert {name: (s.domain_loss, s.meta_learning) for name, s in METHODS.items() if not s.oracle} == {
+        "zerolog": (True, True),
+        "source_only": (False, False),
+        "dann": (True, False),
+        "meta": (False, True),
+    }
+    assert method_settings("supervised_target").labeled_domain == "target"
+    assert all(s.labeled_domain == "source" for s in METHODS.values() if not s.oracle)
+    with pytest.raises(MethodError, match="unknown method 'dan'"):
+        method_settings("dan")
+
+
+def test_domain_coefficient_schedule() -> None:
+    config = small_config()
+    assert domain_coefficient(config, 0.0) == 0.0
+    assert domain_coefficient(config, 0.5) == pytest.approx(2 / (1 + np.exp(-5)) - 1)
+    assert domain_coefficient(config, 1.0) == pytest.approx(config.domain.weight * (2 / (1 + np.exp(-10)) - 1))
+    constant = dataclasses.replace(config, domain=dataclasses.replace(config.domain, schedule="constant", weight=0.3))
+    assert domain_coefficient(constant, 0.1) == 0.3
+
+
+def test_balanced_sampling_gives_the_configured_anomaly_share(systems) -> None:
+    source, _ = systems
+    config = small_config(class_balance=ClassBalanceConfig(method="balanced_sampling", anomaly_share=0.25))
+    pool = _train_pool([source], labeled=True)
+    sampler = _LabeledSampler(pool, config, np.random.default_rng(0))
+    for _ in range(5):
+        chosen = sampler.take()
+        assert chosen.size == 32
+        assert int(pool.labels[chosen].sum()) == 8  # round(0.25 * 32)
+
+
+def test_f1_best_threshold() -> None:
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.55, 0.9, 0.7])
+    threshold, f1 = f1_best_threshold(labels, scores)
+    assert threshold == 0.6 and f1 == 1.0
+    assert f1_best_threshold(np.zeros(3, dtype=int), np.array([0.1, 0.2, 0.3])) is None
+
+
+# ----------------------------------------------------------------------------- the meta step
+
+
+def toy_batch(seed: int, size: int = 24, length: int = 6, dim: int = 5) -> Batch:
+    """Anomalous sessions carry a large first feature somewhere; positions make the chronological split exact."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(size, length, dim, generator=generator)
+    labels = (torch.arange(size) % 3 == 0).long()
+    vectors[labels == 1, 2, 0] += 4.0
+    return Batch(vectors, torch.full((size,), length), labels, np.linspace(0, 0.99, size))
+
+
+def test_meta_step_is_first_order_mldg() -> None:
+    """With SGD (lr 1) the update must be exactly −(∇L(S1)(θ) + β·∇L(S2)(θ')), θ' = θ − α·∇L(S1)(θ)."""
+    config = small_config()
+    meta = dataclasses.replace(config.meta, inner_learning_rate=0.1, outer_weight=0.7, split="chronological")
+    settings = method_settings("meta")
+    torch.manual_seed(0)
+    from zerolog.training.loop import build_model
+
+    model = build_model(5, config)
+    batch = toy_batch(0)
+    first_half, second_half = batch.subset(np.arange(12)), batch.subset(np.arange(12, 24))
+
+    def gradients(module: torch.nn.Module, part: Batch) -> dict[str, torch.Tensor]:
+        module.zero_grad()
+        loss, _ = objective(TrainingOutputs(module), None, part, None, settings, 0.0, None)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+    before = weights_of(model)
+    inner = gradients(model, first_half)
+    virtual = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, parameter in virtual.named_parameters():
+            if name in inner:
+                parameter -= meta.inner_learning_rate * inner[name]
+    outer = gradients(virtual, second_half)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    meta_step(model, optimizer, batch, None, settings, meta, 0.0, None, None, np.random.default_rng(0))
+    changed = 0
+    for name, parameter in model.named_parameters():
+        expected = before[name] - (inner.get(name, 0) + meta.outer_weight * outer.get(name, 0))
+        torch.testing.assert_close(parameter.detach(), expected, rtol=1e-4, atol=1e-5)
+        changed += int(not torch.equal(parameter.detach(), before[name]))
+    assert changed >= len(inner)  # every parameter with a gradient moved
+
+
+def test_meta_step_changes_parameters_and_lowers_meta_test_loss() -> None:
+    config = small_config()
+    meta = dataclasses.replace(config.meta, split="chronological")
+    settings = method_settings("zerolog")
+    torch.manual_seed(1)
+    from zerolog.training.loop import build_model
+
+    model = build_model(5, config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
+    batch, target = toy_batch(1), toy_batch(2)
+    target = Batch(target.vectors, target.lengths, None, target.positions)
+    meta_test = batch.subset(np.arange(12, 24))
+
+    def meta_test_loss() -> float:
+        with torch.no_grad():
+            loss, _ = objective(TrainingOutputs(model), None, meta_test, target, settings, 0.5, None)
+        return float(loss)
+
+    before_loss, before = meta_test_loss(), weights_of(model)
+    losses = []
+    for _ in range(5):
+        parts = meta_step(model, optimizer, batch, target, settings, meta, 0.5, None, 1.0, np.random.default_rng(0))
+        losses.append(meta_test_loss())
+    assert set(parts) >= {"loss/classification", "loss/domain", "loss/meta", "loss/total"}
+    assert any(not torch.equal(before[name], value) for name, value in weights_of(model).items())
+    assert losses[0] < before_loss and losses[-1] < losses[0]
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+@pytest.mark.parametrize("method", ["source_only", "zerolog"])
+def test_smoke_run_learns_and_beats_chance_on_held_out_source(systems, method: str) -> None:
+    source, target = systems
+    config = small_config(epochs=5, max_steps_per_epoch=100)
+    result = train(config, [source], unlabeled(target), method, seed=3, progress=False)
+    # an epoch is max(source, target) train batches (the cap of 100 is not reached here)
+    longest = max(source.rows("train").size, target.rows("train").size)
+    assert len(result.history) == 5 and result.steps == 5 * int(np.ceil(longest / 32))
+    first, last = result.history[0], result.history[-1]
+    assert last["loss/classification"] < first["loss/classification"]
+    test_rows = source.rows("test")
+    scores = score(result.model, source, test_rows, batch_size=64)
+    assert scores.shape == test_rows.shape and ((scores >= 0) & (scores <= 1)).all()
+    assert roc_auc_score(np.asarray(source.labels)[test_rows], scores) > 0.8
+    assert last["val/f1"] > 0.5  # chance F1 at 15% anomalies is about 0.26
+    assert result.threshold == result.threshold_source_val is not None
+    if method == "zerolog":
+        assert not np.isnan(last["loss/domain"]) and not np.isnan(last["loss/meta"])
+    else:
+        assert np.isnan(last["loss/domain"]) and np.isnan(last["loss/meta"])
+
+
+def test_same_seed_same_weights_other_seed_differs(systems) -> None:
+    source, target = systems
+    config = small_config(epochs=1, max_steps_per_epoch=4)
+    first = train(config, [source], unlabeled(target), "zerolog", seed=5, progress=False)
+    second = train(config, [source], unlabeled(target), "zerolog", seed=5, progress=False)
+    assert_same_weights(first.model, second.model)
+    assert first.history[0]["loss/total"] == second.history[0]["loss/total"]
+    third = train(config, [source], unlabeled(target), "zerolog", seed=6, progress=False)
+    assert not torch.equal(weights_of(first.model)["classifier.linear.weight"], weights_of(third.model)["classifier.linear.weight"])
+
+
+def test_target_labels_are_never_read(systems) -> None:
+    """Labels None (any access would fail), poisoned (all −1 / all 1) or real: one and the same model."""
+    source, target = systems
+    config = small_config(epochs=1, max_steps_per_epoch=3)
+    reference = train(config, [source], unlabeled(target), "zerolog", seed=2, progress=False)
+    for poison in (np.full(target.sessions, -1, np.int8), np.ones(target.sessions, np.int8), target.labels):
+        poisoned = dataclasses.replace(target, labels=poison)
+        result = train(config, [source], poisoned, "zerolog", seed=2, progress=False)
+        assert_same_weights(reference.model, result.model)
+
+
+def test_multi_source_with_different_tables(systems, tmp_path: Path) -> None:
+    """Two sources with their own vector tables (different sizes) train one model together."""
+    source, target = systems
+    other = write_system(tmp_path / "other", "other", sessions=120, templates=7, seed=9)
+    config = small_config(epochs=1, max_steps_per_epoch=3)
+    result = train(config, [source, other], unlabeled(target), "dann", seed=0, progress=False)
+    assert np.isfinite(result.history[-1]["loss/total"])
+    assert score(result.model, other, other.rows("val")).shape == other.rows("val").shape
+
+
+def test_supervised_target_is_the_oracle_on_target_labels(systems) -> None:
+    source, target = systems
+    config = small_config(epochs=2, max_steps_per_epoch=5)
+    result = train(config, [], target, "supervised_target", seed=0, progress=False)
+    assert np.isfinite(result.history[-1]["val/loss"])
+    with pytest.raises(Exception, match="needs labels"):
+        train(config, [], unlabeled(target), "supervised_target", seed=0, progress=False)
+
+
+def test_checkpoint_round_trip_with_weights_only(systems, tmp_path: Path) -> None:
+    source, target = systems
+    config = small_config(epochs=1, max_steps_per_epoch=2)
+    path = tmp_path / "model" / "checkpoint.pt"
+    result = train(config, [source], unlabeled(target), "dann", seed=0, progress=False, checkpoint_path=path)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) >= {"weights", "config", "step", "epoch"} and raw["step"] == 2 and raw["epoch"] == 1
+    assert raw["config"]["encoder"]["hidden_size"] == 16
+    model, _ = load_checkpoint(path)
+    assert_same_weights(result.model.cpu(), model)
+    rows = source.rows("val")
+    np.testing.assert_allclose(score(model, source, rows), score(result.model, source, rows), rtol=1e-6)
+    save_checkpoint(tmp_path / "again.pt", model, config, "dann", 2, 1)
+    assert torch.load(tmp_path / "again.pt", weights_only=True)["method"] == "dann"
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def test_train_pair_skips_an_unusable_source_with_a_reason(tmp_path: Path) -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    root = tmp_path
+    write_system(root / "tensors" / "hdfs", "hdfs", anomaly_share=0.01, sessions=200)  # ~1 train anomaly
+    write_system(root / "tensors" / "bgl", "bgl")
+    paths = dataclasses.replace(
+        params.paths,
+        tensors=str(root / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
+        metrics=str(root / "metrics"), plots=str(root / "plots"),
+    )  # fmt: skip
+    params = dataclasses.replace(params, paths=paths)
+    train_pair(params, "hdfs-bgl")
+    summary = json.loads((root / "metrics" / "train" / "hdfs-bgl.json").read_text())
+    assert summary["status"] == "skipped"
+    assert "train.min_source_anomalies" in summary["reason"] and "hdfs" in summary["sources_skipped"]
+    for folder in (root / "models" / "hdfs-bgl", root / "scores" / "hdfs-bgl"):
+        assert json.loads((folder / "status.json").read_text())["status"] == "skipped"
+        assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.parquet"))
+    assert (root / "plots" / "train" / "hdfs-bgl" / "status.png").is_file()
+    assert not (root / "mlflow.db").exists()
+
+
+def test_multi_source_pair_left_with_one_source_is_skipped_as_a_duplicate(tmp_path: Path) -> None:
+    """bgl+openstack-hdfs with openstack unusable is bgl-hdfs again: skipped, naming the pair it equals."""
+    params = load_params(REPOSITORY / "params.yaml")
+    root = tmp_path
+    write_system(root / "tensors" / "openstack", "openstack", anomaly_share=0.01, sessions=200)  # ~1 train anomaly
+    write_system(root / "tensors" / "bgl", "bgl")
+    write_system(root / "tensors" / "hdfs", "hdfs")
+    paths = dataclasses.replace(
+        params.paths,
+        tensors=str(root / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
+        metrics=str(root / "metrics"), plots=str(root / "plots"),
+    )  # fmt: skip
+    params = dataclasses.replace(params, paths=paths)
+    train_pair(params, "bgl+openstack-hdfs")
+    summary = json.loads((root / "metrics" / "train" / "bgl+openstack-hdfs.json").read_text())
+    assert summary["status"] == "skipped" and summary["sources"] == ["bgl"]
+    assert "the same experiment as bgl-hdfs" in summary["reason"] and "openstack" in summary["sources_skipped"]
+    assert not list((root / "models").rglob("*.pt"))
