@@ -1,0 +1,337 @@
+"""CI quality gate: headline F1 per pair and method against a committed baseline.
+
+    python -m zerolog.evaluation.gate check  [--profile quick|full] [--metrics DIR] [--keep]
+    python -m zerolog.evaluation.gate update [--profile quick|full] [--metrics DIR] [--keep]
+
+``check`` fails (exit 1), naming the pair, the method and the drop, when any F1 falls more than ``gate.tolerance``
+below its baseline, when a pair of the baseline has no metrics file, or when a pair or method the baseline measured
+is no longer measured. It passes on equal or better F1s. ``update`` rewrites the baseline deliberately (commit it
+with a message saying why). Exit 2: a usage or input error (a missing baseline, an unreadable file).
+
+Profiles
+- ``full``: the metrics of the default pipeline in the workspace (``paths.metrics``, after ``dvc repro``), against
+  ``gate.baseline``.
+- any profile in ``gate.profiles`` (``quick``): a YAML file with its own ``baseline`` and a list of ``overrides`` in
+  ``dvc exp run -S`` form (``train.epochs=2``). The gate copies the project (git's tracked and unignored files) into a
+  scratch folder, applies the overrides to the copy's params.yaml, runs ``dvc repro`` there, and compares the copy's
+  metrics. The workspace, its params, metrics and MLflow store are never touched; the copy shares the workspace's
+  DVC cache, so stages whose inputs are unchanged are restored from DVC's run cache instead of rerun.
+  ``--metrics DIR`` skips the run and compares metrics already in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zerolog.config import ConfigError, Params, load_params, parse_params
+from zerolog.errors import DataError, ZerologError
+from zerolog.io import read_json, write_json, write_text
+
+FULL_PROFILE = "full"
+EVALUATED = "evaluated"
+# Never copied into the scratch project when git cannot list the files (a folder that is not a git checkout).
+_NOT_COPIED = {".git", ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db"}
+
+
+class GateError(ZerologError):
+    """The gate cannot run: a missing baseline or profile, an override naming an unknown key, a failed pipeline."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A gate profile: where its baseline lives and which params it overrides (none for ``full``)."""
+
+    name: str
+    baseline: Path
+    overrides: list[str] = field(default_factory=list)
+    source: Path | None = None  # the profile's YAML file
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The gate's verdict: failures (each naming pair, method and drop) and informational notes."""
+
+    failures: list[str]
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# ----------------------------------------------------------------------------- profiles and overrides
+
+
+def load_profile(params: Params, name: str) -> Profile:
+    """The named profile: ``full`` from ``gate.baseline``; others from their YAML file in ``gate.profiles``."""
+    if name == FULL_PROFILE:
+        return Profile(FULL_PROFILE, Path(params.gate.baseline))
+    if name not in params.gate.profiles:
+        known = ", ".join([FULL_PROFILE, *params.gate.profiles])
+        raise GateError(f"{params.source_file}: gate.profiles: unknown profile {name!r} (known: {known})")
+    path = Path(params.gate.profiles[name])
+    if not path.is_file():
+        raise GateError(f"{path}: profile file not found (gate.profiles.{name})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        raise GateError(f"{path}:{line} invalid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict) or set(raw) - {"baseline", "overrides"} or "baseline" not in raw:
+        raise GateError(f"{path}: expected a mapping with keys baseline and overrides")
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(item, str) and "=" in item for item in overrides):
+        raise GateError(f"{path}: overrides: expected a list of 'dotted.key=value' strings")
+    return Profile(name, Path(str(raw["baseline"])), list(overrides), path)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML, as ``dvc exp run -S`` does) to a params mapping.
+
+    Only existing keys may be overridden: a typo must fail, not add a key that nothing reads.
+    """
+    import copy
+
+    result = copy.deepcopy(raw)
+    for override in overrides:
+        key, _, text = override.partition("=")
+        parts = key.strip().split(".")
+        node: Any = result
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"{where}: override {override!r}: unknown key {'.'.join(parts[: depth + 1])}")
+            if depth == len(parts) - 1:
+                node[part] = yaml.safe_load(text)
+            else:
+                node = node[part]
+    return result
+
+
+# ----------------------------------------------------------------------------- reading metrics and baselines
+
+
+def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, Any]]:
+    """Per pair of params: status, reason and headline F1 per method, from ``<metrics_directory>/<pair>.json``.
+
+    A pair without a metrics file is recorded with status ``missing``.
+    """
+    pairs: dict[str, dict[str, Any]] = {}
+    for pair in params.pairs:
+        path = metrics_directory / f"{pair}.json"
+        if not path.is_file():
+            pairs[pair] = {"status": "missing", "reason": f"{path}: file not found", "methods": {}}
+            continue
+        try:
+            metrics = read_json(path)
+        except ValueError as error:
+            raise DataError(str(error)) from None
+        methods = {}
+        for method, entry in (metrics.get("methods") or {}).items():
+            f1 = entry.get("f1") if entry.get("status") == EVALUATED else None
+            methods[method] = None if f1 is None else float(f1)
+        pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods}
+    return pairs
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise GateError(f"{path}: baseline not found; record one with `python -m zerolog.evaluation.gate update`")
+    try:
+        baseline = read_json(path)
+    except ValueError as error:
+        raise GateError(str(error)) from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("pairs"), dict):
+        raise GateError(f"{path}: expected a JSON object with key 'pairs'")
+    return baseline
+
+
+def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolerance: float) -> Comparison:
+    """Every F1 of the baseline against the current one: a drop of more than ``tolerance`` fails."""
+    failures: list[str] = []
+    notes: list[str] = []
+    for pair, expected in baseline["pairs"].items():
+        now = current.get(pair)
+        if now is None or now["status"] == "missing":
+            failures.append(f"{pair}: missing pair ({now['reason'] if now else 'not in params.pairs'})")
+            continue
+        if expected.get("status") != EVALUATED:
+            if now["status"] == EVALUATED:
+                notes.append(f"{pair}: now evaluated (baseline: {expected.get('status')}); run `update` to gate it")
+            continue
+        if now["status"] != EVALUATED:
+            failures.append(f"{pair}: status {now['status']} ({now['reason']}), the baseline was evaluated")
+            continue
+        for method, expected_f1 in expected.get("methods", {}).items():
+            if expected_f1 is None:
+                continue
+            if method not in now["methods"]:
+                failures.append(f"{pair} / {method}: missing method (baseline F1 {expected_f1:.4f})")
+                continue
+            f1 = now["methods"][method]
+            if f1 is None or math.isnan(f1):
+                failures.append(f"{pair} / {method}: no F1 now (baseline F1 {expected_f1:.4f})")
+                continue
+            drop = expected_f1 - f1
+            if drop > tolerance + 1e-12:
+                failures.append(
+                    f"{pair} / {method}: F1 {f1:.4f} < baseline {expected_f1:.4f} by {drop:.4f} "
+                    f"(tolerance {tolerance:.4f})"
+                )
+            elif drop < -tolerance:
+                notes.append(f"{pair} / {method}: F1 {f1:.4f} improved on baseline {expected_f1:.4f}")
+    for pair, now in current.items():
+        if pair not in baseline["pairs"] and now["status"] != "missing":
+            notes.append(f"{pair}: not in the baseline ({now['status']}); run `update` to gate it")
+    return Comparison(failures, notes)
+
+
+def baseline_document(profile: Profile, current: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "profile": profile.name,
+        "overrides": profile.overrides,
+        "metric": "headline F1 (evaluate.primary_threshold_rule) per pair and method",
+        "pairs": current,
+    }
+
+
+# ----------------------------------------------------------------------------- running a profile
+
+
+def project_files(root: Path) -> list[Path]:
+    """Files of the project as git sees them (tracked + untracked, not ignored); a plain walk outside git."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=root, check=True, capture_output=True,
+        ).stdout
+        return [Path(name) for name in listing.decode("utf-8").split("\0") if name and (root / name).is_file()]
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        files = []
+        for directory, subdirectories, names in os.walk(root):
+            subdirectories[:] = [name for name in subdirectories if name not in _NOT_COPIED]
+            relative = Path(directory).relative_to(root)
+            if relative.parts[:2] in ((".dvc", "cache"), (".dvc", "tmp")):
+                continue
+            files += [relative / name for name in names if name not in _NOT_COPIED]
+        return files
+
+
+def prepare_scratch(root: Path, scratch: Path, profile: Profile, params: Params) -> Params:
+    """Copy the project into ``scratch``, apply the profile's overrides to its params.yaml, make it a DVC repo.
+
+    Returns the scratch copy's validated params. The pair metrics the gate reads are removed from the copy, so a
+    stage that does not run cannot leave a stale file behind.
+    """
+    for relative in project_files(root):
+        destination = scratch / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / relative, destination)
+    params_path = scratch / Path(params.source_file).name
+    raw = yaml.safe_load((root / Path(params.source_file).name).read_text(encoding="utf-8"))
+    where = str(profile.source or profile.name)
+    overridden_raw = apply_overrides(raw, profile.overrides, where)
+    overridden = parse_params(overridden_raw, f"{where} applied to params.yaml")
+    write_text(params_path, yaml.safe_dump(overridden_raw, sort_keys=False))
+    for pair in overridden.pairs:
+        (scratch / overridden.paths.metrics / f"{pair}.json").unlink(missing_ok=True)
+    dvc_directory = scratch / ".dvc"
+    dvc_directory.mkdir(exist_ok=True)
+    if not (dvc_directory / "config").is_file():
+        (dvc_directory / "config").write_text("", encoding="utf-8")
+    local = ["[core]", "    no_scm = true"]
+    cache = root / ".dvc" / "cache"
+    if cache.is_dir():
+        local += ["[cache]", f"    dir = {cache.resolve()}"]
+    (dvc_directory / "config.local").write_text("\n".join(local) + "\n", encoding="utf-8")
+    return overridden
+
+
+def run_pipeline(scratch: Path) -> None:
+    """``dvc repro`` in the scratch copy with this interpreter's environment; its output goes to the console."""
+    environment = dict(os.environ)
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(scratch / "src"), environment.get("PYTHONPATH")]))
+    environment["MLFLOW_TRACKING_URI"] = f"sqlite:///{(scratch / 'mlflow.db').resolve()}"
+    completed = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=scratch, env=environment)
+    if completed.returncode != 0:
+        raise GateError(f"dvc repro failed in the scratch copy {scratch} (exit {completed.returncode})")
+
+
+def current_metrics(params: Params, profile: Profile, metrics: Path | None, keep: bool) -> dict[str, dict[str, Any]]:
+    """The F1s to gate: from ``metrics`` when given, the workspace for ``full``, else a scratch run of the profile."""
+    if metrics is not None:
+        return collect_f1(params, metrics)
+    if profile.name == FULL_PROFILE:
+        return collect_f1(params, Path(params.paths.metrics))
+    scratch = Path(tempfile.mkdtemp(prefix=f"zerolog-gate-{profile.name}-"))
+    try:
+        overridden = prepare_scratch(Path.cwd(), scratch, profile, params)
+        print(f"gate: profile {profile.name}: dvc repro in {scratch} with {' '.join(profile.overrides)}", flush=True)
+        run_pipeline(scratch)
+        return collect_f1(overridden, scratch / overridden.paths.metrics)
+    finally:
+        if keep:
+            print(f"gate: scratch copy kept at {scratch}", flush=True)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def check(params: Params, profile: Profile, metrics: Path | None = None, keep: bool = False) -> Comparison:
+    baseline = read_baseline(profile.baseline)
+    return compare(baseline, current_metrics(params, profile, metrics, keep), params.gate.tolerance)
+
+
+def update(params: Params, profile: Profile, metrics: Path | None = None, keep: bool = False) -> Path:
+    current = current_metrics(params, profile, metrics, keep)
+    missing = [pair for pair, entry in current.items() if entry["status"] == "missing"]
+    if missing:
+        raise GateError(f"cannot record a baseline: no metrics for pair(s) {', '.join(missing)}")
+    write_json(profile.baseline, baseline_document(profile, current))
+    return profile.baseline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zerolog.evaluation.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["check", "update"])
+    parser.add_argument("--profile", default=FULL_PROFILE, help="full (workspace metrics) or a gate.profiles name")
+    parser.add_argument("--metrics", type=Path, default=None, help="compare the metrics in this folder, run nothing")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch copy of a profile run")
+    arguments = parser.parse_args(argv)
+    try:
+        params = load_params(arguments.params)
+        profile = load_profile(params, arguments.profile)
+        if arguments.command == "update":
+            path = update(params, profile, arguments.metrics, arguments.keep)
+            print(f"gate: baseline of profile {profile.name} written to {path}; commit it, saying why")
+            return 0
+        comparison = check(params, profile, arguments.metrics, arguments.keep)
+    except ZerologError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for note in comparison.notes:
+        print(f"note: {note}")
+    for failure in comparison.failures:
+        print(f"FAIL: {failure}")
+    verdict = "passed" if comparison.passed else f"FAILED ({len(comparison.failures)} regression(s))"
+    print(f"gate: profile {profile.name}, tolerance {params.gate.tolerance}: {verdict}")
+    return 0 if comparison.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Threshold rules: how a score becomes an anomaly decision without target labels.
+
+Every rule is named in the metrics it produces. None reads target labels, except ``target_val``, which exists only for
+the supervised oracle and is always marked ``oracle: true`` (method.md §6: selecting on target labels is not valid in
+the zero-label setting, so it can only describe an upper bound).
+
+| rule | inputs | what it assumes |
+|---|---|---|
+| ``fixed_0.5`` | none | scores are probabilities; P(anomaly) >= 0.5 (MetaLog's rule, method.md §6) |
+| ``source_val`` | SOURCE validation scores + labels | the F1-best cut on the source carries over to the target |
+| ``target_quantile`` | TARGET train scores | a stated anomaly share ``evaluate.contamination_prior`` (a prior, not a label) |
+| ``target_mixture`` | TARGET train scores | scores (logit scale) form two Gaussian modes; cut where posteriors are equal |
+| ``target_otsu`` | TARGET train scores | Otsu: the cut maximising between-class variance of the (logit) scores |
+| ``target_val`` | TARGET validation labels | ORACLE only: F1-best cut on the target's validation split |
+
+``target_mixture`` is the named two-component rule: a Gaussian mixture weighs the components, so a small anomaly mode
+beside a large normal one still gets its own component, while Otsu's between-class variance favours splits near the
+middle of the mass when the classes are very unequal. Otsu is kept as a second, parameter-free reading.
+A session is predicted anomalous when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq
+from sklearn.metrics import precision_recall_curve
+from sklearn.mixture import GaussianMixture
+
+from zerolog.errors import DataError
+
+# Scores of a probability-like method are clipped this far inside (0, 1) before the logit: float32 sigmoids
+# saturate at exactly 0 or 1. A numeric guard, not a tuning knob.
+_LOGIT_EPSILON = 1e-6
+
+TARGET_LABEL_RULES = frozenset({"target_val"})
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """Everything a threshold rule may see for one method of one pair. Never the target's test labels.
+
+    ``unit_scale``: the scores lie in [0, 1] (probabilities, isolation-forest anomaly scores); else any real value.
+    ``source_val_*``: None for target-only methods (no source side). ``target_val_*``: only for the oracle.
+    """
+
+    target_train_scores: np.ndarray  # (target train sessions,)
+    unit_scale: bool
+    source_val_scores: np.ndarray | None = None  # (source val sessions,)
+    source_val_labels: np.ndarray | None = None  # (source val sessions,) 0/1
+    source_val_threshold: float | None = None  # the training stage's own source_val threshold (parquet metadata)
+    target_val_scores: np.ndarray | None = None  # oracle only
+    target_val_labels: np.ndarray | None = None  # oracle only
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A rule's threshold, or why the rule does not apply to this method."""
+
+    rule: str
+    value: float | None
+    oracle: bool = False
+    reason: str | None = None
+    detail: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def applicable(self) -> bool:
+        return self.value is not None
+
+
+def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score cut with the highest F1 on labeled scores; ties go to the highest cut (fewest alarms)."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.max() < 1:
+        raise DataError("f1_best_threshold: no labeled anomaly to choose a threshold on")
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best = np.flatnonzero(f1 == f1.max())[-1]  # thresholds ascend: the last maximum is the highest cut
+    return float(thresholds[best])
+
+
+def quantile_threshold(train_scores: np.ndarray, contamination_prior: float) -> float:
+    """The (1 - prior) quantile of the target's train scores: about ``prior`` of them score at or above it."""
+    return float(np.quantile(np.asarray(train_scores, dtype=np.float64), 1.0 - contamination_prior))
+
+
+def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:
+    """Map scores to a scale where two modes look Gaussian: logit for [0, 1] scores, signed log1p otherwise."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if unit_scale:
+        clipped = np.clip(scores, _LOGIT_EPSILON, 1.0 - _LOGIT_EPSILON)
+        return np.log(clipped) - np.log1p(-clipped)
+    return np.sign(scores) * np.log1p(np.abs(scores))
+
+
+def from_separable_scale(value: float, unit_scale: bool) -> float:
+    """Inverse of :func:`to_separable_scale` for one value."""
+    if unit_scale:
+        return float(1.0 / (1.0 + np.exp(-value)))
+    return float(np.sign(value) * np.expm1(abs(value)))
+
+
+def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> tuple[float, dict[str, float]]:
+    """Fit a 2-component Gaussian mixture to the transformed train scores; cut where the posteriors are equal.
+
+    The higher-mean component is read as the anomaly mode. Returns the cut on the original score scale and the fit
+    (means, standard deviations, weights on the transformed scale). Raises DataError when the scores do not form two
+    separable modes (constant scores, or the posterior never changes side between the two means).
+    """
+    values = to_separable_scale(train_scores, unit_scale)
+    if values.size < 2 or np.ptp(values) == 0:
+        raise DataError("target_mixture: the target train scores are constant, no two modes to split")
+    mixture = GaussianMixture(n_components=2, covariance_type="full", random_state=seed).fit(values.reshape(-1, 1))
+    order = np.argsort(mixture.means_.ravel())
+    low, high = order
+    means = mixture.means_.ravel()
+    deviations = np.sqrt(mixture.covariances_.reshape(-1))
+    weights = mixture.weights_
+
+    def log_odds_high(x: float) -> float:
+        """log P(high component | x) - log P(low component | x)."""
+        densities = [
+            np.log(weights[k]) - np.log(deviations[k]) - 0.5 * ((x - means[k]) / deviations[k]) ** 2 for k in (low, high)
+        ]
+        return float(densities[1] - densities[0])
+
+    left, right = means[low], means[high]
+    if not (log_odds_high(left) < 0 < log_odds_high(right)):
+        raise DataError("target_mixture: the two mixture components do not separate between their means")
+    cut = brentq(log_odds_high, left, right)
+    detail = {
+        "low_mean": float(means[low]),
+        "low_std": float(deviations[low]),
+        "low_weight": float(weights[low]),
+        "high_mean": float(means[high]),
+        "high_std": float(deviations[high]),
+        "high_weight": float(weights[high]),
+    }
+    return from_separable_scale(cut, unit_scale), detail
+
+
+def otsu_threshold(train_scores: np.ndarray, unit_scale: bool) -> float:
+    """Otsu's cut of the transformed train scores, exact over every split of the sorted values (no histogram bins).
+
+    Maximises the between-class variance w0 w1 (mu0 - mu1)^2 over cuts between consecutive distinct values; the cut
+    is the midpoint of the two values it falls between, mapped back to the score scale.
+    """
+    values = np.sort(to_separable_scale(train_scores, unit_scale))
+    if values.size < 2 or values[0] == values[-1]:
+        raise DataError("target_otsu: the target train scores are constant, nothing to split")
+    count = values.size
+    prefix_sum = np.cumsum(values)  # (count,)
+    below = np.arange(1, count)  # number of values at or below each candidate cut
+    distinct = values[1:] != values[:-1]  # a cut between equal values is not a cut
+    weight_low = below / count
+    mean_low = prefix_sum[:-1] / below
+    mean_high = (prefix_sum[-1] - prefix_sum[:-1]) / (count - below)
+    between = weight_low * (1.0 - weight_low) * (mean_low - mean_high) ** 2
+    between[~distinct] = -np.inf
+    best = int(np.argmax(between))
+    cut = 0.5 * (values[best] + values[best + 1])
+    return from_separable_scale(cut, unit_scale)
+
+
+def choose_threshold(
+    rule: str, inputs: RuleInputs, contamination_prior: float, seed: int, is_oracle_method: bool
+) -> Threshold:
+    """Apply one named rule; a rule that cannot apply to this method returns a Threshold with its reason."""
+    if rule == "fixed_0.5":
+        if not inputs.unit_scale:
+            return Threshold(rule, None, reason="scores are not probabilities (not on [0, 1])")
+        return Threshold(rule, 0.5)
+    if rule == "source_val":
+        if inputs.source_val_scores is not None and inputs.source_val_labels is not None:
+            if inputs.source_val_labels.size and inputs.source_val_labels.max() == 1:
+                return Threshold(rule, f1_best_threshold(inputs.source_val_labels, inputs.source_val_scores))
+            return Threshold(rule, None, reason="the source validation split has no labeled anomaly")
+        if inputs.source_val_threshold is not None:
+            return Threshold(rule, float(inputs.source_val_threshold), detail={"from_training_metadata": 1.0})
+        return Threshold(rule, None, reason="no source side: the method is trained on the target alone")
+    if rule == "target_quantile":
+        return Threshold(rule, quantile_threshold(inputs.target_train_scores, contamination_prior))
+    if rule == "target_mixture":
+        try:
+            value, detail = mixture_threshold(inputs.target_train_scores, inputs.unit_scale, seed)
+        except DataError as error:
+            return Threshold(rule, None, reason=str(error))
+        return Threshold(rule, value, detail=detail)
+    if rule == "target_otsu":
+        try:
+            return Threshold(rule, otsu_threshold(inputs.target_train_scores, inputs.unit_scale))
+        except DataError as error:
+            return Threshold(rule, None, reason=str(error))
+    if rule == "target_val":
+        if not is_oracle_method:
+            return Threshold(rule, None, reason="reads target labels: allowed for the supervised oracle only")
+        if inputs.target_val_labels is None or inputs.target_val_scores is None or inputs.target_val_labels.size == 0:
+            return Threshold(rule, None, oracle=True, reason="the target has no labeled validation session")
+        if inputs.target_val_labels.max() < 1:
+            return Threshold(rule, None, oracle=True, reason="the target validation split has no labeled anomaly")
+        return Threshold(rule, f1_best_threshold(inputs.target_val_labels, inputs.target_val_scores), oracle=True)
+    raise DataError(f"evaluate.threshold_rules: unknown rule {rule!r}")

@@ -1,0 +1,169 @@
+"""Small generated inputs for the evaluation tests: tensors, score files and train-status files in a tmp folder.
+
+The real params.yaml is loaded with every output path moved under the tmp folder, so the tests exercise the same
+validated config the pipeline uses. Scores are generated from the labels with a chosen separation (a stand-in for a
+trained model); the evaluator under test never sees how they were made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from zerolog.config import Params, parse_params
+from zerolog.evaluation.inputs import SPLIT_NAMES, write_scores
+from zerolog.io import write_json
+
+OUTPUT_PATHS = ("raw", "parsed", "sessions", "features", "tensors", "models", "scores", "metrics", "plots", "reports")
+
+
+def make_params(tmp_path: Path, overrides: dict | None = None) -> Params:
+    """The repository's params.yaml with outputs under ``tmp_path`` and a small bootstrap (fast tests)."""
+    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    for name in OUTPUT_PATHS:
+        raw["paths"][name] = str(tmp_path / name)
+    raw["evaluate"]["bootstrap"]["samples"] = 50
+    raw["evaluate"]["unsupervised"]["n_estimators"] = 30
+    raw["evaluate"]["oracle"]["model"] = "logistic_regression"  # the neural oracle has its own test
+    raw["train"].update({"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "device": "cpu", "torch_threads": 1})
+    raw["train"]["encoder"].update({"hidden_size": 8, "num_layers": 1})
+    raw["train"]["domain"]["discriminator_hidden_size"] = 8
+    raw["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return parse_params(raw, "params.yaml")
+
+
+def write_tensors(
+    params: Params,
+    system: str,
+    sessions: int,
+    anomaly_share: float,
+    seed: int,
+    test_anomalies: int | None = None,
+    unlabeled_share: float = 0.0,
+    templates: int = 12,
+) -> dict[str, np.ndarray]:
+    """labels.npy, split.npy (60/10/30 in order), counts.npy and meta.json for one system.
+
+    Normal sessions follow one of three workflows (low-rank counts, like real logs); anomalous sessions add a rare
+    template that no normal session has, so a count-based detector can find them.
+    ``test_anomalies`` fixes the number of anomalies in the test split (to build a not-evaluable target).
+    """
+    generator = np.random.default_rng(seed)
+    split = np.zeros(sessions, dtype=np.int8)
+    split[int(0.6 * sessions) :] = 1
+    split[int(0.7 * sessions) :] = 2
+    labels = (generator.random(sessions) < anomaly_share).astype(np.int8)
+    if test_anomalies is not None:
+        test_rows = np.flatnonzero(split == 2)
+        labels[test_rows] = 0
+        labels[generator.choice(test_rows, size=test_anomalies, replace=False)] = 1
+    labels[generator.random(sessions) < unlabeled_share] = -1
+    counts = _session_counts(generator, labels, templates)
+    directory = Path(params.paths.tensors) / system
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "labels.npy", labels)
+    np.save(directory / "split.npy", split)
+    np.save(directory / "counts.npy", counts)
+    # Sequences with exactly these counts (events in template order), for the neural trainer.
+    max_len = int(counts.sum(axis=1).max())
+    index = np.zeros((sessions, max_len), dtype=np.int32)
+    lengths = np.zeros(sessions, dtype=np.int32)
+    for row in range(sessions):
+        events = np.repeat(np.arange(templates + 1), counts[row].astype(int))
+        index[row, : events.size], lengths[row] = events, max(1, events.size)
+    np.save(directory / "index.npy", index)
+    np.save(directory / "lengths.npy", lengths)
+    vectors = generator.normal(size=(templates + 1, 8)).astype(np.float32)  # (templates + 1, dim)
+    vectors[0] = 0
+    np.save(directory / "vectors.npy", vectors)
+    (directory / "session_ids.json").write_text(json.dumps([f"{system}-{row}" for row in range(sessions)]))
+    dataset = params.system_dataset(system)
+    meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len}
+    (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return {"labels": labels, "split": split, "counts": counts}
+
+
+def _session_counts(generator: np.random.Generator, labels: np.ndarray, templates: int) -> np.ndarray:
+    """(sessions, templates + 1) event counts; column 0 is padding. The last 4 templates are anomaly-only."""
+    normal_templates = templates - 4
+    workflows = np.zeros((3, templates + 1))
+    for index, workflow in enumerate(workflows):
+        chosen = generator.choice(np.arange(1, normal_templates + 1), size=normal_templates // 2, replace=False)
+        workflow[chosen] = 1 + index + generator.integers(0, 3, size=chosen.size)
+    kinds = generator.integers(0, 3, size=labels.size)
+    counts = workflows[kinds] * generator.integers(1, 4, size=(labels.size, 1))  # (sessions, templates + 1)
+    anomalous = np.flatnonzero(labels == 1)
+    rare = generator.integers(templates - 3, templates + 1, size=anomalous.size)
+    counts[anomalous, rare] += 1 + generator.poisson(2.0, size=anomalous.size)
+    return counts.astype(np.float32)
+
+
+def _scores_for(labels: np.ndarray, separation: float, generator: np.random.Generator) -> np.ndarray:
+    signal = np.where(labels == 1, separation, -separation)
+    logits = signal + generator.normal(0.0, 1.5, labels.size)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def write_pair_scores(
+    params: Params,
+    pair: str,
+    method: str,
+    separation: float,
+    seed: int,
+    run_id: str | None = None,
+    threshold_source_val: float | None = None,
+) -> Path:
+    """A neural method's score file: every source row and every target row, scores from the labels."""
+    generator = np.random.default_rng(seed)
+    config = params.pairs[pair]
+    frames = []
+    for domain, systems in (("source", config.sources), ("target", [config.target])):
+        for system in systems:
+            directory = Path(params.paths.tensors) / system
+            labels = np.load(directory / "labels.npy")
+            split = np.load(directory / "split.npy")
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "domain": domain,
+                        "split": [SPLIT_NAMES[int(code)] for code in split],
+                        "row": np.arange(labels.size, dtype=np.int64),
+                        "system": system,
+                        "score": _scores_for(labels, separation, generator),
+                    }
+                )
+            )
+    path = Path(params.paths.scores) / pair / f"{method}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_scores(
+        path,
+        pd.concat(frames, ignore_index=True),
+        {"method": method, "threshold_source_val": threshold_source_val, "mlflow_run_id": run_id},
+    )
+    return path
+
+
+def write_train_status(params: Params, pair: str, status: str = "trained", reason: str | None = None,
+                       methods: dict | None = None) -> None:
+    """metrics/train/<pair>.json as the train stage writes it (pair status, per-method status)."""
+    methods = methods if methods is not None else {m: {"status": "trained"} for m in params.train.methods}
+    write_json(Path(params.paths.metrics) / "train" / f"{pair}.json",
+               {"pair": pair, "status": status, "reason": reason, "methods": methods})
+
+
+def build_pair(params: Params, pair: str, separations: dict[str, float] | None = None) -> None:
+    """Score files for every neural method of ``pair`` and its train status (tensors must exist)."""
+    separations = separations or {"zerolog": 2.5, "source_only": 1.0, "dann": 2.0, "meta": 1.5}
+    for index, method in enumerate(params.train.methods):
+        write_pair_scores(params, pair, method, separations.get(method, 1.0), seed=100 + index)
+    write_train_status(params, pair)

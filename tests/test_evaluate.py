@@ -1,0 +1,212 @@
+"""Stage evaluate on generated inputs: every method and rule, not-evaluable and skipped pairs, label hygiene."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
+from zerolog.config import ConfigError
+from zerolog.errors import DataError
+from zerolog.evaluation.baselines import run_target_baselines
+from zerolog.evaluation.evaluate import evaluate_pair, tracking_metrics
+
+PAIR = "hdfs-bgl"
+
+
+def _metrics(params, pair=PAIR):
+    return json.loads((Path(params.paths.metrics) / f"{pair}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """hdfs-bgl with every neural method, both baselines, evaluated once (shared: tests that change inputs restore
+    them)."""
+    params = make_params(tmp_path_factory.mktemp("evaluated"))
+    write_tensors(params, "hdfs", sessions=400, anomaly_share=0.1, seed=1)
+    target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05)
+    build_pair(params, PAIR)
+    run_target_baselines(params, "bgl")
+    evaluate_pair(params, PAIR)
+    return params, target
+
+
+def test_every_method_and_rule_is_reported(evaluated):
+    params, target = evaluated
+    metrics = _metrics(params)
+    assert metrics["status"] == "evaluated" and metrics["reason"] is None
+    labeled_test = (target["split"] == 2) & (target["labels"] >= 0)
+    anomalies = int((target["labels"][labeled_test] == 1).sum())
+    assert metrics["test"] == {
+        "size": int(labeled_test.sum()),
+        "anomalies": anomalies,
+        "ratio": pytest.approx(anomalies / labeled_test.sum()),
+        "unlabeled": int(((target["split"] == 2) & (target["labels"] < 0)).sum()),
+    }
+    assert metrics["dataset"] == params.system_dataset("bgl") and metrics["label_rule"] == "generated"
+    assert metrics["primary_threshold_rule"] == "source_val"
+    assert set(metrics["methods"]) == set(params.evaluate.methods)
+    for method, entry in metrics["methods"].items():
+        assert entry["status"] == "evaluated", (method, entry)
+        assert set(params.evaluate.threshold_rules) <= set(entry["rules"])
+        assert 0.0 <= entry["f1"] <= 1.0 and entry["f1_ci"][0] <= entry["f1"] <= entry["f1_ci"][1]
+        assert entry["roc_auc"] > 0.5
+    zerolog = metrics["methods"]["zerolog"]
+    assert zerolog["threshold_rule"] == "source_val" and zerolog["oracle"] is False
+    assert zerolog["f1"] == zerolog["rules"]["source_val"]["f1"]
+    # The better-separated generated scores must rank above the weaker ones.
+    assert zerolog["pr_auc"] > metrics["methods"]["source_only"]["pr_auc"]
+
+
+def test_baselines_use_their_own_rules_and_the_oracle_is_marked(evaluated):
+    params, _ = evaluated
+    methods = _metrics(params)["methods"]
+    oracle = methods["supervised_target"]
+    assert oracle["oracle"] is True and oracle["threshold_rule"] == "target_val"
+    assert oracle["rules"]["target_val"]["oracle"] is True
+    assert oracle["rules"]["source_val"]["status"] == "not_applicable"
+    unsupervised = methods["unsupervised_target"]
+    assert unsupervised["oracle"] is False and unsupervised["threshold_rule"] == "target_quantile"
+    assert unsupervised["detector"] == "isolation_forest"
+    assert "target_val" not in unsupervised["rules"]
+    assert "no source side" in unsupervised["rules"]["source_val"]["reason"]
+
+
+def test_plots_are_written_per_method(evaluated):
+    params, _ = evaluated
+    plots = Path(params.paths.plots) / "evaluate" / PAIR
+    for method in params.evaluate.methods:
+        curve = pd.read_csv(plots / "pr" / f"{method}.csv")
+        assert list(curve.columns) == ["recall", "precision", "method"] and set(curve["method"]) == {method}
+        assert len(curve) <= params.evaluate.pr_curve_points
+        decisions = pd.read_csv(plots / "confusion" / f"{method}.csv")
+        assert list(decisions.columns) == ["actual", "predicted"]
+        entry = _metrics(params)["methods"][method]
+        rule = entry["rules"][entry["threshold_rule"]]
+        assert int(((decisions.actual == 1) & (decisions.predicted == 1)).sum()) == rule["true_positives"]
+
+
+def test_metrics_reach_each_methods_mlflow_run(evaluated):
+    from mlflow.tracking import MlflowClient
+
+    params, _ = evaluated
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    metrics = _metrics(params)
+    oracle_run = metrics["methods"]["supervised_target"]["mlflow_run_id"]
+    run = client.get_run(oracle_run)
+    assert run.data.metrics["test/f1"] == pytest.approx(metrics["methods"]["supervised_target"]["f1"])
+    # The generated neural score files name no run: evaluate opened one per method, tagged with the pair.
+    runs = client.search_runs([run.info.experiment_id], filter_string="tags.stage = 'evaluate'")
+    by_method = {r.data.tags["method"]: r for r in runs}
+    assert set(by_method) == {"zerolog", "source_only", "dann", "meta"}
+    assert by_method["zerolog"].data.tags["pair"] == PAIR
+    assert by_method["zerolog"].data.metrics["test/fixed_0.5/f1"] == pytest.approx(
+        metrics["methods"]["zerolog"]["rules"]["fixed_0.5"]["f1"])
+
+
+def test_target_test_labels_do_not_move_any_threshold(evaluated):
+    params, target = evaluated
+    before = _metrics(params)
+    labels = target["labels"].copy()
+    test = np.flatnonzero((target["split"] == 2) & (labels >= 0))
+    labels[test] = np.random.default_rng(0).permutation(labels[test])
+    path = Path(params.paths.tensors) / "bgl" / "labels.npy"
+    np.save(path, labels)
+    try:
+        evaluate_pair(params, PAIR)
+        after = _metrics(params)
+    finally:
+        np.save(path, target["labels"])
+        evaluate_pair(params, PAIR)
+    for method in ("zerolog", "unsupervised_target"):
+        for rule, values in before["methods"][method]["rules"].items():
+            if values["status"] == "evaluated":
+                assert after["methods"][method]["rules"][rule]["threshold"] == values["threshold"], (method, rule)
+    assert after["methods"]["zerolog"]["f1"] != before["methods"]["zerolog"]["f1"]
+
+
+def test_bootstrap_is_deterministic_across_runs(evaluated):
+    params, _ = evaluated
+    first = _metrics(params)
+    evaluate_pair(params, PAIR)
+    assert _metrics(params)["methods"] == first["methods"]
+
+
+def test_too_few_test_anomalies_is_not_evaluable(tmp_path):
+    params = make_params(tmp_path)
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)
+    build_pair(params, "hdfs-openstack")
+    evaluate_pair(params, "hdfs-openstack")
+    metrics = _metrics(params, "hdfs-openstack")
+    assert metrics["status"] == "not_evaluable" and metrics["methods"] == {}
+    assert "2 labeled anomalies" in metrics["reason"] and "evaluate.min_test_anomalies = 10" in metrics["reason"]
+    assert metrics["test"]["anomalies"] == 2
+    assert (Path(params.paths.plots) / "evaluate" / "hdfs-openstack" / "pr" / "none.csv").is_file()
+
+
+def test_unlabeled_test_split_is_not_evaluable(tmp_path):
+    params = make_params(tmp_path)
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "openstack", sessions=300, anomaly_share=0.1, seed=3, unlabeled_share=1.0)
+    build_pair(params, "hdfs-openstack")
+    evaluate_pair(params, "hdfs-openstack")
+    metrics = _metrics(params, "hdfs-openstack")
+    assert metrics["status"] == "not_evaluable" and "no labeled session" in metrics["reason"]
+    assert metrics["test"]["ratio"] is None
+
+
+def test_skipped_training_is_reported_with_its_reason(tmp_path):
+    params = make_params(tmp_path)
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.1, seed=2)
+    reason = "no usable source (source openstack: 0 labeled anomalies in its train split)"
+    write_train_status(params, "openstack-bgl", status="skipped", reason=reason, methods={})
+    evaluate_pair(params, "openstack-bgl")
+    metrics = _metrics(params, "openstack-bgl")
+    assert metrics["status"] == "skipped" and metrics["reason"] == reason and metrics["methods"] == {}
+
+
+def test_missing_scores_need_a_recorded_reason(tmp_path):
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "dann"]})
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
+    write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
+    write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"}})
+    with pytest.raises(DataError, match=r"dann\.parquet: file not found"):
+        evaluate_pair(params, PAIR)
+    assert not (Path(params.paths.metrics) / f"{PAIR}.json").exists()
+    write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"},
+                                              "dann": {"status": "failed", "reason": "diverged"}})
+    evaluate_pair(params, PAIR)
+    assert _metrics(params)["methods"]["dann"] == {"status": "not_available", "reason": "diverged", "oracle": False}
+
+
+def test_scores_from_another_tensors_build_are_rejected(tmp_path):
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog"]})
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
+    write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
+    write_train_status(params, PAIR)
+    split = np.load(Path(params.paths.tensors) / "bgl" / "split.npy")
+    np.save(Path(params.paths.tensors) / "bgl" / "split.npy", split[::-1].copy())
+    with pytest.raises(DataError, match="disagree with"):
+        evaluate_pair(params, PAIR)
+
+
+def test_unknown_method_or_pair_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"evaluate\.methods\[0\]"):
+        evaluate_pair(make_params(tmp_path, {"evaluate.methods": ["magic"]}), PAIR)
+    with pytest.raises(ConfigError, match="pairs.nowhere"):
+        evaluate_pair(make_params(tmp_path), "nowhere")
+
+
+def test_tracking_metrics_keys():
+    entry = {"f1": 0.5, "precision": 0.4, "recall": None, "pr_auc": 0.6, "roc_auc": 0.7,
+             "rules": {"fixed_0.5": {"status": "evaluated", "f1": 0.5, "precision": 0.4, "recall": 0.66,
+                                     "threshold": 0.5, "f1_ci": [0.4, 0.6]},
+                       "source_val": {"status": "not_applicable", "reason": "x"}}}
+    keys = tracking_metrics(entry)
+    assert keys["test/f1"] == 0.5 and "test/recall" not in keys
+    assert keys["test/fixed_0.5/f1_ci_low"] == 0.4 and not any(k.startswith("test/source_val") for k in keys)

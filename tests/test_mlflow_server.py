@@ -1,0 +1,108 @@
+"""A REAL MLflow tracking server over a sqlite store written by zerolog.tracking, read back over HTTP.
+
+What `make ui` serves: the runs of every pair and method, with their tags and metrics, readable by any MLflow client.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from evaluation_fixtures import make_params
+from zerolog.tracking import Tracker, flatten_params
+
+METHODS = ("zerolog", "source_only", "dann", "meta")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"mlflow server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"mlflow server at {url} not healthy after {timeout} s")
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """One finished run per pair and method, with the train stage's tags, all params and a few metrics."""
+    params = make_params(tmp_path)
+    tracker = Tracker(params.mlflow)
+    logged = flatten_params(params)
+    expected = {}
+    for index, (pair, config) in enumerate(params.pairs.items()):
+        for offset, method in enumerate(METHODS):
+            tags = {"pair": pair, "sources": ",".join(config.sources), "target": config.target, "method": method}
+            run_id = tracker.start_run(f"{pair}/{method}", tags, logged)
+            f1 = round(0.1 + 0.02 * index + 0.01 * offset, 4)
+            if (pair, method) == ("hdfs-bgl", "zerolog"):  # one per-epoch history is enough to read back
+                for epoch in (1, 2):
+                    tracker.log_metrics(run_id, {"loss/classification": 1.0 / epoch}, step=epoch)
+            tracker.log_metrics(run_id, {"test/f1": f1, "test/pr_auc": f1 + 0.05})
+            tracker.finish(run_id)
+            expected[(pair, method)] = (run_id, f1)
+    return params, expected
+
+
+def test_server_serves_every_pair_and_method(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    params, expected = store
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", params.mlflow.tracking_uri,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_healthy(url, server, timeout=90)
+        client = MlflowClient(tracking_uri=url)
+        experiment = client.get_experiment_by_name(params.mlflow.experiment)
+        assert experiment is not None
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        assert len(runs) == len(params.pairs) * len(METHODS)
+        seen = {}
+        for run in runs:
+            key = (run.data.tags["pair"], run.data.tags["method"])
+            seen[key] = run
+            run_id, f1 = expected[key]
+            assert run.info.run_id == run_id and run.info.status == "FINISHED"
+            assert run.data.metrics["test/f1"] == pytest.approx(f1)
+            assert run.data.tags["target"] == params.pairs[key[0]].target
+            assert run.data.params["train.epochs"] == str(params.train.epochs)
+            assert "git_commit" in run.data.tags
+        assert set(seen) == set(expected)
+        # A filtered query per pair, as the UI's search box does it.
+        for pair in params.pairs:
+            pair_runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.pair = '{pair}'")
+            assert {run.data.tags["method"] for run in pair_runs} == set(METHODS)
+        history = client.get_metric_history(expected[("hdfs-bgl", "zerolog")][0], "loss/classification")
+        assert [(point.step, point.value) for point in history] == [(1, 1.0), (2, 0.5)]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started, nothing else
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
