@@ -1,0 +1,571 @@
+"""Benchmark of the full-size path: throughput and peak memory, logparser3 Drain vs the streaming parse, side by side.
+
+What one run does (``make bench`` = ``python bench/run.py``), every measured step in its own subprocess:
+
+1. Generate the input (bench/generate.py, cached in ``--work``): ``--lines`` lines (default HDFS_v1's 11,175,629)
+   with ``--block-reuse 20`` (HDFS_v1-like blocks: about 614k sessions of about 20 lines; the parse does not see
+   block ids, they are masked), and its first ``--drain-lines`` lines as a prefix file.
+2. Parse the prefix with (a) logparser3's Drain as is (``LogParser.parse``: pandas load, ``iterrows`` loop, CSV
+   output), (b) the streaming parse, (c) drain3 if ``--drain3-python`` names a Python with drain3 installed
+   (a separate venv: drain3 pins cachetools 4.2.1, which clashes with mlflow). logparser3 is too slow for the
+   whole file, hence the prefix.
+3. Parse the whole input with the streaming parse (this is the parse stage of step 4).
+4. On the whole input: sessionize, embed (hashing: the bench measures the session stages, not the model load),
+   tensors, one training epoch (``train.epochs`` = 1, method ``source_only`` on the generated HDFS).
+
+Reported per step: wall seconds, lines/s (or sessions/s), lines/s over the first and last 10% of the parse loop
+(Drain is known to slow down on long files, logpai/logparser issue 33), peak RSS of the process tree (sum over
+the processes, sampled every 0.1 s with psutil) and of the largest single process (its ``VmHWM`` high-water mark, sampled). A stage
+over ``--memory-limit-gb`` or ``--stage-timeout`` is stopped and reported as such. The tables go to stdout and
+``--output`` (bench/results.md) with the machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+BENCH = REPOSITORY / "bench"
+
+#: Shares of the parse loop over which the start and end throughput are measured.
+EDGE_SHARE = 0.1
+
+
+# ============================================================================= children (run in subprocesses)
+
+
+def _progress_rates(events: list[tuple[int, float]], total: int) -> dict[str, float | None]:
+    """Lines/s over the first and last ``EDGE_SHARE`` of the lines, from (lines done, seconds) events.
+
+    ``events`` starts with (0, loop start) and ends with (total, loop end); the rate of the first share runs from
+    the start to the first event at or past ``EDGE_SHARE · total`` lines, the last share from the last event at
+    or before ``(1 − EDGE_SHARE) · total`` lines to the end.
+    """
+    if total <= 0 or len(events) < 2:
+        return {"first_rate": None, "last_rate": None}
+    start_lines, start_time = events[0]
+    head = next((event for event in events[1:] if event[0] >= EDGE_SHARE * total), events[-1])
+    tail = next((event for event in reversed(events[:-1]) if event[0] <= (1 - EDGE_SHARE) * total), events[0])
+    end_lines, end_time = events[-1]
+
+    def rate(lines: int, seconds: float) -> float | None:
+        return lines / seconds if seconds > 0 else None
+
+    return {
+        "first_rate": rate(head[0] - start_lines, head[1] - start_time),
+        "last_rate": rate(end_lines - tail[0], end_time - tail[1]),
+        "first_lines": head[0] - start_lines,
+        "last_lines": end_lines - tail[0],
+    }
+
+
+def child_logparser3(arguments: dict[str, Any]) -> dict[str, Any]:
+    """logparser3's Drain exactly as its users run it: ``LogParser(...).parse(file)``."""
+    import contextlib
+    import io
+
+    from logparser.Drain import LogParser
+
+    started = time.perf_counter()
+    log = Path(arguments["log"])
+    output = Path(arguments["scratch"])
+    output.mkdir(parents=True, exist_ok=True)
+    parser = LogParser(log_format=arguments["log_format"], indir=str(log.parent), outdir=str(output),
+                       depth=arguments["depth"], st=arguments["st"], rex=arguments["regex"])
+    events: list[tuple[int, float]] = []
+    loaded = parser.load_data
+
+    def timed_load() -> None:
+        loaded()
+        events.append((0, time.perf_counter() - started))
+
+    parser.load_data = timed_load
+
+    class ProgressTap(io.TextIOBase):
+        """Turns logparser3's "Processed X% of log lines." prints into (lines, seconds) events."""
+
+        def write(self, text: str) -> int:
+            if text.startswith("Processed") and parser.df_log is not None:
+                share = float(text.split()[1].rstrip("%")) / 100
+                events.append((round(share * len(parser.df_log)), time.perf_counter() - started))
+            return len(text)
+
+    with contextlib.redirect_stdout(ProgressTap()):
+        parser.parse(log.name)
+    seconds = time.perf_counter() - started
+    total = len(parser.df_log)
+    templates = parser.df_log["EventTemplate"].nunique()
+    return {"lines": total, "seconds": seconds, "templates": int(templates),
+            "load_seconds": events[0][1] if events else None,
+            "loop_seconds": events[-1][1] - events[0][1] if len(events) > 1 else None,
+            **_progress_rates(events, total)}
+
+
+def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
+    """drain3 (a separate venv: only the standard library and drain3 here) over the same messages."""
+    import re
+
+    from drain3 import TemplateMiner
+    from drain3.masking import MaskingInstruction
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    started = time.perf_counter()
+    config = TemplateMinerConfig()
+    config.drain_depth = arguments["depth"]
+    config.drain_sim_th = arguments["st"]
+    config.masking_instructions = [MaskingInstruction(pattern, "*") for pattern in arguments["regex"]]
+    config.profiling_enabled = False
+    miner = TemplateMiner(config=config)
+    header = re.compile(arguments["header_regex"])
+    events = [(0, time.perf_counter() - started)]
+    total = 0
+    with open(arguments["log"], encoding="utf-8", errors="replace") as handle:
+        for total, line in enumerate(handle, start=1):
+            found = header.match(line.strip())
+            if found is not None:
+                miner.add_log_message(found.group("Content"))
+            if total % 10_000 == 0:
+                events.append((total, time.perf_counter() - started))
+    events.append((total, time.perf_counter() - started))
+    return {"lines": total, "seconds": time.perf_counter() - started, "templates": len(miner.drain.clusters),
+            **_progress_rates(events, total)}
+
+
+def child_streaming(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The streaming parse of one file (``stream_parse_files``), or the parse stage of the bench pipeline."""
+    from zerolog.config import load_params
+    from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_dataset, stream_parse_files
+
+    started = time.perf_counter()
+    params = load_params(arguments["params"])
+    events: list[tuple[int, float]] = []
+
+    def progress(lines: int) -> None:
+        if not events:
+            events.append((0, started_loop))
+        events.append((lines, time.perf_counter() - started))
+
+    started_loop = time.perf_counter() - started
+    if arguments.get("dataset"):
+        stream_parse_dataset(params, arguments["dataset"], progress)
+        metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{arguments['dataset']}.json").read_text())
+        lines, templates, streaming = metrics["lines"], metrics["templates"], metrics["streaming"]
+    else:
+        system = params.systems["hdfs"]
+        output = Path(arguments["scratch"])
+        shutil.rmtree(output, ignore_errors=True)
+        output.mkdir(parents=True)
+        summary = stream_parse_files([Path(arguments["log"])], line_layout("hdfs", system, None, "bench"),
+                                     new_miner("hdfs", system), params.parse, output, "stream-parse",
+                                     "systems.hdfs.log_format", progress=progress)
+        lines, templates = summary.lines, len(summary.templates)
+        streaming = {"workers": summary.workers, "chunks": summary.chunks, "rewritten": summary.rewritten,
+                     "drain_clusters": summary.clusters}
+    seconds = time.perf_counter() - started
+    return {"lines": lines, "seconds": seconds, "templates": templates, "streaming": streaming,
+            **_progress_rates(events, lines)}
+
+
+def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
+    """One pipeline stage on the bench params (sessionize, embed, tensors, train one epoch)."""
+    from zerolog.config import load_params
+
+    params = load_params(arguments["params"])
+    stage = arguments["stage"]
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    if stage == "sessionize":
+        from zerolog.data.sessionize import sessionize_dataset
+
+        sessionize_dataset(params, arguments["dataset"])
+        metrics = json.loads((Path(params.paths.metrics) / "sessionize" / f"{arguments['dataset']}.json").read_text())
+        result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"]}
+    elif stage == "embed":
+        from zerolog.features.embed import embed_templates
+
+        embed_templates(params)
+    elif stage == "tensors":
+        from zerolog.features.tensors import build_tensors
+
+        build_tensors(params, "hdfs")
+        meta = json.loads((Path(params.paths.tensors) / "hdfs" / "meta.json").read_text())
+        result = {"sessions": meta["sessions"]}
+    elif stage == "train":
+        import numpy as np
+
+        from zerolog.features.tensors import SPLIT_CODES, load_tensors
+        from zerolog.training.loop import train
+
+        tensors = load_tensors(Path(params.paths.tensors) / "hdfs")
+        trained = train(params.train, [tensors], None, "source_only", params.seed, progress=False)
+        validated = int(np.sum(np.asarray(tensors.split) == SPLIT_CODES["val"]))
+        seen = trained.steps * params.train.batch_size
+        result = {"sessions": seen + validated, "train_sessions": seen, "validation_sessions": validated,
+                  "steps": trained.steps, "device": trained.device}
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+CHILDREN = {"logparser3": child_logparser3, "drain3": child_drain3, "streaming": child_streaming, "stage": child_stage}
+
+
+def child_main(kind: str, arguments_json: str, result_path: str) -> None:
+    result = CHILDREN[kind](json.loads(arguments_json))
+    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
+
+
+# ============================================================================= measuring (parent)
+
+
+@dataclass
+class Measurement:
+    """One subprocess run: its result (written by the child), time, memory and how it ended."""
+
+    name: str
+    result: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    peak_tree_mib: float = 0.0  # sum of RSS over the process and its descendants, sampled
+    peak_process_mib: float = 0.0  # largest single process (its VmHWM, sampled)
+    status: str = "ok"
+    log: Path | None = None
+
+
+def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], work: Path, memory_limit_gb: float,
+                 timeout: float, script: Path | None = None) -> Measurement:
+    """Run ``bench/run.py child <kind>`` (or ``script``, for tests) under ``python``; sample the tree's RSS; stop it
+    past the limits. The child writes its result as JSON to the path given last on its command line."""
+    import psutil
+
+    result_path = work / f"{name}.result.json"
+    result_path.unlink(missing_ok=True)
+    log_path = work / f"{name}.log"
+    measurement = Measurement(name=name, log=log_path)
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src"), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen([python, str(script or Path(__file__).resolve()), "child", kind, json.dumps(arguments),
+                                    str(result_path)], stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY,
+                                   env=environment)
+    done = threading.Event()
+    limit_bytes = memory_limit_gb * 2**30
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(process.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not done.is_set():
+            total = 0
+            try:
+                for member in [root, *root.children(recursive=True)]:
+                    with _ignore_gone(psutil):
+                        total += member.memory_info().rss
+                        measurement.peak_process_mib = max(measurement.peak_process_mib, _high_water_mib(member.pid))
+            except psutil.NoSuchProcess:
+                pass
+            measurement.peak_tree_mib = max(measurement.peak_tree_mib, total / 2**20)
+            elapsed = time.perf_counter() - started
+            if total > limit_bytes or elapsed > timeout:
+                measurement.status = (f"stopped: RSS {total / 2**30:.1f} GiB > {memory_limit_gb} GiB" if total > limit_bytes
+                                      else f"stopped: over {timeout:.0f} s")
+                _kill_tree(psutil, root)
+                return
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    measurement.wall_seconds = time.perf_counter() - started
+    del usage  # wait4's ru_maxrss is not used: Linux carries the forking parent's RSS over exec into it
+    if process.returncode != 0 and measurement.status == "ok":
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["?"]
+        measurement.status = f"failed (exit {process.returncode}): {tail[0][:160]}"
+    if result_path.is_file():
+        measurement.result = json.loads(result_path.read_text(encoding="utf-8"))
+    return measurement
+
+
+def _high_water_mib(pid: int) -> float:
+    """Peak RSS of one process since its exec (``VmHWM`` in /proc/<pid>/status, MiB); 0 when unreadable.
+
+    A high-water mark, so a peak between two samples is still seen at the next one. Unlike ru_maxrss it starts
+    afresh at exec, so a child of a large parent (a pytest run with torch loaded) reports its own memory.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return 0.0
+
+
+class _ignore_gone:  # noqa: N801 (context manager used like a function)
+    def __init__(self, psutil: Any) -> None:
+        self.psutil = psutil
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        return kind is not None and issubclass(kind, (self.psutil.NoSuchProcess, self.psutil.AccessDenied))
+
+
+def _kill_tree(psutil: Any, root: Any) -> None:
+    """Stop the process this bench started and its descendants (by process id, nothing else)."""
+    members = [*root.children(recursive=True), root]
+    for member in members:
+        with _ignore_gone(psutil):
+            member.kill()
+
+
+# ============================================================================= inputs and params
+
+
+def prepare_inputs(work: Path, lines: int, drain_lines: int, block_reuse: int) -> tuple[Path, Path, Path]:
+    """The generated full input, its labels and the prefix file (regenerated when missing or of another size)."""
+    sys.path.insert(0, str(BENCH))
+    import generate
+
+    full = work / f"HDFS_{lines}_reuse{block_reuse}.log"
+    labels = work / f"HDFS_{lines}_reuse{block_reuse}_block_labels.csv"
+    prefix = work / f"HDFS_{drain_lines}_reuse{block_reuse}.log"
+    if not (full.is_file() and labels.is_file()):
+        print(f"generating {full.name} ({lines:,} lines) ...", flush=True)
+        generate.generate(full, lines, labels, block_reuse)
+    if not prefix.is_file():
+        generate.generate(prefix, min(drain_lines, lines), None, block_reuse)
+    return full, labels, prefix
+
+
+def bench_params(work: Path, full: Path, labels: Path, chunk_lines: int | None, workers: int | None) -> Path:
+    """A params.yaml for the bench pipeline: outputs under ``work/pipeline``, dataset hdfs_logs = the generated
+    file (raw folder with a manifest, the file linked), system hdfs trained on it, hashing embeddings, one epoch."""
+    import yaml
+
+    raw = yaml.safe_load((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+    root = work / "pipeline"
+    for key in raw["paths"]:
+        if key != "bundled":
+            raw["paths"][key] = str(root / Path(raw["paths"][key]).name)
+    raw["paths"]["bundled"] = str(REPOSITORY / raw["paths"]["bundled"])
+    raw["systems"]["hdfs"]["dataset"] = "hdfs_logs"
+    raw["datasets"]["hdfs_logs"]["files"] = {"logs": [full.name], "labels": labels.name}
+    raw["parse"]["streaming"]["enabled"] = True
+    if chunk_lines:
+        raw["parse"]["streaming"]["chunk_lines"] = chunk_lines
+    if workers is not None:
+        raw["parse"]["streaming"]["workers"] = workers
+    raw["embed"]["method"] = "hashing"
+    raw["train"]["epochs"] = 1
+    raw["train"]["methods"] = ["source_only"]
+    folder = Path(raw["paths"]["raw"]) / "hdfs_logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (full, labels):
+        link = folder / path.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(path.resolve())
+    manifest = {"dataset": "hdfs_logs", "kind": "raw", "source": "generated (bench/generate.py)",
+                "files": {"logs": [full.name], "labels": labels.name}, "sha256": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# ============================================================================= report
+
+
+def machine_description() -> dict[str, str]:
+    cpu = "?"
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with open("/proc/meminfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    import pyarrow
+
+    return {"nproc": str(os.cpu_count()), "cores available": str(len(os.sched_getaffinity(0))), "CPU": cpu,
+            "RAM": memory, "load average at start": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+            "Python": platform.python_version(), "pyarrow": pyarrow.__version__}
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def parse_table(rows: list[tuple[str, str, Measurement]]) -> str:
+    header = ("| parser | input | lines | wall s | lines/s | lines/s first 10% | lines/s last 10% | templates "
+              "| peak RSS tree MiB | peak RSS largest process MiB | status |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    body = []
+    for label, input_name, measurement in rows:
+        result = measurement.result
+        lines = result.get("lines")
+        seconds = result.get("seconds") or measurement.wall_seconds
+        rate = lines / seconds if lines and seconds else None
+        body.append(
+            f"| {label} | {input_name} | {_number(lines)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
+            f"| {_number(result.get('first_rate'))} | {_number(result.get('last_rate'))} | {_number(result.get('templates'))} "
+            f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} | {measurement.status} |"
+        )
+    return "\n".join([header, *body])
+
+
+def stage_table(rows: list[tuple[str, Measurement]]) -> str:
+    header = ("| stage | sessions | wall s | sessions/s | peak RSS tree MiB | peak RSS largest process MiB | status |\n"
+              "|---|---:|---:|---:|---:|---:|---|")
+    body = []
+    for label, measurement in rows:
+        sessions = measurement.result.get("sessions")
+        seconds = measurement.result.get("seconds") or measurement.wall_seconds
+        rate = sessions / seconds if sessions and seconds else None
+        body.append(f"| {label} | {_number(sessions)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
+                    f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} | {measurement.status} |")
+    return "\n".join([header, *body])
+
+
+def lines_per_second(measurement: Measurement) -> float | None:
+    result = measurement.result
+    if measurement.status != "ok" or not result.get("lines") or not result.get("seconds"):
+        return None
+    return result["lines"] / result["seconds"]
+
+
+# ============================================================================= main
+
+
+def main(argv: list[str] | None = None) -> None:
+    from generate import HDFS_V1_LINES  # noqa: PLC0415 (bench/ is on sys.path when run as a script)
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=HDFS_V1_LINES, help="lines of the generated input")
+    parser.add_argument("--drain-lines", type=int, default=200_000, help="prefix parsed by every parser")
+    parser.add_argument("--block-reuse", type=int, default=20, help="bench/generate.py --block-reuse")
+    parser.add_argument("--chunk-lines", type=int, default=None, help="override parse.streaming.chunk_lines")
+    parser.add_argument("--workers", type=int, default=None, help="override parse.streaming.workers (0: all cores)")
+    parser.add_argument("--drain3-python", default=None, help="a Python with drain3 installed (separate venv)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="parse only: no sessionize/tensors/train")
+    parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
+    parser.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop a step whose tree RSS passes this")
+    parser.add_argument("--stage-timeout", type=float, default=900.0, help="stop a step running longer (seconds)")
+    parser.add_argument("--work", type=Path, default=BENCH / "work", help="generated inputs and outputs (ignored by git)")
+    parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="markdown report")
+    arguments = parser.parse_args(argv)
+
+    work = arguments.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    bench_started = time.perf_counter()
+    machine = machine_description()
+    full, labels, prefix = prepare_inputs(work, arguments.lines, arguments.drain_lines, arguments.block_reuse)
+    params_path = bench_params(work, full, labels, arguments.chunk_lines, arguments.workers)
+
+    from zerolog.config import load_params
+    from zerolog.data.parse import header_regex
+
+    params = load_params(params_path)
+    system = params.systems["hdfs"]
+    drain = system.parser_settings["Drain"]
+    limits = (arguments.memory_limit_gb, arguments.stage_timeout)
+    common = {"log_format": system.log_format, "regex": system.regex, "depth": drain["depth"], "st": drain["st"]}
+    parses: list[tuple[str, str, Measurement]] = []
+
+    def step(name: str, python: str, kind: str, child_arguments: dict[str, Any]) -> Measurement:
+        print(f"[{time.perf_counter() - bench_started:6.0f} s] {name} ...", flush=True)
+        measurement = run_measured(name, python, kind, child_arguments, work, *limits)
+        print(f"         {measurement.status}, {measurement.wall_seconds:.1f} s, peak RSS {measurement.peak_tree_mib:.0f} MiB",
+              flush=True)
+        return measurement
+
+    prefix_name = f"{prefix.name} (first {min(arguments.drain_lines, arguments.lines):,} lines)"
+    logparser3 = step("logparser3-drain-prefix", sys.executable, "logparser3",
+                      {**common, "log": str(prefix), "scratch": str(work / "logparser3-output")})
+    parses.append(("(a) logparser3 Drain, as is", prefix_name, logparser3))
+    streaming_prefix = step("streaming-prefix", sys.executable, "streaming",
+                            {"params": str(params_path), "log": str(prefix), "scratch": str(work / "streaming-prefix")})
+    parses.append(("(b) streaming parse", prefix_name, streaming_prefix))
+    drain3 = None
+    if arguments.drain3_python:
+        regex, _ = header_regex(system.log_format)
+        drain3 = step("drain3-prefix", arguments.drain3_python, "drain3",
+                      {**common, "log": str(prefix), "header_regex": regex.pattern})
+        parses.append(("(c) drain3 (separate venv)", prefix_name, drain3))
+
+    stages: list[tuple[str, Measurement]] = []
+    streaming_full = None
+    if not arguments.skip_full:
+        streaming_full = step("streaming-full", sys.executable, "streaming",
+                              {"params": str(params_path), "dataset": "hdfs_logs"})
+        parses.append(("(b) streaming parse", f"{full.name} (whole)", streaming_full))
+        if not arguments.skip_pipeline and streaming_full.status == "ok":
+            for stage in ("sessionize", "embed", "tensors", "train"):
+                measurement = step(stage, sys.executable, "stage",
+                                   {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"})
+                label = "train (1 epoch: steps x batch + validation scoring)" if stage == "train" else stage
+                stages.append((label, measurement))
+                if measurement.status != "ok":
+                    break
+
+    # ------------------------------------------------------------------ report
+    machine["load average at end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    drain_rate = lines_per_second(logparser3)
+    lines_out = ["# Benchmark: full-size path (bench/run.py)", ""]
+    lines_out.append(f"Command: `{' '.join(['python bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`  ")
+    lines_out.append(f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; total bench wall time "
+                     f"{time.perf_counter() - bench_started:.0f} s.")
+    lines_out += ["", "## Machine", ""] + [f"- {key}: {value}" for key, value in machine.items()]
+    lines_out += ["", "The machine is shared (see the load averages): compare ratios measured in this one run.", ""]
+    lines_out += ["## Parse", "", parse_table(parses), ""]
+    ratios = []
+    for label, measurement in (("streaming, same prefix", streaming_prefix), ("streaming, whole file", streaming_full),
+                               ("drain3, same prefix", drain3)):
+        rate = lines_per_second(measurement) if measurement is not None else None
+        if rate and drain_rate:
+            ratios.append(f"- {label}: **{rate / drain_rate:.1f}x** logparser3 Drain's lines/s "
+                          f"({rate:,.0f} vs {drain_rate:,.0f})")
+    if not arguments.drain3_python:
+        ratios.append("- drain3: skipped (no `--drain3-python`; it needs its own venv, see bench/README.md)")
+    lines_out += ["Throughput ratios (whole-run lines/s, load and output included):", "", *ratios, ""]
+    lines_out.append(f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
+                     "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
+                     "output). First/last 10% columns are the parse loop alone.")
+    if streaming_full is not None:
+        lines_out += ["", f"Streaming settings: {json.dumps(streaming_full.result.get('streaming', {}))}"]
+    if stages:
+        lines_out += ["", "## Session stages on the whole generated input", "", stage_table(stages), ""]
+        lines_out.append("See bench/README.md for which stages hold whole-dataset lists in memory.")
+    text = "\n".join(lines_out) + "\n"
+    arguments.output.write_text(text, encoding="utf-8")
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        child_main(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.path.insert(0, str(BENCH))
+        main()
