@@ -355,3 +355,13 @@ def test_multi_source_pair_left_with_one_source_is_skipped_as_a_duplicate(tmp_pa
     assert summary["status"] == "skipped" and summary["sources"] == ["bgl"]
     assert "the same experiment as bgl-hdfs" in summary["reason"] and "openstack" in summary["sources_skipped"]
     assert not list((root / "models").rglob("*.pt"))
+
+
+def test_mixed_precision_is_a_no_op_on_cpu(systems) -> None:
+    """train.mixed_precision autocasts on CUDA only: on CPU the weights equal a float32 run's, bit for bit."""
+    source, target = systems
+    config = small_config(epochs=1, max_steps_per_epoch=3)
+    plain = train(config, [source], unlabeled(target), "zerolog", seed=3, progress=False)
+    mixed = train(dataclasses.replace(config, mixed_precision=True, device="cpu"), [source], unlabeled(target),
+                  "zerolog", seed=3, progress=False)
+    assert_same_weights(plain.model, mixed.model)

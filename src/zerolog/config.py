@@ -269,6 +269,7 @@ class TrainConfig:
     """Stage train (src/zerolog/training/): one trainer, methods are settings of it (training/methods.py)."""
 
     device: Literal["auto", "cpu", "cuda"]
+    mixed_precision: bool  # bfloat16 autocast of the training steps, on CUDA only (a no-op on CPU)
     torch_threads: int  # CPU threads for torch (capped at the machine's cores)
     methods: list[Literal["zerolog", "source_only", "dann", "meta", "supervised_target"]]
     min_source_anomalies: int

@@ -132,7 +132,7 @@ def summary_table(params: Params, results: dict[str, dict[str, Any]]) -> str:
 
 def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str]:
     lines = [f"### {pair}", ""]
-    sources = ", ".join(result.get("sources_used", result.get("sources", [])))
+    sources = ", ".join(result.get("sources_used", result.get("sources", []))) or "none usable"
     skipped = result.get("sources_skipped") or {}
     if skipped:
         sources += " (not used: " + "; ".join(f"{name}: {why}" for name, why in skipped.items()) + ")"

@@ -422,6 +422,7 @@ def train(
     labeled = list(sources) if settings.labeled_domain == "source" else ([target] if target is not None else [])
     _check_inputs(settings, labeled, target)
     device = select_device(config)
+    use_autocast = config.mixed_precision and device.type == "cuda"  # a no-op on CPU (bfloat16 GRU is slower there)
     configure_torch(config, device, seed)
     generator = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -480,16 +481,18 @@ def train(
                 target_batch = _make_batch(
                     [target_system], target_pool.system_ids[target_chosen], target_pool.rows[target_chosen], None, device
                 )
-            if settings.meta_learning:
-                parts = meta_step(
-                    model, optimizer, source_batch, target_batch, settings, config.meta, coefficient,
-                    class_weights, config.gradient_clip_norm, generator,
-                )  # fmt: skip
-            else:
-                parts = plain_step(
-                    model, optimizer, source_batch, target_batch, settings, coefficient, class_weights,
-                    config.gradient_clip_norm,
-                )  # fmt: skip
+            # bfloat16 autocast (train.mixed_precision, CUDA only): no loss scaling needed, unlike float16.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                if settings.meta_learning:
+                    parts = meta_step(
+                        model, optimizer, source_batch, target_batch, settings, config.meta, coefficient,
+                        class_weights, config.gradient_clip_norm, generator,
+                    )  # fmt: skip
+                else:
+                    parts = plain_step(
+                        model, optimizer, source_batch, target_batch, settings, coefficient, class_weights,
+                        config.gradient_clip_norm,
+                    )  # fmt: skip
             scheduler.step()
             step += 1
             for name, value in parts.items():
