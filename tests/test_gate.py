@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zerolog.config import ConfigError
-from zerolog.evaluation.gate import apply_overrides, compare, main
+from zerolog.config import ConfigError, load_params
+from zerolog.evaluation.gate import apply_overrides, collect_f1, compare, main
 
 PAIRS = ["hdfs-bgl", "bgl-hdfs"]
 
@@ -204,3 +204,22 @@ def test_profile_runs_dvc_repro_in_a_scratch_copy_and_leaves_the_workspace_alone
     assert (project / "params.yaml").read_text(encoding="utf-8") == before
     assert not (project / "metrics").exists() and not (project / "dvc.lock").exists()
     assert list(scratch.iterdir()) == []  # every scratch copy was removed
+
+
+def test_a_ranking_drop_fails_even_when_f1_is_zero_in_both():
+    """A zero-label method with F1 0 (its threshold does not transfer) is still gated on ROC-AUC."""
+    baseline = _baseline({"hdfs-bgl": {"status": "evaluated", "methods": {"dann": 0.0}, "roc_auc": {"dann": 0.80}}})
+    current = {"hdfs-bgl": {"status": "evaluated", "reason": None, "methods": {"dann": 0.0}, "roc_auc": {"dann": 0.60}}}
+    result = compare(baseline, current, tolerance=0.05)
+    assert result.failures == ["hdfs-bgl / dann: ROC-AUC 0.6000 < baseline 0.8000 by 0.2000 (tolerance 0.0500)"]
+    current["hdfs-bgl"]["roc_auc"]["dann"] = 0.78
+    assert compare(baseline, current, tolerance=0.05).passed
+
+
+def test_collect_reads_roc_auc_beside_f1(tmp_path):
+    params = load_params(_write_project_params(tmp_path))
+    metrics = _pair_metrics(f1s={"zerolog": 0.0})
+    metrics["methods"]["zerolog"]["roc_auc"] = 0.69
+    _write_metrics(tmp_path, "hdfs-bgl", metrics)
+    collected = collect_f1(params, tmp_path / "metrics")
+    assert collected["hdfs-bgl"]["methods"] == {"zerolog": 0.0} and collected["hdfs-bgl"]["roc_auc"] == {"zerolog": 0.69}

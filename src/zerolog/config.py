@@ -375,7 +375,7 @@ class EvaluateConfig:
 class GateConfig:
     """CI quality gate: F1 per pair and method against a committed baseline (src/zerolog/evaluation/gate.py)."""
 
-    tolerance: float  # fail when an F1 falls more than this below its baseline
+    tolerance: float  # fail when an F1 or ROC-AUC falls more than this below its baseline
     baseline: str  # baseline of the full profile (the default pipeline's metrics)
     profiles: dict[str, str]  # profile name -> YAML file of `-S` overrides and that profile's baseline
 

@@ -3,8 +3,9 @@
     python -m zerolog.evaluation.gate check  [--profile quick|full] [--metrics DIR] [--keep]
     python -m zerolog.evaluation.gate update [--profile quick|full] [--metrics DIR] [--keep]
 
-``check`` fails (exit 1), naming the pair, the method and the drop, when any F1 falls more than ``gate.tolerance``
-below its baseline, when a pair of the baseline has no metrics file, or when a pair or method the baseline measured
+``check`` fails (exit 1), naming the pair, the method and the drop, when any F1 (headline threshold rule) or ROC-AUC
+(ranking, so a method whose threshold does not transfer is still guarded) falls more than ``gate.tolerance`` below its
+baseline, when a pair of the baseline has no metrics file, or when a pair or method the baseline measured
 is no longer measured. It passes on equal or better F1s. ``update`` rewrites the baseline deliberately (commit it
 with a message saying why). Exit 2: a usage or input error (a missing baseline, an unreadable file).
 
@@ -137,11 +138,15 @@ def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, A
             metrics = read_json(path)
         except ValueError as error:
             raise DataError(str(error)) from None
-        methods = {}
+        methods: dict[str, float | None] = {}
+        ranking: dict[str, float | None] = {}
         for method, entry in (metrics.get("methods") or {}).items():
-            f1 = entry.get("f1") if entry.get("status") == EVALUATED else None
+            evaluated = entry.get("status") == EVALUATED
+            f1, roc_auc = (entry.get("f1"), entry.get("roc_auc")) if evaluated else (None, None)
             methods[method] = None if f1 is None else float(f1)
-        pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods}
+            ranking[method] = None if roc_auc is None else float(roc_auc)
+        pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods,
+                       "roc_auc": ranking}
     return pairs
 
 
@@ -173,24 +178,27 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolera
         if now["status"] != EVALUATED:
             failures.append(f"{pair}: status {now['status']} ({now['reason']}), the baseline was evaluated")
             continue
-        for method, expected_f1 in expected.get("methods", {}).items():
-            if expected_f1 is None:
-                continue
-            if method not in now["methods"]:
-                failures.append(f"{pair} / {method}: missing method (baseline F1 {expected_f1:.4f})")
-                continue
-            f1 = now["methods"][method]
-            if f1 is None or math.isnan(f1):
-                failures.append(f"{pair} / {method}: no F1 now (baseline F1 {expected_f1:.4f})")
-                continue
-            drop = expected_f1 - f1
-            if drop > tolerance + 1e-12:
-                failures.append(
-                    f"{pair} / {method}: F1 {f1:.4f} < baseline {expected_f1:.4f} by {drop:.4f} "
-                    f"(tolerance {tolerance:.4f})"
-                )
-            elif drop < -tolerance:
-                notes.append(f"{pair} / {method}: F1 {f1:.4f} improved on baseline {expected_f1:.4f}")
+        # F1 under the headline rule, and ROC-AUC: a method whose F1 is 0 (its threshold does not transfer) is
+        # still guarded on how it ranks the target's sessions.
+        for key, metric in (("methods", "F1"), ("roc_auc", "ROC-AUC")):
+            for method, expected_value in expected.get(key, {}).items():
+                if expected_value is None:
+                    continue
+                if method not in now.get(key, {}):
+                    failures.append(f"{pair} / {method}: missing method (baseline {metric} {expected_value:.4f})")
+                    continue
+                value = now[key][method]
+                if value is None or math.isnan(value):
+                    failures.append(f"{pair} / {method}: no {metric} now (baseline {metric} {expected_value:.4f})")
+                    continue
+                drop = expected_value - value
+                if drop > tolerance + 1e-12:
+                    failures.append(
+                        f"{pair} / {method}: {metric} {value:.4f} < baseline {expected_value:.4f} by {drop:.4f} "
+                        f"(tolerance {tolerance:.4f})"
+                    )
+                elif drop < -tolerance:
+                    notes.append(f"{pair} / {method}: {metric} {value:.4f} improved on baseline {expected_value:.4f}")
     for pair, now in current.items():
         if pair not in baseline["pairs"] and now["status"] != "missing":
             notes.append(f"{pair}: not in the baseline ({now['status']}); run `update` to gate it")
@@ -201,7 +209,8 @@ def baseline_document(profile: Profile, current: dict[str, dict[str, Any]]) -> d
     return {
         "profile": profile.name,
         "overrides": profile.overrides,
-        "metric": "headline F1 (evaluate.primary_threshold_rule) per pair and method",
+        "metric": "per pair and method: headline F1 (evaluate.primary_threshold_rule) under 'methods', ROC-AUC under"
+        " 'roc_auc'",
         "pairs": current,
     }
 
