@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
         lines_out += ["", f"Streaming settings: {json.dumps(streaming_full.result.get('streaming', {}))}"]
     if stages:
         lines_out += ["", "## Session stages on the whole generated input", "", stage_table(stages), ""]
-        lines_out.append("See bench/README.md for which stages hold whole-dataset lists in memory.")
+        lines_out.append("See bench/README.md (Memory of the session stages) for what each stage holds in memory.")
     text = "\n".join(lines_out) + "\n"
     arguments.output.write_text(text, encoding="utf-8")
     print()

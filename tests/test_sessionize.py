@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from raw_fixtures import build_raw_folder, project_params, write_manifest, write
 
 from zerolog.config import LabelRule, SessionRule, SplitFractions, SplitRule
 from zerolog.data.parse import parse_dataset
+from zerolog.data.stream_parse import stream_parse_dataset
 from zerolog.data.sessionize import (
     any_anomalous,
     assign_splits,
@@ -23,7 +26,8 @@ from zerolog.data.sessionize import (
 )
 from zerolog.errors import DataError
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+REPOSITORY = Path(__file__).resolve().parents[1]
+BUNDLED = REPOSITORY / "data" / "bundled"
 HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
 BGL_LINES = (BUNDLED / "BGL" / "BGL_2k.log").read_bytes().splitlines(keepends=True)
 
@@ -316,3 +320,50 @@ def test_missing_label_file_in_manifest_is_a_data_error(params):
     parse_dataset(params, "hdfs_logs")
     with pytest.raises(DataError, match="manifest.json: files.labels: missing key"):
         sessionize_dataset(params, "hdfs_logs")
+
+
+# ----------------------------------------------------------------------------- memory
+
+PEAK_RSS_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from raw_fixtures import project_params
+import zerolog.data.sessionize as sessionize
+sessionize.BATCH_LINES = 10_000  # small batches and row groups, so that neither input fits in one
+sessionize.WRITE_SESSIONS = 1_000
+sessionize.sessionize_dataset(project_params(Path(sys.argv[1])), "hdfs_logs")
+# VmHWM, not ru_maxrss: Linux carries the forking parent's (pytest's) RSS over exec into ru_maxrss.
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_input(tmp_path):
+    """Peak RSS sessionizing 200k generated HDFS lines (key rule, key_file labels, blocks of about 20 lines) stays
+    within 25 MiB of 50k: lines are streamed in batches and kept as compact integer arrays, never one Python string
+    per line (the former pandas load grew by about 100 MiB here)."""
+    sys.path.insert(0, str(REPOSITORY / "bench"))
+    try:
+        import generate
+    finally:
+        sys.path.remove(str(REPOSITORY / "bench"))
+    peaks = {}
+    for lines in (50_000, 200_000):
+        root = tmp_path / str(lines)
+        params = project_params(root)
+        streaming = dataclasses.replace(params.parse.streaming, workers=1)
+        params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, streaming=streaming))
+        generated = root / "generated.log"
+        labels = root / "labels.csv"
+        generate.generate(generated, lines, labels, block_reuse=20)
+        write_raw_logs(params, "hdfs_logs", {"HDFS.log": generated.read_bytes()}, {"labels": labels.read_bytes()})
+        stream_parse_dataset(params, "hdfs_logs")  # the same lines.parquet as parse_dataset, faster
+        completed = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).parent)],
+            capture_output=True, text=True, check=True, cwd=REPOSITORY,
+        )
+        peaks[lines] = int(completed.stdout.split()[-1])
+        metrics = json.loads((Path(params.paths.metrics) / "sessionize" / "hdfs_logs.json").read_text())
+        assert metrics["lines"] == lines and metrics["sessions"] > lines // 40
+    growth_mib = (peaks[200_000] - peaks[50_000]) / 1024
+    assert growth_mib < 25, f"peak RSS grew by {growth_mib:.1f} MiB from 50k to 200k lines"

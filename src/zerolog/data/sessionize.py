@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from zerolog.config import LOWER_CASE_FIELDS, ConfigError, Params, SessionRule, SplitFractions, SplitRule
 from zerolog.data import datasets
@@ -63,34 +63,155 @@ SESSION_SCHEMA = pa.schema(
 
 LINE_COLUMNS = ["file_index", "line_number", "timestamp", "content", "template", "label", "status", "event_id"]
 
+#: Lines read from lines.parquet at a time: memory is bounded by this batch plus compact per-event integer arrays.
+BATCH_LINES = 200_000
+#: Sessions written to sessions.parquet per row group: bounds the template strings materialised at once.
+WRITE_SESSIONS = 65_536
+#: Unknown line label in ``Events.labels`` (the column is nullable).
+UNKNOWN_LABEL = -1
+
+
+@dataclass
+class Events:
+    """The parsed events of a dataset (lines with a template), in file order, as compact columns.
+
+    Why not a DataFrame of strings: at full size (HDFS_v1, 11M lines) one Python string per line and column
+    costs gigabytes. Templates, groups and pre-parsed session keys are integer codes into small vocabularies;
+    the key rule's session keys are extracted while the lines stream by (``KeyCollector``), so ``content`` is
+    never held for the whole file.
+    """
+
+    file_index: np.ndarray  # (events,) int16
+    line_number: np.ndarray  # (events,) int64
+    timestamp: np.ndarray  # (events,) float64, NaN unknown
+    labels: np.ndarray  # (events,) int8: 1, 0, UNKNOWN_LABEL
+    template_codes: np.ndarray  # (events,) int32 into ``templates``
+    templates: list[str]  # template text per code, first-seen order
+    group_codes: np.ndarray | None = None  # (events,) int32 into ``groups``: group_by column or session_key
+    groups: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.template_codes)
+
 
 @dataclass
 class Sessions:
-    """Sessions as row positions into the parsed events table, in generation order, plus what was counted."""
+    """Sessions as positions into the events, flattened, in generation order, plus what was counted.
+
+    Session ``i`` is ``positions[offsets[i]:offsets[i + 1]]`` (never empty), its events in event order.
+    """
 
     ids: list[str]
-    rows: list[np.ndarray]  # per session: (length,) positions into the events table, in event order
+    positions: np.ndarray  # (members,) int64 positions into the events, session after session
+    offsets: np.ndarray  # (sessions + 1,) int64
     counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(sessions,) int64 events per session."""
+        return np.diff(self.offsets)
+
+    @property
+    def first_positions(self) -> np.ndarray:
+        """(sessions,) int64 position of each session's first event."""
+        return self.positions[self.offsets[:-1]]
+
+
+def _codes_in_first_seen_order(values: pa.Array, codes: dict[str, int]) -> np.ndarray:
+    """Integer codes (int32) of string ``values`` (no nulls), extending ``codes`` (text -> code) with new texts."""
+    encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    local = np.fromiter(
+        (codes.setdefault(text, len(codes)) for text in encoded.dictionary.to_pylist()), dtype=np.int32
+    )  # (distinct in batch,) batch dictionary -> global code
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    return local[indices] if len(local) else np.zeros(len(indices), dtype=np.int32)
+
+
+def _flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group event positions by integer ``keys`` (events,), groups in first-seen order, positions in event order.
+
+    Returns ``(first, positions, offsets)``: ``first`` (groups,) position of each group's first event,
+    ``positions`` (events,) int64 and ``offsets`` (groups + 1,) int64 as in ``Sessions``.
+    """
+    uniques, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")  # (groups,) unique index in first-seen order
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[by_first] = np.arange(len(uniques))
+    group_of_event = rank[inverse.reshape(-1)]  # (events,)
+    positions = np.argsort(group_of_event, kind="stable").astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(group_of_event, minlength=len(uniques))))).astype(np.int64)
+    return first[by_first], positions, offsets
 
 
 # ----------------------------------------------------------------------------- session rules
 
 
-def key_sessions(events: pd.DataFrame, key_regex: str) -> Sessions:
-    """``key`` rule: one session per distinct key found by ``key_regex``'s group in the lines' content."""
-    pattern = re.compile(key_regex)
-    members: dict[str, list[int]] = {}
-    without_key = several_keys = 0
-    contents = events["content"].tolist()
-    for position, content in enumerate(tqdm(contents, desc="session keys", unit="line", disable=None)):
-        keys = dict.fromkeys(pattern.findall(content)) if isinstance(content, str) else {}
-        without_key += not keys
-        several_keys += len(keys) > 1
-        for key in keys:
-            members.setdefault(key, []).append(position)
-    ids = list(members)
-    rows = [np.asarray(members[key], dtype=np.int64) for key in ids]
-    return Sessions(ids, rows, {"lines_without_key": without_key, "lines_with_several_keys": several_keys})
+class KeyCollector:
+    """``key`` rule, batch by batch: one session per distinct key found by ``key_regex``'s group in the content.
+
+    Each batch's contents are matched (Python ``re``, the rule's own engine) and dropped; what stays is one
+    (session code, event position) pair per line and key, as int arrays, and the key -> code dict (one entry per
+    session). ``sessions()`` groups the pairs by a stable sort on the code: sessions in first-seen order, each
+    session's events in line order.
+    """
+
+    def __init__(self, key_regex: str) -> None:
+        self.find_all = re.compile(key_regex).findall
+        self.codes: dict[Any, int] = {}  # key -> session code, first-seen order
+        self.session_chunks: list[np.ndarray] = []  # per batch: (pairs,) int32 session codes
+        self.position_chunks: list[np.ndarray] = []  # per batch: (pairs,) int64 event positions
+        self.without_key = 0
+        self.several_keys = 0
+
+    def add(self, contents: list[str | None], first_position: int) -> None:
+        """Match one batch of events' contents; ``first_position`` is the first one's event position."""
+        find_all, codes = self.find_all, self.codes
+        session_codes: list[int] = []
+        positions: list[int] = []
+        for position, content in enumerate(contents, start=first_position):
+            found = find_all(content) if isinstance(content, str) else ()
+            if not found:
+                self.without_key += 1
+                continue
+            keys = found if len(found) == 1 else list(dict.fromkeys(found))
+            self.several_keys += len(keys) > 1
+            for key in keys:
+                code = codes.get(key)
+                if code is None:
+                    code = codes[key] = len(codes)
+                session_codes.append(code)
+                positions.append(position)
+        self.session_chunks.append(np.array(session_codes, dtype=np.int32))
+        self.position_chunks.append(np.array(positions, dtype=np.int64))
+
+    def sessions(self) -> Sessions:
+        """The collected sessions (ids are the keys, in first-seen order)."""
+        session_codes = np.concatenate(self.session_chunks) if self.session_chunks else np.zeros(0, np.int32)
+        self.session_chunks = []
+        positions = np.concatenate(self.position_chunks) if self.position_chunks else np.zeros(0, np.int64)
+        self.position_chunks = []
+        if len(positions) and positions[-1] < np.iinfo(np.int32).max:
+            positions = positions.astype(np.int32)  # halves the largest array while it is sorted
+        order = np.argsort(session_codes, kind="stable")  # (pairs,) grouped by session, line order within
+        positions = positions[order].astype(np.int64)
+        counts = np.bincount(session_codes, minlength=len(self.codes))  # (sessions,)
+        del order, session_codes
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return Sessions(
+            list(self.codes),
+            positions,
+            offsets,
+            {"lines_without_key": self.without_key, "lines_with_several_keys": self.several_keys},
+        )
+
+
+def key_sessions(contents: list[str | None], key_regex: str) -> Sessions:
+    """``key`` rule on a list of contents (one per event, in order): see ``KeyCollector``."""
+    collector = KeyCollector(key_regex)
+    collector.add(contents, 0)
+    return collector.sessions()
 
 
 def _window_bounds_lines(size: int, step: int, count: int) -> list[tuple[int, int]]:
@@ -129,32 +250,32 @@ def group_by_column(rule: SessionRule | None) -> str | None:
     return LOWER_CASE_FIELDS.get(rule.group_by, rule.group_by)
 
 
-def window_sessions(events: pd.DataFrame, rule: SessionRule, multiple_files: bool, where: str) -> Sessions:
-    """``window`` rule: windows over lines or seconds, per log file and per ``group_by`` value, in line order."""
+def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, where: str) -> Sessions:
+    """``window`` rule: windows over lines or seconds, per log file and per ``group_by`` value, in line order.
+
+    ``events.group_codes`` holds the ``group_by`` values (null read as ``<none>``) when the rule has one.
+    """
     if rule.size is None or rule.step is None:
         raise ConfigError(f"{where}: size and step are required for rule window")
-    group_column = group_by_column(rule)
-    if group_column is not None and group_column not in events.columns:
+    if rule.group_by is not None and events.group_codes is None:
         raise ConfigError(f"{where}.group_by: {rule.group_by!r} is not a column of the parsed lines")
-    group_values = (
-        events[group_column].astype("string").fillna("<none>")
-        if group_column is not None
-        else pd.Series("", index=events.index)
-    )
-    frame = pd.DataFrame(
-        {"file_index": events["file_index"].to_numpy(), "group": group_values.to_numpy(), "position": np.arange(len(events))}
-    )
+    file_index = events.file_index.astype(np.int64)
+    group_codes = events.group_codes if rule.group_by is not None else np.zeros(len(events), dtype=np.int32)
+    group_count = max(len(events.groups), 1)
+    first, members, member_offsets = _flat_groups(file_index * group_count + group_codes)
     ids: list[str] = []
-    rows: list[np.ndarray] = []
+    windows: list[np.ndarray] = []
     without_time = 0
-    line_numbers = events["line_number"].to_numpy()
-    times_all = events["timestamp"].to_numpy(dtype="float64")
-    for (file_index, group), members in frame.groupby(["file_index", "group"], sort=False):
-        positions = members["position"].to_numpy()
+    line_numbers = events.line_number
+    times_all = events.timestamp
+    for group, first_position in enumerate(first):
+        positions = members[member_offsets[group] : member_offsets[group + 1]]
+        file_value = int(events.file_index[first_position])
         if rule.group_by is None:
-            name = str(file_index)
+            name = str(file_value)
         else:
-            name = f"{file_index}/{group}" if multiple_files else str(group)
+            value = events.groups[group_codes[first_position]]
+            name = f"{file_value}/{value}" if multiple_files else str(value)
         if rule.unit == "lines":
             bounds = _window_bounds_lines(rule.size, rule.step, len(positions))
         else:
@@ -170,20 +291,24 @@ def window_sessions(events: pd.DataFrame, rule: SessionRule, multiple_files: boo
         for low, high in bounds:
             window = positions[low:high]
             ids.append(f"{name}:{line_numbers[window[0]]}")
-            rows.append(window)
-    return Sessions(ids, rows, {"lines_without_timestamp": without_time} if rule.unit == "seconds" else {})
+            windows.append(window)
+    lengths = np.array([len(window) for window in windows], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    positions_all = np.concatenate(windows).astype(np.int64) if windows else np.zeros(0, np.int64)
+    return Sessions(ids, positions_all, offsets, {"lines_without_timestamp": without_time} if rule.unit == "seconds" else {})
 
 
-def preparsed_sessions(events: pd.DataFrame) -> Sessions:
-    """Pre-parsed ``sessions`` datasets: one session per (file, ``session_key``), in file order."""
-    frame = pd.DataFrame(
-        {"file_index": events["file_index"].to_numpy(), "key": events["session_key"].to_numpy(), "position": np.arange(len(events))}
-    )
-    ids, rows = [], []
-    for (_, key), members in frame.groupby(["file_index", "key"], sort=False):
-        ids.append(str(key))
-        rows.append(members["position"].to_numpy())
-    return Sessions(ids, rows)
+def preparsed_sessions(events: Events) -> Sessions:
+    """Pre-parsed ``sessions`` datasets: one session per (file, ``session_key``), in file order.
+
+    ``events.group_codes`` holds the ``session_key`` codes (into ``events.groups``).
+    """
+    if events.group_codes is None:
+        raise ConfigError("pre-parsed sessions need the session_key column")
+    key_count = max(len(events.groups), 1)
+    first, positions, offsets = _flat_groups(events.file_index.astype(np.int64) * key_count + events.group_codes)
+    ids = [str(events.groups[code]) for code in events.group_codes[first]]
+    return Sessions(ids, positions, offsets)
 
 
 # ----------------------------------------------------------------------------- label rules
@@ -198,36 +323,41 @@ def any_anomalous(line_labels: np.ndarray) -> float:
     return 0.0
 
 
+def _any_anomalous_per_session(line_labels: np.ndarray, sessions: Sessions) -> np.ndarray:
+    """``any_anomalous`` of every session at once (float: 1, 0, NaN), from line labels (events,) int8."""
+    member_labels = line_labels[sessions.positions]  # (members,)
+    starts = sessions.offsets[:-1]
+    anomalous = np.logical_or.reduceat(member_labels == 1, starts) if len(starts) else np.zeros(0, bool)
+    unknown = np.logical_or.reduceat(member_labels == UNKNOWN_LABEL, starts) if len(starts) else np.zeros(0, bool)
+    return np.where(anomalous, 1.0, np.where(unknown, np.nan, 0.0))
+
+
 def session_labels(
-    params: Params, name: str, events: pd.DataFrame, sessions: Sessions
+    params: Params, name: str, events: Events, sessions: Sessions
 ) -> tuple[np.ndarray, str, dict[str, Any]]:
     """Labels (float: 1, 0, NaN unknown) of every session, the rule used, and what the rule counted."""
     dataset = params.datasets[name]
     where = f"datasets.{name}.label"
-    line_labels = events["label"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
     if dataset.kind == "sessions":
-        labels = np.array([any_anomalous(line_labels[rows]) for rows in sessions.rows])
-        return labels, PREPARSED_LABEL_RULE, {}
+        return _any_anomalous_per_session(events.labels, sessions), PREPARSED_LABEL_RULE, {}
     rule = dataset.label
     if rule is None:
         return np.full(len(sessions.ids), np.nan), NO_LABEL_RULE, {}
     if rule.rule == "line_field":
-        labels = np.array([any_anomalous(line_labels[rows]) for rows in sessions.rows])
-        return labels, rule.rule, {}
+        return _any_anomalous_per_session(events.labels, sessions), rule.rule, {}
     if rule.rule == "source_file":
-        file_index = events["file_index"].to_numpy()
-        labels = np.array([1.0 if file_index[rows[0]] == 0 else 0.0 for rows in sessions.rows])
+        labels = np.where(events.file_index[sessions.first_positions] == 0, 1.0, 0.0)
         return labels, rule.rule, {}
     folder, manifest = read_manifest(params, name, ["labels"])
     label_path = folder / manifest["files"]["labels"]
     if rule.rule == "key_file":
         table = datasets.read_key_file(label_path)
-        labels = np.array([float(table[key]) if key in table else np.nan for key in sessions.ids])
-        found = sum(key in table for key in sessions.ids)
+        labels = np.array([float(table[key]) if key in table else np.nan for key in sessions.ids], dtype="float64")
+        found = int(np.count_nonzero(~np.isnan(labels)))
         return labels, rule.rule, {"keys_missing_from_label_file": len(sessions.ids) - found, "label_file_keys": len(table)}
     if rule.rule == "key_list":
         listed, skipped = datasets.read_key_list(label_path)
-        labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids])
+        labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids], dtype="float64")
         present = set(sessions.ids)
         return labels, rule.rule, {
             "listed_keys": len(listed),
@@ -306,45 +436,146 @@ def assign_splits(
 # ----------------------------------------------------------------------------- stage
 
 
-def _load_events(params: Params, name: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The parsed events of a dataset (rows with a template), in file order, and the lines left out."""
+def _load_events(
+    params: Params, name: str, collector: KeyCollector | None = None
+) -> tuple[Events, dict[str, int]]:
+    """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
+
+    Streams ``lines.parquet`` in batches of ``BATCH_LINES`` reading only the needed columns; ``content`` goes to
+    ``collector`` (the key rule) batch by batch and is not kept.
+    """
     dataset = params.datasets[name]
     path = Path(params.paths.parsed) / name / "lines.parquet"
     if not path.is_file():
         raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
-    columns = list(LINE_COLUMNS)
-    if dataset.kind == "sessions":
-        columns.append("session_key")
-    group_column = group_by_column(dataset.session)
+    columns = [column for column in LINE_COLUMNS if column not in ("content", "event_id")]
+    required = list(LINE_COLUMNS)
+    group_column = "session_key" if dataset.kind == "sessions" else group_by_column(dataset.session)
     if group_column is not None:
+        required.append(group_column)
         columns.append(group_column)
+    if collector is not None:
+        columns.append("content")
     available = pq.read_schema(path).names
-    missing = [column for column in columns if column not in available]
+    missing = [column for column in required if column not in available]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    lines = pd.read_parquet(path, columns=columns)
-    usable = (lines["status"] == STATUS_PARSED) & lines["template"].notna()
-    events = lines[usable.to_numpy()].reset_index(drop=True)
-    if events.empty:
+
+    template_codes: dict[str, int] = {}
+    group_codes: dict[str, int] = {}
+    chunks: dict[str, list[np.ndarray]] = {key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups")}
+    lines = events_so_far = 0
+    # template and status are read as dictionary indices (never one string per line); pre_buffer=False: with it,
+    # Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
+    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=["template", "status"])
+    for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
+        lines += batch.num_rows
+        status = batch.column("status")
+        parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
+        usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
+        batch = batch.filter(pc.fill_null(usable, False))
+        if batch.num_rows == 0:
+            continue
+        chunks["file_index"].append(batch.column("file_index").to_numpy(zero_copy_only=False).astype(np.int16))
+        chunks["line_number"].append(batch.column("line_number").to_numpy(zero_copy_only=False).astype(np.int64))
+        timestamp = pc.cast(batch.column("timestamp"), pa.float64())
+        chunks["timestamp"].append(pc.fill_null(timestamp, np.nan).to_numpy(zero_copy_only=False))
+        label = pc.cast(batch.column("label"), pa.int8())
+        chunks["labels"].append(pc.fill_null(label, UNKNOWN_LABEL).to_numpy(zero_copy_only=False).astype(np.int8))
+        chunks["templates"].append(_codes_in_first_seen_order(batch.column("template"), template_codes))
+        if group_column is not None:
+            values = pc.fill_null(pc.cast(batch.column(group_column), pa.string()), "<none>")
+            chunks["groups"].append(_codes_in_first_seen_order(values, group_codes))
+        if collector is not None:
+            collector.add(batch.column("content").to_pylist(), events_so_far)
+        events_so_far += batch.num_rows
+    if events_so_far == 0:
         raise DataError(f"{path}: no parsed lines to sessionize")
-    return events, {"lines": int(len(lines)), "lines_not_parsed": int((~usable).sum())}
+    pa.default_memory_pool().release_unused()  # the batches are gone: hand Arrow's freed pages back
+
+    def joined(key: str) -> np.ndarray:
+        array = np.concatenate(chunks[key])
+        chunks[key] = []
+        return array
+
+    events = Events(
+        file_index=joined("file_index"),
+        line_number=joined("line_number"),
+        timestamp=joined("timestamp"),
+        labels=joined("labels"),
+        template_codes=joined("templates"),
+        templates=list(template_codes),
+        group_codes=joined("groups") if group_column is not None else None,
+        groups=list(group_codes),
+    )
+    return events, {"lines": int(lines), "lines_not_parsed": int(lines - events_so_far)}
 
 
-def build_sessions(params: Params, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The sessions table of one dataset (schema of ``sessions.parquet``) and its metrics; writes nothing."""
+@dataclass
+class SessionTable:
+    """The sessions of ``sessions.parquet`` in row order, compactly: template codes instead of template lists.
+
+    Session ``i`` has the events ``template_codes[offsets[i]:offsets[i + 1]]`` (codes into ``templates``).
+    """
+
+    session_ids: list[str]
+    templates: list[str]  # template text per code
+    template_codes: np.ndarray  # (events of kept sessions,) int32
+    offsets: np.ndarray  # (sessions + 1,) int64
+    labels: np.ndarray  # (sessions,) float64: 1, 0, NaN unlabeled
+    start_times: np.ndarray  # (sessions,) float64
+    split: np.ndarray  # (sessions,) object: train / val / test
+    file_indices: np.ndarray  # (sessions,) int16
+
+    def __len__(self) -> int:
+        return len(self.session_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def arrow(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """Sessions ``start:stop`` as an Arrow table of ``SESSION_SCHEMA`` (the template texts materialised)."""
+        stop = len(self) if stop is None else stop
+        offsets = self.offsets[start : stop + 1]
+        codes = self.template_codes[offsets[0] : offsets[-1]]  # (events of these sessions,)
+        values = pa.array(self.templates, type=pa.string()).take(pa.array(codes))
+        templates = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], type=pa.int32()), values)
+        labels = self.labels[start:stop]
+        columns = [
+            pa.array(self.session_ids[start:stop], type=pa.string()),
+            templates,
+            pa.array(np.nan_to_num(labels, nan=0).astype(np.int8), mask=np.isnan(labels), type=pa.int8()),
+            pa.array(self.start_times[start:stop], type=pa.float64()),
+            pa.array(self.split[start:stop].tolist(), type=pa.string()),
+            pa.array(self.file_indices[start:stop], type=pa.int16()),
+        ]
+        return pa.Table.from_arrays(columns, schema=SESSION_SCHEMA)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The whole table as pandas, as ``read_sessions`` gives it (for small datasets and tests)."""
+        return self.arrow().to_pandas()
+
+
+def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, Any]]:
+    """The sessions of one dataset (the rows of ``sessions.parquet``) and its metrics; writes nothing."""
     dataset = dataset_config(params, name)
-    events, counts = _load_events(params, name)
     where = f"datasets.{name}.session"
+    collector = None
+    if dataset.kind != "sessions":
+        if dataset.session is None:
+            raise ConfigError(f"{where}: missing key (required for kind {dataset.kind})")
+        if dataset.session.rule == "key":
+            if not dataset.session.key_regex:
+                raise ConfigError(f"{where}.key_regex: missing key (required for rule key)")
+            collector = KeyCollector(dataset.session.key_regex)
+    events, counts = _load_events(params, name, collector)
     if dataset.kind == "sessions":
         sessions = preparsed_sessions(events)
-    elif dataset.session is None:
-        raise ConfigError(f"{where}: missing key (required for kind {dataset.kind})")
-    elif dataset.session.rule == "key":
-        if not dataset.session.key_regex:
-            raise ConfigError(f"{where}.key_regex: missing key (required for rule key)")
-        sessions = key_sessions(events, dataset.session.key_regex)
+    elif collector is not None:
+        sessions = collector.sessions()
     else:
-        multiple_files = events["file_index"].nunique() > 1
+        multiple_files = len(np.unique(events.file_index)) > 1
         sessions = window_sessions(events, dataset.session, multiple_files, where)
     if not sessions.ids:
         raise DataError(f"{Path(params.paths.parsed) / name / 'lines.parquet'}: no sessions ({where} found none)")
@@ -358,25 +589,30 @@ def build_sessions(params: Params, name: str) -> tuple[pd.DataFrame, dict[str, A
     if dataset.anomaly_share is not None:
         keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
 
-    kept = np.flatnonzero(keep)
-    templates_column = events["template"].to_numpy(dtype=object)
-    times = events["timestamp"].to_numpy(dtype="float64")
-    file_column = events["file_index"].to_numpy()
-    rows = [sessions.rows[index] for index in kept]
+    kept = np.flatnonzero(keep)  # (kept sessions,)
+    first_positions = sessions.first_positions[kept]
+    lengths = sessions.lengths[kept]
+    if len(kept) == len(sessions.ids):
+        member_positions = sessions.positions
+    else:
+        starts = sessions.offsets[:-1][kept]
+        # (kept members,) positions of the kept sessions' events: each kept session's range, concatenated.
+        member_positions = sessions.positions[
+            np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        ]
     labels = labels[kept]
-    start_times = np.array([times[session_rows[0]] for session_rows in rows], dtype="float64")
-    file_indices = np.array([file_column[session_rows[0]] for session_rows in rows], dtype="int16")
+    start_times = events.timestamp[first_positions]
+    file_indices = events.file_index[first_positions].astype(np.int16)
     split = assign_splits(labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng)
-
-    table = pd.DataFrame(
-        {
-            "session_id": pd.Series([sessions.ids[index] for index in kept], dtype="string"),
-            "templates": [templates_column[session_rows].tolist() for session_rows in rows],
-            "label": pd.Series(pd.array(np.where(np.isnan(labels), None, labels), dtype="Int8")),
-            "start_time": start_times,
-            "split": pd.Series(split, dtype="string"),
-            "file_index": file_indices,
-        }
+    table = SessionTable(
+        session_ids=[sessions.ids[index] for index in kept] if len(kept) != len(sessions.ids) else sessions.ids,
+        templates=events.templates,
+        template_codes=events.template_codes[member_positions],
+        offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+        labels=labels,
+        start_times=start_times,
+        split=split,
+        file_indices=file_indices,
     )
     metrics = session_metrics(name, table, label_rule)
     metrics.update(counts)
@@ -390,23 +626,24 @@ def build_sessions(params: Params, name: str) -> tuple[pd.DataFrame, dict[str, A
     return table, metrics
 
 
-def session_metrics(name: str, table: pd.DataFrame, label_rule: str) -> dict[str, Any]:
+def session_metrics(name: str, table: SessionTable, label_rule: str) -> dict[str, Any]:
     """Counts of a sessions table: sessions, anomalous share among labeled ones, lengths, per split."""
-    lengths = table["templates"].map(len)
-    labeled = table["label"].notna()
-    anomalous = int((table["label"] == 1).sum())
+    lengths = table.lengths
+    labels = table.labels
+    labeled = ~np.isnan(labels)
+    anomalous = int((labels == 1).sum())
     per_split = {}
     for split in SPLITS:
-        chosen = table["split"] == split
+        chosen = table.split == split
         per_split[split] = {
             "sessions": int(chosen.sum()),
-            "anomalous": int((table["label"][chosen] == 1).sum()),
-            "unlabeled": int(table["label"][chosen].isna().sum()),
+            "anomalous": int((labels[chosen] == 1).sum()),
+            "unlabeled": int(np.isnan(labels[chosen]).sum()),
         }
     return {
         "dataset": name,
         "label_rule": label_rule,
-        "sessions": int(len(table)),
+        "sessions": len(table),
         "anomalous": anomalous,
         "anomalous_share": round(anomalous / int(labeled.sum()), 6) if labeled.any() else None,
         "unlabeled": int((~labeled).sum()),
@@ -416,13 +653,35 @@ def session_metrics(name: str, table: pd.DataFrame, label_rule: str) -> dict[str
     }
 
 
-def write_sessions(target: Path, table: pd.DataFrame, metadata: dict[str, str]) -> None:
-    """Write ``sessions.parquet`` with the fixed schema and key-value metadata (``label_rule``, ``dataset``)."""
-    arrow = pa.Table.from_pandas(table, schema=SESSION_SCHEMA, preserve_index=False)
-    existing = arrow.schema.metadata or {}
-    arrow = arrow.replace_schema_metadata({**existing, **{key.encode(): value.encode() for key, value in metadata.items()}})
-    with atomic_path(target) as temporary:
-        pq.write_table(arrow, temporary)
+def _pandas_metadata() -> dict[bytes, bytes]:
+    """The ``pandas`` key-value metadata that ``pa.Table.from_pandas`` writes for a sessions DataFrame.
+
+    Why: readers (``read_sessions``, ``pd.read_parquet``) restore the nullable dtypes (``string``, ``Int8``) from
+    it; the table is built with Arrow directly, so the metadata comes from an empty frame of the same dtypes.
+    """
+    frame = pd.DataFrame(
+        {
+            "session_id": pd.Series([], dtype="string"),
+            "templates": pd.Series([], dtype=object),
+            "label": pd.Series([], dtype="Int8"),
+            "start_time": pd.Series([], dtype="float64"),
+            "split": pd.Series([], dtype="string"),
+            "file_index": pd.Series([], dtype="int16"),
+        }
+    )
+    return dict(pa.Table.from_pandas(frame, schema=SESSION_SCHEMA, preserve_index=False).schema.metadata or {})
+
+
+def write_sessions(target: Path, table: SessionTable, metadata: dict[str, str]) -> None:
+    """Write ``sessions.parquet`` with the fixed schema and key-value metadata (``label_rule``, ``dataset``), in row
+    groups of ``WRITE_SESSIONS`` sessions so that only one group's template texts are materialised at a time."""
+    schema = SESSION_SCHEMA.with_metadata(
+        {**_pandas_metadata(), **{key.encode(): value.encode() for key, value in metadata.items()}}
+    )
+    with atomic_path(target) as temporary, pq.ParquetWriter(temporary, schema) as writer:
+        for start in range(0, len(table), WRITE_SESSIONS):
+            part = table.arrow(start, min(start + WRITE_SESSIONS, len(table)))
+            writer.write_table(part.replace_schema_metadata(schema.metadata))
 
 
 def sessionize_dataset(params: Params, name: str) -> None:
@@ -447,6 +706,10 @@ def read_sessions(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
 
 
 __all__ = [
+    "Events",
+    "KeyCollector",
+    "SessionTable",
+    "Sessions",
     "any_anomalous",
     "assign_splits",
     "build_sessions",

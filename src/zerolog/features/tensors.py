@@ -50,32 +50,92 @@ ARRAY_FILES = ("index", "lengths", "labels", "split", "vectors", "counts")
 # ----------------------------------------------------------------------------- building
 
 
+#: Sessions read from sessions.parquet at a time: bounds the template texts materialised at once.
+READ_SESSIONS = 65_536
+#: Cells of ``counts.npy`` built at a time (sessions per block = this // (templates + 1)).
+COUNT_CELLS = 1 << 22
+
+
 @dataclass(frozen=True)
 class _Sessions:
-    """The columns of a sessions.parquet that the tensors need, checked."""
+    """The columns of a sessions.parquet that the tensors need, checked, with the templates as integer codes.
+
+    Why codes: the template column of a full-size dataset is millions of strings; streamed batch by batch, each
+    event becomes a code into ``templates`` (first-seen order), and only the first ``max_len`` events of each
+    session are kept.
+    """
 
     session_ids: list[str]
-    templates: pa.ListArray  # one list of template texts per session
+    templates: list[str]  # distinct template texts, first-seen order
+    codes: np.ndarray  # (kept events,) int32 into ``templates``: the first max_len events of each session
+    full_lengths: np.ndarray  # (sessions,) int64 events per session before truncation
     labels: np.ndarray  # (sessions,) int8, -1 unlabeled
     split: np.ndarray  # (sessions,) int8 codes
     label_rule: str | None
 
 
-def _read_sessions(path: Path) -> _Sessions:
-    """Read and check ``sessions.parquet``: required columns, no null ids/templates, no empty session, known splits."""
+def _read_templates(path: Path, reader: pq.ParquetFile, max_len: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
+    """Stream the ``templates`` column: ``(templates, codes, full_lengths, null_lists, null_events)``.
+
+    ``codes`` (kept events,) int32 holds the first ``max_len`` events of each session; ``null_lists`` (sessions,)
+    bool marks null lists; ``null_events`` counts null templates inside the lists.
+    """
+    vocabulary: dict[str, int] = {}
+    code_chunks: list[np.ndarray] = []
+    length_chunks: list[np.ndarray] = []
+    null_chunks: list[np.ndarray] = []
+    null_events = 0
+    try:
+        for batch in reader.iter_batches(batch_size=READ_SESSIONS, columns=["templates"], use_threads=False):
+            lists = batch.column("templates")
+            null_chunks.append(lists.is_null().to_numpy(zero_copy_only=False))
+            lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            length_chunks.append(lengths)  # (batch sessions,)
+            encoded = lists.flatten()  # (batch events,) dictionary<string>, null lists contribute nothing
+            null_events += encoded.null_count
+            if not pa.types.is_dictionary(encoded.type):
+                encoded = pc.dictionary_encode(encoded)
+            local = np.fromiter(
+                (vocabulary.setdefault(text, len(vocabulary)) for text in encoded.dictionary.to_pylist()),
+                dtype=np.int32,
+            )  # (distinct in batch,) batch dictionary -> global code
+            indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))  # (batch sessions,)
+            positions = np.arange(len(indices), dtype=np.int64) - np.repeat(starts, lengths)  # (batch events,)
+            kept = indices[positions < max_len]
+            code_chunks.append(local[kept] if len(local) else np.zeros(len(kept), dtype=np.int32))
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{path}: unreadable parquet: {error}") from None
+    codes = np.concatenate(code_chunks) if code_chunks else np.zeros(0, dtype=np.int32)
+    return list(vocabulary), codes, np.concatenate(length_chunks), np.concatenate(null_chunks), null_events
+
+
+def _read_sessions(path: Path, max_len: int) -> _Sessions:
+    """Read and check ``sessions.parquet``: required columns, no null ids/templates, no empty session, known splits.
+
+    The small columns are read whole; ``templates`` is streamed (``_read_templates``).
+    """
     if not path.is_file():
         raise DataError(f"{path}: sessions not found (run the sessionize stage first)")
     try:
-        table = pq.read_table(path)
+        # The template texts are read as dictionary indices (never one string per event); pre_buffer=False:
+        # with it, Arrow reads ahead and holds several row groups at once.
+        leaves = [column.path for column in pq.ParquetFile(path).schema if column.path.startswith("templates.")]
+        reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=leaves[:1])
+        schema = reader.schema_arrow
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"{path}: unreadable parquet: {error}") from None
     for column in ("session_id", "templates", "label", "split"):
-        if column not in table.column_names:
+        if column not in schema.names:
             raise DataError(f"{path}: missing column {column!r}")
-    if table.num_rows == 0:
+    if reader.metadata.num_rows == 0:
         raise DataError(f"{path}: no sessions")
-    metadata = table.schema.metadata or {}
+    metadata = schema.metadata or {}
     label_rule = metadata.get(b"label_rule")
+    try:
+        table = reader.read(columns=["session_id", "label", "split"], use_threads=False)
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{path}: unreadable parquet: {error}") from None
 
     session_ids = table.column("session_id").to_pylist()
     if None in session_ids:
@@ -83,15 +143,14 @@ def _read_sessions(path: Path) -> _Sessions:
     if len(set(session_ids)) != len(session_ids):
         raise DataError(f"{path}: column 'session_id' has duplicate values")
 
-    templates = table.column("templates").combine_chunks()  # ListArray, one list per session
-    if templates.null_count:
-        row = templates.is_null().to_numpy(zero_copy_only=False).argmax()
+    templates, codes, full_lengths, null_lists, null_events = _read_templates(path, reader, max_len)
+    if null_lists.any():
+        row = int(null_lists.argmax())
         raise DataError(f"{path}: column 'templates': null list in session {session_ids[row]!r}")
-    lengths = pc.list_value_length(templates).to_numpy(zero_copy_only=False)
-    if lengths.min() == 0:
-        raise DataError(f"{path}: column 'templates': session {session_ids[int(lengths.argmin())]!r} has no events")
-    if templates.flatten().null_count:
-        raise DataError(f"{path}: column 'templates': {templates.flatten().null_count} events have a null template")
+    if full_lengths.min() == 0:
+        raise DataError(f"{path}: column 'templates': session {session_ids[int(full_lengths.argmin())]!r} has no events")
+    if null_events:
+        raise DataError(f"{path}: column 'templates': {null_events} events have a null template")
 
     label_column = table.column("label").to_pandas()  # nullable Int8 -> float with NaN or Int8
     labels = np.full(len(session_ids), UNLABELED, dtype=np.int8)
@@ -107,7 +166,23 @@ def _read_sessions(path: Path) -> _Sessions:
     if unknown:
         raise DataError(f"{path}: column 'split': unknown value {unknown[0]!r} (expected train, val or test)")
     split = np.array([SPLIT_CODES[name] for name in split_names], dtype=np.int8)
-    return _Sessions(session_ids, templates, labels, split, label_rule.decode() if label_rule else None)
+    return _Sessions(
+        session_ids, templates, codes, full_lengths, labels, split, label_rule.decode() if label_rule else None
+    )
+
+
+def _write_npy_rows(path: Path, dtype: type, shape: tuple[int, int], blocks) -> None:
+    """Write a C-order ``.npy`` of ``shape`` from consecutive row blocks (each (rows, shape[1])), never the whole
+    array in memory; the file equals ``numpy.save`` of the assembled array."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    written = 0
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for block in blocks:
+            handle.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+            written += len(block)
+    if written != shape[0]:
+        raise DataError(f"{path}: wrote {written} rows, expected {shape[0]}")
 
 
 def _split_summary(labels: np.ndarray, split: np.ndarray) -> dict[str, dict[str, int]]:
@@ -140,12 +215,13 @@ def build_tensors(params: Params, system: str) -> None:
     sessions_path = Path(params.paths.sessions) / dataset / "sessions.parquet"
     vectors_path = Path(params.paths.features) / VECTORS_FILE
 
-    sessions = _read_sessions(sessions_path)
+    sessions = _read_sessions(sessions_path, max_len)
     stored = read_template_vectors(vectors_path)
 
     # Per-system vocabulary: sorted distinct templates; index 0 is padding, template i has index i + 1.
-    events = sessions.templates.flatten()  # (total events,) string
-    vocabulary = pc.unique(events).sort()
+    first_seen = pa.array(sessions.templates, type=pa.string())
+    sorted_order = pc.sort_indices(first_seen).to_numpy(zero_copy_only=False)  # (templates,) first-seen code
+    vocabulary = first_seen.take(pa.array(sorted_order))
     stored_rows = pc.index_in(vocabulary, value_set=pa.array(stored.templates, type=pa.string()))
     if stored_rows.null_count:
         missing = [text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist()) if row is None]
@@ -158,17 +234,36 @@ def build_tensors(params: Params, system: str) -> None:
     vectors = np.zeros((template_count + 1, stored.dim), dtype=np.float32)  # (templates + 1, dim), row 0 padding
     vectors[1:] = stored.vectors[stored_rows.to_numpy(zero_copy_only=False).astype(np.int64)]
 
-    # Event positions: session row and position within the session of every event, truncated to max_len.
-    event_ids = pc.index_in(events, value_set=vocabulary).to_numpy(zero_copy_only=False).astype(np.int32) + 1
-    full_lengths = pc.list_value_length(sessions.templates).to_numpy(zero_copy_only=False).astype(np.int64)
+    # Event ids: first-seen code -> row of vectors.npy (its rank in the sorted vocabulary, plus one).
+    row_of_code = np.empty(template_count, dtype=np.int32)
+    row_of_code[sorted_order] = np.arange(1, template_count + 1, dtype=np.int32)
+    event_ids = row_of_code[sessions.codes]  # (kept events,) the first max_len events of each session
+    full_lengths = sessions.full_lengths
     session_count = len(sessions.session_ids)
-    event_rows = np.repeat(np.arange(session_count, dtype=np.int64), full_lengths)  # (total events,)
-    starts = np.concatenate(([0], np.cumsum(full_lengths)[:-1]))  # (sessions,) first event of each session
-    positions = np.arange(len(event_ids), dtype=np.int64) - np.repeat(starts, full_lengths)  # (total events,)
-    kept = positions < max_len  # the first max_len events of each session
     lengths = np.minimum(full_lengths, max_len).astype(np.int32)  # (sessions,)
+    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))  # (sessions + 1,) into event_ids
     truncated = int((full_lengths > max_len).sum())
     splits = _split_summary(sessions.labels, sessions.split)
+
+    def index_blocks(rows: int):
+        """(rows, max_len) int32 blocks of index.npy: each session's event ids, then padding."""
+        for start in range(0, session_count, rows):
+            stop = min(start + rows, session_count)
+            block_lengths = lengths[start:stop].astype(np.int64)
+            block = np.full((stop - start, max_len), PADDING, dtype=np.int32)
+            session_rows = np.repeat(np.arange(stop - start), block_lengths)
+            positions = np.arange(block_lengths.sum()) - np.repeat(offsets[start:stop] - offsets[start], block_lengths)
+            block[session_rows, positions] = event_ids[offsets[start] : offsets[stop]]
+            yield block
+
+    def count_blocks(rows: int):
+        """(rows, templates + 1) float32 blocks of counts.npy: event counts of the truncated sequences."""
+        width = template_count + 1
+        for start in range(0, session_count, rows):
+            stop = min(start + rows, session_count)
+            session_rows = np.repeat(np.arange(stop - start), lengths[start:stop].astype(np.int64))
+            cells = session_rows * width + event_ids[offsets[start] : offsets[stop]]
+            yield np.bincount(cells, minlength=(stop - start) * width).reshape(stop - start, width).astype(np.float32)
 
     meta = {
         "format_version": 1,
@@ -191,20 +286,11 @@ def build_tensors(params: Params, system: str) -> None:
 
     output = Path(params.paths.tensors) / system
     with atomic_directory(output) as directory:
-        index = np.lib.format.open_memmap(
-            directory / "index.npy", mode="w+", dtype=np.int32, shape=(session_count, max_len)
+        _write_npy_rows(directory / "index.npy", np.int32, (session_count, max_len), index_blocks(READ_SESSIONS))
+        count_rows = max(1, COUNT_CELLS // (template_count + 1))
+        _write_npy_rows(
+            directory / "counts.npy", np.float32, (session_count, template_count + 1), count_blocks(count_rows)
         )
-        index[:] = PADDING
-        index[event_rows[kept], positions[kept]] = event_ids[kept]  # (sessions, max_len)
-        index.flush()
-        del index
-        counts = np.lib.format.open_memmap(
-            directory / "counts.npy", mode="w+", dtype=np.float32, shape=(session_count, template_count + 1)
-        )
-        counts[:] = 0
-        np.add.at(counts, (event_rows[kept], event_ids[kept]), 1)  # (sessions, templates + 1)
-        counts.flush()
-        del counts
         np.save(directory / "lengths.npy", lengths)
         np.save(directory / "labels.npy", sessions.labels)
         np.save(directory / "split.npy", sessions.split)
