@@ -86,6 +86,8 @@ def test_plots_are_written_per_method(evaluated):
         entry = _metrics(params)["methods"][method]
         rule = entry["rules"][entry["threshold_rule"]]
         assert int(((decisions.actual == 1) & (decisions.predicted == 1)).sum()) == rule["true_positives"]
+    figure = plots / "pr_curves.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5_000
 
 
 def test_metrics_reach_each_methods_mlflow_run(evaluated):

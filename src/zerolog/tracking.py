@@ -281,34 +281,3 @@ def log_new_run(
         raise
     tracker.finish(run_id)
     return run_id
-
-
-def run_exists(config: MlflowConfig, run_id: str) -> bool:
-    """Whether ``run_id`` is a run of this store (a score file restored from another machine's cache may not be)."""
-    try:
-        Tracker(config).client.get_run(run_id)
-    except MlflowException:
-        return False
-    return True
-
-
-def log_new_run(
-    config: MlflowConfig,
-    run_name: str,
-    tags: Mapping[str, str],
-    params: Mapping[str, str],
-    metrics: Mapping[str, Any],
-    artifacts: Iterable[str | Path] = (),
-    artifact_path: str | None = None,
-) -> str:
-    """Open, fill and close one run (tags plus the git/DVC tags, params, metrics, artifacts); returns its id."""
-    tracker = Tracker(config)
-    run_id = tracker.start_run(run_name, tags, params)
-    try:
-        tracker.log_metrics(run_id, metrics)
-        tracker.log_artifacts(run_id, artifacts, artifact_path)
-    except BaseException:
-        tracker.finish(run_id, "FAILED")
-        raise
-    tracker.finish(run_id)
-    return run_id

@@ -8,7 +8,8 @@ Writes
   measured on (dataset, label rule, test size, anomalies, ratio), and per method the headline F1 under the primary
   threshold rule (``evaluate.primary_threshold_rule``, or ``primary_threshold_rule_by_method``), precision, recall,
   PR-AUC, ROC-AUC, and every rule's precision / recall / F1 / threshold / bootstrap interval / confusion counts;
-- ``plots/evaluate/<pair>/pr/<method>.csv`` (recall, precision, method) and
+- ``plots/evaluate/<pair>/pr_curves.png`` (every method's PR curve), ``plots/evaluate/<pair>/pr/<method>.csv``
+  (recall, precision, method) and
   ``plots/evaluate/<pair>/confusion/<method>.csv`` (actual, predicted; the headline rule's decisions) as DVC plots;
 - the same numbers into each method's MLflow run (``mlflow_run_id`` of its score file) via zerolog.tracking.
 """
@@ -40,6 +41,7 @@ STATUS_EVALUATED = "evaluated"
 STATUS_NOT_EVALUABLE = "not_evaluable"
 STATUS_SKIPPED = "skipped"
 STATUS_NOT_AVAILABLE = "not_available"
+PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,35 @@ def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _log_to_tracking(params: Params, pair: str, method: str, evaluation: MethodEvaluation) -> str:
+def plot_pr_curves(path: Path, evaluations: dict[str, MethodEvaluation], title: str) -> None:
+    """One precision-recall figure per pair, a curve per evaluated method (the oracle dashed); PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    for method, evaluation in evaluations.items():
+        points = evaluation.pr_points
+        if points is None or points.empty:
+            continue
+        area = evaluation.entry.get("pr_auc")
+        label = method if area is None else f"{method} (PR-AUC {area:.2f})"
+        style = "--" if evaluation.entry.get("oracle") else "-"
+        axes.plot(points["recall"], points["precision"], style, label=label, drawstyle="steps-post")
+    if axes.lines:
+        axes.legend(fontsize=8, loc="upper right")
+    else:
+        axes.text(0.5, 0.5, "no method evaluated", ha="center", va="center", transform=axes.transAxes)
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _log_to_tracking(
+    params: Params, pair: str, method: str, evaluation: MethodEvaluation, artifacts: list[Path]
+) -> str:
     """Log the method's test metrics into the MLflow run that produced its scores; returns the run id used.
 
     A score file without a run of this store (none recorded, or restored from another machine's DVC cache) gets a
@@ -284,7 +314,7 @@ def _log_to_tracking(params: Params, pair: str, method: str, evaluation: MethodE
     metrics = tracking_metrics(evaluation.entry)
     run_id = evaluation.mlflow_run_id
     if run_id is not None and tracking.run_exists(params.mlflow, run_id):
-        tracking.log_to_run(params.mlflow, run_id, metrics)
+        tracking.log_to_run(params.mlflow, run_id, metrics, artifacts, "plots")
         return run_id
     pair_config = params.pairs[pair]
     tags = {
@@ -294,7 +324,9 @@ def _log_to_tracking(params: Params, pair: str, method: str, evaluation: MethodE
         "method": method,
         "stage": "evaluate",
     }
-    return tracking.log_new_run(params.mlflow, f"{pair}/{method}/evaluate", tags, tracking.flatten_params(params), metrics)
+    return tracking.log_new_run(
+        params.mlflow, f"{pair}/{method}/evaluate", tags, tracking.flatten_params(params), metrics, artifacts, "plots"
+    )
 
 
 def evaluate_pair(params: Params, pair: str) -> None:
@@ -376,8 +408,9 @@ def evaluate_pair(params: Params, pair: str) -> None:
             pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(directory / "pr" / "none.csv", index=False)
         if not any((directory / "confusion").iterdir()):
             pd.DataFrame(columns=["actual", "predicted"]).to_csv(directory / "confusion" / "none.csv", index=False)
+        plot_pr_curves(directory / PR_FIGURE, evaluations, f"{pair}: {result.get('status')}")
         write_json(Path(params.paths.metrics) / f"{pair}.json", result)
 
     for method, evaluation in evaluations.items():
         if evaluation.entry.get("status") == STATUS_EVALUATED:
-            _log_to_tracking(params, pair, method, evaluation)
+            _log_to_tracking(params, pair, method, evaluation, [plots / PR_FIGURE])
