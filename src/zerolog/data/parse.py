@@ -325,7 +325,7 @@ def _parse_raw(params: Params, name: str, folder: Path, manifest: dict[str, Any]
             line_numbers.append(line_number)
             statuses.append(status)
             values.append(fields_found)
-        _check_file_counts(path, counts, first_bad_line, params.parse.max_unmatched_share, f"{where}.log_format")
+        check_file_counts(path, counts, first_bad_line, params.parse.max_unmatched_share, f"{where}.log_format")
         file_counts.append(counts)
 
     matched = [index for index, status in enumerate(statuses) if status == STATUS_PARSED]
@@ -395,10 +395,11 @@ def _normal_value(rule: LabelRule, name: str) -> str:
     return rule.normal_value
 
 
-def _check_file_counts(
+def check_file_counts(
     path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str
 ) -> None:
-    """Refuse an empty file, a format that matches nothing, or too many lines that do not match."""
+    """Refuse an empty file, a format that matches nothing, or too many lines that do not match (also used by the
+    streaming parse, stream_parse.py, so both paths accept and refuse the same files)."""
     total = counts["lines"]
     if total == 0:
         raise DataError(f"{path}: empty log file")

@@ -62,6 +62,7 @@ from zerolog.data.parse import (
     STATUS_NON_UTF8,
     STATUS_PARSED,
     STATUS_UNMATCHED,
+    check_file_counts,
     dataset_config,
     header_regex,
     line_labels,
@@ -701,21 +702,6 @@ def _template_table(writer: _LinesWriter, miner: DrainMiner) -> pd.DataFrame:
     return table.sort_values(["count", "event_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-def _check_file(path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str) -> None:
-    """parse.py's per-file rule: refuse an empty file, a format that matches nothing, too many bad lines."""
-    total = counts["lines"]
-    if total == 0:
-        raise DataError(f"{path}: empty log file")
-    if counts[STATUS_PARSED] == 0:
-        raise DataError(f"{path}: log format of {where} matches none of {total} lines")
-    bad = counts[STATUS_UNMATCHED] + counts[STATUS_NON_UTF8]
-    if bad / total > max_share:
-        raise DataError(
-            f"{path}: {bad} of {total} lines ({bad / total:.1%}) do not match {where} or are not UTF-8, "
-            f"above parse.max_unmatched_share {max_share}; first at line {first_bad_line}"
-        )
-
-
 # ----------------------------------------------------------------------------- driver
 
 
@@ -764,7 +750,7 @@ def stream_parse_files(
         def write(result: ChunkResult) -> None:
             nonlocal checked_files
             while checked_files < result.file_index:  # every earlier file is complete: check it
-                _check_file(log_files[checked_files], summary.file_counts[checked_files], first_bad[checked_files],
+                check_file_counts(log_files[checked_files], summary.file_counts[checked_files], first_bad[checked_files],
                             parse.max_unmatched_share, where)
                 checked_files += 1
             clusters = resolve_chunk(result, miner)
@@ -818,7 +804,7 @@ def stream_parse_files(
                 for chunk in chunks:
                     write(parse_chunk(chunk, layout, miner))
             for index in range(checked_files, len(log_files)):
-                _check_file(log_files[index], summary.file_counts[index], first_bad[index], parse.max_unmatched_share, where)
+                check_file_counts(log_files[index], summary.file_counts[index], first_bad[index], parse.max_unmatched_share, where)
         finally:
             writer.close()
             bar.close()
