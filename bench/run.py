@@ -360,7 +360,9 @@ def bench_params(work: Path, full: Path, labels: Path, chunk_lines: int | None, 
     file (raw folder with a manifest, the file linked), system hdfs trained on it, hashing embeddings, one epoch."""
     import yaml
 
-    raw = yaml.safe_load((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+    from zerolog.config import read_yaml
+
+    raw = read_yaml((REPOSITORY / "params.yaml").read_text(encoding="utf-8"), "params.yaml")
     root = work / "pipeline"
     for key in raw["paths"]:
         if key != "bundled":

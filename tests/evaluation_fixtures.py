@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from zerolog.config import Params, parse_params
+from zerolog.config import Params, parse_params, read_yaml
 from zerolog.evaluation.inputs import SPLIT_NAMES, write_scores
 from zerolog.io import write_json
 
@@ -23,7 +22,7 @@ OUTPUT_PATHS = ("raw", "parsed", "sessions", "features", "tensors", "models", "s
 
 def make_params(tmp_path: Path, overrides: dict | None = None) -> Params:
     """The repository's params.yaml with outputs under ``tmp_path`` and a small bootstrap (fast tests)."""
-    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     for name in OUTPUT_PATHS:
         raw["paths"][name] = str(tmp_path / name)
     raw["evaluate"]["bootstrap"]["samples"] = 50

