@@ -368,6 +368,26 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class DiagnoseConfig:
+    """Stage diagnose (src/zerolog/evaluation/signals.py): which anomaly signals hold across labeled systems."""
+
+    systems: list[str]  # labeled systems whose validation splits are analysed (at least two)
+    severity_anchors: list[str]  # texts the template vectors are compared with (zero-shot severity)
+    probe_regularization: float  # inverse regularization strength C of the linear probe
+    templates_shown: int  # templates listed per source -> system, at each end of the probe's ranking
+
+    def __post_init__(self) -> None:
+        if len(set(self.systems)) < 2:
+            raise ConfigError(f"diagnose.systems: name at least two distinct systems, got {self.systems}")
+        if not self.severity_anchors or not all(text.strip() for text in self.severity_anchors):
+            raise ConfigError("diagnose.severity_anchors: give at least one non-empty text")
+        if self.probe_regularization <= 0:
+            raise ConfigError(f"diagnose.probe_regularization: must be positive, got {self.probe_regularization}")
+        if self.templates_shown < 1:
+            raise ConfigError(f"diagnose.templates_shown: must be at least 1, got {self.templates_shown}")
+
+
+@dataclass(frozen=True)
 class GateConfig:
     """CI quality gate: F1 per pair and method against a committed baseline (src/zerolog/evaluation/gate.py)."""
 
@@ -404,6 +424,7 @@ class Params:
     tensors: TensorsConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    diagnose: DiagnoseConfig
     gate: GateConfig
     mlflow: MlflowConfig
     source_file: str = field(default=str(PARAMS_FILE), compare=False)

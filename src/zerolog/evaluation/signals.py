@@ -1,0 +1,256 @@
+"""Stage diagnose: which anomaly signals hold in every labeled system, and which turn over between systems.
+
+Why this exists: a zero-label method can only carry over what is anomalous in the same way in the source and the
+target. This stage measures, on each labeled system's VALIDATION split (never the test split, which stays the
+evaluate stage's alone), how well simple per-session signals rank that system's anomalies (ROC-AUC):
+
+| signal | what it reads | label-free for the system scored? |
+|---|---|---|
+| ``novelty:template_set`` | −log frequency of the session's exact set of templates among the system's train sessions | yes |
+| ``novelty:rarest_template`` | max over the session's templates of −log(share of train sessions holding it) | yes |
+| ``severity:<anchor>`` | max over the session's templates of the cosine between its vector and an anchor text's | yes (zero-shot) |
+| ``probe:<source>`` | a logistic regression on max-pooled template vectors, fit on ``<source>``'s TRAIN labels | yes (the source's labels) |
+
+A signal with a high ROC-AUC in one system and one at or below 0.5 in another means what marks an anomaly there is
+not what marks it here; ``probe:<source>`` is the same question asked of what a source's labels teach a linear
+model over the semantic template vectors, the representation ZeroLog's encoder reads (method.md §3). The stage
+also lists, per source → system, the templates the probe scores highest and lowest with how often they occur in
+the system's normal and anomalous validation sessions, which is where a transfer goes wrong, template by template.
+
+It reads validation labels of every labeled system: it is an analysis, not a model selection; nothing in
+training, thresholds or evaluation reads its output.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from zerolog.config import DiagnoseConfig, Params
+from zerolog.errors import DataError
+from zerolog.evaluation.inputs import SPLIT_CODES
+from zerolog.features.embed import embed_texts_hashing, embed_texts_sentence
+from zerolog.features.tensors import SystemTensors, load_tensors
+from zerolog.io import write_json, write_text
+
+REPORT_FILE = "transfer_signals.md"
+
+
+@dataclass(frozen=True)
+class SystemView:
+    """One labeled system: template sets per session, vectors, labels and splits (all row-aligned)."""
+
+    system: str
+    dataset: str
+    template_sets: list[np.ndarray]  # per session: the distinct rows of ``vectors`` it holds (>= 1)
+    vectors: np.ndarray  # (templates + 1, dim) float64, row 0 padding
+    templates: list[str]  # template text of row i + 1
+    labels: np.ndarray  # (sessions,) -1/0/1
+    split: np.ndarray  # (sessions,) 0/1/2
+
+    def rows(self, split: str, labeled: bool = True) -> np.ndarray:
+        chosen = self.split == SPLIT_CODES[split]
+        if labeled:
+            chosen &= self.labels >= 0
+        return np.flatnonzero(chosen)
+
+
+def system_view(tensors: SystemTensors, system: str) -> SystemView:
+    index, lengths = np.asarray(tensors.index), np.asarray(tensors.lengths)
+    sets = [np.unique(index[row, : lengths[row]]) for row in range(index.shape[0])]
+    meta = tensors.meta or {}
+    return SystemView(
+        system=system,
+        dataset=str(meta.get("dataset", "")),
+        template_sets=sets,
+        vectors=np.asarray(tensors.vectors, dtype=np.float64),
+        templates=list(meta.get("templates_list", [])),
+        labels=np.asarray(tensors.labels, dtype=np.int64),
+        split=np.asarray(tensors.split, dtype=np.int64),
+    )
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def template_set_novelty(view: SystemView) -> np.ndarray:
+    """−log((n_set + 1) / (n_train + 1)): how rare the session's exact template set is among train sessions."""
+    train = view.rows("train", labeled=False)
+    keys = [tuple(int(value) for value in template_set) for template_set in view.template_sets]
+    counts = collections.Counter(keys[row] for row in train)
+    return np.array([-np.log((counts[key] + 1) / (train.size + 1)) for key in keys])  # (sessions,)
+
+
+def rarest_template_novelty(view: SystemView) -> np.ndarray:
+    """max over the session's templates of −log((n_t + 1) / (n_train + 2)), n_t = train sessions holding t."""
+    train = view.rows("train", labeled=False)
+    holding = np.zeros(view.vectors.shape[0], dtype=np.float64)  # (templates + 1,)
+    for row in train:
+        holding[view.template_sets[row]] += 1
+    rarity = -np.log((holding + 1) / (train.size + 2))
+    return np.array([rarity[template_set].max() for template_set in view.template_sets])
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def severity_similarity(view: SystemView, anchor: np.ndarray) -> np.ndarray:
+    """max over the session's templates of cos(template vector, anchor vector): a zero-shot reading of severity."""
+    similarity = _unit(view.vectors) @ (anchor / max(np.linalg.norm(anchor), 1e-12))  # (templates + 1,)
+    return np.array([similarity[template_set].max() for template_set in view.template_sets])
+
+
+def max_pooled(view: SystemView) -> np.ndarray:
+    """(sessions, dim): the element-wise max of the session's template vectors."""
+    return np.stack([view.vectors[template_set].max(axis=0) for template_set in view.template_sets])
+
+
+def fit_probe(source: SystemView, config: DiagnoseConfig, seed: int) -> LogisticRegression:
+    """Class-balanced logistic regression on the source's max-pooled train sessions and train labels."""
+    train = source.rows("train")
+    labels = source.labels[train]
+    if np.unique(labels).size < 2:
+        raise DataError(f"diagnose: system {source.system} has a single class in its train split; no probe to fit")
+    probe = LogisticRegression(
+        C=config.probe_regularization, class_weight="balanced", max_iter=5000, random_state=seed
+    )
+    return probe.fit(max_pooled(source)[train], labels)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None
+
+
+def anchor_vectors(params: Params) -> np.ndarray:
+    """The anchors embedded like the templates (stage embed's method and model). (anchors, dim)."""
+    texts = list(params.diagnose.severity_anchors)
+    if params.embed.method == "sentence":
+        return embed_texts_sentence(texts, params.embed).astype(np.float64)
+    return embed_texts_hashing(texts, params.embed).astype(np.float64)
+
+
+def template_table(source: str, view: SystemView, template_scores: np.ndarray, shown: int) -> list[dict[str, Any]]:
+    """Highest and lowest probe scores of the system's templates, with their share of val sessions by label."""
+    validation = view.rows("val")
+    normal = [view.template_sets[row] for row in validation if view.labels[row] == 0]
+    anomalous = [view.template_sets[row] for row in validation if view.labels[row] == 1]
+
+    def share(sessions: list[np.ndarray], template: int) -> float:
+        return float(np.mean([template in template_set for template_set in sessions])) if sessions else 0.0
+
+    present = sorted({int(t) for row in validation for t in view.template_sets[row] if t > 0})
+    present.sort(key=lambda template: -template_scores[template])
+    chosen = present[:shown] + [template for template in present[-shown:] if template not in present[:shown]]
+    return [
+        {
+            "source": source,
+            "template": view.templates[template - 1] if template - 1 < len(view.templates) else str(template),
+            "probe_score": float(template_scores[template]),
+            "val_normal_share": share(normal, template),
+            "val_anomalous_share": share(anomalous, template),
+        }
+        for template in chosen
+    ]
+
+
+def diagnose(params: Params) -> None:
+    """Measure every signal on every labeled system's validation split; write the report and its metrics."""
+    config = params.diagnose
+    views = {}
+    for system in config.systems:
+        if system not in params.systems:
+            raise DataError(f"params.yaml: diagnose.systems: unknown system {system!r}")
+        view = system_view(load_tensors(Path(params.paths.tensors) / system), system)
+        if _auc(view.labels[view.rows("val")], np.zeros(view.rows("val").size)) is None:
+            raise DataError(f"diagnose: system {system}: its validation split needs both normal and anomalous sessions")
+        views[system] = view
+    anchors = anchor_vectors(params)
+
+    signals: dict[str, dict[str, np.ndarray]] = {system: {} for system in views}
+    templates: dict[str, list[dict[str, Any]]] = {system: [] for system in views}
+    for system, view in views.items():
+        signals[system]["novelty:template_set"] = template_set_novelty(view)
+        signals[system]["novelty:rarest_template"] = rarest_template_novelty(view)
+        for name, anchor in zip(config.severity_anchors, anchors):
+            signals[system][f"severity:{name.split(':')[0].strip().lower()}"] = severity_similarity(view, anchor)
+    for source, source_view in views.items():
+        probe = fit_probe(source_view, config, params.seed)
+        for system, view in views.items():
+            signals[system][f"probe:{source}"] = probe.decision_function(max_pooled(view))
+            if system != source:
+                template_scores = probe.decision_function(view.vectors)  # a template alone as a max-pooled session
+                templates[system] += template_table(source, view, template_scores, config.templates_shown)
+
+    results: dict[str, Any] = {"split": "val", "systems": {}}
+    for system, view in views.items():
+        validation = view.rows("val")
+        labels = view.labels[validation]
+        results["systems"][system] = {
+            "dataset": view.dataset,
+            "val_sessions": int(validation.size),
+            "val_anomalies": int(labels.sum()),
+            "roc_auc": {name: _auc(labels, scores[validation]) for name, scores in signals[system].items()},
+            "templates": templates[system],
+        }
+    write_json(Path(params.paths.metrics) / "diagnose.json", results)
+    write_text(Path(params.paths.reports) / REPORT_FILE, signals_markdown(results))
+    for system, entry in results["systems"].items():
+        print(f"{system}: " + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def signals_markdown(results: dict[str, Any]) -> str:
+    systems = list(results["systems"])
+    names = list(dict.fromkeys(name for entry in results["systems"].values() for name in entry["roc_auc"]))
+    lines = [
+        "# Which anomaly signals carry over between systems",
+        "",
+        "ROC-AUC of simple per-session signals on each labeled system's **validation** split (the test split is read "
+        "by the evaluate stage only). 0.5 is chance; below 0.5 the signal ranks normal sessions above anomalies. "
+        "Generated by `dvc repro diagnose` (src/zerolog/evaluation/signals.py); nothing in training or evaluation "
+        "reads it.",
+        "",
+        "| signal | " + " | ".join(
+            f"{system} ({entry['dataset']}: {entry['val_sessions']} val, {entry['val_anomalies']} anomalous)"
+            for system, entry in results["systems"].items()
+        ) + " | lowest |",
+        "|---|" + "---|" * (len(systems) + 1),
+    ]
+    for name in names:
+        values = [results["systems"][system]["roc_auc"].get(name) for system in systems]
+        known = [value for value in values if value is not None]
+        lines.append(f"| `{name}` | " + " | ".join(_cell(value) for value in values) + f" | {_cell(min(known) if known else None)} |")
+    lines += [
+        "",
+        "`novelty:*` read only the system's own unlabeled train sessions; `severity:*` compare template vectors with "
+        "the RFC 5424 severity descriptions (zero-shot); `probe:<source>` is a linear model fit on `<source>`'s train "
+        "labels (in its own row it is the source's held-out fit, elsewhere a zero-label transfer). A signal that is "
+        "high in one column and low in another cannot carry a zero-label transfer between those systems.",
+        "",
+        "## What each source's probe scores highest and lowest in the other system",
+        "",
+        "| system | probe fit on | template | probe score | share of val normal sessions | share of val anomalous sessions |",
+        "|---|---|---|---|---|---|",
+    ]
+    for system, entry in results["systems"].items():
+        for row in entry["templates"]:
+            template = row["template"].replace("|", "\\|")
+            lines.append(
+                f"| {system} | {row['source']} | `{template}` | {row['probe_score']:.2f} | "
+                f"{row['val_normal_share']:.3f} | {row['val_anomalous_share']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
