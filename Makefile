@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test test-all gate gate-full baseline-update ui bench clean
+.PHONY: install run test test-all gate gate-full baseline-update ui bench parse-accuracy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ baseline-update: install
 ## Browse runs: the MLflow UI over the project's store.
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+
+## Grouping accuracy of the parse stage's output against loghub's templates of the 2k samples (after `make run`).
+parse-accuracy: install
+	$(BIN)/python -m zerolog.data.accuracy
 
 ## Throughput / memory benchmark of the full-size path.
 bench: install

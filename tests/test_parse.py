@@ -143,6 +143,31 @@ def test_grouping_accuracy_against_loghub_ground_truth(params, name, truth, mini
     assert metrics["parser"] == "Drain" and metrics["lines_per_second"] > 0
 
 
+def test_parse_accuracy_command_reports_each_ground_truth(params):
+    """`make parse-accuracy` (zerolog.data.accuracy) gives the same GA as computing it by hand, per dataset."""
+    from zerolog.data.accuracy import parse_accuracy
+
+    for name in params.parse.ground_truth:
+        build_raw_folder(params, name)
+        parse_dataset(params, name)
+    results = parse_accuracy(params)
+    assert set(results) == {"hdfs_logs", "bgl_logs", "openstack_2k"}
+    lines, _, _ = read_parsed(params, "bgl_logs")
+    expected = pd.read_csv(BUNDLED / params.parse.ground_truth["bgl_logs"])
+    assert results["bgl_logs"] == grouping_accuracy(lines["event_id"], expected["EventId"])
+    assert all(0.7 < accuracy <= 1.0 for accuracy in results.values())
+
+
+def test_parse_accuracy_rejects_lines_that_are_not_the_sample(params):
+    from zerolog.data.accuracy import parse_accuracy
+
+    build_raw_folder(params, "hdfs_logs")
+    parse_dataset(params, "hdfs_logs")
+    wrong = dataclasses.replace(params.parse, ground_truth={"hdfs_logs": params.parse.ground_truth["bgl_logs"]})
+    with pytest.raises(DataError, match="lines are not the 2000 lines of"):
+        parse_accuracy(dataclasses.replace(params, parse=wrong))
+
+
 def test_bgl_line_labels_and_timestamps_come_from_the_header(params):
     build_raw_folder(params, "bgl_logs")
     parse_dataset(params, "bgl_logs")

@@ -181,6 +181,7 @@ class ParseConfig:
     max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
     progress_every_lines: int  # parser progress bar step in lines; 0 hides it
     streaming: StreamingConfig  # bounded-memory streaming path for full-size raw logs
+    ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
 
 
 @dataclass(frozen=True)
@@ -633,6 +634,9 @@ def _check(params: Params) -> None:
                 raise ConfigError(f"pairs.{name}: unknown system {system!r}")
         if not pair.sources or pair.target in pair.sources:
             raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
+    for name in params.parse.ground_truth:
+        if name not in params.datasets or params.datasets[name].kind != "raw":
+            raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")
     if params.parse.parser not in next(iter(params.systems.values())).parser_settings:
         raise ConfigError(f"parse.parser: no settings for {params.parse.parser!r} in systems.<name>.parser_settings")
     for name, system in params.systems.items():
