@@ -143,3 +143,12 @@ def test_params_survive_dvc_exp_run_set_param(tmp_path, override):
     rewritten = load_params(copy)
     expected = changed(f"{section}.{key}", value)
     assert rewritten == parse_params(expected, str(copy))
+
+
+@pytest.mark.parametrize(
+    "key", ["torch_threads", "method_workers", "batch_size", "score_batch_size", "epochs", "max_steps_per_epoch",
+            "checkpoint_every_epochs", "min_source_anomalies"],
+)
+def test_train_counts_must_be_positive(key):
+    with pytest.raises(ConfigError, match=rf"params.yaml: train\.{key}: must be at least 1, got 0"):
+        parse_params(changed(f"train.{key}", 0))

@@ -165,3 +165,35 @@ def test_log_new_run_and_run_exists(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED" and run.info.run_name == "report"
     assert run.data.tags["stage"] == "report" and run.data.params == {"seed": "42"} and run.data.metrics == {"f1": 0.25}
     assert run_exists(config, run_id) and not run_exists(config, "0" * 32)
+
+
+def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.method_workers: 2 workers of 1 thread give the same checkpoints and scores as in-process on 1 thread."""
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    base = load_params(REPOSITORY / "params.yaml")
+    table = np.random.default_rng(5).normal(size=(12, 16)).astype(np.float32)
+    write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=3, table=table)
+    write_system(tmp_path / "tensors" / "bgl", "bgl", sessions=150, seed=4, table=table)
+    outputs = {}
+    for workers, threads in ((1, 1), (2, 2)):
+        root = tmp_path / f"workers-{workers}"
+        paths = dataclasses.replace(
+            base.paths, tensors=str(tmp_path / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
+            metrics=str(root / "metrics"), plots=str(root / "plots"),
+        )  # fmt: skip
+        train = dataclasses.replace(
+            base.train, methods=["zerolog", "dann"], encoder=dataclasses.replace(base.train.encoder, hidden_size=8),
+            batch_size=32, epochs=2, max_steps_per_epoch=3, device="cpu", method_workers=workers, torch_threads=threads,
+        )  # fmt: skip
+        (root / "store").mkdir(parents=True)
+        mlflow_config = MlflowConfig(tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}", experiment="test")
+        train_pair(dataclasses.replace(base, paths=paths, train=train, mlflow=mlflow_config), "hdfs-bgl")
+        summary = json.loads((root / "metrics" / "train" / "hdfs-bgl.json").read_text())
+        assert summary["method_workers"] == workers and summary["seconds"] > 0
+        outputs[workers] = root
+    for method in ("zerolog", "dann"):
+        scores = [pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / f"{method}.parquet").column("score") for w in (1, 2)]
+        assert scores[0].equals(scores[1]), method
+        first, second = (load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "checkpoint.pt")[0] for w in (1, 2))
+        for name, tensor in first.state_dict().items():
+            assert torch.equal(tensor, second.state_dict()[name]), (method, name)

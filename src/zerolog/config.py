@@ -267,7 +267,8 @@ class TrainConfig:
 
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool  # bfloat16 autocast of the training steps, on CUDA only (a no-op on CPU)
-    torch_threads: int  # CPU threads for torch (capped at the machine's cores)
+    torch_threads: int  # CPU threads for torch (capped at the machine's cores), shared by the method workers
+    method_workers: int  # stage train on CPU: methods trained side by side in this many processes; 1: in turn
     methods: list[Literal["zerolog", "source_only", "dann", "meta", "supervised_target"]]
     min_source_anomalies: int
     encoder: EncoderConfig
@@ -282,6 +283,16 @@ class TrainConfig:
     meta: MetaConfig
     threshold: Literal["fixed_0.5", "source_val"]
     checkpoint_every_epochs: int
+
+    def __post_init__(self) -> None:
+        for key in ("torch_threads", "method_workers", "batch_size", "score_batch_size", "epochs",
+                    "max_steps_per_epoch", "checkpoint_every_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: must be at least 1, got {getattr(self, key)}")
+        if self.min_source_anomalies < 1:
+            raise ConfigError(f"train.min_source_anomalies: must be at least 1, got {self.min_source_anomalies}")
+        if not self.methods:
+            raise ConfigError("train.methods: name at least one method")
 
 
 # Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
