@@ -310,6 +310,9 @@ def test_checkpoint_round_trip_with_weights_only(systems, tmp_path: Path) -> Non
     np.testing.assert_allclose(score(model, source, rows), score(result.model, source, rows), rtol=1e-6)
     save_checkpoint(tmp_path / "again.pt", model, config, "dann", 2, 1)
     assert torch.load(tmp_path / "again.pt", weights_only=True)["method"] == "dann"
+    save_checkpoint(tmp_path / "twice" / "again.pt", model, config, "dann", 2, 1)
+    # identical content gives identical bytes (DVC hashes the file): no temporary name inside the archive
+    assert (tmp_path / "twice" / "again.pt").read_bytes() == (tmp_path / "again.pt").read_bytes()
 
 
 # ----------------------------------------------------------------------------- the stage

@@ -32,6 +32,7 @@ Choices (every number in params.yaml ``train``; what the sources state is in met
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -345,8 +346,12 @@ def save_checkpoint(
         "step": int(step),
         "epoch": int(epoch),
     }
+    # Serialised to memory first: torch.save names the archive's inner folder after the file it writes, and the
+    # temporary file of atomic_path has a random name, so identical weights would give different bytes (and md5s).
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_path(path) as temporary:
-        torch.save(checkpoint, temporary)
+        Path(temporary).write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZeroLogModel, dict[str, Any]]:
