@@ -35,7 +35,7 @@ from sklearn.metrics import roc_auc_score
 from zerolog.config import DiagnoseConfig, Params
 from zerolog.errors import DataError
 from zerolog.evaluation.inputs import SPLIT_CODES
-from zerolog.features.embed import embed_texts_hashing, embed_texts_sentence
+from zerolog.features.embed import embed_texts
 from zerolog.features.tensors import SystemTensors, load_tensors
 from zerolog.io import write_json, write_text
 
@@ -131,10 +131,7 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 def anchor_vectors(params: Params) -> np.ndarray:
     """The anchors embedded like the templates (stage embed's method and model). (anchors, dim)."""
-    texts = list(params.diagnose.severity_anchors)
-    if params.embed.method == "sentence":
-        return embed_texts_sentence(texts, params.embed).astype(np.float64)
-    return embed_texts_hashing(texts, params.embed).astype(np.float64)
+    return embed_texts(list(params.diagnose.severity_anchors), params.embed).astype(np.float64)
 
 
 def template_table(source: str, view: SystemView, template_scores: np.ndarray, shown: int) -> list[dict[str, Any]]:
@@ -169,7 +166,8 @@ def diagnose(params: Params) -> None:
         if system not in params.systems:
             raise DataError(f"params.yaml: diagnose.systems: unknown system {system!r}")
         view = system_view(load_tensors(Path(params.paths.tensors) / system), system)
-        if _auc(view.labels[view.rows("val")], np.zeros(view.rows("val").size)) is None:
+        validation_labels = view.labels[view.rows("val")]
+        if not 0 < validation_labels.sum() < validation_labels.size:
             raise DataError(f"diagnose: system {system}: its validation split needs both normal and anomalous sessions")
         views[system] = view
     anchors = anchor_vectors(params)

@@ -192,6 +192,12 @@ def embed_texts_sentence(texts: list[str], config: EmbedConfig) -> np.ndarray:
     return _unit_rows(np.stack(vectors).astype(np.float32))
 
 
+def embed_texts(texts: list[str], config: EmbedConfig) -> np.ndarray:
+    """Vectors of ``texts`` by ``embed.method`` (sentence or hashing). Returns (len(texts), dim) float32."""
+    encoder = embed_texts_sentence if config.method == "sentence" else embed_texts_hashing
+    return encoder(texts, config)
+
+
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (all-zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -327,8 +333,7 @@ def embed_templates(params: Params) -> None:
         _load_sentence_model(resolve_sentence_model(config.model))  # timed apart from encoding
     encode_started = time.perf_counter()
     if new_texts:
-        encoder = embed_texts_sentence if config.method == "sentence" else embed_texts_hashing
-        fresh = encoder(new_texts, config)  # (new texts, dim)
+        fresh = embed_texts(new_texts, config)  # (new texts, dim)
         known_dim = next(iter(known.values())).shape[0] if known else fresh.shape[1]
         if fresh.shape != (len(new_texts), known_dim):
             expected_shape = (len(new_texts), known_dim)
