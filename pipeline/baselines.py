@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.evaluation.baselines import run_target_baselines
-
-    run_stage(run_target_baselines, sys.argv[1:], usage="python pipeline/baselines.py SYSTEM")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("baselines", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.evaluation.signals import diagnose
-
-    run_stage(diagnose, sys.argv[1:], usage="python pipeline/diagnose.py")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("diagnose", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.data.download import download_dataset
-
-    run_stage(download_dataset, sys.argv[1:], usage="python pipeline/download.py DATASET")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("download", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.features.embed import embed_templates
-
-    run_stage(embed_templates, sys.argv[1:], usage="python pipeline/embed.py")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("embed", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.evaluation.evaluate import evaluate_pair
-
-    run_stage(evaluate_pair, sys.argv[1:], usage="python pipeline/evaluate.py PAIR")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("evaluate", sys.argv[1:])

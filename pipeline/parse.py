@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.data.parse import parse_dataset
-
-    run_stage(parse_dataset, sys.argv[1:], usage="python pipeline/parse.py DATASET")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("parse", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.report import build_report
-
-    run_stage(build_report, sys.argv[1:], usage="python pipeline/report.py")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("report", sys.argv[1:])

@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.data.sessionize import sessionize_dataset
-
-    run_stage(sessionize_dataset, sys.argv[1:], usage="python pipeline/sessionize.py DATASET")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("sessionize", sys.argv[1:])

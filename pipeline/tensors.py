@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.features.tensors import build_tensors
-
-    run_stage(build_tensors, sys.argv[1:], usage="python pipeline/tensors.py SYSTEM")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("tensors", sys.argv[1:])

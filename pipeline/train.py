@@ -2,14 +2,7 @@
 
 import sys
 
-from zerolog.cli import run_stage
-
-
-def main() -> None:
-    from zerolog.training.pipeline import train_pair
-
-    run_stage(train_pair, sys.argv[1:], usage="python pipeline/train.py PAIR")
-
+from zerolog.stages import run_stage
 
 if __name__ == "__main__":
-    main()
+    run_stage("train", sys.argv[1:])

@@ -1,7 +1,7 @@
 """Small generated inputs for the evaluation tests: tensors, score files and train-status files in a tmp folder.
 
-The real params.yaml is loaded with every output path moved under the tmp folder, so the tests exercise the same
-validated config the pipeline uses. Scores are generated from the labels with a chosen separation (a stand-in for a
+The real params.yaml is loaded with every output path moved under the tmp folder (conftest.make_params), so the tests
+exercise the same validated config the pipeline uses. Scores are generated from the labels with a chosen separation (a stand-in for a
 trained model); the evaluator under test never sees how they were made.
 """
 
@@ -13,32 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zerolog.config import Params, parse_params, read_yaml
-from zerolog.evaluation.inputs import SPLIT_NAMES, write_scores
+from conftest import make_params
+from zerolog.artifacts import SPLIT_NAMES, TRAINING_SUMMARY, ArtifactPaths, write_scores
+from zerolog.config import Params
 from zerolog.io import write_json
 
-OUTPUT_PATHS = ("raw", "parsed", "sessions", "features", "tensors", "models", "scores", "metrics", "plots", "reports")
-
-
-def make_params(tmp_path: Path, overrides: dict | None = None) -> Params:
-    """The repository's params.yaml with outputs under ``tmp_path`` and a small bootstrap (fast tests)."""
-    raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
-    for name in OUTPUT_PATHS:
-        raw["paths"][name] = str(tmp_path / name)
-    raw["evaluate"]["bootstrap"]["samples"] = 50
-    raw["evaluate"]["unsupervised"]["n_estimators"] = 30
-    raw["evaluate"]["oracle"]["model"] = "logistic_regression"  # the neural oracle has its own test
-    raw["train"].update({"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "device": "cpu", "torch_threads": 1})
-    raw["train"]["encoder"].update({"hidden_size": 8, "num_layers": 1})
-    raw["train"]["domain"]["discriminator_hidden_size"] = 8
-    raw["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return parse_params(raw, "params.yaml")
+__all__ = ["make_params", "write_tensors", "write_pair_scores", "write_train_status", "build_pair"]
 
 
 def write_tensors(
@@ -86,7 +66,7 @@ def write_tensors(
     vectors[0] = 0
     np.save(directory / "vectors.npy", vectors)
     (directory / "session_ids.json").write_text(json.dumps([f"{system}-{row}" for row in range(sessions)]))
-    dataset = params.system_dataset(system)
+    dataset = params.systems[system].dataset
     meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len}
     (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return {"labels": labels, "split": split, "counts": counts}
@@ -152,11 +132,11 @@ def write_pair_scores(
     return path
 
 
-def write_train_status(params: Params, pair: str, status: str = "trained", reason: str | None = None,
+def write_train_status(params: Params, pair: str, status: str = "ok", reason: str | None = None,
                        methods: dict | None = None) -> None:
-    """metrics/train/<pair>.json as the train stage writes it (pair status, per-method status)."""
-    methods = methods if methods is not None else {m: {"status": "trained"} for m in params.train.methods}
-    write_json(Path(params.paths.metrics) / "train" / f"{pair}.json",
+    """scores/<pair>/training.json as the train stage writes it (pair status, per-method status)."""
+    methods = methods if methods is not None else {m: {"status": "ok"} for m in params.train.methods}
+    write_json(ArtifactPaths(params.paths).pair_scores(pair) / TRAINING_SUMMARY,
                {"pair": pair, "status": status, "reason": reason, "methods": methods})
 
 

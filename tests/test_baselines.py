@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from conftest import call_stage
 from evaluation_fixtures import make_params, write_tensors
 from zerolog.errors import DataError
-from zerolog.evaluation.baselines import pca_scores, run_target_baselines
-from zerolog.evaluation.inputs import SPLIT_NAMES, read_scores
+from zerolog.evaluation.baselines import pca_scores
+from zerolog.artifacts import SPLIT_NAMES, read_scores
 
 
 def _test_auc(frame, arrays):
@@ -27,7 +28,7 @@ def test_unsupervised_detector_scores_every_row(tmp_path, detector, scale):
     params = make_params(tmp_path, {"evaluate.unsupervised.method": detector, "evaluate.unsupervised.n_estimators": 50,
                                     "evaluate.unsupervised.pca_variance": 0.5})
     arrays = write_tensors(params, "bgl", sessions=400, anomaly_share=0.08, seed=1)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "unsupervised_target.parquet")
     assert metadata["method"] == "unsupervised_target" and metadata["detector"] == detector
     assert metadata["score_scale"] == scale and metadata["oracle"] is False
@@ -42,7 +43,7 @@ def test_unsupervised_detector_scores_every_row(tmp_path, detector, scale):
 def test_unsupervised_detector_reads_no_label_and_fits_on_train_only(tmp_path):
     params = make_params(tmp_path, {"evaluate.unsupervised.n_estimators": 30})
     arrays = write_tensors(params, "bgl", sessions=300, anomaly_share=0.1, seed=2)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     path = Path(params.paths.scores) / "target-bgl" / "unsupervised_target.parquet"
     before = read_scores(path)[0]["score"].to_numpy()
 
@@ -51,7 +52,7 @@ def test_unsupervised_detector_reads_no_label_and_fits_on_train_only(tmp_path):
     counts = arrays["counts"].copy()
     counts[arrays["split"] == 2] *= 3  # the test split changes: the fit must not
     np.save(directory / "counts.npy", counts)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     after = read_scores(path)[0]["score"].to_numpy()
     train = arrays["split"] == 0
     np.testing.assert_array_equal(before[train], after[train])
@@ -64,7 +65,7 @@ def test_unsupervised_detector_reads_no_label_and_fits_on_train_only(tmp_path):
 def test_oracle_is_written_and_marked(tmp_path):
     params = make_params(tmp_path, {"evaluate.unsupervised.n_estimators": 20})
     arrays = write_tensors(params, "bgl", sessions=500, anomaly_share=0.12, seed=3)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     directory = Path(params.paths.scores) / "target-bgl"
     frame, metadata = read_scores(directory / "supervised_target.parquet")
     assert metadata["oracle"] is True and metadata["detector"] == "logistic_regression"
@@ -81,7 +82,7 @@ def test_oracle_is_written_and_marked(tmp_path):
 def test_oracle_needs_enough_train_anomalies(tmp_path):
     params = make_params(tmp_path, {"evaluate.oracle.min_train_anomalies": 50, "evaluate.unsupervised.n_estimators": 20})
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.05, seed=4)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     directory = Path(params.paths.scores) / "target-bgl"
     assert not (directory / "supervised_target.parquet").exists()
     reason = json.loads((directory / "status.json").read_text())["methods"]["supervised_target"]["reason"]
@@ -101,7 +102,7 @@ def test_pca_residual_is_zero_inside_the_train_subspace_and_positive_off_it():
 def test_missing_tensors_name_the_file(tmp_path):
     params = make_params(tmp_path)
     with pytest.raises(DataError, match="labels.npy"):
-        run_target_baselines(params, "bgl")
+        call_stage("baselines", params, "bgl")
     assert not (Path(params.paths.scores) / "target-bgl").exists()
 
 
@@ -110,7 +111,7 @@ def test_neural_oracle_uses_the_training_loop_and_logs_a_run(tmp_path):
 
     params = make_params(tmp_path, {"evaluate.oracle.model": "neural", "train.epochs": 2})
     arrays = write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=5)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "supervised_target.parquet")
     assert metadata["detector"] == "neural" and metadata["oracle"] is True
     assert len(frame) == 300 and frame["score"].between(0, 1).all()

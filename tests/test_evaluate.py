@@ -7,17 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
-from zerolog.evaluation.baselines import run_target_baselines
-from zerolog.evaluation.evaluate import evaluate_pair, tracking_metrics
+from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
 
 PAIR = "hdfs-bgl"
 
 
 def _metrics(params, pair=PAIR):
+    """The evaluate stage's full details of a pair (reports/evaluate/<pair>.json)."""
+    return json.loads((Path(params.paths.reports) / "evaluate" / f"{pair}.json").read_text())
+
+
+def _headline(params, pair=PAIR):
+    """The DVC metrics of a pair (metrics/<pair>.json)."""
     return json.loads((Path(params.paths.metrics) / f"{pair}.json").read_text())
+
+
+def evaluate_pair(params, pair):
+    call_stage("evaluate", params, pair)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +38,7 @@ def evaluated(tmp_path_factory):
     write_tensors(params, "hdfs", sessions=400, anomaly_share=0.1, seed=1)
     target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05)
     build_pair(params, PAIR)
-    run_target_baselines(params, "bgl")
+    call_stage("baselines", params, "bgl")
     evaluate_pair(params, PAIR)
     return params, target
 
@@ -45,7 +55,7 @@ def test_every_method_and_rule_is_reported(evaluated):
         "ratio": pytest.approx(anomalies / labeled_test.sum()),
         "unlabeled": int(((target["split"] == 2) & (target["labels"] < 0)).sum()),
     }
-    assert metrics["dataset"] == params.system_dataset("bgl") and metrics["label_rule"] == "generated"
+    assert metrics["dataset"] == params.systems["bgl"].dataset and metrics["label_rule"] == "generated"
     assert metrics["primary_threshold_rule"] == "source_val"
     assert set(metrics["methods"]) == set(params.evaluate.methods)
     for method, entry in metrics["methods"].items():
@@ -90,22 +100,33 @@ def test_plots_are_written_per_method(evaluated):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5_000
 
 
-def test_metrics_reach_each_methods_mlflow_run(evaluated):
+def test_headline_metrics_hold_only_the_numbers_users_compare(evaluated):
+    params, _ = evaluated
+    details, headline = _metrics(params), _headline(params)
+    assert set(headline) == {"pair", "protocol", "status", "test", "methods"}
+    assert headline["test"] == {key: details["test"][key] for key in ("size", "anomalies")}
+    for method, entry in headline["methods"].items():
+        assert set(entry) == {"kind", "status", "threshold_rule", *HEADLINE_KEYS}
+        assert all(entry[key] == details["methods"][method][key] for key in HEADLINE_KEYS)
+    assert headline["methods"]["supervised_target"]["kind"] == "oracle"
+    assert headline["methods"]["zerolog"]["kind"] == "transfer"
+
+
+def test_each_method_gets_an_evaluate_run_with_the_params_that_produced_it(evaluated):
     from mlflow.tracking import MlflowClient
 
     params, _ = evaluated
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
-    metrics = _metrics(params)
-    oracle_run = metrics["methods"]["supervised_target"]["mlflow_run_id"]
-    run = client.get_run(oracle_run)
-    assert run.data.metrics["test/f1"] == pytest.approx(metrics["methods"]["supervised_target"]["f1"])
-    # The generated neural score files name no run: evaluate opened one per method, tagged with the pair.
-    runs = client.search_runs([run.info.experiment_id], filter_string="tags.stage = 'evaluate'")
-    by_method = {r.data.tags["method"]: r for r in runs}
-    assert set(by_method) == {"zerolog", "source_only", "dann", "meta"}
-    assert by_method["zerolog"].data.tags["pair"] == PAIR
-    assert by_method["zerolog"].data.metrics["test/fixed_0.5/f1"] == pytest.approx(
-        metrics["methods"]["zerolog"]["rules"]["fixed_0.5"]["f1"])
+    details = _metrics(params)
+    for method, entry in details["methods"].items():
+        run = client.get_run(entry["mlflow_run_id"])
+        assert run.data.tags["stage"] == "evaluate" and run.data.tags["method"] == method
+        assert run.data.metrics["test/f1"] == pytest.approx(entry["f1"])
+        assert run.data.params["evaluate.contamination_prior"] == str(params.evaluate.contamination_prior)
+        assert not any(key.startswith(("train.", "embed.", "parse.")) for key in run.data.params)
+    zerolog = client.get_run(details["methods"]["zerolog"]["mlflow_run_id"])
+    assert zerolog.data.metrics["test/fixed_0.5/f1"] == pytest.approx(
+        details["methods"]["zerolog"]["rules"]["fixed_0.5"]["f1"])
 
 
 def test_target_test_labels_do_not_move_any_threshold(evaluated):
@@ -129,11 +150,21 @@ def test_target_test_labels_do_not_move_any_threshold(evaluated):
     assert after["methods"]["zerolog"]["f1"] != before["methods"]["zerolog"]["f1"]
 
 
-def test_bootstrap_is_deterministic_across_runs(evaluated):
+def test_a_rerun_gives_the_same_outputs_and_reuses_its_mlflow_runs(evaluated):
+    """Bootstrap intervals are seeded, and the MLflow run of the same inputs is reused (not duplicated)."""
+    from mlflow.tracking import MlflowClient
+
     params, _ = evaluated
-    first = _metrics(params)
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+
+    def evaluate_runs():
+        return {run.info.run_id for run in client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate'")}
+
+    first, runs = _metrics(params), evaluate_runs()
     evaluate_pair(params, PAIR)
     assert _metrics(params)["methods"] == first["methods"]
+    assert evaluate_runs() == runs
 
 
 def test_too_few_test_anomalies_is_not_evaluable(tmp_path):
@@ -163,6 +194,7 @@ def test_unlabeled_test_split_is_not_evaluable(tmp_path):
 def test_skipped_training_is_reported_with_its_reason(tmp_path):
     params = make_params(tmp_path)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.1, seed=2)
+    write_tensors(params, "openstack", sessions=100, anomaly_share=0.0, seed=3)
     reason = "no usable source (source openstack: 0 labeled anomalies in its train split)"
     write_train_status(params, "openstack-bgl", status="skipped", reason=reason, methods={})
     evaluate_pair(params, "openstack-bgl")
@@ -182,7 +214,8 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
     write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"},
                                               "dann": {"status": "failed", "reason": "diverged"}})
     evaluate_pair(params, PAIR)
-    assert _metrics(params)["methods"]["dann"] == {"status": "not_available", "reason": "diverged", "oracle": False}
+    assert _metrics(params)["methods"]["dann"] == {
+        "status": "not_available", "reason": "diverged", "kind": "transfer", "oracle": False}
 
 
 def test_scores_from_another_tensors_build_are_rejected(tmp_path):
@@ -198,9 +231,9 @@ def test_scores_from_another_tensors_build_are_rejected(tmp_path):
 
 
 def test_unknown_method_or_pair_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"evaluate\.methods\[0\]"):
-        evaluate_pair(make_params(tmp_path, {"evaluate.methods": ["magic"]}), PAIR)
-    with pytest.raises(ConfigError, match="pairs.nowhere"):
+    with pytest.raises(ConfigError, match=r"evaluate\.methods\[0\]: unknown method 'magic'"):
+        make_params(tmp_path, {"evaluate.methods": ["magic"]})
+    with pytest.raises(ConfigError, match="pair 'nowhere' is not in params"):
         evaluate_pair(make_params(tmp_path), "nowhere")
 
 

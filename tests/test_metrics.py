@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
 from zerolog.errors import DataError
-from zerolog.evaluation.metrics import (
+from zerolog.metrics import (
+    f1_best_threshold,
     bootstrap_f1_interval,
     check_binary,
     confusion_counts,
@@ -108,3 +109,22 @@ def test_pr_curve_is_thinned_and_keeps_the_ends():
 def test_check_binary_rejects_bad_input(labels, scores):
     with pytest.raises(DataError):
         check_binary(labels, scores, "scores.parquet")
+
+
+def test_f1_best_threshold_is_the_best_cut():
+    generator = np.random.default_rng(0)
+    labels = (generator.random(300) < 0.2).astype(int)
+    scores = generator.normal(0.0, 1.0, 300) + 1.5 * labels
+    chosen, chosen_f1 = f1_best_threshold(labels, scores)
+    best = max(f1_score(labels, scores >= cut) for cut in np.unique(scores))
+    assert f1_score(labels, scores >= chosen) == pytest.approx(best) == pytest.approx(chosen_f1)
+
+
+def test_f1_best_threshold_breaks_ties_towards_the_highest_cut():
+    labels = np.array([0, 1, 1, 0])
+    scores = np.array([0.1, 0.8, 0.9, 0.2])  # any cut in (0.2, 0.8] is perfect
+    assert f1_best_threshold(labels, scores) == (pytest.approx(0.8), 1.0)
+
+
+def test_f1_best_threshold_needs_an_anomaly():
+    assert f1_best_threshold(np.zeros(4, dtype=int), np.linspace(0, 1, 4)) is None

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from zerolog.config import ConfigError, load_params
 from zerolog.errors import DataError
 from zerolog.features.embed import write_template_vectors
-from zerolog.features.tensors import SessionDataset, build_tensors, load_tensors
+from zerolog.artifacts import load_tensors
+from zerolog.features.tensors import SessionDataset, build_tensors
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SYSTEM = "hdfs"

@@ -8,7 +8,6 @@ from zerolog.errors import DataError
 from zerolog.evaluation.thresholds import (
     RuleInputs,
     choose_threshold,
-    f1_best_threshold,
     mixture_threshold,
     otsu_threshold,
     quantile_threshold,
@@ -23,26 +22,6 @@ def _bimodal_probabilities(seed: int, normal: int, anomalous: int):
     logits = np.concatenate([generator.normal(-4.0, 1.0, normal), generator.normal(3.0, 1.0, anomalous)])
     labels = np.concatenate([np.zeros(normal, dtype=int), np.ones(anomalous, dtype=int)])
     return 1.0 / (1.0 + np.exp(-logits)), labels
-
-
-def test_f1_best_threshold_is_the_best_cut():
-    generator = np.random.default_rng(0)
-    labels = (generator.random(300) < 0.2).astype(int)
-    scores = generator.normal(0.0, 1.0, 300) + 1.5 * labels
-    chosen = f1_best_threshold(labels, scores)
-    best = max(f1_score(labels, scores >= cut) for cut in np.unique(scores))
-    assert f1_score(labels, scores >= chosen) == pytest.approx(best)
-
-
-def test_f1_best_threshold_breaks_ties_towards_the_highest_cut():
-    labels = np.array([0, 1, 1, 0])
-    scores = np.array([0.1, 0.8, 0.9, 0.2])  # any cut in (0.2, 0.8] is perfect
-    assert f1_best_threshold(labels, scores) == pytest.approx(0.8)
-
-
-def test_f1_best_threshold_needs_an_anomaly():
-    with pytest.raises(DataError):
-        f1_best_threshold(np.zeros(4, dtype=int), np.linspace(0, 1, 4))
 
 
 def test_quantile_threshold_flags_the_prior_share():

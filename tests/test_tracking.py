@@ -14,18 +14,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from test_training import write_system
 
+from conftest import call_stage, make_params
 from zerolog.config import MlflowConfig, load_params
-from zerolog.tracking import (
-    flatten_params,
-    inputs_md5,
-    log_new_run,
-    log_to_run,
-    repository_root,
-    resolve_tracking_uri,
-    run_exists,
-)
+from zerolog.tracking import Tracker, flatten_params, inputs_md5, repository_root, resolve_tracking_uri
 from zerolog.training.loop import load_checkpoint
-from zerolog.training.pipeline import train_pair
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -61,6 +53,7 @@ def test_flatten_params_keeps_every_value_under_a_valid_key() -> None:
     assert flat["seed"] == str(params.seed)
     assert flat["mlflow.tracking_uri"] == json.dumps(params.mlflow.tracking_uri)
     assert "pairs.bgl_openstack-hdfs.sources" in flat  # '+' is not allowed in MLflow keys
+    assert flatten_params({"seed": 1, "train": params.train})["train.epochs"] == str(params.train.epochs)
     assert all("+" not in key for key in flat)
 
 
@@ -74,48 +67,40 @@ def test_inputs_md5_changes_with_content(tmp_path: Path) -> None:
     assert inputs_md5([first, second]) != digest
 
 
+def _train_params(tmp_path: Path, **train_changes):
+    overrides = {"train.methods": ["zerolog", "source_only"], "train.epochs": 2, "train.max_steps_per_epoch": 2,
+                 **{f"train.{key}": value for key, value in train_changes.items()}}  # fmt: skip
+    return make_params(tmp_path, overrides)
+
+
 def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    params = load_params(REPOSITORY / "params.yaml")
+    params = _train_params(tmp_path)
     table = np.random.default_rng(3).normal(size=(12, 16)).astype(np.float32)
     write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=1, table=table)
     target = write_system(tmp_path / "tensors" / "bgl", "bgl", sessions=150, seed=2, table=table)
-    paths = dataclasses.replace(
-        params.paths,
-        tensors=str(tmp_path / "tensors"), models=str(tmp_path / "models"), scores=str(tmp_path / "scores"),
-        metrics=str(tmp_path / "metrics"), plots=str(tmp_path / "plots"),
-    )  # fmt: skip
-    train = dataclasses.replace(
-        params.train,
-        methods=["zerolog", "source_only"],
-        encoder=dataclasses.replace(params.train.encoder, hidden_size=8),
-        batch_size=32,
-        epochs=2,
-        max_steps_per_epoch=2,
-        device="cpu",
-    )
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    (tmp_path / "store").mkdir()
-    params = dataclasses.replace(params, paths=paths, train=train, mlflow=MlflowConfig(tracking_uri=uri, experiment="test"))
 
-    train_pair(params, "hdfs-bgl")
+    call_stage("train", params, "hdfs-bgl")
 
-    summary = json.loads((tmp_path / "metrics" / "train" / "hdfs-bgl.json").read_text())
+    summary = json.loads((tmp_path / "scores" / "hdfs-bgl" / "training.json").read_text())
     assert summary["status"] == "ok" and set(summary["methods"]) == {"zerolog", "source_only"}
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("test")
-    assert experiment.artifact_location.startswith("file://") and "store/mlartifacts" in experiment.artifact_location
+    client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    assert experiment.artifact_location.startswith("file://") and "mlartifacts" in experiment.artifact_location
     runs = {run.data.tags["method"]: run for run in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"zerolog", "source_only"}
     for method, run in runs.items():
         entry = summary["methods"][method]
         assert entry["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
-        assert entry["epochs"] == 2 and entry["seconds"] > 0 and entry["peak_rss_mb"] > 0
+        assert entry["epochs"] == 2 and "seconds" not in entry  # timings go to MLflow, not to committed files
+        assert run.data.metrics["time/seconds"] > 0 and run.data.metrics["memory/peak_rss_mb"] > 0
         tags = run.data.tags
         assert tags["sources"] == "hdfs" and tags["target"] == "bgl" and tags["pair"] == "hdfs-bgl"
         assert tags["dvc_experiment"] == "workspace" and len(tags["inputs_md5"]) == 32 and tags["git_commit"]
+        # Only the stage's own params: MLflow never shows a value that did not produce the run's numbers.
         assert run.data.params["train.epochs"] == "2" and run.data.params["seed"] == str(params.seed)
-        assert len(run.data.params) == len(flatten_params(params))
+        assert set(run.data.params) == set(flatten_params({"train": params.train, "seed": params.seed,
+                                                           "pairs": {"hdfs-bgl": params.pairs["hdfs-bgl"]}}))
         history = client.get_metric_history(run.info.run_id, "loss/classification")
         assert sorted(metric.step for metric in history) == [1, 2]
         assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
@@ -124,7 +109,7 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         assert f"plots/{method}.png" in artifacts and f"plots/{method}.csv" in artifacts
 
         # the logged model predicts what the checkpoint predicts
-        mlflow.set_tracking_uri(uri)
+        mlflow.set_tracking_uri(params.mlflow.tracking_uri)
         (logged,) = mlflow.search_logged_models(
             experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'",
             output_format="list",
@@ -146,50 +131,38 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         assert set(frame.loc[frame.domain == "source", "split"]) == {"val"}
         assert (tmp_path / "plots" / "train" / "hdfs-bgl" / f"{method}.png").stat().st_size > 1000
 
-    # evaluate adds its metrics and plots to the same run later
-    plot = tmp_path / "evaluate.png"
-    plot.write_bytes(b"not really a png")
-    run_id = runs["zerolog"].info.run_id
-    log_to_run(params.mlflow, run_id, {"test/f1": 0.5, "test/roc_auc": float("nan")}, [plot], "evaluate")
-    run = client.get_run(run_id)
-    assert run.data.metrics["test/f1"] == 0.5 and "test/roc_auc" not in run.data.metrics
-    assert [item.path for item in client.list_artifacts(run_id, "evaluate")] == ["evaluate/evaluate.png"]
 
-
-def test_log_new_run_and_run_exists(tmp_path: Path) -> None:
-    config = MlflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="other")
-    report = tmp_path / "results.md"
-    report.write_text("# results\n")
-    run_id = log_new_run(config, "report", {"stage": "report"}, {"seed": "42"}, {"f1": 0.25}, [report], "report")
-    run = MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "report"
-    assert run.data.tags["stage"] == "report" and run.data.params == {"seed": "42"} and run.data.metrics == {"f1": 0.25}
-    assert run_exists(config, run_id) and not run_exists(config, "0" * 32)
+def test_a_run_finishes_or_fails_with_its_block_and_a_key_reuses_it(tmp_path: Path) -> None:
+    config = MlflowConfig(tracking_uri=make_params(tmp_path).mlflow.tracking_uri, experiment=f"runs-{tmp_path.name}")
+    tracker = Tracker(config)
+    with tracker.run("report", {"stage": "report"}, {"seed": "42"}) as first:
+        tracker.log_metrics(first, {"f1": 0.25, "undefined": float("nan")})
+    run = tracker.client.get_run(first)
+    assert run.info.status == "FINISHED" and run.data.params == {"seed": "42"} and run.data.metrics == {"f1": 0.25}
+    with pytest.raises(RuntimeError), tracker.run("report", {"stage": "report"}, {"seed": "42"}) as failed:
+        raise RuntimeError("boom")
+    assert tracker.client.get_run(failed).info.status == "FAILED"
+    with tracker.run("evaluate", {}, {"seed": "42"}, key="abc") as keyed:
+        pass
+    with tracker.run("evaluate", {}, {"seed": "42"}, key="abc") as again:
+        pass
+    with tracker.run("evaluate", {}, {"seed": "42"}, key="other") as other:
+        pass
+    assert keyed == again != other and tracker.client.get_run(again).data.tags["run_key"] == "abc"
 
 
 def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """train.method_workers: 2 workers of 1 thread give the same checkpoints and scores as in-process on 1 thread."""
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    base = load_params(REPOSITORY / "params.yaml")
     table = np.random.default_rng(5).normal(size=(12, 16)).astype(np.float32)
-    write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=3, table=table)
-    write_system(tmp_path / "tensors" / "bgl", "bgl", sessions=150, seed=4, table=table)
     outputs = {}
     for workers, threads in ((1, 1), (2, 2)):
         root = tmp_path / f"workers-{workers}"
-        paths = dataclasses.replace(
-            base.paths, tensors=str(tmp_path / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
-            metrics=str(root / "metrics"), plots=str(root / "plots"),
-        )  # fmt: skip
-        train = dataclasses.replace(
-            base.train, methods=["zerolog", "dann"], encoder=dataclasses.replace(base.train.encoder, hidden_size=8),
-            batch_size=32, epochs=2, max_steps_per_epoch=3, device="cpu", method_workers=workers, torch_threads=threads,
-        )  # fmt: skip
-        (root / "store").mkdir(parents=True)
-        mlflow_config = MlflowConfig(tracking_uri=f"sqlite:///{root / 'store' / 'mlflow.db'}", experiment="test")
-        train_pair(dataclasses.replace(base, paths=paths, train=train, mlflow=mlflow_config), "hdfs-bgl")
-        summary = json.loads((root / "metrics" / "train" / "hdfs-bgl.json").read_text())
-        assert summary["method_workers"] == workers and summary["seconds"] > 0
+        params = _train_params(root, methods=["zerolog", "dann"], max_steps_per_epoch=3, method_workers=workers,
+                               torch_threads=threads)  # fmt: skip
+        write_system(root / "tensors" / "hdfs", "hdfs", seed=3, table=table)
+        write_system(root / "tensors" / "bgl", "bgl", sessions=150, seed=4, table=table)
+        call_stage("train", params, "hdfs-bgl")
         outputs[workers] = root
     for method in ("zerolog", "dann"):
         scores = [pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / f"{method}.parquet").column("score") for w in (1, 2)]

@@ -12,21 +12,19 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from zerolog.config import ClassBalanceConfig, TrainConfig, load_params
-from zerolog.features.tensors import SystemTensors, load_tensors
+from conftest import call_stage, make_params
+from zerolog.artifacts import SystemTensors, load_tensors
+from zerolog.config import ClassBalanceConfig, Params, TrainConfig, load_params
 from zerolog.training.loop import (
     _LabeledSampler,
     _train_pool,
     domain_coefficient,
-    f1_best_threshold,
     load_checkpoint,
-    save_checkpoint,
     score,
     train,
 )
 from zerolog.training.meta import Batch, TrainingOutputs, meta_step, objective
 from zerolog.training.methods import METHODS, MethodError, method_settings
-from zerolog.training.pipeline import train_pair
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -143,14 +141,6 @@ def test_balanced_sampling_gives_the_configured_anomaly_share(systems) -> None:
         chosen = sampler.take()
         assert chosen.size == 32
         assert int(pool.labels[chosen].sum()) == 8  # round(0.25 * 32)
-
-
-def test_f1_best_threshold() -> None:
-    labels = np.array([0, 0, 1, 0, 1, 1])
-    scores = np.array([0.1, 0.2, 0.6, 0.55, 0.9, 0.7])
-    threshold, f1 = f1_best_threshold(labels, scores)
-    assert threshold == 0.6 and f1 == 1.0
-    assert f1_best_threshold(np.zeros(3, dtype=int), np.array([0.1, 0.2, 0.3])) is None
 
 
 # ----------------------------------------------------------------------------- the meta step
@@ -302,62 +292,68 @@ def test_checkpoint_round_trip_with_weights_only(systems, tmp_path: Path) -> Non
     path = tmp_path / "model" / "checkpoint.pt"
     result = train(config, [source], unlabeled(target), "dann", seed=0, progress=False, checkpoint_path=path)
     raw = torch.load(path, weights_only=True)
-    assert set(raw) >= {"weights", "config", "step", "epoch"} and raw["step"] == 2 and raw["epoch"] == 1
-    assert raw["config"]["encoder"]["hidden_size"] == 16
+    assert set(raw) >= {"weights", "optimizer", "scheduler", "sampling", "config", "step", "epoch"}
+    assert raw["step"] == 2 and raw["epoch"] == 1 and raw["method"] == "dann"
+    assert raw["config"]["encoder"]["hidden_size"] == 16 and raw["optimizer"]["state"]  # Adam moments are kept
     model, _ = load_checkpoint(path)
     assert_same_weights(result.model.cpu(), model)
     rows = source.rows("val")
     np.testing.assert_allclose(score(model, source, rows), score(result.model, source, rows), rtol=1e-6)
-    save_checkpoint(tmp_path / "again.pt", model, config, "dann", 2, 1)
-    assert torch.load(tmp_path / "again.pt", weights_only=True)["method"] == "dann"
-    save_checkpoint(tmp_path / "twice" / "again.pt", model, config, "dann", 2, 1)
+    again = train(config, [source], unlabeled(target), "dann", seed=0, progress=False,
+                  checkpoint_path=tmp_path / "twice" / "checkpoint.pt")
+    assert_same_weights(again.model, result.model)
     # identical content gives identical bytes (DVC hashes the file): no temporary name inside the archive
-    assert (tmp_path / "twice" / "again.pt").read_bytes() == (tmp_path / "again.pt").read_bytes()
+    assert (tmp_path / "twice" / "checkpoint.pt").read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("method", ["zerolog", "dann"])
+def test_training_resumes_from_a_checkpoint_exactly(systems, tmp_path: Path, method: str) -> None:
+    """Stopped after epoch 1 and resumed, a run ends with the weights of a run that never stopped."""
+    source, target = systems
+    config = small_config(epochs=3, max_steps_per_epoch=4, checkpoint_every_epochs=1)
+    whole = train(config, [source], unlabeled(target), method, seed=5, progress=False)
+    first = train(dataclasses.replace(config, epochs=1), [source], unlabeled(target), method, seed=5, progress=False,
+                  checkpoint_path=tmp_path / "checkpoint.pt")
+    resumed = train(config, [source], unlabeled(target), method, seed=5, progress=False,
+                    resume_from=tmp_path / "checkpoint.pt")
+    assert not np.allclose(weights_of(first.model)["classifier.linear.weight"],
+                           weights_of(whole.model)["classifier.linear.weight"])
+    assert_same_weights(resumed.model, whole.model)
+    assert [row["epoch"] for row in resumed.history] == [2, 3] and resumed.steps == whole.steps
 
 
 # ----------------------------------------------------------------------------- the stage
 
 
+def _stage_params(tmp_path: Path) -> Params:
+    return make_params(tmp_path, {"train.encoder.hidden_size": 16, "train.domain.discriminator_hidden_size": 16})
+
+
 def test_train_pair_skips_an_unusable_source_with_a_reason(tmp_path: Path) -> None:
-    params = load_params(REPOSITORY / "params.yaml")
-    root = tmp_path
-    write_system(root / "tensors" / "hdfs", "hdfs", anomaly_share=0.01, sessions=200)  # ~1 train anomaly
-    write_system(root / "tensors" / "bgl", "bgl")
-    paths = dataclasses.replace(
-        params.paths,
-        tensors=str(root / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
-        metrics=str(root / "metrics"), plots=str(root / "plots"),
-    )  # fmt: skip
-    params = dataclasses.replace(params, paths=paths)
-    train_pair(params, "hdfs-bgl")
-    summary = json.loads((root / "metrics" / "train" / "hdfs-bgl.json").read_text())
+    params = _stage_params(tmp_path)
+    write_system(tmp_path / "tensors" / "hdfs", "hdfs", anomaly_share=0.01, sessions=200)  # ~1 train anomaly
+    write_system(tmp_path / "tensors" / "bgl", "bgl")
+    call_stage("train", params, "hdfs-bgl")
+    summary = json.loads((tmp_path / "scores" / "hdfs-bgl" / "training.json").read_text())
     assert summary["status"] == "skipped"
     assert "train.min_source_anomalies" in summary["reason"] and "hdfs" in summary["sources_skipped"]
-    for folder in (root / "models" / "hdfs-bgl", root / "scores" / "hdfs-bgl"):
-        assert json.loads((folder / "status.json").read_text())["status"] == "skipped"
+    assert json.loads((tmp_path / "models" / "hdfs-bgl" / "status.json").read_text())["status"] == "skipped"
+    for folder in (tmp_path / "models" / "hdfs-bgl", tmp_path / "scores" / "hdfs-bgl"):
         assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.parquet"))
-    assert (root / "plots" / "train" / "hdfs-bgl" / "status.png").is_file()
-    assert not (root / "mlflow.db").exists()
+    assert (tmp_path / "plots" / "train" / "hdfs-bgl" / "status.png").is_file()
 
 
 def test_multi_source_pair_left_with_one_source_is_skipped_as_a_duplicate(tmp_path: Path) -> None:
     """bgl+openstack-hdfs with openstack unusable is bgl-hdfs again: skipped, naming the pair it equals."""
-    params = load_params(REPOSITORY / "params.yaml")
-    root = tmp_path
-    write_system(root / "tensors" / "openstack", "openstack", anomaly_share=0.01, sessions=200)  # ~1 train anomaly
-    write_system(root / "tensors" / "bgl", "bgl")
-    write_system(root / "tensors" / "hdfs", "hdfs")
-    paths = dataclasses.replace(
-        params.paths,
-        tensors=str(root / "tensors"), models=str(root / "models"), scores=str(root / "scores"),
-        metrics=str(root / "metrics"), plots=str(root / "plots"),
-    )  # fmt: skip
-    params = dataclasses.replace(params, paths=paths)
-    train_pair(params, "bgl+openstack-hdfs")
-    summary = json.loads((root / "metrics" / "train" / "bgl+openstack-hdfs.json").read_text())
+    params = _stage_params(tmp_path)
+    write_system(tmp_path / "tensors" / "openstack", "openstack", anomaly_share=0.01, sessions=200)  # ~1 anomaly
+    write_system(tmp_path / "tensors" / "bgl", "bgl")
+    write_system(tmp_path / "tensors" / "hdfs", "hdfs")
+    call_stage("train", params, "bgl+openstack-hdfs")
+    summary = json.loads((tmp_path / "scores" / "bgl+openstack-hdfs" / "training.json").read_text())
     assert summary["status"] == "skipped" and summary["sources"] == ["bgl"]
     assert "the same experiment as bgl-hdfs" in summary["reason"] and "openstack" in summary["sources_skipped"]
-    assert not list((root / "models").rglob("*.pt"))
+    assert not list((tmp_path / "models").rglob("*.pt"))
 
 
 def test_mixed_precision_is_a_no_op_on_cpu(systems) -> None:

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 
-from zerolog.errors import ZerologError
+from zerolog.artifacts import MethodKind, method_spec
+from zerolog.errors import ConfigError
+
+__all__ = ["ConfigError", "Params", "load_params", "parse_params", "read_yaml", "as_dict"]
 
 PARAMS_FILE = Path("params.yaml")
-
-
-class ConfigError(ZerologError, ValueError):
-    """A params.yaml problem; the message names the file and the key."""
 
 
 # ----------------------------------------------------------------------------- sections
@@ -269,7 +268,7 @@ class TrainConfig:
     mixed_precision: bool  # bfloat16 autocast of the training steps, on CUDA only (a no-op on CPU)
     torch_threads: int  # CPU threads for torch (capped at the machine's cores), shared by the method workers
     method_workers: int  # stage train on CPU: methods trained side by side in this many processes; 1: in turn
-    methods: list[Literal["zerolog", "source_only", "dann", "meta", "supervised_target"]]
+    methods: list[str]  # transfer methods of the method registry (zerolog.artifacts.METHODS)
     min_source_anomalies: int
     encoder: EncoderConfig
     optimizer: OptimizerConfig
@@ -293,6 +292,10 @@ class TrainConfig:
             raise ConfigError(f"train.min_source_anomalies: must be at least 1, got {self.min_source_anomalies}")
         if not self.methods:
             raise ConfigError("train.methods: name at least one method")
+        for index, method in enumerate(self.methods):
+            if method_spec(method, f"train.methods[{index}]").kind is not MethodKind.TRANSFER:
+                raise ConfigError(f"train.methods[{index}]: {method} is not a transfer method (the baselines stage "
+                                  "runs target-only methods and the oracle)")
 
 
 # Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
@@ -365,8 +368,11 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.primary_threshold_rule == "target_val":
             raise ConfigError("evaluate.primary_threshold_rule: target_val reads target labels (oracle only)")
+        for index, method in enumerate(self.methods):
+            method_spec(method, f"evaluate.methods[{index}]")
         for method, rule in self.primary_threshold_rule_by_method.items():
-            if rule == "target_val" and method != "supervised_target":
+            method_spec(method, f"evaluate.primary_threshold_rule_by_method.{method}")
+            if rule == "target_val" and not method_spec(method).oracle:
                 raise ConfigError(
                     f"evaluate.primary_threshold_rule_by_method.{method}: target_val reads target labels (oracle only)"
                 )
@@ -441,9 +447,6 @@ class Params:
     mlflow: MlflowConfig
     source_file: str = field(default=str(PARAMS_FILE), compare=False)
 
-    def system_dataset(self, system: str) -> str:
-        """The dataset name a system trains and evaluates on."""
-        return self.systems[system].dataset
 
 
 # ----------------------------------------------------------------------------- loading
@@ -645,6 +648,9 @@ def _check(params: Params) -> None:
                 raise ConfigError(f"pairs.{name}: unknown system {system!r}")
         if not pair.sources or pair.target in pair.sources:
             raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
+    for index, system in enumerate(params.diagnose.systems):
+        if system not in params.systems:
+            raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
     for name in params.parse.ground_truth:
         if name not in params.datasets or params.datasets[name].kind != "raw":
             raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")

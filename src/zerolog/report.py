@@ -11,20 +11,32 @@ pairs with their reasons, and sets the published figures beside ours with a plai
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zerolog.config import Params, load_params
+from zerolog.artifacts import ArtifactPaths, method_spec
+from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig, load_params
 from zerolog.errors import DataError, ZerologError
-from zerolog.io import atomic_path, read_json, write_text
+from zerolog.io import read_json, write_text
+from zerolog.plots import plot_heatmap
 
 RESULTS_FILE = "results.md"
 HEATMAP_FILE = "f1_heatmap.png"
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
-ORACLE_METHODS = frozenset({"supervised_target"})
+DETAILS = "evaluate"  # reports/evaluate/<pair>.json, written by the evaluate stage
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report reads from params: the pairs, the evaluate section (methods, rules) and where files live."""
+
+    pairs: dict[str, PairConfig]
+    evaluate: EvaluateConfig
+    paths: ArtifactPaths
 
 # Published figures (/work/shared/paper/method.md §7). ZeroLog gives only its abstract's headline; FreeLog gives
 # per-pair PRECISION (%) only (wizwand summary of arXiv 2507.19806), no recall or F1.
@@ -40,11 +52,11 @@ PUBLISHED_NOTE = (
 # ----------------------------------------------------------------------------- reading
 
 
-def read_pair_metrics(params: Params) -> dict[str, dict[str, Any]]:
-    """``metrics/<pair>.json`` of every pair in params, in params order; DataError naming a missing file."""
+def read_pair_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
+    """``reports/evaluate/<pair>.json`` of every pair in params, in params order; DataError naming a missing file."""
     results = {}
-    for pair in params.pairs:
-        path = Path(params.paths.metrics) / f"{pair}.json"
+    for pair in settings.pairs:
+        path = settings.paths.report(DETAILS) / f"{pair}.json"
         if not path.is_file():
             raise DataError(f"{path}: file not found (run the evaluate stage for pair {pair})")
         try:
@@ -58,7 +70,7 @@ def read_pair_metrics(params: Params) -> dict[str, dict[str, Any]]:
 
 
 def method_label(method: str) -> str:
-    return f"{method} (ORACLE)" if method in ORACLE_METHODS else method
+    return f"{method} (ORACLE)" if method_spec(method).oracle else method
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -104,9 +116,9 @@ def f1_matrix(results: dict[str, dict[str, Any]], methods: list[str]) -> np.ndar
 # ----------------------------------------------------------------------------- markdown
 
 
-def summary_table(params: Params, results: dict[str, dict[str, Any]]) -> str:
+def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """Pairs x methods headline F1 with its bootstrap interval, and the data each pair was measured on."""
-    methods = params.evaluate.methods
+    methods = settings.evaluate.methods
     header = ["pair", "status", "measured on", *[method_label(method) for method in methods]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for pair, result in results.items():
@@ -116,21 +128,21 @@ def summary_table(params: Params, results: dict[str, dict[str, Any]]) -> str:
             cells = [_f1_cell(result["methods"].get(method)) for method in methods]
         status = result["status"].replace("_", " ")
         lines.append(f"| {pair} | {status} | {_data_cell(result)} | " + " | ".join(cells) + " |")
-    rules = {method: params.evaluate.primary_threshold_rule_by_method.get(method, params.evaluate.primary_threshold_rule)
+    rules = {method: settings.evaluate.primary_threshold_rule_by_method.get(method, settings.evaluate.primary_threshold_rule)
              for method in methods}
     rule_text = ", ".join(f"{method}: `{rule}`" for method, rule in rules.items())
-    confidence = int(round(100 * params.evaluate.bootstrap.confidence))
+    confidence = int(round(100 * settings.evaluate.bootstrap.confidence))
     lines.append("")
     lines.append(
         f"F1 of the anomaly class on the target's test split with its {confidence}% bootstrap interval "
-        f"({params.evaluate.bootstrap.samples} resamples). Threshold rule per method: {rule_text}. "
+        f"({settings.evaluate.bootstrap.samples} resamples). Threshold rule per method: {rule_text}. "
         "`supervised_target` is the ORACLE: trained on the target's own labels, an upper bound, not a zero-label "
         "result. n/a: the method or rule could not run (reason in the details below)."
     )
     return "\n".join(lines)
 
 
-def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str]:
+def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -> list[str]:
     lines = [f"### {pair}", ""]
     sources = ", ".join(result.get("sources_used", result.get("sources", []))) or "none usable"
     skipped = result.get("sources_skipped") or {}
@@ -148,7 +160,7 @@ def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str
         "| method | rule | precision | recall | F1 | F1 interval | PR-AUC | ROC-AUC |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for method in params.evaluate.methods:
+    for method in settings.evaluate.methods:
         entry = result["methods"].get(method)
         if entry is None:
             continue
@@ -165,7 +177,7 @@ def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str
         lines += ["", "F1 under every threshold rule (the threshold in parentheses):", ""]
         lines.append("| method | " + " | ".join(f"`{rule}`" for rule in rules) + " |")
         lines.append("|---|" + "---|" * len(rules))
-        for method in params.evaluate.methods:
+        for method in settings.evaluate.methods:
             entry = result["methods"].get(method)
             if not entry or entry.get("status") != "evaluated":
                 continue
@@ -188,7 +200,7 @@ def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str
         (f"{method} / {rule}", values.get("reason"))
         for method, entry in result["methods"].items()
         for rule, values in entry.get("rules", {}).items()
-        if values.get("status") == "not_applicable" and not (rule == "target_val" and method not in ORACLE_METHODS)
+        if values.get("status") == "not_applicable" and not (rule == "target_val" and not method_spec(method).oracle)
     ]
     if problems:
         lines += ["", "Not available / not applicable:"]
@@ -197,7 +209,7 @@ def _pair_details(params: Params, pair: str, result: dict[str, Any]) -> list[str
     return lines
 
 
-def published_section(params: Params, results: dict[str, dict[str, Any]]) -> list[str]:
+def published_section(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Published figures beside ours", ""]
     lines.append(f"- ZeroLog: {PUBLISHED_ZEROLOG}.")
     lines.append("- FreeLog: per-pair precision only (recall and F1 not published).")
@@ -207,7 +219,7 @@ def published_section(params: Params, results: dict[str, dict[str, Any]]) -> lis
     for pair, published in PUBLISHED_FREELOG_PRECISION.items():
         result = results.get(pair)
         if result is None:
-            lines.append(f"| {pair} | {published:.2f}% | not in params.pairs | – | – |")
+            lines.append(f"| {pair} | {published:.2f}% | not in settings.pairs | – | – |")
             continue
         entry = result["methods"].get("zerolog") or {}
         if result["status"] != "evaluated" or entry.get("status") != "evaluated":
@@ -223,15 +235,15 @@ def published_section(params: Params, results: dict[str, dict[str, Any]]) -> lis
     return lines
 
 
-def results_markdown(params: Params, results: dict[str, dict[str, Any]]) -> str:
+def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """The whole of reports/results.md."""
     lines = ["# Results", ""]
     lines.append(
         "Zero-label cross-system log anomaly detection: every method trained on the labeled source system(s) and "
         "the unlabeled target, evaluated once on the target's test labels. Generated by `dvc repro report` from "
-        "`metrics/<pair>.json`; do not edit by hand."
+        "`reports/evaluate/<pair>.json`; do not edit by hand."
     )
-    lines += ["", "## F1 per pair and method", "", summary_table(params, results), ""]
+    lines += ["", "## F1 per pair and method", "", summary_table(settings, results), ""]
     lines += ["![F1 heatmap](f1_heatmap.png)", ""]
     not_evaluated = [(pair, result) for pair, result in results.items() if result["status"] != "evaluated"]
     if not_evaluated:
@@ -239,10 +251,10 @@ def results_markdown(params: Params, results: dict[str, dict[str, Any]]) -> str:
         for pair, result in not_evaluated:
             lines.append(f"- **{pair}** ({result['status'].replace('_', ' ')}): {result.get('reason')}")
         lines.append("")
-    lines += published_section(params, results)
+    lines += published_section(settings, results)
     lines += ["## Details per pair", ""]
     for pair, result in results.items():
-        lines += _pair_details(params, pair, result)
+        lines += _pair_details(settings, pair, result)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -250,78 +262,52 @@ def results_markdown(params: Params, results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_heatmap(path: Path, results: dict[str, dict[str, Any]], methods: list[str]) -> None:
-    """F1 over pairs (rows) x methods (columns); grey 'n/a' where not evaluated. PNG, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = f1_matrix(results, methods)  # (pairs, methods)
-    figure, axes = plt.subplots(figsize=(1.5 + 1.3 * len(methods), 1.0 + 0.45 * len(results)))
-    colormap = matplotlib.colormaps["viridis"].copy()
-    colormap.set_bad("lightgrey")
-    image = axes.imshow(np.ma.masked_invalid(matrix), cmap=colormap, vmin=0.0, vmax=1.0, aspect="auto")
-    axes.set_xticks(range(len(methods)), [method_label(method) for method in methods], rotation=30, ha="right")
+    """F1 over pairs (rows) x methods (columns); grey 'n/a' where not evaluated."""
     row_labels = [
         pair if result.get("status") == "evaluated" else f"{pair} ({result.get('status', '?').replace('_', ' ')})"
         for pair, result in results.items()
     ]
-    axes.set_yticks(range(len(results)), row_labels)
-    for row in range(matrix.shape[0]):
-        for column in range(matrix.shape[1]):
-            value = matrix[row, column]
-            text = "n/a" if np.isnan(value) else f"{value:.2f}"
-            colour = "black" if np.isnan(value) or value > 0.6 else "white"
-            axes.text(column, row, text, ha="center", va="center", fontsize=8, color=colour)
-    figure.colorbar(image, ax=axes, label="F1 (headline threshold rule)")
-    axes.set_title("F1 on the target test split")
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    plt.close(figure)
+    plot_heatmap(path, f1_matrix(results, methods), row_labels, [method_label(method) for method in methods],
+                 "F1 on the target test split", "F1 (headline threshold rule)")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- stage and README
 
 
-def build_report(params: Params) -> None:
+def build_report(pairs: dict[str, PairConfig], evaluate: EvaluateConfig, tracking: MlflowConfig,
+                 paths: ArtifactPaths) -> None:  # fmt: skip
     """Stage report: write ``reports/results.md`` and ``reports/f1_heatmap.png``; log both to an MLflow run."""
-    results = read_pair_metrics(params)
-    reports = Path(params.paths.reports)
-    markdown_path, heatmap_path = reports / RESULTS_FILE, reports / HEATMAP_FILE
-    write_heatmap(heatmap_path, results, params.evaluate.methods)
-    write_text(markdown_path, results_markdown(params, results))
+    from zerolog.tracking import Tracker, flatten_params
 
-    from zerolog import tracking
-
-    tracking.log_new_run(
-        params.mlflow,
-        "report",
-        {"stage": "report", "pairs": ",".join(params.pairs)},
-        tracking.flatten_params(params),
-        _report_metrics(params, results),
-        [markdown_path, heatmap_path],
-        "report",
-    )
+    settings = ReportSettings(pairs, evaluate, paths)
+    results = read_pair_metrics(settings)
+    markdown_path, heatmap_path = paths.report(RESULTS_FILE), paths.report(HEATMAP_FILE)
+    write_heatmap(heatmap_path, results, evaluate.methods)
+    write_text(markdown_path, results_markdown(settings, results))
+    tracker = Tracker(tracking)
+    logged = flatten_params({"pairs": pairs, "evaluate": evaluate})
+    with tracker.run("report", {"stage": "report", "pairs": ",".join(pairs)}, logged) as run_id:
+        tracker.log_metrics(run_id, _report_metrics(settings, results))
+        tracker.log_artifacts(run_id, [markdown_path, heatmap_path], "report")
 
 
-def _report_metrics(params: Params, results: dict[str, dict[str, Any]]) -> dict[str, float]:
+def _report_metrics(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Headline F1 per pair and method as MLflow metrics ``f1/<pair>/<method>`` of the report run."""
     metrics = {}
-    matrix = f1_matrix(results, params.evaluate.methods)
+    matrix = f1_matrix(results, settings.evaluate.methods)
     for row, pair in enumerate(results):
-        for column, method in enumerate(params.evaluate.methods):
+        for column, method in enumerate(settings.evaluate.methods):
             if not np.isnan(matrix[row, column]):
                 metrics[f"f1/{pair}/{method}"] = float(matrix[row, column])
     return metrics
 
 
-def readme_block(params: Params, results: dict[str, dict[str, Any]]) -> str:
+def readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """The README results block: the summary table and a pointer to the full report."""
     return (
-        summary_table(params, results)
+        summary_table(settings, results)
         + f"\n\nFull report with precision, recall, PR-AUC, ROC-AUC, every threshold rule and the published figures: "
-        f"[`{params.paths.reports}/{RESULTS_FILE}`]({params.paths.reports}/{RESULTS_FILE})."
+        f"[`{settings.paths.report(RESULTS_FILE)}`]({settings.paths.report(RESULTS_FILE)})."
     )
 
 
@@ -336,12 +322,12 @@ def replace_between_markers(text: str, block: str, where: str) -> str:
     return text[: start + len(README_START)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def update_readme_results(params: Params, readme: Path = Path("README.md")) -> None:
+def update_readme_results(settings: ReportSettings, readme: Path = Path("README.md")) -> None:
     """Rewrite README's results block from the current metrics; README is untouched on any error."""
     if not readme.is_file():
         raise DataError(f"{readme}: file not found")
     text = readme.read_text(encoding="utf-8")
-    updated = replace_between_markers(text, readme_block(params, read_pair_metrics(params)), str(readme))
+    updated = replace_between_markers(text, readme_block(settings, read_pair_metrics(settings)), str(readme))
     if updated != text:
         write_text(readme, updated)
 
@@ -352,7 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     if len(arguments) > 1 or (arguments and arguments[0] in ("-h", "--help")):
         sys.exit("usage: python -m zerolog.report [README.md]")
     try:
-        update_readme_results(load_params(), Path(arguments[0]) if arguments else Path("README.md"))
+        params = load_params()
+        settings = ReportSettings(params.pairs, params.evaluate, ArtifactPaths(params.paths))
+        update_readme_results(settings, Path(arguments[0]) if arguments else Path("README.md"))
     except ZerologError as error:
         sys.exit(f"error: {error}")
 

@@ -16,6 +16,7 @@ One experiment (``mlflow.experiment``); the train stage opens one run per pair a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -23,7 +24,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from zerolog.config import MlflowConfig, Params, as_dict
+from zerolog.config import MlflowConfig, as_dict
 
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_FOLDER = "mlartifacts"
@@ -96,9 +97,10 @@ def git_commit(root: str | Path | None = None) -> tuple[str, bool]:
     return commit or "unknown", bool(status.strip())
 
 
-def inputs_md5(files: Iterable[str | Path]) -> str:
-    """md5 over the given files (sorted by path; each path's name and bytes), identifying a stage's exact inputs."""
-    digest = hashlib.md5()
+def inputs_md5(files: Iterable[str | Path], params: Mapping[str, str] | None = None) -> str:
+    """md5 over the given files (sorted by path; each path's name and bytes) and params, identifying a stage's exact
+    inputs."""
+    digest = hashlib.md5(json.dumps(dict(params or {}), sort_keys=True).encode("utf-8"))
     for path in sorted(Path(file) for file in files):
         digest.update(str(path).encode("utf-8") + b"\0")
         with open(path, "rb") as handle:
@@ -111,8 +113,12 @@ def _key(name: str) -> str:
     return _KEY_CHARACTERS.sub("_", name)
 
 
-def flatten_params(params: Params) -> dict[str, str]:
-    """All of params.yaml as loaded, as ``dotted.key -> value`` strings (lists and nulls as JSON)."""
+def flatten_params(params: Any) -> dict[str, str]:
+    """A stage's params (a mapping of sections, or a config dataclass) as ``dotted.key -> value`` strings.
+
+    Lists and nulls are JSON. Only what the stage received is logged: MLflow must never show, under a run's params,
+    a value that did not produce its numbers.
+    """
     flat: dict[str, str] = {}
 
     def visit(value: Any, prefix: str) -> None:
@@ -228,56 +234,33 @@ class Tracker:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
+    def find_run(self, key: str) -> str | None:
+        """The run of this DVC experiment (or the workspace) keyed ``key``, if one exists."""
+        experiment = os.environ.get("DVC_EXP_NAME") or "workspace"
+        found = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.run_key = '{key}' and tags.dvc_experiment = '{experiment}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
 
-def log_to_run(
-    config: MlflowConfig,
-    run_id: str,
-    metrics: Mapping[str, Any],
-    artifacts: Iterable[str | Path] = (),
-    artifact_path: str | None = None,
-    step: int | None = None,
-) -> None:
-    """Add metrics and artifacts to an existing run (e.g. ``evaluate`` into the run that ``train`` opened).
+    @contextlib.contextmanager
+    def run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str],
+            key: str | None = None) -> Iterator[str]:  # fmt: skip
+        """Open a run for the block: FINISHED when the block ends, FAILED when it raises (the error goes on).
 
-    The run id is the ``mlflow_run_id`` of the score file's metadata. A run that is already finished stays finished.
-    """
-    tracker = Tracker(config)
-    tracker.log_metrics(run_id, metrics, step)
-    tracker.log_artifacts(run_id, artifacts, artifact_path)
-
-
-# ----------------------------------------------------------------------------- evaluation and report helpers
-# (added by the evaluation engineer; used by zerolog.evaluation.evaluate and zerolog.report)
-
-
-def run_exists(config: MlflowConfig, run_id: str | None) -> bool:
-    """Whether ``run_id`` is a run of this store (a score file restored from a DVC cache may name a run of another)."""
-    if not run_id:
-        return False
-    try:
-        Tracker(config).client.get_run(run_id)
-    except MlflowException:
-        return False
-    return True
-
-
-def log_new_run(
-    config: MlflowConfig,
-    run_name: str,
-    tags: Mapping[str, str],
-    params: Mapping[str, str],
-    metrics: Mapping[str, Any],
-    artifacts: Iterable[str | Path] = (),
-    artifact_path: str | None = None,
-) -> str:
-    """Open a run, log ``metrics`` and ``artifacts``, close it; returns its id (e.g. the report stage's run)."""
-    tracker = Tracker(config)
-    run_id = tracker.start_run(run_name, tags, params)
-    try:
-        tracker.log_metrics(run_id, metrics)
-        tracker.log_artifacts(run_id, artifacts, artifact_path)
-    except BaseException:
-        tracker.finish(run_id, "FAILED")
-        raise
-    tracker.finish(run_id)
-    return run_id
+        ``key`` (a digest of the stage's exact inputs, data and params): the run of the same key in the same DVC
+        experiment is reused instead of a copy with the same name and numbers; a new key opens a new run, tagged
+        ``run_key`` so that repeated runs of the same inputs are recognisable.
+        """
+        run_id = self.find_run(key) if key is not None else None
+        if run_id is None:
+            run_id = self.start_run(run_name, {**tags, **({"run_key": key} if key else {})}, params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        try:
+            yield run_id
+        except BaseException:
+            self.finish(run_id, "FAILED")
+            raise
+        self.finish(run_id)

@@ -20,7 +20,6 @@ Writes ``scores/target-<system>/<method>.parquet`` (the score contract of docs/a
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from zerolog.config import OracleConfig, Params, UnsupervisedConfig
 from zerolog.errors import DataError
-from zerolog.evaluation.inputs import ORACLE_METHODS, SPLIT_CODES, SystemArrays, load_system_arrays, score_frame, write_scores
+from zerolog.artifacts import SPLIT_CODES, TARGET_STATUS, ArtifactPaths, SystemTensors, load_tensors, method_spec, score_frame, write_scores
 from zerolog.io import atomic_directory, write_json
 
 
@@ -67,7 +66,7 @@ def pca_scores(train_counts: np.ndarray, all_counts: np.ndarray, variance: float
     return np.einsum("ij,ij->i", residual, residual)  # (sessions,)
 
 
-def unsupervised_target_scores(arrays: SystemArrays, config: UnsupervisedConfig, seed: int) -> tuple[np.ndarray, str]:
+def unsupervised_target_scores(arrays: SystemTensors, config: UnsupervisedConfig, seed: int) -> tuple[np.ndarray, str]:
     """Scores for every row of the system from a detector fit on its train split; returns (scores, score_scale)."""
     assert arrays.counts is not None
     train_rows = np.flatnonzero(arrays.split == SPLIT_CODES["train"])
@@ -82,7 +81,7 @@ def unsupervised_target_scores(arrays: SystemArrays, config: UnsupervisedConfig,
 # ----------------------------------------------------------------------------- supervised oracle
 
 
-def oracle_training_rows(arrays: SystemArrays, config: OracleConfig) -> tuple[np.ndarray | None, str | None]:
+def oracle_training_rows(arrays: SystemTensors, config: OracleConfig) -> tuple[np.ndarray | None, str | None]:
     """Labeled train rows for the oracle, or None and the reason it cannot be trained."""
     train = arrays.split == SPLIT_CODES["train"]
     labeled = np.flatnonzero(train & (arrays.labels >= 0))
@@ -123,10 +122,9 @@ def neural_oracle_scores(params: Params, system: str, on_epoch: Callable[[dict[s
     """P(anomaly) for every row from the training stage's model (method ``supervised_target``, the same encoder and
     trainer as every zero-label method) trained on the target's own train labels and validated on its val labels.
     """
-    from zerolog.features.tensors import load_tensors
     from zerolog.training.loop import score, train
 
-    tensors = load_tensors(Path(params.paths.tensors) / system)
+    tensors = load_tensors(ArtifactPaths(params.paths).tensors(system))
     result = train(params.train, [], tensors, "supervised_target", params.seed, progress=True, on_epoch=on_epoch)
     return score(result.model, tensors, np.arange(tensors.sessions), params.train.score_batch_size)
 
@@ -145,16 +143,21 @@ def _start_run(params: Params, system: str, method: str, detector: str) -> tuple
         "target": system,
         "method": method,
         "detector": detector,
-        "oracle": str(method in ORACLE_METHODS).lower(),
+        "oracle": str(method_spec(method).oracle).lower(),
+        "stage": "baselines",
     }
-    return tracker, tracker.start_run(f"target-{system}/{method}", tags, flatten_params(params))
+    logged = flatten_params({"seed": params.seed, "evaluate": {"unsupervised": params.evaluate.unsupervised,
+                                                               "oracle": params.evaluate.oracle}})
+    if method_spec(method).oracle and params.evaluate.oracle.model == "neural":
+        logged.update(flatten_params({"train": params.train}))
+    return tracker, tracker.start_run(f"target-{system}/{method}", tags, logged)
 
 
 def run_target_baselines(params: Params, system: str) -> None:
     """Stage baselines: write ``scores/target-<system>/`` (both baselines' scores and ``status.json``) atomically."""
-    arrays = load_system_arrays(params, system, with_counts=True)
-    rows = np.arange(arrays.labels.size)
-    output = Path(params.paths.scores) / f"target-{system}"
+    arrays = load_tensors(ArtifactPaths(params.paths).tensors(system))
+    rows = np.arange(arrays.sessions)
+    output = ArtifactPaths(params.paths).target_scores(system)
     status: dict[str, Any] = {"system": system, "dataset": arrays.dataset, "methods": {}}
     detector = params.evaluate.unsupervised.method
     oracle = params.evaluate.oracle
@@ -219,4 +222,4 @@ def run_target_baselines(params: Params, system: str) -> None:
                 "train_anomalies": train_anomalies,
                 "mlflow_run_id": run_id,
             }
-        write_json(temporary / "status.json", status)
+        write_json(temporary / TARGET_STATUS, status)

@@ -4,14 +4,14 @@ This is the only place the target's test labels are read (``tensors/<target>/lab
 files by row), once, after every threshold has been fixed from label-free inputs (thresholds.py).
 
 Writes
-- ``metrics/<pair>.json`` (DVC metrics): status (``evaluated`` / ``not_evaluable`` / ``skipped``) and reason, the data
-  measured on (dataset, label rule, test size, anomalies, ratio), and per method the headline F1 under the primary
-  threshold rule (``evaluate.primary_threshold_rule``, or ``primary_threshold_rule_by_method``), precision, recall,
-  PR-AUC, ROC-AUC, and every rule's precision / recall / F1 / threshold / bootstrap interval / confusion counts;
-- ``plots/evaluate/<pair>/pr_curves.png`` (every method's PR curve), ``plots/evaluate/<pair>/pr/<method>.csv``
-  (recall, precision, method) and
-  ``plots/evaluate/<pair>/confusion/<method>.csv`` (actual, predicted; the headline rule's decisions) as DVC plots;
-- the same numbers into each method's MLflow run (``mlflow_run_id`` of its score file) via zerolog.tracking.
+- ``metrics/<pair>.json`` (DVC metrics, committed): the headline numbers a user compares: status, the test split's
+  size and anomalies, and per method its kind, headline threshold rule, F1, precision, recall, PR-AUC, ROC-AUC;
+- ``reports/evaluate/<pair>.json``: every detail (each rule's precision / recall / F1 / threshold / bootstrap
+  interval / confusion counts, the data measured on, the MLflow run of each method's evaluation), for the report;
+- ``plots/evaluate/<pair>/pr_curves.png``, ``pr/<method>.csv`` (recall, precision) and ``confusion/<method>.csv``
+  (actual, predicted under the headline rule) as DVC plots;
+- one MLflow run per method (``<pair>/<method>/evaluate``) holding the evaluate params that produced the numbers,
+  tagged with the training run it scored (``train_run_id``).
 """
 
 from __future__ import annotations
@@ -23,251 +23,364 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zerolog.config import ConfigError, Params
-from zerolog.errors import DataError
-from zerolog.evaluation.inputs import (
-    ORACLE_METHODS,
+from zerolog.artifacts import (
     SPLIT_CODES,
-    TARGET_ONLY_METHODS,
-    SystemArrays,
-    load_system_arrays,
+    TARGET_STATUS,
+    TRAINING_SUMMARY,
+    ArtifactPaths,
+    Status,
+    SystemTensors,
+    load_tensors,
+    method_spec,
     read_scores,
 )
-from zerolog.evaluation.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
-from zerolog.evaluation.thresholds import RuleInputs, choose_threshold
+from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig
+from zerolog.errors import DataError
+from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import atomic_directory, read_json, write_json
+from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
+from zerolog.plots import plot_pr_curves
+from zerolog.tracking import Tracker, flatten_params, inputs_md5
 
-STATUS_EVALUATED = "evaluated"
-STATUS_NOT_EVALUABLE = "not_evaluable"
-STATUS_SKIPPED = "skipped"
-STATUS_NOT_AVAILABLE = "not_available"
 PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
+DETAILS = "evaluate"  # reports/evaluate/<pair>.json
+HEADLINE_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What the evaluation of one pair needs beside the files: its config, the pair and the seed."""
+
+    pair: str
+    pair_config: PairConfig
+    config: EvaluateConfig
+    seed: int
+
+    def headline_rule(self, method: str) -> str:
+        return self.config.primary_threshold_rule_by_method.get(method, self.config.primary_threshold_rule)
 
 
 @dataclass(frozen=True)
 class MethodEvaluation:
-    """One method's metrics entry, plus the plot data that goes beside it."""
+    """One method's entry, plus the plot data that goes beside it."""
 
     entry: dict[str, Any]
     pr_points: pd.DataFrame | None = None  # (points, [recall, precision, method])
     decisions: pd.DataFrame | None = None  # (test sessions, [actual, predicted])
-    mlflow_run_id: str | None = None
 
 
-# ----------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class TestSplit:
+    """The target's labeled test sessions: rows of its tensors and their labels (read once, here)."""
+
+    rows: np.ndarray  # (test sessions,) int64
+    labels: np.ndarray  # (test sessions,) int64 0/1
 
 
-def score_path(params: Params, pair: str, method: str) -> Path:
-    """Where a method's scores live: neural methods per pair, target-only baselines per target system."""
-    if method in TARGET_ONLY_METHODS:
-        return Path(params.paths.scores) / f"target-{params.pairs[pair].target}" / f"{method}.parquet"
-    return Path(params.paths.scores) / pair / f"{method}.parquet"
+# ----------------------------------------------------------------------------- reading scores
 
 
-def read_training_status(params: Params, pair: str) -> dict[str, Any]:
-    """``metrics/train/<pair>.json`` of the train stage: the pair's status and each method's."""
-    path = Path(params.paths.metrics) / "train" / f"{pair}.json"
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (run the train stage for pair {pair} first)")
-    try:
-        status = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
-    if not isinstance(status, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return status
-
-
-def _baseline_status(params: Params, target: str) -> dict[str, Any]:
-    path = Path(params.paths.scores) / f"target-{target}" / "status.json"
-    if not path.is_file():
-        return {}
-    try:
-        return read_json(path).get("methods", {})
-    except ValueError as error:
-        raise DataError(str(error)) from None
-
-
-def _why_missing(params: Params, pair: str, method: str, training: dict[str, Any]) -> str | None:
-    """The recorded reason a method has no score file, or None when nothing explains it."""
-    if method in TARGET_ONLY_METHODS:
-        entry = _baseline_status(params, params.pairs[pair].target).get(method, {})
-    else:
-        entry = (training.get("methods") or {}).get(method, {})
-    if isinstance(entry, dict) and entry.get("status") not in (None, "trained", "written", "ok"):
-        return str(entry.get("reason") or f"status {entry.get('status')}")
-    return None
-
-
-def _labels_for(params: Params, cache: dict[str, SystemArrays], system: str) -> SystemArrays:
-    if system not in cache:
-        cache[system] = load_system_arrays(params, system)
-    return cache[system]
-
-
-def _check_rows(frame: pd.DataFrame, arrays: SystemArrays, path: Path) -> None:
+def _check_rows(frame: pd.DataFrame, tensors: SystemTensors, path: Path) -> None:
     """Score rows must exist in the system's tensors and carry the split the tensors give them."""
     rows = frame["row"].to_numpy(dtype=np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= arrays.labels.size):
-        raise DataError(f"{path}: rows of system {arrays.system} outside 0..{arrays.labels.size - 1}")
+    if rows.size and (rows.min() < 0 or rows.max() >= tensors.sessions):
+        raise DataError(f"{path}: rows of system {tensors.system} outside 0..{tensors.sessions - 1}")
     codes = frame["split"].map(SPLIT_CODES).to_numpy(dtype=np.int8)
-    mismatched = int((arrays.split[rows] != codes).sum())
+    mismatched = int((np.asarray(tensors.split)[rows] != codes).sum())
     if mismatched:
         raise DataError(
-            f"{path}: {mismatched} rows of system {arrays.system} disagree with {arrays.directory}/split.npy "
+            f"{path}: {mismatched} rows of system {tensors.system} disagree with {tensors.directory}/split.npy "
             "(scores from another tensors build?)"
         )
 
 
-def _score_scale(frame: pd.DataFrame, metadata: dict[str, Any], path: Path) -> bool:
+def _unit_scale(frame: pd.DataFrame, metadata: dict[str, Any], path: Path) -> bool:
     """True when scores lie in [0, 1] (probabilities, isolation-forest scores); checked against the values."""
     declared = metadata.get("score_scale")
     scores = frame["score"].to_numpy(dtype=np.float64)
     inside = bool(scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0))
     if declared in ("unit", "probability") and not inside:
         raise DataError(f"{path}: metadata score_scale {declared!r} but scores fall outside [0, 1]")
-    if declared == "unbounded":
-        return False
-    return inside
+    return inside and declared != "unbounded"
+
+
+def _source_validation(
+    frame: pd.DataFrame, target: SystemTensors, systems: dict[str, SystemTensors], path: Path
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Source validation scores with the SOURCE labels (allowed), for the source_val rule; None without a source."""
+    source_frame = frame[(frame["domain"] == "source") & (frame["split"] == "val")]
+    if not len(source_frame):
+        return None, None
+    scores, labels = [], []
+    for system, group in source_frame.groupby("system", sort=True):
+        if system == target.system or str(system) not in systems:
+            raise DataError(f"{path}: source rows of system {system}, which is not a source of this pair")
+        tensors = systems[str(system)]
+        _check_rows(group, tensors, path)
+        assert tensors.labels is not None
+        group_labels = np.asarray(tensors.labels)[group["row"].to_numpy(dtype=np.int64)]
+        known = group_labels >= 0
+        scores.append(group["score"].to_numpy(dtype=np.float64)[known])
+        labels.append(group_labels[known].astype(np.int64))
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def _target_validation(by_split: dict[str, pd.DataFrame], target: SystemTensors) -> tuple[np.ndarray, np.ndarray]:
+    """The target's labeled validation scores and labels: the ORACLE's own selection rule only."""
+    assert target.labels is not None
+    rows = by_split["val"]["row"].to_numpy(dtype=np.int64)
+    labels = np.asarray(target.labels)[rows]
+    known = labels >= 0
+    return by_split["val"]["score"].to_numpy(dtype=np.float64)[known], labels[known].astype(np.int64)
+
+
+def rule_inputs(
+    frame: pd.DataFrame, metadata: dict[str, Any], path: Path, oracle: bool,
+    target: SystemTensors, systems: dict[str, SystemTensors],
+) -> tuple[RuleInputs, dict[str, pd.DataFrame]]:  # fmt: skip
+    """Everything the threshold rules may read for one score file (never the target's test labels)."""
+    target_frame = frame[(frame["domain"] == "target") & (frame["system"] == target.system)]
+    _check_rows(target_frame, target, path)
+    by_split = {name: target_frame[target_frame["split"] == name] for name in SPLIT_CODES}
+    train_scores = by_split["train"]["score"].to_numpy(dtype=np.float64)
+    if train_scores.size == 0:
+        raise DataError(f"{path}: no target train scores (the label-free rules need them)")
+    source_scores, source_labels = _source_validation(frame, target, systems, path)
+    target_val_scores = target_val_labels = None
+    if oracle:
+        target_val_scores, target_val_labels = _target_validation(by_split, target)
+    from_training = metadata.get("threshold_source_val")
+    inputs = RuleInputs(
+        target_train_scores=train_scores,
+        unit_scale=_unit_scale(frame, metadata, path),
+        source_val_scores=source_scores,
+        source_val_labels=source_labels,
+        source_val_threshold=None if from_training is None else float(from_training),
+        target_val_scores=target_val_scores,
+        target_val_labels=target_val_labels,
+    )
+    return inputs, by_split
+
+
+def _test_scores(by_split: dict[str, pd.DataFrame], test: TestSplit, target: str, path: Path) -> np.ndarray:
+    """(test sessions,) the method's scores of the labeled test rows, in ``test.rows`` order."""
+    frame = by_split["test"].drop_duplicates("row").set_index("row")
+    missing = np.setdiff1d(test.rows, frame.index.to_numpy())
+    if missing.size:
+        raise DataError(f"{path}: no score for {missing.size} labeled test rows of {target} (first row {missing[0]})")
+    scores = frame.loc[test.rows, "score"].to_numpy(dtype=np.float64)
+    check_binary(test.labels, scores, str(path))
+    return scores
 
 
 # ----------------------------------------------------------------------------- one method
 
 
+def _rule_entry(threshold: Threshold, test: TestSplit, scores: np.ndarray, settings: EvaluationSettings) -> dict[str, Any]:
+    if not threshold.applicable:
+        return {"status": str(Status.NOT_APPLICABLE), "reason": threshold.reason, "oracle": threshold.oracle}
+    assert threshold.value is not None
+    bootstrap = settings.config.bootstrap
+    result = threshold_metrics(
+        test.labels, scores, threshold.value, threshold.rule, bootstrap.samples, bootstrap.confidence,
+        settings.seed, oracle=threshold.oracle,
+    )  # fmt: skip
+    entry: dict[str, Any] = {"status": str(Status.EVALUATED), **result.as_dict()}
+    if threshold.detail:
+        entry["detail"] = threshold.detail
+    return entry
+
+
 def evaluate_method(
-    params: Params, pair: str, method: str, path: Path, target: SystemArrays, cache: dict[str, SystemArrays]
-) -> MethodEvaluation:
-    """Thresholds from label-free inputs first, then the target test labels, once, for every rule."""
-    evaluate = params.evaluate
+    method: str, path: Path, settings: EvaluationSettings, test: TestSplit,
+    target: SystemTensors, systems: dict[str, SystemTensors],
+) -> MethodEvaluation:  # fmt: skip
+    """Thresholds from label-free inputs first, then the target's test labels, once, for every rule."""
+    spec = method_spec(method)
     frame, metadata = read_scores(path)
-    target_name = target.system
-    is_oracle = method in ORACLE_METHODS or bool(metadata.get("oracle"))
-
-    target_frame = frame[(frame["domain"] == "target") & (frame["system"] == target_name)]
-    _check_rows(target_frame, target, path)
-    by_split = {name: target_frame[target_frame["split"] == name] for name in SPLIT_CODES}
-
-    # Source validation scores with the SOURCE labels (allowed), for the source_val rule.
-    source_scores = source_labels = None
-    source_frame = frame[(frame["domain"] == "source") & (frame["split"] == "val")]
-    if len(source_frame):
-        pieces_scores, pieces_labels = [], []
-        for system, group in source_frame.groupby("system", sort=True):
-            if system == target_name:
-                raise DataError(f"{path}: source rows of the target system {target_name}")
-            arrays = _labels_for(params, cache, str(system))
-            _check_rows(group, arrays, path)
-            labels = arrays.labels[group["row"].to_numpy(dtype=np.int64)]
-            known = labels >= 0
-            pieces_scores.append(group["score"].to_numpy(dtype=np.float64)[known])
-            pieces_labels.append(labels[known].astype(np.int64))
-        source_scores, source_labels = np.concatenate(pieces_scores), np.concatenate(pieces_labels)
-
-    target_train_scores = by_split["train"]["score"].to_numpy(dtype=np.float64)
-    if target_train_scores.size == 0:
-        raise DataError(f"{path}: no target train scores (the label-free rules need them)")
-    target_val_scores = target_val_labels = None
-    if is_oracle:  # target validation labels: the oracle's own selection rule only
-        val_rows = by_split["val"]["row"].to_numpy(dtype=np.int64)
-        val_labels = target.labels[val_rows]
-        known = val_labels >= 0
-        target_val_scores = by_split["val"]["score"].to_numpy(dtype=np.float64)[known]
-        target_val_labels = val_labels[known].astype(np.int64)
-    threshold_from_training = metadata.get("threshold_source_val")
-    inputs = RuleInputs(
-        target_train_scores=target_train_scores,
-        unit_scale=_score_scale(frame, metadata, path),
-        source_val_scores=source_scores,
-        source_val_labels=source_labels,
-        source_val_threshold=None if threshold_from_training is None else float(threshold_from_training),
-        target_val_scores=target_val_scores,
-        target_val_labels=target_val_labels,
-    )
-    headline_rule = evaluate.primary_threshold_rule_by_method.get(method, evaluate.primary_threshold_rule)
-    rules = list(dict.fromkeys([*evaluate.threshold_rules, headline_rule]))
-    thresholds = {
-        rule: choose_threshold(rule, inputs, evaluate.contamination_prior, params.seed, is_oracle) for rule in rules
-    }
-
-    # Target test labels: read here, once, after every threshold is fixed.
-    test_rows_all = np.flatnonzero((target.split == SPLIT_CODES["test"]) & (target.labels >= 0))
-    test_scores_frame = by_split["test"].drop_duplicates("row").set_index("row")
-    missing = np.setdiff1d(test_rows_all, test_scores_frame.index.to_numpy())
-    if missing.size:
-        raise DataError(f"{path}: no score for {missing.size} labeled test rows of {target_name} (first row {missing[0]})")
-    test_scores = test_scores_frame.loc[test_rows_all, "score"].to_numpy(dtype=np.float64)  # (test sessions,)
-    test_labels = target.labels[test_rows_all].astype(np.int64)  # (test sessions,)
-    check_binary(test_labels, test_scores, str(path))
-
-    rule_entries: dict[str, Any] = {}
-    for rule, threshold in thresholds.items():
-        if not threshold.applicable:
-            rule_entries[rule] = {"status": "not_applicable", "reason": threshold.reason, "oracle": threshold.oracle}
-            continue
-        result = threshold_metrics(
-            test_labels,
-            test_scores,
-            threshold.value,
-            rule,
-            evaluate.bootstrap.samples,
-            evaluate.bootstrap.confidence,
-            params.seed,
-            oracle=threshold.oracle,
-        )
-        rule_entries[rule] = {"status": STATUS_EVALUATED, **result.as_dict()}
-        if threshold.detail:
-            rule_entries[rule]["detail"] = threshold.detail
-
+    inputs, by_split = rule_inputs(frame, metadata, path, spec.oracle, target, systems)
+    headline_rule = settings.headline_rule(method)
+    rules = list(dict.fromkeys([*settings.config.threshold_rules, headline_rule]))
+    config = settings.config
+    thresholds = {rule: choose_threshold(rule, inputs, config.contamination_prior, settings.seed, spec.oracle)
+                  for rule in rules}  # fmt: skip
+    scores = _test_scores(by_split, test, target.system, path)  # target test labels: from here on
+    rule_entries = {rule: _rule_entry(threshold, test, scores, settings) for rule, threshold in thresholds.items()}
     headline = rule_entries[headline_rule]
-    ranking = ranking_metrics(test_labels, test_scores)
     entry: dict[str, Any] = {
-        "status": STATUS_EVALUATED,
-        "oracle": is_oracle,
-        "threshold_rule": headline_rule,
-        "f1": headline.get("f1"),
-        "precision": headline.get("precision"),
-        "recall": headline.get("recall"),
-        "f1_ci": headline.get("f1_ci"),
-        **ranking,
-        "rules": rule_entries,
-        "mlflow_run_id": metadata.get("mlflow_run_id"),
-    }
-    if headline.get("status") != STATUS_EVALUATED:
+        "status": str(Status.EVALUATED), "kind": str(spec.kind), "oracle": spec.oracle,
+        "threshold_rule": headline_rule, "f1": headline.get("f1"), "precision": headline.get("precision"),
+        "recall": headline.get("recall"), "f1_ci": headline.get("f1_ci"), **ranking_metrics(test.labels, scores),
+        "rules": rule_entries, "train_run_id": metadata.get("mlflow_run_id"),
+    }  # fmt: skip
+    if headline.get("status") != str(Status.EVALUATED):
         entry["reason"] = f"headline rule {headline_rule}: {headline.get('reason')}"
     if "detector" in metadata:
         entry["detector"] = metadata["detector"]
-
-    points = pr_curve(test_labels, test_scores, evaluate.pr_curve_points)
-    points = points.loc[:, ["recall", "precision"]].assign(method=method)
+    points = pr_curve(test.labels, scores, config.pr_curve_points).loc[:, ["recall", "precision"]].assign(method=method)
     decisions = None
-    if headline.get("status") == STATUS_EVALUATED:
-        predicted = (test_scores >= headline["threshold"]).astype(np.int64)
-        decisions = pd.DataFrame({"actual": test_labels, "predicted": predicted})
-    run_id = metadata.get("mlflow_run_id")
-    return MethodEvaluation(entry, points, decisions, None if run_id in (None, "") else str(run_id))
+    if headline.get("status") == str(Status.EVALUATED):
+        decisions = pd.DataFrame({"actual": test.labels, "predicted": (scores >= headline["threshold"]).astype(np.int64)})
+    return MethodEvaluation(entry, points, decisions)
 
 
-# ----------------------------------------------------------------------------- stage
+# ----------------------------------------------------------------------------- the pair
 
 
-def _check_methods(params: Params) -> None:
-    known = set(params.train.methods) | set(TARGET_ONLY_METHODS)
-    for index, method in enumerate(params.evaluate.methods):
-        if method not in known:
-            raise ConfigError(
-                f"{params.source_file}: evaluate.methods[{index}]: {method!r} is neither in train.methods nor a "
-                f"target baseline ({', '.join(TARGET_ONLY_METHODS)})"
-            )
+def _check_methods(config: EvaluateConfig) -> None:
+    for index, method in enumerate(config.methods):
+        method_spec(method, f"evaluate.methods[{index}]")
+
+
+def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found ({missing})")
+    try:
+        value = read_json(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return value
+
+
+def _why_missing(method: str, training: dict[str, Any], baselines_status: Path) -> str | None:
+    """The recorded reason a method has no score file (train or baselines stage), or None when nothing explains it."""
+    if method_spec(method).per_pair:
+        recorded = (training.get("methods") or {}).get(method, {})
+    else:
+        status = _read_json_object(baselines_status, "run the baselines stage")
+        recorded = (status.get("methods") or {}).get(method, {})
+    if isinstance(recorded, dict) and recorded.get("status") not in (None, "trained", "written", str(Status.OK)):
+        return str(recorded.get("reason") or f"status {recorded.get('status')}")
+    return None
+
+
+def _test_split(target: SystemTensors) -> TestSplit:
+    assert target.labels is not None
+    labels = np.asarray(target.labels)
+    rows = np.flatnonzero((np.asarray(target.split) == SPLIT_CODES["test"]) & (labels >= 0))
+    return TestSplit(rows.astype(np.int64), labels[rows].astype(np.int64))
+
+
+def _pair_status(settings: EvaluationSettings, training: dict[str, Any], target: SystemTensors,
+                 test: TestSplit) -> tuple[Status, str | None]:  # fmt: skip
+    """Evaluated, skipped (nothing trained) or not evaluable (too few labeled test anomalies), with the reason."""
+    if training.get("status") == str(Status.SKIPPED):
+        return Status.SKIPPED, str(training.get("reason") or "skipped by the train stage (no reason given)")
+    anomalies = int(test.labels.sum())
+    where = f"{target.system} ({target.dataset})"
+    if test.rows.size == 0:
+        return Status.NOT_EVALUABLE, f"{where}: the test split has no labeled session"
+    if anomalies < settings.config.min_test_anomalies:
+        return Status.NOT_EVALUABLE, (
+            f"{where}: the test split has {anomalies} labeled anomalies "
+            f"(< evaluate.min_test_anomalies = {settings.config.min_test_anomalies})"
+        )
+    return Status.EVALUATED, None
+
+
+def _evaluate_methods(
+    settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any], test: TestSplit,
+    target: SystemTensors, systems: dict[str, SystemTensors],
+) -> dict[str, MethodEvaluation]:  # fmt: skip
+    evaluations: dict[str, MethodEvaluation] = {}
+    for method in settings.config.methods:
+        path = paths.score_file(method, settings.pair, target.system)
+        if path.is_file():
+            evaluations[method] = evaluate_method(method, path, settings, test, target, systems)
+            continue
+        reason = _why_missing(method, training, paths.target_scores(target.system) / TARGET_STATUS)
+        if reason is None:
+            raise DataError(f"{path}: file not found (method {method} of evaluate.methods)")
+        spec = method_spec(method)
+        evaluations[method] = MethodEvaluation(
+            {"status": str(Status.NOT_AVAILABLE), "reason": reason, "kind": str(spec.kind), "oracle": spec.oracle}
+        )
+    return evaluations
+
+
+def _details(settings: EvaluationSettings, training: dict[str, Any], target: SystemTensors, test: TestSplit,
+             status: Status, reason: str | None) -> dict[str, Any]:  # fmt: skip
+    size, anomalies = int(test.rows.size), int(test.labels.sum())
+    unlabeled = int(((np.asarray(target.split) == SPLIT_CODES["test"]) & (np.asarray(target.labels) < 0)).sum())
+    return {
+        "pair": settings.pair, "protocol": "realistic", "sources": list(settings.pair_config.sources),
+        "sources_used": training.get("sources", list(settings.pair_config.sources)),
+        "sources_skipped": training.get("sources_skipped") or {}, "target": settings.pair_config.target,
+        "dataset": target.dataset, "label_rule": target.label_rule,
+        "test": {"size": size, "anomalies": anomalies, "ratio": anomalies / size if size else None,
+                 "unlabeled": unlabeled},
+        "primary_threshold_rule": settings.config.primary_threshold_rule,
+        "bootstrap": {"samples": settings.config.bootstrap.samples,
+                      "confidence": settings.config.bootstrap.confidence, "seed": settings.seed},
+        "status": str(status), "reason": reason, "methods": {},
+    }  # fmt: skip
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics of a pair: what a user compares between experiments, nothing else."""
+    methods = {}
+    for method, entry in details["methods"].items():
+        methods[method] = {"kind": entry.get("kind"), "status": entry.get("status")}
+        if entry.get("status") == str(Status.EVALUATED):
+            methods[method]["threshold_rule"] = entry.get("threshold_rule")
+            methods[method].update({key: entry.get(key) for key in HEADLINE_KEYS})
+    return {
+        "pair": details["pair"], "protocol": details["protocol"], "status": details["status"],
+        "test": {key: details["test"][key] for key in ("size", "anomalies")}, "methods": methods,
+    }  # fmt: skip
+
+
+def _write_plots(directory: Path, evaluations: dict[str, MethodEvaluation], title: str) -> None:
+    (directory / "pr").mkdir()
+    (directory / "confusion").mkdir()
+    curves = {}
+    for method, evaluation in evaluations.items():
+        if evaluation.pr_points is not None:
+            evaluation.pr_points.to_csv(directory / "pr" / f"{method}.csv", index=False)
+            curves[method] = (evaluation.pr_points, evaluation.entry.get("pr_auc"), bool(evaluation.entry["oracle"]))
+        if evaluation.decisions is not None:
+            evaluation.decisions.to_csv(directory / "confusion" / f"{method}.csv", index=False)
+    # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
+    if not any((directory / "pr").iterdir()):
+        pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(directory / "pr" / "none.csv", index=False)
+    if not any((directory / "confusion").iterdir()):
+        pd.DataFrame(columns=["actual", "predicted"]).to_csv(directory / "confusion" / "none.csv", index=False)
+    plot_pr_curves(directory / PR_FIGURE, curves, title)
+
+
+def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, details: dict[str, Any],
+                     paths: ArtifactPaths, figure: Path) -> None:  # fmt: skip
+    """One MLflow run per evaluated method, holding the evaluate params that produced its numbers.
+
+    The run is keyed by the method's exact inputs (score file, labels, splits, params): evaluating the same inputs
+    again reuses it, so a rerun neither duplicates runs nor changes the run id recorded in the details.
+    """
+    tracker = Tracker(tracking)
+    logged = flatten_params({"evaluate": settings.config, "pairs": {settings.pair: settings.pair_config},
+                             "seed": settings.seed})  # fmt: skip
+    systems = [*settings.pair_config.sources, settings.pair_config.target]
+    labels = [paths.tensors(system) / f"{name}.npy" for system in systems for name in ("labels", "split")]
+    for method, entry in details["methods"].items():
+        if entry.get("status") != str(Status.EVALUATED):
+            continue
+        tags = {"pair": settings.pair, "sources": ",".join(settings.pair_config.sources),
+                "target": settings.pair_config.target, "method": method, "kind": entry["kind"], "stage": "evaluate",
+                "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
+        score_file = paths.score_file(method, settings.pair, settings.pair_config.target)
+        key = inputs_md5([score_file, *labels], {**logged, "method": method})
+        with tracker.run(f"{settings.pair}/{method}/evaluate", tags, logged, key=key) as run_id:
+            tracker.log_metrics(run_id, tracking_metrics(entry))
+            tracker.log_artifacts(run_id, [figure], "plots")
+        entry["mlflow_run_id"] = run_id
 
 
 def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
     """The MLflow metric keys of one method's entry: ``test/<metric>`` (headline) and ``test/<rule>/<metric>``."""
-    metrics: dict[str, float] = {}
-    for key in ("f1", "precision", "recall", "pr_auc", "roc_auc"):
-        if entry.get(key) is not None:
-            metrics[f"test/{key}"] = float(entry[key])
+    metrics = {f"test/{key}": float(entry[key]) for key in HEADLINE_KEYS if entry.get(key) is not None}
     for rule, values in entry.get("rules", {}).items():
-        if values.get("status") != STATUS_EVALUATED:
+        if values.get("status") != str(Status.EVALUATED):
             continue
         for key in ("f1", "precision", "recall", "threshold"):
             metrics[f"test/{rule}/{key}"] = float(values[key])
@@ -275,142 +388,26 @@ def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def plot_pr_curves(path: Path, evaluations: dict[str, MethodEvaluation], title: str) -> None:
-    """One precision-recall figure per pair, a curve per evaluated method (the oracle dashed); PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 4.5))
-    for method, evaluation in evaluations.items():
-        points = evaluation.pr_points
-        if points is None or points.empty:
-            continue
-        area = evaluation.entry.get("pr_auc")
-        label = method if area is None else f"{method} (PR-AUC {area:.2f})"
-        style = "--" if evaluation.entry.get("oracle") else "-"
-        axes.plot(points["recall"], points["precision"], style, label=label, drawstyle="steps-post")
-    if axes.lines:
-        axes.legend(fontsize=8, loc="upper right")
-    else:
-        axes.text(0.5, 0.5, "no method evaluated", ha="center", va="center", transform=axes.transAxes)
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _log_to_tracking(
-    params: Params, pair: str, method: str, evaluation: MethodEvaluation, artifacts: list[Path]
-) -> str:
-    """Log the method's test metrics into the MLflow run that produced its scores; returns the run id used.
-
-    A score file without a run of this store (none recorded, or restored from another machine's DVC cache) gets a
-    new run tagged ``stage: evaluate``, so the numbers are never lost.
-    """
-    from zerolog import tracking
-
-    metrics = tracking_metrics(evaluation.entry)
-    run_id = evaluation.mlflow_run_id
-    if run_id is not None and tracking.run_exists(params.mlflow, run_id):
-        tracking.log_to_run(params.mlflow, run_id, metrics, artifacts, "plots")
-        return run_id
-    pair_config = params.pairs[pair]
-    tags = {
-        "pair": pair,
-        "sources": ",".join(pair_config.sources),
-        "target": pair_config.target,
-        "method": method,
-        "stage": "evaluate",
-    }
-    return tracking.log_new_run(
-        params.mlflow, f"{pair}/{method}/evaluate", tags, tracking.flatten_params(params), metrics, artifacts, "plots"
-    )
-
-
-def evaluate_pair(params: Params, pair: str) -> None:
-    """Stage evaluate: write ``metrics/<pair>.json`` and ``plots/evaluate/<pair>/`` for one pair."""
-    if pair not in params.pairs:
-        raise ConfigError(f"{params.source_file}: pairs.{pair}: unknown pair (known: {', '.join(params.pairs)})")
-    _check_methods(params)
-    evaluate = params.evaluate
-    pair_config = params.pairs[pair]
-    training = read_training_status(params, pair)
-    target = load_system_arrays(params, pair_config.target)
-
-    test = target.split == SPLIT_CODES["test"]
-    labeled_test = test & (target.labels >= 0)
-    anomalies = int((target.labels[labeled_test] == 1).sum())
-    size = int(labeled_test.sum())
-    result: dict[str, Any] = {
-        "pair": pair,
-        "sources": list(pair_config.sources),
-        "sources_used": training.get("sources", list(pair_config.sources)),
-        "sources_skipped": training.get("sources_skipped") or {},
-        "target": pair_config.target,
-        "dataset": target.dataset or params.system_dataset(pair_config.target),
-        "label_rule": target.label_rule,
-        "test": {
-            "size": size,
-            "anomalies": anomalies,
-            "ratio": anomalies / size if size else None,
-            "unlabeled": int((test & (target.labels < 0)).sum()),
-        },
-        "primary_threshold_rule": evaluate.primary_threshold_rule,
-        "bootstrap": {
-            "samples": evaluate.bootstrap.samples,
-            "confidence": evaluate.bootstrap.confidence,
-            "seed": params.seed,
-        },
-        "status": STATUS_EVALUATED,
-        "reason": None,
-        "methods": {},
-    }
+def evaluate_pair(
+    pair: str, pair_config: PairConfig, config: EvaluateConfig, seed: int, tracking: MlflowConfig, paths: ArtifactPaths
+) -> None:
+    """Stage evaluate: write ``metrics/<pair>.json``, ``reports/evaluate/<pair>.json`` and the plots of one pair."""
+    _check_methods(config)
+    settings = EvaluationSettings(pair, pair_config, config, seed)
+    training = _read_json_object(paths.pair_scores(pair) / TRAINING_SUMMARY, f"run the train stage for pair {pair}")
+    systems = {system: load_tensors(paths.tensors(system)) for system in [*pair_config.sources, pair_config.target]}
+    target = systems[pair_config.target]
+    test = _test_split(target)
+    status, reason = _pair_status(settings, training, target, test)
+    details = _details(settings, training, target, test, status, reason)
     evaluations: dict[str, MethodEvaluation] = {}
-    if training.get("status") == STATUS_SKIPPED:
-        result["status"] = STATUS_SKIPPED
-        result["reason"] = str(training.get("reason") or "skipped by the train stage (no reason given)")
-    elif size == 0:
-        result["status"] = STATUS_NOT_EVALUABLE
-        result["reason"] = f"{pair_config.target} ({result['dataset']}): the test split has no labeled session"
-    elif anomalies < evaluate.min_test_anomalies:
-        result["status"] = STATUS_NOT_EVALUABLE
-        result["reason"] = (
-            f"{pair_config.target} ({result['dataset']}): the test split has {anomalies} labeled anomalies "
-            f"(< evaluate.min_test_anomalies = {evaluate.min_test_anomalies})"
-        )
-    else:
-        cache: dict[str, SystemArrays] = {pair_config.target: target}
-        for method in evaluate.methods:
-            path = score_path(params, pair, method)
-            if not path.is_file():
-                reason = _why_missing(params, pair, method, training)
-                if reason is None:
-                    raise DataError(f"{path}: file not found (method {method} of evaluate.methods)")
-                evaluations[method] = MethodEvaluation({"status": STATUS_NOT_AVAILABLE, "reason": reason,
-                                                        "oracle": method in ORACLE_METHODS})
-                continue
-            evaluations[method] = evaluate_method(params, pair, method, path, target, cache)
-        result["methods"] = {method: evaluation.entry for method, evaluation in evaluations.items()}
-
-    plots = Path(params.paths.plots) / "evaluate" / pair
+    if status is Status.EVALUATED:
+        evaluations = _evaluate_methods(settings, paths, training, test, target, systems)
+        details["methods"] = {method: evaluation.entry for method, evaluation in evaluations.items()}
+    plots = paths.plots("evaluate", pair)
     with atomic_directory(plots) as directory:
-        (directory / "pr").mkdir()
-        (directory / "confusion").mkdir()
-        for method, evaluation in evaluations.items():
-            if evaluation.pr_points is not None:
-                evaluation.pr_points.to_csv(directory / "pr" / f"{method}.csv", index=False)
-            if evaluation.decisions is not None:
-                evaluation.decisions.to_csv(directory / "confusion" / f"{method}.csv", index=False)
-        # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
-        if not any((directory / "pr").iterdir()):
-            pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(directory / "pr" / "none.csv", index=False)
-        if not any((directory / "confusion").iterdir()):
-            pd.DataFrame(columns=["actual", "predicted"]).to_csv(directory / "confusion" / "none.csv", index=False)
-        plot_pr_curves(directory / PR_FIGURE, evaluations, f"{pair}: {result.get('status')}")
-        write_json(Path(params.paths.metrics) / f"{pair}.json", result)
+        _write_plots(directory, evaluations, f"{pair}: {status}")
+    _log_evaluations(tracking, settings, details, paths, plots / PR_FIGURE)
+    write_json(paths.report(DETAILS) / f"{pair}.json", details)
+    write_json(paths.pair_metrics(pair), headline(details))
 
-    for method, evaluation in evaluations.items():
-        if evaluation.entry.get("status") == STATUS_EVALUATED:
-            _log_to_tracking(params, pair, method, evaluation, [plots / PR_FIGURE])

@@ -25,21 +25,20 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from zerolog.config import DiagnoseConfig, Params
+from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, SystemTensors, load_tensors
+from zerolog.config import DiagnoseConfig, EmbedConfig
 from zerolog.errors import DataError
-from zerolog.evaluation.inputs import SPLIT_CODES
 from zerolog.features.embed import embed_texts
-from zerolog.features.tensors import SystemTensors, load_tensors
 from zerolog.io import write_json, write_text
 
 REPORT_FILE = "transfer_signals.md"
+NUMBERS_FILE = "transfer_signals.json"  # the same numbers, for tools
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,9 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None
 
 
-def anchor_vectors(params: Params) -> np.ndarray:
+def anchor_vectors(config: DiagnoseConfig, embed: EmbedConfig) -> np.ndarray:
     """The anchors embedded like the templates (stage embed's method and model). (anchors, dim)."""
-    return embed_texts(list(params.diagnose.severity_anchors), params.embed).astype(np.float64)
+    return embed_texts(list(config.severity_anchors), embed).astype(np.float64)
 
 
 def template_table(source: str, view: SystemView, template_scores: np.ndarray, shown: int) -> list[dict[str, Any]]:
@@ -158,20 +157,20 @@ def template_table(source: str, view: SystemView, template_scores: np.ndarray, s
     ]
 
 
-def diagnose(params: Params) -> None:
-    """Measure every signal on every labeled system's validation split; write the report and its metrics."""
-    config = params.diagnose
+def _labeled_views(config: DiagnoseConfig, paths: ArtifactPaths) -> dict[str, SystemView]:
     views = {}
     for system in config.systems:
-        if system not in params.systems:
-            raise DataError(f"params.yaml: diagnose.systems: unknown system {system!r}")
-        view = system_view(load_tensors(Path(params.paths.tensors) / system), system)
+        view = system_view(load_tensors(paths.tensors(system)), system)
         validation_labels = view.labels[view.rows("val")]
         if not 0 < validation_labels.sum() < validation_labels.size:
             raise DataError(f"diagnose: system {system}: its validation split needs both normal and anomalous sessions")
         views[system] = view
-    anchors = anchor_vectors(params)
+    return views
 
+
+def _signals(views: dict[str, SystemView], config: DiagnoseConfig, anchors: np.ndarray,
+             seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Every signal's score of every session, per system; and the probe's extreme templates per system."""
     signals: dict[str, dict[str, np.ndarray]] = {system: {} for system in views}
     templates: dict[str, list[dict[str, Any]]] = {system: [] for system in views}
     for system, view in views.items():
@@ -180,13 +179,19 @@ def diagnose(params: Params) -> None:
         for name, anchor in zip(config.severity_anchors, anchors):
             signals[system][f"severity:{name.split(':')[0].strip().lower()}"] = severity_similarity(view, anchor)
     for source, source_view in views.items():
-        probe = fit_probe(source_view, config, params.seed)
+        probe = fit_probe(source_view, config, seed)
         for system, view in views.items():
             signals[system][f"probe:{source}"] = probe.decision_function(max_pooled(view))
             if system != source:
                 template_scores = probe.decision_function(view.vectors)  # a template alone as a max-pooled session
                 templates[system] += template_table(source, view, template_scores, config.templates_shown)
+    return signals, templates
 
+
+def diagnose(config: DiagnoseConfig, embed: EmbedConfig, seed: int, paths: ArtifactPaths) -> None:
+    """Measure every signal on every labeled system's validation split; write the report and its numbers."""
+    views = _labeled_views(config, paths)
+    signals, templates = _signals(views, config, anchor_vectors(config, embed), seed)
     results: dict[str, Any] = {"split": "val", "systems": {}}
     for system, view in views.items():
         validation = view.rows("val")
@@ -198,8 +203,8 @@ def diagnose(params: Params) -> None:
             "roc_auc": {name: _auc(labels, scores[validation]) for name, scores in signals[system].items()},
             "templates": templates[system],
         }
-    write_json(Path(params.paths.metrics) / "diagnose.json", results)
-    write_text(Path(params.paths.reports) / REPORT_FILE, signals_markdown(results))
+    write_json(paths.report(NUMBERS_FILE), results)
+    write_text(paths.report(REPORT_FILE), signals_markdown(results))
     for system, entry in results["systems"].items():
         print(f"{system}: " + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None))
 

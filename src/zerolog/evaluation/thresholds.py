@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
-from sklearn.metrics import precision_recall_curve
 from sklearn.mixture import GaussianMixture
 
 from zerolog.errors import DataError
+from zerolog.metrics import f1_best_threshold
 
 # Scores of a probability-like method are clipped this far inside (0, 1) before the logit: float32 sigmoids
 # saturate at exactly 0 or 1. A numeric guard, not a tuning knob.
@@ -69,17 +69,10 @@ class Threshold:
         return self.value is not None
 
 
-def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score cut with the highest F1 on labeled scores; ties go to the highest cut (fewest alarms)."""
-    labels = np.asarray(labels)
-    if labels.size == 0 or labels.max() < 1:
-        raise DataError("f1_best_threshold: no labeled anomaly to choose a threshold on")
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    best = np.flatnonzero(f1 == f1.max())[-1]  # thresholds ascend: the last maximum is the highest cut
-    return float(thresholds[best])
+def _f1_best(labels: np.ndarray, scores: np.ndarray) -> float:
+    best = f1_best_threshold(labels, scores)
+    assert best is not None  # the callers check for a labeled anomaly first
+    return best[0]
 
 
 def quantile_threshold(train_scores: np.ndarray, contamination_prior: float) -> float:
@@ -176,7 +169,7 @@ def choose_threshold(
     if rule == "source_val":
         if inputs.source_val_scores is not None and inputs.source_val_labels is not None:
             if inputs.source_val_labels.size and inputs.source_val_labels.max() == 1:
-                return Threshold(rule, f1_best_threshold(inputs.source_val_labels, inputs.source_val_scores))
+                return Threshold(rule, _f1_best(inputs.source_val_labels, inputs.source_val_scores))
             return Threshold(rule, None, reason="the source validation split has no labeled anomaly")
         if inputs.source_val_threshold is not None:
             return Threshold(rule, float(inputs.source_val_threshold), detail={"from_training_metadata": 1.0})
@@ -201,5 +194,5 @@ def choose_threshold(
             return Threshold(rule, None, oracle=True, reason="the target has no labeled validation session")
         if inputs.target_val_labels.max() < 1:
             return Threshold(rule, None, oracle=True, reason="the target validation split has no labeled anomaly")
-        return Threshold(rule, f1_best_threshold(inputs.target_val_labels, inputs.target_val_scores), oracle=True)
+        return Threshold(rule, _f1_best(inputs.target_val_labels, inputs.target_val_scores), oracle=True)
     raise DataError(f"evaluate.threshold_rules: unknown rule {rule!r}")

@@ -26,7 +26,7 @@ semantic space for all systems, a model trained on one system's rows reads anoth
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +36,12 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
+from zerolog.artifacts import PADDING, SPLIT_CODES, UNLABELED, SystemTensors
 from zerolog.config import ConfigError, Params
 from zerolog.errors import DataError
 from zerolog.features.embed import VECTORS_FILE, read_template_vectors
-from zerolog.io import atomic_directory, read_json, write_json
+from zerolog.io import atomic_directory, write_json
 
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-UNLABELED = -1
-PADDING = 0
-ARRAY_FILES = ("index", "lengths", "labels", "split", "vectors", "counts")
 
 
 # ----------------------------------------------------------------------------- building
@@ -313,76 +310,7 @@ def build_tensors(params: Params, system: str) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True, eq=False)
-class SystemTensors:
-    """One system's tensors, memory-mapped read-only (nothing is read until indexed). Shapes in the module doc."""
-
-    directory: Path
-    index: np.ndarray  # (sessions, max_len) int32, 0 padding
-    lengths: np.ndarray  # (sessions,) int32
-    labels: np.ndarray  # (sessions,) int8, -1 unlabeled
-    split: np.ndarray  # (sessions,) int8: 0 train, 1 val, 2 test
-    vectors: np.ndarray  # (templates + 1, dim) float32, row 0 zeros
-    counts: np.ndarray  # (sessions, templates + 1) float32
-    meta: dict = field(repr=False)
-
-    @property
-    def sessions(self) -> int:
-        return int(self.index.shape[0])
-
-    @property
-    def max_len(self) -> int:
-        return int(self.index.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-    def rows(self, split: str) -> np.ndarray:
-        """Row numbers (int64) of the sessions in ``split`` (train, val or test), in file order."""
-        if split not in SPLIT_CODES:
-            raise ValueError(f"unknown split {split!r} (expected train, val or test)")
-        return np.flatnonzero(np.asarray(self.split) == SPLIT_CODES[split])
-
-    def vector_table(self) -> torch.Tensor:
-        """``vectors`` as a writable float32 torch tensor (templates + 1, dim), for ``vector_table[index]`` lookups."""
-        return torch.from_numpy(np.array(self.vectors, dtype=np.float32))
-
-    def session_ids(self) -> list[str]:
-        """Session ids in row order (read on demand: large for full-size datasets)."""
-        return read_json(self.directory / "session_ids.json")
-
-
-def load_tensors(directory: str | Path) -> SystemTensors:
-    """Open ``paths.tensors/<system>/`` lazily (``mmap_mode="r"``) and check that the shapes agree."""
-    directory = Path(directory)
-    missing = [f"{name}.npy" for name in ARRAY_FILES if not (directory / f"{name}.npy").is_file()]
-    missing += [name for name in ("meta.json", "session_ids.json") if not (directory / name).is_file()]
-    if missing:
-        raise DataError(f"{directory}: missing {', '.join(missing)} (run the tensors stage)")
-    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAY_FILES}
-    try:
-        meta = read_json(directory / "meta.json")
-    except ValueError as error:
-        raise DataError(str(error)) from None
-    sessions, max_len = arrays["index"].shape
-    templates_plus_one = arrays["vectors"].shape[0]
-    expected = {
-        "lengths": (sessions,),
-        "labels": (sessions,),
-        "split": (sessions,),
-        "counts": (sessions, templates_plus_one),
-    }
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise DataError(f"{directory / (name + '.npy')}: shape {arrays[name].shape}, expected {shape}")
-    if meta.get("sessions") != sessions or meta.get("max_len") != max_len:
-        shape = (sessions, max_len)
-        raise DataError(f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape {shape}")
-    return SystemTensors(directory=directory, meta=meta, **arrays)
+# ----------------------------------------------------------------------------- torch view
 
 
 class SessionDataset(Dataset):

@@ -43,13 +43,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, precision_recall_curve
+from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
 from zerolog.config import EncoderConfig, TrainConfig, as_dict
 from zerolog.errors import DataError
-from zerolog.features.tensors import SPLIT_CODES, SystemTensors
+from zerolog.artifacts import SPLIT_CODES, SystemTensors
 from zerolog.io import atomic_path
+from zerolog.metrics import f1_best_threshold
 from zerolog.model import ZeroLogModel, lookup_vectors
 from zerolog.training.meta import Batch, concatenate_padded, meta_step, plain_step
 from zerolog.training.methods import MethodSettings, method_settings
@@ -269,19 +270,6 @@ def score(model: ZeroLogModel, tensors: SystemTensors, rows: np.ndarray, batch_s
     return result
 
 
-def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
-    """(threshold, F1) of the F1-best cut ``score >= threshold``; ties go to the highest cut. None: no anomaly."""
-    labels = np.asarray(labels)
-    if labels.size == 0 or labels.max() < 1:
-        return None
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    precision, recall = precision[:-1], recall[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    best = np.flatnonzero(f1 == f1.max())[-1]  # thresholds ascend: the last maximum is the highest cut
-    return float(thresholds[best]), float(f1[best])
-
-
 def f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
     predicted = scores >= threshold
     true_positives = float(np.sum(predicted & (labels == 1)))
@@ -335,16 +323,73 @@ def build_model(input_size: int, config: TrainConfig) -> ZeroLogModel:
     return ZeroLogModel(input_size, config.encoder, config.domain.discriminator_hidden_size)
 
 
-def save_checkpoint(
-    path: str | Path, model: ZeroLogModel, config: TrainConfig, method: str, step: int, epoch: int
-) -> None:
-    """Write ``{"weights", "config", "method", "step", "epoch"}`` atomically (plain types: loads with weights_only)."""
+@dataclass
+class _Session:
+    """One training run in progress: the model, its optimiser and schedule, the samplers and the step counter."""
+
+    config: TrainConfig
+    settings: MethodSettings
+    device: torch.device
+    generator: np.random.Generator
+    labeled: list[SystemTensors]
+    labeled_systems: list[_DeviceSystem]
+    labeled_pool: _Pool
+    sampler: _LabeledSampler
+    target_system: _DeviceSystem | None
+    target_pool: _Pool | None
+    target_stream: _Stream | None
+    class_weights: np.ndarray  # (2,) N / (2 N_c), logged even when the loss is unweighted
+    loss_weights: torch.Tensor | None  # (2,) on the device, weighted_loss only
+    model: ZeroLogModel
+    optimizer: torch.optim.Adam
+    scheduler: torch.optim.lr_scheduler.StepLR
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+
+
+def _stream_state(stream: _Stream | None) -> dict[str, Any] | None:
+    if stream is None:
+        return None
+    return {"order": torch.from_numpy(np.asarray(stream.order, dtype=np.int64)), "cursor": stream.cursor}
+
+
+def _restore_stream(stream: _Stream | None, state: dict[str, Any] | None) -> None:
+    if stream is not None and state is not None:
+        stream.order, stream.cursor = state["order"].numpy(), int(state["cursor"])
+
+
+def _sampling_state(session: _Session) -> dict[str, Any]:
+    """Everything random that training has consumed, so that a resumed run continues exactly."""
+    sampler = session.sampler
+    streams = (
+        {"anomalies": _stream_state(sampler.anomaly_stream), "normals": _stream_state(sampler.normal_stream)}
+        if sampler.balanced
+        else {"labeled": _stream_state(sampler.stream)}
+    )
+    return {
+        "numpy_generator": session.generator.bit_generator.state,
+        "torch_generator": torch.get_rng_state(),
+        "streams": {**streams, "target": _stream_state(session.target_stream)},
+    }
+
+
+def save_checkpoint(path: str | Path, session: _Session, method: str) -> None:
+    """Write the model, optimiser, schedule, step, epoch and sampling state atomically.
+
+    Plain types and tensors only, so it loads with ``torch.load(weights_only=True)``; ``resume_from`` of
+    :func:`train` continues from it exactly.
+    """
     checkpoint = {
-        "weights": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
-        "config": as_dict(config),
+        "weights": {name: tensor.detach().cpu() for name, tensor in session.model.state_dict().items()},
+        "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
+        "sampling": _sampling_state(session),
+        "config": as_dict(session.config),
         "method": method,
-        "step": int(step),
-        "epoch": int(epoch),
+        "step": int(session.step),
+        "epoch": int(session.epoch),
     }
     # Serialised to memory first: torch.save names the archive's inner folder after the file it writes, and the
     # temporary file of atomic_path has a random name, so identical weights would give different bytes (and md5s).
@@ -354,18 +399,40 @@ def save_checkpoint(
         Path(temporary).write_bytes(buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZeroLogModel, dict[str, Any]]:
-    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model, checkpoint dict)."""
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[ZeroLogModel, dict[str, Any]]:
+    """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``); returns (model, checkpoint dict)."""
+    checkpoint = read_checkpoint(path, device)
     weights = checkpoint["weights"]
     input_size = int(weights["encoder.gru.weight_ih_l0"].shape[1])  # (3 * hidden, input_size)
     encoder = EncoderConfig(**checkpoint["config"]["encoder"])
     model = ZeroLogModel(input_size, encoder, int(checkpoint["config"]["domain"]["discriminator_hidden_size"]))
     model.load_state_dict(weights)
     return model.to(device).eval(), checkpoint
+
+
+def _resume(session: _Session, checkpoint: dict[str, Any]) -> None:
+    """Put ``session`` where ``checkpoint`` left it (weights, optimiser, schedule, samplers, counters)."""
+    session.model.load_state_dict(checkpoint["weights"])
+    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    session.scheduler.load_state_dict(checkpoint["scheduler"])
+    sampling = checkpoint["sampling"]
+    session.generator.bit_generator.state = sampling["numpy_generator"]
+    torch.set_rng_state(sampling["torch_generator"])
+    streams = sampling["streams"]
+    if session.sampler.balanced:
+        _restore_stream(session.sampler.anomaly_stream, streams["anomalies"])
+        _restore_stream(session.sampler.normal_stream, streams["normals"])
+    else:
+        _restore_stream(session.sampler.stream, streams["labeled"])
+    _restore_stream(session.target_stream, streams["target"])
+    session.step, session.epoch = int(checkpoint["step"]), int(checkpoint["epoch"])
 
 
 # ----------------------------------------------------------------------------- training
@@ -405,54 +472,20 @@ def _check_inputs(settings: MethodSettings, labeled: Sequence[SystemTensors], ta
         raise DataError(f"template vectors of the systems differ in dimension {sorted(dims)} (one embed stage for all)")
 
 
-def train(
-    config: TrainConfig,
-    sources: Sequence[SystemTensors],
-    target: SystemTensors | None,
-    method: str,
-    seed: int,
-    progress: bool = True,
-    checkpoint_path: str | Path | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Train ``method`` (methods.py) and return the last-epoch model.
+def _target_side(
+    settings: MethodSettings, target: SystemTensors | None, device: torch.device, generator: np.random.Generator
+) -> tuple[_DeviceSystem | None, _Pool | None, _Stream | None]:
+    """The unlabeled target's train sessions, for methods with a domain loss (its labels are never read)."""
+    if not settings.uses_unlabeled_target:
+        return None, None, None
+    assert target is not None
+    pool = _train_pool([target], labeled=False)
+    if len(pool) == 0:
+        raise DataError(f"{getattr(target, 'directory', 'target')}: the target has no train sessions")
+    return _on_device(target, device), pool, _Stream(len(pool), generator)
 
-    ``sources``: labeled systems (their train labels are the classifier's; their val split validates).
-    ``target``: the target system; zero-label methods use only its UNLABELED train sessions (its ``labels`` may be
-    None and are never read). ``supervised_target`` (oracle) trains and validates on ``target``'s labels instead
-    and ignores ``sources``. ``checkpoint_path``: written every ``train.checkpoint_every_epochs`` epochs and at the
-    end. ``on_epoch``: called with each epoch's history row (e.g. to log to MLflow as training goes).
-    """
-    settings = method_settings(method)
-    labeled = list(sources) if settings.labeled_domain == "source" else ([target] if target is not None else [])
-    _check_inputs(settings, labeled, target)
-    device = select_device(config)
-    use_autocast = config.mixed_precision and device.type == "cuda"  # a no-op on CPU (bfloat16 GRU is slower there)
-    configure_torch(config, device, seed)
-    generator = np.random.default_rng(seed)
-    started = time.perf_counter()
 
-    labeled_systems = [_on_device(tensors, device) for tensors in labeled]
-    labeled_pool = _train_pool(labeled, labeled=True)
-    if len(labeled_pool) == 0 or labeled_pool.labels.max() < 1:
-        raise DataError(f"method {method}: the labeled train split has no anomaly to learn from")
-    sampler = _LabeledSampler(labeled_pool, config, generator)
-    target_system, target_stream, target_pool = None, None, None
-    if settings.uses_unlabeled_target:
-        assert target is not None
-        target_system = _on_device(target, device)
-        target_pool = _train_pool([target], labeled=False)
-        if len(target_pool) == 0:
-            raise DataError(f"{getattr(target, 'directory', 'target')}: the target has no train sessions")
-        target_stream = _Stream(len(target_pool), generator)
-
-    weights = class_weights_for(labeled_pool.labels)
-    class_weights = None
-    if config.class_balance.method == "weighted_loss":
-        class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
-
-    model = build_model(int(labeled[0].vectors.shape[1]), config).to(device)
-    model.train()
+def _optimiser(model: ZeroLogModel, config: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
     optimizer = torch.optim.Adam(
         model.parameters(),
         lr=config.optimizer.learning_rate,
@@ -462,77 +495,162 @@ def train(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.optimizer.lr_decay_every_steps, gamma=config.optimizer.lr_decay
     )
+    return optimizer, scheduler
+
+
+def _start(
+    config: TrainConfig, sources: Sequence[SystemTensors], target: SystemTensors | None, method: str, seed: int
+) -> _Session:
+    """Seed everything and build the samplers, the model and its optimiser (in this order: it fixes the draws)."""
+    settings = method_settings(method)
+    labeled = list(sources) if settings.labeled_domain == "source" else ([target] if target is not None else [])
+    _check_inputs(settings, labeled, target)
+    device = select_device(config)
+    configure_torch(config, device, seed)
+    generator = np.random.default_rng(seed)
+    labeled_systems = [_on_device(tensors, device) for tensors in labeled]
+    labeled_pool = _train_pool(labeled, labeled=True)
+    if len(labeled_pool) == 0 or labeled_pool.labels.max() < 1:
+        raise DataError(f"method {method}: the labeled train split has no anomaly to learn from")
+    sampler = _LabeledSampler(labeled_pool, config, generator)
+    target_system, target_pool, target_stream = _target_side(settings, target, device, generator)
+    weights = class_weights_for(labeled_pool.labels)
+    loss_weights = None
+    if config.class_balance.method == "weighted_loss":
+        loss_weights = torch.tensor(weights, dtype=torch.float32, device=device)
+    model = build_model(int(labeled[0].vectors.shape[1]), config).to(device)
+    model.train()
+    optimizer, scheduler = _optimiser(model, config)
     longest_stream = max(len(labeled_pool), len(target_pool) if target_pool is not None else 0)
     steps_per_epoch = max(1, min(config.max_steps_per_epoch, math.ceil(longest_stream / config.batch_size)))
-    total_steps = steps_per_epoch * config.epochs
+    return _Session(
+        config, settings, device, generator, labeled, labeled_systems, labeled_pool, sampler, target_system,
+        target_pool, target_stream, weights, loss_weights, model, optimizer, scheduler, steps_per_epoch,
+        steps_per_epoch * config.epochs,
+    )  # fmt: skip
 
+
+def _coefficient(session: _Session) -> float:
+    """λ of the domain loss at the current step (0 for methods without one)."""
+    if not session.settings.domain_loss:
+        return 0.0
+    return domain_coefficient(session.config, session.step / session.total_steps)
+
+
+def _step(session: _Session) -> dict[str, float]:
+    """One optimisation step: a labeled batch, an unlabeled target batch (domain loss), plain or meta step."""
+    config, device, pool = session.config, session.device, session.labeled_pool
+    coefficient = _coefficient(session)
+    chosen = session.sampler.take()
+    source_batch = _make_batch(
+        session.labeled_systems, pool.system_ids[chosen], pool.rows[chosen], pool.labels[chosen], device
+    )
+    target_batch = None
+    if session.target_stream is not None and session.target_pool is not None and session.target_system is not None:
+        target_chosen = session.target_stream.take(config.batch_size)
+        target_rows = session.target_pool.rows[target_chosen]
+        target_batch = _make_batch(
+            [session.target_system], session.target_pool.system_ids[target_chosen], target_rows, None, device
+        )
+    # bfloat16 autocast (train.mixed_precision, CUDA only): no loss scaling needed, unlike float16.
+    use_autocast = config.mixed_precision and device.type == "cuda"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+        if session.settings.meta_learning:
+            parts = meta_step(
+                session.model, session.optimizer, source_batch, target_batch, session.settings, config.meta,
+                coefficient, session.loss_weights, config.gradient_clip_norm, session.generator,
+            )  # fmt: skip
+        else:
+            parts = plain_step(
+                session.model, session.optimizer, source_batch, target_batch, session.settings, coefficient,
+                session.loss_weights, config.gradient_clip_norm,
+            )  # fmt: skip
+    session.scheduler.step()
+    session.step += 1
+    return parts
+
+
+def _epoch(session: _Session, progress: bool) -> tuple[dict[str, float], ValidationScores]:
+    """Run one epoch of steps; its history row (mean losses, λ, learning rate, source validation metrics)."""
+    started = time.perf_counter()
+    session.epoch += 1
+    sums: dict[str, float] = {}
+    steps = range(session.steps_per_epoch)
+    for _ in tqdm(steps, desc=f"epoch {session.epoch}", unit="step", leave=False, disable=not progress):
+        for name, value in _step(session).items():
+            sums[name] = sums.get(name, 0.0) + value
+    row = {name: math.nan for name in HISTORY_COLUMNS}
+    row.update({name: total / session.steps_per_epoch for name, total in sums.items()})
+    row["epoch"], row["step"] = session.epoch, session.step
+    row["lambda"] = _coefficient(session)
+    row["learning_rate"] = session.optimizer.param_groups[0]["lr"]
+    validation = validation_scores(session.model, session.labeled, session.config.score_batch_size)
+    row.update(validation_metrics(validation, session.config.threshold))
+    session.model.train()
+    row["seconds"] = time.perf_counter() - started
+    return row, validation
+
+
+def _result(session: _Session, method: str, history: list[dict[str, float]], validation: ValidationScores,
+            seconds: float) -> TrainResult:  # fmt: skip
+    session.model.eval()
+    best = f1_best_threshold(validation.labels, validation.scores)
+    threshold_source_val = best[0] if best is not None else None
+    epochs_run = max(1, len(history))
+    return TrainResult(
+        model=session.model,
+        method=method,
+        history=history,
+        threshold=0.5 if session.config.threshold == "fixed_0.5" else threshold_source_val,
+        threshold_source_val=threshold_source_val,
+        seconds=seconds,
+        seconds_per_epoch=seconds / epochs_run,
+        steps=session.step,
+        epochs=session.epoch,
+        device=str(session.device),
+        class_weights=[float(weight) for weight in session.class_weights],
+    )
+
+
+def train(
+    config: TrainConfig,
+    sources: Sequence[SystemTensors],
+    target: SystemTensors | None,
+    method: str,
+    seed: int,
+    progress: bool = True,
+    checkpoint_path: str | Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train ``method`` (methods.py) and return the last-epoch model.
+
+    ``sources``: labeled systems (their train labels are the classifier's; their val split validates).
+    ``target``: the target system; zero-label methods use only its UNLABELED train sessions (its ``labels`` may be
+    None and are never read). ``supervised_target`` (oracle) trains and validates on ``target``'s labels instead
+    and ignores ``sources``. ``checkpoint_path``: written every ``train.checkpoint_every_epochs`` epochs and at the
+    end. ``on_epoch``: called with each epoch's history row (e.g. to log to MLflow as training goes).
+    ``resume_from``: a checkpoint of the same run; training continues after its epoch, exactly as if never
+    stopped (the history then holds the epochs run here only).
+    """
+    started = time.perf_counter()
+    session = _start(config, sources, target, method, seed)
+    if resume_from is not None:
+        _resume(session, read_checkpoint(resume_from, session.device))
     history: list[dict[str, float]] = []
     validation = ValidationScores(np.zeros(0, dtype=np.int64), np.zeros(0))
-    step = 0
-    epochs = tqdm(range(1, config.epochs + 1), desc=f"train {method}", unit="epoch", disable=not progress)
-    for epoch in epochs:
-        epoch_started = time.perf_counter()
-        sums: dict[str, float] = {}
-        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
-            coefficient = domain_coefficient(config, step / total_steps) if settings.domain_loss else 0.0
-            chosen = sampler.take()
-            source_batch = _make_batch(
-                labeled_systems, labeled_pool.system_ids[chosen], labeled_pool.rows[chosen],
-                labeled_pool.labels[chosen], device,
-            )  # fmt: skip
-            target_batch = None
-            if target_stream is not None and target_pool is not None and target_system is not None:
-                target_chosen = target_stream.take(config.batch_size)
-                target_batch = _make_batch(
-                    [target_system], target_pool.system_ids[target_chosen], target_pool.rows[target_chosen], None, device
-                )
-            # bfloat16 autocast (train.mixed_precision, CUDA only): no loss scaling needed, unlike float16.
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                if settings.meta_learning:
-                    parts = meta_step(
-                        model, optimizer, source_batch, target_batch, settings, config.meta, coefficient,
-                        class_weights, config.gradient_clip_norm, generator,
-                    )  # fmt: skip
-                else:
-                    parts = plain_step(
-                        model, optimizer, source_batch, target_batch, settings, coefficient, class_weights,
-                        config.gradient_clip_norm,
-                    )  # fmt: skip
-            scheduler.step()
-            step += 1
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value
-        row = {name: math.nan for name in HISTORY_COLUMNS}
-        row.update({name: total / steps_per_epoch for name, total in sums.items()})
-        row["epoch"], row["step"] = epoch, step
-        row["lambda"] = domain_coefficient(config, step / total_steps) if settings.domain_loss else 0.0
-        row["learning_rate"] = optimizer.param_groups[0]["lr"]
-        validation = validation_scores(model, labeled, config.score_batch_size)
-        row.update(validation_metrics(validation, config.threshold))
-        model.train()
-        row["seconds"] = time.perf_counter() - epoch_started
+    epochs = tqdm(range(session.epoch + 1, config.epochs + 1), desc=f"train {method}", unit="epoch",
+                  disable=not progress)  # fmt: skip
+    for _ in epochs:
+        row, validation = _epoch(session, progress)
         history.append(row)
         epochs.set_postfix({"loss": f"{row['loss/total']:.4f}", "val/f1": f"{row['val/f1']:.3f}"})
         if on_epoch is not None:
             on_epoch(row)
-        if checkpoint_path is not None and (epoch % config.checkpoint_every_epochs == 0 or epoch == config.epochs):
-            save_checkpoint(checkpoint_path, model, config, method, step, epoch)
-
-    model.eval()
-    best = f1_best_threshold(validation.labels, validation.scores)
-    threshold_source_val = best[0] if best is not None else None
-    threshold = 0.5 if config.threshold == "fixed_0.5" else threshold_source_val
-    seconds = time.perf_counter() - started
-    return TrainResult(
-        model=model,
-        method=method,
-        history=history,
-        threshold=threshold,
-        threshold_source_val=threshold_source_val,
-        seconds=seconds,
-        seconds_per_epoch=seconds / max(1, config.epochs),
-        steps=step,
-        epochs=config.epochs,
-        device=str(device),
-        class_weights=[float(weight) for weight in weights],
-    )
+        if checkpoint_path is not None and (
+            session.epoch % config.checkpoint_every_epochs == 0 or session.epoch == config.epochs
+        ):
+            save_checkpoint(checkpoint_path, session, method)
+    if not history:
+        validation = validation_scores(session.model, session.labeled, config.score_batch_size)
+    return _result(session, method, history, validation, time.perf_counter() - started)

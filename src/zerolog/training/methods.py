@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from zerolog.artifacts import method_spec
 from zerolog.errors import ZerologError
 
 
@@ -31,7 +32,11 @@ class MethodSettings:
     labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from
     domain_loss: bool  # DANN: discriminator behind a gradient-reversal layer, source vs unlabeled target
     meta_learning: bool  # first-order meta step (inner step on meta-train, outer on meta-test)
-    oracle: bool  # reads target labels: an upper bound, never a zero-label result
+
+    @property
+    def oracle(self) -> bool:
+        """Reads target labels: an upper bound, never a zero-label result (the method registry says which)."""
+        return method_spec(self.name).oracle
 
     @property
     def uses_unlabeled_target(self) -> bool:
@@ -39,13 +44,11 @@ class MethodSettings:
 
 
 METHODS: dict[str, MethodSettings] = {
-    "zerolog": MethodSettings("zerolog", "source", domain_loss=True, meta_learning=True, oracle=False),
-    "source_only": MethodSettings("source_only", "source", domain_loss=False, meta_learning=False, oracle=False),
-    "dann": MethodSettings("dann", "source", domain_loss=True, meta_learning=False, oracle=False),
-    "meta": MethodSettings("meta", "source", domain_loss=False, meta_learning=True, oracle=False),
-    "supervised_target": MethodSettings(
-        "supervised_target", "target", domain_loss=False, meta_learning=False, oracle=True
-    ),
+    "zerolog": MethodSettings("zerolog", "source", domain_loss=True, meta_learning=True),
+    "source_only": MethodSettings("source_only", "source", domain_loss=False, meta_learning=False),
+    "dann": MethodSettings("dann", "source", domain_loss=True, meta_learning=False),
+    "meta": MethodSettings("meta", "source", domain_loss=False, meta_learning=True),
+    "supervised_target": MethodSettings("supervised_target", "target", domain_loss=False, meta_learning=False),
 }
 
 

@@ -1,4 +1,4 @@
-"""Detection metrics of the anomaly class: precision, recall, F1, PR-AUC, ROC-AUC, confusion counts, bootstrap CI.
+"""Detection metrics of the anomaly class (used by training's validation and by the evaluation): precision, recall, F1, PR-AUC, ROC-AUC, confusion counts, bootstrap CI.
 
 Why here and not sklearn alone: the bootstrap recomputes F1 on a thousand resamples, so precision / recall / F1 are
 computed from confusion counts with numpy in one vectorised pass (the tests check them against sklearn). The
@@ -133,6 +133,22 @@ def bootstrap_f1_interval(
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(f1_values, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def f1_best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """(threshold, F1) of the F1-best cut ``score >= threshold`` on labeled scores; None without a labeled anomaly.
+
+    Ties go to the highest cut (the fewest alarms).
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.max() < 1:
+        return None
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best = np.flatnonzero(f1 == f1.max())[-1]  # thresholds ascend: the last maximum is the highest cut
+    return float(thresholds[best]), float(f1[best])
 
 
 def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:

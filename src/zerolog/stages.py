@@ -1,0 +1,263 @@
+"""The pipeline, declared once: every stage's library function, the params it receives, its inputs and outputs.
+
+``dvc.yaml`` is generated from this table (``python -m zerolog.pipeline_file``, run by ``make run``), and
+``pipeline/<stage>.py`` runs a stage from it (:func:`run_stage`). Why generate: a hand-written ``dvc.yaml`` drifted
+from the code (keys read but not declared, modules imported but not listed), and DVC's ``foreach`` cannot give a
+pair the tensors of its own systems only, so every pair retrained when any system was added.
+
+A stage's ``arguments(params, item)`` picks the params sections its function receives. The generator runs it on a
+recording view, so the params keys in ``dvc.yaml`` are exactly the ones it picks; at run time the same function
+builds the real arguments, so the stage cannot read a key that ``dvc.yaml`` does not name. Code deps are the
+import closure of the stage's module (``zerolog.pipeline_file``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from zerolog.artifacts import ArtifactPaths
+from zerolog.config import ConfigError, Params, load_params
+from zerolog.errors import ZerologError
+from zerolog.params_access import declared, unwrap
+
+Each = Literal["dataset", "system", "pair"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One declared output of a stage: a DVC out, metric or plot."""
+
+    path: Path
+    kind: Literal["outs", "metrics", "plots"] = "outs"
+    cache: bool = True
+    persist: bool = False  # kept across runs (the embed cache)
+    plot: dict[str, str] = field(default_factory=dict)  # DVC plot properties: template, x, y
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline; per dataset, system or pair when ``each`` is set."""
+
+    name: str
+    summary: str
+    each: Each | None
+    function: str  # "module:function"
+    arguments: Callable[[Any, str], dict[str, Any]]  # (params or a recording view, item) -> keyword arguments
+    deps: Callable[[Params, ArtifactPaths, str], list[Path]]
+    outputs: Callable[[Params, ArtifactPaths, str], list[Output]]
+
+    @property
+    def module(self) -> str:
+        return self.function.split(":")[0]
+
+    def items(self, params: Params) -> list[str]:
+        """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
+        if self.each is None:
+            return [""]
+        return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
+
+    def dvc_name(self, item: str) -> str:
+        """DVC allows letters, digits, ``_`` and ``-`` in a stage name: ``train-hdfs-bgl``; ``+`` becomes ``_``."""
+        return f"{self.name}-{item.replace('+', '_')}" if item else self.name
+
+    def call(self, params: Params, item: str) -> None:
+        """Run the stage's function for ``item`` with the arguments its declaration picks from ``params``."""
+        if self.each and item not in self.items(params):
+            raise ConfigError(f"{params.source_file}: {self.each} {item!r} is not in params (stage {self.name})")
+        self.resolve()(**self.arguments(params, item))
+
+    def resolve(self) -> Callable[..., Any]:
+        module, function = self.function.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def _pair_systems(params: Params, pair: str) -> list[str]:
+    return [*params.pairs[pair].sources, params.pairs[pair].target]
+
+
+def _bundled_files(params: Params, dataset: str) -> list[Path]:
+    """The dataset's files in the bundle (what the download stage copies in ``data.source: bundled``)."""
+    names: list[str] = []
+    for value in params.datasets[dataset].files.values():
+        names.extend([value] if isinstance(value, str) else value)
+    return [Path(params.paths.bundled) / name for name in names]
+
+
+def _metric(path: Path) -> Output:
+    return Output(path, "metrics", cache=False)
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _download_arguments(params: Any, dataset: str) -> dict[str, Any]:
+    return {"params": declared(params, ["data", f"datasets.{dataset}"], "download"), "name": dataset}
+
+
+def _parse_arguments(params: Any, dataset: str) -> dict[str, Any]:
+    system = params.datasets[dataset].system
+    keys = ["parse", f"datasets.{dataset}"]
+    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "parser_settings")]
+    return {"params": declared(params, keys, "parse"), "name": dataset}
+
+
+def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
+    return {"params": declared(params, ["seed", "sessionize", f"datasets.{dataset}"], "sessionize"), "name": dataset}
+
+
+def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
+    return {"params": declared(params, ["embed"], "embed")}
+
+
+def _tensors_arguments(params: Any, system: str) -> dict[str, Any]:
+    return {"params": declared(params, ["tensors", f"systems.{system}.dataset"], "tensors"), "system": system}
+
+
+def _paths(params: Any) -> ArtifactPaths:
+    return ArtifactPaths(unwrap(params.paths))
+
+
+def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seed": params.seed,
+            "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
+def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
+    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "mlflow"]
+    return {"params": declared(params, keys, "baselines"), "system": system}
+
+
+def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.evaluate, "seed": params.seed,
+            "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
+def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
+    return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
+
+
+def _report_arguments(params: Any, _: str) -> dict[str, Any]:
+    return {"pairs": params.pairs, "evaluate": params.evaluate, "tracking": params.mlflow, "paths": _paths(params)}
+
+
+STAGES: list[Stage] = [
+    Stage(
+        "download", "copy (bundled) or fetch (loghub) one dataset", "dataset",
+        "zerolog.data.download:download_dataset", _download_arguments,
+        deps=lambda params, paths, dataset: _bundled_files(params, dataset),
+        outputs=lambda params, paths, dataset: [Output(paths.raw(dataset))],
+    ),
+    Stage(
+        "parse", "parse one dataset's logs into lines and templates", "dataset",
+        "zerolog.data.parse:parse_dataset", _parse_arguments,
+        deps=lambda params, paths, dataset: [paths.raw(dataset)],
+        outputs=lambda params, paths, dataset: [
+            Output(paths.parsed(dataset)), _metric(paths.stage_metrics("parse", dataset))
+        ],
+    ),
+    Stage(
+        "sessionize", "group one dataset's lines into labeled, split sessions", "dataset",
+        "zerolog.data.sessionize:sessionize_dataset", _sessionize_arguments,
+        deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
+        outputs=lambda params, paths, dataset: [
+            Output(paths.sessions(dataset)), _metric(paths.stage_metrics("sessionize", dataset))
+        ],
+    ),
+    Stage(
+        "embed", "embed every template of every dataset into one semantic space", None,
+        "zerolog.features.embed:embed_templates", _embed_arguments,
+        deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
+        outputs=lambda params, paths, _: [
+            Output(paths.template_vectors(), persist=True), _metric(paths.metrics_file("embed"))
+        ],
+    ),
+    Stage(
+        "tensors", "one system's sessions as padded template-index sequences, labels, splits, counts", "system",
+        "zerolog.features.tensors:build_tensors", _tensors_arguments,
+        deps=lambda params, paths, system: [
+            paths.sessions(params.systems[system].dataset), paths.template_vectors()
+        ],
+        outputs=lambda params, paths, system: [
+            Output(paths.tensors(system)), _metric(paths.stage_metrics("tensors", system))
+        ],
+    ),
+    Stage(
+        "train", "every transfer method on one source->target pair", "pair",
+        "zerolog.training.pipeline:train_pair", _train_arguments,
+        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        outputs=lambda params, paths, pair: [
+            Output(paths.models(pair)),
+            Output(paths.pair_scores(pair)),
+            Output(paths.plots("train", pair), "plots", cache=False,
+                   plot={"template": "linear", "x": "epoch", "y": "val/f1"}),
+        ],
+    ),
+    Stage(
+        "baselines", "target-only label-free detectors and the supervised ORACLE on one system", "system",
+        "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
+        deps=lambda params, paths, system: [paths.tensors(system)],
+        outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
+    ),
+    Stage(
+        "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
+        "zerolog.evaluation.evaluate:evaluate_pair", _evaluate_arguments,
+        deps=lambda params, paths, pair: [
+            *[paths.tensors(system) for system in _pair_systems(params, pair)],
+            paths.pair_scores(pair),
+            paths.target_scores(params.pairs[pair].target),
+        ],
+        outputs=lambda params, paths, pair: [
+            _metric(paths.pair_metrics(pair)),
+            Output(paths.report("evaluate") / f"{pair}.json", cache=False),
+            Output(paths.plots("evaluate", pair) / "pr", "plots", cache=False,
+                   plot={"template": "simple", "x": "recall", "y": "precision"}),
+            Output(paths.plots("evaluate", pair) / "confusion", "plots", cache=False,
+                   plot={"template": "confusion", "x": "actual", "y": "predicted"}),
+            Output(paths.plots("evaluate", pair) / "pr_curves.png", "plots", cache=False),
+        ],
+    ),
+    Stage(
+        "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
+        "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
+        deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
+        outputs=lambda params, paths, _: [
+            Output(paths.report("transfer_signals.md"), cache=False),
+            Output(paths.report("transfer_signals.json"), cache=False),
+        ],
+    ),
+    Stage(
+        "report", "the results table, the F1 heatmap and the README block", None,
+        "zerolog.report:build_report", _report_arguments,
+        deps=lambda params, paths, _: [paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+        outputs=lambda params, paths, _: [
+            Output(paths.report("results.md"), cache=False),
+            Output(paths.report("f1_heatmap.png"), "plots", cache=False),
+        ],
+    ),
+]  # fmt: skip
+
+STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+def stage_named(name: str) -> Stage:
+    if name not in STAGES_BY_NAME:
+        raise ConfigError(f"unknown stage {name!r} (known: {', '.join(STAGES_BY_NAME)})")
+    return STAGES_BY_NAME[name]
+
+
+def run_stage(name: str, arguments: list[str]) -> None:
+    """Run stage ``name`` for the item in ``arguments`` (none for a single stage); a ZerologError is one line."""
+    stage = stage_named(name)
+    usage = f"usage: python pipeline/{name}.py" + (f" {stage.each.upper()}" if stage.each else "")
+    if len(arguments) != (1 if stage.each else 0) or (arguments and arguments[0] in ("-h", "--help")):
+        sys.exit(usage)
+    item = arguments[0] if arguments else ""
+    try:
+        stage.call(load_params(), item)
+    except ZerologError as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,71 @@
+"""Shared test fixtures: the repository's params.yaml made small and pointed at a temporary folder, and a way to run
+a stage exactly as ``pipeline/<stage>.py`` does (through the stage table, so only its declared params reach it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zerolog.config import Params, parse_params, read_yaml
+from zerolog.stages import stage_named
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+OUTPUT_PATHS = ("raw", "parsed", "sessions", "features", "tensors", "models", "scores", "metrics", "plots", "reports")
+
+
+_STORE: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's MLflow store folder (make_params points every test's params at it)."""
+    _STORE["folder"] = tmp_path_factory.mktemp("mlflow-store")
+    return _STORE["folder"]
+
+
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """``raw["a"]["b"] = value`` for ``dotted`` ``a.b`` (a params override, as ``dvc exp run -S`` gives it)."""
+    node = raw
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def make_params(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Params:
+    """The repository's params.yaml with every output under ``tmp_path``, a tiny model and short runs.
+
+    ``overrides`` maps dotted keys to values, applied last.
+    """
+    raw = read_yaml((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+    raw["paths"]["bundled"] = str(REPOSITORY / raw["paths"]["bundled"])
+    for name in OUTPUT_PATHS:
+        raw["paths"][name] = str(tmp_path / name)
+    raw["paths"]["checksums"] = str(tmp_path / "checksums.json")
+    raw["paths"]["archives"] = str(tmp_path / "archives")
+    raw["evaluate"]["bootstrap"]["samples"] = 50
+    raw["evaluate"]["unsupervised"]["n_estimators"] = 30
+    raw["evaluate"]["oracle"]["model"] = "logistic_regression"  # the neural oracle has its own test
+    raw["train"].update({"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "device": "cpu", "torch_threads": 1,
+                         "method_workers": 1})  # fmt: skip
+    raw["train"]["encoder"].update({"hidden_size": 8, "num_layers": 1})
+    raw["train"]["domain"]["discriminator_hidden_size"] = 8
+    # One MLflow store for the whole session (creating a sqlite store costs seconds); an experiment per test folder.
+    raw["mlflow"]["tracking_uri"] = f"sqlite:///{_STORE['folder'] / 'mlflow.db'}"
+    raw["mlflow"]["experiment"] = f"test-{tmp_path.name}-{abs(hash(str(tmp_path)))}"
+    for dotted, value in (overrides or {}).items():
+        set_dotted(raw, dotted, value)
+    return parse_params(raw, "params.yaml")
+
+
+@pytest.fixture
+def small_params(tmp_path: Path) -> Params:
+    """make_params(tmp_path): the pipeline's own params, small and in a temporary folder."""
+    return make_params(tmp_path)
+
+
+def call_stage(name: str, params: Params, item: str = "") -> None:
+    """Run stage ``name`` for ``item`` as pipeline/<name>.py does: only its declared params reach the function."""
+    stage_named(name).call(params, item)

@@ -1,0 +1,138 @@
+"""The stage table and the dvc.yaml generated from it: honest params and code deps, per-pair inputs, no drift."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPOSITORY, make_params
+from zerolog.config import PairConfig, load_params, parse_params, read_yaml
+from zerolog.errors import ConfigError
+from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap
+from zerolog.pipeline_file import import_closure, pipeline_definition, render
+from zerolog.stages import STAGES, stage_named
+
+
+def _definition(params) -> dict:
+    return pipeline_definition(params, REPOSITORY)["stages"]
+
+
+def test_committed_dvc_yaml_is_what_params_and_code_give() -> None:
+    """Editing params.yaml's systems/datasets/pairs or a stage's imports without regenerating dvc.yaml fails here."""
+    params = load_params(REPOSITORY / "params.yaml")
+    committed = (REPOSITORY / "dvc.yaml").read_text(encoding="utf-8")
+    assert committed == render(params, REPOSITORY), "dvc.yaml is stale: run `python -m zerolog.pipeline_file`"
+
+
+def test_every_stage_has_its_script() -> None:
+    for stage in STAGES:
+        script = REPOSITORY / "pipeline" / f"{stage.name}.py"
+        assert script.is_file() and f'run_stage("{stage.name}"' in script.read_text(encoding="utf-8")
+
+
+def test_recorded_params_are_the_keys_a_stage_picks() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    stages = _definition(params)
+    assert stages["train-hdfs-bgl"]["params"] == ["mlflow", "pairs.hdfs-bgl", "seed", "train"]
+    assert stages["parse-hdfs_logs"]["params"] == [
+        "datasets.hdfs_logs", "parse", "systems.hdfs.log_format", "systems.hdfs.parser_settings",
+        "systems.hdfs.regex", "systems.hdfs.timestamp",
+    ]  # fmt: skip
+    assert "evaluate" in stages["evaluate-hdfs-bgl"]["params"] and "train" not in stages["evaluate-hdfs-bgl"]["params"]
+
+
+def test_a_stage_cannot_read_an_undeclared_key() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    view = declared(params, ["parse", "systems.hdfs.regex"], "parse")
+    assert view.parse.max_unmatched_share == params.parse.max_unmatched_share
+    assert view.systems["hdfs"].regex == params.systems["hdfs"].regex
+    assert view.paths == params.paths  # where artifacts live is always readable
+    with pytest.raises(UndeclaredParamsError, match="'train'"):
+        _ = view.train
+    with pytest.raises(UndeclaredParamsError, match="'systems.hdfs.log_format'"):
+        _ = view.systems["hdfs"].log_format
+    with pytest.raises(UndeclaredParamsError, match="iterated params key 'systems'"):
+        list(view.systems)
+
+
+def test_recording_keeps_the_depth_at_which_a_value_leaves_the_view() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    view = RecordingParams(params)
+    picked = {"whole": view.train, "leaf": view.systems["bgl"].regex, "seed": view.seed}
+    unwrap(picked)
+    assert minimal_keys(view.recorded) == ["seed", "systems.bgl.regex", "train"]
+
+
+def test_code_deps_are_the_import_closure_and_respect_the_layers() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    stages = _definition(params)
+    train = stages["train-hdfs-bgl"]["deps"]
+    assert {"pipeline/train.py", "src/zerolog/training/loop.py", "src/zerolog/model/encoder.py",
+            "src/zerolog/artifacts.py"} <= set(train)  # fmt: skip
+    assert not any("evaluation/" in dep for dep in train)
+    evaluate = stages["evaluate-hdfs-bgl"]["deps"]
+    assert "src/zerolog/evaluation/thresholds.py" in evaluate and not any("training/" in dep for dep in evaluate)
+    assert not any(dep.endswith(("stages.py", "pipeline_file.py")) for stage in stages.values() for dep in stage["deps"])
+    closure = {path.name for path in import_closure("zerolog.metrics")}
+    assert closure == {"__init__.py", "metrics.py", "errors.py"}
+
+
+def test_a_pair_depends_on_its_own_systems_only() -> None:
+    params = load_params(REPOSITORY / "params.yaml")
+    stages = _definition(params)
+    data = lambda name: [dep for dep in stages[name]["deps"] if dep.startswith(params.paths.tensors)]  # noqa: E731
+    assert data("train-hdfs-bgl") == [f"{params.paths.tensors}/hdfs", f"{params.paths.tensors}/bgl"]
+    assert data("train-bgl_openstack-hdfs") == [f"{params.paths.tensors}/{s}" for s in ("bgl", "openstack", "hdfs")]
+
+
+def _with_new_system(tmp_path: Path) -> tuple[dict, dict]:
+    """The stage graph of params.yaml, and of params.yaml plus a system `zookeeper` and its pairs (added by params)."""
+    raw = read_yaml((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+    before = _definition(parse_params(raw))
+    raw["systems"]["zookeeper"] = {**raw["systems"]["hdfs"], "dataset": "zookeeper_logs"}
+    raw["datasets"]["zookeeper_logs"] = {**raw["datasets"]["hdfs_logs"], "system": "zookeeper"}
+    raw["datasets"]["zookeeper_logs"].pop("loghub")
+    raw["pairs"]["hdfs-zookeeper"] = {"sources": ["hdfs"], "target": "zookeeper"}
+    raw["pairs"]["zookeeper-bgl"] = {"sources": ["zookeeper"], "target": "bgl"}
+    return before, _definition(parse_params(raw))
+
+
+def test_adding_a_system_touches_only_its_stages_its_pairs_and_the_summaries(tmp_path: Path) -> None:
+    """What DVC reruns after a system is added: the new system's own stages, its pairs, embed and report (whose
+    inputs grow). Every existing train/evaluate/baselines/tensors entry is unchanged, so those rerun only if their
+    input files change (embedding each template alone keeps the existing systems' vectors, and tensors, identical)."""
+    before, after = _with_new_system(tmp_path)
+    changed = {name for name in after if before.get(name) != after[name]}
+    assert changed == {
+        "download-zookeeper_logs", "parse-zookeeper_logs", "sessionize-zookeeper_logs", "tensors-zookeeper",
+        "baselines-zookeeper", "train-hdfs-zookeeper", "train-zookeeper-bgl", "evaluate-hdfs-zookeeper",
+        "evaluate-zookeeper-bgl", "embed", "report",
+    }  # fmt: skip
+    assert set(before) <= set(after)
+
+
+def test_a_mistyped_key_in_a_dataset_is_the_projects_one_line_error(tmp_path: Path) -> None:
+    raw = read_yaml((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+    raw["datasets"]["hdfs_logs"]["sytem"] = raw["datasets"]["hdfs_logs"].pop("system")
+    with pytest.raises(ConfigError, match=r"datasets\.hdfs_logs\.sytem: unknown key"):
+        parse_params(raw)
+
+
+def test_stage_names_are_dvc_names_and_unknown_items_are_refused(tmp_path: Path) -> None:
+    params = make_params(tmp_path)
+    names = list(_definition(params))
+    assert all(set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-") for name in names)
+    with pytest.raises(ConfigError, match="pair 'nowhere' is not in params"):
+        stage_named("train").call(params, "nowhere")
+    clash = dataclasses.replace(params, pairs={**params.pairs, "bgl_openstack-hdfs": PairConfig(["bgl"], "hdfs")})
+    with pytest.raises(ConfigError, match="twice"):
+        pipeline_definition(clash, REPOSITORY)
+
+
+def test_generated_file_is_valid_yaml_with_a_header() -> None:
+    text = (REPOSITORY / "dvc.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# GENERATED")
+    assert set(yaml.safe_load(text)) == {"stages"}
