@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test test-all gate gate-full baseline-update ui bench parse-accuracy clean
+.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench parse-accuracy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## dvc.yaml from the stage table (src/zerolog/stages.py) and params.yaml: after adding a system, dataset or pair.
+pipeline: install
+	$(BIN)/python -m zerolog.pipeline_file
+
 ## Main job: the whole pipeline on the bundled real data (offline).
-run: install
+run: pipeline
 	$(BIN)/dvc repro
 
 ## Tests (fast + integration; `make test-all` adds the slow ones).

@@ -5,19 +5,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_tensors, write_train_status
+from zerolog.artifacts import ArtifactPaths
 from zerolog.errors import DataError
-from zerolog.evaluation.baselines import run_target_baselines
-from zerolog.evaluation.evaluate import evaluate_pair
 from zerolog.report import (
     README_END,
     README_START,
-    build_report,
+    ReportSettings,
     f1_matrix,
     read_pair_metrics,
     replace_between_markers,
     update_readme_results,
 )
+
+
+def settings_of(params) -> ReportSettings:
+    return ReportSettings(params.pairs, params.evaluate, ArtifactPaths(params.paths))
 
 SKIP_REASON = "no usable source (source openstack: 0 labeled anomalies in its train split)"
 
@@ -31,14 +35,14 @@ def reported(tmp_path_factory):
     write_tensors(params, "bgl", sessions=500, anomaly_share=0.1, seed=2)
     write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)
     for system in ("hdfs", "bgl", "openstack"):
-        run_target_baselines(params, system)
+        call_stage("baselines", params, system)
     for pair, config in params.pairs.items():
         if config.sources == ["openstack"]:
             write_train_status(params, pair, status="skipped", reason=SKIP_REASON, methods={})
         else:
             build_pair(params, pair)
-        evaluate_pair(params, pair)
-    build_report(params)
+        call_stage("evaluate", params, pair)
+    call_stage("report", params)
     return params
 
 
@@ -48,7 +52,7 @@ def _results(params) -> str:
 
 def test_table_has_every_pair_and_method_with_the_data_measured_on(reported):
     text = _results(reported)
-    metrics = read_pair_metrics(reported)
+    metrics = read_pair_metrics(settings_of(reported))
     header = next(line for line in text.splitlines() if line.startswith("| pair | status | measured on"))
     for method in reported.evaluate.methods:
         assert method in header
@@ -68,7 +72,7 @@ def test_table_has_every_pair_and_method_with_the_data_measured_on(reported):
 
 def test_details_name_rules_auc_and_precision_recall(reported):
     text = _results(reported)
-    metrics = read_pair_metrics(reported)["hdfs-bgl"]["methods"]
+    metrics = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]
     zerolog = metrics["zerolog"]
     line = next(row for row in text.split("### hdfs-bgl")[1].splitlines() if row.startswith("| zerolog | `source_val`"))
     for key in ("precision", "recall", "f1", "pr_auc", "roc_auc"):
@@ -90,7 +94,7 @@ def test_published_figures_and_the_subset_note(reported):
     for figure in ("81.12%", "79.34%", "73.59%", "71.34%", "F1 > 0.80"):
         assert figure in text
     assert "full HDFS_v1, BGL and OpenStack datasets" in text and "bundled subsets" in text
-    ours = read_pair_metrics(reported)["hdfs-bgl"]["methods"]["zerolog"]["precision"]
+    ours = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["zerolog"]["precision"]
     assert f"| hdfs-bgl | 81.12% | {100 * ours:.2f}% |" in text
     assert "| openstack-bgl | 73.59% | skipped | skipped |" in text
 
@@ -98,7 +102,7 @@ def test_published_figures_and_the_subset_note(reported):
 def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
     data = (Path(reported.paths.reports) / "f1_heatmap.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    results = read_pair_metrics(reported)
+    results = read_pair_metrics(settings_of(reported))
     matrix = f1_matrix(results, reported.evaluate.methods)
     pairs = list(results)
     assert np.isnan(matrix[pairs.index("hdfs-openstack")]).all()
@@ -113,14 +117,14 @@ def test_report_run_holds_both_artifacts(reported):
     (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'report'")
     names = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "report")}
     assert names == {"report/results.md", "report/f1_heatmap.png"}
-    zerolog = read_pair_metrics(reported)["hdfs-bgl"]["methods"]["zerolog"]["f1"]
+    zerolog = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["zerolog"]["f1"]
     assert run.data.metrics["f1/hdfs-bgl/zerolog"] == pytest.approx(zerolog)
 
 
 def test_readme_block_is_replaced_between_markers(reported, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{README_START}\nold table\n{README_END}\n\nafter\n", encoding="utf-8")
-    update_readme_results(reported, readme)
+    update_readme_results(settings_of(reported), readme)
     text = readme.read_text(encoding="utf-8")
     assert "old table" not in text and text.startswith("# title") and text.endswith("after\n")
     assert "| pair | status | measured on" in text.split(README_START)[1].split(README_END)[0]
@@ -133,7 +137,7 @@ def test_readme_without_proper_markers_fails_and_stays_untouched(reported, tmp_p
     readme = tmp_path / "README.md"
     readme.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match="README.md"):
-        update_readme_results(reported, readme)
+        update_readme_results(settings_of(reported), readme)
     assert readme.read_text(encoding="utf-8") == content
 
 
@@ -145,4 +149,4 @@ def test_replace_between_markers_names_the_missing_marker():
 def test_missing_pair_metrics_is_a_data_error(tmp_path):
     params = make_params(tmp_path)
     with pytest.raises(DataError, match="hdfs-bgl.json: file not found"):
-        build_report(params)
+        call_stage("report", params)

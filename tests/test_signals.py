@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from conftest import call_stage
 from test_training import write_system
 
 from zerolog.config import ConfigError, load_params
@@ -91,8 +92,8 @@ def test_diagnose_writes_the_report_and_metrics(tmp_path: Path) -> None:
     write_system(tmp_path / "tensors" / "a", "a", sessions=300, table=table_a, seed=21)
     write_system(tmp_path / "tensors" / "b", "b", sessions=300, table=table_b, seed=22)
     params = write_params(tmp_path, ["a", "b"])
-    signals.diagnose(params)
-    metrics = json.loads((tmp_path / "metrics" / "diagnose.json").read_text())
+    call_stage("diagnose", params)
+    metrics = json.loads((tmp_path / "reports" / "transfer_signals.json").read_text())
     assert metrics["split"] == "val" and set(metrics["systems"]) == {"a", "b"}
     for system in ("a", "b"):
         aucs = metrics["systems"][system]["roc_auc"]
@@ -110,7 +111,7 @@ def test_a_validation_split_without_anomalies_is_a_one_line_error(tmp_path: Path
     write_system(tmp_path / "tensors" / "a", "a", sessions=200, table=table_a, seed=31)
     write_system(tmp_path / "tensors" / "b", "b", sessions=200, table=table_b, seed=32, anomaly_share=0.0)
     with pytest.raises(DataError, match="system b: its validation split needs both normal and anomalous sessions"):
-        signals.diagnose(write_params(tmp_path, ["a", "b"]))
+        call_stage("diagnose", write_params(tmp_path, ["a", "b"]))
 
 
 @pytest.mark.parametrize(

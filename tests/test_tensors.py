@@ -202,7 +202,7 @@ def test_lazy_loading_and_dataset(built) -> None:
     batch_index, batch_lengths, batch_labels = next(iter(DataLoader(SessionDataset(tensors, range(5)), batch_size=5)))
     assert batch_index.shape == (5, MAX_LEN)
     assert batch_lengths.tolist() == [3, 4, 1, 4, 2] and batch_labels.tolist() == [0, 1, -1, 1, -1]
-    embedded = tensors.vector_table()[batch_index]  # (batch, max_len, dim)
+    embedded = torch.from_numpy(np.array(tensors.vectors))[batch_index]  # (batch, max_len, dim)
     assert embedded.shape == (5, MAX_LEN, DIM)
     assert torch.all(embedded[2, 1:] == 0)  # padding rows are zero vectors
 
