@@ -358,6 +358,18 @@ class OracleConfig:
 
 
 @dataclass(frozen=True)
+class LevelRuleConfig:
+    """The label-free ``level_rule`` baseline (stage baselines): a session is anomalous when any of its lines has one
+    of these levels (compared case-insensitively). No score to threshold: the rule itself decides."""
+
+    levels: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.levels or not all(level.strip() for level in self.levels):
+            raise ConfigError(f"evaluate.level_rule.levels: name at least one non-empty level, got {self.levels}")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Evaluation of every method of a pair on the target's test split (the only reader of target test labels)."""
 
@@ -369,6 +381,7 @@ class EvaluateConfig:
     min_test_anomalies: int
     bootstrap: BootstrapConfig
     unsupervised: UnsupervisedConfig
+    level_rule: LevelRuleConfig
     oracle: OracleConfig
     pr_curve_points: int  # at most this many points per method in the PR-curve plot data
 

@@ -25,7 +25,7 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 SCORE_COLUMNS = ("domain", "split", "row", "system", "score")
 # Methods fit on the target alone (stage baselines); their scores live in scores/target-<system>/.
-TARGET_ONLY_METHODS = ("unsupervised_target", "supervised_target")
+TARGET_ONLY_METHODS = ("unsupervised_target", "level_rule", "supervised_target")
 ORACLE_METHODS = frozenset({"supervised_target"})
 
 
