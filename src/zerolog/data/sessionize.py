@@ -529,9 +529,10 @@ def _load_events(
         key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")
     }
     lines = events_so_far = 0
-    # template and status are read as dictionary indices (never one string per line); pre_buffer=False: with it,
+    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with it,
     # Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
-    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=["template", "status"])
+    dictionary_columns = ["template", "status", *(["level"] if has_level else [])]
+    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=dictionary_columns)
     for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
         lines += batch.num_rows
         status = batch.column("status")
@@ -551,7 +552,7 @@ def _load_events(
             values = pc.fill_null(pc.cast(batch.column(group_column), pa.string()), "<none>")
             chunks["groups"].append(_codes_in_first_seen_order(values, group_codes))
         if has_level:
-            chunks["levels"].append(_codes_with_nulls(pc.cast(batch.column("level"), pa.string()), level_codes))
+            chunks["levels"].append(_codes_with_nulls(batch.column("level"), level_codes))
         if collector is not None:
             collector.add(batch.column("content").to_pylist(), events_so_far)
         events_so_far += batch.num_rows
