@@ -30,8 +30,12 @@ def write_tensors(
     test_anomalies: int | None = None,
     unlabeled_share: float = 0.0,
     templates: int = 12,
+    levels: bool = False,
 ) -> dict[str, np.ndarray]:
     """labels.npy, split.npy (60/10/30 in order), counts.npy and meta.json for one system.
+
+    ``levels``: also level_counts.npy and meta ``level_names`` (INFO, WARNING, ERROR): every session has INFO lines,
+    80% of the anomalous ones and 2% of the normal ones an ERROR line, 10% of all a WARNING line (the level_rule input).
 
     Normal sessions follow one of three workflows (low-rank counts, like real logs); anomalous sessions add a rare
     template that no normal session has, so a count-based detector can find them.
@@ -68,8 +72,21 @@ def write_tensors(
     (directory / "session_ids.json").write_text(json.dumps([f"{system}-{row}" for row in range(sessions)]))
     dataset = params.systems[system].dataset
     meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len}
+    arrays = {"labels": labels, "split": split, "counts": counts}
+    if levels:
+        level_counts = np.zeros((sessions, 3), dtype=np.int32)  # (sessions, [ERROR, INFO, WARNING])
+        level_counts[:, 1] = counts.sum(axis=1).astype(np.int32)
+        error_share = np.where(labels == 1, 0.8, 0.02)
+        level_counts[:, 0] = generator.random(sessions) < error_share
+        level_counts[:, 2] = generator.random(sessions) < 0.1
+        meta["level_names"] = ["ERROR", "INFO", "WARNING"]
+        arrays["level_counts"] = level_counts
+    else:
+        level_counts = np.zeros((sessions, 0), dtype=np.int32)  # the data carries no level field
+        meta["level_names"] = []
+    np.save(directory / "level_counts.npy", level_counts)
     (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    return {"labels": labels, "split": split, "counts": counts}
+    return arrays
 
 
 def _session_counts(generator: np.random.Generator, labels: np.ndarray, templates: int) -> np.ndarray:

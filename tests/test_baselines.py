@@ -121,3 +121,31 @@ def test_neural_oracle_uses_the_training_loop_and_logs_a_run(tmp_path):
     assert run.data.tags["pair"] == "target-bgl" and run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/f1")] == [1, 2]  # per-epoch, oracle val
     assert arrays["labels"].size == 300
+
+
+def test_level_rule_flags_exactly_the_sessions_with_a_listed_level_and_reads_no_label(tmp_path):
+    params = make_params(tmp_path, {"evaluate.unsupervised.n_estimators": 20,
+                                    "evaluate.level_rule.levels": ["error", "FATAL"]})  # case-insensitive
+    arrays = write_tensors(params, "bgl", sessions=300, anomaly_share=0.1, seed=6, levels=True)
+    call_stage("baselines", params, "bgl")
+    directory = Path(params.paths.scores) / "target-bgl"
+    frame, metadata = read_scores(directory / "level_rule.parquet")
+    expected = (arrays["level_counts"][:, 0] > 0).astype(float)  # column 0 is ERROR; WARNING is not listed here
+    np.testing.assert_array_equal(frame["score"].to_numpy(), expected)
+    assert list(frame["row"]) == list(range(300)) and metadata["levels"] == ["error", "FATAL"]
+    assert metadata["oracle"] is False and metadata["threshold_source_val"] is None
+    status = json.loads((directory / "status.json").read_text())["methods"]["level_rule"]
+    assert status["status"] == "written" and status["flagged_sessions"] == int(expected.sum())
+    np.save(Path(params.paths.tensors) / "bgl" / "labels.npy", np.full(300, -1, dtype=np.int8))  # no label at all
+    call_stage("baselines", params, "bgl")
+    np.testing.assert_array_equal(read_scores(directory / "level_rule.parquet")[0]["score"].to_numpy(), expected)
+
+
+def test_level_rule_is_not_available_with_its_reason_where_the_data_has_no_levels(tmp_path):
+    params = make_params(tmp_path, {"evaluate.unsupervised.n_estimators": 20})
+    write_tensors(params, "bgl", sessions=200, anomaly_share=0.1, seed=7)  # meta.json names no levels
+    call_stage("baselines", params, "bgl")
+    directory = Path(params.paths.scores) / "target-bgl"
+    assert not (directory / "level_rule.parquet").exists()
+    status = json.loads((directory / "status.json").read_text())["methods"]["level_rule"]
+    assert status["status"] == "not_available" and "bgl (bgl_100k): the data carries no level field" in status["reason"]

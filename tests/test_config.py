@@ -104,6 +104,19 @@ def test_key_errors_name_the_file_and_key(path, value, message):
         ("datasets.openstack_2k.label", {"rule": "source_file"}, "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two"),
         ("datasets.hdfs_logs.files.labels", DELETE, "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)"),
         ("datasets.hdfs_deeplog.anomaly_share", 1.5, "datasets.hdfs_deeplog.anomaly_share: must lie in (0, 1)"),
+        # a dataset's own line layout, and the session-per-file rule
+        ("datasets.openstack_devstack.log_format", "<Level> <Component>", "datasets.openstack_devstack.log_format: has no <Content>"),
+        ("datasets.openstack_devstack.log_format", "<Level> ( <Content>", "datasets.openstack_devstack.log_format: invalid regex"),
+        ("datasets.openstack_devstack.timestamp", {"fields": ["Date"], "format": "%Y"},
+         "datasets.openstack_devstack.timestamp.fields: 'Date' is not a header field"),
+        ("datasets.openstack_devstack.timestamp", DELETE,
+         "systems.openstack.timestamp.fields: 'Date' is not a header field"),  # its own format, the system's timestamp
+        ("datasets.hdfs_deeplog.log_format", "<Content>", "datasets.hdfs_deeplog.log_format: only for kind raw"),
+        ("datasets.bgl_100k.session", {"rule": "file"}, "datasets.bgl_100k.session.rule: file needs kind raw"),
+        ("datasets.hdfs_logs.session", {"rule": "file", "key_regex": "[^/]+"}, "session.key_regex: must have exactly 1 group"),
+        ("datasets.hdfs_logs.session.rule", "files", "datasets.hdfs_logs.session.rule: 'files' is not one of"),
+        ("evaluate.level_rule.levels", [], "evaluate.level_rule.levels: name at least one non-empty level"),
+        ("evaluate.level_rule", DELETE, "evaluate.level_rule: missing key"),
     ],
 )
 def test_cross_key_checks_name_the_key(path, value, message):
@@ -152,3 +165,12 @@ def test_params_survive_dvc_exp_run_set_param(tmp_path, override):
 def test_train_counts_must_be_positive(key):
     with pytest.raises(ConfigError, match=rf"params.yaml: train\.{key}: must be at least 1, got 0"):
         parse_params(changed(f"train.{key}", 0))
+
+
+def test_a_dataset_layout_replaces_its_systems_and_a_file_rule_needs_no_regex():
+    params = parse_params(changed("datasets.hdfs_logs.session", {"rule": "file"}), "params.yaml")
+    devstack = params.dataset_system("openstack_devstack")
+    assert devstack.log_format == params.datasets["openstack_devstack"].log_format
+    assert devstack.timestamp.fields == [] and devstack.regex == params.systems["openstack"].regex
+    assert params.dataset_system("openstack_instances") == params.systems["openstack"]
+    assert params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None

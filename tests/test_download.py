@@ -197,6 +197,69 @@ def test_bundled_mode_rejects_missing_or_empty_file(tmp_path: Path, problem: str
     assert_no_output(params, "hdfs_logs")
 
 
+def runs_bundle(tmp_path: Path) -> Path:
+    """A session-per-file bundle: real HDFS_2k lines in run folders, a hidden file, and a label file beside them."""
+    bundle = tmp_path / "bundle"
+    lines = first_lines(BUNDLED / "HDFS" / "HDFS_2k.log", 30).splitlines(keepends=True)
+    for index, run in enumerate(["run-b", "run-a", "run-c"]):
+        (bundle / "HDFS" / "runs" / run).mkdir(parents=True)
+        (bundle / "HDFS" / "runs" / run / "datanode.log").write_bytes(b"".join(lines[10 * index : 10 * index + 5]))
+        (bundle / "HDFS" / "runs" / run / "namenode.log").write_bytes(b"".join(lines[10 * index + 5 : 10 * index + 10]))
+    (bundle / "HDFS" / "runs" / ".cache").write_bytes(b"not a log\n")
+    (bundle / "HDFS" / "labels.csv").write_bytes(b"run,label\nrun-a,Normal\n")
+    return bundle
+
+
+@pytest.mark.parametrize(
+    "logs,expected",
+    [
+        ("HDFS/runs", [f"run-{run}/{node}.log" for run in "abc" for node in ("datanode", "namenode")]),
+        ("HDFS/runs/", [f"run-{run}/{node}.log" for run in "abc" for node in ("datanode", "namenode")]),
+        ("HDFS/runs/*/namenode.log", [f"run-{run}/namenode.log" for run in "abc"]),
+        ("HDFS/runs/run-[ab]/*", [f"run-{run}/{node}.log" for run in "ab" for node in ("datanode", "namenode")]),
+    ],
+    ids=["folder", "folder-slash", "glob", "glob-class"],
+)
+def test_a_folder_or_glob_of_logs_is_listed_sorted_in_the_manifest(tmp_path: Path, logs: str, expected) -> None:
+    bundle = runs_bundle(tmp_path)
+
+    def edit(raw: dict) -> None:
+        raw["paths"]["bundled"] = str(bundle)
+        raw["datasets"]["hdfs_runs"] = {
+            "kind": "raw", "system": "hdfs", "files": {"logs": [logs], "labels": "HDFS/labels.csv"},
+            "session": {"rule": "file", "key_regex": "^([^/]+)/"}, "label": {"rule": "key_file"},
+            "split": {"method": "random"},
+        }
+
+    params = make_params(tmp_path, source="bundled", edit=edit)
+    download_dataset(params, "hdfs_runs")
+    folder = Path(params.paths.raw) / "hdfs_runs"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == {"logs": expected, "labels": "labels.csv"}  # paths below the folder, sorted
+    for relative in expected:
+        assert (folder / relative).read_bytes() == (bundle / "HDFS" / "runs" / relative).read_bytes()
+        assert manifest["sha256"][relative] == sha256((folder / relative).read_bytes())
+    assert not (folder / ".cache").exists()
+
+
+def test_a_glob_that_finds_no_log_is_a_one_line_error(tmp_path: Path) -> None:
+    bundle = runs_bundle(tmp_path)
+
+    def edit(raw: dict) -> None:
+        raw["paths"]["bundled"] = str(bundle)
+        raw["datasets"]["hdfs_runs"] = {
+            "kind": "raw", "system": "hdfs", "files": {"logs": ["HDFS/runs/*/*.txt"]},
+            "session": {"rule": "file"}, "split": {"method": "random"},
+        }
+
+    params = make_params(tmp_path, source="bundled", edit=edit)
+    with pytest.raises(DataError) as error:
+        download_dataset(params, "hdfs_runs")
+    message = assert_one_line(error)
+    assert "HDFS/runs/*/*.txt: no log file in this pattern (params datasets.hdfs_runs.files.logs[0])" in message
+    assert_no_output(params, "hdfs_runs")
+
+
 def test_unknown_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="datasets.no_such_data: unknown dataset"):
         download_dataset(make_params(tmp_path, source="bundled"), "no_such_data")

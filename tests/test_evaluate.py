@@ -36,7 +36,7 @@ def evaluated(tmp_path_factory):
     them)."""
     params = make_params(tmp_path_factory.mktemp("evaluated"))
     write_tensors(params, "hdfs", sessions=400, anomaly_share=0.1, seed=1)
-    target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05)
+    target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05, levels=True)
     build_pair(params, PAIR)
     call_stage("baselines", params, "bgl")
     evaluate_pair(params, PAIR)
@@ -216,6 +216,32 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
     evaluate_pair(params, PAIR)
     assert _metrics(params)["methods"]["dann"] == {
         "status": "not_available", "reason": "diverged", "kind": "transfer", "oracle": False}
+
+
+def test_level_rule_is_reported_not_available_with_its_reason_where_the_target_has_no_levels(tmp_path):
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "level_rule"]})
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)  # no level field
+    write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
+    write_train_status(params, PAIR)
+    call_stage("baselines", params, "bgl")
+    evaluate_pair(params, PAIR)
+    entry = _metrics(params)["methods"]["level_rule"]
+    assert entry["status"] == "not_available" and entry["oracle"] is False
+    assert "bgl (bgl_100k): the data carries no level field" in entry["reason"]
+
+
+def test_level_rule_decides_by_itself(evaluated):
+    """Scores 0/1 read at fixed_0.5: a session is predicted anomalous exactly when it has a listed level."""
+    params, target = evaluated
+    entry = _metrics(params)["methods"]["level_rule"]
+    assert entry["threshold_rule"] == "fixed_0.5" and entry["rules"]["fixed_0.5"]["threshold"] == 0.5
+    test = (target["split"] == 2) & (target["labels"] >= 0)
+    flagged = target["level_counts"][test][:, [0, 2]].sum(axis=1) > 0  # ERROR or WARNING
+    anomalous = target["labels"][test] == 1
+    true_positives = int((flagged & anomalous).sum())
+    assert entry["precision"] == pytest.approx(true_positives / flagged.sum())
+    assert entry["recall"] == pytest.approx(true_positives / anomalous.sum())
 
 
 def test_scores_from_another_tensors_build_are_rejected(tmp_path):

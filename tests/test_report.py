@@ -32,7 +32,7 @@ def reported(tmp_path_factory):
     (2 test anomalies), OpenStack-only sources skipped; then the report stage."""
     params = make_params(tmp_path_factory.mktemp("reported"))
     write_tensors(params, "hdfs", sessions=500, anomaly_share=0.1, seed=1)
-    write_tensors(params, "bgl", sessions=500, anomaly_share=0.1, seed=2)
+    write_tensors(params, "bgl", sessions=500, anomaly_share=0.1, seed=2, levels=True)  # HDFS's data has no levels
     write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)
     for system in ("hdfs", "bgl", "openstack"):
         call_stage("baselines", params, system)
@@ -107,6 +107,14 @@ def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
     pairs = list(results)
     assert np.isnan(matrix[pairs.index("hdfs-openstack")]).all()
     assert not np.isnan(matrix[pairs.index("hdfs-bgl")]).any()
+
+
+def test_level_rule_is_a_column_of_the_table(reported):
+    text = _results(reported)
+    entry = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["level_rule"]
+    assert entry["threshold_rule"] == "fixed_0.5" and entry["oracle"] is False
+    row = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl |"))
+    assert f"{entry['f1']:.3f}" in row
 
 
 def test_report_run_holds_both_artifacts(reported):

@@ -14,7 +14,6 @@ from test_training import write_system
 
 from zerolog.config import ConfigError, load_params
 from zerolog.errors import DataError
-from zerolog.evaluation import signals
 from zerolog.evaluation.signals import (
     fit_probe,
     max_pooled,

@@ -53,7 +53,7 @@ def make_params(tmp_path: Path, max_len: int = MAX_LEN):
     return dataclasses.replace(params, paths=paths, tensors=dataclasses.replace(params.tensors, max_len=max_len))
 
 
-def write_sessions(params, sessions=SESSIONS, label_rule: str = "key_file") -> Path:
+def write_sessions(params, sessions=SESSIONS, label_rule: str = "key_file", levels: list | None = None) -> Path:
     frame = pd.DataFrame(
         {
             "session_id": [session[0] for session in sessions],
@@ -64,6 +64,8 @@ def write_sessions(params, sessions=SESSIONS, label_rule: str = "key_file") -> P
             "file_index": np.zeros(len(sessions), dtype=np.int16),
         }
     )
+    if levels is not None:  # the sessionize stage's column: one level per event, null lists where none
+        frame["levels"] = levels
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"label_rule": label_rule.encode()})
     path = Path(params.paths.sessions) / params.systems[SYSTEM].dataset / "sessions.parquet"
@@ -131,6 +133,37 @@ def test_labels_splits_counts_and_metrics(built) -> None:
     assert metrics["splits"]["train"] == {"sessions": 2, "anomalies": 1, "normal": 1, "unlabeled": 0}
     assert metrics["splits"]["val"] == {"sessions": 1, "anomalies": 0, "normal": 0, "unlabeled": 1}
     assert metrics["splits"]["test"] == {"sessions": 2, "anomalies": 1, "normal": 0, "unlabeled": 1}
+
+
+def test_level_counts_cover_the_whole_session_with_sorted_level_names(tmp_path: Path) -> None:
+    params = make_params(tmp_path)
+    levels = [
+        ["INFO", "ERROR", "INFO"],
+        ["INFO", "INFO", "INFO", "INFO", "WARNING", "ERROR"],  # blk_2: past max_len = 4, still counted
+        ["INFO"],
+        ["FATAL", "INFO", None, "INFO"],  # a line without a level counts nowhere
+        ["INFO", "INFO"],
+    ]
+    write_sessions(params, levels=levels)
+    write_vectors(params)
+    build_tensors(params, SYSTEM)
+    directory = Path(params.paths.tensors) / SYSTEM
+    meta = json.loads((directory / "meta.json").read_text())
+    assert meta["level_names"] == ["ERROR", "FATAL", "INFO", "WARNING"]
+    counts = np.load(directory / "level_counts.npy")
+    assert counts.dtype == np.int32
+    assert counts.tolist() == [[1, 0, 2, 0], [1, 0, 4, 1], [0, 0, 1, 0], [0, 1, 2, 0], [0, 0, 2, 0]]
+
+
+@pytest.mark.parametrize("levels", [None, [None] * 5], ids=["no-column", "null-lists"])
+def test_sessions_without_levels_give_no_level_columns(tmp_path: Path, levels) -> None:
+    params = make_params(tmp_path)
+    write_sessions(params, levels=levels)
+    write_vectors(params)
+    build_tensors(params, SYSTEM)
+    directory = Path(params.paths.tensors) / SYSTEM
+    assert json.loads((directory / "meta.json").read_text())["level_names"] == []
+    assert np.load(directory / "level_counts.npy").shape == (5, 0)
 
 
 @pytest.mark.parametrize(("max_len", "truncated"), [(1, 4), (3, 2), (6, 0), (10, 0)])

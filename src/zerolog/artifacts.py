@@ -88,6 +88,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
         MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
         MethodSpec("unsupervised_target", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
+        MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous"),
         MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
     )
 }
@@ -241,7 +242,8 @@ def read_scores(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- tensors
 
-ARRAY_FILES = ("index", "lengths", "labels", "split", "vectors", "counts")
+ARRAY_FILES = ("index", "lengths", "labels", "split", "vectors", "counts", "level_counts")
+LEVEL_COUNTS_FILE = "level_counts.npy"
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,7 +253,8 @@ class SystemTensors:
     Shapes: ``index`` (sessions, max_len) int32 rows of ``vectors``, 0 padding; ``lengths`` (sessions,) int32;
     ``labels`` (sessions,) int8 1/0/-1 (None when a stage must not read them: the target in training);
     ``split`` (sessions,) int8 0/1/2; ``vectors`` (templates + 1, dim) float32; ``counts`` (sessions,
-    templates + 1) float32 event counts.
+    templates + 1) float32 event counts; ``level_counts`` (sessions, levels) int32 lines per level of
+    ``meta["level_names"]`` over the whole session ((sessions, 0) where the data has no level field).
     """
 
     directory: Path
@@ -261,6 +264,7 @@ class SystemTensors:
     split: np.ndarray
     vectors: np.ndarray
     counts: np.ndarray
+    level_counts: np.ndarray
     meta: dict[str, Any] = field(repr=False)
 
     @property
@@ -275,6 +279,11 @@ class SystemTensors:
     def label_rule(self) -> str | None:
         rule = self.meta.get("label_rule")
         return None if rule is None else str(rule)
+
+    @property
+    def level_names(self) -> list[str]:
+        """Columns of ``level_counts``; empty where the data carries no level field."""
+        return [str(name) for name in self.meta.get("level_names") or []]
 
     @property
     def sessions(self) -> int:
@@ -325,6 +334,7 @@ def load_tensors(directory: str | Path) -> SystemTensors:
         "labels": (sessions,),
         "split": (sessions,),
         "counts": (sessions, arrays["vectors"].shape[0]),
+        "level_counts": (sessions, len(meta.get("level_names") or [])),
     }
     for name, shape in expected.items():
         if arrays[name].shape != shape:

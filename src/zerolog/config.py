@@ -75,7 +75,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TimestampConfig:
-    """Which log-format fields make a line's time, joined by a space, and their strptime format."""
+    """Which log-format fields make a line's time, joined by a space, and their strptime format.
+
+    ``fields: []`` means the log carries no time: every line's timestamp is null (``format`` is then unused).
+    """
 
     fields: list[str]
     format: str
@@ -103,10 +106,13 @@ class LoghubOrigin:
 
 @dataclass(frozen=True)
 class SessionRule:
-    """How stage sessionize groups lines (src/zerolog/data/sessionize.py): by key, or in windows."""
+    """How stage sessionize groups lines (src/zerolog/data/sessionize.py): by key, in windows, or by log file."""
 
-    rule: Literal["key", "window"]
-    key_regex: str | None = None  # key: a regex with one group, searched in each line's content
+    rule: Literal["key", "window", "file"]
+    # key: a regex with one group, searched in each line's content (required);
+    # file: a regex with one group, searched in each log file's path relative to the dataset folder; files with the
+    # same key form one session (e.g. '^([^/]+)/' = one session per folder); null: the whole path is the key
+    key_regex: str | None = None
     size: int | None = None  # window: lines or seconds per window
     step: int | None = None  # window: lines or seconds between window starts (= size: fixed windows)
     unit: Literal["lines", "seconds"] = "lines"
@@ -142,6 +148,10 @@ class DatasetConfig:
     session: SessionRule | None = None
     label: LabelRule | None = None
     anomaly_share: float | None = None  # subsample anomalous sessions (seeded) to this share of labeled ones
+    # raw only: this dataset's own line layout, where it differs from its system's (the system's masking regexes and
+    # parser settings still apply). Why: one system's logs come in several layouts (loghub's OpenStack vs DevStack).
+    log_format: str | None = None  # null: systems.<system>.log_format
+    timestamp: TimestampConfig | None = None  # null: systems.<system>.timestamp; {fields: [], format: ''}: no time
 
 
 @dataclass(frozen=True)
@@ -351,6 +361,18 @@ class OracleConfig:
 
 
 @dataclass(frozen=True)
+class LevelRuleConfig:
+    """The label-free ``level_rule`` baseline (stage baselines): a session is anomalous when any of its lines has one
+    of these levels (compared case-insensitively). No score to threshold: the rule itself decides."""
+
+    levels: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.levels or not all(level.strip() for level in self.levels):
+            raise ConfigError(f"evaluate.level_rule.levels: name at least one non-empty level, got {self.levels}")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Evaluation of every method of a pair on the target's test split (the only reader of target test labels)."""
 
@@ -362,6 +384,7 @@ class EvaluateConfig:
     min_test_anomalies: int
     bootstrap: BootstrapConfig
     unsupervised: UnsupervisedConfig
+    level_rule: LevelRuleConfig
     oracle: OracleConfig
     pr_curve_points: int  # at most this many points per method in the PR-curve plot data
 
@@ -447,6 +470,17 @@ class Params:
     mlflow: MlflowConfig
     source_file: str = field(default=str(PARAMS_FILE), compare=False)
 
+
+    def dataset_system(self, dataset: str) -> SystemConfig:
+        """The system settings a dataset is parsed with: its system's, with the dataset's own ``log_format`` and
+        ``timestamp`` in their place where it names them."""
+        config = self.datasets[dataset]
+        system = self.systems[config.system]
+        return dataclasses.replace(
+            system,
+            log_format=config.log_format if config.log_format is not None else system.log_format,
+            timestamp=config.timestamp if config.timestamp is not None else system.timestamp,
+        )
 
 
 # ----------------------------------------------------------------------------- loading
@@ -546,7 +580,7 @@ LOWER_CASE_FIELDS = {"Level": "level", "Component": "component"}
 DATASET_FILES = {
     "raw": [("logs",)],
     "events": [("events", "templates")],
-    "sessions": [("normal", "abnormal", "templates"), ("sessions",)],
+    "sessions": [("normal", "abnormal", "templates"), ("sessions",), ("train", "test_normal", "test_abnormal", "templates")],
 }
 
 
@@ -559,21 +593,69 @@ def _check_regex(pattern: str, where: str, groups: int | None = None) -> None:
         raise ConfigError(f"{where}: must have exactly {groups} group(s), has {compiled.groups}")
 
 
+def _check_line_layout(log_format: str, timestamp: TimestampConfig, where_format: str, where_timestamp: str) -> None:
+    """A log format (and the timestamp fields it must hold) that stage parse can compile."""
+    fields = log_format_fields(log_format)
+    if "Content" not in fields:
+        raise ConfigError(f"{where_format}: has no <Content> field")
+    for field_name in fields:
+        if not field_name.isidentifier() or fields.count(field_name) > 1:
+            raise ConfigError(f"{where_format}: field <{field_name}> must be a unique identifier")
+    _check_regex(re.sub(r"<[^<>]+>", "(.*?)", log_format), where_format)
+    for field_name in timestamp.fields:
+        if field_name not in fields or field_name == "Content":
+            raise ConfigError(f"{where_timestamp}.fields: {field_name!r} is not a header field of the log format")
+
+
+def _check_dataset_layout(params: Params, name: str, dataset: DatasetConfig) -> list[str]:
+    """Check a dataset's own log format / timestamp (raw only); return the fields of the format it is parsed with."""
+    where = f"datasets.{name}"
+    if dataset.kind != "raw":
+        for key in ("log_format", "timestamp"):
+            if getattr(dataset, key) is not None:
+                raise ConfigError(f"{where}.{key}: only for kind raw (kind {dataset.kind} is not parsed from lines)")
+    system = params.dataset_system(name)
+    if dataset.log_format is not None or dataset.timestamp is not None:
+        format_owner = where if dataset.log_format is not None else f"systems.{dataset.system}"
+        time_owner = where if dataset.timestamp is not None else f"systems.{dataset.system}"
+        _check_line_layout(system.log_format, system.timestamp, f"{format_owner}.log_format", f"{time_owner}.timestamp")
+    return log_format_fields(system.log_format)
+
+
+def _check_session_and_label(name: str, dataset: DatasetConfig, fields: list[str]) -> None:
+    """Cross-key checks of a dataset's session and label rules against its kind, files and log format."""
+    where = f"datasets.{name}"
+    session, label = dataset.session, dataset.label
+    logs = dataset.files.get("logs")
+    if session is not None and session.rule in ("key", "file") and session.key_regex:
+        _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
+    if session is not None and session.rule == "file" and dataset.kind != "raw":
+        raise ConfigError(f"{where}.session.rule: file needs kind raw (one session per log file)")
+    if session is not None and session.group_by is not None:
+        if dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()]:
+            raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
+    if label is None:
+        return
+    if label.rule in ("key_file", "key_list"):
+        if session is None or session.rule not in ("key", "file"):
+            raise ConfigError(f"{where}.label.rule: {label.rule} needs session rule key or file")
+        if "labels" not in dataset.files:
+            raise ConfigError(f"{where}.files.labels: missing key (required for label rule {label.rule})")
+    if label.rule == "source_file" and (dataset.kind != "raw" or not isinstance(logs, list) or len(logs) < 2):
+        raise ConfigError(f"{where}.label.rule: source_file needs kind raw with at least two log files")
+    if label.rule == "line_field":
+        if label.field is None or label.normal_value is None:
+            raise ConfigError(f"{where}.label: field and normal_value are required for rule line_field")
+        if dataset.kind == "raw" and (label.field not in fields or label.field == "Content"):
+            raise ConfigError(f"{where}.label.field: {label.field!r} is not a header field of the log format")
+
+
 def _check_systems_and_datasets(params: Params) -> None:
     """Cross-key checks of systems.* and datasets.* (stages parse and sessionize)."""
     parsers = get_args(typing.get_type_hints(ParseConfig)["parser"])
     for name, system in params.systems.items():
         where = f"systems.{name}"
-        fields = log_format_fields(system.log_format)
-        if "Content" not in fields:
-            raise ConfigError(f"{where}.log_format: has no <Content> field")
-        for field_name in fields:
-            if not field_name.isidentifier() or fields.count(field_name) > 1:
-                raise ConfigError(f"{where}.log_format: field <{field_name}> must be a unique identifier")
-        _check_regex(re.sub(r"<[^<>]+>", "(.*?)", system.log_format), f"{where}.log_format")
-        for field_name in system.timestamp.fields:
-            if field_name not in fields or field_name == "Content":
-                raise ConfigError(f"{where}.timestamp.fields: {field_name!r} is not a header field of the log format")
+        _check_line_layout(system.log_format, system.timestamp, f"{where}.log_format", f"{where}.timestamp")
         for index, pattern in enumerate(system.regex):
             _check_regex(pattern, f"{where}.regex[{index}]")
         for parser in system.parser_settings:
@@ -588,31 +670,12 @@ def _check_systems_and_datasets(params: Params) -> None:
         logs = dataset.files.get("logs")
         if dataset.kind == "raw" and (not isinstance(logs, list) or not logs):
             raise ConfigError(f"{where}.files.logs: expected a non-empty list of log files")
-        fields = log_format_fields(params.systems[dataset.system].log_format)
         if dataset.kind == "sessions":
             for key in ("session", "label"):
                 if getattr(dataset, key) is not None:
                     raise ConfigError(f"{where}.{key}: not allowed for kind sessions (the sessions carry their labels)")
-        session, label = dataset.session, dataset.label
-        if session is not None and session.rule == "key" and session.key_regex:
-            _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
-        if session is not None and session.group_by is not None:
-            if dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()]:
-                raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
-        if label is None:
-            continue
-        if label.rule in ("key_file", "key_list"):
-            if session is None or session.rule != "key":
-                raise ConfigError(f"{where}.label.rule: {label.rule} needs session rule key")
-            if "labels" not in dataset.files:
-                raise ConfigError(f"{where}.files.labels: missing key (required for label rule {label.rule})")
-        if label.rule == "source_file" and (dataset.kind != "raw" or not isinstance(logs, list) or len(logs) < 2):
-            raise ConfigError(f"{where}.label.rule: source_file needs kind raw with at least two log files")
-        if label.rule == "line_field":
-            if label.field is None or label.normal_value is None:
-                raise ConfigError(f"{where}.label: field and normal_value are required for rule line_field")
-            if dataset.kind == "raw" and (label.field not in fields or label.field == "Content"):
-                raise ConfigError(f"{where}.label.field: {label.field!r} is not a header field of the log format")
+        fields = _check_dataset_layout(params, name, dataset)
+        _check_session_and_label(name, dataset, fields)
 
 
 def _check(params: Params) -> None:

@@ -128,7 +128,7 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "mlflow"]
+    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "evaluate.level_rule", "mlflow"]
     return {"params": declared(params, keys, "baselines"), "system": system}
 
 

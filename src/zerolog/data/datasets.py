@@ -1,9 +1,10 @@
 """Readers for the dataset files that do not go through a log parser, and for label files.
 
 Why: the pre-parsed sets in the bundle (BGL_100k event ids, the DeepLog HDFS sessions, the HDFS_100k JSON
-lines) and the label files (HDFS block labels, loghub's OpenStack ``anomaly_labels.txt``) each have their own
-layout. Each reader turns one layout into plain Python/pandas data and rejects a malformed file with a one-line
-``DataError`` naming the file and line, so that ``parse`` and ``sessionize`` never guess.
+lines), the sequence files of the anomaly-detection-log-datasets collection (Landauer et al., FSE 2024) and the
+label files (HDFS block labels, the DevStack instance labels, loghub's OpenStack ``anomaly_labels.txt``) each have
+their own layout. Each reader turns one layout into plain Python/pandas data and rejects a malformed file with a
+one-line ``DataError`` naming the file and line, so that ``parse`` and ``sessionize`` never guess.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import pandas as pd
 
 from zerolog.errors import DataError
 
-#: Label strings of a ``key_file`` (loghub's HDFS ``anomaly_label.csv`` layout).
-KEY_FILE_LABELS = {"Anomaly": 1, "Normal": 0}
+#: Label strings of a ``key_file``, compared in lower case: loghub's HDFS ``anomaly_label.csv`` writes ``Anomaly`` /
+#: ``Normal``, the DevStack ``instance_labels.csv`` ``Anomaly`` / ``normal``.
+KEY_FILE_LABELS = {"anomaly": 1, "normal": 0}
 
 
 def template_event_id(template: str) -> str:
@@ -139,7 +141,8 @@ def read_jsonl_sessions(path: Path) -> Iterator[tuple[int, str, int, list[str]]]
 
 
 def read_key_file(path: Path) -> dict[str, int]:
-    """Read a ``key_file`` label table (CSV ``BlockId,Label`` with ``Anomaly``/``Normal``) into ``{key: 0/1}``."""
+    """Read a ``key_file`` label table (CSV: a header, then key, ``Anomaly``/``Normal`` in any case) into ``{key: 0/1}``,
+    keys in file order."""
     if not path.is_file():
         raise DataError(f"{path}: label file not found")
     with open(path, encoding="utf-8", newline="") as handle:
@@ -152,12 +155,14 @@ def read_key_file(path: Path) -> dict[str, int]:
             line = reader.line_num
             if not row:
                 continue
-            if len(row) < 2 or row[1] not in KEY_FILE_LABELS:
-                value = row[1] if len(row) > 1 else ""
-                raise DataError(f"{path}: line {line}: label must be Anomaly or Normal, got {value!r}")
-            if row[0] in labels and labels[row[0]] != KEY_FILE_LABELS[row[1]]:
+            value = row[1].strip().lower() if len(row) > 1 else ""
+            if value not in KEY_FILE_LABELS:
+                raise DataError(f"{path}: line {line}: label must be Anomaly or Normal, got {row[1] if len(row) > 1 else ''!r}")
+            if row[0] in labels and labels[row[0]] != KEY_FILE_LABELS[value]:
                 raise DataError(f"{path}: line {line}: key {row[0]!r} labeled twice with different labels")
-            labels[row[0]] = KEY_FILE_LABELS[row[1]]
+            labels[row[0]] = KEY_FILE_LABELS[value]
+    if not labels:
+        raise DataError(f"{path}: no labels after the header")
     return labels
 
 
@@ -180,3 +185,53 @@ def read_key_list(path: Path) -> tuple[set[str], int]:
         else:
             skipped += 1
     return keys, skipped
+
+
+# ----------------------------------------------------------------------------- anomaly-detection-log-datasets layout
+#
+# The collection of Landauer et al. ("Deep Learning for Anomaly Detection in Log Data: A Survey", and the FSE 2024
+# benchmark; github.com/ait-aecid/anomaly-detection-log-datasets) ships each data set as three sequence files,
+# ``<name>_train``, ``<name>_test_normal`` and ``<name>_test_abnormal``, one sequence a line: ``<key>,<event ids>``
+# (ids space-separated; the collection's own analyze.py also reads lines without a comma, whose key is their line
+# number), and a template table ``<System>_templates.csv`` that is no CSV: one template a line, no header, event id
+# ``k`` is line ``k`` (its parsers write ``template_id = i + 1``). A line that matched no template was written as
+# ``None``; such an id is not in the table and is refused like any other unknown id.
+
+
+def read_line_templates(path: Path) -> dict[str, str]:
+    """Read a one-template-a-line table into ``{"1": first line, "2": second line, ...}`` (ids as strings).
+
+    An empty line in the middle would silently shift no id but gives a template with no text to embed: refused.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: template file not found")
+    templates: dict[str, str] = {}
+    for line_number, text in iterate_text_lines(path):
+        if not text.strip():
+            raise DataError(f"{path}: line {line_number}: empty template (event id {line_number} would have no text)")
+        templates[str(line_number)] = text
+    if not templates:
+        raise DataError(f"{path}: no templates")
+    return templates
+
+
+def read_sequence_file(path: Path, templates: dict[str, str], templates_path: Path) -> Iterator[tuple[int, str | None, list[str]]]:
+    """Yield ``(line_number, key, event_ids)`` of a sequence file: ``key,<space-separated ids>`` a line.
+
+    ``key`` is None on a line without a comma (ids only). A blank line yields ``(line_number, None, [])`` for the
+    caller to count. An id missing from ``templates`` is a ``DataError`` naming the file, line and id.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: sequence file not found")
+    for line_number, text in iterate_text_lines(path):
+        key, separator, ids = text.partition(",")
+        if not separator:
+            key, ids = None, text
+        event_ids = ids.split()
+        for event_id in event_ids:
+            if event_id not in templates:
+                raise DataError(
+                    f"{path}: line {line_number}: event id {event_id!r} is not in the template table {templates_path} "
+                    f"({len(templates)} templates)"
+                )
+        yield line_number, key, event_ids

@@ -47,6 +47,11 @@ class FileEntry:
     index: int | None
     path: str  # relative to the bundle (bundled) or a member path inside the archive (loghub)
     params_key: str
+    destination: str | None = None  # a file found by a folder or glob in ``logs``: its path below the folder / glob root
+
+
+#: Characters that make a ``files.logs`` entry a glob pattern (``pathlib`` syntax, ``**`` for any depth).
+GLOB_CHARACTERS = frozenset("*?[")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -73,8 +78,8 @@ def download_dataset(params: Params, name: str) -> None:
 
 def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
     """Copy the dataset's bundled files into raw/<name>/ and write the manifest (source: bundled)."""
-    entries = _file_entries(dataset.files, f"datasets.{name}.files")
     bundled = Path(params.paths.bundled)
+    entries = _expand_logs(bundled, _file_entries(dataset.files, f"datasets.{name}.files"))
     for entry in entries:
         _check_nonempty_file(bundled / entry.path, entry.params_key)
     names = _destination_names(entries)
@@ -434,13 +439,58 @@ def _file_entries(files: dict[str, str | list[str]], where: str) -> list[FileEnt
     return entries
 
 
+def _expand_logs(bundled: Path, entries: list[FileEntry]) -> list[FileEntry]:
+    """Replace each ``logs`` entry that names a folder or a glob pattern by the files it finds, sorted by path.
+
+    Why: a system that writes one log file per run or container is given as a folder (``Runs/``) or a pattern
+    (``Runs/*/app.log``); the manifest then lists every file, sorted, so that parse reads them in a stable order and
+    ``session: {rule: file}`` can key sessions by path. Each file keeps its path below the folder (or below the
+    pattern's leading plain components) in raw/<name>/. Hidden files (a component starting with ``.``) are skipped.
+    A folder or pattern that finds no file is a DataError naming it and its params key.
+    """
+    expanded: list[FileEntry] = []
+    for entry in entries:
+        parts = PurePosixPath(entry.path).parts
+        is_pattern = any(GLOB_CHARACTERS & set(part) for part in parts)
+        if entry.key != "logs" or not (is_pattern or (bundled / entry.path).is_dir()):
+            expanded.append(entry)
+            continue
+        plain = len(parts) if not is_pattern else next(i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part))
+        root = bundled.joinpath(*parts[:plain])
+        found = root.rglob("*") if not is_pattern else root.glob(str(PurePosixPath(*parts[plain:])))
+        relative = sorted(
+            path.relative_to(root).as_posix()
+            for path in found
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        )
+        if not relative:
+            what = "pattern" if is_pattern else "folder"
+            raise DataError(f"{bundled / entry.path}: no log file in this {what} (params {entry.params_key})")
+        prefix = PurePosixPath(*parts[:plain]) if plain else PurePosixPath()
+        first_index = sum(1 for earlier in expanded if earlier.key == entry.key)
+        expanded.extend(
+            FileEntry(entry.key, first_index + offset, str(prefix / path), f"{entry.params_key} ({path})", path)
+            for offset, path in enumerate(relative)
+        )
+    return expanded
+
+
 def _destination_names(entries: list[FileEntry]) -> dict[str, str]:
-    """File name in raw/<name>/ for each entry's path: its base name, or the whole relative path on a clash."""
+    """File name in raw/<name>/ for each entry's path: its base name, or the whole relative path on a clash; files
+    found by a folder or glob keep their path below it. Two entries landing on one name is a DataError."""
     base_names = [PurePosixPath(entry.path).name for entry in entries]
-    return {
-        entry.path: (base if base_names.count(base) == 1 else _normalized(entry.path))
+    names = {
+        entry.path: entry.destination
+        if entry.destination is not None
+        else (base if base_names.count(base) == 1 else _normalized(entry.path))
         for entry, base in zip(entries, base_names, strict=True)
     }
+    owners: dict[str, str] = {}
+    for entry in entries:
+        name = names[entry.path]
+        if owners.setdefault(name, entry.params_key) != entry.params_key:
+            raise DataError(f"params {entry.params_key}: {entry.path!r} lands on {name!r} like {owners[name]}")
+    return names
 
 
 def _check_nonempty_file(path: Path, params_key: str, archive: Path | None = None) -> None:

@@ -282,7 +282,7 @@ def _header_column(field_name: str) -> str:
 def _parse_raw(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Parse the log files of a ``raw`` dataset together (one template set); see the module docstring."""
     dataset = params.datasets[name]
-    system = params.systems[dataset.system]
+    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
     where = f"systems.{dataset.system}"
     parser = params.parse.parser
     arguments = parser_arguments(parser, system.parser_settings.get(parser, {}), f"{where}.parser_settings.{parser}")
@@ -455,82 +455,146 @@ def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, A
 
 #: The two DeepLog session files and the label of every session in each (file_index = position here).
 DEEPLOG_FILES = (("normal", 0), ("abnormal", 1))
+#: The three sequence files of the anomaly-detection-log-datasets layout and the label each gives its sequences:
+#: the collection's own split (train and test_normal normal, test_abnormal anomalous); file_index = position here.
+SEQUENCE_FILES = (("train", 0), ("test_normal", 0), ("test_abnormal", 1))
+
+
+@dataclass
+class _SessionEvents:
+    """The rows of a pre-parsed ``sessions`` dataset's lines.parquet as they are read: one per event."""
+
+    columns: dict[str, list[Any]] = field(
+        default_factory=lambda: {
+            key: [] for key in ("file_index", "line_number", "event_id", "template", "label", "session_key")
+        }
+    )
+
+    def add(self, file_index: int, line_number: int, key: str, label: int, event_ids: list[str], names: list[str]) -> None:
+        """One session's events (all sharing its file, line, key and label)."""
+        size = len(names)
+        self.columns["file_index"].extend([file_index] * size)
+        self.columns["line_number"].extend([line_number] * size)
+        self.columns["event_id"].extend(event_ids)
+        self.columns["template"].extend(names)
+        self.columns["label"].extend([label] * size)
+        self.columns["session_key"].extend([key] * size)
+
+    def frame(self) -> pd.DataFrame:
+        size = len(self.columns["event_id"])
+        return pd.DataFrame(
+            {
+                "file_index": pd.Series(self.columns["file_index"], dtype="int16"),
+                "line_number": pd.Series(self.columns["line_number"], dtype="int64"),
+                "timestamp": pd.Series(np.full(size, np.nan), dtype="float64"),
+                "level": pd.Series([None] * size, dtype="string"),
+                "component": pd.Series([None] * size, dtype="string"),
+                "content": pd.Series([None] * size, dtype="string"),
+                "event_id": pd.Series(self.columns["event_id"], dtype="string"),
+                "template": pd.Series(self.columns["template"], dtype="string"),
+                "label": pd.Series(self.columns["label"], dtype="Int8"),
+                "status": pd.Series([STATUS_PARSED] * size, dtype="string"),
+                "session_key": pd.Series(self.columns["session_key"], dtype="string"),
+            }
+        )
+
+
+def _session_file(folder: Path, files: dict[str, Any], key: str) -> Path:
+    path = folder / files[key]
+    if not path.is_file():
+        raise DataError(f"{path}: session file not found")
+    return path
+
+
+def _read_jsonl(folder: Path, files: dict[str, Any], events: _SessionEvents) -> list[dict[str, Any]]:
+    """JSON lines (``files.sessions``): key ``block_id``, label and template texts from each line."""
+    path = _session_file(folder, files, "sessions")
+    sessions = empty = 0
+    for line_number, key, label, session_templates in tqdm(
+        datasets.read_jsonl_sessions(path), desc=f"read {path.name}", unit="session", disable=None
+    ):
+        sessions += 1
+        empty += not session_templates
+        event_ids = [datasets.template_event_id(template) for template in session_templates]
+        events.add(0, line_number, key, label, event_ids, session_templates)
+    return [{"file": path.name, "sessions": sessions, "empty_sessions": empty}]
+
+
+def _read_deeplog(folder: Path, files: dict[str, Any], events: _SessionEvents) -> list[dict[str, Any]]:
+    """DeepLog id files (``normal``/``abnormal`` + CSV ``templates``): session key ``<file key>:<line>``."""
+    templates = datasets.read_template_table(folder / files["templates"])
+    file_counts = []
+    for key, file_index in DEEPLOG_FILES:
+        path = _session_file(folder, files, key)
+        sessions = empty = 0
+        for line_number, event_ids in tqdm(
+            datasets.read_deeplog_sessions(path, templates), desc=f"read {path.name}", unit="session", disable=None
+        ):
+            sessions += 1
+            empty += not event_ids
+            events.add(file_index, line_number, f"{key}:{line_number}", file_index, event_ids, [templates[e] for e in event_ids])
+        if sessions == 0:
+            raise DataError(f"{path}: empty session file")
+        file_counts.append({"file": path.name, "sessions": sessions, "empty_sessions": empty})
+    return file_counts
+
+
+def _read_sequences(folder: Path, files: dict[str, Any], events: _SessionEvents) -> list[dict[str, Any]]:
+    """The anomaly-detection-log-datasets layout (``train``, ``test_normal``, ``test_abnormal`` + line ``templates``):
+    labels from file origin, session key the line's key (``<file key>:<line>`` on a line without one); a key seen
+    twice, in one file or across the three, is a DataError naming both places."""
+    templates_path = folder / files["templates"]
+    templates = datasets.read_line_templates(templates_path)
+    seen: dict[str, str] = {}  # session key -> "file: line N" where it first appeared
+    file_counts = []
+    for file_index, (key, label) in enumerate(SEQUENCE_FILES):
+        path = _session_file(folder, files, key)
+        sessions = empty = blank = 0
+        for line_number, session_key, event_ids in tqdm(
+            datasets.read_sequence_file(path, templates, templates_path), desc=f"read {path.name}", unit="session",
+            disable=None,
+        ):
+            if session_key is None and not event_ids:
+                blank += 1
+                continue
+            session_key = f"{key}:{line_number}" if session_key is None else session_key
+            if session_key in seen:
+                raise DataError(f"{path}: line {line_number}: sequence key {session_key!r} already at {seen[session_key]}")
+            seen[session_key] = f"{path.name}: line {line_number}"
+            sessions += 1
+            empty += not event_ids
+            events.add(file_index, line_number, session_key, label, event_ids, [templates[e] for e in event_ids])
+        file_counts.append({"file": path.name, "label": label, "sessions": sessions, "empty_sessions": empty,
+                            "blank_lines": blank})
+    if not seen:
+        raise DataError(f"{folder}: no sequence in {', '.join(str(files[key]) for key, _ in SEQUENCE_FILES)}")
+    return file_counts
 
 
 def _parse_sessions(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Map a pre-parsed ``sessions`` dataset onto one row per event with its ``session_key`` and session label.
 
-    Two layouts: DeepLog files (``normal``/``abnormal`` + ``templates``: file_index 0 normal, 1 abnormal,
-    session key ``<file key>:<line>``) and JSON lines (``sessions``: key ``block_id``, label from the file).
-    ``line_number`` is the session's line in its own file, shared by all its events.
+    Three layouts, told apart by the ``files`` keys: JSON lines (``sessions``), DeepLog id files (``normal``,
+    ``abnormal``, CSV ``templates``) and the anomaly-detection-log-datasets sequence files (``train``,
+    ``test_normal``, ``test_abnormal``, one-template-a-line ``templates``). ``line_number`` is the session's line
+    in its own file, shared by all its events.
     """
     files = manifest["files"]
-    columns: dict[str, list[Any]] = {
-        key: [] for key in ("file_index", "line_number", "event_id", "template", "label", "session_key")
-    }
-    file_counts = []
-
-    def add(file_index: int, line_number: int, key: str, label: int, event_ids: list[str], names: list[str]) -> None:
-        size = len(names)
-        columns["file_index"].extend([file_index] * size)
-        columns["line_number"].extend([line_number] * size)
-        columns["event_id"].extend(event_ids)
-        columns["template"].extend(names)
-        columns["label"].extend([label] * size)
-        columns["session_key"].extend([key] * size)
-
+    events = _SessionEvents()
     if "sessions" in files:
-        path = folder / files["sessions"]
-        if not path.is_file():
-            raise DataError(f"{path}: session file not found")
-        sessions = empty = 0
-        for line_number, key, label, session_templates in tqdm(
-            datasets.read_jsonl_sessions(path), desc=f"read {path.name}", unit="session", disable=None
-        ):
-            sessions += 1
-            empty += not session_templates
-            event_ids = [datasets.template_event_id(template) for template in session_templates]
-            add(0, line_number, key, label, event_ids, session_templates)
-        file_counts.append({"file": path.name, "sessions": sessions, "empty_sessions": empty})
+        file_counts = _read_jsonl(folder, files, events)
     elif all(key in files for key, _ in DEEPLOG_FILES) and "templates" in files:
-        templates = datasets.read_template_table(folder / files["templates"])
-        for key, file_index in DEEPLOG_FILES:
-            path = folder / files[key]
-            if not path.is_file():
-                raise DataError(f"{path}: session file not found")
-            sessions = empty = 0
-            for line_number, event_ids in tqdm(
-                datasets.read_deeplog_sessions(path, templates), desc=f"read {path.name}", unit="session", disable=None
-            ):
-                sessions += 1
-                empty += not event_ids
-                add(file_index, line_number, f"{key}:{line_number}", file_index, event_ids, [templates[e] for e in event_ids])
-            if sessions == 0:
-                raise DataError(f"{path}: empty session file")
-            file_counts.append({"file": path.name, "sessions": sessions, "empty_sessions": empty})
+        file_counts = _read_deeplog(folder, files, events)
+    elif all(key in files for key, _ in SEQUENCE_FILES) and "templates" in files:
+        file_counts = _read_sequences(folder, files, events)
     else:
         raise ConfigError(
-            f"datasets.{name}.files: a sessions dataset needs either sessions (JSON lines) or normal, abnormal and templates"
+            f"datasets.{name}.files: a sessions dataset needs sessions (JSON lines), or normal, abnormal and templates "
+            "(DeepLog), or train, test_normal, test_abnormal and templates (anomaly-detection-log-datasets)"
         )
-    size = len(columns["event_id"])
-    if size == 0:
+    if not events.columns["event_id"]:
         raise DataError(f"{folder}: no events in any session file")
-    lines = pd.DataFrame(
-        {
-            "file_index": pd.Series(columns["file_index"], dtype="int16"),
-            "line_number": pd.Series(columns["line_number"], dtype="int64"),
-            "timestamp": pd.Series(np.full(size, np.nan), dtype="float64"),
-            "level": pd.Series([None] * size, dtype="string"),
-            "component": pd.Series([None] * size, dtype="string"),
-            "content": pd.Series([None] * size, dtype="string"),
-            "event_id": pd.Series(columns["event_id"], dtype="string"),
-            "template": pd.Series(columns["template"], dtype="string"),
-            "label": pd.Series(columns["label"], dtype="Int8"),
-            "status": pd.Series([STATUS_PARSED] * size, dtype="string"),
-            "session_key": pd.Series(columns["session_key"], dtype="string"),
-        }
-    )
-    return ParsedTable(lines=lines, parser="preparsed", file_counts=file_counts)
+    return ParsedTable(lines=events.frame(), parser="preparsed", file_counts=file_counts)
 
 
 # ----------------------------------------------------------------------------- stage

@@ -8,6 +8,11 @@ a null label and is counted, never guessed.
 Session rules (``datasets.<name>.session``):
 - ``key``: ``key_regex`` (one group) over each parsed line's ``content``; a line naming several keys joins each
   of their sessions; sessions in first-seen order; lines with no key are counted and belong to no session.
+- ``file``: one session per log file (one file per run, container, ...), keyed by the file's path in the download
+  stage's manifest (relative to the dataset folder; a folder or glob in ``files.logs`` keeps the path below it);
+  with ``key_regex`` (one group) the key is the group it finds in that path, and files sharing a key form one
+  session (their events in file order, then line order), e.g. ``'^([^/]+)/'`` is one session per folder. Files
+  whose path the regex does not match are counted and belong to no session.
 - ``window``: ``size``/``step`` lines (``unit: lines``) or seconds (``unit: seconds``) in line order, separately
   per log file and, with ``group_by``, per value of that header column (MetaLog windows BGL per node);
   session id ``<group>:<first line number>``.
@@ -17,6 +22,10 @@ Label rules (``datasets.<name>.label.rule``): ``key_file`` (CSV of key, Anomaly/
 gets a null label), ``key_list`` (keys listed in the file are anomalous, every other session normal),
 ``source_file`` (sessions from log file 0 are anomalous, the MetaLog convention for OpenStack), ``line_field``
 (a session is anomalous if any of its lines is; null if none is and some line has no label).
+
+Levels: where the parsed lines carry a ``level`` (the log format has a ``<Level>`` field), each session keeps its
+events' levels in ``levels``, parallel to ``templates`` (for the label-free ``level_rule`` baseline); where no line
+has one, ``levels`` is null for every session.
 
 Splits (``sessionize.split`` fractions, ``datasets.<name>.split``): ``chronological`` sorts by start time (line
 order when a session has none) and cuts; ``random`` shuffles with ``params.seed`` **within each label class**
@@ -58,6 +67,7 @@ SESSION_SCHEMA = pa.schema(
         ("start_time", pa.float64()),
         ("split", pa.string()),
         ("file_index", pa.int16()),
+        ("levels", pa.list_(pa.string())),  # parallel to templates; null where the data has no level field
     ]
 )
 
@@ -89,6 +99,8 @@ class Events:
     templates: list[str]  # template text per code, first-seen order
     group_codes: np.ndarray | None = None  # (events,) int32 into ``groups``: group_by column or session_key
     groups: list[str] = field(default_factory=list)
+    level_codes: np.ndarray | None = None  # (events,) int32 into ``levels``, -1 no level; None: no line has one
+    levels: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.template_codes)
@@ -127,6 +139,15 @@ def _codes_in_first_seen_order(values: pa.Array, codes: dict[str, int]) -> np.nd
     )  # (distinct in batch,) batch dictionary -> global code
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     return local[indices] if len(local) else np.zeros(len(indices), dtype=np.int32)
+
+
+def _codes_with_nulls(values: pa.Array, codes: dict[str, int]) -> np.ndarray:
+    """Like ``_codes_in_first_seen_order`` for a column with nulls: (values,) int32, -1 where a value is null."""
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)  # (values,)
+    result = np.full(len(values), -1, dtype=np.int32)
+    if valid.any():
+        result[valid] = _codes_in_first_seen_order(values.filter(pa.array(valid)), codes)
+    return result
 
 
 def _flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -298,6 +319,32 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     return Sessions(ids, positions_all, offsets, {"lines_without_timestamp": without_time} if rule.unit == "seconds" else {})
 
 
+def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Sessions:
+    """``file`` rule: a session per distinct key of the log files (the path, or ``key_regex``'s group in it).
+
+    ``log_paths`` are the manifest's ``logs`` in file_index order (sorted by the download stage). Sessions come in
+    first-seen order, i.e. the files' order; each session's events in file order, then line order.
+    """
+    pattern = re.compile(rule.key_regex) if rule.key_regex else None
+    codes: dict[str, int] = {}
+    code_of_file = np.full(len(log_paths), -1, dtype=np.int64)  # (files,) session code, -1 no key
+    for index, path in enumerate(log_paths):
+        found = pattern.search(path) if pattern is not None else None
+        if pattern is not None and found is None:
+            continue
+        code_of_file[index] = codes.setdefault(found.group(1) if found is not None else path, len(codes))
+    if events.file_index.size and int(events.file_index.max()) >= len(log_paths):
+        raise DataError(f"parsed lines name log file {int(events.file_index.max())}; the manifest lists {len(log_paths)}")
+    event_codes = code_of_file[events.file_index.astype(np.int64)]  # (events,)
+    keyed = np.flatnonzero(event_codes >= 0)  # (keyed events,) positions
+    first, positions, offsets = _flat_groups(event_codes[keyed])
+    names = list(codes)
+    ids = [names[code] for code in event_codes[keyed[first]]]
+    counts = {"log_files": len(log_paths), "files_without_key": int((code_of_file < 0).sum()),
+              "lines_without_key": int(len(events) - len(keyed))}
+    return Sessions(ids, keyed[positions].astype(np.int64), offsets, counts)
+
+
 def preparsed_sessions(events: Events) -> Sessions:
     """Pre-parsed ``sessions`` datasets: one session per (file, ``session_key``), in file order.
 
@@ -354,7 +401,18 @@ def session_labels(
         table = datasets.read_key_file(label_path)
         labels = np.array([float(table[key]) if key in table else np.nan for key in sessions.ids], dtype="float64")
         found = int(np.count_nonzero(~np.isnan(labels)))
-        return labels, rule.rule, {"keys_missing_from_label_file": len(sessions.ids) - found, "label_file_keys": len(table)}
+        if found == 0:
+            # A full label table that labels no session means the keys do not match (another key format, another
+            # log): every session would be unlabeled and the dataset silently useless.
+            raise DataError(
+                f"{label_path}: none of its {len(table)} keys names a session of the log (its first key "
+                f"{next(iter(table))!r}, the first session {sessions.ids[0]!r}); check datasets.{name}.session"
+            )
+        return labels, rule.rule, {
+            "keys_missing_from_label_file": len(sessions.ids) - found,
+            "label_file_keys": len(table),
+            "label_file_keys_without_session": len(table) - found,
+        }
     if rule.rule == "key_list":
         listed, skipped = datasets.read_key_list(label_path)
         labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids], dtype="float64")
@@ -460,14 +518,21 @@ def _load_events(
     missing = [column for column in required if column not in available]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    has_level = "level" in available
+    if has_level:
+        columns.append("level")
 
     template_codes: dict[str, int] = {}
     group_codes: dict[str, int] = {}
-    chunks: dict[str, list[np.ndarray]] = {key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups")}
+    level_codes: dict[str, int] = {}
+    chunks: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")
+    }
     lines = events_so_far = 0
-    # template and status are read as dictionary indices (never one string per line); pre_buffer=False: with it,
+    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with it,
     # Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
-    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=["template", "status"])
+    dictionary_columns = ["template", "status", *(["level"] if has_level else [])]
+    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=dictionary_columns)
     for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
         lines += batch.num_rows
         status = batch.column("status")
@@ -486,6 +551,8 @@ def _load_events(
         if group_column is not None:
             values = pc.fill_null(pc.cast(batch.column(group_column), pa.string()), "<none>")
             chunks["groups"].append(_codes_in_first_seen_order(values, group_codes))
+        if has_level:
+            chunks["levels"].append(_codes_with_nulls(batch.column("level"), level_codes))
         if collector is not None:
             collector.add(batch.column("content").to_pylist(), events_so_far)
         events_so_far += batch.num_rows
@@ -507,6 +574,8 @@ def _load_events(
         templates=list(template_codes),
         group_codes=joined("groups") if group_column is not None else None,
         groups=list(group_codes),
+        level_codes=joined("levels") if level_codes else None,  # no line with a level: the data has no level field
+        levels=list(level_codes),
     )
     return events, {"lines": int(lines), "lines_not_parsed": int(lines - events_so_far)}
 
@@ -526,6 +595,8 @@ class SessionTable:
     start_times: np.ndarray  # (sessions,) float64
     split: np.ndarray  # (sessions,) object: train / val / test
     file_indices: np.ndarray  # (sessions,) int16
+    level_codes: np.ndarray | None = None  # (events of kept sessions,) int32 into ``levels``, -1 none; None: no levels
+    levels: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.session_ids)
@@ -549,8 +620,17 @@ class SessionTable:
             pa.array(self.start_times[start:stop], type=pa.float64()),
             pa.array(self.split[start:stop].tolist(), type=pa.string()),
             pa.array(self.file_indices[start:stop], type=pa.int16()),
+            self._levels(offsets),
         ]
         return pa.Table.from_arrays(columns, schema=SESSION_SCHEMA)
+
+    def _levels(self, offsets: np.ndarray) -> pa.Array:
+        """The ``levels`` lists of the sessions whose event ranges ``offsets`` (sessions + 1,) delimit."""
+        if self.level_codes is None:
+            return pa.nulls(len(offsets) - 1, pa.list_(pa.string()))
+        codes = self.level_codes[offsets[0] : offsets[-1]]  # (events of these sessions,)
+        values = pa.array(self.levels, type=pa.string()).take(pa.array(codes, mask=codes < 0))
+        return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], type=pa.int32()), values)
 
     def to_pandas(self) -> pd.DataFrame:
         """The whole table as pandas, as ``read_sessions`` gives it (for small datasets and tests)."""
@@ -574,6 +654,9 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
         sessions = preparsed_sessions(events)
     elif collector is not None:
         sessions = collector.sessions()
+    elif dataset.session.rule == "file":
+        _, manifest = read_manifest(params, name, ["logs"])
+        sessions = file_sessions(events, dataset.session, list(manifest["files"]["logs"]))
     else:
         multiple_files = len(np.unique(events.file_index)) > 1
         sessions = window_sessions(events, dataset.session, multiple_files, where)
@@ -613,6 +696,8 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
         start_times=start_times,
         split=split,
         file_indices=file_indices,
+        level_codes=events.level_codes[member_positions] if events.level_codes is not None else None,
+        levels=events.levels,
     )
     metrics = session_metrics(name, table, label_rule)
     metrics.update(counts)
@@ -650,7 +735,18 @@ def session_metrics(name: str, table: SessionTable, label_rule: str) -> dict[str
         "mean_length": round(float(lengths.mean()), 3),
         "max_length": int(lengths.max()),
         "splits": per_split,
+        "level_field": table.level_codes is not None,
+        "events_per_level": _events_per_level(table),
     }
+
+
+def _events_per_level(table: SessionTable) -> dict[str, int] | None:
+    """How many events of the sessions carry each level (``<none>``: no level); None where the data has no levels."""
+    if table.level_codes is None:
+        return None
+    counts = np.bincount(table.level_codes + 1, minlength=len(table.levels) + 1)  # (levels + 1,) slot 0: none
+    named = {level: int(count) for level, count in zip(table.levels, counts[1:]) if count}
+    return {**named, **({"<none>": int(counts[0])} if counts[0] else {})}
 
 
 def _pandas_metadata() -> dict[bytes, bytes]:
@@ -667,6 +763,7 @@ def _pandas_metadata() -> dict[bytes, bytes]:
             "start_time": pd.Series([], dtype="float64"),
             "split": pd.Series([], dtype="string"),
             "file_index": pd.Series([], dtype="int16"),
+            "levels": pd.Series([], dtype=object),
         }
     )
     return dict(pa.Table.from_pandas(frame, schema=SESSION_SCHEMA, preserve_index=False).schema.metadata or {})
@@ -713,6 +810,7 @@ __all__ = [
     "any_anomalous",
     "assign_splits",
     "build_sessions",
+    "file_sessions",
     "key_sessions",
     "preparsed_sessions",
     "read_sessions",

@@ -4,6 +4,10 @@
   only and never on labels (method.md §8 "zero-label methods"): scikit-learn's IsolationForest (Liu et al. 2008;
   score = the paper's anomaly score in (0, 1], > 0.5 reads anomalous) or loglizer-style PCA (tf-idf weighting,
   zero-mean, squared prediction error off the normal subspace that keeps ``pca_variance`` of the variance).
+- ``level_rule``: the label-free rule practitioners reach for first: a session is anomalous when any of its lines has
+  a level in ``evaluate.level_rule.levels`` (WARNING and above). Score 1 or 0, decided by the rule itself (the
+  evaluate stage reads it at ``fixed_0.5``); no fit, no label. Not available, with the reason, where the system's
+  data carries no level field (``tensors/<system>/meta.json`` ``level_names`` empty).
 - ``supervised_target``: the ORACLE upper bound, trained on the target's own train LABELS. It is no zero-label method;
   it shows how far a fully labeled target could go. ``evaluate.oracle.model: neural`` trains the train stage's own
   encoder and loop (zerolog.training.loop, method ``supervised_target``; validation on the target's val labels);
@@ -20,6 +24,7 @@ Writes ``scores/target-<system>/<method>.parquet`` (the score contract of docs/a
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +33,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from zerolog.config import OracleConfig, Params, UnsupervisedConfig
+from zerolog.config import LevelRuleConfig, OracleConfig, Params, UnsupervisedConfig
 from zerolog.errors import DataError
 from zerolog.artifacts import SPLIT_CODES, TARGET_STATUS, ArtifactPaths, SystemTensors, load_tensors, method_spec, score_frame, write_scores
 from zerolog.io import atomic_directory, write_json
@@ -76,6 +81,22 @@ def unsupervised_target_scores(arrays: SystemTensors, config: UnsupervisedConfig
     if config.method == "isolation_forest":
         return isolation_forest_scores(train_counts, arrays.counts, config.n_estimators, seed), "unit"
     return pca_scores(train_counts, arrays.counts, config.pca_variance), "unbounded"
+
+
+# ----------------------------------------------------------------------------- level rule
+
+
+def level_rule_scores(arrays: SystemTensors, config: LevelRuleConfig) -> tuple[np.ndarray | None, str | None]:
+    """(sessions,) 1.0 where a session has a line at one of ``config.levels`` (case-insensitive), else 0.0; or None
+    and the reason the rule cannot run on this system's data."""
+    if not arrays.level_names:
+        return None, (
+            f"{arrays.system} ({arrays.dataset}): the data carries no level field (its sessions have no levels), "
+            "so level_rule cannot run"
+        )
+    wanted = {level.upper() for level in config.levels}
+    flagged = [column for column, name in enumerate(arrays.level_names) if name.upper() in wanted]
+    return (np.asarray(arrays.level_counts)[:, flagged].sum(axis=1) > 0).astype(np.float64), None
 
 
 # ----------------------------------------------------------------------------- supervised oracle
@@ -147,10 +168,36 @@ def _start_run(params: Params, system: str, method: str, detector: str) -> tuple
         "stage": "baselines",
     }
     logged = flatten_params({"seed": params.seed, "evaluate": {"unsupervised": params.evaluate.unsupervised,
-                                                               "oracle": params.evaluate.oracle}})
+                                                               "oracle": params.evaluate.oracle,
+                                                               "level_rule": params.evaluate.level_rule}})
     if method_spec(method).oracle and params.evaluate.oracle.model == "neural":
         logged.update(flatten_params({"train": params.train}))
     return tracker, tracker.start_run(f"target-{system}/{method}", tags, logged)
+
+
+def _write_level_rule(params: Params, arrays: SystemTensors, path: Path) -> dict[str, Any]:
+    """Write the level rule's scores (with an MLflow run like every baseline's) and return its status entry."""
+    scores, reason = level_rule_scores(arrays, params.evaluate.level_rule)
+    if scores is None:
+        return {"status": "not_available", "reason": reason}
+    tracker, run_id = _start_run(params, arrays.system, "level_rule", "level_rule")
+    tracker.finish(run_id)
+    rows = np.arange(arrays.sessions)
+    levels = list(params.evaluate.level_rule.levels)
+    write_scores(
+        path,
+        score_frame(arrays.system, arrays.split, rows, scores, domain="target"),
+        {
+            "method": "level_rule",
+            "detector": "level_rule",
+            "levels": levels,
+            "score_scale": "unit",
+            "threshold_source_val": None,
+            "mlflow_run_id": run_id,
+            "oracle": False,
+        },
+    )
+    return {"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()), "mlflow_run_id": run_id}
 
 
 def run_target_baselines(params: Params, system: str) -> None:
@@ -183,6 +230,7 @@ def run_target_baselines(params: Params, system: str) -> None:
             },
         )
         status["methods"]["unsupervised_target"] = {"status": "written", "detector": detector, "mlflow_run_id": run_id}
+        status["methods"]["level_rule"] = _write_level_rule(params, arrays, temporary / "level_rule.parquet")
 
         if train_rows is None:
             status["methods"]["supervised_target"] = {"status": "not_available", "reason": reason, "oracle": True}

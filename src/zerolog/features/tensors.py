@@ -9,6 +9,10 @@ Output ``paths.tensors/<system>/`` (docs/architecture.md), plain ``.npy`` files 
 - ``split.npy`` (sessions,) int8: 0 train, 1 val, 2 test.
 - ``vectors.npy`` (templates + 1, dim) float32: this system's template vectors, row 0 all zeros (padding).
 - ``counts.npy`` (sessions, templates + 1) float32: event counts of the (truncated) sequence; column 0 stays 0.
+- ``level_counts.npy`` (sessions, levels) int32: how many of the session's lines have each level of
+  ``meta.json["level_names"]`` (sorted), over the WHOLE session, not the truncated one: the ``level_rule`` baseline
+  reads a session's lines as a practitioner's grep would. (sessions, 0) and ``level_names: []`` where the sessions
+  carry no levels (the dataset's log format has no ``<Level>`` field, or it is pre-parsed without one).
 - ``meta.json``, ``session_ids.json``.
 
 Truncation keeps the FIRST ``tensors.max_len`` events of a longer session, as MetaLog cuts its sequences at a fixed
@@ -36,7 +40,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from zerolog.artifacts import PADDING, SPLIT_CODES, UNLABELED, SystemTensors
+from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, SystemTensors
 from zerolog.config import ConfigError, Params
 from zerolog.errors import DataError
 from zerolog.features.embed import VECTORS_FILE, read_template_vectors
@@ -168,6 +172,46 @@ def _read_sessions(path: Path, max_len: int) -> _Sessions:
     )
 
 
+def _read_level_counts(path: Path, session_count: int) -> tuple[list[str], np.ndarray]:
+    """``(level_names, level_counts)`` from the ``levels`` column: names sorted, counts (sessions, levels) int32.
+
+    No ``levels`` column (a sessions file from before the column existed) or only null lists: ``([], (sessions, 0))``.
+    Streamed like the templates: each batch's levels become codes into a first-seen vocabulary (never one string per
+    event), counted per session with one bincount.
+    """
+    vocabulary: dict[str, int] = {}
+    blocks: list[np.ndarray] = []  # per batch: (batch sessions, levels known so far) int32
+    try:
+        reader = pq.ParquetFile(path, pre_buffer=False)
+        if "levels" not in reader.schema_arrow.names or pa.types.is_null(reader.schema_arrow.field("levels").type):
+            return [], np.zeros((session_count, 0), dtype=np.int32)
+        if not pa.types.is_list(reader.schema_arrow.field("levels").type):
+            raise DataError(f"{path}: column 'levels' is {reader.schema_arrow.field('levels').type}, expected a list")
+        for batch in reader.iter_batches(batch_size=READ_SESSIONS, columns=["levels"], use_threads=False):
+            lists = batch.column("levels")
+            lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            rows = np.repeat(np.arange(len(lengths)), lengths)  # (batch events,) session row within the batch
+            encoded = pc.dictionary_encode(lists.flatten())  # (batch events,) null lists contribute nothing
+            local = np.fromiter(
+                (vocabulary.setdefault(text, len(vocabulary)) for text in encoded.dictionary.to_pylist()), dtype=np.int64
+            )  # (distinct in batch,) batch dictionary -> global code
+            valid = pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)  # (batch events,)
+            codes = local[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)[valid]] if len(local) else []
+            width = len(vocabulary)
+            cells = rows[valid] * width + np.asarray(codes, dtype=np.int64)
+            blocks.append(np.bincount(cells, minlength=len(lengths) * width).reshape(len(lengths), width).astype(np.int32))
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{path}: unreadable parquet: {error}") from None
+    names = sorted(vocabulary)
+    counts = np.zeros((session_count, len(names)), dtype=np.int32)  # (sessions, levels)
+    column_of_code = [names.index(name) for name in vocabulary]  # first-seen code -> sorted column
+    start = 0
+    for block in blocks:
+        counts[start : start + len(block), column_of_code[: block.shape[1]]] = block
+        start += len(block)
+    return names, counts
+
+
 def _write_npy_rows(path: Path, dtype: type, shape: tuple[int, int], blocks) -> None:
     """Write a C-order ``.npy`` of ``shape`` from consecutive row blocks (each (rows, shape[1])), never the whole
     array in memory; the file equals ``numpy.save`` of the assembled array."""
@@ -241,6 +285,7 @@ def build_tensors(params: Params, system: str) -> None:
     offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))  # (sessions + 1,) into event_ids
     truncated = int((full_lengths > max_len).sum())
     splits = _split_summary(sessions.labels, sessions.split)
+    level_names, level_counts = _read_level_counts(sessions_path, session_count)  # (sessions, levels)
 
     def index_blocks(rows: int):
         """(rows, max_len) int32 blocks of index.npy: each session's event ids, then padding."""
@@ -279,6 +324,7 @@ def build_tensors(params: Params, system: str) -> None:
         "dim": stored.dim,
         "vectors_method": stored.metadata.get("method"),
         "vectors_model": stored.metadata.get("model"),
+        "level_names": level_names,  # columns of level_counts.npy; [] where the data has no level field
     }
 
     output = Path(params.paths.tensors) / system
@@ -292,6 +338,7 @@ def build_tensors(params: Params, system: str) -> None:
         np.save(directory / "labels.npy", sessions.labels)
         np.save(directory / "split.npy", sessions.split)
         np.save(directory / "vectors.npy", vectors)
+        np.save(directory / LEVEL_COUNTS_FILE, level_counts)
         (directory / "session_ids.json").write_text(json.dumps(sessions.session_ids), encoding="utf-8")
         (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -306,6 +353,7 @@ def build_tensors(params: Params, system: str) -> None:
             "templates": template_count,
             "dim": stored.dim,
             "missing_vectors": 0,  # a missing vector stops the stage with a DataError
+            "level_names": level_names,
         },
     )
 
