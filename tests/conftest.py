@@ -45,6 +45,7 @@ def make_params(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Para
         raw["paths"][name] = str(tmp_path / name)
     raw["paths"]["checksums"] = str(tmp_path / "checksums.json")
     raw["paths"]["archives"] = str(tmp_path / "archives")
+    raw["seeds"] = [42]  # one model seed: tests of the seed contract name more
     raw["evaluate"]["bootstrap"]["samples"] = 50
     raw["evaluate"]["unsupervised"]["n_estimators"] = 30
     raw["evaluate"]["oracle"]["model"] = "logistic_regression"  # the neural oracle has its own test

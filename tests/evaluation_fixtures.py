@@ -118,35 +118,30 @@ def write_pair_scores(
     seed: int,
     run_id: str | None = None,
     threshold_source_val: float | None = None,
-) -> Path:
-    """A neural method's score file: every source row and every target row, scores from the labels."""
-    generator = np.random.default_rng(seed)
+) -> list[Path]:
+    """A transfer method's score files, one per model seed of params: every source and target row, scores from the
+    labels (generator seeded with ``seed`` + the model seed's position)."""
     config = params.pairs[pair]
-    frames = []
-    for domain, systems in (("source", config.sources), ("target", [config.target])):
-        for system in systems:
-            directory = Path(params.paths.tensors) / system
-            labels = np.load(directory / "labels.npy")
-            split = np.load(directory / "split.npy")
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "domain": domain,
-                        "split": [SPLIT_NAMES[int(code)] for code in split],
-                        "row": np.arange(labels.size, dtype=np.int64),
-                        "system": system,
-                        "score": _scores_for(labels, separation, generator),
-                    }
-                )
-            )
-    path = Path(params.paths.scores) / pair / f"{method}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_scores(
-        path,
-        pd.concat(frames, ignore_index=True),
-        {"method": method, "threshold_source_val": threshold_source_val, "mlflow_run_id": run_id},
-    )
-    return path
+    paths = []
+    for position, model_seed in enumerate(params.seeds):
+        generator = np.random.default_rng(seed + 1000 * position)
+        frames = []
+        for domain, systems in (("source", config.sources), ("target", [config.target])):
+            for system in systems:
+                directory = Path(params.paths.tensors) / system
+                labels = np.load(directory / "labels.npy")
+                split = np.load(directory / "split.npy")
+                frames.append(pd.DataFrame({
+                    "domain": domain, "split": [SPLIT_NAMES[int(code)] for code in split],
+                    "row": np.arange(labels.size, dtype=np.int64), "system": system,
+                    "score": _scores_for(labels, separation, generator),
+                }))  # fmt: skip
+        path = ArtifactPaths(params.paths).score_file(method, pair, config.target, model_seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {"method": method, "threshold_source_val": threshold_source_val, "mlflow_run_id": run_id}
+        write_scores(path, pd.concat(frames, ignore_index=True), metadata)
+        paths.append(path)
+    return paths
 
 
 def write_train_status(params: Params, pair: str, status: str = "ok", reason: str | None = None,

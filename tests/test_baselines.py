@@ -29,9 +29,9 @@ def test_unsupervised_detector_scores_every_row(tmp_path, detector, scale):
                                     "evaluate.unsupervised.pca_variance": 0.5})
     arrays = write_tensors(params, "bgl", sessions=400, anomaly_share=0.08, seed=1)
     call_stage("baselines", params, "bgl")
-    frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "unsupervised_target.parquet")
+    frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "unsupervised_target" / "seed-42.parquet")
     assert metadata["method"] == "unsupervised_target" and metadata["detector"] == detector
-    assert metadata["score_scale"] == scale and metadata["oracle"] is False
+    assert metadata["score_scale"] == scale and "oracle" not in metadata
     assert list(frame["row"]) == list(range(400))
     assert list(frame["split"]) == [SPLIT_NAMES[int(code)] for code in arrays["split"]]
     assert set(frame["domain"]) == {"target"} and set(frame["system"]) == {"bgl"}
@@ -44,7 +44,7 @@ def test_unsupervised_detector_reads_no_label_and_fits_on_train_only(tmp_path):
     params = make_params(tmp_path, {"evaluate.unsupervised.n_estimators": 30})
     arrays = write_tensors(params, "bgl", sessions=300, anomaly_share=0.1, seed=2)
     call_stage("baselines", params, "bgl")
-    path = Path(params.paths.scores) / "target-bgl" / "unsupervised_target.parquet"
+    path = Path(params.paths.scores) / "target-bgl" / "unsupervised_target" / "seed-42.parquet"
     before = read_scores(path)[0]["score"].to_numpy()
 
     directory = Path(params.paths.tensors) / "bgl"
@@ -57,7 +57,7 @@ def test_unsupervised_detector_reads_no_label_and_fits_on_train_only(tmp_path):
     train = arrays["split"] == 0
     np.testing.assert_array_equal(before[train], after[train])
     assert not np.array_equal(before[~train & (arrays["split"] == 2)], after[arrays["split"] == 2])
-    status = json.loads((path.parent / "status.json").read_text())
+    status = json.loads((path.parent.parent / "status.json").read_text())
     assert status["methods"]["supervised_target"]["status"] == "not_available"
     assert "no labeled session" in status["methods"]["supervised_target"]["reason"]
 
@@ -67,7 +67,7 @@ def test_oracle_is_written_and_marked(tmp_path):
     arrays = write_tensors(params, "bgl", sessions=500, anomaly_share=0.12, seed=3)
     call_stage("baselines", params, "bgl")
     directory = Path(params.paths.scores) / "target-bgl"
-    frame, metadata = read_scores(directory / "supervised_target.parquet")
+    frame, metadata = read_scores(directory / "supervised_target" / "seed-42.parquet")
     assert metadata["oracle"] is True and metadata["detector"] == "logistic_regression"
     assert metadata["train_anomalies"] == int(((arrays["split"] == 0) & (arrays["labels"] == 1)).sum())
     assert _test_auc(frame, arrays) > 0.9
@@ -75,7 +75,7 @@ def test_oracle_is_written_and_marked(tmp_path):
     assert status["methods"]["supervised_target"] == {
         "status": "written", "detector": "logistic_regression", "oracle": True,
         "train_sessions": metadata["train_sessions"], "train_anomalies": metadata["train_anomalies"],
-        "mlflow_run_id": metadata["mlflow_run_id"],
+        "mlflow_run_ids": {"42": metadata["mlflow_run_id"]},
     }
 
 
@@ -84,7 +84,7 @@ def test_oracle_needs_enough_train_anomalies(tmp_path):
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.05, seed=4)
     call_stage("baselines", params, "bgl")
     directory = Path(params.paths.scores) / "target-bgl"
-    assert not (directory / "supervised_target.parquet").exists()
+    assert not (directory / "supervised_target" / "seed-42.parquet").exists()
     reason = json.loads((directory / "status.json").read_text())["methods"]["supervised_target"]["reason"]
     assert "evaluate.oracle.min_train_anomalies = 50" in reason
 
@@ -112,12 +112,12 @@ def test_neural_oracle_uses_the_training_loop_and_logs_a_run(tmp_path):
     params = make_params(tmp_path, {"evaluate.oracle.model": "neural", "train.epochs": 2})
     arrays = write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=5)
     call_stage("baselines", params, "bgl")
-    frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "supervised_target.parquet")
+    frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / "supervised_target" / "seed-42.parquet")
     assert metadata["detector"] == "neural" and metadata["oracle"] is True
     assert len(frame) == 300 and frame["score"].between(0, 1).all()
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
     run = client.get_run(metadata["mlflow_run_id"])
-    assert run.data.tags["method"] == "supervised_target" and run.data.tags["oracle"] == "true"
+    assert run.data.tags["method"] == "supervised_target" and run.data.tags["kind"] == "oracle"
     assert run.data.tags["pair"] == "target-bgl" and run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/f1")] == [1, 2]  # per-epoch, oracle val
     assert arrays["labels"].size == 300
@@ -133,7 +133,7 @@ def test_level_rule_flags_exactly_the_sessions_with_a_listed_level_and_reads_no_
     expected = (arrays["level_counts"][:, 0] > 0).astype(float)  # column 0 is ERROR; WARNING is not listed here
     np.testing.assert_array_equal(frame["score"].to_numpy(), expected)
     assert list(frame["row"]) == list(range(300)) and metadata["levels"] == ["error", "FATAL"]
-    assert metadata["oracle"] is False and metadata["threshold_source_val"] is None
+    assert "oracle" not in metadata and metadata["threshold_source_val"] is None
     status = json.loads((directory / "status.json").read_text())["methods"]["level_rule"]
     assert status["status"] == "written" and status["flagged_sessions"] == int(expected.sum())
     np.save(Path(params.paths.tensors) / "bgl" / "labels.npy", np.full(300, -1, dtype=np.int8))  # no label at all

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
+from zerolog.artifacts import method_spec
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
 from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
@@ -106,7 +107,8 @@ def test_headline_metrics_hold_only_the_numbers_users_compare(evaluated):
     assert set(headline) == {"pair", "protocol", "status", "test", "methods"}
     assert headline["test"] == {key: details["test"][key] for key in ("size", "anomalies")}
     for method, entry in headline["methods"].items():
-        assert set(entry) == {"kind", "status", "threshold_rule", *HEADLINE_KEYS}
+        spread = {"seeds", "f1_sd", "pr_auc_sd", "roc_auc_sd"} if method_spec(method).stochastic else set()
+        assert set(entry) == {"kind", "status", "threshold_rule", *HEADLINE_KEYS, *spread}
         assert all(entry[key] == details["methods"][method][key] for key in HEADLINE_KEYS)
     assert headline["methods"]["supervised_target"]["kind"] == "oracle"
     assert headline["methods"]["zerolog"]["kind"] == "transfer"
@@ -208,7 +210,7 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
     write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"}})
-    with pytest.raises(DataError, match=r"dann\.parquet: file not found"):
+    with pytest.raises(DataError, match=r"dann/seed-42\.parquet: file not found"):
         evaluate_pair(params, PAIR)
     assert not (Path(params.paths.metrics) / f"{PAIR}.json").exists()
     write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"},
@@ -271,3 +273,21 @@ def test_tracking_metrics_keys():
     keys = tracking_metrics(entry)
     assert keys["test/f1"] == 0.5 and "test/recall" not in keys
     assert keys["test/fixed_0.5/f1_ci_low"] == 0.4 and not any(k.startswith("test/source_val") for k in keys)
+
+
+def test_stochastic_methods_report_mean_and_sd_over_model_seeds(tmp_path):
+    params = make_params(tmp_path, {"seeds": [42, 43, 44], "evaluate.methods": ["zerolog", "level_rule"]})
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "bgl", sessions=400, anomaly_share=0.15, seed=2, levels=True)
+    paths = write_pair_scores(params, PAIR, "zerolog", 1.5, seed=7)
+    assert [path.name for path in paths] == ["seed-42.parquet", "seed-43.parquet", "seed-44.parquet"]
+    write_train_status(params, PAIR)
+    call_stage("baselines", params, "bgl")
+    evaluate_pair(params, PAIR)
+    zerolog = _metrics(params)["methods"]["zerolog"]
+    per_seed = [zerolog["seeds"][seed]["f1"] for seed in ("42", "43", "44")]
+    assert zerolog["f1"] == pytest.approx(np.mean(per_seed)) and zerolog["f1_sd"] == pytest.approx(np.std(per_seed))
+    assert len(set(per_seed)) > 1  # the seeds' score files differ
+    headline = _headline(params)["methods"]
+    assert headline["zerolog"]["seeds"]["43"]["f1"] == per_seed[1] and "f1_sd" in headline["zerolog"]
+    assert "seeds" not in headline["level_rule"]  # deterministic: one score file, no spread to report

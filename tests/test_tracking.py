@@ -87,9 +87,10 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
     experiment = client.get_experiment_by_name(params.mlflow.experiment)
     assert experiment.artifact_location.startswith("file://") and "mlartifacts" in experiment.artifact_location
     runs = {run.data.tags["method"]: run for run in client.search_runs([experiment.experiment_id])}
+    assert {run.data.tags["model_seed"] for run in runs.values()} == {"42"}
     assert set(runs) == {"zerolog", "source_only"}
     for method, run in runs.items():
-        entry = summary["methods"][method]
+        entry = summary["methods"][method]["seeds"]["42"]
         assert entry["mlflow_run_id"] == run.info.run_id and run.info.status == "FINISHED"
         assert entry["epochs"] == 2 and "seconds" not in entry  # timings go to MLflow, not to committed files
         assert run.data.metrics["time/seconds"] > 0 and run.data.metrics["memory/peak_rss_mb"] > 0
@@ -98,14 +99,14 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         assert tags["dvc_experiment"] == "workspace" and len(tags["inputs_md5"]) == 32 and tags["git_commit"]
         # Only the stage's own params: MLflow never shows a value that did not produce the run's numbers.
         assert run.data.params["train.epochs"] == "2" and run.data.params["seed"] == str(params.seed)
-        assert set(run.data.params) == set(flatten_params({"train": params.train, "seed": params.seed,
+        assert set(run.data.params) == set(flatten_params({"train": params.train, "seed": 42,
                                                            "pairs": {"hdfs-bgl": params.pairs["hdfs-bgl"]}}))
         history = client.get_metric_history(run.info.run_id, "loss/classification")
         assert sorted(metric.step for metric in history) == [1, 2]
         assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
         assert ("loss/domain" in run.data.metrics) == (method == "zerolog")
         artifacts = [item.path for item in client.list_artifacts(run.info.run_id, "plots")]
-        assert f"plots/{method}.png" in artifacts and f"plots/{method}.csv" in artifacts
+        assert f"plots/seed-42.png" in artifacts and f"plots/seed-42.csv" in artifacts
 
         # the logged model predicts what the checkpoint predicts
         mlflow.set_tracking_uri(params.mlflow.tracking_uri)
@@ -114,13 +115,13 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
             output_format="list",
         )  # fmt: skip
         served = mlflow.pytorch.load_model(logged.model_uri)
-        checkpoint_model, checkpoint = load_checkpoint(tmp_path / "models" / "hdfs-bgl" / method / "checkpoint.pt")
+        checkpoint_model, checkpoint = load_checkpoint(tmp_path / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")
         assert checkpoint["epoch"] == 2
         example = torch.from_numpy(target.vectors[target.index[:3, :10]])
         torch.testing.assert_close(served(example), checkpoint_model(example))
 
         # score file: contract columns, no labels, metadata with the run id
-        table = pq.read_table(tmp_path / "scores" / "hdfs-bgl" / f"{method}.parquet")
+        table = pq.read_table(tmp_path / "scores" / "hdfs-bgl" / method / "seed-42.parquet")
         assert table.column_names == ["domain", "split", "row", "system", "score"]
         metadata = {key.decode(): json.loads(value) for key, value in table.schema.metadata.items() if key != b"pandas"}
         assert metadata["method"] == method and metadata["mlflow_run_id"] == run.info.run_id
@@ -128,7 +129,7 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         frame = table.to_pandas()
         assert (frame.loc[frame.domain == "target", "row"].sort_values().to_numpy() == np.arange(150)).all()
         assert set(frame.loc[frame.domain == "source", "split"]) == {"val"}
-        assert (tmp_path / "plots" / "train" / "hdfs-bgl" / f"{method}.png").stat().st_size > 1000
+        assert (tmp_path / "plots" / "train" / "hdfs-bgl" / method / "seed-42.png").stat().st_size > 1000
 
 
 def test_a_run_finishes_or_fails_with_its_block_and_a_key_reuses_it(tmp_path: Path) -> None:
@@ -164,8 +165,8 @@ def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monke
         call_stage("train", params, "hdfs-bgl")
         outputs[workers] = root
     for method in ("zerolog", "dann"):
-        scores = [pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / f"{method}.parquet").column("score") for w in (1, 2)]
+        scores = [pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / method / "seed-42.parquet").column("score") for w in (1, 2)]
         assert scores[0].equals(scores[1]), method
-        first, second = (load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "checkpoint.pt")[0] for w in (1, 2))
+        first, second = (load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")[0] for w in (1, 2))
         for name, tensor in first.state_dict().items():
             assert torch.equal(tensor, second.state_dict()[name]), (method, name)

@@ -69,6 +69,7 @@ class MethodSpec:
     name: str
     kind: MethodKind
     summary: str  # one line for the report
+    stochastic: bool = True  # its result moves with the model seed: run once per seed of ``seeds``
 
     @property
     def oracle(self) -> bool:
@@ -88,7 +89,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
         MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
         MethodSpec("unsupervised_target", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
-        MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous"),
+        MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
+                   stochastic=False),
         MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
     )
 }
@@ -147,10 +149,12 @@ class ArtifactPaths:
         """Scores of the target-only, rule and oracle methods of one target system (stage baselines)."""
         return Path(self.paths.scores) / f"target-{system}"
 
-    def score_file(self, method: str, pair: str, target: str) -> Path:
-        """Where ``method``'s scores for ``pair`` live (per pair for transfer methods, else per target)."""
-        folder = self.pair_scores(pair) if method_spec(method).per_pair else self.target_scores(target)
-        return folder / f"{method}.parquet"
+    def score_file(self, method: str, pair: str, target: str, seed: int) -> Path:
+        """Where ``method``'s scores for ``pair`` live: per pair for transfer methods, else per target; one file per
+        model seed for a stochastic method (``<method>/seed-<seed>.parquet``), one for a deterministic one."""
+        spec = method_spec(method)
+        folder = self.pair_scores(pair) if spec.per_pair else self.target_scores(target)
+        return folder / method / f"seed-{seed}.parquet" if spec.stochastic else folder / f"{method}.parquet"
 
     def stage_metrics(self, stage: str, name: str) -> Path:
         """``metrics/<stage>/<name>.json``: a stage's DVC metrics per dataset, system or pair."""

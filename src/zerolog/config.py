@@ -453,7 +453,8 @@ class MlflowConfig:
 class Params:
     """The whole of params.yaml."""
 
-    seed: int
+    seed: int  # the data: splits, subsampling, bootstrap resamples (one fixed split for every model seed)
+    seeds: list[int]  # the models: a stochastic method is run once per seed; metrics report mean and sd over them
     paths: Paths
     data: DataConfig
     systems: dict[str, SystemConfig]
@@ -680,6 +681,8 @@ def _check_systems_and_datasets(params: Params) -> None:
 
 def _check(params: Params) -> None:
     """Cross-key checks that types alone cannot express."""
+    if not params.seeds or len(set(params.seeds)) != len(params.seeds):
+        raise ConfigError(f"seeds: name at least one seed, each once, got {params.seeds}")
     fractions = params.sessionize.split
     total = fractions.train + fractions.val + fractions.test
     if abs(total - 1.0) > 1e-6 or min(fractions.train, fractions.val, fractions.test) < 0:

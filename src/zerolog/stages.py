@@ -123,18 +123,18 @@ def _paths(params: Any) -> ArtifactPaths:
 
 
 def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seed": params.seed,
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seeds": params.seeds,
             "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
     keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "evaluate.level_rule", "mlflow"]
-    return {"params": declared(params, keys, "baselines"), "system": system}
+    return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
 
 
 def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
     return {"pair": pair, "pair_config": params.pairs[pair], "config": params.evaluate, "seed": params.seed,
-            "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+            "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:

@@ -139,135 +139,113 @@ def logistic_oracle_scores(
     return model.predict_proba(features)[:, 1]
 
 
-def neural_oracle_scores(params: Params, system: str, on_epoch: Callable[[dict[str, float]], None] | None) -> np.ndarray:
+def neural_oracle_scores(params: Params, tensors: SystemTensors, seed: int,
+                         on_epoch: Callable[[dict[str, float]], None] | None) -> np.ndarray:  # fmt: skip
     """P(anomaly) for every row from the training stage's model (method ``supervised_target``, the same encoder and
     trainer as every zero-label method) trained on the target's own train labels and validated on its val labels.
     """
     from zerolog.training.loop import score, train
 
-    tensors = load_tensors(ArtifactPaths(params.paths).tensors(system))
-    result = train(params.train, [], tensors, "supervised_target", params.seed, progress=True, on_epoch=on_epoch)
+    result = train(params.train, [], tensors, "supervised_target", seed, progress=True, on_epoch=on_epoch)
     return score(result.model, tensors, np.arange(tensors.sessions), params.train.score_batch_size)
 
 
 # ----------------------------------------------------------------------------- stage
 
 
-def _start_run(params: Params, system: str, method: str, detector: str) -> tuple[Any, str]:
-    """An MLflow run for one baseline of one system (tags like the train stage's, pair ``target-<system>``)."""
-    from zerolog.tracking import Tracker, flatten_params
+def _logged_params(params: Params, method: str) -> dict[str, str]:
+    """The params behind one baseline's numbers (MLflow must show no other)."""
+    from zerolog.tracking import flatten_params
 
+    sections = {"isolation_forest": {"unsupervised": params.evaluate.unsupervised},
+                "unsupervised_target": {"unsupervised": params.evaluate.unsupervised},
+                "level_rule": {"level_rule": params.evaluate.level_rule},
+                "supervised_target": {"oracle": params.evaluate.oracle}}  # fmt: skip
+    logged = {"evaluate": sections.get(method, {})}
+    if method == "supervised_target" and params.evaluate.oracle.model == "neural":
+        logged["train"] = params.train
+    return flatten_params(logged)
+
+
+def _tracked(params: Params, system: str, method: str, detector: str, seed: int | None) -> Any:
+    """An MLflow run for one baseline of one system and model seed (pair ``target-<system>``)."""
+    from zerolog.tracking import Tracker
+
+    tags = {"pair": f"target-{system}", "sources": "", "target": system, "method": method, "detector": detector,
+            "kind": str(method_spec(method).kind), "stage": "baselines"}  # fmt: skip
+    logged = _logged_params(params, method)
+    name = f"target-{system}/{method}"
+    if seed is not None:
+        tags["model_seed"], logged["seed"], name = str(seed), str(seed), f"{name}/seed-{seed}"
     tracker = Tracker(params.mlflow)
-    tags = {
-        "pair": f"target-{system}",
-        "sources": "",
-        "target": system,
-        "method": method,
-        "detector": detector,
-        "oracle": str(method_spec(method).oracle).lower(),
-        "stage": "baselines",
-    }
-    logged = flatten_params({"seed": params.seed, "evaluate": {"unsupervised": params.evaluate.unsupervised,
-                                                               "oracle": params.evaluate.oracle,
-                                                               "level_rule": params.evaluate.level_rule}})
-    if method_spec(method).oracle and params.evaluate.oracle.model == "neural":
-        logged.update(flatten_params({"train": params.train}))
-    return tracker, tracker.start_run(f"target-{system}/{method}", tags, logged)
+    return tracker, tracker.run(name, tags, logged)
 
 
-def _write_level_rule(params: Params, arrays: SystemTensors, path: Path) -> dict[str, Any]:
-    """Write the level rule's scores (with an MLflow run like every baseline's) and return its status entry."""
+def _write_method(path: Path, arrays: SystemTensors, scores: np.ndarray, metadata: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = score_frame(arrays.system, arrays.split, np.arange(arrays.sessions), scores, domain="target")
+    write_scores(path, frame, {"threshold_source_val": None, **metadata})
+
+
+def _unsupervised(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int]) -> dict[str, Any]:
+    detector = params.evaluate.unsupervised.method
+    runs = {}
+    for seed in seeds:
+        tracker, run = _tracked(params, arrays.system, "unsupervised_target", detector, seed)
+        with run as run_id:
+            scores, scale = unsupervised_target_scores(arrays, params.evaluate.unsupervised, seed)
+        _write_method(folder / "unsupervised_target" / f"seed-{seed}.parquet", arrays, scores,
+                      {"method": "unsupervised_target", "detector": detector, "score_scale": scale, "seed": seed,
+                       "mlflow_run_id": run_id})  # fmt: skip
+        runs[str(seed)] = run_id
+    return {"status": "written", "detector": detector, "mlflow_run_ids": runs}
+
+
+def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int]) -> dict[str, Any]:
+    oracle = params.evaluate.oracle
+    train_rows, reason = oracle_training_rows(arrays, oracle)
+    if train_rows is None:
+        return {"status": "not_available", "reason": reason, "oracle": True}
+    assert arrays.labels is not None
+    counts = {"train_sessions": int(train_rows.size), "train_anomalies": int((arrays.labels[train_rows] == 1).sum())}
+    runs = {}
+    for seed in seeds:
+        tracker, run = _tracked(params, arrays.system, "supervised_target", oracle.model, seed)
+        with run as run_id:
+            if oracle.model == "neural":
+                log = lambda row, run_id=run_id: tracker.log_metrics(run_id, row, step=int(row["epoch"]))  # noqa: E731
+                scores = neural_oracle_scores(params, arrays, seed, log)
+            else:
+                scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)
+        _write_method(folder / "supervised_target" / f"seed-{seed}.parquet", arrays, scores,
+                      {"method": "supervised_target", "detector": oracle.model, "score_scale": "unit", "seed": seed,
+                       "mlflow_run_id": run_id, "oracle": True, **counts})  # fmt: skip
+        runs[str(seed)] = run_id
+    return {"status": "written", "detector": oracle.model, "oracle": True, **counts, "mlflow_run_ids": runs}
+
+
+def _level_rule(params: Params, arrays: SystemTensors, folder: Path) -> dict[str, Any]:
+    """The level rule's scores (deterministic: one file, with an MLflow run like every baseline's)."""
     scores, reason = level_rule_scores(arrays, params.evaluate.level_rule)
     if scores is None:
         return {"status": "not_available", "reason": reason}
-    tracker, run_id = _start_run(params, arrays.system, "level_rule", "level_rule")
-    tracker.finish(run_id)
-    rows = np.arange(arrays.sessions)
+    tracker, run = _tracked(params, arrays.system, "level_rule", "level_rule", None)
+    with run as run_id:
+        tracker.log_metrics(run_id, {"flagged_sessions": float(scores.sum())})
     levels = list(params.evaluate.level_rule.levels)
-    write_scores(
-        path,
-        score_frame(arrays.system, arrays.split, rows, scores, domain="target"),
-        {
-            "method": "level_rule",
-            "detector": "level_rule",
-            "levels": levels,
-            "score_scale": "unit",
-            "threshold_source_val": None,
-            "mlflow_run_id": run_id,
-            "oracle": False,
-        },
-    )
+    _write_method(folder / "level_rule.parquet", arrays, scores,
+                  {"method": "level_rule", "detector": "level_rule", "levels": levels, "score_scale": "unit",
+                   "mlflow_run_id": run_id})  # fmt: skip
     return {"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()), "mlflow_run_id": run_id}
 
 
-def run_target_baselines(params: Params, system: str) -> None:
-    """Stage baselines: write ``scores/target-<system>/`` (both baselines' scores and ``status.json``) atomically."""
+def run_target_baselines(params: Params, system: str, seeds: list[int]) -> None:
+    """Stage baselines: write ``scores/target-<system>/`` (every baseline's scores, per model seed where the method
+    is stochastic, and ``status.json``) atomically."""
     arrays = load_tensors(ArtifactPaths(params.paths).tensors(system))
-    rows = np.arange(arrays.sessions)
-    output = ArtifactPaths(params.paths).target_scores(system)
-    status: dict[str, Any] = {"system": system, "dataset": arrays.dataset, "methods": {}}
-    detector = params.evaluate.unsupervised.method
-    oracle = params.evaluate.oracle
-    train_rows, reason = oracle_training_rows(arrays, oracle)
-    with atomic_directory(output) as temporary:
-        tracker, run_id = _start_run(params, system, "unsupervised_target", detector)
-        try:
-            scores, scale = unsupervised_target_scores(arrays, params.evaluate.unsupervised, params.seed)
-        except BaseException:
-            tracker.finish(run_id, "FAILED")
-            raise
-        tracker.finish(run_id)
-        write_scores(
-            temporary / "unsupervised_target.parquet",
-            score_frame(system, arrays.split, rows, scores, domain="target"),
-            {
-                "method": "unsupervised_target",
-                "detector": detector,
-                "score_scale": scale,
-                "threshold_source_val": None,
-                "mlflow_run_id": run_id,
-                "oracle": False,
-            },
-        )
-        status["methods"]["unsupervised_target"] = {"status": "written", "detector": detector, "mlflow_run_id": run_id}
-        status["methods"]["level_rule"] = _write_level_rule(params, arrays, temporary / "level_rule.parquet")
-
-        if train_rows is None:
-            status["methods"]["supervised_target"] = {"status": "not_available", "reason": reason, "oracle": True}
-        else:
-            train_anomalies = int((arrays.labels[train_rows] == 1).sum())
-            tracker, run_id = _start_run(params, system, "supervised_target", oracle.model)
-            try:
-                if oracle.model == "neural":
-                    scores = neural_oracle_scores(
-                        params, system, lambda row: tracker.log_metrics(run_id, row, step=int(row["epoch"]))
-                    )
-                else:
-                    scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, params.seed)
-            except BaseException:
-                tracker.finish(run_id, "FAILED")
-                raise
-            tracker.finish(run_id)
-            write_scores(
-                temporary / "supervised_target.parquet",
-                score_frame(system, arrays.split, rows, scores, domain="target"),
-                {
-                    "method": "supervised_target",
-                    "detector": oracle.model,
-                    "score_scale": "unit",
-                    "threshold_source_val": None,
-                    "mlflow_run_id": run_id,
-                    "oracle": True,
-                    "train_sessions": int(train_rows.size),
-                    "train_anomalies": train_anomalies,
-                },
-            )
-            status["methods"]["supervised_target"] = {
-                "status": "written",
-                "detector": oracle.model,
-                "oracle": True,
-                "train_sessions": int(train_rows.size),
-                "train_anomalies": train_anomalies,
-                "mlflow_run_id": run_id,
-            }
-        write_json(temporary / TARGET_STATUS, status)
+    status: dict[str, Any] = {"system": system, "dataset": arrays.dataset, "seeds": list(seeds), "methods": {}}
+    with atomic_directory(ArtifactPaths(params.paths).target_scores(system)) as folder:
+        status["methods"]["unsupervised_target"] = _unsupervised(params, arrays, folder, seeds)
+        status["methods"]["level_rule"] = _level_rule(params, arrays, folder)
+        status["methods"]["supervised_target"] = _oracle(params, arrays, folder, seeds)
+        write_json(folder / TARGET_STATUS, status)

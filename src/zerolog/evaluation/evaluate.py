@@ -54,7 +54,8 @@ class EvaluationSettings:
     pair: str
     pair_config: PairConfig
     config: EvaluateConfig
-    seed: int
+    seed: int  # the data seed: bootstrap resamples, mixture initialisation
+    seeds: list[int]  # the model seeds: a stochastic method has one score file per seed
 
     def headline_rule(self, method: str) -> str:
         return self.config.primary_threshold_rule_by_method.get(method, self.config.primary_threshold_rule)
@@ -280,23 +281,57 @@ def _pair_status(settings: EvaluationSettings, training: dict[str, Any], target:
     return Status.EVALUATED, None
 
 
+def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
+    known = [value for value in values if value is not None]
+    if not known:
+        return None, None
+    return float(np.mean(known)), float(np.std(known))
+
+
+def _over_seeds(per_seed: dict[str, MethodEvaluation]) -> MethodEvaluation:
+    """One entry of a method from its evaluation under each model seed: the headline numbers (and each rule's F1,
+    precision, recall) become the mean over seeds, with ``<key>_sd`` and the per-seed values under ``seeds``.
+    The thresholds, intervals, curves and decisions shown are the first seed's."""
+    first = next(iter(per_seed.values()))
+    entry = {**first.entry, "seeds": {seed: {key: evaluation.entry.get(key) for key in (*HEADLINE_KEYS, "mlflow_run_id",
+             "train_run_id")} for seed, evaluation in per_seed.items()}}  # fmt: skip
+    for key in HEADLINE_KEYS:
+        entry[key], entry[f"{key}_sd"] = _mean_sd([evaluation.entry.get(key) for evaluation in per_seed.values()])
+    rules = {}
+    for rule, values in first.entry.get("rules", {}).items():
+        rules[rule] = dict(values)
+        if values.get("status") == str(Status.EVALUATED):
+            for key in ("f1", "precision", "recall"):
+                rules[rule][key], rules[rule][f"{key}_sd"] = _mean_sd(
+                    [evaluation.entry["rules"][rule].get(key) for evaluation in per_seed.values()])
+    entry["rules"] = rules
+    return MethodEvaluation(entry, first.pr_points, first.decisions)
+
+
+def _not_available(method: str, reason: str) -> MethodEvaluation:
+    spec = method_spec(method)
+    return MethodEvaluation({"status": str(Status.NOT_AVAILABLE), "reason": reason, "kind": str(spec.kind),
+                             "oracle": spec.oracle})  # fmt: skip
+
+
 def _evaluate_methods(
     settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any], test: TestSplit,
     target: SystemTensors, systems: dict[str, SystemTensors],
 ) -> dict[str, MethodEvaluation]:  # fmt: skip
+    """Every method of ``evaluate.methods``, under every model seed when it is stochastic (one file otherwise)."""
     evaluations: dict[str, MethodEvaluation] = {}
     for method in settings.config.methods:
-        path = paths.score_file(method, settings.pair, target.system)
-        if path.is_file():
-            evaluations[method] = evaluate_method(method, path, settings, test, target, systems)
+        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
+        files = {str(seed): paths.score_file(method, settings.pair, target.system, seed) for seed in seeds}
+        missing = [path for path in files.values() if not path.is_file()]
+        if missing:
+            reason = _why_missing(method, training, paths.target_scores(target.system) / TARGET_STATUS)
+            if reason is None:
+                raise DataError(f"{missing[0]}: file not found (method {method} of evaluate.methods)")
+            evaluations[method] = _not_available(method, reason)
             continue
-        reason = _why_missing(method, training, paths.target_scores(target.system) / TARGET_STATUS)
-        if reason is None:
-            raise DataError(f"{path}: file not found (method {method} of evaluate.methods)")
-        spec = method_spec(method)
-        evaluations[method] = MethodEvaluation(
-            {"status": str(Status.NOT_AVAILABLE), "reason": reason, "kind": str(spec.kind), "oracle": spec.oracle}
-        )
+        per_seed = {seed: evaluate_method(method, path, settings, test, target, systems) for seed, path in files.items()}
+        evaluations[method] = _over_seeds(per_seed) if method_spec(method).stochastic else per_seed[str(seeds[0])]
     return evaluations
 
 
@@ -326,6 +361,10 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         if entry.get("status") == str(Status.EVALUATED):
             methods[method]["threshold_rule"] = entry.get("threshold_rule")
             methods[method].update({key: entry.get(key) for key in HEADLINE_KEYS})
+            if "seeds" in entry:
+                methods[method].update({f"{key}_sd": entry.get(f"{key}_sd") for key in ("f1", "pr_auc", "roc_auc")})
+                methods[method]["seeds"] = {seed: {key: values[key] for key in ("f1", "pr_auc", "roc_auc")}
+                                            for seed, values in entry["seeds"].items()}  # fmt: skip
     return {
         "pair": details["pair"], "protocol": details["protocol"], "status": details["status"],
         "test": {key: details["test"][key] for key in ("size", "anomalies")}, "methods": methods,
@@ -359,7 +398,7 @@ def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, detai
     """
     tracker = Tracker(tracking)
     logged = flatten_params({"evaluate": settings.config, "pairs": {settings.pair: settings.pair_config},
-                             "seed": settings.seed})  # fmt: skip
+                             "seed": settings.seed, "seeds": settings.seeds})  # fmt: skip
     systems = [*settings.pair_config.sources, settings.pair_config.target]
     labels = [paths.tensors(system) / f"{name}.npy" for system in systems for name in ("labels", "split")]
     for method, entry in details["methods"].items():
@@ -368,8 +407,9 @@ def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, detai
         tags = {"pair": settings.pair, "sources": ",".join(settings.pair_config.sources),
                 "target": settings.pair_config.target, "method": method, "kind": entry["kind"], "stage": "evaluate",
                 "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
-        score_file = paths.score_file(method, settings.pair, settings.pair_config.target)
-        key = inputs_md5([score_file, *labels], {**logged, "method": method})
+        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
+        score_files = [paths.score_file(method, settings.pair, settings.pair_config.target, seed) for seed in seeds]
+        key = inputs_md5([*score_files, *labels], {**logged, "method": method})
         with tracker.run(f"{settings.pair}/{method}/evaluate", tags, logged, key=key) as run_id:
             tracker.log_metrics(run_id, tracking_metrics(entry))
             tracker.log_artifacts(run_id, [figure], "plots")
@@ -379,6 +419,11 @@ def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, detai
 def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
     """The MLflow metric keys of one method's entry: ``test/<metric>`` (headline) and ``test/<rule>/<metric>``."""
     metrics = {f"test/{key}": float(entry[key]) for key in HEADLINE_KEYS if entry.get(key) is not None}
+    metrics.update({f"test/{key}_sd": float(entry[f"{key}_sd"]) for key in HEADLINE_KEYS
+                    if entry.get(f"{key}_sd") is not None})  # fmt: skip
+    for seed, values in entry.get("seeds", {}).items():
+        metrics.update({f"test/seed-{seed}/{key}": float(values[key]) for key in HEADLINE_KEYS
+                        if values.get(key) is not None})  # fmt: skip
     for rule, values in entry.get("rules", {}).items():
         if values.get("status") != str(Status.EVALUATED):
             continue
@@ -389,11 +434,12 @@ def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
 
 
 def evaluate_pair(
-    pair: str, pair_config: PairConfig, config: EvaluateConfig, seed: int, tracking: MlflowConfig, paths: ArtifactPaths
-) -> None:
+    pair: str, pair_config: PairConfig, config: EvaluateConfig, seed: int, seeds: list[int], tracking: MlflowConfig,
+    paths: ArtifactPaths,
+) -> None:  # fmt: skip
     """Stage evaluate: write ``metrics/<pair>.json``, ``reports/evaluate/<pair>.json`` and the plots of one pair."""
     _check_methods(config)
-    settings = EvaluationSettings(pair, pair_config, config, seed)
+    settings = EvaluationSettings(pair, pair_config, config, seed, seeds)
     training = _read_json_object(paths.pair_scores(pair) / TRAINING_SUMMARY, f"run the train stage for pair {pair}")
     systems = {system: load_tensors(paths.tensors(system)) for system in [*pair_config.sources, pair_config.target]}
     target = systems[pair_config.target]

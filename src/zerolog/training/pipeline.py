@@ -127,12 +127,18 @@ class MethodJob:
     seed: int
     checkpoint_path: str
 
+    @property
+    def name(self) -> str:
+        """``<method>/seed-<seed>``: the job's folder under models/, scores/ and plots/."""
+        return f"{self.method}/seed-{self.seed}"
+
 
 @dataclass
 class MethodOutcome:
     """A trained method as the stage records it: weights (CPU), history, thresholds, timings, target scores."""
 
     method: str
+    seed: int
     weights: dict[str, Any]  # state dict, CPU tensors
     history: list[dict[str, float]]
     threshold: float | None
@@ -146,14 +152,14 @@ class MethodOutcome:
     peak_rss_mb: float
 
 
-def method_workers(config: TrainConfig) -> int:
-    """Processes that train methods side by side: ``train.method_workers`` on CPU (at most one per method), else 1.
+def method_workers(config: TrainConfig, runs: int) -> int:
+    """Processes that train methods side by side: ``train.method_workers`` on CPU (at most one per run), else 1.
 
     On CUDA the methods share one device and run in turn.
     """
     if select_device(config).type != "cpu":
         return 1
-    return max(1, min(config.method_workers, len(config.methods)))
+    return max(1, min(config.method_workers, runs))
 
 
 def run_method_job(
@@ -168,6 +174,7 @@ def run_method_job(
     )  # fmt: skip
     return MethodOutcome(
         method=job.method,
+        seed=job.seed,
         weights={name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()},
         history=result.history,
         threshold=result.threshold,
@@ -197,9 +204,8 @@ def run_method_jobs_in_parallel(jobs: list[MethodJob], workers: int) -> list[Met
     jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, job): job.method for job in jobs}
-        names = ", ".join(job.method for job in jobs)
-        with tqdm(total=len(futures), desc=f"train {names} ({workers} workers)", unit="method") as bar:
+        futures = {pool.submit(_run_in_worker, job): job.name for job in jobs}
+        with tqdm(total=len(futures), desc=f"train {len(jobs)} method runs ({workers} workers)", unit="run") as bar:
             for future in as_completed(futures):
                 outcome = future.result()  # a worker's error surfaces here, as raised
                 final = outcome.history[-1] if outcome.history else {}
@@ -237,13 +243,14 @@ def _record_method(
     tracker: Tracker, run_id: str, outcome: MethodOutcome, config: TrainConfig, pair: str,
     folders: dict[str, Path], example: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write one method's score file, history and plot; log its final metrics, timings, plots and model."""
-    method = outcome.method
-    metadata = {"method": method, "pair": pair, "threshold_source_val": outcome.threshold_source_val,
-                "mlflow_run_id": run_id}  # fmt: skip
-    write_scores(folders["scores"] / f"{method}.parquet", outcome.scores, metadata)
-    write_history(folders["plots"] / f"{method}.csv", outcome.history)
-    plot_training_history(folders["plots"] / f"{method}.png", outcome.history, f"{pair} {method}")
+    """Write one method run's score file, history and plot; log its final metrics, timings, plots and model."""
+    method, name = outcome.method, f"{outcome.method}/seed-{outcome.seed}"
+    metadata = {"method": method, "pair": pair, "seed": outcome.seed,
+                "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id}  # fmt: skip
+    write_scores(folders["scores"] / f"{name}.parquet", outcome.scores, metadata)
+    (folders["plots"] / method).mkdir(exist_ok=True)
+    write_history(folders["plots"] / f"{name}.csv", outcome.history)
+    plot_training_history(folders["plots"] / f"{name}.png", outcome.history, f"{pair} {method} seed {outcome.seed}")
     final = outcome.history[-1] if outcome.history else {}
     tracker.log_metrics(
         run_id,
@@ -258,7 +265,7 @@ def _record_method(
         },
         step=outcome.epochs,
     )
-    tracker.log_artifacts(run_id, [folders["plots"] / f"{method}.png", folders["plots"] / f"{method}.csv"], "plots")
+    tracker.log_artifacts(run_id, [folders["plots"] / f"{name}.png", folders["plots"] / f"{name}.csv"], "plots")
     model = build_model(int(example.shape[-1]), config)
     model.load_state_dict(outcome.weights)
     tracker.log_model(run_id, model.eval(), example)
@@ -321,25 +328,34 @@ def _train_methods(
     """Every job, in worker processes or (one worker) in turn here, with per-epoch metrics logged to MLflow."""
     if workers > 1:
         outcomes = run_method_jobs_in_parallel(jobs, workers)
-        for outcome in outcomes:
+        for job, outcome in zip(jobs, outcomes):
             for row in outcome.history:
-                _log_epoch(tracker, run_ids[outcome.method], row)
+                _log_epoch(tracker, run_ids[job.name], row)
         return outcomes
     return [
-        run_method_job(job, on_epoch=lambda row, run=run_ids[job.method]: _log_epoch(tracker, run, row), progress=True)
+        run_method_job(job, on_epoch=lambda row, run=run_ids[job.name]: _log_epoch(tracker, run, row), progress=True)
         for job in jobs
     ]
 
 
+def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """training.json's ``methods``: per method its status and, per seed, what ``_method_entry`` keeps."""
+    methods: dict[str, Any] = {}
+    for outcome, entry in zip(outcomes, entries):
+        methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = entry
+    return methods
+
+
 def train_pair(
-    pair: str, pair_config: PairConfig, config: TrainConfig, seed: int, tracking: MlflowConfig, paths: ArtifactPaths
-) -> None:
-    """Stage train for ``pair`` (module docstring)."""
+    pair: str, pair_config: PairConfig, config: TrainConfig, seeds: list[int], tracking: MlflowConfig,
+    paths: ArtifactPaths,
+) -> None:  # fmt: skip
+    """Stage train for ``pair`` (module docstring): every method of ``train.methods`` once per model seed."""
     _check_methods(config)
     usable, skipped = _usable_sources(pair_config, config, paths)
     summary: dict[str, Any] = {
         "pair": pair, "sources": [tensors.system for tensors in usable], "sources_skipped": skipped,
-        "target": pair_config.target,
+        "target": pair_config.target, "seeds": list(seeds),
     }  # fmt: skip
     reason = _skip_reason(pair_config, usable, skipped)
     if reason is not None:
@@ -352,7 +368,6 @@ def train_pair(
     input_files += [target.directory / f"{name}.npy" for name in _TRAINING_FILES]
     tags = {"pair": pair, "sources": ",".join(summary["sources"]), "target": pair_config.target,
             "stage": "train", "inputs_md5": inputs_md5(input_files)}  # fmt: skip
-    logged = flatten_params({"train": config, "pairs": {pair: pair_config}, "seed": seed})
     tracker = Tracker(tracking)
     with contextlib.ExitStack() as stack:
         folders = {
@@ -360,20 +375,20 @@ def train_pair(
             "scores": stack.enter_context(atomic_directory(paths.pair_scores(pair))),
             "plots": stack.enter_context(atomic_directory(paths.plots("train", pair))),
         }
-        run_ids = {
-            method: stack.enter_context(tracker.run(f"{pair}/{method}", {**tags, "method": method}, logged))
-            for method in config.methods
-        }
         jobs = [
             MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method, seed,
-                      str(folders["models"] / method / "checkpoint.pt"))
-            for method in config.methods
+                      str(folders["models"] / method / f"seed-{seed}" / "checkpoint.pt"))
+            for method in config.methods for seed in seeds
         ]  # fmt: skip
-        outcomes = _train_methods(jobs, method_workers(config), tracker, run_ids)
+        run_ids = {
+            job.name: stack.enter_context(tracker.run(
+                f"{pair}/{job.name}", {**tags, "method": job.method, "model_seed": str(job.seed)},
+                flatten_params({"train": config, "pairs": {pair: pair_config}, "seed": job.seed})))
+            for job in jobs
+        }  # fmt: skip
+        outcomes = _train_methods(jobs, method_workers(config, len(jobs)), tracker, run_ids)
         example = _input_example(usable)
-        methods = {
-            outcome.method: _record_method(tracker, run_ids[outcome.method], outcome, config, pair, folders, example)
-            for outcome in outcomes
-        }
-        write_json(folders["scores"] / TRAINING_SUMMARY,
-                   {**summary, "status": str(Status.OK), "reason": None, "methods": methods})  # fmt: skip
+        entries = [_record_method(tracker, run_ids[job.name], outcome, config, pair, folders, example)
+                   for job, outcome in zip(jobs, outcomes)]  # fmt: skip
+        write_json(folders["scores"] / TRAINING_SUMMARY, {**summary, "status": str(Status.OK), "reason": None,
+                                                          "methods": _method_entries(outcomes, entries)})  # fmt: skip
