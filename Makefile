@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench parse-accuracy clean
+.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench parse-accuracy ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ parse-accuracy: install
 ## Throughput / memory benchmark of the full-size path.
 bench: install
 	$(BIN)/python bench/run.py
+
+## Ablation of zerolog_adapt on every pair x params seeds (after the tensors stage; hours on 2 cores, not in `make run`):
+## reports/ablation.md + metrics/ablation.json; arm runs cached in data/ablation/ (a rerun trains only what changed).
+ablation: install
+	$(BIN)/python -m zerolog.ablation
 
 clean:
 	rm -rf data/raw data/parsed data/sessions data/features data/tensors data/scores models

@@ -112,11 +112,12 @@ def assert_same_weights(first: torch.nn.Module, second: torch.nn.Module) -> None
 
 
 def test_methods_are_settings_of_one_trainer() -> None:
-    assert {name: (s.domain_loss, s.meta_learning) for name, s in METHODS.items() if not s.oracle} == {
-        "zerolog": (True, True),
-        "source_only": (False, False),
-        "dann": (True, False),
-        "meta": (False, True),
+    assert {name: (s.domain_loss, s.meta_learning, s.adapt) for name, s in METHODS.items() if not s.oracle} == {
+        "zerolog": (True, True, False),
+        "source_only": (False, False, False),
+        "dann": (True, False, False),
+        "meta": (False, True, False),
+        "zerolog_adapt": (True, True, True),
     }
     assert method_settings("supervised_target").labeled_domain == "target"
     assert all(s.labeled_domain == "source" for s in METHODS.values() if not s.oracle)

@@ -88,6 +88,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone"),
         MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
         MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
+        MethodSpec("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
+                   "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share"),
         MethodSpec("unsupervised_target", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),

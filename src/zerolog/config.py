@@ -271,6 +271,33 @@ class MetaConfig:
 
 
 @dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training of ``zerolog_adapt`` on the target's pseudo-labeled TRAIN sessions (training/adapt.py)."""
+
+    rounds: int  # 0: off; each round re-labels the target train sessions, then trains epochs_per_round epochs
+    epochs_per_round: int
+    normal_share: float  # pseudo-normal: within the lowest normal_share of both the model's and the detector's scores
+    min_pseudo_anomalies: int  # a round with fewer agreed anomalies trains without the pseudo-labeled task
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0:
+            raise ConfigError(f"train.adapt.self_training.rounds: must be 0 or more, got {self.rounds}")
+        for key in ("epochs_per_round", "min_pseudo_anomalies"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.adapt.self_training.{key}: must be at least 1, got {getattr(self, key)}")
+        if not 0 < self.normal_share < 1:
+            raise ConfigError(f"train.adapt.self_training.normal_share: must lie in (0, 1), got {self.normal_share}")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """What ``zerolog_adapt`` adds to zerolog (training/adapt.py); each switch off ablates one component."""
+
+    domain_weighting: Literal["none", "importance"]  # importance: IWDAN weights pi_t(c) / pi_s(c) on source sessions
+    self_training: SelfTrainingConfig
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Stage train (src/zerolog/training/): one trainer, methods are settings of it (training/methods.py)."""
 
@@ -290,6 +317,7 @@ class TrainConfig:
     class_balance: ClassBalanceConfig
     domain: DomainConfig
     meta: MetaConfig
+    adapt: AdaptConfig  # method zerolog_adapt only
     threshold: Literal["fixed_0.5", "source_val"]
     checkpoint_every_epochs: int
 

@@ -123,8 +123,10 @@ def _paths(params: Any) -> ArtifactPaths:
 
 
 def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
+    # zerolog_adapt's target detector: the PCA of evaluate.unsupervised, its mixture cut seeded like evaluate's
     return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seeds": params.seeds,
-            "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+            "tracking": params.mlflow, "paths": _paths(params),
+            "detector_variance": params.evaluate.unsupervised.pca_variance, "seed": params.seed}  # fmt: skip
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:

@@ -20,6 +20,9 @@ Choices (every number in params.yaml ``train``; what the sources state is in met
   constant ``weight``.
 - Optimiser (MetaLog code, method.md §6): Adam lr 2e-3, betas (0.9, 0.9), eps 1e-12; lr × 0.75 every 1000 steps;
   gradient-norm clipping (ours; MetaLog's OS script clips at 1).
+- ``zerolog_adapt`` (adapt.py): the importance-weighted domain loss from the first step, then
+  ``train.adapt.self_training.rounds`` × ``epochs_per_round`` more epochs with a pseudo-labeled target task; λ's
+  schedule runs over the first ``train.epochs`` epochs and stays at its end value after them.
 - Model selection: the LAST epoch, always. No label of the target is read by any method but the oracle
   ``supervised_target`` (whose labeled domain is the target by definition).
 - Validation (labeled domain's val split; the SOURCE for every zero-label method), per epoch: ``val/loss``
@@ -46,13 +49,15 @@ import torch
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
-from zerolog.config import EncoderConfig, TrainConfig, as_dict
+from zerolog.config import EncoderConfig, SelfTrainingConfig, TrainConfig, as_dict
 from zerolog.errors import DataError
 from zerolog.artifacts import SPLIT_CODES, SystemTensors
+from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path
 from zerolog.metrics import f1_best_threshold
 from zerolog.model import ZeroLogModel, lookup_vectors
-from zerolog.training.meta import Batch, concatenate_padded, meta_step, plain_step
+from zerolog.training.adapt import agreement_pseudo_labels, importance_weights
+from zerolog.training.meta import Batch, PseudoTask, concatenate_padded, meta_step, plain_step
 from zerolog.training.methods import MethodSettings, method_settings
 
 HISTORY_COLUMNS = (
@@ -63,12 +68,16 @@ HISTORY_COLUMNS = (
     "loss/classification",
     "loss/domain",
     "loss/meta",
+    "loss/pseudo",
     "loss/total",
     "train/domain_accuracy",
     "val/loss",
     "val/f1",
     "val/pr_auc",
     "val/threshold",
+    "pseudo/round",
+    "pseudo/anomalies",
+    "pseudo/normals",
     "seconds",
 )
 
@@ -324,6 +333,21 @@ def build_model(input_size: int, config: TrainConfig) -> ZeroLogModel:
 
 
 @dataclass
+class _Adaptation:
+    """``zerolog_adapt``'s state: the detector's view of the target train pool and the current pseudo-labeled task."""
+
+    self_training: SelfTrainingConfig | None  # None: rounds 0 (off)
+    detection: TargetDetection
+    detector_train_scores: np.ndarray  # (target pool,) the detector's scores of target_pool.rows
+    round: int = 0
+    pool: _Pool | None = None  # the pseudo-labeled sessions of the current round (None: no pseudo task this round)
+    sampler: _LabeledSampler | None = None
+    class_weights: torch.Tensor | None = None  # (2,) of the pseudo-label loss, weighted_loss only
+    counts: dict[str, int] = field(default_factory=dict)  # this round's anomalies / normals
+    log: list[dict[str, Any]] = field(default_factory=list)  # one entry per round started
+
+
+@dataclass
 class _Session:
     """One training run in progress: the model, its optimiser and schedule, the samplers and the step counter."""
 
@@ -344,7 +368,10 @@ class _Session:
     optimizer: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.StepLR
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # of λ's schedule: the first train.epochs epochs
+    total_epochs: int  # train.epochs, plus the self-training rounds' epochs
+    domain_weights: torch.Tensor | None = None  # (2,) IWDAN w_c on the device (adapt.py), or None
+    adaptation: "_Adaptation | None" = None
     step: int = 0
     epoch: int = 0
 
@@ -372,7 +399,49 @@ def _sampling_state(session: _Session) -> dict[str, Any]:
         "numpy_generator": session.generator.bit_generator.state,
         "torch_generator": torch.get_rng_state(),
         "streams": {**streams, "target": _stream_state(session.target_stream)},
+        "self_training": _self_training_state(session.adaptation),
     }
+
+
+def _self_training_state(adaptation: _Adaptation | None) -> dict[str, Any] | None:
+    """The current round's pseudo-labeled pool, its sampler's streams and the rounds' log (None: no round yet)."""
+    if adaptation is None or adaptation.round == 0:
+        return None
+    state: dict[str, Any] = {"round": adaptation.round, "counts": dict(adaptation.counts),
+                             "log": [dict(entry) for entry in adaptation.log], "pool": None}  # fmt: skip
+    if adaptation.pool is not None and adaptation.sampler is not None:
+        sampler = adaptation.sampler
+        state["pool"] = {"rows": torch.from_numpy(adaptation.pool.rows), "labels": torch.from_numpy(adaptation.pool.labels)}
+        state["streams"] = (
+            {"anomalies": _stream_state(sampler.anomaly_stream), "normals": _stream_state(sampler.normal_stream)}
+            if sampler.balanced
+            else {"labeled": _stream_state(sampler.stream)}
+        )
+    return state
+
+
+def _restore_self_training(session: _Session, state: dict[str, Any] | None) -> None:
+    """Rebuild the round's pseudo-labeled task from a checkpoint (before the generator state is restored: building a
+    sampler draws permutations, which the restored streams and generator then overwrite)."""
+    adaptation = session.adaptation
+    if adaptation is None or state is None:
+        return
+    assert session.target_pool is not None
+    adaptation.round, adaptation.log = int(state["round"]), [dict(entry) for entry in state["log"]]
+    labels = np.full(len(session.target_pool), -1, dtype=np.int64)
+    if state["pool"] is not None:
+        position = {int(row): index for index, row in enumerate(session.target_pool.rows)}
+        for row, label in zip(state["pool"]["rows"].tolist(), state["pool"]["labels"].tolist()):
+            labels[position[row]] = label
+    _pseudo_sampler(session, labels)
+    adaptation.counts = {key: int(value) for key, value in state["counts"].items()}
+    if adaptation.sampler is not None:
+        streams, sampler = state["streams"], adaptation.sampler
+        if sampler.balanced:
+            _restore_stream(sampler.anomaly_stream, streams["anomalies"])
+            _restore_stream(sampler.normal_stream, streams["normals"])
+        else:
+            _restore_stream(sampler.stream, streams["labeled"])
 
 
 def save_checkpoint(path: str | Path, session: _Session, method: str) -> None:
@@ -423,6 +492,7 @@ def _resume(session: _Session, checkpoint: dict[str, Any]) -> None:
     session.optimizer.load_state_dict(checkpoint["optimizer"])
     session.scheduler.load_state_dict(checkpoint["scheduler"])
     sampling = checkpoint["sampling"]
+    _restore_self_training(session, sampling.get("self_training"))
     session.generator.bit_generator.state = sampling["numpy_generator"]
     torch.set_rng_state(sampling["torch_generator"])
     streams = sampling["streams"]
@@ -453,6 +523,9 @@ class TrainResult:
     epochs: int
     device: str
     class_weights: list[float] = field(default_factory=list)
+    pi_hat: float | None = None  # zerolog_adapt: the target detector's π̂ the run used
+    domain_weights: list[float] | None = None  # zerolog_adapt with importance weighting: w_0, w_1
+    self_training: list[dict[str, Any]] = field(default_factory=list)  # per round: pseudo-label counts, used or not
 
     @property
     def final(self) -> dict[str, float]:
@@ -485,6 +558,33 @@ def _target_side(
     return _on_device(target, device), pool, _Stream(len(pool), generator)
 
 
+def labeled_anomaly_share(pool: _Pool, config: TrainConfig) -> float:
+    """π_S(anomaly) as the domain loss sees it: the expected anomaly share of a labeled batch (adapt.py)."""
+    if config.class_balance.method == "balanced_sampling":
+        return config.class_balance.anomaly_share
+    return float(np.mean(pool.labels == 1))
+
+
+def _adaptation(
+    settings: MethodSettings, config: TrainConfig, labeled_pool: _Pool, target_pool: _Pool | None,
+    detection: TargetDetection | None, device: torch.device,
+) -> tuple[_Adaptation | None, torch.Tensor | None]:  # fmt: skip
+    """zerolog_adapt's state and IWDAN domain weights (None, None for other methods or with every switch off)."""
+    adapt = config.adapt
+    self_training = adapt.self_training if adapt.self_training.rounds > 0 else None
+    if not settings.adapt or (adapt.domain_weighting == "none" and self_training is None):
+        return None, None
+    if detection is None:
+        raise DataError(f"method {settings.name}: train.adapt needs the target detector's scores and pi-hat")
+    assert target_pool is not None
+    weights = None
+    if adapt.domain_weighting == "importance":
+        shares = importance_weights(detection.pi_hat, labeled_anomaly_share(labeled_pool, config))
+        weights = torch.tensor(shares, dtype=torch.float32, device=device)
+    detector_scores = np.asarray(detection.scores, dtype=np.float64)[target_pool.rows]
+    return _Adaptation(self_training, detection, detector_scores), weights
+
+
 def _optimiser(model: ZeroLogModel, config: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
     optimizer = torch.optim.Adam(
         model.parameters(),
@@ -499,8 +599,9 @@ def _optimiser(model: ZeroLogModel, config: TrainConfig) -> tuple[torch.optim.Ad
 
 
 def _start(
-    config: TrainConfig, sources: Sequence[SystemTensors], target: SystemTensors | None, method: str, seed: int
-) -> _Session:
+    config: TrainConfig, sources: Sequence[SystemTensors], target: SystemTensors | None, method: str, seed: int,
+    detection: TargetDetection | None = None,
+) -> _Session:  # fmt: skip
     """Seed everything and build the samplers, the model and its optimiser (in this order: it fixes the draws)."""
     settings = method_settings(method)
     labeled = list(sources) if settings.labeled_domain == "source" else ([target] if target is not None else [])
@@ -523,10 +624,14 @@ def _start(
     optimizer, scheduler = _optimiser(model, config)
     longest_stream = max(len(labeled_pool), len(target_pool) if target_pool is not None else 0)
     steps_per_epoch = max(1, min(config.max_steps_per_epoch, math.ceil(longest_stream / config.batch_size)))
+    adaptation, domain_weights = _adaptation(settings, config, labeled_pool, target_pool, detection, device)
+    total_epochs = config.epochs
+    if adaptation is not None and adaptation.self_training is not None:
+        total_epochs += adaptation.self_training.rounds * adaptation.self_training.epochs_per_round
     return _Session(
         config, settings, device, generator, labeled, labeled_systems, labeled_pool, sampler, target_system,
         target_pool, target_stream, weights, loss_weights, model, optimizer, scheduler, steps_per_epoch,
-        steps_per_epoch * config.epochs,
+        steps_per_epoch * config.epochs, total_epochs, domain_weights, adaptation,
     )  # fmt: skip
 
 
@@ -534,7 +639,61 @@ def _coefficient(session: _Session) -> float:
     """λ of the domain loss at the current step (0 for methods without one)."""
     if not session.settings.domain_loss:
         return 0.0
-    return domain_coefficient(session.config, session.step / session.total_steps)
+    return domain_coefficient(session.config, min(1.0, session.step / session.total_steps))
+
+
+# ----------------------------------------------------------------------------- self-training (adapt.py)
+
+
+def _pseudo_sampler(session: _Session, labels: np.ndarray) -> None:
+    """Make the current round's pseudo-labeled pool and sampler from (target pool,) labels −1/0/1 (or none)."""
+    adaptation, pool = session.adaptation, session.target_pool
+    assert adaptation is not None and adaptation.self_training is not None and pool is not None
+    chosen = np.flatnonzero(labels >= 0)
+    pseudo = _Pool(pool.system_ids[chosen], pool.rows[chosen], labels[chosen])
+    anomalies, normals = int(np.sum(pseudo.labels == 1)), int(np.sum(pseudo.labels == 0))
+    adaptation.counts = {"anomalies": anomalies, "normals": normals}
+    adaptation.pool, adaptation.sampler, adaptation.class_weights = None, None, None
+    if anomalies < adaptation.self_training.min_pseudo_anomalies or normals == 0:
+        return  # too few agreed anomalies: this round trains without the pseudo task
+    adaptation.pool = pseudo
+    adaptation.sampler = _LabeledSampler(pseudo, session.config, session.generator)
+    if session.config.class_balance.method == "weighted_loss":
+        adaptation.class_weights = torch.tensor(class_weights_for(pseudo.labels), dtype=torch.float32,
+                                                device=session.device)  # fmt: skip
+
+
+def _begin_round_if_due(session: _Session) -> None:
+    """At the first epoch of a self-training round: pseudo-label the target train pool with the current model."""
+    adaptation = session.adaptation
+    if adaptation is None or adaptation.self_training is None:
+        return
+    beyond_base = session.epoch - session.config.epochs  # epochs done after zerolog's own
+    if beyond_base < 0 or beyond_base % adaptation.self_training.epochs_per_round != 0:
+        return
+    assert session.target_system is not None and session.target_pool is not None
+    model_scores = score(session.model, session.target_system.tensors, session.target_pool.rows,
+                         session.config.score_batch_size)  # fmt: skip
+    detection = adaptation.detection
+    labels = agreement_pseudo_labels(model_scores, adaptation.detector_train_scores, detection.threshold,
+                                     detection.pi_hat, adaptation.self_training.normal_share)  # fmt: skip
+    adaptation.round = beyond_base // adaptation.self_training.epochs_per_round + 1
+    _pseudo_sampler(session, labels)
+    adaptation.log.append({"round": adaptation.round, "epoch": session.epoch + 1, **adaptation.counts,
+                           "used": adaptation.pool is not None})  # fmt: skip
+
+
+def _pseudo_task(session: _Session) -> PseudoTask | None:
+    """A pseudo-labeled target batch of the current round, or None (no round, or the round has no pseudo task)."""
+    adaptation = session.adaptation
+    if adaptation is None or adaptation.sampler is None or adaptation.pool is None:
+        return None
+    assert session.target_system is not None
+    chosen = adaptation.sampler.take()
+    pool = adaptation.pool
+    batch = _make_batch([session.target_system], pool.system_ids[chosen], pool.rows[chosen], pool.labels[chosen],
+                        session.device)  # fmt: skip
+    return PseudoTask(batch, adaptation.class_weights)
 
 
 def _step(session: _Session) -> dict[str, float]:
@@ -552,6 +711,7 @@ def _step(session: _Session) -> dict[str, float]:
         target_batch = _make_batch(
             [session.target_system], session.target_pool.system_ids[target_chosen], target_rows, None, device
         )
+    pseudo = _pseudo_task(session)
     # bfloat16 autocast (train.mixed_precision, CUDA only): no loss scaling needed, unlike float16.
     use_autocast = config.mixed_precision and device.type == "cuda"
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
@@ -559,11 +719,12 @@ def _step(session: _Session) -> dict[str, float]:
             parts = meta_step(
                 session.model, session.optimizer, source_batch, target_batch, session.settings, config.meta,
                 coefficient, session.loss_weights, config.gradient_clip_norm, session.generator,
+                session.domain_weights, pseudo,
             )  # fmt: skip
         else:
             parts = plain_step(
                 session.model, session.optimizer, source_batch, target_batch, session.settings, coefficient,
-                session.loss_weights, config.gradient_clip_norm,
+                session.loss_weights, config.gradient_clip_norm, session.domain_weights, pseudo,
             )  # fmt: skip
     session.scheduler.step()
     session.step += 1
@@ -573,6 +734,7 @@ def _step(session: _Session) -> dict[str, float]:
 def _epoch(session: _Session, progress: bool) -> tuple[dict[str, float], ValidationScores]:
     """Run one epoch of steps; its history row (mean losses, λ, learning rate, source validation metrics)."""
     started = time.perf_counter()
+    _begin_round_if_due(session)
     session.epoch += 1
     sums: dict[str, float] = {}
     steps = range(session.steps_per_epoch)
@@ -584,6 +746,10 @@ def _epoch(session: _Session, progress: bool) -> tuple[dict[str, float], Validat
     row["epoch"], row["step"] = session.epoch, session.step
     row["lambda"] = _coefficient(session)
     row["learning_rate"] = session.optimizer.param_groups[0]["lr"]
+    if session.adaptation is not None and session.adaptation.round > 0:
+        row["pseudo/round"] = session.adaptation.round
+        row["pseudo/anomalies"] = session.adaptation.counts["anomalies"]
+        row["pseudo/normals"] = session.adaptation.counts["normals"]
     validation = validation_scores(session.model, session.labeled, session.config.score_batch_size)
     row.update(validation_metrics(validation, session.config.threshold))
     session.model.train()
@@ -609,6 +775,9 @@ def _result(session: _Session, method: str, history: list[dict[str, float]], val
         epochs=session.epoch,
         device=str(session.device),
         class_weights=[float(weight) for weight in session.class_weights],
+        pi_hat=None if session.adaptation is None else session.adaptation.detection.pi_hat,
+        domain_weights=None if session.domain_weights is None else [float(w) for w in session.domain_weights.tolist()],
+        self_training=[] if session.adaptation is None else [dict(entry) for entry in session.adaptation.log],
     )
 
 
@@ -622,6 +791,7 @@ def train(
     checkpoint_path: str | Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     resume_from: str | Path | None = None,
+    detection: TargetDetection | None = None,
 ) -> TrainResult:
     """Train ``method`` (methods.py) and return the last-epoch model.
 
@@ -631,15 +801,16 @@ def train(
     and ignores ``sources``. ``checkpoint_path``: written every ``train.checkpoint_every_epochs`` epochs and at the
     end. ``on_epoch``: called with each epoch's history row (e.g. to log to MLflow as training goes).
     ``resume_from``: a checkpoint of the same run; training continues after its epoch, exactly as if never
-    stopped (the history then holds the epochs run here only).
+    stopped (the history then holds the epochs run here only). ``detection``: the target-side detector's scores and
+    π̂ (zerolog.features.target_detector), read by ``zerolog_adapt`` only; it holds no label.
     """
     started = time.perf_counter()
-    session = _start(config, sources, target, method, seed)
+    session = _start(config, sources, target, method, seed, detection)
     if resume_from is not None:
         _resume(session, read_checkpoint(resume_from, session.device))
     history: list[dict[str, float]] = []
     validation = ValidationScores(np.zeros(0, dtype=np.int64), np.zeros(0))
-    epochs = tqdm(range(session.epoch + 1, config.epochs + 1), desc=f"train {method}", unit="epoch",
+    epochs = tqdm(range(session.epoch + 1, session.total_epochs + 1), desc=f"train {method}", unit="epoch",
                   disable=not progress)  # fmt: skip
     for _ in epochs:
         row, validation = _epoch(session, progress)
@@ -648,7 +819,7 @@ def train(
         if on_epoch is not None:
             on_epoch(row)
         if checkpoint_path is not None and (
-            session.epoch % config.checkpoint_every_epochs == 0 or session.epoch == config.epochs
+            session.epoch % config.checkpoint_every_epochs == 0 or session.epoch == session.total_epochs
         ):
             save_checkpoint(checkpoint_path, session, method)
     if not history:

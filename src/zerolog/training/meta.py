@@ -20,6 +20,10 @@ sessions, so meta-test simulates a later shift); then
     outer:  g  = ∇_θ [L_cls(S1) + L_dom(S1, T)] + β·∇_θ' [L_cls(S2) + L_dom(S2, T)]   (β = train.meta.outer_weight)
     θ ← Adam(θ, g)
 
+With ``zerolog_adapt`` (adapt.py): the source half of L_dom is importance-weighted (``domain_weights``), and in
+self-training rounds the meta-test loss adds L_cls(P) of a pseudo-labeled target batch P at θ' (MetaLog's meta-test
+is the target); a plain step adds L_cls(P) to its loss.
+
 First-order: the inner gradient is a constant, so ∇ at θ' is used for θ (no second derivatives), as in MetaLog.
 θ' is evaluated with ``torch.func.functional_call``, leaving the module's own parameters untouched. Methods without
 the domain loss drop the L_dom terms (and never look at T); methods without meta-learning take a plain step on the
@@ -28,6 +32,7 @@ whole source batch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +70,14 @@ class Batch:
         )
 
 
+@dataclass(frozen=True)
+class PseudoTask:
+    """A pseudo-labeled target batch and the class weights of its loss (None: unweighted)."""
+
+    batch: Batch  # labels: the pseudo-labels 0/1
+    class_weights: torch.Tensor | None  # (2,)
+
+
 def concatenate_padded(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Stack two (n, t, dim) batches with different t into one (n1 + n2, max t, dim), zero-padded."""
     longest = max(first.shape[1], second.shape[1])
@@ -100,8 +113,12 @@ def objective(
     settings: MethodSettings,
     coefficient: float,
     class_weights: torch.Tensor | None,
+    domain_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_cls(source) [+ L_dom(source, target)] at the module's parameters, or at ``parameters`` (θ') when given."""
+    """L_cls(source) [+ L_dom(source, target)] at the module's parameters, or at ``parameters`` (θ') when given.
+
+    ``domain_weights`` (2,): source session i weighs ``domain_weights[y_i]`` in the source half of L_dom (IWDAN).
+    """
     with_domain = settings.domain_loss
     if with_domain:
         if target is None:
@@ -121,8 +138,11 @@ def objective(
     if with_domain:
         assert domain_logits is not None and target is not None
         source_logits, target_logits = domain_logits[: len(source)], domain_logits[len(source) :]
+        source_weights = None if domain_weights is None else domain_weights[source.labels]  # (source,)
         domain = 0.5 * (
-            nn.functional.binary_cross_entropy_with_logits(source_logits, torch.zeros_like(source_logits))
+            nn.functional.binary_cross_entropy_with_logits(
+                source_logits, torch.zeros_like(source_logits), weight=source_weights
+            )
             + nn.functional.binary_cross_entropy_with_logits(target_logits, torch.ones_like(target_logits))
         )
         accuracy = 0.5 * ((source_logits < 0).float().mean() + (target_logits >= 0).float().mean())
@@ -131,6 +151,15 @@ def objective(
         total = total + domain
     parts["loss/total"] = float(total.detach())
     return total, parts
+
+
+def pseudo_objective(
+    outputs: nn.Module, parameters: dict[str, torch.Tensor] | None, task: PseudoTask, settings: MethodSettings
+) -> tuple[torch.Tensor, float]:
+    """L_cls of the pseudo-labeled target batch (no domain term: these sessions are target sessions)."""
+    without_domain = dataclasses.replace(settings, domain_loss=False)
+    loss, _ = objective(outputs, parameters, task.batch, None, without_domain, 0.0, task.class_weights)
+    return loss, float(loss.detach())
 
 
 def split_meta_batch(batch: Batch, how: str, generator: np.random.Generator) -> tuple[Batch, Batch]:
@@ -160,10 +189,16 @@ def plain_step(
     coefficient: float,
     class_weights: torch.Tensor | None,
     clip_norm: float | None,
+    domain_weights: torch.Tensor | None = None,
+    pseudo: PseudoTask | None = None,
 ) -> dict[str, float]:
-    """One ordinary gradient step on L_cls(source) [+ L_dom(source, target)]."""
+    """One ordinary gradient step on L_cls(source) [+ L_dom(source, target)] [+ L_cls(pseudo-labeled target)]."""
     optimizer.zero_grad(set_to_none=True)
-    loss, parts = objective(TrainingOutputs(model), None, source, target, settings, coefficient, class_weights)
+    outputs = TrainingOutputs(model)
+    loss, parts = objective(outputs, None, source, target, settings, coefficient, class_weights, domain_weights)
+    if pseudo is not None:
+        pseudo_loss, parts["loss/pseudo"] = pseudo_objective(outputs, None, pseudo, settings)
+        loss = loss + pseudo_loss
     loss.backward()
     _apply_gradients(model, optimizer, clip_norm)
     return parts
@@ -180,15 +215,19 @@ def meta_step(
     class_weights: torch.Tensor | None,
     clip_norm: float | None,
     generator: np.random.Generator,
+    domain_weights: torch.Tensor | None = None,
+    pseudo: PseudoTask | None = None,
 ) -> dict[str, float]:
-    """One first-order meta step (module docstring); returns the meta-train parts and ``loss/meta`` (meta-test at θ')."""
+    """One first-order meta step (module docstring); returns the meta-train parts and ``loss/meta`` (meta-test at θ',
+    the pseudo-labeled target's term included when ``pseudo`` is given; ``loss/pseudo`` is that term alone)."""
     outputs = TrainingOutputs(model)
     names = [name for name, _ in outputs.named_parameters()]
     parameters = [parameter for _, parameter in outputs.named_parameters()]
     meta_train, meta_test = split_meta_batch(source, config.split, generator)
 
     # Inner: gradient of the meta-train loss at θ, and the virtual parameters θ' = θ − α·g.
-    train_loss, parts = objective(outputs, None, meta_train, target, settings, coefficient, class_weights)
+    train_loss, parts = objective(outputs, None, meta_train, target, settings, coefficient, class_weights,
+                                  domain_weights)  # fmt: skip
     train_gradients = torch.autograd.grad(train_loss, parameters, allow_unused=True)
     virtual = {
         name: (parameter.detach() - config.inner_learning_rate * gradient).requires_grad_()
@@ -198,7 +237,10 @@ def meta_step(
     }
 
     # Outer: gradient of the meta-test loss at θ' (first-order: applied to θ as is).
-    test_loss, _ = objective(outputs, virtual, meta_test, target, settings, coefficient, class_weights)
+    test_loss, _ = objective(outputs, virtual, meta_test, target, settings, coefficient, class_weights, domain_weights)
+    if pseudo is not None:
+        pseudo_loss, parts["loss/pseudo"] = pseudo_objective(outputs, virtual, pseudo, settings)
+        test_loss = test_loss + pseudo_loss
     test_gradients = torch.autograd.grad(test_loss, list(virtual.values()), allow_unused=True)
 
     optimizer.zero_grad(set_to_none=True)

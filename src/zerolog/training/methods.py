@@ -6,9 +6,11 @@
 | ``source_only`` | source train | no | no | lower bound: no adaptation at all |
 | ``dann`` | source train | yes | no | ablation: adversarial adaptation alone |
 | ``meta`` | source train | no | yes | ablation: meta-learning alone (MLDG-style on source halves) |
+| ``zerolog_adapt`` | source train (+ pseudo-labeled target train) | yes, importance-weighted | yes | zerolog + train.adapt (adapt.py) |
 | ``supervised_target`` | TARGET train | no | no | ORACLE: same encoder on the target's own labels (stage baselines) |
 
-All but ``supervised_target`` read no target label: the target enters only as an unlabeled batch of the domain loss.
+All but ``supervised_target`` read no target label: the target enters only as an unlabeled batch of the domain loss
+(and, for ``zerolog_adapt``, through a label-free detector's π̂ and pseudo-labels; adapt.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class MethodSettings:
     labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from
     domain_loss: bool  # DANN: discriminator behind a gradient-reversal layer, source vs unlabeled target
     meta_learning: bool  # first-order meta step (inner step on meta-train, outer on meta-test)
+    adapt: bool = False  # train.adapt: importance-weighted domain loss and self-training on the target (adapt.py)
 
     @property
     def oracle(self) -> bool:
@@ -48,6 +51,7 @@ METHODS: dict[str, MethodSettings] = {
     "source_only": MethodSettings("source_only", "source", domain_loss=False, meta_learning=False),
     "dann": MethodSettings("dann", "source", domain_loss=True, meta_learning=False),
     "meta": MethodSettings("meta", "source", domain_loss=False, meta_learning=True),
+    "zerolog_adapt": MethodSettings("zerolog_adapt", "source", domain_loss=True, meta_learning=True, adapt=True),
     "supervised_target": MethodSettings("supervised_target", "target", domain_loss=False, meta_learning=False),
 }
 

@@ -19,6 +19,12 @@ A source is usable only with at least ``train.min_source_anomalies`` labeled ano
 usable source the outputs still exist, saying ``status: skipped`` and why: nothing is trained, nothing faked. A
 multi-source pair with a single usable source is skipped the same way, naming the single-source pair it equals.
 The target is loaded WITHOUT labels (``labels=None``): training and scoring cannot read them.
+
+``zerolog_adapt`` (training/adapt.py) also needs the target-side detector (PCA SPE + mixture cut on the target's
+unlabeled train counts, :func:`target_detection`, computed once per pair here). Its score file's metadata adds
+``pi_hat`` (the detector's flagged train share) and ``threshold_pi_hat``: the top π̂ share of the method's own
+target-train scores, its declared threshold rule. When the detector finds no cut (no two modes in the SPE), the
+method is recorded ``not_available`` with the reason, and the other methods train as usual.
 """
 
 from __future__ import annotations
@@ -49,10 +55,13 @@ from zerolog.artifacts import (
     write_scores,
 )
 from zerolog.config import ConfigError, MlflowConfig, PairConfig, TrainConfig
+from zerolog.errors import DataError
+from zerolog.features.target_detector import TargetDetection, pca_mixture_detection
 from zerolog.io import atomic_directory, write_json
 from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
 from zerolog.tracking import Tracker, flatten_params, inputs_md5
+from zerolog.training.adapt import top_share_threshold
 from zerolog.training.loop import HISTORY_COLUMNS, build_model, score, select_device, train
 from zerolog.training.methods import method_settings
 
@@ -126,6 +135,7 @@ class MethodJob:
     method: str
     seed: int
     checkpoint_path: str
+    detection: TargetDetection | None = None  # the target detector's scores and pi-hat (zerolog_adapt only)
 
     @property
     def name(self) -> str:
@@ -150,6 +160,7 @@ class MethodOutcome:
     device: str
     scores: pd.DataFrame  # scores_of(...): sources' val rows, target's train/val/test rows, no labels
     peak_rss_mb: float
+    adaptation: dict[str, Any] = dataclasses.field(default_factory=dict)  # zerolog_adapt: pi_hat, threshold, rounds
 
 
 def method_workers(config: TrainConfig, runs: int) -> int:
@@ -170,8 +181,9 @@ def run_method_job(
     target = dataclasses.replace(load_tensors(job.target_directory), labels=None)
     result = train(
         job.config, sources, target, job.method, job.seed, progress=progress,
-        checkpoint_path=job.checkpoint_path, on_epoch=on_epoch,
+        checkpoint_path=job.checkpoint_path, on_epoch=on_epoch, detection=job.detection,
     )  # fmt: skip
+    scores = scores_of(result.model, sources, target, job.config.score_batch_size)
     return MethodOutcome(
         method=job.method,
         seed=job.seed,
@@ -184,9 +196,21 @@ def run_method_job(
         steps=result.steps,
         epochs=result.epochs,
         device=result.device,
-        scores=scores_of(result.model, sources, target, job.config.score_batch_size),
+        scores=scores,
         peak_rss_mb=_peak_rss_mb(),
+        adaptation=_adaptation_summary(result.pi_hat, result.domain_weights, result.self_training, scores),
     )
+
+
+def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None, rounds: list[dict[str, Any]],
+                        scores: pd.DataFrame) -> dict[str, Any]:  # fmt: skip
+    """What a zerolog_adapt run records (score metadata, training.json): π̂, its threshold (the top π̂ share of the
+    method's own target-train scores), the IWDAN weights and each self-training round's pseudo-label counts."""
+    if pi_hat is None:
+        return {}
+    train_scores = scores.loc[(scores["domain"] == "target") & (scores["split"] == "train"), "score"].to_numpy()
+    return {"pi_hat": pi_hat, "threshold_pi_hat": top_share_threshold(train_scores, pi_hat),
+            "domain_weights": domain_weights, "self_training": rounds}  # fmt: skip
 
 
 def _run_in_worker(job: MethodJob) -> MethodOutcome:
@@ -236,6 +260,7 @@ def _method_entry(outcome: MethodOutcome, config: TrainConfig, run_id: str) -> d
         "threshold_rule": config.threshold,
         "threshold_source_val": outcome.threshold_source_val,
         "mlflow_run_id": run_id,
+        **outcome.adaptation,
     }
 
 
@@ -246,7 +271,8 @@ def _record_method(
     """Write one method run's score file, history and plot; log its final metrics, timings, plots and model."""
     method, name = outcome.method, f"{outcome.method}/seed-{outcome.seed}"
     metadata = {"method": method, "pair": pair, "seed": outcome.seed,
-                "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id}  # fmt: skip
+                "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id,
+                **outcome.adaptation}  # fmt: skip
     write_scores(folders["scores"] / f"{name}.parquet", outcome.scores, metadata)
     (folders["plots"] / method).mkdir(exist_ok=True)
     write_history(folders["plots"] / f"{name}.csv", outcome.history)
@@ -338,9 +364,28 @@ def _train_methods(
     ]
 
 
-def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """training.json's ``methods``: per method its status and, per seed, what ``_method_entry`` keeps."""
-    methods: dict[str, Any] = {}
+def target_detection(target: SystemTensors, variance: float, seed: int) -> tuple[TargetDetection | None, str | None]:
+    """The target-side detector of ``zerolog_adapt`` on the target's unlabeled train counts, or None and why not.
+
+    Today computed here (features.target_detector); once the baselines stage writes this detector's score file with
+    ``pi_hat`` in its metadata, this becomes a read of that file.
+    """
+    try:
+        return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), variance, seed), None
+    except DataError as error:
+        return None, f"{target.system}: the target detector (PCA SPE + mixture cut) gives no pi-hat: {error}"
+
+
+def _adapt_methods(config: TrainConfig) -> list[str]:
+    return [method for method in config.methods if method_settings(method).adapt]
+
+
+def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]],
+                    unavailable: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """training.json's ``methods``: per method its status and, per seed, what ``_method_entry`` keeps; methods that
+    could not run, with the reason."""
+    methods: dict[str, Any] = {name: {"status": str(Status.NOT_AVAILABLE), "reason": reason}
+                               for name, reason in unavailable.items()}  # fmt: skip
     for outcome, entry in zip(outcomes, entries):
         methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = entry
     return methods
@@ -348,9 +393,12 @@ def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]
 
 def train_pair(
     pair: str, pair_config: PairConfig, config: TrainConfig, seeds: list[int], tracking: MlflowConfig,
-    paths: ArtifactPaths,
+    paths: ArtifactPaths, detector_variance: float, seed: int,
 ) -> None:  # fmt: skip
-    """Stage train for ``pair`` (module docstring): every method of ``train.methods`` once per model seed."""
+    """Stage train for ``pair`` (module docstring): every method of ``train.methods`` once per model seed.
+
+    ``detector_variance`` (evaluate.unsupervised.pca_variance) and ``seed`` (the data seed, the mixture's) set the
+    target detector of ``zerolog_adapt``."""
     _check_methods(config)
     usable, skipped = _usable_sources(pair_config, config, paths)
     summary: dict[str, Any] = {
@@ -364,8 +412,12 @@ def train_pair(
 
     # The target without its labels: nothing below can read them.
     target = dataclasses.replace(load_tensors(paths.tensors(pair_config.target)), labels=None)
+    detection, unavailable = None, {}
+    if _adapt_methods(config):
+        detection, reason = target_detection(target, detector_variance, seed)
+        unavailable = {method: reason for method in _adapt_methods(config) if reason is not None}
     input_files = [tensors.directory / f"{name}.npy" for tensors in usable for name in (*_TRAINING_FILES, "labels")]
-    input_files += [target.directory / f"{name}.npy" for name in _TRAINING_FILES]
+    input_files += [target.directory / f"{name}.npy" for name in (*_TRAINING_FILES, *(["counts"] if detection else []))]
     tags = {"pair": pair, "sources": ",".join(summary["sources"]), "target": pair_config.target,
             "stage": "train", "inputs_md5": inputs_md5(input_files)}  # fmt: skip
     tracker = Tracker(tracking)
@@ -376,9 +428,10 @@ def train_pair(
             "plots": stack.enter_context(atomic_directory(paths.plots("train", pair))),
         }
         jobs = [
-            MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method, seed,
-                      str(folders["models"] / method / f"seed-{seed}" / "checkpoint.pt"))
-            for method in config.methods for seed in seeds
+            MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method,
+                      model_seed, str(folders["models"] / method / f"seed-{model_seed}" / "checkpoint.pt"),
+                      detection if method_settings(method).adapt else None)
+            for method in config.methods if method not in unavailable for model_seed in seeds
         ]  # fmt: skip
         run_ids = {
             job.name: stack.enter_context(tracker.run(
@@ -391,4 +444,4 @@ def train_pair(
         entries = [_record_method(tracker, run_ids[job.name], outcome, config, pair, folders, example)
                    for job, outcome in zip(jobs, outcomes)]  # fmt: skip
         write_json(folders["scores"] / TRAINING_SUMMARY, {**summary, "status": str(Status.OK), "reason": None,
-                                                          "methods": _method_entries(outcomes, entries)})  # fmt: skip
+                                                          "methods": _method_entries(outcomes, entries, unavailable)})  # fmt: skip

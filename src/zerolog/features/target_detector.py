@@ -1,0 +1,130 @@
+"""The target-side label-free detector the transfer method leans on: PCA SPE on event counts, cut by a mixture.
+
+Why it lives here (the features layer, numpy + scikit-learn only): the train stage needs it (its π̂ weights the
+domain loss, its flags make the self-training pseudo-labels), and training must not import evaluation. The two
+functions below are the evaluate layer's ``zerolog.evaluation.baselines.pca_scores`` and
+``zerolog.evaluation.thresholds.mixture_threshold`` moved down, unchanged in what they compute
+(tests/test_target_detector.py checks equality); the evaluation modules can import them from here.
+
+The detector (research/findings.md, "the recommended product detector"): loglizer's PCA (Xu et al., SOSP 2009):
+tf-idf weighted event counts of the target's unlabeled TRAIN sessions, squared prediction error (SPE) off the
+subspace keeping ``variance`` of the train variance; the cut is where a 2-component Gaussian mixture on the
+sign-log1p train SPE puts equal posterior on both modes. π̂ = the share of train sessions at or above the cut.
+No label is read anywhere.
+
+Once the baselines stage writes this detector's scores (``scores/target-<system>/<method>.parquet`` with ``pi_hat``
+in its metadata), :func:`pca_mixture_detection` is replaced by a reader of that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+from zerolog.artifacts import SPLIT_CODES
+from zerolog.errors import DataError
+
+# Probability-like scores are clipped this far inside (0, 1) before the logit (float32 sigmoids saturate).
+_LOGIT_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class TargetDetection:
+    """A label-free detector's view of one target system.
+
+    ``scores``: (sessions,) float64, every row of the system's tensors, larger = more anomalous.
+    ``threshold``: the detector's own cut (``score >= threshold`` is flagged). ``pi_hat``: the flagged share of the
+    target's TRAIN sessions, the label-free estimate of its anomaly share.
+    """
+
+    method: str
+    scores: np.ndarray
+    threshold: float
+    pi_hat: float
+
+
+def pca_spe(train_counts: np.ndarray, all_counts: np.ndarray, variance: float) -> np.ndarray:
+    """loglizer-style PCA: squared prediction error (SPE) of each row of ``all_counts`` off the train subspace.
+
+    Counts are tf-idf weighted (idf from the train rows; an event unseen in train weighs like the rarest) and centred
+    on the train mean; the subspace keeps the fewest principal components explaining ``variance`` of the variance.
+    Shapes: ``train_counts`` (train, features), ``all_counts`` (sessions, features) -> (sessions,).
+    """
+    train = np.asarray(train_counts, dtype=np.float64)
+    document_frequency = (train > 0).sum(axis=0)  # (features,)
+    idf = np.log(train.shape[0] / np.maximum(document_frequency, 1))
+    weighted_train = train * idf
+    mean = weighted_train.mean(axis=0)
+    centred_train = weighted_train - mean
+    if not np.any(centred_train):
+        raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")
+    components = PCA(n_components=variance, svd_solver="full").fit(centred_train).components_  # (k, features)
+    centred = np.asarray(all_counts, dtype=np.float64) * idf - mean  # (sessions, features)
+    residual = centred - (centred @ components.T) @ components
+    return np.einsum("ij,ij->i", residual, residual)
+
+
+def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:
+    """Map scores to a scale where two modes look Gaussian: logit for [0, 1] scores, signed log1p otherwise."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if unit_scale:
+        clipped = np.clip(scores, _LOGIT_EPSILON, 1.0 - _LOGIT_EPSILON)
+        return np.log(clipped) - np.log1p(-clipped)
+    return np.sign(scores) * np.log1p(np.abs(scores))
+
+
+def from_separable_scale(value: float, unit_scale: bool) -> float:
+    """Inverse of :func:`to_separable_scale` for one value."""
+    if unit_scale:
+        return float(1.0 / (1.0 + np.exp(-value)))
+    return float(np.sign(value) * np.expm1(abs(value)))
+
+
+def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> tuple[float, dict[str, float]]:
+    """Fit a 2-component Gaussian mixture to the transformed train scores; cut where the posteriors are equal.
+
+    The higher-mean component is the anomaly mode. Returns the cut on the original score scale and the fit (means,
+    standard deviations, weights on the transformed scale). DataError when the scores form no two separable modes.
+    """
+    values = to_separable_scale(train_scores, unit_scale)
+    if values.size < 2 or np.ptp(values) == 0:
+        raise DataError("target_mixture: the target train scores are constant, no two modes to split")
+    mixture = GaussianMixture(n_components=2, covariance_type="full", random_state=seed).fit(values.reshape(-1, 1))
+    low, high = np.argsort(mixture.means_.ravel())
+    means = mixture.means_.ravel()
+    deviations = np.sqrt(mixture.covariances_.reshape(-1))
+    weights = mixture.weights_
+
+    def log_odds_high(x: float) -> float:
+        """log P(high component | x) - log P(low component | x)."""
+        densities = [
+            np.log(weights[k]) - np.log(deviations[k]) - 0.5 * ((x - means[k]) / deviations[k]) ** 2 for k in (low, high)
+        ]
+        return float(densities[1] - densities[0])
+
+    left, right = means[low], means[high]
+    if not (log_odds_high(left) < 0 < log_odds_high(right)):
+        raise DataError("target_mixture: the two mixture components do not separate between their means")
+    cut = brentq(log_odds_high, left, right)
+    detail = {"low_mean": float(means[low]), "low_std": float(deviations[low]), "low_weight": float(weights[low]),
+              "high_mean": float(means[high]), "high_std": float(deviations[high]),
+              "high_weight": float(weights[high])}  # fmt: skip
+    return from_separable_scale(cut, unit_scale), detail
+
+
+def pca_mixture_detection(counts: np.ndarray, split: np.ndarray, variance: float, seed: int) -> TargetDetection:
+    """PCA SPE fit on the TRAIN rows of ``counts`` (sessions, features), cut by the train mixture.
+
+    DataError (with the reason) when the system has too few train sessions or the SPE has no two modes.
+    """
+    train_rows = np.flatnonzero(np.asarray(split) == SPLIT_CODES["train"])
+    if train_rows.size < 2:
+        raise DataError(f"pca_mixture: {train_rows.size} train session(s), too few to fit the detector")
+    scores = pca_spe(np.asarray(counts)[train_rows], counts, variance)  # (sessions,)
+    threshold, _ = mixture_threshold(scores[train_rows], unit_scale=False, seed=seed)
+    pi_hat = float(np.mean(scores[train_rows] >= threshold))
+    return TargetDetection("pca_mixture", scores, threshold, pi_hat)
