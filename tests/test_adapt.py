@@ -18,7 +18,7 @@ from zerolog.artifacts import SystemTensors, read_scores
 from zerolog.config import AdaptConfig, ConfigError, SelfTrainingConfig, TrainConfig
 from zerolog.errors import DataError
 from zerolog.features.target_detector import TargetDetection, mixture_threshold, pca_mixture_detection, pca_spe
-from zerolog.training.adapt import agreement_pseudo_labels, importance_weights, top_share_threshold
+from zerolog.training.adapt import importance_weights, pseudo_labels, top_share_threshold
 from zerolog.training.loop import _Pool, _train_pool, labeled_anomaly_share, score, train
 from zerolog.training.meta import Batch, TrainingOutputs, objective
 from zerolog.training.methods import method_settings
@@ -41,8 +41,9 @@ def detection(systems) -> TargetDetection:
     return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), 0.95, seed=0)
 
 
-def adapt_config(weighting: str = "importance", rounds: int = 1, per_round: int = 1, **changes) -> TrainConfig:
-    self_training = SelfTrainingConfig(rounds=rounds, epochs_per_round=per_round, normal_share=0.5,
+def adapt_config(weighting: str = "importance", rounds: int = 1, per_round: int = 1, rule: str = "agreement",
+                 **changes) -> TrainConfig:  # fmt: skip
+    self_training = SelfTrainingConfig(rounds=rounds, epochs_per_round=per_round, rule=rule, normal_share=0.5,
                                        min_pseudo_anomalies=2)  # fmt: skip
     return small_config(adapt=AdaptConfig(weighting, self_training), **changes)
 
@@ -73,14 +74,18 @@ def test_top_share_threshold_flags_the_top_share() -> None:
     assert np.sum(scores >= top_share_threshold(scores, 0.013)) == 2  # the cut falls between 98 and 99
 
 
-def test_agreement_rule() -> None:
-    """Anomalous: detector-flagged AND in the model's top π̂ share; normal: lowest half of both; else −1."""
+def test_pseudo_label_rules() -> None:
+    """agreement: detector-flagged AND in the model's top π̂ share; normal: lowest half of both; else −1.
+    detector: the detector's flags and lowest half, whatever the model says."""
     model = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.05, 0.7, 0.15, 0.6, 0.4])
     detector = np.array([5.0, 0.1, 0.2, 0.1, 6.0, 0.3, 0.4, 0.5, 0.0, 7.0])
-    labels = agreement_pseudo_labels(model, detector, detector_threshold=4.0, pi_hat=0.3, normal_share=0.5)
+    labels = pseudo_labels(model, detector, detector_threshold=4.0, pi_hat=0.3, normal_share=0.5, rule="agreement")
     # model top 30 %: rows 0, 1, 6; detector flags rows 0, 4, 9 -> only row 0 agrees
-    # lowest half: model rows 2, 3, 5, 7, 4 (<= median 0.25); detector rows 8, 1, 3, 2, 5 (<= 0.25) -> 2, 3, 5
+    # lowest half: model rows 2, 3, 4, 5, 7 (<= median 0.35); detector rows 1, 2, 3, 5, 8 (<= 0.35) -> 2, 3, 5
     np.testing.assert_array_equal(labels, [1, -1, 0, 0, -1, 0, -1, -1, -1, -1])
+    alone = pseudo_labels(model, detector, detector_threshold=4.0, pi_hat=0.3, normal_share=0.5, rule="detector")
+    np.testing.assert_array_equal(alone, [1, 0, 0, 0, 1, 0, -1, -1, 0, 1])
+    np.testing.assert_array_equal(alone, pseudo_labels(model[::-1], detector, 4.0, 0.3, 0.5, "detector"))
 
 
 def test_importance_weighted_domain_loss_matches_the_formula() -> None:
@@ -111,9 +116,9 @@ def test_importance_weighted_domain_loss_matches_the_formula() -> None:
 
 def test_self_training_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="normal_share"):
-        SelfTrainingConfig(rounds=1, epochs_per_round=1, normal_share=1.0, min_pseudo_anomalies=1)
+        SelfTrainingConfig(rounds=1, epochs_per_round=1, rule="agreement", normal_share=1.0, min_pseudo_anomalies=1)
     with pytest.raises(ConfigError, match="rounds"):
-        SelfTrainingConfig(rounds=-1, epochs_per_round=1, normal_share=0.5, min_pseudo_anomalies=1)
+        SelfTrainingConfig(rounds=-1, epochs_per_round=1, rule="agreement", normal_share=0.5, min_pseudo_anomalies=1)
 
 
 # ----------------------------------------------------------------------------- the detector
@@ -188,8 +193,8 @@ def test_self_training_starts_after_zerologs_epochs_from_the_agreement_rule(syst
     assert [row["loss/total"] for row in adapt.history[:2]] == [row["loss/total"] for row in zerolog.history]
     assert adapt.epochs == 3 and len(adapt.history) == 3 and not np.isnan(adapt.history[2]["loss/pseudo"])
     pool = _train_pool([target], labeled=False)
-    expected = agreement_pseudo_labels(score(zerolog.model, target, pool.rows), detection.scores[pool.rows],
-                                       detection.threshold, detection.pi_hat, 0.5)  # fmt: skip
+    expected = pseudo_labels(score(zerolog.model, target, pool.rows), detection.scores[pool.rows],
+                             detection.threshold, detection.pi_hat, 0.5, "agreement")  # fmt: skip
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["sampling"]["self_training"]
     np.testing.assert_array_equal(state["pool"]["rows"].numpy(), pool.rows[expected >= 0])
     np.testing.assert_array_equal(state["pool"]["labels"].numpy(), expected[expected >= 0])

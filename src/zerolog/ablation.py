@@ -44,12 +44,12 @@ import numpy as np
 import pandas as pd
 
 from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, load_tensors
-from zerolog.config import Params, TrainConfig, as_dict, load_params
+from zerolog.config import Params, TrainConfig, as_dict, load_params, parse_params, read_yaml
 from zerolog.errors import ZerologError
 from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path, write_json, write_text
 from zerolog.metrics import precision_recall_f1, ranking_metrics
-from zerolog.training.adapt import agreement_pseudo_labels, top_share_threshold
+from zerolog.training.adapt import pseudo_labels, top_share_threshold
 from zerolog.training.loop import train
 from zerolog.training.pipeline import scores_of, target_detection
 
@@ -75,7 +75,17 @@ class ArmJob:
     seed: int
     folder: str
     detection: TargetDetection
-    digest: str
+    base_digest: str  # what the base phase depends on (not the self-training settings)
+    final_digest: str  # the base digest and the whole train section
+
+    @property
+    def base_folder(self) -> Path:
+        return Path(self.folder) / "base"
+
+    @property
+    def final_folder(self) -> Path:
+        """One folder per final configuration: self-training variants share the base run."""
+        return Path(self.folder) / f"final-{self.final_digest[:12]}"
 
 
 def _arm_configs(config: TrainConfig, arm: str) -> tuple[TrainConfig, TrainConfig, str]:
@@ -87,45 +97,68 @@ def _arm_configs(config: TrainConfig, arm: str) -> tuple[TrainConfig, TrainConfi
     return base, final, "zerolog_adapt" if arm == "importance" else "zerolog"
 
 
-def run_arm(job: ArmJob) -> dict[str, Any]:
-    """Train the arm's base phase, score it, resume with the rounds, score again; write both score frames."""
+def _done(folder: Path, digest: str) -> bool:
+    record = folder / "run.json"
+    return record.is_file() and json.loads(record.read_text()).get("digest") == digest
+
+
+def _phase(folder: Path, digest: str, config: TrainConfig, method: str, job: ArmJob, start_from: Path | None,
+           keep_checkpoint: bool) -> dict[str, Any]:  # fmt: skip
+    """Train one phase (resuming its own interrupted run when the digest matches), score it, record it."""
     sources = [load_tensors(directory) for directory in job.source_directories]
-    target = dataclasses.replace(load_tensors(job.target_directory), labels=None)
-    base_config, final_config, base_method = _arm_configs(job.config, job.arm)
-    folder = Path(job.folder)
+    target = dataclasses.replace(load_tensors(job.target_directory), labels=None)  # no target label in training
     folder.mkdir(parents=True, exist_ok=True)
+    checkpoint, marker = folder / "checkpoint.pt", folder / "digest"
+    interrupted = checkpoint.is_file() and marker.is_file() and marker.read_text() == digest
+    if not interrupted:
+        marker.write_text(digest)
     started = time.perf_counter()
-    base = train(base_config, sources, target, base_method, job.seed, progress=False,
-                 checkpoint_path=folder / "base.pt", detection=job.detection)  # fmt: skip
-    base_scores = scores_of(base.model, sources, target, job.config.score_batch_size)
-    base_seconds = time.perf_counter() - started
-    final = train(final_config, sources, target, "zerolog_adapt", job.seed, progress=False,
-                  resume_from=folder / "base.pt", detection=job.detection)  # fmt: skip
-    final_scores = scores_of(final.model, sources, target, job.config.score_batch_size)
-    record = {
-        "digest": job.digest, "pair": job.pair, "arm": job.arm, "seed": job.seed,
-        "seconds": {"base": base_seconds, "final": time.perf_counter() - started - base_seconds},
-        "threshold_source_val": {"base": base.threshold_source_val, "final": final.threshold_source_val},
-        "domain_weights": final.domain_weights, "self_training": final.self_training,
-    }  # fmt: skip
-    for phase, frame in (("base", base_scores), ("final", final_scores)):
-        with atomic_path(folder / f"{phase}.parquet") as temporary:
-            frame.to_parquet(temporary, index=False)
+    result = train(config, sources, target, method, job.seed, progress=False, checkpoint_path=checkpoint,
+                   resume_from=checkpoint if interrupted else start_from, detection=job.detection)  # fmt: skip
+    frame = scores_of(result.model, sources, target, config.score_batch_size)
+    with atomic_path(folder / "scores.parquet") as temporary:
+        frame.to_parquet(temporary, index=False)
+    record = {"digest": digest, "pair": job.pair, "arm": job.arm, "seed": job.seed, "method": method,
+              "seconds": time.perf_counter() - started, "resumed_interrupted_run": interrupted,
+              "threshold_source_val": result.threshold_source_val, "domain_weights": result.domain_weights,
+              "self_training": result.self_training}  # fmt: skip
     write_json(folder / "run.json", record)
-    (folder / "base.pt").unlink()
+    if not keep_checkpoint:
+        checkpoint.unlink()
     return record
+
+
+def run_arm(job: ArmJob) -> dict[str, Any]:
+    """The arm's base phase (``train.epochs`` epochs; its checkpoint is kept), then the rounds resumed from it."""
+    base_config, final_config, base_method = _arm_configs(job.config, job.arm)
+    if not _done(job.base_folder, job.base_digest):
+        _phase(job.base_folder, job.base_digest, base_config, base_method, job, None, keep_checkpoint=True)
+    return _phase(job.final_folder, job.final_digest, final_config, "zerolog_adapt", job,
+                  job.base_folder / "checkpoint.pt", keep_checkpoint=False)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- jobs
 
 
-def _digest(config: TrainConfig, arm: str, pair: str, seed: int, detection: TargetDetection, inputs: list[Path]) -> str:
-    """What an arm's result depends on: the train section (thread counts aside), arm, pair, seed, π̂, input bytes."""
-    settings = as_dict(dataclasses.replace(config, torch_threads=1, method_workers=1))
-    digest = hashlib.md5(json.dumps([settings, arm, pair, seed, detection.pi_hat], sort_keys=True).encode())
+def _digest(parts: list[Any], inputs: list[Path]) -> str:
+    digest = hashlib.md5(json.dumps(parts, sort_keys=True).encode())
     for path in sorted(inputs):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _digests(config: TrainConfig, arm: str, pair: str, seed: int, detection: TargetDetection,
+             inputs: list[Path]) -> tuple[str, str]:  # fmt: skip
+    """(base, final) digests: the train section (thread counts aside), arm, pair, seed, π̂ and the input bytes; the
+    plain arm's base is zerolog, which reads no train.adapt key and no π̂."""
+    base_config, final_config, base_method = _arm_configs(config, arm)
+    plain = lambda settings: as_dict(dataclasses.replace(settings, torch_threads=1, method_workers=1))  # noqa: E731
+    base_settings = plain(base_config)
+    base_settings["adapt"].pop("self_training")  # rounds 0 in the base phase: no self-training key is read
+    if arm == "plain":
+        base_settings.pop("adapt")
+    base = _digest([base_settings, base_method, pair, seed, detection.pi_hat if arm == "importance" else None], inputs)
+    return base, _digest([base, plain(final_config), detection.pi_hat], [])
 
 
 def _jobs(params: Params, pairs: list[str], seeds: list[int], threads: int,
@@ -147,17 +180,17 @@ def _jobs(params: Params, pairs: list[str], seeds: list[int], threads: int,
             directories = [paths.tensors(source) for source in pair_config.sources] + [target_directory]
             inputs = [directory / f"{name}.npy" for directory in directories for name in ("index", "lengths", "split", "vectors")]
             inputs += [paths.tensors(source) / "labels.npy" for source in pair_config.sources]
+            detection = detections[pair_config.target]
             for arm in ARMS:
+                base_digest, final_digest = _digests(config, arm, pair, seed, detection, inputs)
                 jobs.append(ArmJob(config, arm, pair, [str(paths.tensors(source)) for source in pair_config.sources],
-                                   str(target_directory), seed, str(cache / pair / arm / f"seed-{seed}"),
-                                   detections[pair_config.target],
-                                   _digest(config, arm, pair, seed, detections[pair_config.target], inputs)))  # fmt: skip
+                                   str(target_directory), seed, str(cache / pair / arm / f"seed-{seed}"), detection,
+                                   base_digest, final_digest))  # fmt: skip
     return jobs, detections
 
 
 def _cached(job: ArmJob) -> bool:
-    record = Path(job.folder) / "run.json"
-    return record.is_file() and json.loads(record.read_text()).get("digest") == job.digest
+    return _done(job.base_folder, job.base_digest) and _done(job.final_folder, job.final_digest)
 
 
 def run_jobs(jobs: list[ArmJob], workers: int) -> None:
@@ -173,15 +206,15 @@ def run_jobs(jobs: list[ArmJob], workers: int) -> None:
         futures = {pool.submit(run_arm, job): job for job in missing}
         for done, future in enumerate(as_completed(futures), 1):
             record = future.result()
-            print(f"[{done}/{len(missing)}] {record['pair']} {record['arm']} seed {record['seed']}: "
-                  f"{sum(record['seconds'].values()):.0f} s, rounds {record['self_training']}", flush=True)  # fmt: skip
+            print(f"[{done}/{len(missing)}] {record['pair']} {record['arm']} seed {record['seed']}: rounds "
+                  f"{record['self_training']}", flush=True)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- metrics (target labels read here only)
 
 
-def _target_frame(folder: Path, phase: str) -> pd.DataFrame:
-    frame = pd.read_parquet(folder / f"{phase}.parquet")
+def _target_frame(folder: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(folder / "scores.parquet")
     return frame[frame["domain"] == "target"].set_index("row")
 
 
@@ -215,12 +248,13 @@ def _row_entry(frame: pd.DataFrame, labels: np.ndarray, split: np.ndarray, pi_ha
 
 
 def _round_one_purity(frame: pd.DataFrame, labels: np.ndarray, split: np.ndarray, detection: TargetDetection,
-                      normal_share: float) -> dict[str, Any]:  # fmt: skip
-    """Round 1's pseudo-labels (the agreement rule on the base model's scores, as the trainer computes them) against
-    the target's true train labels: an analysis after training, never an input."""
+                      config: TrainConfig) -> dict[str, Any]:  # fmt: skip
+    """Round 1's pseudo-labels (the rule on the base model's scores, as the trainer computes them) against the
+    target's true train labels: an analysis after training, never an input."""
     rows = np.flatnonzero(split == SPLIT_CODES["train"])
-    pseudo = agreement_pseudo_labels(frame.loc[rows, "score"].to_numpy(), detection.scores[rows], detection.threshold,
-                                     detection.pi_hat, normal_share)  # fmt: skip
+    rule = config.adapt.self_training
+    pseudo = pseudo_labels(frame.loc[rows, "score"].to_numpy(), detection.scores[rows], detection.threshold,
+                           detection.pi_hat, rule.normal_share, rule.rule)  # fmt: skip
     truth = labels[rows]
     anomalies, normals = pseudo == 1, pseudo == 0
     return {"anomalies": int(anomalies.sum()), "normals": int(normals.sum()),
@@ -228,28 +262,34 @@ def _round_one_purity(frame: pd.DataFrame, labels: np.ndarray, split: np.ndarray
             "normal_precision": float(np.mean(truth[normals] == 0)) if normals.any() else None}  # fmt: skip
 
 
-def evaluate_pair(params: Params, pair: str, seeds: list[int], detection: TargetDetection, splits: list[str],
-                  cache: Path) -> dict[str, Any]:  # fmt: skip
-    """Every row of one pair: per seed, per split; the detector once (it is deterministic)."""
+def _phase_folder(job: ArmJob, phase: str) -> Path:
+    return job.base_folder if phase == "base" else job.final_folder
+
+
+def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob], seeds: list[int],
+                  detection: TargetDetection, splits: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Every row of one pair: per seed, per split; the detector once (it is deterministic). ``jobs``: (arm, seed)."""
     target = load_tensors(ArtifactPaths(params.paths).tensors(params.pairs[pair].target))
     assert target.labels is not None
     labels, split = np.asarray(target.labels).astype(np.int64), np.asarray(target.split)
     result: dict[str, Any] = {"rows": {row: {"seeds": {}} for row in ROWS}, "seconds": {}, "self_training": {}}
     for seed in seeds:
-        records = {arm: json.loads((cache / pair / arm / f"seed-{seed}" / "run.json").read_text()) for arm in ARMS}
+        records = {(arm, phase): json.loads((_phase_folder(jobs[arm, seed], phase) / "run.json").read_text())
+                   for arm in ARMS for phase in ("base", "final")}  # fmt: skip
         for row, (arm, phase) in ROWS.items():
-            frame = _target_frame(cache / pair / arm / f"seed-{seed}", phase)
-            source_val = records[arm]["threshold_source_val"][phase] if row == "zerolog" else None
+            frame = _target_frame(_phase_folder(jobs[arm, seed], phase))
+            source_val = records[arm, phase]["threshold_source_val"] if row == "zerolog" else None
             result["rows"][row]["seeds"][str(seed)] = _row_entry(frame, labels, split, detection.pi_hat, source_val, splits)
         result["seconds"][str(seed)] = {
-            "zerolog": records["plain"]["seconds"]["base"],
-            "zerolog_adapt": sum(records["importance"]["seconds"].values()),
+            "zerolog": records["plain", "base"]["seconds"],
+            "zerolog_adapt": records["importance", "base"]["seconds"] + records["importance", "final"]["seconds"],
+            "resumed": any(record["resumed_interrupted_run"] for record in records.values()),
         }
-        base = _target_frame(cache / pair / "importance" / f"seed-{seed}", "base")
+        base = _target_frame(jobs["importance", seed].base_folder)
         result["self_training"][str(seed)] = {
-            "rounds": records["importance"]["self_training"], "domain_weights": records["importance"]["domain_weights"],
-            "round_one_purity": _round_one_purity(base, labels, split, detection,
-                                                  params.train.adapt.self_training.normal_share),
+            "rounds": records["importance", "final"]["self_training"],
+            "domain_weights": records["importance", "final"]["domain_weights"],
+            "round_one_purity": _round_one_purity(base, labels, split, detection, params.train),
         }  # fmt: skip
     result["rows"]["detector"] = {name: _split_metrics(labels[_labeled_rows(labels, split, name)],
                                                        detection.scores[_labeled_rows(labels, split, name)],
@@ -341,8 +381,12 @@ def _self_training_table(results: dict[str, Any]) -> list[str]:
 def _cost_table(results: dict[str, Any]) -> list[str]:
     lines = ["| pair | zerolog s / run | zerolog_adapt s / run | ratio |", "|---|---|---|---|"]
     for pair, result in results.items():
-        zerolog = [entry["zerolog"] for entry in result["seconds"].values()]
-        adapt = [entry["zerolog_adapt"] for entry in result["seconds"].values()]
+        measured = [entry for entry in result["seconds"].values() if not entry["resumed"]]  # whole runs only
+        if not measured:
+            lines.append(f"| {pair} | – | – | – |")
+            continue
+        zerolog = [entry["zerolog"] for entry in measured]
+        adapt = [entry["zerolog_adapt"] for entry in measured]
         lines.append(f"| {pair} | {np.mean(zerolog):.0f} | {np.mean(adapt):.0f} | {np.mean(adapt) / np.mean(zerolog):.2f} |")
     return lines
 
@@ -387,9 +431,29 @@ def run_ablation(params: Params, pairs: list[str], seeds: list[int], workers: in
     started = time.perf_counter()
     run_jobs(jobs, workers)
     seconds = time.perf_counter() - started
-    results = {pair: evaluate_pair(params, pair, seeds, detections[params.pairs[pair].target], splits, cache)
+    by_pair: dict[str, dict[tuple[str, int], ArmJob]] = {}
+    for job in jobs:
+        by_pair.setdefault(job.pair, {})[job.arm, job.seed] = job
+    results = {pair: evaluate_pair(params, pair, by_pair[pair], seeds, detections[params.pairs[pair].target], splits)
                for pair in pairs}  # fmt: skip
     return results, report(results, seeds, splits, seconds, workers)
+
+
+def _params(overrides: list[str]) -> Params:
+    """params.yaml, with ``key=value`` overrides (YAML values) for development runs."""
+    if not overrides:
+        return load_params()
+    raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
+    for override in overrides:
+        dotted, _, value = override.partition("=")
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        if last not in node:
+            raise ZerologError(f"--set {override}: params.yaml has no key {dotted}")
+        node[last] = read_yaml(value)
+    return parse_params(raw, "params.yaml (with --set)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -399,9 +463,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", help="model seeds (default: params seeds)")
     parser.add_argument("--pairs", nargs="*", help="pairs (default: every pair of params)")
     parser.add_argument("--workers", type=int, help="arm runs side by side (default: train.method_workers)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="development only (with --split val): params overrides, e.g. train.adapt.self_training.rule=detector")
     arguments = parser.parse_args(argv)
+    if arguments.set and arguments.split != "val":
+        parser.error("--set is for development runs: use it with --split val (the committed report uses params.yaml)")
     try:
-        params = load_params()
+        params = _params(arguments.set)
         seeds = arguments.seeds or list(params.seeds)
         pairs = arguments.pairs or list(params.pairs)
         workers = arguments.workers or params.train.method_workers

@@ -276,7 +276,8 @@ class SelfTrainingConfig:
 
     rounds: int  # 0: off; each round re-labels the target train sessions, then trains epochs_per_round epochs
     epochs_per_round: int
-    normal_share: float  # pseudo-normal: within the lowest normal_share of both the model's and the detector's scores
+    rule: Literal["agreement", "detector"]  # agreement: model AND detector; detector: the detector alone
+    normal_share: float  # pseudo-normal: within the lowest normal_share of the scores the rule reads
     min_pseudo_anomalies: int  # a round with fewer agreed anomalies trains without the pseudo-labeled task
 
     def __post_init__(self) -> None:

@@ -12,12 +12,13 @@ target's unlabeled train counts, cut by a 2-component mixture; π̂ = its flagge
    The source half of the domain loss becomes (1/n) Σ_i w_{y_i} ℓ_i, their Eq. (9) form; the classifier loss keeps
    the class balance of ``train.class_balance``. ``train.adapt.domain_weighting: none`` switches it off.
 
-2. Self-training (pseudo-labels from agreement). After zerolog's ``train.epochs`` epochs, each of
-   ``self_training.rounds`` rounds labels the target's TRAIN sessions from the confident extremes where the
-   transferred model and the detector agree:
-     anomalous: flagged by the detector (its top π̂ share) AND in the model's top π̂ share of target-train scores;
-     normal:    within the lowest ``normal_share`` of both the detector's and the model's target-train scores;
-     else unlabeled (not used).
+2. Self-training on pseudo-labels. After zerolog's ``train.epochs`` epochs, each of ``self_training.rounds`` rounds
+   labels the target's TRAIN sessions from confident extremes (``self_training.rule``):
+     ``agreement`` (where the transferred model and the detector agree):
+       anomalous: flagged by the detector (its top π̂ share) AND in the model's top π̂ share of target-train scores;
+       normal:    within the lowest ``normal_share`` of both the detector's and the model's target-train scores;
+     ``detector``: the detector's flagged sessions and its lowest ``normal_share`` (the model is not consulted);
+     every other session is left unlabeled (not used).
    The pseudo-labeled sessions then join the meta-test task for ``epochs_per_round`` epochs, as MetaLog's meta-test
    is the (pseudo-)labeled target (Zhang et al., ICSE 2024; method.md §5): θ' from the source meta-train half, the
    outer gradient adds ∇_θ' L_cls(target pseudo batch). λ stays at its end-of-schedule value during the rounds.
@@ -58,23 +59,29 @@ def top_share_threshold(scores: np.ndarray, share: float) -> float:
     return float(np.quantile(values, 1.0 - share))
 
 
-def agreement_pseudo_labels(
+def pseudo_labels(
     model_scores: np.ndarray, detector_scores: np.ndarray, detector_threshold: float, pi_hat: float,
-    normal_share: float,
+    normal_share: float, rule: str,
 ) -> np.ndarray:  # fmt: skip
     """(sessions,) int64 pseudo-labels of the target's train sessions: 1 anomalous, 0 normal, −1 not labeled.
 
-    ``model_scores`` and ``detector_scores`` (sessions,) are aligned; anomalous = detector score >= its own threshold
-    AND model score >= the model's top-π̂ cut; normal = both scores at or below their ``normal_share`` quantiles.
+    ``model_scores`` and ``detector_scores`` (sessions,) are aligned. ``rule``:
+    - ``agreement``: anomalous = detector score >= its own threshold AND model score >= the model's top-π̂ cut;
+      normal = both scores at or below their ``normal_share`` quantiles;
+    - ``detector``: the detector alone (anomalous = flagged, normal = at or below its ``normal_share`` quantile);
+      the model's scores are not read (the GRU is distilled from the detector, the source acting as a prior).
     """
     model_scores = np.asarray(model_scores, dtype=np.float64)
     detector_scores = np.asarray(detector_scores, dtype=np.float64)
     if model_scores.shape != detector_scores.shape:
         raise ValueError(f"pseudo-labels: {model_scores.shape} model scores vs {detector_scores.shape} detector scores")
-    anomalous = (detector_scores >= detector_threshold) & (model_scores >= top_share_threshold(model_scores, pi_hat))
-    normal = (detector_scores <= np.quantile(detector_scores, normal_share)) & (
-        model_scores <= np.quantile(model_scores, normal_share)
-    )
+    anomalous = detector_scores >= detector_threshold
+    normal = detector_scores <= np.quantile(detector_scores, normal_share)
+    if rule == "agreement":
+        anomalous &= model_scores >= top_share_threshold(model_scores, pi_hat)
+        normal &= model_scores <= np.quantile(model_scores, normal_share)
+    elif rule != "detector":
+        raise ValueError(f"train.adapt.self_training.rule: unknown rule {rule!r}")
     labels = np.full(model_scores.shape, -1, dtype=np.int64)
     labels[normal & ~anomalous] = 0
     labels[anomalous] = 1

@@ -56,7 +56,7 @@ from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path
 from zerolog.metrics import f1_best_threshold
 from zerolog.model import ZeroLogModel, lookup_vectors
-from zerolog.training.adapt import agreement_pseudo_labels, importance_weights
+from zerolog.training.adapt import importance_weights, pseudo_labels
 from zerolog.training.meta import Batch, PseudoTask, concatenate_padded, meta_step, plain_step
 from zerolog.training.methods import MethodSettings, method_settings
 
@@ -675,8 +675,9 @@ def _begin_round_if_due(session: _Session) -> None:
     model_scores = score(session.model, session.target_system.tensors, session.target_pool.rows,
                          session.config.score_batch_size)  # fmt: skip
     detection = adaptation.detection
-    labels = agreement_pseudo_labels(model_scores, adaptation.detector_train_scores, detection.threshold,
-                                     detection.pi_hat, adaptation.self_training.normal_share)  # fmt: skip
+    rule = adaptation.self_training
+    labels = pseudo_labels(model_scores, adaptation.detector_train_scores, detection.threshold, detection.pi_hat,
+                           rule.normal_share, rule.rule)  # fmt: skip
     adaptation.round = beyond_base // adaptation.self_training.epochs_per_round + 1
     _pseudo_sampler(session, labels)
     adaptation.log.append({"round": adaptation.round, "epoch": session.epoch + 1, **adaptation.counts,
