@@ -174,3 +174,13 @@ def test_a_dataset_layout_replaces_its_systems_and_a_file_rule_needs_no_regex():
     assert devstack.timestamp.fields == [] and devstack.regex == params.systems["openstack"].regex
     assert params.dataset_system("openstack_instances") == params.systems["openstack"]
     assert params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None
+
+
+def test_a_value_dvc_cannot_round_trip_is_refused_in_one_line() -> None:
+    """DVC folds long params values in dvc.lock at a space; two spaces in a row lose one, so the stage would stay
+    modified for good (zookeeper's official log format has two)."""
+    raw = read_yaml(PARAMS_FILE.read_text(encoding="utf-8"))
+    raw["systems"]["hdfs"]["log_format"] = "<Date> <Time> - <Level>  \\[<Node>\\] - <Content>"
+    with pytest.raises(ConfigError, match=r"systems\.hdfs\.log_format: two consecutive spaces at character 24 .*"
+                                          r"a space matches any run of whitespace"):
+        parse_params(raw)

@@ -733,9 +733,27 @@ def _check(params: Params) -> None:
         raise ConfigError("evaluate.contamination_prior: must lie in (0, 1)")
 
 
+def _check_round_trip(value: Any, where: str) -> None:
+    """Refuse strings that DVC's lock file cannot keep: it writes long values folded at a space, and a fold inside a
+    run of spaces drops one of them, so ``dvc status`` would call the stage modified forever (measured with dvc 3)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_round_trip(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_round_trip(item, f"{where}[{index}]")
+    elif isinstance(value, str) and "  " in value:
+        column = value.index("  ") + 1
+        hint = (" write one space: in a log format a space matches any run of whitespace"
+                if where.endswith("log_format") else " write one, or a regex such as ' {2}'")
+        raise ConfigError(f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;"
+                          f"{hint}")
+
+
 def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:
     """Validate an already-loaded params mapping; errors are prefixed with ``source_file``."""
     try:
+        _check_round_trip(raw, "")
         params = _build(Params, raw, "")
         _check(params)
     except ConfigError as error:
