@@ -106,7 +106,7 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
         assert ("loss/domain" in run.data.metrics) == (method == "zerolog")
         artifacts = [item.path for item in client.list_artifacts(run.info.run_id, "plots")]
-        assert f"plots/seed-42.png" in artifacts and f"plots/seed-42.csv" in artifacts
+        assert "plots/seed-42.png" in artifacts and "plots/seed-42.csv" in artifacts
 
         # the logged model predicts what the checkpoint predicts
         mlflow.set_tracking_uri(params.mlflow.tracking_uri)

@@ -160,6 +160,11 @@ class ArtifactPaths:
         """``metrics/<stage>/<name>.json``: a stage's DVC metrics per dataset, system or pair."""
         return Path(self.paths.metrics) / stage / f"{name}.json"
 
+    def data_report(self, stage: str, name: str) -> Path:
+        """``reports/data/<stage>/<name>.json``: what a data stage counted (lines, sessions, templates): committed
+        beside the results, not DVC metrics, which hold only the numbers a user compares between experiments."""
+        return Path(self.paths.reports) / "data" / stage / f"{name}.json"
+
     def pair_metrics(self, pair: str) -> Path:
         """``metrics/<pair>.json``: the evaluate stage's headline metrics of a pair."""
         return Path(self.paths.metrics) / f"{pair}.json"

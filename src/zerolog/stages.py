@@ -111,11 +111,12 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
 
 
 def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"params": declared(params, ["embed"], "embed")}
+    return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
 
 
 def _tensors_arguments(params: Any, system: str) -> dict[str, Any]:
-    return {"params": declared(params, ["tensors", f"systems.{system}.dataset"], "tensors"), "system": system}
+    return {"system": system, "dataset": params.systems[system].dataset, "config": params.tensors,
+            "paths": _paths(params)}  # fmt: skip
 
 
 def _paths(params: Any) -> ArtifactPaths:
@@ -173,7 +174,7 @@ STAGES: list[Stage] = [
         "zerolog.features.embed:embed_templates", _embed_arguments,
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
-            Output(paths.template_vectors(), persist=True), _metric(paths.metrics_file("embed"))
+            Output(paths.template_vectors(), persist=True), Output(paths.data_report("embed", "embed"), cache=False)
         ],
     ),
     Stage(
@@ -183,7 +184,7 @@ STAGES: list[Stage] = [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
         outputs=lambda params, paths, system: [
-            Output(paths.tensors(system)), _metric(paths.stage_metrics("tensors", system))
+            Output(paths.tensors(system)), Output(paths.data_report("tensors", system), cache=False)
         ],
     ),
     Stage(
