@@ -471,9 +471,10 @@ def part_path(parts: Path, index: int) -> Path:
 
 
 @contextlib.contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``, renamed onto it on success: a rerun of a task replaces, never adds."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def _replacing(target: Path, scratch: Path) -> Iterator[Path]:
+    """A temporary path in ``scratch`` (same file system), renamed onto ``target`` on success: a rerun of a task
+    replaces, never adds, and what a killed task leaves behind is in ``scratch``, never among the parts."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=scratch)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -488,7 +489,7 @@ def parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner: DrainMiner | M
     live = miner if isinstance(miner, DrainMiner) else _copy_in_worker(miner)
     table, summary = parse_chunk(chunk, layout, live)
     options = pa.ipc.IpcWriteOptions(compression="lz4")
-    with _replacing(draft_path(Path(scratch), chunk.index)) as temporary:
+    with _replacing(draft_path(Path(scratch), chunk.index), Path(scratch)) as temporary:
         with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
             writer.write_table(table)
     return summary
@@ -715,7 +716,7 @@ def write_part_task(index: int, first_line_number: int, scratch: str, parts: str
     final = pa.Table.from_arrays(columns, schema=schema)
     # Dictionary-encode every column but the message text (near-unique: the dictionary would be thrown away).
     dictionary_columns = [name for name in schema.names if name != "content"]
-    with _replacing(target) as temporary:
+    with _replacing(target, Path(scratch)) as temporary:
         pq.write_table(final, temporary, row_group_size=max(final.num_rows, 1), use_dictionary=dictionary_columns)
     draft.unlink(missing_ok=True)
     side.unlink(missing_ok=True)
@@ -786,7 +787,7 @@ def stream_parse_files(
         sample_changes = miner.changes
         following = next(chunks, None)
         rest = itertools.chain([following], chunks) if following is not None else iter(())
-        remote = following is not None and (worker_count(parse.parallel) > 1 or parse.parallel.scheduler_address)
+        remote = following is not None and (worker_count(parse.parallel) > 1 or bool(parse.parallel.scheduler_address))
         pool_context = open_pool(parse.parallel, "parse.parallel") if remote else contextlib.nullcontext(InlinePool())
         with pool_context as pool:
             summary.pool, summary.workers = pool.description, pool.workers
