@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -511,6 +512,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--block-reuse", type=int, default=20, help="bench/generate.py --block-reuse")
     parser.add_argument("--chunk-bytes", type=int, default=None, help="override parse.chunk_bytes")
     parser.add_argument("--workers", type=int, default=0, help="workers of both pools (0: one per core)")
+    parser.add_argument("--repeats", type=int, default=1, help="whole-file parses per pool, alternating pool and Dask")
     parser.add_argument("--drain3-python", default=None, help="a Python with drain3 installed (separate venv)")
     parser.add_argument("--skip-pipeline", action="store_true", help="parse only: no sessionize/tensors/train")
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
@@ -569,13 +571,14 @@ def main(argv: list[str] | None = None) -> None:
         run.parses.append(("(c) drain3 (separate venv)", run.prefix_name, step(
             "drain3-prefix", arguments.drain3_python, "drain3", {**common, "log": str(prefix), "header_regex": regex.pattern})))
     if not arguments.skip_full:
-        run.pools.append(("(d) process pool", step("pool-full", sys.executable, "parse", {
-            "params": str(params_path), "log": str(full), "scratch": str(work / "pool-full"), "backend": "processes",
-            "workers": arguments.workers})))
-        dask = step("dask-full", sys.executable, "parse", {"params": str(params_path), "dataset": "hdfs_logs",
-                                                            "backend": "dask", "workers": arguments.workers})
-        run.pools.append(("(e) Dask LocalCluster (the parse stage of the pipeline below)", dask))
-        if not arguments.skip_pipeline and dask.status == "ok":
+        for repeat in range(1, arguments.repeats + 1):  # alternating, so that a change of load hits both alike
+            run.pools.append((f"(d) process pool, run {repeat}", step(f"pool-full-{repeat}", sys.executable, "parse", {
+                "params": str(params_path), "log": str(full), "scratch": str(work / "pool-full"),
+                "backend": "processes", "workers": arguments.workers})))
+            dask = step(f"dask-full-{repeat}", sys.executable, "parse", {
+                "params": str(params_path), "dataset": "hdfs_logs", "backend": "dask", "workers": arguments.workers})
+            run.pools.append((f"(e) Dask LocalCluster, run {repeat}", dask))
+        if not arguments.skip_pipeline and dask.status == "ok":  # on the last Dask run's output
             for stage in ("sessionize", "embed", "tensors", "train"):
                 measurement = step(stage, sys.executable, "stage",
                                    {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"})
@@ -588,6 +591,17 @@ def main(argv: list[str] | None = None) -> None:
     arguments.output.write_text(text, encoding="utf-8")
     print()
     print(text)
+
+
+def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
+    """Dask / process pool lines/s of each consecutive (pool, Dask) pair of runs, and their median."""
+    rates = [lines_per_second(measurement) for _, measurement in pools]
+    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2]) if pool and dask]
+    if not ratios:
+        return []
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** (median of {len(ratios)} pair(s): {each}; "
+            "whole runs: pool or cluster start, the sample mined in the client, the map, the parts)."]
 
 
 def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, argv: list[str] | None,
@@ -612,11 +626,8 @@ def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, ar
     if run.pools:
         lines_out += ["", f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster", "",
                       pool_table(run.pools), ""]
-        rates = [lines_per_second(measurement) for _, measurement in run.pools]
-        if all(rates):
-            lines_out.append(f"Dask LocalCluster / process pool lines/s: **{rates[1] / rates[0]:.2f}** "
-                             "(whole run: pool or cluster start, the sample mined in the client, the map, the parts).")
-        details = {label.split(" ")[0]: measurement.result.get("parallel", {}) for label, measurement in run.pools}
+        lines_out += _pool_ratios(run.pools)
+        details = {label.split(",")[0]: measurement.result.get("parallel", {}) for label, measurement in run.pools}
         lines_out += ["", f"Settings: {json.dumps(details)}"]
     if run.stages:
         lines_out += ["", "## Session stages on the whole generated input", "", stage_table(run.stages), ""]

@@ -175,7 +175,7 @@ class ParseConfig:
 
     max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
     chunk_bytes: int  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
-    sample_lines: int  # leading lines mined by Drain in the main process before the workers start
+    sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
     parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
 
