@@ -15,15 +15,8 @@ from raw_fixtures import build_raw_folder, project_params, write_manifest, write
 
 from zerolog.config import ConfigError
 from zerolog.data.datasets import template_event_id
-from zerolog.data.parse import (
-    grouping_accuracy,
-    header_regex,
-    match_header,
-    parse_dataset,
-    parse_timestamps,
-    read_lines,
-    run_log_parser,
-)
+from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamps
+from zerolog.data.stream_parse import header_regex, line_layout, new_miner, parse_chunk, plan_chunks
 from zerolog.errors import DataError
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -56,40 +49,39 @@ def read_parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     ("system", "log_file"),
     [("hdfs", "HDFS/HDFS_2k.log"), ("bgl", "BGL/BGL_2k.log"), ("openstack", "OpenStack/OpenStack_2k.log")],
 )
-def test_header_regex_splits_like_logparser3(params, system, log_file):
-    """Our header regex gives, on every line of the real 2k samples, the fields logparser3's own regex gives."""
+def test_header_fields_are_logparser3s(params, system, log_file):
+    """Our header regex is logparser3's, and every line of the real 2k samples gets the fields logparser3's gives."""
     from logparser.Drain import LogParser
 
-    log_format = params.systems[system].log_format
-    regex, fields = header_regex(log_format)
-    reference_fields, reference_regex = LogParser(log_format).generate_logformat_regex(log_format)
+    settings = params.systems[system]
+    regex, fields = header_regex(settings.log_format)
+    reference_fields, reference_regex = LogParser(settings.log_format).generate_logformat_regex(settings.log_format)
     assert fields == reference_fields
-    for _, text in read_lines(BUNDLED / log_file):
+    (chunk,) = plan_chunks([BUNDLED / log_file], 10**8)
+    table, _ = parse_chunk(chunk, line_layout(settings, None), new_miner(settings))
+    texts = (BUNDLED / log_file).read_text(encoding="utf-8").split("\n")[: table.num_rows]
+    columns = {field: table.column({"Level": "level", "Component": "component", "Content": "content"}.get(field, field))
+               .to_pylist() for field in fields}
+    for offset, text in enumerate(texts):
         reference = reference_regex.search(text.strip())
-        assert match_header(regex, fields, text) == [reference.group(name) for name in fields]
+        assert [columns[field][offset] for field in fields] == [reference.group(field) for field in fields]
 
 
-def test_match_header_rejects_a_line_of_another_format(params):
-    regex, fields = header_regex(params.systems["hdfs"].log_format)
-    assert match_header(regex, fields, "garbage without the header") is None
-    values = match_header(regex, fields, "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done  ")
-    assert dict(zip(fields, values)) == {
-        "Date": "081109", "Time": "203615", "Pid": "148", "Level": "INFO",
-        "Component": "dfs.DataNode$PacketResponder", "Content": "PacketResponder 1 done",
-    }  # fmt: skip
-
-
-@pytest.mark.parametrize("compress", [False, True])
-def test_read_lines_numbers_every_line_and_flags_non_utf8(tmp_path, compress):
-    content = b"first\r\nsecond \xff\xfe bad\n\nlast without newline"
-    path = tmp_path / ("log.gz" if compress else "log")
-    path.write_bytes(gzip.compress(content) if compress else content)
-    assert list(read_lines(path)) == [(1, "first"), (2, None), (3, ""), (4, "last without newline")]
-
-
-def test_read_lines_missing_file_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="nothing.log: log file not found"):
-        list(read_lines(tmp_path / "nothing.log"))
+def test_lines_are_split_on_newlines_and_numbered_as_the_file(params):
+    """Lines split on \\n only (a \\r is stripped with the other whitespace), numbered from 1; a bad byte costs its
+    line only; an empty line and a line of another format are unmatched; a last line without newline is kept."""
+    last = b"081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done  "
+    content = (b"081109 203615 148 INFO dfs.X: first\r\n" + b"second \xff\xfe bad\n" + b"\n" + b"no header here\n"
+               + b"".join(HDFS_LINES[:16]) + last)
+    write_raw_logs(params, "hdfs_logs", {"HDFS_odd.log": content})
+    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.2))
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_parsed(params, "hdfs_logs")
+    assert lines["line_number"].tolist() == list(range(1, 22))
+    assert lines["status"].tolist() == ["parsed", "non_utf8", "unmatched", "unmatched"] + ["parsed"] * 17
+    assert lines["content"].iloc[0] == "first" and lines["content"].iloc[20] == "PacketResponder 1 done"
+    assert lines["component"].iloc[20] == "dfs.DataNode$PacketResponder"
+    assert (metrics["parsed"], metrics["unmatched"], metrics["non_utf8"]) == (18, 2, 1)
 
 
 def test_parse_timestamps_reads_utc_seconds_and_nulls_bad_values():
@@ -233,25 +225,13 @@ def test_multi_file_dataset_shares_one_template_set(params):
     assert creating["file_index"].nunique() == 2 and creating["event_id"].nunique() == 1
 
 
-@pytest.mark.parametrize("parser", ["Drain", "Spell", "IPLoM", "AEL", "Brain"])
-def test_every_configured_parser_runs_through_the_driver(params, parser, capsys):
-    """Each logparser3 parser gets only the accounted-for lines and returns a template for every one, silently."""
-    write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": b"".join(HDFS_LINES[:300])})
-    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, parser=parser))
+def test_masking_regexes_reach_drain(params):
+    """The system's masking regexes are applied before Drain: block ids do not split a template."""
+    contents = b"".join(b"081109 2036%02d 1 INFO dfs.X: open file blk_%d now\n" % (i, i * 7) for i in range(20))
+    write_raw_logs(params, "hdfs_logs", {"HDFS_masked.log": contents})
     parse_dataset(params, "hdfs_logs")
-    lines, templates, metrics = read_parsed(params, "hdfs_logs")
-    assert metrics["parser"] == parser and len(lines) == 300 and lines["template"].notna().all()
-    assert 1 < len(templates) < 300
-    output = capsys.readouterr().out.strip().splitlines()
-    assert len(output) == 1 and output[0].startswith("hdfs_logs: 300 lines")
-
-
-def test_masking_regexes_reach_the_parser():
-    contents = ["open file blk_1 now", "open file blk_22 now", "close file blk_3 now"]
-    masked = run_log_parser(contents, "Drain", {"depth": 4, "st": 0.5}, [r"blk_\d+"], "test", 0)
-    assert masked[0] == masked[1] == "open file <*> now"
-    unmasked = run_log_parser(contents, "Drain", {"depth": 4, "st": 0.9}, [], "test", 0)
-    assert unmasked[0] != unmasked[1]
+    lines, templates, _ = read_parsed(params, "hdfs_logs")
+    assert lines["template"].unique().tolist() == ["open file <*> now"] and templates["count"].tolist() == [20]
 
 
 def test_events_dataset_maps_event_ids_to_templates(params):
@@ -391,26 +371,8 @@ def test_unmatched_lines_below_the_limit_are_kept(params):
     assert read_parsed(params, "hdfs_logs")[2]["unmatched"] == 1
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda p: dataclasses.replace(p, parse=dataclasses.replace(p.parse, parser="Nonesuch")), "parse.parser: unknown parser 'Nonesuch'"),
-        (
-            lambda p: dataclasses.replace(
-                p,
-                systems={
-                    **p.systems,
-                    "hdfs": dataclasses.replace(p.systems["hdfs"], parser_settings={"Drain": {"depth": 4, "sim": 0.5}}),
-                },
-            ),
-            "systems.hdfs.parser_settings.Drain.sim: unknown setting for Drain",
-        ),
-        (lambda p: p, "datasets.nonesuch: unknown dataset"),
-    ],
-)
-def test_bad_configuration_is_a_config_error_and_writes_nothing(params, change, message):
+def test_an_unknown_dataset_is_a_config_error_and_writes_nothing(params):
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(HDFS_LINES[:10])})
-    name = "nonesuch" if "nonesuch" in message else "hdfs_logs"
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        parse_dataset(change(params), name)
-    assert outputs_absent(params, name)
+    with pytest.raises(ConfigError, match=r"datasets\.nonesuch: unknown dataset"):
+        parse_dataset(params, "nonesuch")
+    assert outputs_absent(params, "nonesuch")

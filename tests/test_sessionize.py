@@ -15,7 +15,6 @@ from raw_fixtures import build_raw_folder, project_params, write_manifest, write
 
 from zerolog.config import LabelRule, SessionRule, SplitFractions, SplitRule
 from zerolog.data.parse import parse_dataset
-from zerolog.data.stream_parse import stream_parse_dataset
 from zerolog.data.sessionize import (
     any_anomalous,
     assign_splits,
@@ -351,13 +350,13 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
     for lines in (50_000, 200_000):
         root = tmp_path / str(lines)
         params = project_params(root)
-        streaming = dataclasses.replace(params.parse.streaming, workers=1)
-        params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, streaming=streaming))
+        parallel = dataclasses.replace(params.parse.parallel, workers=1)  # in-process: no cluster to start
+        params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, parallel=parallel))
         generated = root / "generated.log"
         labels = root / "labels.csv"
         generate.generate(generated, lines, labels, block_reuse=20)
         write_raw_logs(params, "hdfs_logs", {"HDFS.log": generated.read_bytes()}, {"labels": labels.read_bytes()})
-        stream_parse_dataset(params, "hdfs_logs")  # the same lines.parquet as parse_dataset, faster
+        parse_dataset(params, "hdfs_logs")
         completed = subprocess.run(
             [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).parent)],
             capture_output=True, text=True, check=True, cwd=REPOSITORY,

@@ -38,7 +38,7 @@ def test_recorded_params_are_the_keys_a_stage_picks() -> None:
     stages = _definition(params)
     assert stages["train-hdfs-bgl"]["params"] == ["mlflow", "pairs.hdfs-bgl", "seeds", "train"]
     assert stages["parse-hdfs_logs"]["params"] == [
-        "datasets.hdfs_logs", "parse", "systems.hdfs.log_format", "systems.hdfs.parser_settings",
+        "datasets.hdfs_logs", "parse", "systems.hdfs.drain", "systems.hdfs.log_format",
         "systems.hdfs.regex", "systems.hdfs.timestamp",
     ]  # fmt: skip
     assert "evaluate" in stages["evaluate-hdfs-bgl"]["params"] and "train" not in stages["evaluate-hdfs-bgl"]["params"]

@@ -102,7 +102,7 @@ def _download_arguments(params: Any, dataset: str) -> dict[str, Any]:
 def _parse_arguments(params: Any, dataset: str) -> dict[str, Any]:
     system = params.datasets[dataset].system
     keys = ["parse", f"datasets.{dataset}"]
-    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "parser_settings")]
+    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "drain")]
     return {"params": declared(params, keys, "parse"), "name": dataset}
 
 
