@@ -56,9 +56,9 @@ ui: install
 parse-accuracy: install
 	$(BIN)/python -m zerolog.data.accuracy
 
-## Throughput / memory benchmark of the full-size path.
+## Throughput / memory benchmark of the full-size path (options: make bench BENCH_ARGS="--lines 4000000 --repeats 3").
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data/raw data/parsed data/sessions data/features data/tensors data/scores models

@@ -166,7 +166,7 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
 
     if arguments.get("dataset"):
         parse_raw_dataset(params, arguments["dataset"], progress)
-        metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{arguments['dataset']}.json").read_text())
+        metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{arguments['dataset']}.json").read_text())
         lines, templates, details = metrics["lines"], metrics["templates"], metrics["parallel"]
     else:
         system = params.systems["hdfs"]
@@ -197,7 +197,7 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if stage == "sessionize":
         stage_named("sessionize").call(params, arguments["dataset"])
-        metrics = json.loads(paths.stage_metrics("sessionize", arguments["dataset"]).read_text())
+        metrics = json.loads(paths.data_report("sessionize", arguments["dataset"]).read_text())
         result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"]}
     elif stage == "embed":
         stage_named("embed").call(params, "")

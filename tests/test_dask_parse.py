@@ -42,7 +42,7 @@ def cluster_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, address:
 
 def parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     folder = Path(params.paths.parsed) / name
-    metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{name}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{name}.json").read_text())
     return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
 
 

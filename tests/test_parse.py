@@ -32,13 +32,13 @@ def outputs_absent(params, name: str) -> bool:
     """True when stage parse left nothing behind for ``name`` (no folder, no temporary sibling, no metrics)."""
     parsed = Path(params.paths.parsed)
     leftovers = list(parsed.glob(f".{name}.*")) if parsed.exists() else []
-    metrics = Path(params.paths.metrics) / "parse" / f"{name}.json"
+    metrics = Path(params.paths.reports) / "data" / "parse" / f"{name}.json"
     return not (parsed / name).exists() and not leftovers and not metrics.exists()
 
 
 def read_parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     folder = Path(params.paths.parsed) / name
-    metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{name}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{name}.json").read_text())
     return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
 
 
@@ -132,7 +132,7 @@ def test_grouping_accuracy_against_loghub_ground_truth(params, name, truth, mini
     assert accuracy >= minimum, f"{name}: grouping accuracy {accuracy:.4f} < {minimum}"
     assert metrics["templates"] == len(templates) == lines["event_id"].nunique()
     assert templates["count"].sum() == 2000
-    assert metrics["parser"] == "Drain" and metrics["lines_per_second"] > 0
+    assert metrics["parser"] == "Drain" and "lines_per_second" not in metrics  # timings are printed, not committed
 
 
 def test_parse_accuracy_command_reports_each_ground_truth(params):

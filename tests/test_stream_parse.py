@@ -64,7 +64,7 @@ def engine_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, backend: 
 
 def read_output(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     folder = Path(params.paths.parsed) / name
-    metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{name}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{name}.json").read_text())
     return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
 
 
@@ -404,7 +404,7 @@ def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert "\n" not in message and "HDFS_bad.log" in message and "first at line 41" in message
     parsed = Path(params.paths.parsed)
     assert not parsed.exists() or not any(parsed.iterdir())
-    assert not (Path(params.paths.metrics) / "parse" / "hdfs_logs.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "parse" / "hdfs_logs.json").exists()
 
 
 # ----------------------------------------------------------------------------- bounded memory

@@ -158,7 +158,7 @@ STAGES: list[Stage] = [
         "zerolog.data.parse:parse_dataset", _parse_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.parsed(dataset)), _metric(paths.stage_metrics("parse", dataset))
+            Output(paths.parsed(dataset)), Output(paths.data_report("parse", dataset), cache=False)
         ],
     ),
     Stage(
@@ -166,7 +166,7 @@ STAGES: list[Stage] = [
         "zerolog.data.sessionize:sessionize_dataset", _sessionize_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.sessions(dataset)), _metric(paths.stage_metrics("sessionize", dataset))
+            Output(paths.sessions(dataset)), Output(paths.data_report("sessionize", dataset), cache=False)
         ],
     ),
     Stage(

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import ConfigError, DatasetConfig, LabelRule, Params
 from zerolog.data import datasets
 from zerolog.data.stream_parse import (
@@ -352,7 +353,7 @@ def log_file_paths(folder: Path, manifest: dict[str, Any]) -> list[Path]:
 
 def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None] | None = None) -> None:
     """Stage parse of a ``raw`` dataset: Drain over the manifest's log files (``stream_parse_files``) into
-    ``paths.parsed/<name>/``, metrics into ``paths.metrics/parse/<name>.json``; nothing written on error.
+    ``paths.parsed/<name>/``, metrics into ``reports/data/parse/<name>.json``; nothing written on error.
     ``progress``: called with the lines done after each chunk (the benchmark's timer)."""
     dataset = dataset_config(params, name)
     if dataset.kind != "raw":
@@ -365,8 +366,14 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
         summary = stream_parse_files(log_files, line_layout(system, dataset.label), new_miner(system), params.parse,
                                      output, format_key, progress)
     metrics = parse_metrics(name, summary, system, params.parse)
-    write_json(Path(params.paths.metrics) / "parse" / f"{name}.json", metrics)
+    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
+
+
+def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The committed report of a parse: counts only (timings change on every rerun; they are printed, and measured
+    properly by ``make bench``)."""
+    return {key: value for key, value in metrics.items() if key not in ("seconds", "lines_per_second")}
 
 
 def _report(metrics: dict[str, Any]) -> None:
@@ -380,7 +387,7 @@ def _report(metrics: dict[str, Any]) -> None:
 
 def parse_dataset(params: Params, name: str) -> None:
     """Stage parse: write ``paths.parsed/<name>/{lines.parquet/,templates.parquet}`` and
-    ``paths.metrics/parse/<name>.json``.
+    ``reports/data/parse/<name>.json``.
 
     Everything is computed before anything is written, so an error leaves no output behind.
     """
@@ -421,7 +428,7 @@ def parse_dataset(params: Params, name: str) -> None:
     with atomic_directory(Path(params.paths.parsed) / name) as output:
         write_lines(output, lines)
         write_parquet(output / "templates.parquet", templates)
-    write_json(Path(params.paths.metrics) / "parse" / f"{name}.json", metrics)
+    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
 
 

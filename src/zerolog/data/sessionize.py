@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import LOWER_CASE_FIELDS, ConfigError, Params, SessionRule, SplitFractions, SplitRule
 from zerolog.data import datasets
 from zerolog.data.parse import STATUS_PARSED, dataset_config, iter_line_batches, read_line_schema, read_manifest
@@ -781,11 +782,11 @@ def write_sessions(target: Path, table: SessionTable, metadata: dict[str, str]) 
 
 
 def sessionize_dataset(params: Params, name: str) -> None:
-    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and ``paths.metrics/sessionize/<name>.json``."""
+    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and ``reports/data/sessionize/<name>.json``."""
     table, metrics = build_sessions(params, name)
     with atomic_directory(Path(params.paths.sessions) / name) as output:
         write_sessions(output / "sessions.parquet", table, {"label_rule": metrics["label_rule"], "dataset": name})
-    write_json(Path(params.paths.metrics) / "sessionize" / f"{name}.json", metrics)
+    write_json(ArtifactPaths(params.paths).data_report("sessionize", name), metrics)
     share = metrics["anomalous_share"]
     print(
         f"{name}: {metrics['sessions']} sessions, "
