@@ -179,6 +179,21 @@ class ArtifactPaths:
         return Path(self.paths.reports) / name
 
 
+def with_origins(message: str, paths: ArtifactPaths) -> str:
+    """``message`` with each downloaded copy it names (``raw/<dataset>/<file>``) followed by its origin (the
+    bundled file or the archive member, from ``manifest.json``): a user edits the original, not the copy."""
+    for manifest in sorted(Path(paths.paths.raw).glob("*/manifest.json")):
+        try:
+            origins = read_json(manifest).get("origins") or {}
+        except (ValueError, OSError):
+            continue
+        for copied, origin in origins.items():
+            copy_path = str(manifest.parent / copied)
+            if copy_path in message and origin not in message:
+                message = message.replace(copy_path, f"{copy_path} (a copy of {origin})")
+    return message
+
+
 # ----------------------------------------------------------------------------- score files
 
 SCORE_COLUMNS = ("domain", "split", "row", "system", "score")

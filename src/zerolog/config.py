@@ -183,12 +183,15 @@ class ParseConfig:
     """Stage parse (src/zerolog/data/parse.py; raw logs: src/zerolog/data/stream_parse.py, Drain)."""
 
     max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
+    max_unreadable_time_share: float  # fail when the timestamp format reads no time from more parsed lines than this
     chunk_bytes: int  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
     sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
     parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.max_unreadable_time_share <= 1:
+            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}")
         if self.chunk_bytes < 1:
             raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
         if self.sample_lines < 0:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zerolog.artifacts import ArtifactPaths
+from zerolog.artifacts import ArtifactPaths, with_origins
 from zerolog.config import ConfigError, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
@@ -258,7 +258,10 @@ def run_stage(name: str, arguments: list[str]) -> None:
     if len(arguments) != (1 if stage.each else 0) or (arguments and arguments[0] in ("-h", "--help")):
         sys.exit(usage)
     item = arguments[0] if arguments else ""
+    paths = None
     try:
-        stage.call(load_params(), item)
+        params = load_params()
+        paths = ArtifactPaths(params.paths)
+        stage.call(params, item)
     except ZerologError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {error if paths is None else with_origins(str(error), paths)}")
