@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPOSITORY, make_params
+from conftest import REPOSITORY, call_stage, make_params
 from zerolog.config import PairConfig, load_params, parse_params, read_yaml
 from zerolog.errors import ConfigError
 from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap
@@ -40,7 +40,7 @@ def test_recorded_params_are_the_keys_a_stage_picks() -> None:
         "evaluate.unsupervised.pca_variance", "mlflow", "pairs.hdfs-bgl", "seed", "seeds", "train",
     ]  # fmt: skip (zerolog_adapt's target detector: the PCA variance and the mixture's seed)
     assert stages["parse-hdfs_logs"]["params"] == [
-        "datasets.hdfs_logs", "parse", "systems.hdfs.log_format", "systems.hdfs.parser_settings",
+        "datasets.hdfs_logs", "parse", "systems.hdfs.drain", "systems.hdfs.log_format",
         "systems.hdfs.regex", "systems.hdfs.timestamp",
     ]  # fmt: skip
     assert "evaluate" in stages["evaluate-hdfs-bgl"]["params"] and "train" not in stages["evaluate-hdfs-bgl"]["params"]
@@ -138,3 +138,23 @@ def test_generated_file_is_valid_yaml_with_a_header() -> None:
     text = (REPOSITORY / "dvc.yaml").read_text(encoding="utf-8")
     assert text.startswith("# GENERATED")
     assert set(yaml.safe_load(text)) == {"stages"}
+
+
+@pytest.mark.parametrize("dataset", ["openstack_devstack", "hdfs_logs"])
+def test_download_and_parse_run_through_their_declared_views(tmp_path: Path, dataset: str) -> None:
+    # Regression: both stages once read params through keys their declaration does not name (datasets.get,
+    # Params.dataset_system on a system whose `dataset` key parse does not declare), so `dvc repro` failed at once.
+    params = make_params(tmp_path)
+    call_stage("download", params, dataset)
+    call_stage("parse", params, dataset)
+    assert (Path(params.paths.parsed) / dataset / "lines.parquet").exists()
+
+
+def test_an_error_about_a_downloaded_copy_names_the_file_the_user_edits(tmp_path: Path) -> None:
+    from zerolog.artifacts import ArtifactPaths, with_origins
+
+    params = make_params(tmp_path)
+    stage_named("download").call(params, "hdfs_logs")
+    copy = Path(params.paths.raw) / "hdfs_logs" / "HDFS_2k.log"
+    message = with_origins(f"{copy}: line 7: unreadable", ArtifactPaths(params.paths))
+    assert message == f"{copy} (a copy of {Path(params.paths.bundled) / 'HDFS' / 'HDFS_2k.log'}): line 7: unreadable"

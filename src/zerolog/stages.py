@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zerolog.artifacts import ArtifactPaths
+from zerolog.artifacts import ArtifactPaths, with_origins
 from zerolog.config import ConfigError, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
@@ -102,7 +102,7 @@ def _download_arguments(params: Any, dataset: str) -> dict[str, Any]:
 def _parse_arguments(params: Any, dataset: str) -> dict[str, Any]:
     system = params.datasets[dataset].system
     keys = ["parse", f"datasets.{dataset}"]
-    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "parser_settings")]
+    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "drain")]
     return {"params": declared(params, keys, "parse"), "name": dataset}
 
 
@@ -111,11 +111,12 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
 
 
 def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"params": declared(params, ["embed"], "embed")}
+    return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
 
 
 def _tensors_arguments(params: Any, system: str) -> dict[str, Any]:
-    return {"params": declared(params, ["tensors", f"systems.{system}.dataset"], "tensors"), "system": system}
+    return {"system": system, "dataset": params.systems[system].dataset, "config": params.tensors,
+            "paths": _paths(params)}  # fmt: skip
 
 
 def _paths(params: Any) -> ArtifactPaths:
@@ -159,7 +160,7 @@ STAGES: list[Stage] = [
         "zerolog.data.parse:parse_dataset", _parse_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.parsed(dataset)), _metric(paths.stage_metrics("parse", dataset))
+            Output(paths.parsed(dataset)), Output(paths.data_report("parse", dataset), cache=False)
         ],
     ),
     Stage(
@@ -167,7 +168,7 @@ STAGES: list[Stage] = [
         "zerolog.data.sessionize:sessionize_dataset", _sessionize_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.sessions(dataset)), _metric(paths.stage_metrics("sessionize", dataset))
+            Output(paths.sessions(dataset)), Output(paths.data_report("sessionize", dataset), cache=False)
         ],
     ),
     Stage(
@@ -175,7 +176,7 @@ STAGES: list[Stage] = [
         "zerolog.features.embed:embed_templates", _embed_arguments,
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
-            Output(paths.template_vectors(), persist=True), _metric(paths.metrics_file("embed"))
+            Output(paths.template_vectors(), persist=True), Output(paths.data_report("embed", "embed"), cache=False)
         ],
     ),
     Stage(
@@ -185,7 +186,7 @@ STAGES: list[Stage] = [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
         outputs=lambda params, paths, system: [
-            Output(paths.tensors(system)), _metric(paths.stage_metrics("tensors", system))
+            Output(paths.tensors(system)), Output(paths.data_report("tensors", system), cache=False)
         ],
     ),
     Stage(
@@ -259,7 +260,10 @@ def run_stage(name: str, arguments: list[str]) -> None:
     if len(arguments) != (1 if stage.each else 0) or (arguments and arguments[0] in ("-h", "--help")):
         sys.exit(usage)
     item = arguments[0] if arguments else ""
+    paths = None
     try:
-        stage.call(load_params(), item)
+        params = load_params()
+        paths = ArtifactPaths(params.paths)
+        stage.call(params, item)
     except ZerologError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {error if paths is None else with_origins(str(error), paths)}")
