@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench parse-accuracy ablation clean
+.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench parse-accuracy ablation ablation-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,8 +62,16 @@ bench: install
 
 ## Ablation of zerolog_adapt on every pair x params seeds (after the tensors stage; hours on 2 cores, not in `make run`):
 ## reports/ablation.md + metrics/ablation.json; arm runs cached in data/ablation/ (a rerun trains only what changed).
+## A small run: make ablation ABLATION_ARGS="--pairs bgl-openstack --seeds 42" (one pair, one seed, the real settings;
+## the report then says PARTIAL RUN and names what ran). ablation-smoke: the same pair and seed with 1 epoch of 2 steps,
+## validation tables printed, nothing written but the cache (checks the machinery in minutes, measures nothing).
+ABLATION_ARGS ?=
 ablation: install
-	$(BIN)/python -m zerolog.ablation
+	$(BIN)/python -m zerolog.ablation $(ABLATION_ARGS)
+
+ablation-smoke: install
+	$(BIN)/python -m zerolog.ablation --pairs bgl-openstack --seeds 42 --split val \
+		--set train.epochs=1 train.max_steps_per_epoch=2
 
 clean:
 	rm -rf data/raw data/parsed data/sessions data/features data/tensors data/scores models

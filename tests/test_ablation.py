@@ -26,6 +26,7 @@ def test_ablation_rows_report_and_cache(tmp_path: Path, monkeypatch: pytest.Monk
     assert "source_val" in pair["rows"]["zerolog"]["seeds"]["42"]["test"]
     assert pair["self_training"]["42"]["rounds"][0]["round"] == 1
     assert "## TEST F1" in text and "## The bar" in text and "| hdfs-bgl |" in text
+    assert f"PARTIAL RUN**: pairs hdfs-bgl × model seeds [42] only, 1 of the {len(params.pairs)} pairs" in text
     arm = tmp_path / "cache" / "hdfs-bgl" / "plain" / "seed-42"
     assert (arm / "base" / "scores.parquet").is_file() and (arm / "base" / "checkpoint.pt").is_file()
     (final,) = arm.glob("final-*")

@@ -354,6 +354,22 @@ def test_train_pair_skips_an_unusable_source_with_a_reason(tmp_path: Path) -> No
     assert (tmp_path / "plots" / "train" / "hdfs-bgl" / "status.png").is_file()
 
 
+def test_train_stage_prints_a_line_per_epoch_and_method_outside_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: a CI log (stdout not a terminal, as under pytest's capture) gets one line per epoch and method."""
+    params = make_params(tmp_path, {"train.methods": ["zerolog", "source_only"], "train.epochs": 2,
+                                    "train.encoder.hidden_size": 8})  # fmt: skip
+    write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=1)
+    write_system(tmp_path / "tensors" / "bgl", "bgl", seed=2)
+    call_stage("train", params, "hdfs-bgl")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train hdfs-bgl ")]
+    expected = [f"train hdfs-bgl {method}/seed-42: epoch {epoch}/2" for method in ("zerolog", "source_only")
+                for epoch in (1, 2)]  # fmt: skip
+    assert [line.split(",")[0] for line in lines] == expected
+    assert all("source val/f1" in line and line.endswith(" s") for line in lines)
+
+
 def test_multi_source_pair_left_with_one_source_is_skipped_as_a_duplicate(tmp_path: Path) -> None:
     """bgl+openstack-hdfs with openstack unusable is bgl-hdfs again: skipped, naming the pair it equals."""
     params = _stage_params(tmp_path)

@@ -598,6 +598,13 @@ def _optimiser(model: ZeroLogModel, config: TrainConfig) -> tuple[torch.optim.Ad
     return optimizer, scheduler
 
 
+def planned_epochs(config: TrainConfig, method: str) -> int:
+    """Epochs a run of ``method`` trains: ``train.epochs``, plus the self-training rounds' for ``zerolog_adapt``."""
+    if not method_settings(method).adapt:
+        return config.epochs
+    return config.epochs + config.adapt.self_training.rounds * config.adapt.self_training.epochs_per_round
+
+
 def _start(
     config: TrainConfig, sources: Sequence[SystemTensors], target: SystemTensors | None, method: str, seed: int,
     detection: TargetDetection | None = None,
@@ -625,9 +632,7 @@ def _start(
     longest_stream = max(len(labeled_pool), len(target_pool) if target_pool is not None else 0)
     steps_per_epoch = max(1, min(config.max_steps_per_epoch, math.ceil(longest_stream / config.batch_size)))
     adaptation, domain_weights = _adaptation(settings, config, labeled_pool, target_pool, detection, device)
-    total_epochs = config.epochs
-    if adaptation is not None and adaptation.self_training is not None:
-        total_epochs += adaptation.self_training.rounds * adaptation.self_training.epochs_per_round
+    total_epochs = planned_epochs(config, method)
     return _Session(
         config, settings, device, generator, labeled, labeled_systems, labeled_pool, sampler, target_system,
         target_pool, target_stream, weights, loss_weights, model, optimizer, scheduler, steps_per_epoch,

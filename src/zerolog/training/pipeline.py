@@ -34,6 +34,7 @@ import dataclasses
 import math
 import multiprocessing
 import resource
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
 from zerolog.tracking import Tracker, flatten_params, inputs_md5
 from zerolog.training.adapt import top_share_threshold
-from zerolog.training.loop import HISTORY_COLUMNS, build_model, score, select_device, train
+from zerolog.training.loop import HISTORY_COLUMNS, build_model, planned_epochs, score, select_device, train
 from zerolog.training.methods import method_settings
 
 _TRAINING_FILES = ("index", "lengths", "split", "vectors")  # what training reads; sources add labels
@@ -136,6 +137,7 @@ class MethodJob:
     seed: int
     checkpoint_path: str
     detection: TargetDetection | None = None  # the target detector's scores and pi-hat (zerolog_adapt only)
+    pair: str = ""  # named in the per-epoch progress lines only
 
     @property
     def name(self) -> str:
@@ -173,15 +175,44 @@ def method_workers(config: TrainConfig, runs: int) -> int:
     return max(1, min(config.method_workers, runs))
 
 
+def epoch_line(job: MethodJob, row: dict[str, float]) -> str:
+    """One line per finished epoch: what a log outside a terminal shows instead of progress bars (issue 12)."""
+    total = planned_epochs(job.config, job.method)
+    return (f"train {job.pair} {job.name}: epoch {int(row['epoch'])}/{total}, loss {row['loss/total']:.4f}, "
+            f"source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
+
+
+def _with_epoch_lines(
+    job: MethodJob, on_epoch: Callable[[dict[str, float]], None] | None, epoch_lines: bool
+) -> Callable[[dict[str, float]], None] | None:
+    """``on_epoch``, printing :func:`epoch_line` first when ``epoch_lines`` (flushed: worker processes share stdout)."""
+    if not epoch_lines:
+        return on_epoch
+
+    def report(row: dict[str, float]) -> None:
+        print(epoch_line(job, row), flush=True)
+        if on_epoch is not None:
+            on_epoch(row)
+
+    return report
+
+
 def run_method_job(
-    job: MethodJob, on_epoch: Callable[[dict[str, float]], None] | None = None, progress: bool = False
+    job: MethodJob, on_epoch: Callable[[dict[str, float]], None] | None = None, progress: bool = False,
+    epoch_lines: bool | None = None,
 ) -> MethodOutcome:
-    """Train ``job.method`` (loop.train) and score its rows; the target is loaded WITHOUT labels."""
+    """Train ``job.method`` (loop.train) and score its rows; the target is loaded WITHOUT labels.
+
+    ``epoch_lines``: print a line per epoch (default: when stdout is not a terminal, e.g. CI logs or ``dvc repro``
+    piped, where progress bars show nothing for minutes)."""
+    if epoch_lines is None:
+        epoch_lines = not sys.stdout.isatty()
     sources = [load_tensors(directory) for directory in job.source_directories]
     target = dataclasses.replace(load_tensors(job.target_directory), labels=None)
     result = train(
-        job.config, sources, target, job.method, job.seed, progress=progress,
-        checkpoint_path=job.checkpoint_path, on_epoch=on_epoch, detection=job.detection,
+        job.config, sources, target, job.method, job.seed, progress=progress and not epoch_lines,
+        checkpoint_path=job.checkpoint_path, on_epoch=_with_epoch_lines(job, on_epoch, epoch_lines),
+        detection=job.detection,
     )  # fmt: skip
     scores = scores_of(result.model, sources, target, job.config.score_batch_size)
     return MethodOutcome(
@@ -222,7 +253,8 @@ def run_method_jobs_in_parallel(jobs: list[MethodJob], workers: int) -> list[Met
 
     Each job is seeded and deterministic on its own, so the outcome of a method does not depend on which other
     method shares the machine, only on its thread count (the same as ``method_workers: 1`` with that many threads).
-    A line per finished method is printed, so a log outside a terminal shows progress too.
+    A line per finished method is printed, and (outside a terminal) each worker prints a line per epoch
+    (:func:`epoch_line`), so a CI log shows progress every epoch, not once per method (issue 12).
     """
     threads = max(1, jobs[0].config.torch_threads // workers)
     jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
@@ -430,7 +462,7 @@ def train_pair(
         jobs = [
             MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method,
                       model_seed, str(folders["models"] / method / f"seed-{model_seed}" / "checkpoint.pt"),
-                      detection if method_settings(method).adapt else None)
+                      detection if method_settings(method).adapt else None, pair)
             for method in config.methods if method not in unavailable for model_seed in seeds
         ]  # fmt: skip
         run_ids = {
