@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,9 @@ def test_a_dataset_layout_replaces_its_systems_and_a_file_rule_needs_no_regex():
     devstack = params.dataset_system("openstack_devstack")
     assert devstack.log_format == params.datasets["openstack_devstack"].log_format
     assert devstack.timestamp.fields == [] and devstack.regex == params.systems["openstack"].regex
-    assert params.dataset_system("openstack_instances") == params.systems["openstack"]
+    # a dataset without its own layout: its system's settings, for that dataset
+    instances = dataclasses.replace(params.systems["openstack"], dataset="openstack_instances")
+    assert params.dataset_system("openstack_instances") == instances
     assert params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None
 
 

@@ -136,3 +136,14 @@ def test_generated_file_is_valid_yaml_with_a_header() -> None:
     text = (REPOSITORY / "dvc.yaml").read_text(encoding="utf-8")
     assert text.startswith("# GENERATED")
     assert set(yaml.safe_load(text)) == {"stages"}
+
+
+def test_data_stages_run_through_their_declared_view(tmp_path) -> None:
+    """download and parse read their dataset and its system's layout through the stage's declared view (a method
+    call on params, or ``.get`` on a section, was refused there while direct calls with full params passed)."""
+    from conftest import call_stage
+
+    params = make_params(tmp_path)
+    call_stage("download", params, "openstack_2k")
+    call_stage("parse", params, "openstack_2k")
+    assert (Path(params.paths.parsed) / "openstack_2k" / "lines.parquet").is_file()

@@ -473,15 +473,27 @@ class Params:
 
 
     def dataset_system(self, dataset: str) -> SystemConfig:
-        """The system settings a dataset is parsed with: its system's, with the dataset's own ``log_format`` and
-        ``timestamp`` in their place where it names them."""
-        config = self.datasets[dataset]
-        system = self.systems[config.system]
-        return dataclasses.replace(
-            system,
-            log_format=config.log_format if config.log_format is not None else system.log_format,
-            timestamp=config.timestamp if config.timestamp is not None else system.timestamp,
-        )
+        """The system settings a dataset is parsed with (:func:`dataset_system`)."""
+        return dataset_system(self, dataset)
+
+
+def dataset_system(params: Any, dataset: str) -> SystemConfig:
+    """The system settings a dataset is parsed with: its system's, with the dataset's own ``log_format`` and
+    ``timestamp`` in their place where it names them; ``dataset`` names the dataset they are for.
+
+    A function of ``params`` rather than a method, and reading only ``datasets.<dataset>`` and
+    ``systems.<system>.{log_format, timestamp, regex, parser_settings}``: the parse stage receives a view of its
+    declared keys only (zerolog.params_access), on which a method call or a whole-section copy is refused.
+    """
+    config = params.datasets[dataset]
+    system = params.systems[config.system]
+    return SystemConfig(
+        dataset=dataset,
+        log_format=config.log_format if config.log_format is not None else system.log_format,
+        timestamp=config.timestamp if config.timestamp is not None else system.timestamp,
+        regex=system.regex,
+        parser_settings=system.parser_settings,
+    )
 
 
 # ----------------------------------------------------------------------------- loading

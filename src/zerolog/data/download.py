@@ -63,10 +63,10 @@ def download_dataset(params: Params, name: str) -> None:
     With ``data.source: loghub`` a dataset that has a ``loghub`` origin is fetched from the archive;
     every other dataset (or every dataset with ``data.source: bundled``) is copied from ``paths.bundled``.
     """
-    dataset = params.datasets.get(name)
-    if dataset is None:
-        known = ", ".join(params.datasets)
-        raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset (known: {known})")
+    # ``in`` and ``[]``, not ``.get``: the stage receives a view of the declared keys only (zerolog.params_access)
+    if name not in params.datasets:
+        raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset")
+    dataset = params.datasets[name]
     if params.data.source == "loghub" and dataset.loghub is not None:
         _download_loghub(params, name, dataset, dataset.loghub)
     else:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from zerolog.config import LOWER_CASE_FIELDS, ConfigError, DatasetConfig, LabelRule, Params
+from zerolog.config import LOWER_CASE_FIELDS, ConfigError, DatasetConfig, LabelRule, Params, dataset_system
 from zerolog.data import datasets
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
@@ -282,7 +282,7 @@ def _header_column(field_name: str) -> str:
 def _parse_raw(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Parse the log files of a ``raw`` dataset together (one template set); see the module docstring."""
     dataset = params.datasets[name]
-    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
+    system = dataset_system(params, name)  # the system's settings with the dataset's own log_format / timestamp
     where = f"systems.{dataset.system}"
     parser = params.parse.parser
     arguments = parser_arguments(parser, system.parser_settings.get(parser, {}), f"{where}.parser_settings.{parser}")

@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from zerolog.config import ConfigError, LabelRule, ParseConfig, Params, StreamingConfig, SystemConfig
+from zerolog.config import ConfigError, LabelRule, ParseConfig, Params, StreamingConfig, SystemConfig, dataset_system
 from zerolog.data import datasets
 from zerolog.data.matcher import DrainMiner
 from zerolog.data.parse import (
@@ -843,7 +843,7 @@ def stream_parse_dataset(params: Params, name: str, progress: Callable[[int], No
     if params.parse.parser != "Drain":
         raise ConfigError(f"parse.streaming.enabled: the streaming parse runs Drain only, parse.parser is {params.parse.parser!r}")
     folder, manifest = read_manifest(params, name, ["logs"])
-    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
+    system = dataset_system(params, name)  # the system's settings with the dataset's own log_format / timestamp
     layout = line_layout(dataset.system, system, dataset.label, name)
     miner = new_miner(dataset.system, system)
     log_files = [folder / relative for relative in manifest["files"]["logs"]]
