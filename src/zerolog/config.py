@@ -451,6 +451,10 @@ class PaperConfig:
             raise ConfigError(f"paper.epochs: must be at least 1, got {self.epochs}")
 
 
+#: Every key of ``paper``.
+PAPER_KEYS = tuple(f.name for f in dataclasses.fields(PaperConfig))
+
+
 @dataclass(frozen=True)
 class DiagnoseConfig:
     """Stage diagnose (src/zerolog/evaluation/signals.py): which anomaly signals hold across labeled systems."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, Params, load_params
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
@@ -149,9 +149,12 @@ def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
 
 
 def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
+    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
+    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
     trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.paper, "trainer": trainer,
-            "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
+            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
