@@ -2,10 +2,13 @@
 
 The report says what each number was measured on (dataset, label rule, test size, anomalies), under which threshold
 rule, with its bootstrap interval; it marks the supervised oracle as an upper bound, lists not-evaluable and skipped
-pairs with their reasons, and sets the published figures beside ours with a plain note on what differs.
+pairs with their reasons, and sets the published figures beside ours under the paper's protocol (stage paper,
+``metrics/paper/<pair>.json``, its best-epoch figure marked ORACLE) and under the realistic one, with what differs.
 
 ``python -m zerolog.report`` rewrites the results block of README.md (between ``<!-- results:start -->`` and
-``<!-- results:end -->``) from the current metrics; it is not a DVC stage output (README is committed by hand).
+``<!-- results:end -->``) and, when ``protocols`` lists ``paper``, the paper-protocol block (between
+``<!-- paper-protocol:start -->`` and ``<!-- paper-protocol:end -->``) from the current metrics; it is not a DVC
+stage output (README is committed by hand).
 """
 
 from __future__ import annotations
