@@ -169,6 +169,14 @@ class ArtifactPaths:
         """``metrics/<pair>.json``: the evaluate stage's headline metrics of a pair."""
         return Path(self.paths.metrics) / f"{pair}.json"
 
+    def paper_metrics(self, pair: str) -> Path:
+        """``metrics/paper/<pair>.json``: stage paper's metrics of a pair under the paper's protocol."""
+        return self.stage_metrics("paper", pair)
+
+    def paper_plots(self, pair: str) -> Path:
+        """``plots/paper/<pair>/``: per-epoch curves of the paper protocol (``<method>.csv``, ``<method>.png``)."""
+        return self.plots("paper", pair)
+
     def metrics_file(self, name: str) -> Path:
         return Path(self.paths.metrics) / f"{name}.json"
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zerolog.artifacts import ArtifactPaths, with_origins
-from zerolog.config import ConfigError, Params, load_params
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
-Each = Literal["dataset", "system", "pair"]
+Each = Literal["dataset", "system", "pair", "paper_pair"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Stage:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
         if self.each is None:
             return [""]
+        if self.each == "paper_pair":
+            return paper_pairs(params)
         return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
 
     def dvc_name(self, item: str) -> str:
@@ -74,6 +76,11 @@ class Stage:
     def resolve(self) -> Callable[..., Any]:
         module, function = self.function.split(":")
         return getattr(importlib.import_module(module), function)
+
+
+def paper_pairs(params: Params) -> list[str]:
+    """The pairs measured under the paper's protocol: ``paper.pairs`` when ``protocols`` lists ``paper``, else none."""
+    return list(params.paper.pairs) if "paper" in params.protocols else []
 
 
 def _pair_systems(params: Params, pair: str) -> list[str]:
@@ -142,8 +149,19 @@ def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
 
 
+def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
+    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
+    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
+    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
+            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "tracking": params.mlflow, "paths": _paths(params)}
+    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
+    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
+            "paths": _paths(params)}  # fmt: skip
 
 
 STAGES: list[Stage] = [
@@ -223,6 +241,16 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
+        "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
+        "paper_pair", "zerolog.evaluation.paper:measure_paper_pair", _paper_arguments,
+        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        outputs=lambda params, paths, pair: [
+            _metric(paths.paper_metrics(pair)),
+            Output(paths.paper_plots(pair), "plots", cache=False,
+                   plot={"template": "linear", "x": "epoch", "y": "target/f1"}),
+        ],
+    ),
+    Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
         "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
@@ -234,7 +262,10 @@ STAGES: list[Stage] = [
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
         "zerolog.report:build_report", _report_arguments,
-        deps=lambda params, paths, _: [paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+        deps=lambda params, paths, _: [
+            *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+            *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
+        ],
         outputs=lambda params, paths, _: [
             Output(paths.report("results.md"), cache=False),
             Output(paths.report("f1_heatmap.png"), "plots", cache=False),
