@@ -487,10 +487,16 @@ class GateConfig:
     tolerance: float  # fail when an F1 or ROC-AUC falls more than this below its baseline
     baseline: str  # baseline of the full profile (the default pipeline's metrics)
     profiles: dict[str, str]  # profile name -> YAML file of `-S` overrides and that profile's baseline
+    min_seeds: int  # a stochastic method is gated on its mean over at least this many model seeds, never on one draw
+    seed_sd_multiplier: float  # its tolerance: max(tolerance, this x sd x sqrt(2 / seeds)), sd across its seeds
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"gate.tolerance: must lie in [0, 1), got {self.tolerance}")
+        if self.min_seeds < 2:
+            raise ConfigError(f"gate.min_seeds: must be at least 2 (a mean needs seeds), got {self.min_seeds}")
+        if self.seed_sd_multiplier <= 0:
+            raise ConfigError(f"gate.seed_sd_multiplier: must be positive, got {self.seed_sd_multiplier}")
         if "full" in self.profiles:
             raise ConfigError("gate.profiles.full: reserved for the default pipeline (baseline gate.baseline)")
 
