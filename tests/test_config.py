@@ -172,5 +172,7 @@ def test_a_dataset_layout_replaces_its_systems_and_a_file_rule_needs_no_regex():
     devstack = params.dataset_system("openstack_devstack")
     assert devstack.log_format == params.datasets["openstack_devstack"].log_format
     assert devstack.timestamp.fields == [] and devstack.regex == params.systems["openstack"].regex
-    assert params.dataset_system("openstack_instances") == params.systems["openstack"]
+    instances, openstack = params.dataset_system("openstack_instances"), params.systems["openstack"]
+    for key in ("log_format", "timestamp", "regex", "parser_settings"):  # what parsing reads: the system's own
+        assert getattr(instances, key) == getattr(openstack, key)
     assert params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None

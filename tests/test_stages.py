@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPOSITORY, make_params
+from conftest import REPOSITORY, call_stage, make_params
 from zerolog.config import PairConfig, load_params, parse_params, read_yaml
 from zerolog.errors import ConfigError
 from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap
@@ -136,3 +136,13 @@ def test_generated_file_is_valid_yaml_with_a_header() -> None:
     text = (REPOSITORY / "dvc.yaml").read_text(encoding="utf-8")
     assert text.startswith("# GENERATED")
     assert set(yaml.safe_load(text)) == {"stages"}
+
+
+@pytest.mark.parametrize("dataset", ["openstack_devstack", "hdfs_logs"])
+def test_download_and_parse_run_through_their_declared_views(tmp_path: Path, dataset: str) -> None:
+    # Regression: both stages once read params through keys their declaration does not name (datasets.get,
+    # Params.dataset_system on a system whose `dataset` key parse does not declare), so `dvc repro` failed at once.
+    params = make_params(tmp_path)
+    call_stage("download", params, dataset)
+    call_stage("parse", params, dataset)
+    assert (Path(params.paths.parsed) / dataset / "lines.parquet").exists()

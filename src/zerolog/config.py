@@ -477,10 +477,14 @@ class Params:
         ``timestamp`` in their place where it names them."""
         config = self.datasets[dataset]
         system = self.systems[config.system]
-        return dataclasses.replace(
-            system,
+        # Field by field (not dataclasses.replace): the parse stage declares only these keys of its system, and a
+        # stage's declared view of params (zerolog.params_access) lets it read nothing else.
+        return SystemConfig(
+            dataset=dataset,
             log_format=config.log_format if config.log_format is not None else system.log_format,
             timestamp=config.timestamp if config.timestamp is not None else system.timestamp,
+            regex=system.regex,
+            parser_settings=system.parser_settings,
         )
 
 

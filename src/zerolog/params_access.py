@@ -126,6 +126,9 @@ class DeclaredParams:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        method = getattr(type(self._value), name, None)
+        if callable(method) and not isinstance(method, type):
+            return method.__get__(self)  # a helper method (Params.dataset_system) reads through this same view
         return self._child(name, getattr(self._value, name))
 
     def __getitem__(self, key: str) -> Any:

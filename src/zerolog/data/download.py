@@ -63,7 +63,7 @@ def download_dataset(params: Params, name: str) -> None:
     With ``data.source: loghub`` a dataset that has a ``loghub`` origin is fetched from the archive;
     every other dataset (or every dataset with ``data.source: bundled``) is copied from ``paths.bundled``.
     """
-    dataset = params.datasets.get(name)
+    dataset = params.datasets[name] if name in params.datasets else None  # a declared view has no .get
     if dataset is None:
         known = ", ".join(params.datasets)
         raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset (known: {known})")
