@@ -47,17 +47,18 @@ baseline-update: install
 	$(BIN)/python -m zerolog.evaluation.gate update --profile quick
 	$(BIN)/python -m zerolog.evaluation.gate update --profile full
 
-## Browse runs: the MLflow UI over the project's store.
+## Browse runs: the MLflow UI over the project's store (make ui PORT=5001 for another port).
+PORT ?= 5000
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(PORT)
 
 ## Grouping accuracy of the parse stage's output against loghub's templates of the 2k samples (after `make run`).
 parse-accuracy: install
 	$(BIN)/python -m zerolog.data.accuracy
 
-## Throughput / memory benchmark of the full-size path.
+## Throughput / memory benchmark of the full-size path (options: make bench BENCH_ARGS="--lines 4000000 --repeats 3").
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data/raw data/parsed data/sessions data/features data/tensors data/scores models

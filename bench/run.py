@@ -1,4 +1,5 @@
-"""Benchmark of the full-size path: throughput and peak memory, logparser3 Drain vs the streaming parse, side by side.
+"""Benchmark of the full-size path: throughput and peak memory of the parse (logparser3 Drain, our engine in one
+process, on a process pool and on a Dask LocalCluster) and of the stages after it, side by side in one run.
 
 What one run does (``make bench`` = ``python bench/run.py``), every measured step in its own subprocess:
 
@@ -6,27 +7,32 @@ What one run does (``make bench`` = ``python bench/run.py``), every measured ste
    with ``--block-reuse 20`` (HDFS_v1-like blocks: about 614k sessions of about 20 lines; the parse does not see
    block ids, they are masked), and its first ``--drain-lines`` lines as a prefix file.
 2. Parse the prefix with (a) logparser3's Drain as is (``LogParser.parse``: pandas load, ``iterrows`` loop, CSV
-   output), (b) the streaming parse, (c) drain3 if ``--drain3-python`` names a Python with drain3 installed
-   (a separate venv: drain3 pins cachetools 4.2.1, which clashes with mlflow). logparser3 is too slow for the
-   whole file, hence the prefix.
-3. Parse the whole input with the streaming parse (this is the parse stage of step 4).
+   output), (b) the parse stage's engine in one process (``parse.parallel.workers: 1``), (c) drain3 if
+   ``--drain3-python`` names a Python with drain3 installed (a separate venv: drain3 pins cachetools 4.2.1, which
+   clashes with mlflow). logparser3 is too slow for the whole file, hence the prefix.
+3. Parse the whole input with the engine on ``--workers`` workers (default: one per core), twice: (d) on a local
+   process pool (``parse.parallel.backend: processes``), (e) on a Dask LocalCluster (``backend: dask``, the
+   default; its output is the parse stage of step 4). Same input, same chunks, same workers: the ratio of their
+   lines/s, lines/s per worker, and the peak RSS of each worker process.
 4. On the whole input: sessionize, embed (hashing: the bench measures the session stages, not the model load),
    tensors, one training epoch (``train.epochs`` = 1, method ``source_only`` on the generated HDFS).
 
 Reported per step: wall seconds, lines/s (or sessions/s), lines/s over the first and last 10% of the parse loop
 (Drain is known to slow down on long files, logpai/logparser issue 33), peak RSS of the process tree (sum over
-the processes, sampled every 0.1 s with psutil) and of the largest single process (its ``VmHWM`` high-water mark, sampled). A stage
-over ``--memory-limit-gb`` or ``--stage-timeout`` is stopped and reported as such. The tables go to stdout and
-``--output`` (bench/results.md) with the machine description.
+the processes, sampled every 0.1 s with psutil), of the largest single process and of each worker process (their
+``VmHWM`` high-water marks, sampled). A stage over ``--memory-limit-gb`` or ``--stage-timeout`` is stopped and
+reported as such. The tables go to stdout and ``--output`` (bench/results.md) with the machine description.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -142,74 +148,70 @@ def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
             **_progress_rates(events, total)}
 
 
-def child_streaming(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The streaming parse of one file (``stream_parse_files``), or the parse stage of the bench pipeline."""
-    from zerolog.config import load_params
-    from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_dataset, stream_parse_files
+def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The parse engine on one file (``stream_parse_files``) with the given backend and workers, or (``dataset``)
+    the parse stage of the bench pipeline (``parse_raw_dataset``)."""
+    from zerolog.config import ParallelConfig, load_params
+    from zerolog.data.parse import parse_raw_dataset
+    from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
 
     started = time.perf_counter()
     params = load_params(arguments["params"])
-    events: list[tuple[int, float]] = []
+    parallel = ParallelConfig(backend=arguments["backend"], workers=arguments["workers"], scheduler_address=None)
+    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, parallel=parallel))
+    events: list[tuple[int, float]] = [(0, time.perf_counter() - started)]
 
     def progress(lines: int) -> None:
-        if not events:
-            events.append((0, started_loop))
         events.append((lines, time.perf_counter() - started))
 
-    started_loop = time.perf_counter() - started
     if arguments.get("dataset"):
-        stream_parse_dataset(params, arguments["dataset"], progress)
-        metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{arguments['dataset']}.json").read_text())
-        lines, templates, streaming = metrics["lines"], metrics["templates"], metrics["streaming"]
+        parse_raw_dataset(params, arguments["dataset"], progress)
+        metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{arguments['dataset']}.json").read_text())
+        lines, templates, details = metrics["lines"], metrics["templates"], metrics["parallel"]
     else:
         system = params.systems["hdfs"]
         output = Path(arguments["scratch"])
         shutil.rmtree(output, ignore_errors=True)
         output.mkdir(parents=True)
-        summary = stream_parse_files([Path(arguments["log"])], line_layout("hdfs", system, None, "bench"),
-                                     new_miner("hdfs", system), params.parse, output, "stream-parse",
-                                     "systems.hdfs.log_format", progress=progress)
+        summary = stream_parse_files([Path(arguments["log"])], line_layout(system, None), new_miner(system),
+                                     params.parse, output, "systems.hdfs.log_format", progress=progress)
         lines, templates = summary.lines, len(summary.templates)
-        streaming = {"workers": summary.workers, "chunks": summary.chunks, "rewritten": summary.rewritten,
-                     "drain_clusters": summary.clusters}
+        details = {"pool": summary.pool, "workers": summary.workers, "chunks": len(summary.chunk_lines),
+                   "drain_clusters": summary.clusters, "miner_changes_after_sample": summary.miner_changes_after_sample}
+        shutil.rmtree(output, ignore_errors=True)
     seconds = time.perf_counter() - started
-    return {"lines": lines, "seconds": seconds, "templates": templates, "streaming": streaming,
+    return {"lines": lines, "seconds": seconds, "templates": templates, "parallel": details,
             **_progress_rates(events, lines)}
 
 
 def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
     """One pipeline stage on the bench params (sessionize, embed, tensors, train one epoch)."""
+    from zerolog.artifacts import ArtifactPaths
     from zerolog.config import load_params
+    from zerolog.stages import stage_named
 
     params = load_params(arguments["params"])
+    paths = ArtifactPaths(params.paths)
     stage = arguments["stage"]
     started = time.perf_counter()
     result: dict[str, Any] = {}
     if stage == "sessionize":
-        from zerolog.data.sessionize import sessionize_dataset
-
-        sessionize_dataset(params, arguments["dataset"])
-        metrics = json.loads((Path(params.paths.metrics) / "sessionize" / f"{arguments['dataset']}.json").read_text())
+        stage_named("sessionize").call(params, arguments["dataset"])
+        metrics = json.loads(paths.data_report("sessionize", arguments["dataset"]).read_text())
         result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"]}
     elif stage == "embed":
-        from zerolog.features.embed import embed_templates
-
-        embed_templates(params)
+        stage_named("embed").call(params, "")
     elif stage == "tensors":
-        from zerolog.features.tensors import build_tensors
-
-        build_tensors(params, "hdfs")
-        meta = json.loads((Path(params.paths.tensors) / "hdfs" / "meta.json").read_text())
+        stage_named("tensors").call(params, "hdfs")
+        meta = json.loads((paths.tensors("hdfs") / "meta.json").read_text())
         result = {"sessions": meta["sessions"]}
     elif stage == "train":
-        import numpy as np
-
-        from zerolog.features.tensors import SPLIT_CODES, load_tensors
+        from zerolog.artifacts import load_tensors
         from zerolog.training.loop import train
 
-        tensors = load_tensors(Path(params.paths.tensors) / "hdfs")
-        trained = train(params.train, [tensors], None, "source_only", params.seed, progress=False)
-        validated = int(np.sum(np.asarray(tensors.split) == SPLIT_CODES["val"]))
+        tensors = load_tensors(paths.tensors("hdfs"))
+        trained = train(params.train, [tensors], None, "source_only", params.seeds[0], progress=False)
+        validated = int(tensors.rows("val").size)
         seen = trained.steps * params.train.batch_size
         result = {"sessions": seen + validated, "train_sessions": seen, "validation_sessions": validated,
                   "steps": trained.steps, "device": trained.device}
@@ -219,7 +221,7 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-CHILDREN = {"logparser3": child_logparser3, "drain3": child_drain3, "streaming": child_streaming, "stage": child_stage}
+CHILDREN = {"logparser3": child_logparser3, "drain3": child_drain3, "parse": child_parse, "stage": child_stage}
 
 
 def child_main(kind: str, arguments_json: str, result_path: str) -> None:
@@ -239,8 +241,14 @@ class Measurement:
     wall_seconds: float = 0.0
     peak_tree_mib: float = 0.0  # sum of RSS over the process and its descendants, sampled
     peak_process_mib: float = 0.0  # largest single process (its VmHWM, sampled)
+    process_peaks: dict[int, tuple[str, float]] = field(default_factory=dict)  # pid -> (role, VmHWM MiB)
     status: str = "ok"
     log: Path | None = None
+
+    def peaks(self, role: str) -> list[float]:
+        """Peak RSS (MiB) of every process of ``role``: ``client`` (the child itself), ``worker`` (a spawned
+        worker process: process pool or Dask), ``other`` (e.g. multiprocessing's resource tracker)."""
+        return [peak for kind, peak in self.process_peaks.values() if kind == role]
 
 
 def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], work: Path, memory_limit_gb: float,
@@ -268,14 +276,7 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
         except psutil.NoSuchProcess:
             return
         while not done.is_set():
-            total = 0
-            try:
-                for member in [root, *root.children(recursive=True)]:
-                    with _ignore_gone(psutil):
-                        total += member.memory_info().rss
-                        measurement.peak_process_mib = max(measurement.peak_process_mib, _high_water_mib(member.pid))
-            except psutil.NoSuchProcess:
-                pass
+            total = _sample_tree(psutil, root, measurement)
             measurement.peak_tree_mib = max(measurement.peak_tree_mib, total / 2**20)
             elapsed = time.perf_counter() - started
             if total > limit_bytes or elapsed > timeout:
@@ -299,6 +300,25 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
     if result_path.is_file():
         measurement.result = json.loads(result_path.read_text(encoding="utf-8"))
     return measurement
+
+
+def _sample_tree(psutil: Any, root: Any, measurement: Measurement) -> int:
+    """One sample: the tree's summed RSS (bytes); updates the largest process's and each process's peak."""
+    total = 0
+    try:
+        for member in [root, *root.children(recursive=True)]:
+            with _ignore_gone(psutil):
+                total += member.memory_info().rss
+                peak = _high_water_mib(member.pid)
+                measurement.peak_process_mib = max(measurement.peak_process_mib, peak)
+                role, before = measurement.process_peaks.get(member.pid, (None, 0.0))
+                if role is None:  # spawned workers (process pool and Dask alike) run multiprocessing's spawn_main
+                    command = " ".join(member.cmdline())
+                    role = "client" if member.pid == root.pid else "worker" if "spawn_main" in command else "other"
+                measurement.process_peaks[member.pid] = (role, max(before, peak))
+    except psutil.NoSuchProcess:
+        pass
+    return total
 
 
 def _high_water_mib(pid: int) -> float:
@@ -355,7 +375,7 @@ def prepare_inputs(work: Path, lines: int, drain_lines: int, block_reuse: int) -
     return full, labels, prefix
 
 
-def bench_params(work: Path, full: Path, labels: Path, chunk_lines: int | None, workers: int | None) -> Path:
+def bench_params(work: Path, full: Path, labels: Path, chunk_bytes: int | None) -> Path:
     """A params.yaml for the bench pipeline: outputs under ``work/pipeline``, dataset hdfs_logs = the generated
     file (raw folder with a manifest, the file linked), system hdfs trained on it, hashing embeddings, one epoch."""
     import yaml
@@ -370,11 +390,8 @@ def bench_params(work: Path, full: Path, labels: Path, chunk_lines: int | None, 
     raw["paths"]["bundled"] = str(REPOSITORY / raw["paths"]["bundled"])
     raw["systems"]["hdfs"]["dataset"] = "hdfs_logs"
     raw["datasets"]["hdfs_logs"]["files"] = {"logs": [full.name], "labels": labels.name}
-    raw["parse"]["streaming"]["enabled"] = True
-    if chunk_lines:
-        raw["parse"]["streaming"]["chunk_lines"] = chunk_lines
-    if workers is not None:
-        raw["parse"]["streaming"]["workers"] = workers
+    if chunk_bytes:
+        raw["parse"]["chunk_bytes"] = chunk_bytes
     raw["embed"]["method"] = "hashing"
     raw["train"]["epochs"] = 1
     raw["train"]["methods"] = ["source_only"]
@@ -437,6 +454,27 @@ def parse_table(rows: list[tuple[str, str, Measurement]]) -> str:
     return "\n".join([header, *body])
 
 
+def pool_table(rows: list[tuple[str, Measurement]]) -> str:
+    """The whole-file parse on each pool, side by side: throughput per worker and memory of each worker process."""
+    header = ("| pool | workers | lines | wall s | lines/s | lines/s per worker | lines/s first 10% | lines/s last 10% "
+              "| peak RSS per worker MiB | peak RSS client MiB | peak RSS tree MiB | status |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+    body = []
+    for label, measurement in rows:
+        result = measurement.result
+        workers = result.get("parallel", {}).get("workers")
+        rate = lines_per_second(measurement)
+        per_worker = rate / workers if rate and workers else None
+        worker_peaks = " / ".join(_number(peak) for peak in sorted(measurement.peaks("worker"), reverse=True)) or "–"
+        body.append(
+            f"| {label} | {_number(workers)} | {_number(result.get('lines'))} | {_number(measurement.wall_seconds, 1)} "
+            f"| {_number(rate)} | {_number(per_worker)} | {_number(result.get('first_rate'))} "
+            f"| {_number(result.get('last_rate'))} | {worker_peaks} | {_number(max(measurement.peaks('client'), default=None))} "
+            f"| {_number(measurement.peak_tree_mib)} | {measurement.status} |"
+        )
+    return "\n".join([header, *body])
+
+
 def stage_table(rows: list[tuple[str, Measurement]]) -> str:
     header = ("| stage | sessions | wall s | sessions/s | peak RSS tree MiB | peak RSS largest process MiB | status |\n"
               "|---|---:|---:|---:|---:|---:|---|")
@@ -460,15 +498,16 @@ def lines_per_second(measurement: Measurement) -> float | None:
 # ============================================================================= main
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     from generate import HDFS_V1_LINES  # noqa: PLC0415 (bench/ is on sys.path when run as a script)
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=HDFS_V1_LINES, help="lines of the generated input")
     parser.add_argument("--drain-lines", type=int, default=200_000, help="prefix parsed by every parser")
     parser.add_argument("--block-reuse", type=int, default=20, help="bench/generate.py --block-reuse")
-    parser.add_argument("--chunk-lines", type=int, default=None, help="override parse.streaming.chunk_lines")
-    parser.add_argument("--workers", type=int, default=None, help="override parse.streaming.workers (0: all cores)")
+    parser.add_argument("--chunk-bytes", type=int, default=None, help="override parse.chunk_bytes")
+    parser.add_argument("--workers", type=int, default=0, help="workers of both pools (0: one per core)")
+    parser.add_argument("--repeats", type=int, default=1, help="whole-file parses per pool, alternating pool and Dask")
     parser.add_argument("--drain3-python", default=None, help="a Python with drain3 installed (separate venv)")
     parser.add_argument("--skip-pipeline", action="store_true", help="parse only: no sessionize/tensors/train")
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
@@ -476,93 +515,119 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="stop a step running longer (seconds)")
     parser.add_argument("--work", type=Path, default=BENCH / "work", help="generated inputs and outputs (ignored by git)")
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="markdown report")
-    arguments = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+@dataclass
+class _Run:
+    """What one bench run measured, for the report."""
+
+    prefix_name: str
+    full_name: str
+    parses: list[tuple[str, str, Measurement]] = field(default_factory=list)  # prefix parses
+    pools: list[tuple[str, Measurement]] = field(default_factory=list)  # whole-file parses, one per pool
+    stages: list[tuple[str, Measurement]] = field(default_factory=list)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = _arguments(argv)
     work = arguments.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     bench_started = time.perf_counter()
     machine = machine_description()
     full, labels, prefix = prepare_inputs(work, arguments.lines, arguments.drain_lines, arguments.block_reuse)
-    params_path = bench_params(work, full, labels, arguments.chunk_lines, arguments.workers)
+    params_path = bench_params(work, full, labels, arguments.chunk_bytes)
 
     from zerolog.config import load_params
-    from zerolog.data.parse import header_regex
+    from zerolog.data.stream_parse import header_regex
 
-    params = load_params(params_path)
-    system = params.systems["hdfs"]
-    drain = system.parser_settings["Drain"]
-    limits = (arguments.memory_limit_gb, arguments.stage_timeout)
-    common = {"log_format": system.log_format, "regex": system.regex, "depth": drain["depth"], "st": drain["st"]}
-    parses: list[tuple[str, str, Measurement]] = []
+    system = load_params(params_path).systems["hdfs"]
+    common = {"log_format": system.log_format, "regex": system.regex, "depth": system.drain.depth,
+              "st": system.drain.similarity_threshold}
+    run = _Run(f"{prefix.name} (first {min(arguments.drain_lines, arguments.lines):,} lines)", f"{full.name} (whole)")
 
     def step(name: str, python: str, kind: str, child_arguments: dict[str, Any]) -> Measurement:
         print(f"[{time.perf_counter() - bench_started:6.0f} s] {name} ...", flush=True)
-        measurement = run_measured(name, python, kind, child_arguments, work, *limits)
+        measurement = run_measured(name, python, kind, child_arguments, work, arguments.memory_limit_gb,
+                                   arguments.stage_timeout)
         print(f"         {measurement.status}, {measurement.wall_seconds:.1f} s, peak RSS {measurement.peak_tree_mib:.0f} MiB",
               flush=True)
         return measurement
 
-    prefix_name = f"{prefix.name} (first {min(arguments.drain_lines, arguments.lines):,} lines)"
-    logparser3 = step("logparser3-drain-prefix", sys.executable, "logparser3",
-                      {**common, "log": str(prefix), "scratch": str(work / "logparser3-output")})
-    parses.append(("(a) logparser3 Drain, as is", prefix_name, logparser3))
-    streaming_prefix = step("streaming-prefix", sys.executable, "streaming",
-                            {"params": str(params_path), "log": str(prefix), "scratch": str(work / "streaming-prefix")})
-    parses.append(("(b) streaming parse", prefix_name, streaming_prefix))
-    drain3 = None
+    run.parses.append(("(a) logparser3 Drain, as is", run.prefix_name, step(
+        "logparser3-drain-prefix", sys.executable, "logparser3",
+        {**common, "log": str(prefix), "scratch": str(work / "logparser3-output")})))
+    run.parses.append(("(b) parse engine, one process", run.prefix_name, step(
+        "engine-prefix", sys.executable, "parse", {"params": str(params_path), "log": str(prefix),
+                                                   "scratch": str(work / "engine-prefix"), "backend": "processes",
+                                                   "workers": 1})))
     if arguments.drain3_python:
         regex, _ = header_regex(system.log_format)
-        drain3 = step("drain3-prefix", arguments.drain3_python, "drain3",
-                      {**common, "log": str(prefix), "header_regex": regex.pattern})
-        parses.append(("(c) drain3 (separate venv)", prefix_name, drain3))
-
-    stages: list[tuple[str, Measurement]] = []
-    streaming_full = None
+        run.parses.append(("(c) drain3 (separate venv)", run.prefix_name, step(
+            "drain3-prefix", arguments.drain3_python, "drain3", {**common, "log": str(prefix), "header_regex": regex.pattern})))
     if not arguments.skip_full:
-        streaming_full = step("streaming-full", sys.executable, "streaming",
-                              {"params": str(params_path), "dataset": "hdfs_logs"})
-        parses.append(("(b) streaming parse", f"{full.name} (whole)", streaming_full))
-        if not arguments.skip_pipeline and streaming_full.status == "ok":
+        for repeat in range(1, arguments.repeats + 1):  # alternating, so that a change of load hits both alike
+            run.pools.append((f"(d) process pool, run {repeat}", step(f"pool-full-{repeat}", sys.executable, "parse", {
+                "params": str(params_path), "log": str(full), "scratch": str(work / "pool-full"),
+                "backend": "processes", "workers": arguments.workers})))
+            dask = step(f"dask-full-{repeat}", sys.executable, "parse", {
+                "params": str(params_path), "dataset": "hdfs_logs", "backend": "dask", "workers": arguments.workers})
+            run.pools.append((f"(e) Dask LocalCluster, run {repeat}", dask))
+        if not arguments.skip_pipeline and dask.status == "ok":  # on the last Dask run's output
             for stage in ("sessionize", "embed", "tensors", "train"):
                 measurement = step(stage, sys.executable, "stage",
                                    {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"})
                 label = "train (1 epoch: steps x batch + validation scoring)" if stage == "train" else stage
-                stages.append((label, measurement))
+                run.stages.append((label, measurement))
                 if measurement.status != "ok":
                     break
-
-    # ------------------------------------------------------------------ report
     machine["load average at end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    drain_rate = lines_per_second(logparser3)
-    lines_out = ["# Benchmark: full-size path (bench/run.py)", ""]
-    lines_out.append(f"Command: `{' '.join(['python bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`  ")
-    lines_out.append(f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; total bench wall time "
-                     f"{time.perf_counter() - bench_started:.0f} s.")
-    lines_out += ["", "## Machine", ""] + [f"- {key}: {value}" for key, value in machine.items()]
-    lines_out += ["", "The machine is shared (see the load averages): compare ratios measured in this one run.", ""]
-    lines_out += ["## Parse", "", parse_table(parses), ""]
-    ratios = []
-    for label, measurement in (("streaming, same prefix", streaming_prefix), ("streaming, whole file", streaming_full),
-                               ("drain3, same prefix", drain3)):
-        rate = lines_per_second(measurement) if measurement is not None else None
-        if rate and drain_rate:
-            ratios.append(f"- {label}: **{rate / drain_rate:.1f}x** logparser3 Drain's lines/s "
-                          f"({rate:,.0f} vs {drain_rate:,.0f})")
-    if not arguments.drain3_python:
-        ratios.append("- drain3: skipped (no `--drain3-python`; it needs its own venv, see bench/README.md)")
-    lines_out += ["Throughput ratios (whole-run lines/s, load and output included):", "", *ratios, ""]
-    lines_out.append(f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
-                     "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
-                     "output). First/last 10% columns are the parse loop alone.")
-    if streaming_full is not None:
-        lines_out += ["", f"Streaming settings: {json.dumps(streaming_full.result.get('streaming', {}))}"]
-    if stages:
-        lines_out += ["", "## Session stages on the whole generated input", "", stage_table(stages), ""]
-        lines_out.append("See bench/README.md (Memory of the session stages) for what each stage holds in memory.")
-    text = "\n".join(lines_out) + "\n"
+    text = report(run, machine, arguments, argv, time.perf_counter() - bench_started)
     arguments.output.write_text(text, encoding="utf-8")
     print()
     print(text)
+
+
+def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
+    """Dask / process pool lines/s of each consecutive (pool, Dask) pair of runs, and their median."""
+    rates = [lines_per_second(measurement) for _, measurement in pools]
+    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2]) if pool and dask]
+    if not ratios:
+        return []
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** (median of {len(ratios)} pair(s): {each}; "
+            "whole runs: pool or cluster start, the sample mined in the client, the map, the parts)."]
+
+
+def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, argv: list[str] | None,
+           seconds: float) -> str:
+    """bench/results.md: the command, the machine, the tables and the ratios."""
+    lines_out = ["# Benchmark: full-size path (bench/run.py)", ""]
+    lines_out.append(f"Command: `{' '.join(['python bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`  ")
+    lines_out.append(f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; total bench wall time {seconds:.0f} s.")
+    lines_out += ["", "## Machine", ""] + [f"- {key}: {value}" for key, value in machine.items()]
+    lines_out += ["", "The machine is shared (see the load averages): compare ratios measured in this one run.", ""]
+    lines_out += ["## Parse: the same prefix", "", parse_table(run.parses), ""]
+    drain_rate = lines_per_second(run.parses[0][2])
+    ratios = [f"- {label}: **{rate / drain_rate:.1f}x** logparser3 Drain's lines/s ({rate:,.0f} vs {drain_rate:,.0f})"
+              for label, _, measurement in run.parses[1:]
+              if (rate := lines_per_second(measurement)) and drain_rate]
+    if not arguments.drain3_python:
+        ratios.append("- drain3: skipped (no `--drain3-python`; it needs its own venv, see bench/README.md)")
+    lines_out += ["Throughput against logparser3 (whole-run lines/s, load and output included):", "", *ratios, ""]
+    lines_out.append(f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
+                     "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
+                     "output). First/last 10% columns are the parse loop alone.")
+    if run.pools:
+        lines_out += ["", f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster", "",
+                      pool_table(run.pools), ""]
+        lines_out += _pool_ratios(run.pools)
+        details = {label.split(",")[0]: measurement.result.get("parallel", {}) for label, measurement in run.pools}
+        lines_out += ["", f"Settings: {json.dumps(details)}"]
+    if run.stages:
+        lines_out += ["", "## Session stages on the whole generated input", "", stage_table(run.stages), ""]
+        lines_out.append("See bench/README.md (Memory of the session stages) for what each stage holds in memory.")
+    return "\n".join(lines_out) + "\n"
 
 
 if __name__ == "__main__":

@@ -124,3 +124,35 @@ def test_measured_child_reports_peak_memory_of_its_process_tree(tmp_path):
     failing.write_text("raise SystemExit('broken input')\n")
     broken = bench_run.run_measured("fail", sys.executable, "unused", {}, tmp_path, 4.0, 60, script=failing)
     assert broken.status.startswith("failed (exit 1)") and "broken input" in broken.status
+
+
+def test_measured_child_reports_each_spawned_worker_apart_from_the_client(tmp_path):
+    """Peak memory per worker: a worker process spawned by the child (as process pools and Dask spawn theirs) that
+    holds ~150 MiB is reported as a worker, the child itself as the client."""
+    script = tmp_path / "spawner.py"
+    script.write_text(
+        "import json, multiprocessing, sys, time\n"
+        "def hold():\n"
+        "    block = bytearray(150 * 2**20)\n"
+        "    for i in range(0, len(block), 4096): block[i] = 1\n"
+        "    time.sleep(1.0)\n"
+        "if __name__ == '__main__':\n"
+        "    worker = multiprocessing.get_context('spawn').Process(target=hold)\n"
+        "    worker.start(); worker.join()\n"
+        "    json.dump({'lines': 1, 'seconds': 1.0}, open(sys.argv[-1], 'w'))\n"
+    )
+    measured = bench_run.run_measured("spawner", sys.executable, "unused", {}, tmp_path, 4.0, 60, script=script)
+    assert measured.status == "ok"
+    (worker,) = measured.peaks("worker")
+    (client,) = measured.peaks("client")
+    assert 150 <= worker < 300 and client < 100
+
+
+def test_pool_ratios_pair_each_pool_run_with_the_dask_run_after_it():
+    def measured(seconds: float) -> bench_run.Measurement:
+        return bench_run.Measurement(name="x", result={"lines": 1000, "seconds": seconds})
+
+    runs = [("pool", measured(1.0)), ("dask", measured(2.0)), ("pool", measured(2.0)), ("dask", measured(1.0)),
+            ("pool", measured(1.0)), ("dask", measured(1.25))]
+    (line,) = bench_run._pool_ratios(runs)
+    assert "**0.80**" in line and "0.50, 2.00, 0.80" in line

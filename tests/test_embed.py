@@ -12,14 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zerolog.config import ConfigError, load_params
+from zerolog.config import ConfigError
 from zerolog.errors import DataError
+import conftest
+from conftest import call_stage
 from zerolog.features import embed
 from zerolog.features.embed import (
     EMPTY_TEMPLATE_TEXT,
     clean_template,
     collect_templates,
-    embed_templates,
     embed_texts_hashing,
     embed_texts_sentence,
     read_template_vectors,
@@ -30,16 +31,12 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def make_params(tmp_path: Path, **embed_settings):
-    """The repository's params with every data path under ``tmp_path`` and ``embed`` settings overridden."""
-    params = load_params(REPOSITORY / "params.yaml")
-    paths = dataclasses.replace(
-        params.paths,
-        sessions=str(tmp_path / "sessions"),
-        features=str(tmp_path / "features"),
-        metrics=str(tmp_path / "metrics"),
-        tensors=str(tmp_path / "tensors"),
-    )
-    return dataclasses.replace(params, paths=paths, embed=dataclasses.replace(params.embed, **embed_settings))
+    """conftest.make_params with ``embed`` settings overridden."""
+    return conftest.make_params(tmp_path, {f"embed.{key}": value for key, value in embed_settings.items()})
+
+
+def embed_templates(params) -> None:
+    call_stage("embed", params)
 
 
 def write_sessions(root: Path, dataset: str, sessions: list[list[str]]) -> Path:
@@ -166,11 +163,11 @@ def test_embed_templates_writes_vectors_and_metrics(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rows["<*> connection lost"], rows["connection lost <*>"])
     np.testing.assert_allclose(np.linalg.norm(stored.vectors, axis=1), 1.0, rtol=1e-5)
 
-    metrics = json.loads((Path(params.paths.metrics) / "embed.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "embed" / "embed.json").read_text())
     assert metrics["templates"] == 4 and metrics["distinct_texts"] == 3
     assert metrics["embedded"] == 3 and metrics["reused"] == 0
     assert metrics["dim"] == 32 and metrics["method"] == "hashing"
-    assert metrics["seconds"] >= 0 and metrics["seconds_per_1000_templates"] >= 0
+    assert "seconds" not in metrics  # timings go to MLflow, not to committed files
 
 
 def test_collect_templates_errors(tmp_path: Path) -> None:
@@ -202,7 +199,7 @@ def test_second_run_embeds_only_new_templates(tmp_path: Path, monkeypatch: pytes
     params = make_params(tmp_path, method="sentence", model="stand-in")
     sessions_root = Path(params.paths.sessions)
     vectors_path = Path(params.paths.features) / "template_vectors.parquet"
-    metrics_path = Path(params.paths.metrics) / "embed.json"
+    metrics_path = Path(params.paths.reports) / "data" / "embed" / "embed.json"
 
     first_sessions = [["connection lost <*>", "Receiving block <*>"], ["<*>Served block<*>to<*>"]]
     write_sessions(sessions_root, "source", first_sessions)
@@ -231,7 +228,7 @@ def test_second_run_embeds_only_new_templates(tmp_path: Path, monkeypatch: pytes
 def test_hashing_reuses_only_an_unchanged_collection(tmp_path: Path) -> None:
     params = make_params(tmp_path, method="hashing", hashing_dimensions=16)
     sessions_root = Path(params.paths.sessions)
-    metrics_path = Path(params.paths.metrics) / "embed.json"
+    metrics_path = Path(params.paths.reports) / "data" / "embed" / "embed.json"
     write_sessions(sessions_root, "source", [["connection lost", "block received"]])
     embed_templates(params)
     embed_templates(params)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import call_stage
 from zerolog.config import Params, parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.data.parse import parse_dataset
@@ -55,18 +56,17 @@ def params_with(tmp_path: Path, bundled: Path, name: str, dataset_yaml: str) -> 
 
 def run_data_stages(params: Params, name: str) -> tuple[pd.DataFrame, dict, dict]:
     """download -> parse -> sessionize; the sessions table and the parse and sessionize metrics."""
-    download_dataset(params, name)
-    parse_dataset(params, name)
-    sessionize_dataset(params, name)
+    for stage in ("download", "parse", "sessionize"):
+        call_stage(stage, params, name)
     table, _ = read_sessions(Path(params.paths.sessions) / name / "sessions.parquet")
-    metrics = Path(params.paths.metrics)
+    metrics = Path(params.paths.reports) / "data"
     return (table, json.loads((metrics / "parse" / f"{name}.json").read_text()),
             json.loads((metrics / "sessionize" / f"{name}.json").read_text()))
 
 
 def outputs_of(params: Params, name: str) -> list[Path]:
     return [Path(getattr(params.paths, stage)) / name for stage in ("raw", "parsed", "sessions")] + [
-        Path(params.paths.metrics) / stage / f"{name}.json" for stage in ("parse", "sessionize")
+        Path(params.paths.reports) / "data" / stage / f"{name}.json" for stage in ("parse", "sessionize")
     ]
 
 
@@ -239,7 +239,7 @@ def test_a_label_file_that_names_no_session_is_a_one_line_error_and_writes_nothi
     assert "\n" not in message and "instance_labels.csv: none of its 1313 keys names a session" in message
     assert "'instance: afcf8235-2a42-4a95-8f6c-ee9c70d41f09'" in message  # the file's first key
     assert not (Path(params.paths.sessions) / "devstack_bare").exists()
-    assert not (Path(params.paths.metrics) / "sessionize" / "devstack_bare.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "sessionize" / "devstack_bare.json").exists()
 
 
 def test_bundled_devstack_dataset_counts_match_its_authors(tmp_path):
@@ -339,7 +339,7 @@ def test_bad_sequence_is_a_one_line_error_and_writes_nothing(tmp_path, extra, me
         parse_dataset(params, "devstack_sequences")
     assert "\n" not in str(error.value)
     assert not (Path(params.paths.parsed) / "devstack_sequences").exists()
-    assert not (Path(params.paths.metrics) / "parse" / "devstack_sequences.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "parse" / "devstack_sequences.json").exists()
 
 
 # ----------------------------------------------------------------------------- the formats that were there before

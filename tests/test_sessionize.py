@@ -15,7 +15,6 @@ from raw_fixtures import build_raw_folder, project_params, write_manifest, write
 
 from zerolog.config import LabelRule, SessionRule, SplitFractions, SplitRule
 from zerolog.data.parse import parse_dataset
-from zerolog.data.stream_parse import stream_parse_dataset
 from zerolog.data.sessionize import (
     any_anomalous,
     assign_splits,
@@ -47,7 +46,7 @@ def run(params, name: str) -> tuple[pd.DataFrame, dict, dict]:
     parse_dataset(params, name)
     sessionize_dataset(params, name)
     table, metadata = read_sessions(Path(params.paths.sessions) / name / "sessions.parquet")
-    metrics = json.loads((Path(params.paths.metrics) / "sessionize" / f"{name}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / f"{name}.json").read_text())
     return table, metadata, metrics
 
 
@@ -302,7 +301,7 @@ def test_missing_parsed_lines_is_a_data_error_and_writes_nothing(params):
     with pytest.raises(DataError, match="hdfs_logs/lines.parquet: parsed lines not found"):
         sessionize_dataset(params, "hdfs_logs")
     assert not (Path(params.paths.sessions) / "hdfs_logs").exists()
-    assert not (Path(params.paths.metrics) / "sessionize" / "hdfs_logs.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").exists()
 
 
 def test_bad_label_file_names_file_and_line_and_writes_nothing(params):
@@ -312,7 +311,7 @@ def test_bad_label_file_names_file_and_line_and_writes_nothing(params):
     with pytest.raises(DataError, match=r"labels: line 3: label must be Anomaly or Normal, got 'Broken'"):
         sessionize_dataset(params, "hdfs_logs")
     assert not (Path(params.paths.sessions) / "hdfs_logs").exists()
-    assert not (Path(params.paths.metrics) / "sessionize" / "hdfs_logs.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").exists()
 
 
 def test_missing_label_file_in_manifest_is_a_data_error(params):
@@ -351,19 +350,19 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
     for lines in (50_000, 200_000):
         root = tmp_path / str(lines)
         params = project_params(root)
-        streaming = dataclasses.replace(params.parse.streaming, workers=1)
-        params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, streaming=streaming))
+        parallel = dataclasses.replace(params.parse.parallel, workers=1)  # in-process: no cluster to start
+        params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, parallel=parallel))
         generated = root / "generated.log"
         labels = root / "labels.csv"
         generate.generate(generated, lines, labels, block_reuse=20)
         write_raw_logs(params, "hdfs_logs", {"HDFS.log": generated.read_bytes()}, {"labels": labels.read_bytes()})
-        stream_parse_dataset(params, "hdfs_logs")  # the same lines.parquet as parse_dataset, faster
+        parse_dataset(params, "hdfs_logs")
         completed = subprocess.run(
             [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).parent)],
             capture_output=True, text=True, check=True, cwd=REPOSITORY,
         )
         peaks[lines] = int(completed.stdout.split()[-1])
-        metrics = json.loads((Path(params.paths.metrics) / "sessionize" / "hdfs_logs.json").read_text())
+        metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").read_text())
         assert metrics["lines"] == lines and metrics["sessions"] > lines // 40
     growth_mib = (peaks[200_000] - peaks[50_000]) / 1024
     assert growth_mib < 25, f"peak RSS grew by {growth_mib:.1f} MiB from 50k to 200k lines"

@@ -1,14 +1,17 @@
-"""Tests of the streaming parse (src/zerolog/data/stream_parse.py, matcher.py) against the in-memory Drain parse.
+"""Tests of the parse engine for raw logs (src/zerolog/data/stream_parse.py, matcher.py) against logparser3.
 
-The claim under test: same input, same Drain settings -> the same lines.parquet and templates.parquet as
-parse.py's logparser3 run, line for line, whatever the chunk size, sample size or number of worker processes,
-in memory that does not grow with the file.
+The claim under test: the parse stage gives, line for line, what logparser3's own Drain run over the whole input
+gives (the reference below: logparser3's header regex, its ``LogParser.parse`` loop over the messages, pandas'
+``to_datetime``), whatever the chunk size, the sample size or the pool, in memory that does not grow with the
+file. logparser3 stays a dependency for this reason and because ``DrainMiner`` drives its Drain steps.
+Dask (a LocalCluster, a killed worker): tests/test_dask_parse.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import io
 import json
 import pickle
@@ -16,21 +19,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from logparser.Drain import LogParser
 from raw_fixtures import build_raw_folder, project_params, write_raw_logs
 
+from zerolog.config import ParallelConfig
+from zerolog.data.datasets import open_binary, template_event_id
 from zerolog.data.matcher import DrainMiner
-from zerolog.data.parse import grouping_accuracy, parse_dataset, parser_arguments
+from zerolog.data.parse import grouping_accuracy, log_file_paths, parse_dataset, read_manifest
 from zerolog.data.stream_parse import (
+    LineChunk,
+    TemplateDictionary,
+    clusters_path,
     line_layout,
     new_miner,
     parse_chunk,
-    read_chunks,
+    parse_chunk_task,
+    part_path,
+    plan_chunks,
     resolve_chunk,
-    stream_parse_dataset,
+    write_part_task,
 )
 from zerolog.errors import DataError
 
@@ -41,47 +52,31 @@ TRUTH = {
     "bgl_logs": "BGL/BGL_2k.log_structured.csv",
     "openstack_2k": "OpenStack/OpenStack_2k.log_structured.csv",
 }
+RAW_DATASETS = (*TRUTH, "openstack_instances")
 
 
-def streaming_params(tmp_path: Path, chunk_lines: int, sample_lines: int, workers: int, row_group_lines: int = 100):
+def engine_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, backend: str = "processes", workers: int = 1):
     params = project_params(tmp_path)
-    streaming = dataclasses.replace(
-        params.parse.streaming,
-        enabled=True,
-        chunk_lines=chunk_lines,
-        sample_lines=sample_lines,
-        workers=workers,
-        row_group_lines=row_group_lines,
-    )
-    return dataclasses.replace(params, parse=dataclasses.replace(params.parse, streaming=streaming))
+    parse = dataclasses.replace(params.parse, chunk_bytes=chunk_bytes, sample_lines=sample_lines,
+                                parallel=ParallelConfig(backend=backend, workers=workers, scheduler_address=None))
+    return dataclasses.replace(params, parse=parse)
 
 
 def read_output(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     folder = Path(params.paths.parsed) / name
-    metrics = json.loads((Path(params.paths.metrics) / "parse" / f"{name}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{name}.json").read_text())
     return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
 
 
-@pytest.fixture(scope="module")
-def in_memory(tmp_path_factory):
-    """parse.py's output for each bundled raw sample (computed once per module)."""
-    results = {}
-    for name in (*TRUTH, "openstack_instances"):
-        params = project_params(tmp_path_factory.mktemp(f"memory-{name}"))
-        build_raw_folder(params, name)
-        parse_dataset(params, name)
-        results[name] = (params, *read_output(params, name))
-    return results
+# ----------------------------------------------------------------------------- the reference: logparser3
 
 
-# ----------------------------------------------------------------------------- matcher
-
-
-def logparser3_templates(contents: list[str], arguments: dict, masking: list[str], folder: Path) -> list[str]:
+def logparser3_templates(contents: list[str], system, folder: Path) -> list[str]:
     """Each message's template from logparser3's own Drain ``parse`` loop (its input DataFrame given directly)."""
     frame = pd.DataFrame({"LineId": range(1, len(contents) + 1), "Content": contents})
-    parser = LogParser(log_format="<Content>", indir=str(folder), outdir=str(folder), rex=masking,
-                       keep_para=False, **arguments)
+    drain = system.drain
+    parser = LogParser(log_format="<Content>", indir=str(folder), outdir=str(folder), rex=system.regex, keep_para=False,
+                       depth=drain.depth, st=drain.similarity_threshold, maxChild=drain.max_children)
     parser.load_data = lambda: setattr(parser, "df_log", frame.copy())
     parser.outputResult = lambda clusters: setattr(parser, "clusters", clusters)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -91,6 +86,135 @@ def logparser3_templates(contents: list[str], arguments: dict, masking: list[str
         for line_id in cluster.logIDL:
             templates[line_id - 1] = " ".join(cluster.logTemplate)
     return templates
+
+
+def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
+    """``lines`` as logparser3 gives them: its header regex on each stripped line (split on ``\\n``, UTF-8 per
+    line), its Drain over the non-blank messages of all files in order, pandas for the timestamps."""
+    dataset = params.datasets[name]
+    system = params.systems[dataset.system]
+    folder, manifest = read_manifest(params, name, ["logs"])
+    fields, regex = LogParser(system.log_format).generate_logformat_regex(system.log_format)
+    rows = []
+    for file_index, path in enumerate(log_file_paths(folder, manifest)):
+        with open_binary(path) as handle:
+            raw_lines = handle.read().split(b"\n")
+        if raw_lines[-1] == b"":
+            raw_lines.pop()
+        for line_number, raw in enumerate(raw_lines, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                rows.append((file_index, line_number, None, "non_utf8"))
+                continue
+            found = regex.search(text.strip())
+            values = {field: found.group(field) for field in fields} if found else None
+            rows.append((file_index, line_number, values, "parsed" if found else "unmatched"))
+    messages = [values["Content"] for _, _, values, _ in rows if values and values["Content"].strip()]
+    templates = iter(logparser3_templates(messages, system, scratch))
+    columns: dict[str, list] = {"file_index": [], "line_number": [], "stamp": [], "template": [], "status": []}
+    for field in fields:
+        columns[field] = []
+    for file_index, line_number, values, status in rows:
+        columns["file_index"].append(file_index)
+        columns["line_number"].append(line_number)
+        columns["status"].append(status)
+        for field in fields:
+            columns[field].append(values[field] if values else None)
+        stamp = " ".join(values[field] for field in system.timestamp.fields) if values else None
+        columns["stamp"].append(stamp)
+        blank = values is not None and not values["Content"].strip()
+        columns["template"].append(None if values is None else "" if blank else next(templates))
+    return _reference_frame(columns, fields, system, dataset)
+
+
+def _reference_frame(columns: dict, fields: list[str], system, dataset) -> pd.DataFrame:
+    parsed = pd.to_datetime(pd.Series(columns["stamp"], dtype="object"), format=system.timestamp.format,
+                            errors="coerce", utc=True)
+    frame = pd.DataFrame({
+        "file_index": pd.Series(columns["file_index"], dtype="int16"),
+        "line_number": pd.Series(columns["line_number"], dtype="int64"),
+        "timestamp": ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64"),
+        "level": pd.Series(columns.get("Level", [None] * len(columns["status"])), dtype="string"),
+        "component": pd.Series(columns.get("Component", [None] * len(columns["status"])), dtype="string"),
+    })
+    for field in fields:
+        if field not in ("Content", "Level", "Component"):
+            frame[field] = pd.Series(columns[field], dtype="string")
+    frame["content"] = pd.Series(columns["Content"], dtype="string")
+    template = pd.Series(columns["template"], dtype="string")
+    frame["event_id"] = template.map(template_event_id, na_action="ignore").astype("string")
+    frame["template"] = template
+    label = dataset.label
+    if label is not None and label.rule == "line_field":
+        values = pd.Series(columns[label.field], dtype="object")
+        frame["label"] = pd.Series([pd.NA if v is None else int(v != label.normal_value) for v in values], dtype="Int8")
+    else:
+        frame["label"] = pd.Series(pd.NA, index=frame.index, dtype="Int8")
+    frame["status"] = pd.Series(columns["status"], dtype="string")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """logparser3's lines for each bundled raw dataset (computed once per module)."""
+    results = {}
+    for name in RAW_DATASETS:
+        params = project_params(tmp_path_factory.mktemp(f"reference-{name}"))
+        build_raw_folder(params, name)
+        results[name] = reference_lines(params, name, tmp_path_factory.mktemp(f"logparser3-{name}"))
+    return results
+
+
+# ----------------------------------------------------------------------------- the stage equals logparser3
+
+
+@pytest.mark.parametrize(
+    ("name", "chunk_bytes", "sample_lines", "workers"),
+    [
+        ("hdfs_logs", 10**8, 10**6, 1),  # one chunk, all mined in the main process: the pipeline's default here
+        ("bgl_logs", 10**8, 10**6, 1),
+        ("openstack_2k", 10**8, 10**6, 1),
+        ("openstack_instances", 10**8, 10**6, 1),  # two gzip files, one template set
+        ("hdfs_logs", 9_000, 300, 1),  # many chunks, in-process, templates found after the sample
+        ("bgl_logs", 25_000, 0, 1),
+        ("openstack_2k", 16_000, 500, 2),  # two worker processes
+        ("openstack_instances", 150_000, 1_500, 2),
+    ],
+)
+def test_parse_equals_logparser3_line_for_line(tmp_path, reference, name, chunk_bytes, sample_lines, workers):
+    """Same lines (values, dtypes) as logparser3's Drain over the whole input, and templates.parquet counts them."""
+    params = engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers)
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    lines, templates, metrics = read_output(params, name)
+    pd.testing.assert_frame_equal(lines, reference[name])
+    counts = lines.loc[lines["event_id"].notna()].groupby(["event_id", "template"]).size()
+    assert dict(zip(zip(templates["event_id"], templates["template"]), templates["count"])) == counts.to_dict()
+    assert templates["count"].is_monotonic_decreasing
+    assert metrics["lines"] == len(lines) == sum(entry["lines"] for entry in metrics["files"])
+    assert metrics["templates"] == len(templates)
+    parts = sorted((Path(params.paths.parsed) / name / "lines.parquet").iterdir())
+    assert metrics["parallel"]["chunks"] == len(parts) and parts[0].name == "part-000000.parquet"
+    assert metrics["parallel"]["pool"] == ("process pool (2 processes)" if workers == 2 else "in-process")
+    schemas = {pq.read_schema(part).to_string(show_schema_metadata=True) for part in parts}
+    assert len(schemas) == 1  # every part has the one schema, pandas metadata included
+
+
+@pytest.mark.parametrize("name", list(TRUTH))
+def test_grouping_accuracy_against_loghub_ground_truth(tmp_path, reference, name):
+    """Small chunks group exactly as logparser3 (accuracy 1 between them) and score as it does against loghub's
+    hand-made templates (*_structured.csv)."""
+    params = engine_params(tmp_path, chunk_bytes=7_000, sample_lines=200)
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    lines, _, _ = read_output(params, name)
+    truth = pd.read_csv(BUNDLED / TRUTH[name])["EventId"]
+    assert grouping_accuracy(lines["event_id"], reference[name]["event_id"]) == 1.0
+    assert grouping_accuracy(lines["event_id"], truth) == grouping_accuracy(reference[name]["event_id"], truth) > 0.7
+
+
+# ----------------------------------------------------------------------------- matcher
 
 
 @pytest.mark.parametrize(
@@ -103,17 +227,14 @@ def test_miner_gives_logparser3_drain_templates_line_for_line(tmp_path, system, 
     HDFS is repeated three times: its ``BLOCK* ask <*> to delete <*> ...`` lines make a new (duplicate) cluster
     each time, the case the representative shortcut must get right.
     """
-    params = project_params(tmp_path)
-    settings = params.systems[system]
-    layout = line_layout(system, settings, None, "test")
+    settings = project_params(tmp_path).systems[system]
+    layout = line_layout(settings, None)
     contents = []
-    for chunk in read_chunks([BUNDLED / log_file] * repeat, 10**6):
-        result = parse_chunk(chunk, layout, new_miner(system, settings))
-        contents += [text for text in result.table.column("content").to_pylist() if text and text.strip()]
-    arguments = parser_arguments("Drain", settings.parser_settings["Drain"], "test")
-    expected = logparser3_templates(contents, arguments, settings.regex, tmp_path)
-
-    miner = DrainMiner(arguments, settings.regex)
+    for chunk in plan_chunks([BUNDLED / log_file] * repeat, 10**8):
+        table, _ = parse_chunk(chunk, layout, new_miner(settings))
+        contents += [text for text in table.column("content").to_pylist() if text and text.strip()]
+    expected = logparser3_templates(contents, settings, tmp_path)
+    miner = DrainMiner(settings.drain, settings.regex)
     clusters = [miner.assign(miner.mask(content)) for content in contents]
     assert [miner.template(cluster) for cluster in clusters] == expected
     if system == "hdfs":
@@ -122,12 +243,10 @@ def test_miner_gives_logparser3_drain_templates_line_for_line(tmp_path, system, 
 
 def test_matching_copy_answers_like_the_live_miner(tmp_path):
     """A copy's (cluster, leaf, leaf version) answer equals the live miner's, and a copy refuses to change."""
-    params = project_params(tmp_path)
-    settings = params.systems["bgl"]
-    miner = new_miner("bgl", settings)
-    layout = line_layout("bgl", settings, None, "test")
-    (chunk,) = read_chunks([BUNDLED / "BGL/BGL_2k.log"], 10**6)
-    result = parse_chunk(chunk, layout, miner)
+    settings = project_params(tmp_path).systems["bgl"]
+    miner = new_miner(settings)
+    (chunk,) = plan_chunks([BUNDLED / "BGL/BGL_2k.log"], 10**8)
+    _, result = parse_chunk(chunk, line_layout(settings, None), miner)
     for key in result.keys[:1200]:
         miner.assign(key)
     copy = pickle.loads(miner.matching_copy())
@@ -138,140 +257,154 @@ def test_matching_copy_answers_like_the_live_miner(tmp_path):
         copy.add(result.keys[-1].split())
 
 
-# ----------------------------------------------------------------------------- equal to the in-memory parse
+def test_resolve_chunk_ignores_stale_copy_answers(tmp_path):
+    """A chunk matched against an old copy gets, after the live miner has moved on, the live miner's clusters."""
+    settings = project_params(tmp_path).systems["hdfs"]
+    layout = line_layout(settings, None)
+    chunks = list(plan_chunks([BUNDLED / "HDFS/HDFS_2k.log"], 50_000))
+    assert len(chunks) > 4
+    miner = new_miner(settings)
+    stale_copy = pickle.loads(miner.matching_copy())  # empty: knows no template
+    sequential = new_miner(settings)
+    for chunk in chunks:
+        _, late = parse_chunk(chunk, layout, stale_copy)
+        _, fresh = parse_chunk(chunk, layout, sequential)
+        assert resolve_chunk(late, miner).tolist() == resolve_chunk(fresh, sequential).tolist()
+    assert miner.templates() == sequential.templates()
 
 
-@pytest.mark.parametrize(
-    ("name", "chunk_lines", "sample_lines", "workers"),
-    [
-        ("hdfs_logs", 97, 300, 1),
-        ("bgl_logs", 250, 0, 1),
-        ("openstack_2k", 128, 500, 1),
-        ("hdfs_logs", 2000, 2000, 1),  # one chunk: all mined in the main process
-        ("openstack_instances", 1500, 1500, 2),  # two worker processes, two log files (one gzip each)
-    ],
-)
-def test_streaming_parse_equals_the_in_memory_drain_parse(tmp_path, in_memory, name, chunk_lines, sample_lines, workers):
-    """Same lines.parquet (values, dtypes, schema with its pandas metadata) and templates.parquet as parse.py."""
-    memory_params, expected_lines, expected_templates, expected_metrics = in_memory[name]
-    params = streaming_params(tmp_path, chunk_lines, sample_lines, workers, row_group_lines=3 * chunk_lines)
-    build_raw_folder(params, name)
-    stream_parse_dataset(params, name)
-    lines, templates, metrics = read_output(params, name)
-
-    pd.testing.assert_frame_equal(lines, expected_lines)
-    pd.testing.assert_frame_equal(templates, expected_templates)
-    ours = pq.read_schema(Path(params.paths.parsed) / name / "lines.parquet")
-    theirs = pq.read_schema(Path(memory_params.paths.parsed) / name / "lines.parquet")
-    assert ours.equals(theirs, check_metadata=True)
-    for key, value in expected_metrics.items():
-        if key not in ("seconds", "lines_per_second"):
-            assert metrics[key] == value, key
-    streaming = metrics["streaming"]
-    assert streaming["chunks"] == sum(-(-count["lines"] // chunk_lines) for count in metrics["files"])
-    assert streaming["workers"] == workers
-    if name == "hdfs_logs" and chunk_lines == 97:
-        # a template gained a <*> after some of its lines were written: the rewrite pass ran
-        assert streaming["rewritten"] and streaming["miner_changes_after_sample"] > 0
+# ----------------------------------------------------------------------------- chunks
 
 
-@pytest.mark.parametrize("name", list(TRUTH))
-def test_grouping_accuracy_equals_drain_and_ground_truth(tmp_path, in_memory, name):
-    """Grouping accuracy of streaming vs in-memory Drain is 1 (identical grouping), and both score the same
-    against loghub's hand-made ground truth (*_structured.csv)."""
-    _, expected_lines, _, _ = in_memory[name]
-    params = streaming_params(tmp_path, chunk_lines=61, sample_lines=200, workers=1)
-    build_raw_folder(params, name)
-    stream_parse_dataset(params, name)
-    lines, _, _ = read_output(params, name)
-    truth = pd.read_csv(BUNDLED / TRUTH[name])["EventId"]
-    assert grouping_accuracy(lines["event_id"], expected_lines["event_id"]) == 1.0
-    ours, drain = grouping_accuracy(lines["event_id"], truth), grouping_accuracy(expected_lines["event_id"], truth)
-    assert abs(ours - drain) <= 0.005
-    assert ours > 0.7
+@pytest.mark.parametrize("chunk_bytes", [1, 100, 4_096, 10**8])
+def test_chunks_cover_every_line_once_and_end_at_line_ends(tmp_path, chunk_bytes):
+    """Chunks of a plain and a gzip file: consecutive, whole lines (a line longer than a chunk stays whole), the
+    file's bytes exactly once; an empty file has none; a last line without a newline is kept."""
+    content = b"short\n" + b"x" * 5_000 + b"\nthird line\r\n\n" + b"last without newline"
+    plain, packed, empty = tmp_path / "a.log", tmp_path / "b.log.gz", tmp_path / "c.log"
+    plain.write_bytes(content)
+    packed.write_bytes(gzip.compress(content))
+    empty.write_bytes(b"")
+    chunks = list(plan_chunks([plain, empty, packed], chunk_bytes))
+    assert [chunk.index for chunk in chunks] == list(range(len(chunks)))
+    for file_index in (0, 2):
+        mine = [chunk for chunk in chunks if chunk.file_index == file_index]
+        data = [chunk.read() for chunk in mine]
+        assert b"".join(data) == content
+        assert all(piece.endswith(b"\n") for piece in data[:-1])
+        assert len(mine) <= content.count(b"\n") + 1 and (chunk_bytes != 10**8 or len(mine) == 1)
+    assert not [chunk for chunk in chunks if chunk.file_index == 1]
+    if chunk_bytes == 1:
+        assert len([chunk for chunk in chunks if chunk.file_index == 0]) == content.count(b"\n") + 1  # a line each
 
 
-# ----------------------------------------------------------------------------- chunks and sessions
+def test_a_file_that_shrinks_after_planning_is_a_data_error(tmp_path):
+    path = tmp_path / "a.log"
+    path.write_bytes(b"one\ntwo\n")
+    chunk = LineChunk(index=0, file_index=0, path=str(path), start=0, end=8)
+    path.write_bytes(b"one\n")
+    with pytest.raises(DataError, match="a.log: shorter than when the parse began"):
+        chunk.read()
 
 
-@pytest.mark.parametrize(("name", "crossing"), [("openstack_2k", 20), ("hdfs_logs", 3)])
-def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name, crossing):
-    """Sessions (OpenStack instances, HDFS blocks) cut by 7-line chunks keep every line, in order, with the
+@pytest.mark.parametrize(("name", "chunk_bytes", "crossing"), [("openstack_2k", 3_000, 20), ("hdfs_logs", 700, 3)])
+def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name, chunk_bytes, crossing):
+    """Sessions (OpenStack instances, HDFS blocks) cut by 5 to 10-line chunks keep every line, in order, with the
     one-chunk parse's templates."""
     outputs = {}
-    for chunk_lines in (7, 10**6):
-        params = streaming_params(tmp_path / str(chunk_lines), chunk_lines, sample_lines=0, workers=1, row_group_lines=7)
+    for size in (chunk_bytes, 10**8):
+        params = engine_params(tmp_path / str(size), size, sample_lines=0)
         build_raw_folder(params, name)
-        stream_parse_dataset(params, name)
-        lines, _, _ = read_output(params, name)
+        parse_dataset(params, name)
+        lines, _, metrics = read_output(params, name)
         key_regex = params.datasets[name].session.key_regex
         lines["session"] = lines["content"].str.extract(key_regex, expand=False)
-        outputs[chunk_lines] = lines
-    small, whole = outputs[7], outputs[10**6]
+        outputs[size] = (lines, metrics["parallel"]["chunks"])
+    (small, chunks), (whole, _) = outputs[chunk_bytes], outputs[10**8]
     pd.testing.assert_frame_equal(small, whole)
-
-    def sessions(lines):
-        return {key: list(zip(group["line_number"], group["template"])) for key, group in lines.groupby("session")}
-
-    assert sessions(small) == sessions(whole)
-    assert sum(len(rows) for rows in sessions(small).values()) == small["session"].notna().sum()
-    chunk_of_line = (small["line_number"] - 1) // 7
-    spans = chunk_of_line.groupby(small["session"]).nunique()
+    chunk_of_line = np.repeat(np.arange(chunks), [len(pd.read_parquet(path)) for path in sorted(
+        (tmp_path / str(chunk_bytes) / "parsed" / name / "lines.parquet").iterdir())])
+    spans = pd.Series(chunk_of_line).groupby(small["session"]).nunique()
     assert (spans > 1).sum() >= crossing, "the test needs sessions that cross chunk boundaries"
 
 
-def test_resolve_chunk_ignores_stale_copy_answers(tmp_path):
-    """A chunk matched against an old copy gets, after the live miner has moved on, the live miner's clusters."""
-    params = project_params(tmp_path)
-    settings = params.systems["hdfs"]
-    layout = line_layout("hdfs", settings, None, "test")
-    chunks = list(read_chunks([BUNDLED / "HDFS/HDFS_2k.log"], 400))
-    miner = new_miner("hdfs", settings)
-    stale_copy = pickle.loads(miner.matching_copy())  # empty: knows no template
-    sequential = new_miner("hdfs", settings)
-    for chunk in chunks:
-        late = parse_chunk(chunk, layout, stale_copy)
-        fresh = parse_chunk(chunk, layout, sequential)
-        assert resolve_chunk(late, miner).tolist() == resolve_chunk(fresh, sequential).tolist()
-    assert miner.templates() == sequential.templates()
+def test_writing_a_part_twice_gives_the_same_part(tmp_path):
+    """write_part_task is idempotent: a second run (a task rerun after its worker died) keeps the part and its
+    count, even once the draft and cluster files are gone; parse_chunk_task rewrites the same draft."""
+    settings = project_params(tmp_path).systems["hdfs"]
+    layout, miner = line_layout(settings, None), new_miner(settings)
+    (chunk,) = plan_chunks([BUNDLED / "HDFS/HDFS_2k.log"], 10**8)
+    scratch, parts = tmp_path / "scratch", tmp_path / "parts"
+    scratch.mkdir()
+    parts.mkdir()
+    first = parse_chunk_task(chunk, layout, miner, str(scratch))
+    draft = (scratch / "draft-000000.arrow").read_bytes()
+    second = parse_chunk_task(chunk, layout, miner, str(scratch))
+    assert (scratch / "draft-000000.arrow").read_bytes() == draft and first.keys == second.keys
+    np.save(clusters_path(scratch, 0), resolve_chunk(first, miner))
+    dictionary = TemplateDictionary.of(miner)
+    assert write_part_task(0, 1, str(scratch), str(parts), layout, dictionary) == 2000
+    written = part_path(parts, 0).read_bytes()
+    assert not list(scratch.iterdir())
+    assert write_part_task(0, 1, str(scratch), str(parts), layout, dictionary) == 2000
+    assert part_path(parts, 0).read_bytes() == written and [path.name for path in parts.iterdir()] == ["part-000000.parquet"]
+
+
+def test_manifest_globs_expand_to_sorted_files(tmp_path):
+    """A glob in files.logs stands for its files in sorted order (file_index follows); no match, a missing file
+    and a file listed twice are one-line errors naming the manifest."""
+    params = engine_params(tmp_path, 10**8, 10**6)
+    lines = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)
+    folder = write_raw_logs(params, "hdfs_logs", {"b-2.log": b"".join(lines[:30]), "a-1.log": b"".join(lines[30:50]),
+                                                  "c.txt": b"".join(lines[50:60])})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["logs"] = ["*-?.log", "c.txt"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert [path.name for path in log_file_paths(folder, manifest)] == ["a-1.log", "b-2.log", "c.txt"]
+    parse_dataset(params, "hdfs_logs")
+    parsed, _, metrics = read_output(params, "hdfs_logs")
+    assert [entry["file"] for entry in metrics["files"]] == ["a-1.log", "b-2.log", "c.txt"]
+    assert parsed.groupby("file_index").size().tolist() == [20, 30, 10]
+    for logs, message in ((["*.csv"], "'*.csv' matches no file"), (["*.log", "a-1.log"], "a-1.log is listed twice"),
+                          (["none.log"], "none.log: log file not found")):
+        manifest["files"]["logs"] = logs
+        with pytest.raises(DataError, match=message) as caught:
+            log_file_paths(folder, manifest)
+        assert "\n" not in str(caught.value)
 
 
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_unmatched_and_non_utf8_lines_are_kept_like_parse_py(tmp_path):
-    """A line of another format and a line with a bad byte keep their rows, numbers and statuses, as in parse.py."""
+def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
+    """A line of another format and a line with a bad byte keep their rows, numbers and statuses across chunks."""
     good = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:400]
     content = b"".join(good[:150]) + b"not an HDFS line\n" + b"".join(good[150:300]) + b"\xff\xfe bad\n" + b"".join(good[300:])
-    results = []
-    for streaming in (False, True):
-        params = streaming_params(tmp_path / str(streaming), chunk_lines=50, sample_lines=0, workers=1)
-        write_raw_logs(params, "hdfs_logs", {"HDFS_mixed.log": content},
-                       {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
-        (stream_parse_dataset if streaming else parse_dataset)(params, "hdfs_logs")
-        results.append(read_output(params, "hdfs_logs"))
-    (memory_lines, memory_templates, memory_metrics), (lines, templates, metrics) = results
-    pd.testing.assert_frame_equal(lines, memory_lines)
-    pd.testing.assert_frame_equal(templates, memory_templates)
+    params = engine_params(tmp_path, chunk_bytes=5_000, sample_lines=0)
+    write_raw_logs(params, "hdfs_logs", {"HDFS_mixed.log": content},
+                   {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_output(params, "hdfs_logs")
+    pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
     assert lines.loc[lines["status"] != "parsed", ["line_number", "status"]].values.tolist() == [
         [151, "unmatched"],
         [302, "non_utf8"],
     ]
-    assert metrics["unmatched"] == metrics["non_utf8"] == 1 == memory_metrics["unmatched"]
+    assert metrics["unmatched"] == metrics["non_utf8"] == 1 and metrics["parallel"]["chunks"] > 5
 
 
 def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path):
-    params = streaming_params(tmp_path, chunk_lines=10, sample_lines=0, workers=1)
+    params = engine_params(tmp_path, chunk_bytes=1_000, sample_lines=0)
     good = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:40]
     write_raw_logs(params, "hdfs_logs", {"HDFS_bad.log": b"".join(good) + b"garbage\n" * 10},
                    {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
     with pytest.raises(DataError) as error:
-        stream_parse_dataset(params, "hdfs_logs")
+        parse_dataset(params, "hdfs_logs")
     message = str(error.value)
     assert "\n" not in message and "HDFS_bad.log" in message and "first at line 41" in message
     parsed = Path(params.paths.parsed)
     assert not parsed.exists() or not any(parsed.iterdir())
-    assert not (Path(params.paths.metrics) / "parse" / "hdfs_logs.json").exists()
+    assert not (Path(params.paths.reports) / "data" / "parse" / "hdfs_logs.json").exists()
 
 
 # ----------------------------------------------------------------------------- bounded memory
@@ -280,16 +413,15 @@ def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path):
 PEAK_RSS_SCRIPT = """
 import dataclasses, sys, tempfile
 from pathlib import Path
-from zerolog.config import load_params
+from zerolog.config import ParallelConfig, load_params
 from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
 params = load_params(sys.argv[1])
-streaming = dataclasses.replace(params.parse.streaming, chunk_lines=10_000, sample_lines=10_000, workers=1,
-                                row_group_lines=20_000)
-parse = dataclasses.replace(params.parse, streaming=streaming)
+parse = dataclasses.replace(params.parse, chunk_bytes=1_400_000, sample_lines=10_000,
+                            parallel=ParallelConfig(backend="processes", workers=1, scheduler_address=None))
 system = params.systems["hdfs"]
 output = Path(tempfile.mkdtemp(dir=sys.argv[3]))
-summary = stream_parse_files([Path(sys.argv[2])], line_layout("hdfs", system, None, "bench"), new_miner("hdfs", system),
-                             parse, output, "memory test", "systems.hdfs.log_format")
+summary = stream_parse_files([Path(sys.argv[2])], line_layout(system, None), new_miner(system), parse, output,
+                             "systems.hdfs.log_format")
 # VmHWM, not ru_maxrss: Linux carries the forking parent's (pytest's) RSS over exec into ru_maxrss.
 high_water = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(summary.lines, high_water)
@@ -297,7 +429,7 @@ print(summary.lines, high_water)
 
 
 def peak_rss_kib(log_file: Path, scratch: Path) -> tuple[int, int]:
-    """(lines parsed, peak RSS in KiB) of a streaming parse run in a fresh subprocess."""
+    """(lines parsed, peak RSS in KiB) of a parse run in a fresh subprocess."""
     completed = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(REPOSITORY / "params.yaml"), str(log_file), str(scratch)],
         capture_output=True, text=True, check=True, cwd=REPOSITORY,
@@ -307,9 +439,8 @@ def peak_rss_kib(log_file: Path, scratch: Path) -> tuple[int, int]:
 
 
 def test_peak_memory_does_not_grow_with_the_file(tmp_path):
-    """Peak RSS parsing 200k generated lines stays within 40 MiB of parsing 50k (the same chunk and row-group
-    sizes): memory is bounded by chunks, not by the file. Measured here: about +5 MiB for 4x the lines (the
-    in-memory parse grows by hundreds of MiB)."""
+    """Peak RSS parsing 200k generated lines stays within 40 MiB of parsing 50k (the same chunk size, about 10k
+    lines): memory is bounded by chunks, not by the file (logparser3's whole-file parse grows by hundreds of MiB)."""
     sys.path.insert(0, str(REPOSITORY / "bench"))
     try:
         import generate
@@ -352,31 +483,28 @@ def test_re2_equivalent_accepts_only_patterns_both_engines_read_alike(pattern, e
 def test_vectorised_masking_equals_python_masking(tmp_path, system):
     """RE2 masking of safe text (and Python masking of the rest) equals logparser3's regex.sub, message by message,
     on the real samples plus messages with non-ASCII text, a vertical tab and a file separator."""
-    params = project_params(tmp_path)
-    settings = params.systems[system]
-    miner = new_miner(system, settings)
+    settings = project_params(tmp_path).systems[system]
+    miner = new_miner(settings)
     assert miner.vector_masking
     log_file = {"hdfs": "HDFS/HDFS_2k.log", "bgl": "BGL/BGL_2k.log", "openstack": "OpenStack/OpenStack_2k.log"}[system]
-    (chunk,) = read_chunks([BUNDLED / log_file], 10**6)
-    contents = [text for text in parse_chunk(chunk, line_layout(system, settings, None, "t"), miner).table.column(
-        "content").to_pylist() if text and text.strip()]
+    (chunk,) = plan_chunks([BUNDLED / log_file], 10**8)
+    table, _ = parse_chunk(chunk, line_layout(settings, None), miner)
+    contents = [text for text in table.column("content").to_pylist() if text and text.strip()]
     contents += [f"{contents[0]} caf\u00e9 \u0663\u0664 10.1.2.3", f"{contents[1]}\x0b 42 ", f"\x1c{contents[2]}\x1f 7"]
     assert miner.mask_array(contents).to_pylist() == [miner.mask(content) for content in contents]
 
 
-def test_fast_timestamps_equal_pandas_on_valid_and_odd_values():
-    """timestamp_seconds gives parse.py's parse_timestamps values exactly: valid fixed-width values (fast path),
-    and odd ones (short fields, second 60, Feb 29 of a non-leap year, month 13, spaces) through pandas."""
+def test_timestamps_equal_pandas_on_valid_and_odd_values():
+    """parse_timestamps (fast fixed-width path, pandas for the rest) gives pandas' to_datetime values exactly:
+    valid fixed-width values, and odd ones (short fields, second 60, Feb 29 of a non-leap year, month 13, spaces,
+    missing values)."""
     import random
 
-    import numpy as np
-
-    from zerolog.data.parse import parse_timestamps
-    from zerolog.data.stream_parse import timestamp_seconds
+    from zerolog.data.timestamps import parse_timestamps
 
     generator = random.Random(7)
     for timestamp_format in ("%y%m%d %H%M%S", "%Y-%m-%d-%H.%M.%S.%f", "%Y-%m-%d %H:%M:%S.%f"):
-        values = []
+        values: list[str | None] = []
         for _ in range(3000):
             year, month, day = generator.randint(1960, 2070), generator.randint(0, 13), generator.randint(0, 32)
             hour, minute, second = generator.randint(0, 24), generator.randint(0, 60), generator.randint(0, 61)
@@ -389,9 +517,11 @@ def test_fast_timestamps_equal_pandas_on_valid_and_odd_values():
             if generator.random() < 0.05:
                 text = " " + text
             values.append(text)
-        values += ["081109 235960", "090229 000000", "080229 000000", "690101 000000", "681231 235959"]
-        expected = parse_timestamps(pd.Series(values, dtype="object"), timestamp_format).to_numpy()
-        ours = timestamp_seconds(values, timestamp_format)
+        values += ["081109 235960", "090229 000000", "080229 000000", "690101 000000", "681231 235959", None]
+        series = pd.Series(values, dtype="object")
+        parsed = pd.to_datetime(series, format=timestamp_format, errors="coerce", utc=True)
+        expected = ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+        ours = parse_timestamps(series, timestamp_format).to_numpy()
         same = (np.isnan(expected) & np.isnan(ours)) | (expected == ours)
         assert same.all(), [(values[index], expected[index], ours[index]) for index in np.flatnonzero(~same)[:3]]
         assert np.isfinite(ours).sum() > 1000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -14,11 +13,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from zerolog.config import ConfigError, load_params
+from zerolog.config import ConfigError
 from zerolog.errors import DataError
 from zerolog.features.embed import write_template_vectors
 from zerolog.artifacts import load_tensors
-from zerolog.features.tensors import SessionDataset, build_tensors
+import conftest
+from conftest import call_stage
+from zerolog.features.tensors import SessionDataset
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SYSTEM = "hdfs"
@@ -42,15 +43,7 @@ STORED_VECTORS = {  # the vectors file may hold templates of other systems too (
 
 
 def make_params(tmp_path: Path, max_len: int = MAX_LEN):
-    params = load_params(REPOSITORY / "params.yaml")
-    paths = dataclasses.replace(
-        params.paths,
-        sessions=str(tmp_path / "sessions"),
-        features=str(tmp_path / "features"),
-        metrics=str(tmp_path / "metrics"),
-        tensors=str(tmp_path / "tensors"),
-    )
-    return dataclasses.replace(params, paths=paths, tensors=dataclasses.replace(params.tensors, max_len=max_len))
+    return conftest.make_params(tmp_path, {"tensors.max_len": max_len})
 
 
 def write_sessions(params, sessions=SESSIONS, label_rule: str = "key_file", levels: list | None = None) -> Path:
@@ -90,7 +83,7 @@ def built(tmp_path: Path):
     params = make_params(tmp_path)
     write_sessions(params)
     write_vectors(params)
-    build_tensors(params, SYSTEM)
+    call_stage("tensors", params, SYSTEM)
     return params, Path(params.paths.tensors) / SYSTEM
 
 
@@ -127,7 +120,7 @@ def test_labels_splits_counts_and_metrics(built) -> None:
     np.testing.assert_array_equal(counts[:, 0], 0.0)
     np.testing.assert_array_equal(counts.sum(axis=1), np.load(directory / "lengths.npy"))
     assert counts[1].tolist() == [0, 1, 2, 1]  # C B A B of the truncated blk_2: A once, B twice, C once
-    metrics = json.loads((Path(params.paths.metrics) / "tensors" / f"{SYSTEM}.json").read_text())
+    metrics = json.loads((Path(params.paths.reports) / "data" / "tensors" / f"{SYSTEM}.json").read_text())
     assert metrics["sessions"] == 5 and metrics["truncated"] == 1
     assert metrics["templates"] == 3 and metrics["dim"] == DIM and metrics["missing_vectors"] == 0
     assert metrics["splits"]["train"] == {"sessions": 2, "anomalies": 1, "normal": 1, "unlabeled": 0}
@@ -146,7 +139,7 @@ def test_level_counts_cover_the_whole_session_with_sorted_level_names(tmp_path: 
     ]
     write_sessions(params, levels=levels)
     write_vectors(params)
-    build_tensors(params, SYSTEM)
+    call_stage("tensors", params, SYSTEM)
     directory = Path(params.paths.tensors) / SYSTEM
     meta = json.loads((directory / "meta.json").read_text())
     assert meta["level_names"] == ["ERROR", "FATAL", "INFO", "WARNING"]
@@ -160,7 +153,7 @@ def test_sessions_without_levels_give_no_level_columns(tmp_path: Path, levels) -
     params = make_params(tmp_path)
     write_sessions(params, levels=levels)
     write_vectors(params)
-    build_tensors(params, SYSTEM)
+    call_stage("tensors", params, SYSTEM)
     directory = Path(params.paths.tensors) / SYSTEM
     assert json.loads((directory / "meta.json").read_text())["level_names"] == []
     assert np.load(directory / "level_counts.npy").shape == (5, 0)
@@ -171,7 +164,7 @@ def test_truncation_count_follows_max_len(tmp_path: Path, max_len: int, truncate
     params = make_params(tmp_path, max_len=max_len)
     write_sessions(params)
     write_vectors(params)
-    build_tensors(params, SYSTEM)
+    call_stage("tensors", params, SYSTEM)
     tensors = load_tensors(Path(params.paths.tensors) / SYSTEM)
     assert tensors.meta["truncated"] == truncated
     assert tensors.max_len == max_len
@@ -183,7 +176,7 @@ def test_missing_template_names_template_and_file(tmp_path: Path) -> None:
     write_sessions(params)
     vectors_path = write_vectors(params, {key: value for key, value in STORED_VECTORS.items() if key != "B"})
     with pytest.raises(DataError) as caught:
-        build_tensors(params, SYSTEM)
+        call_stage("tensors", params, SYSTEM)
     message = str(caught.value)
     assert "'B'" in message and str(vectors_path) in message and "\n" not in message
     assert not (Path(params.paths.tensors) / SYSTEM).exists()  # no partial output
@@ -202,7 +195,7 @@ def test_bad_sessions_are_data_errors(tmp_path: Path, sessions, expected: str) -
     path = write_sessions(params, sessions)
     write_vectors(params)
     with pytest.raises(DataError, match=expected) as caught:
-        build_tensors(params, SYSTEM)
+        call_stage("tensors", params, SYSTEM)
     assert str(path) in str(caught.value)
 
 
@@ -211,13 +204,13 @@ def test_failed_rebuild_keeps_previous_output(built) -> None:
     before = np.load(directory / "index.npy")
     write_vectors(params, {"A <*>": [1.0, 0.0, 0.0]})
     with pytest.raises(DataError):
-        build_tensors(params, SYSTEM)
+        call_stage("tensors", params, SYSTEM)
     np.testing.assert_array_equal(np.load(directory / "index.npy"), before)
 
 
 def test_unknown_system_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="systems.nosuch: unknown system"):
-        build_tensors(make_params(tmp_path), "nosuch")
+    with pytest.raises(ConfigError, match="system 'nosuch' is not in params"):
+        call_stage("tensors", make_params(tmp_path), "nosuch")
 
 
 def test_lazy_loading_and_dataset(built) -> None:

@@ -106,7 +106,7 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
         assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
         assert ("loss/domain" in run.data.metrics) == (method == "zerolog")
         artifacts = [item.path for item in client.list_artifacts(run.info.run_id, "plots")]
-        assert f"plots/seed-42.png" in artifacts and f"plots/seed-42.csv" in artifacts
+        assert "plots/seed-42.png" in artifacts and "plots/seed-42.csv" in artifacts
 
         # the logged model predicts what the checkpoint predicts
         mlflow.set_tracking_uri(params.mlflow.tracking_uri)
@@ -170,3 +170,42 @@ def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monke
         first, second = (load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")[0] for w in (1, 2))
         for name, tensor in first.state_dict().items():
             assert torch.equal(tensor, second.state_dict()[name]), (method, name)
+
+
+def test_an_evaluate_only_experiment_shows_its_own_numbers_under_its_own_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvc exp run -S evaluate.contamination_prior=0.2` then the MLflow store: the experiment's evaluate runs hold
+    the new prior and the numbers it gave; the workspace's runs keep theirs, untouched."""
+    from evaluation_fixtures import build_pair, write_tensors
+
+    def evaluate_runs(params):
+        client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
+        experiment = client.get_experiment_by_name(params.mlflow.experiment)
+        runs = client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate' and tags.method = 'zerolog'")
+        return {run.data.tags["dvc_experiment"]: run for run in runs}
+
+    overrides = {"evaluate.methods": ["zerolog"], "evaluate.primary_threshold_rule": "target_quantile"}
+    workspace = make_params(tmp_path, overrides)
+    write_tensors(workspace, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(workspace, "bgl", sessions=600, anomaly_share=0.15, seed=2)
+    build_pair(workspace, "hdfs-bgl")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    call_stage("evaluate", workspace, "hdfs-bgl")
+    before = evaluate_runs(workspace)["workspace"]
+
+    experiment = make_params(tmp_path, {**overrides, "evaluate.contamination_prior": 0.2})
+    monkeypatch.setenv("DVC_EXP_NAME", "prior-0.2")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    call_stage("evaluate", experiment, "hdfs-bgl")
+    details = json.loads((tmp_path / "reports" / "evaluate" / "hdfs-bgl.json").read_text())
+
+    runs = evaluate_runs(workspace)
+    assert set(runs) == {"workspace", "prior-0.2"}
+    ours = runs["prior-0.2"]
+    assert ours.data.params["evaluate.contamination_prior"] == "0.2" and ours.data.tags["dvc_baseline_rev"] == "0" * 40
+    assert ours.data.metrics["test/f1"] == pytest.approx(details["methods"]["zerolog"]["f1"])
+    assert details["methods"]["zerolog"]["mlflow_run_id"] == ours.info.run_id  # the metrics name the run behind them
+    still = runs["workspace"]
+    assert still.info.run_id == before.info.run_id and still.data.params["evaluate.contamination_prior"] == "0.05"
+    assert still.data.metrics == before.data.metrics and still.data.metrics["test/f1"] != ours.data.metrics["test/f1"]

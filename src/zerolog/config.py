@@ -85,6 +85,15 @@ class TimestampConfig:
 
 
 @dataclass(frozen=True)
+class DrainConfig:
+    """Drain's settings (He et al., ICWS 2017; logparser3's ``Drain.LogParser`` arguments depth, st, maxChild)."""
+
+    depth: int  # depth of the prefix tree, counting the root and the leaf layer (logparser3's depth)
+    similarity_threshold: float  # a message joins a cluster when its token similarity reaches this (st)
+    max_children: int  # children per inner node before further tokens share the "<*>" child (maxChild)
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     """A log system: its loghub log format, masking regexes and log-parser settings (stage parse)."""
 
@@ -92,7 +101,7 @@ class SystemConfig:
     log_format: str  # loghub syntax: <Field> placeholders, one of them <Content>; other text is regex
     timestamp: TimestampConfig
     regex: list[str]  # masking regexes replaced by <*> before parsing, in this order
-    parser_settings: dict[str, dict[str, Any]]  # parser name -> its logparser3 settings (checked by stage parse)
+    drain: DrainConfig  # the parse stage's Drain settings for this system
 
 
 @dataclass(frozen=True)
@@ -161,36 +170,32 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
-class StreamingConfig:
-    """Streaming parse of raw logs in bounded memory (src/zerolog/data/stream_parse.py); Drain only.
+class ParallelConfig:
+    """Where a stage maps its work (src/zerolog/parallel.py): a Dask cluster or a local process pool."""
 
-    Same output as the in-memory parse (the same Drain, line for line), for full-size Loghub files.
-    """
-
-    enabled: bool  # parse raw datasets with the streaming path (parse.parser must be Drain)
-    chunk_lines: int  # lines per chunk (the unit of work a worker process parses)
-    sample_lines: int  # leading lines mined by Drain in the main process before workers start
-    workers: int  # worker processes for the chunks; 0: one per available CPU core; 1: no pool
-    row_group_lines: int  # lines per Parquet row group of lines.parquet (rounded up to whole chunks)
-
-    def __post_init__(self) -> None:
-        for key in ("chunk_lines", "row_group_lines"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"parse.streaming.{key}: must be at least 1, got {getattr(self, key)}")
-        for key in ("sample_lines", "workers"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"parse.streaming.{key}: must be 0 or more, got {getattr(self, key)}")
+    backend: Literal["dask", "processes"]  # dask: a LocalCluster, or the cluster at scheduler_address
+    workers: int  # worker processes; 0: one per available CPU core; 1: in this process (no pool)
+    scheduler_address: str | None  # dask: an existing cluster's scheduler (e.g. tcp://host:8786); null: LocalCluster
 
 
 @dataclass(frozen=True)
 class ParseConfig:
-    """Stage parse (src/zerolog/data/parse.py)."""
+    """Stage parse (src/zerolog/data/parse.py; raw logs: src/zerolog/data/stream_parse.py, Drain)."""
 
-    parser: Literal["Drain", "Spell", "IPLoM", "AEL", "Brain"]  # a logparser3 parser
     max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
-    progress_every_lines: int  # parser progress bar step in lines; 0 hides it
-    streaming: StreamingConfig  # bounded-memory streaming path for full-size raw logs
+    max_unreadable_time_share: float  # fail when the timestamp format reads no time from more parsed lines than this
+    chunk_bytes: int  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
+    sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
+    parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_unreadable_time_share <= 1:
+            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}")
+        if self.chunk_bytes < 1:
+            raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
+        if self.sample_lines < 0:
+            raise ConfigError(f"parse.sample_lines: must be 0 or more, got {self.sample_lines}")
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,10 @@ class TrainConfig:
             if method_spec(method, f"train.methods[{index}]").kind is not MethodKind.TRANSFER:
                 raise ConfigError(f"train.methods[{index}]: {method} is not a transfer method (the baselines stage "
                                   "runs target-only methods and the oracle)")
+
+
+#: Every key of ``train`` (a stage that passes on a subset names the rest, e.g. the paper stage).
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 # Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
@@ -507,6 +516,49 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.recommended: {self.recommended} reads target labels (oracle)")
 
 
+# What `make run` measures (params ``protocols``): ``realistic`` = stages train, baselines, evaluate (the target's
+# natural anomaly share, a held-out test split, label-free thresholds, the last epoch: the product's headline);
+# ``paper`` = stage paper (src/zerolog/evaluation/paper.py: the protocol of the published figures, ORACLE parts marked).
+Protocol = Literal["realistic", "paper"]
+
+#: TrainConfig keys the paper stage sets itself (from ``paper``); it reads every other ``train`` key as it is.
+PAPER_OWN_TRAIN_KEYS = frozenset({"methods", "method_workers", "epochs", "checkpoint_every_epochs"})
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Stage paper: the published protocol beside the realistic one (/work/shared/paper/protocol.md, our reading of
+    the public ZeroLog code): both domains subsampled to ``anomaly_share``, each split into train and dev, the
+    target's test set = every kept target session (the ones it adapted on), P(anomalous) >= ``threshold``, the last
+    epoch and the best epoch by target F1 (ORACLE: it reads target labels, as the public code does)."""
+
+    pairs: list[str]  # pairs of ``pairs`` measured under this protocol
+    methods: list[str]  # transfer methods trained per pair (the trainer of stage train, train.* settings)
+    anomaly_share: float  # share of anomalies kept in each domain: the majority class is subsampled (seeded)
+    dev_share: float  # share of each domain's kept sessions in dev (the rest in train), stratified by label
+    threshold: float  # decision: P(anomalous) >= threshold (the public code: 0.5)
+    epochs: int  # training epochs (train.epochs is the realistic protocol's)
+    seed: int  # subsampling, the train/dev split and the model
+
+    def __post_init__(self) -> None:
+        if not self.pairs or len(set(self.pairs)) != len(self.pairs):
+            raise ConfigError(f"paper.pairs: name at least one pair, each once, got {self.pairs}")
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"paper.methods: name at least one method, each once, got {self.methods}")
+        for index, method in enumerate(self.methods):
+            if method_spec(method, f"paper.methods[{index}]").kind is not MethodKind.TRANSFER:
+                raise ConfigError(f"paper.methods[{index}]: {method} is not a transfer method")
+        for key in ("anomaly_share", "dev_share", "threshold"):
+            if not 0 < getattr(self, key) < 1:
+                raise ConfigError(f"paper.{key}: must lie in (0, 1), got {getattr(self, key)}")
+        if self.epochs < 1:
+            raise ConfigError(f"paper.epochs: must be at least 1, got {self.epochs}")
+
+
+#: Every key of ``paper``.
+PAPER_KEYS = tuple(f.name for f in dataclasses.fields(PaperConfig))
+
+
 @dataclass(frozen=True)
 class DiagnoseConfig:
     """Stage diagnose (src/zerolog/evaluation/signals.py): which anomaly signals hold across labeled systems."""
@@ -565,6 +617,8 @@ class Params:
     tensors: TensorsConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    protocols: list[Protocol]  # what `make run` measures: realistic (the headline) and, listed, paper
+    paper: PaperConfig
     diagnose: DiagnoseConfig
     gate: GateConfig
     mlflow: MlflowConfig
@@ -583,7 +637,7 @@ class Params:
             log_format=config.log_format if config.log_format is not None else system.log_format,
             timestamp=config.timestamp if config.timestamp is not None else system.timestamp,
             regex=system.regex,
-            parser_settings=system.parser_settings,
+            drain=system.drain,
         )
 
 
@@ -680,6 +734,12 @@ def log_format_fields(log_format: str) -> list[str]:
 #: Header fields stored in lines.parquet under a lower-case name (stage parse); group_by may use either name.
 LOWER_CASE_FIELDS = {"Level": "level", "Component": "component"}
 
+#: Columns of lines.parquet (stage parse) that no other log-format field may be named after.
+RESERVED_LINE_COLUMNS = (
+    "file_index", "line_number", "timestamp", "level", "component", "content",
+    "event_id", "template", "label", "status", "session_key",
+)  # fmt: skip
+
 #: Which ``files`` keys each dataset kind needs (sessions: one of the alternatives).
 DATASET_FILES = {
     "raw": [("logs",)],
@@ -705,6 +765,8 @@ def _check_line_layout(log_format: str, timestamp: TimestampConfig, where_format
     for field_name in fields:
         if not field_name.isidentifier() or fields.count(field_name) > 1:
             raise ConfigError(f"{where_format}: field <{field_name}> must be a unique identifier")
+        if field_name not in LOWER_CASE_FIELDS and field_name in RESERVED_LINE_COLUMNS:
+            raise ConfigError(f"{where_format}: field <{field_name}> would overwrite the column {field_name!r}")
     _check_regex(re.sub(r"<[^<>]+>", "(.*?)", log_format), where_format)
     for field_name in timestamp.fields:
         if field_name not in fields or field_name == "Content":
@@ -756,15 +818,18 @@ def _check_session_and_label(name: str, dataset: DatasetConfig, fields: list[str
 
 def _check_systems_and_datasets(params: Params) -> None:
     """Cross-key checks of systems.* and datasets.* (stages parse and sessionize)."""
-    parsers = get_args(typing.get_type_hints(ParseConfig)["parser"])
     for name, system in params.systems.items():
         where = f"systems.{name}"
         _check_line_layout(system.log_format, system.timestamp, f"{where}.log_format", f"{where}.timestamp")
         for index, pattern in enumerate(system.regex):
             _check_regex(pattern, f"{where}.regex[{index}]")
-        for parser in system.parser_settings:
-            if parser not in parsers:
-                raise ConfigError(f"{where}.parser_settings.{parser}: unknown parser (expected one of {', '.join(parsers)})")
+        drain = system.drain
+        if drain.depth < 3:
+            raise ConfigError(f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), got {drain.depth}")
+        if not 0 < drain.similarity_threshold <= 1:
+            raise ConfigError(f"{where}.drain.similarity_threshold: must lie in (0, 1], got {drain.similarity_threshold}")
+        if drain.max_children < 1:
+            raise ConfigError(f"{where}.drain.max_children: must be at least 1, got {drain.max_children}")
     for name, dataset in params.datasets.items():
         where = f"datasets.{name}"
         alternatives = DATASET_FILES[dataset.kind]
@@ -780,6 +845,13 @@ def _check_systems_and_datasets(params: Params) -> None:
                     raise ConfigError(f"{where}.{key}: not allowed for kind sessions (the sessions carry their labels)")
         fields = _check_dataset_layout(params, name, dataset)
         _check_session_and_label(name, dataset, fields)
+
+
+def _check_parallel(config: ParallelConfig, where: str) -> None:
+    if config.workers < 0:
+        raise ConfigError(f"{where}.workers: must be 0 or more, got {config.workers}")
+    if config.scheduler_address is not None and config.backend != "dask":
+        raise ConfigError(f"{where}.scheduler_address: needs backend dask (backend is {config.backend})")
 
 
 def _check(params: Params) -> None:
@@ -817,28 +889,54 @@ def _check(params: Params) -> None:
                 raise ConfigError(f"pairs.{name}: unknown system {system!r}")
         if not pair.sources or pair.target in pair.sources:
             raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
+    _check_protocols(params)
     for index, system in enumerate(params.diagnose.systems):
         if system not in params.systems:
             raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
     for name in params.parse.ground_truth:
         if name not in params.datasets or params.datasets[name].kind != "raw":
             raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")
-    if params.parse.parser not in next(iter(params.systems.values())).parser_settings:
-        raise ConfigError(f"parse.parser: no settings for {params.parse.parser!r} in systems.<name>.parser_settings")
-    for name, system in params.systems.items():
-        if params.parse.parser not in system.parser_settings:
-            raise ConfigError(f"systems.{name}.parser_settings.{params.parse.parser}: missing key")
     if not 0 <= params.parse.max_unmatched_share <= 1:
         raise ConfigError("parse.max_unmatched_share: must lie in [0, 1]")
+    _check_parallel(params.parse.parallel, "parse.parallel")
     if params.tensors.max_len <= 0:
         raise ConfigError("tensors.max_len: must be positive")
     if not 0 < params.evaluate.contamination_prior < 1:
         raise ConfigError("evaluate.contamination_prior: must lie in (0, 1)")
 
 
+def _check_round_trip(value: Any, where: str) -> None:
+    """Refuse strings that DVC's lock file cannot keep: it writes long values folded at a space, and a fold inside a
+    run of spaces drops one of them, so ``dvc status`` would call the stage modified forever (measured with dvc 3)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_round_trip(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_round_trip(item, f"{where}[{index}]")
+    elif isinstance(value, str) and "  " in value:
+        column = value.index("  ") + 1
+        hint = (" write one space: in a log format a space matches any run of whitespace"
+                if where.endswith("log_format") else " write one, or a regex such as ' {2}'")
+        raise ConfigError(f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;"
+                          f"{hint}")
+
+
+def _check_protocols(params: Params) -> None:
+    """``realistic`` is always measured (the headline the report and the gate read); ``paper`` pairs exist."""
+    if len(set(params.protocols)) != len(params.protocols):
+        raise ConfigError(f"protocols: name each protocol once, got {params.protocols}")
+    if "realistic" not in params.protocols:
+        raise ConfigError(f"protocols: must include realistic (the headline protocol), got {params.protocols}")
+    for index, pair in enumerate(params.paper.pairs):
+        if pair not in params.pairs:
+            raise ConfigError(f"paper.pairs[{index}]: unknown pair {pair!r} (not in pairs)")
+
+
 def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:
     """Validate an already-loaded params mapping; errors are prefixed with ``source_file``."""
     try:
+        _check_round_trip(raw, "")
         params = _build(Params, raw, "")
         _check(params)
     except ConfigError as error:

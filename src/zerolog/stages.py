@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, Params, load_params
+from zerolog.artifacts import ArtifactPaths, with_origins
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
-Each = Literal["dataset", "system", "pair"]
+Each = Literal["dataset", "system", "pair", "paper_pair"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Stage:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
         if self.each is None:
             return [""]
+        if self.each == "paper_pair":
+            return paper_pairs(params)
         return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
 
     def dvc_name(self, item: str) -> str:
@@ -74,6 +76,11 @@ class Stage:
     def resolve(self) -> Callable[..., Any]:
         module, function = self.function.split(":")
         return getattr(importlib.import_module(module), function)
+
+
+def paper_pairs(params: Params) -> list[str]:
+    """The pairs measured under the paper's protocol: ``paper.pairs`` when ``protocols`` lists ``paper``, else none."""
+    return list(params.paper.pairs) if "paper" in params.protocols else []
 
 
 def _pair_systems(params: Params, pair: str) -> list[str]:
@@ -102,7 +109,7 @@ def _download_arguments(params: Any, dataset: str) -> dict[str, Any]:
 def _parse_arguments(params: Any, dataset: str) -> dict[str, Any]:
     system = params.datasets[dataset].system
     keys = ["parse", f"datasets.{dataset}"]
-    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "parser_settings")]
+    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "drain")]
     return {"params": declared(params, keys, "parse"), "name": dataset}
 
 
@@ -111,11 +118,12 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
 
 
 def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"params": declared(params, ["embed"], "embed")}
+    return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
 
 
 def _tensors_arguments(params: Any, system: str) -> dict[str, Any]:
-    return {"params": declared(params, ["tensors", f"systems.{system}.dataset"], "tensors"), "system": system}
+    return {"system": system, "dataset": params.systems[system].dataset, "config": params.tensors,
+            "paths": _paths(params)}  # fmt: skip
 
 
 def _paths(params: Any) -> ArtifactPaths:
@@ -142,8 +150,19 @@ def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
 
 
+def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
+    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
+    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
+    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
+            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "tracking": params.mlflow, "paths": _paths(params)}
+    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
+    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
+            "paths": _paths(params)}  # fmt: skip
 
 
 STAGES: list[Stage] = [
@@ -158,7 +177,7 @@ STAGES: list[Stage] = [
         "zerolog.data.parse:parse_dataset", _parse_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.parsed(dataset)), _metric(paths.stage_metrics("parse", dataset))
+            Output(paths.parsed(dataset)), Output(paths.data_report("parse", dataset), cache=False)
         ],
     ),
     Stage(
@@ -166,7 +185,7 @@ STAGES: list[Stage] = [
         "zerolog.data.sessionize:sessionize_dataset", _sessionize_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.sessions(dataset)), _metric(paths.stage_metrics("sessionize", dataset))
+            Output(paths.sessions(dataset)), Output(paths.data_report("sessionize", dataset), cache=False)
         ],
     ),
     Stage(
@@ -174,7 +193,7 @@ STAGES: list[Stage] = [
         "zerolog.features.embed:embed_templates", _embed_arguments,
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
-            Output(paths.template_vectors(), persist=True), _metric(paths.metrics_file("embed"))
+            Output(paths.template_vectors(), persist=True), Output(paths.data_report("embed", "embed"), cache=False)
         ],
     ),
     Stage(
@@ -184,7 +203,7 @@ STAGES: list[Stage] = [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
         outputs=lambda params, paths, system: [
-            Output(paths.tensors(system)), _metric(paths.stage_metrics("tensors", system))
+            Output(paths.tensors(system)), Output(paths.data_report("tensors", system), cache=False)
         ],
     ),
     Stage(
@@ -224,6 +243,16 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
+        "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
+        "paper_pair", "zerolog.evaluation.paper:measure_paper_pair", _paper_arguments,
+        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        outputs=lambda params, paths, pair: [
+            _metric(paths.paper_metrics(pair)),
+            Output(paths.paper_plots(pair), "plots", cache=False,
+                   plot={"template": "linear", "x": "epoch", "y": "target/f1"}),
+        ],
+    ),
+    Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
         "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
@@ -235,7 +264,10 @@ STAGES: list[Stage] = [
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
         "zerolog.report:build_report", _report_arguments,
-        deps=lambda params, paths, _: [paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+        deps=lambda params, paths, _: [
+            *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+            *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
+        ],
         outputs=lambda params, paths, _: [
             Output(paths.report("results.md"), cache=False),
             Output(paths.report("f1_heatmap.png"), "plots", cache=False),
@@ -259,7 +291,10 @@ def run_stage(name: str, arguments: list[str]) -> None:
     if len(arguments) != (1 if stage.each else 0) or (arguments and arguments[0] in ("-h", "--help")):
         sys.exit(usage)
     item = arguments[0] if arguments else ""
+    paths = None
     try:
-        stage.call(load_params(), item)
+        params = load_params()
+        paths = ArtifactPaths(params.paths)
+        stage.call(params, item)
     except ZerologError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {error if paths is None else with_origins(str(error), paths)}")

@@ -187,6 +187,7 @@ class Tracker:
             "git_commit": commit,
             "git_dirty": str(dirty).lower(),
             "dvc_experiment": os.environ.get("DVC_EXP_NAME") or "workspace",
+            "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV") or commit,
             **tags,
         }
         if commit != "unknown":

@@ -27,8 +27,8 @@ def parse_accuracy(params: Params) -> dict[str, float]:
     for name, truth in params.parse.ground_truth.items():
         lines_path = Path(params.paths.parsed) / name / "lines.parquet"
         truth_path = Path(params.paths.bundled) / truth
-        for path in (lines_path, truth_path):
-            if not path.is_file():
+        for path in (lines_path, truth_path):  # lines.parquet is a folder of parts
+            if not path.exists():
                 raise DataError(f"{path}: file not found (parse.ground_truth.{name}; run `dvc repro parse@{name}`)")
         lines = pd.read_parquet(lines_path, columns=["line_number", "content", "event_id"])
         expected = pd.read_csv(truth_path, usecols=["LineId", "Content", "EventId"])
@@ -48,7 +48,7 @@ def main() -> None:
         results = parse_accuracy(params)
     except ZerologError as error:
         sys.exit(f"error: {error}")
-    print(f"grouping accuracy against loghub's templates ({params.parse.parser}):")
+    print("grouping accuracy against loghub's templates (Drain):")
     for name, accuracy in results.items():
         print(f"  {name:<16} {accuracy:.4f}")
 

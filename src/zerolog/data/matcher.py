@@ -40,6 +40,8 @@ import regex
 from logparser.Drain import LogParser as DrainLogParser
 from logparser.Drain import Logcluster, Node
 
+from zerolog.config import DrainConfig
+
 #: Drain's wildcard token.
 WILDCARD = "<*>"
 
@@ -79,10 +81,11 @@ class DrainMiner:
     that matters to a copy (new distinct template, generalised template, new leaf).
     """
 
-    def __init__(self, arguments: dict[str, Any], masking: list[str]) -> None:
-        """``arguments``: logparser3 Drain constructor arguments (``depth``, ``st``, ``maxChild``) as translated by
-        ``zerolog.data.parse.parser_arguments``; ``masking``: the system's regexes, replaced by ``<*>`` in order."""
-        self.parser = DrainLogParser(log_format="<Content>", rex=list(masking), keep_para=False, **arguments)
+    def __init__(self, settings: DrainConfig, masking: list[str]) -> None:
+        """``settings``: a system's Drain settings (params ``systems.<name>.drain``); ``masking``: the system's
+        regexes, replaced by ``<*>`` in order."""
+        self.parser = DrainLogParser(log_format="<Content>", rex=list(masking), keep_para=False, depth=settings.depth,
+                                     st=settings.similarity_threshold, maxChild=settings.max_children)
         self.masking = list(masking)
         # logparser3 calls regex.sub(pattern, "<*>", line) per pattern in order; compiled once here, same engine.
         self._patterns = [regex.compile(pattern) for pattern in self.masking]

@@ -1,26 +1,22 @@
 """Stage parse: turn one dataset's raw files into one row per line with its event template.
 
 Why: every later stage works on templates (the paper's system-agnostic semantic template vectors start from the
-template text, method.md §3). Raw logs go through a logparser3 parser (Drain by default); pre-parsed sets are
-mapped onto the same table. Nothing is dropped silently: a line that does not match the system's log format or
-is not UTF-8 keeps its row, with ``status`` saying why, and its own line number.
+template text, method.md §3). Raw logs go through Drain (``zerolog.data.stream_parse``: chunks on worker
+processes or a Dask cluster, the same templates line for line as logparser3's Drain); pre-parsed sets are mapped
+onto the same table. Nothing is dropped silently: a line that does not match the system's log format or is not
+UTF-8 keeps its row, with ``status`` saying why, and its own line number.
 
-The per-line work is split into small public functions (``header_regex``, ``read_lines``, ``match_header``,
-``parse_timestamps``, ``line_labels``) so that a streaming parser can reuse the same line accounting.
+Output: ``paths.parsed/<name>/lines.parquet`` (a folder of Parquet parts in line order that reads as one table:
+``pandas.read_parquet``, or ``iter_line_batches`` in bounded memory) and ``templates.parquet``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import inspect
-import io
+import glob
 import re
 import sys
-import tempfile
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,113 +25,32 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from zerolog.config import LOWER_CASE_FIELDS, ConfigError, DatasetConfig, LabelRule, Params
+from zerolog.artifacts import ArtifactPaths
+from zerolog.config import SystemConfig, ConfigError, DatasetConfig, LabelRule, Params
 from zerolog.data import datasets
+from zerolog.data.stream_parse import (
+    EMPTY_TEMPLATE,
+    STATUS_NON_UTF8,
+    STATUS_PARSED,
+    STATUS_UNMATCHED,
+    iter_line_batches,
+    line_labels,
+    line_layout,
+    new_miner,
+    parse_metrics,
+    read_line_schema,
+    stream_parse_files,
+    write_lines,
+)
+from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
 
-#: Line status values (``lines.parquet`` column ``status``).
-STATUS_PARSED = "parsed"
-STATUS_UNMATCHED = "unmatched"
-STATUS_NON_UTF8 = "non_utf8"
-
-#: Header fields stored under a lower-case column name; every other field keeps its log-format name.
-RENAMED_FIELDS = LOWER_CASE_FIELDS
-
-#: Columns of ``lines.parquet`` that a header field must not shadow.
-RESERVED_COLUMNS = (
-    "file_index", "line_number", "timestamp", "level", "component", "content",
-    "event_id", "template", "label", "status", "session_key",
-)  # fmt: skip
-
-#: logparser3 parsers: module, and params setting name -> constructor argument name.
-PARSERS: dict[str, tuple[str, dict[str, str]]] = {
-    "Drain": ("logparser.Drain", {"depth": "depth", "st": "st", "maxChild": "maxChild"}),
-    "Spell": ("logparser.Spell", {"tau": "tau"}),
-    "IPLoM": (
-        "logparser.IPLoM",
-        {name: name for name in ("CT", "lowerBound", "upperBound", "maxEventLen", "step2Support", "PST")},
-    ),
-    "AEL": ("logparser.AEL", {"minEventCount": "minEventCount", "merge_percent": "merge_percent"}),
-    "Brain": ("logparser.Brain", {"threshold": "threshold", "delimiter": "delimeter"}),
-}
-
-#: Template given to a matched line whose message part is empty (parsers cannot tokenise it).
-EMPTY_TEMPLATE = ""
+#: Log files of one dataset at most: ``file_index`` is an int16.
+MAX_LOG_FILES = 32_767
 
 
-# ----------------------------------------------------------------------------- per-line building blocks
-
-
-def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
-    """Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
-
-    Built exactly as logparser3 builds it: each ``<Field>`` becomes a lazy named group ``(?P<Field>.*?)``,
-    runs of spaces between fields match any whitespace run, the rest is regex text as written, anchored at
-    both ends. Applied to a line with surrounding whitespace stripped (``match_header``).
-    """
-    fields: list[str] = []
-    pattern = ""
-    for index, part in enumerate(re.split(r"(<[^<>]+>)", log_format)):
-        if index % 2 == 0:
-            pattern += re.sub(" +", r"\\s+", part)
-        else:
-            name = part[1:-1]
-            fields.append(name)
-            pattern += f"(?P<{name}>.*?)"
-    return re.compile(f"^{pattern}$"), fields
-
-
-def match_header(regex: re.Pattern[str], fields: Sequence[str], text: str) -> list[str | None] | None:
-    """Split one decoded line into its header field values (in ``fields`` order), or None if it does not match."""
-    match = regex.match(text.strip())
-    if match is None:
-        return None
-    return [match.group(name) for name in fields]
-
-
-def read_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
-    """Yield ``(line_number, text)`` for every line of a log file (gzip if ``.gz``); ``text`` is None if not UTF-8.
-
-    Lines are split on ``\\n`` only (a trailing ``\\r`` is removed), numbered from 1 as the file numbers them,
-    and decoded one by one, so a single bad byte costs one line, not the file. A missing file or a broken
-    gzip stream is a ``DataError``.
-    """
-    path = Path(path)
-    line_number = 0
-    try:
-        with datasets.open_binary(path) as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                if raw.endswith(b"\n"):
-                    raw = raw[:-1]
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-                try:
-                    yield line_number, raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield line_number, None
-    except FileNotFoundError:
-        raise DataError(f"{path}: log file not found") from None
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{path}: line {line_number + 1}: unreadable ({error})") from None
-
-
-def parse_timestamps(values: pd.Series, timestamp_format: str) -> pd.Series:
-    """Seconds since the epoch (float64, NaN where a value is missing or does not fit ``timestamp_format``).
-
-    Times are read as UTC: the logs carry no zone, and only differences and order matter downstream.
-    """
-    parsed = pd.to_datetime(values, format=timestamp_format, errors="coerce", utc=True)
-    epoch = pd.Timestamp(0, tz="UTC")
-    return ((parsed - epoch) / pd.Timedelta(seconds=1)).astype("float64")
-
-
-def line_labels(values: pd.Series, normal_value: str) -> pd.Series:
-    """Line labels of a ``line_field`` rule: ``normal_value`` -> 0, any other value -> 1, missing -> null."""
-    labels = pd.Series(pd.NA, index=values.index, dtype="Int8")
-    present = values.notna()
-    labels[present] = (values[present] != normal_value).astype("int8")
-    return labels
+# ----------------------------------------------------------------------------- accuracy
 
 
 def grouping_accuracy(predicted_event_ids: Sequence[Any], true_event_ids: Sequence[Any]) -> float:
@@ -155,79 +70,6 @@ def grouping_accuracy(predicted_event_ids: Sequence[Any], true_event_ids: Sequen
     pair_size = frame.groupby(["predicted", "true"])["true"].transform("size")
     correct = (predicted_size == true_size) & (true_size == pair_size)
     return float(correct.mean())
-
-
-# ----------------------------------------------------------------------------- parser driver
-
-
-@dataclass
-class _LogParserProgress:
-    """Counts lines as the parser preprocesses them, to drive a progress bar from outside logparser3."""
-
-    bar: Any
-    every: int
-    pending: int = field(default=0)
-
-    def wrap(self, function: Any) -> Any:
-        def counted(line: str) -> Any:
-            self.pending += 1
-            if self.pending >= self.every:
-                self.bar.update(self.pending)
-                self.pending = 0
-            return function(line)
-
-        return counted
-
-
-def parser_arguments(parser: str, settings: dict[str, Any], where: str) -> dict[str, Any]:
-    """Translate ``systems.<s>.parser_settings.<Parser>`` into the logparser3 constructor's arguments."""
-    if parser not in PARSERS:
-        raise ConfigError(f"parse.parser: unknown parser {parser!r} (expected one of {', '.join(PARSERS)})")
-    _, names = PARSERS[parser]
-    arguments = {}
-    for key, value in settings.items():
-        if key not in names:
-            raise ConfigError(f"{where}.{key}: unknown setting for {parser} (expected one of {', '.join(names)})")
-        arguments[names[key]] = value
-    return arguments
-
-
-def run_log_parser(
-    contents: list[str], parser: str, settings: dict[str, Any], masking: list[str], description: str, progress_every: int
-) -> list[str]:
-    """Run a logparser3 parser over message parts and return each one's template text.
-
-    logparser3 reads its input by path and renumbers or skips lines itself; here it is handed the already
-    accounted-for messages as its DataFrame (its ``log_to_dataframe`` is replaced on the instance), its prints
-    are silenced and its CSV outputs go to a temporary folder. ``settings`` are already translated by
-    ``parser_arguments``; ``masking`` are the system's regexes replaced by ``<*>`` before parsing.
-    """
-    module_name, _ = PARSERS[parser]
-    parser_class = importlib.import_module(module_name).LogParser
-    frame = pd.DataFrame({"LineId": np.arange(1, len(contents) + 1), "Content": contents})
-    bar = tqdm(total=len(contents), desc=description, unit="line", disable=True if progress_every <= 0 else None)
-    with tempfile.TemporaryDirectory(prefix="zerolog-logparser-") as folder:
-        arguments: dict[str, Any] = {"log_format": "<Content>", "indir": folder, "outdir": folder, "rex": masking}
-        accepted = inspect.signature(parser_class.__init__).parameters
-        if "keep_para" in accepted:
-            arguments["keep_para"] = False  # parameter lists are not needed and cost a regex per line
-        if "logname" in accepted:  # Brain keys dataset-specific token splitting on this name; use none of them
-            arguments["logname"] = "lines"
-        instance = parser_class(**arguments, **settings)
-        instance.log_to_dataframe = lambda *unused: frame.copy()
-        if progress_every > 0 and hasattr(instance, "preprocess"):
-            instance.preprocess = _LogParserProgress(bar, progress_every).wrap(instance.preprocess)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            instance.parse("lines.log")
-        bar.update(bar.total - bar.n)
-        bar.close()
-        result = instance.df_log
-    if len(result) != len(contents) or "EventTemplate" not in result:
-        raise DataError(f"{description}: {parser} returned {len(result)} results for {len(contents)} lines")
-    templates = result["EventTemplate"].tolist()
-    if any(not isinstance(template, str) for template in templates):
-        raise DataError(f"{description}: {parser} left some lines without a template")
-    return templates
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -275,142 +117,10 @@ class ParsedTable:
     parser_settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _header_column(field_name: str) -> str:
-    return RENAMED_FIELDS.get(field_name, field_name)
-
-
-def _parse_raw(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
-    """Parse the log files of a ``raw`` dataset together (one template set); see the module docstring."""
-    dataset = params.datasets[name]
-    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
-    where = f"systems.{dataset.system}"
-    parser = params.parse.parser
-    arguments = parser_arguments(parser, system.parser_settings.get(parser, {}), f"{where}.parser_settings.{parser}")
-    if parser not in system.parser_settings:
-        raise ConfigError(f"{where}.parser_settings.{parser}: missing key")
-    try:
-        regex, fields = header_regex(system.log_format)
-    except re.error as error:
-        raise ConfigError(f"{where}.log_format: invalid regex ({error})") from None
-    if "Content" not in fields:
-        raise ConfigError(f"{where}.log_format: has no <Content> field")
-    header_fields = [name_ for name_ in fields if name_ != "Content"]
-    for field_name in header_fields:
-        if field_name not in RENAMED_FIELDS and _header_column(field_name) in RESERVED_COLUMNS:
-            raise ConfigError(f"{where}.log_format: field <{field_name}> would overwrite the column {field_name!r}")
-
-    file_indices: list[int] = []
-    line_numbers: list[int] = []
-    statuses: list[str] = []
-    values: list[list[str | None] | None] = []
-    file_counts: list[dict[str, Any]] = []
-    log_files = [folder / relative for relative in manifest["files"]["logs"]]
-    for path in log_files:
-        if not path.is_file():
-            raise DataError(f"{path}: log file not found (listed in {folder / 'manifest.json'})")
-    for file_index, path in enumerate(log_files):
-        counts = {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
-        first_bad_line = None
-        for line_number, text in tqdm(read_lines(path), desc=f"read {path.name}", unit="line", disable=None):
-            if text is None:
-                status, fields_found = STATUS_NON_UTF8, None
-            else:
-                fields_found = match_header(regex, fields, text)
-                status = STATUS_PARSED if fields_found is not None else STATUS_UNMATCHED
-            if status != STATUS_PARSED and first_bad_line is None:
-                first_bad_line = line_number
-            counts["lines"] += 1
-            counts[status] += 1
-            file_indices.append(file_index)
-            line_numbers.append(line_number)
-            statuses.append(status)
-            values.append(fields_found)
-        check_file_counts(path, counts, first_bad_line, params.parse.max_unmatched_share, f"{where}.log_format")
-        file_counts.append(counts)
-
-    matched = [index for index, status in enumerate(statuses) if status == STATUS_PARSED]
-    columns: dict[str, list[str | None]] = {field_name: [None] * len(statuses) for field_name in fields}
-    for index in matched:
-        for position, field_name in enumerate(fields):
-            columns[field_name][index] = values[index][position]  # type: ignore[index]
-    del values
-    contents = columns["Content"]
-
-    # Lines with an empty message cannot be tokenised by every parser (IPLoM drops them and misaligns its
-    # output): they get the empty template directly.
-    to_parser = [index for index in matched if contents[index] and contents[index].strip()]  # type: ignore[union-attr]
-    parsed_templates = run_log_parser(
-        [contents[index] for index in to_parser],  # type: ignore[misc]
-        parser,
-        arguments,
-        system.regex,
-        f"{parser} {name}",
-        params.parse.progress_every_lines,
-    )
-    templates: list[str | None] = [None] * len(statuses)
-    for index in matched:
-        templates[index] = EMPTY_TEMPLATE
-    for index, template in zip(to_parser, parsed_templates, strict=True):
-        templates[index] = template
-
-    lines = pd.DataFrame(
-        {
-            "file_index": pd.Series(file_indices, dtype="int16"),
-            "line_number": pd.Series(line_numbers, dtype="int64"),
-        }
-    )
-    if system.timestamp.fields:
-        parts = zip(*(columns[field_name] for field_name in system.timestamp.fields))
-        stamp_text = [None if None in stamp else " ".join(stamp) for stamp in parts]  # type: ignore[arg-type]
-        lines["timestamp"] = parse_timestamps(pd.Series(stamp_text, dtype="object"), system.timestamp.format)
-    else:
-        lines["timestamp"] = np.nan
-    for renamed in ("level", "component"):
-        lines[renamed] = pd.Series([None] * len(lines), dtype="string")
-    for field_name in header_fields:
-        lines[_header_column(field_name)] = pd.Series(columns[field_name], dtype="string")
-    lines["content"] = pd.Series(contents, dtype="string")
-    template_column = pd.Series(templates, dtype="string")
-    lines["event_id"] = template_column.map(datasets.template_event_id, na_action="ignore").astype("string")
-    lines["template"] = template_column
-    lines["label"] = _raw_line_labels(dataset, name, columns, len(lines))
-    lines["status"] = pd.Series(statuses, dtype="string")
-    settings = {"masking": list(system.regex), **system.parser_settings[parser]}
-    return ParsedTable(lines=lines, parser=parser, file_counts=file_counts, parser_settings=settings)
-
-
-def _raw_line_labels(dataset: DatasetConfig, name: str, columns: dict[str, list[str | None]], size: int) -> pd.Series:
-    """Line labels for ``label.rule: line_field`` (null everywhere else)."""
-    rule = dataset.label
-    if rule is None or rule.rule != "line_field":
-        return pd.Series(pd.NA, index=range(size), dtype="Int8")
-    if rule.field not in columns:
-        raise ConfigError(f"datasets.{name}.label.field: {rule.field!r} is not a field of the log format")
-    return line_labels(pd.Series(columns[rule.field], dtype="object"), _normal_value(rule, name))
-
-
 def _normal_value(rule: LabelRule, name: str) -> str:
     if rule.normal_value is None:
         raise ConfigError(f"datasets.{name}.label.normal_value: missing key (required for rule line_field)")
     return rule.normal_value
-
-
-def check_file_counts(
-    path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str
-) -> None:
-    """Refuse an empty file, a format that matches nothing, or too many lines that do not match (also used by the
-    streaming parse, stream_parse.py, so both paths accept and refuse the same files)."""
-    total = counts["lines"]
-    if total == 0:
-        raise DataError(f"{path}: empty log file")
-    if counts[STATUS_PARSED] == 0:
-        raise DataError(f"{path}: log format of {where} matches none of {total} lines")
-    bad = counts[STATUS_UNMATCHED] + counts[STATUS_NON_UTF8]
-    if bad / total > max_share:
-        raise DataError(
-            f"{path}: {bad} of {total} lines ({bad / total:.1%}) do not match {where} or are not UTF-8, "
-            f"above parse.max_unmatched_share {max_share}; first at line {first_bad_line}"
-        )
 
 
 def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
@@ -609,18 +319,101 @@ def template_table(lines: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def log_file_paths(folder: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The log files of a raw dataset's manifest (``files.logs``), in order; ``file_index`` is the position here.
+
+    An entry is a file name (relative to the dataset's folder, or absolute) or a glob pattern (``*``, ``?``,
+    ``[...]``; ``**`` spans folders), which stands for the files it matches in sorted order. A missing file, a
+    pattern that matches nothing and a file listed twice are one-line DataErrors naming the manifest.
+    """
+    where = folder / "manifest.json"
+    paths: list[Path] = []
+    for entry in manifest["files"]["logs"]:
+        if not isinstance(entry, str) or not entry:
+            raise DataError(f"{where}: files.logs: expected file names or glob patterns, got {entry!r}")
+        if re.search(r"[*?[]", entry):
+            matches = sorted(glob.glob(entry, root_dir=folder, recursive=True))
+            files = [folder / match for match in matches if (folder / match).is_file()]
+            if not files:
+                raise DataError(f"{where}: files.logs: {entry!r} matches no file")
+            paths.extend(files)
+        elif not (folder / entry).is_file():
+            raise DataError(f"{folder / entry}: log file not found (listed in {where})")
+        else:
+            paths.append(folder / entry)
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            raise DataError(f"{where}: files.logs: {path} is listed twice")
+        seen.add(path.resolve())
+    if len(paths) > MAX_LOG_FILES:
+        raise DataError(f"{where}: files.logs: {len(paths)} log files, at most {MAX_LOG_FILES} (file_index is int16)")
+    return paths
+
+
+def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None] | None = None) -> None:
+    """Stage parse of a ``raw`` dataset: Drain over the manifest's log files (``stream_parse_files``) into
+    ``paths.parsed/<name>/``, metrics into ``reports/data/parse/<name>.json``; nothing written on error.
+    ``progress``: called with the lines done after each chunk (the benchmark's timer)."""
+    dataset = dataset_config(params, name)
+    if dataset.kind != "raw":
+        raise ConfigError(f"datasets.{name}.kind: Drain parses raw logs, not {dataset.kind}")
+    folder, manifest = read_manifest(params, name, ["logs"])
+    log_files = log_file_paths(folder, manifest)
+    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
+    format_key = f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
+    with atomic_directory(Path(params.paths.parsed) / name) as output:
+        summary = stream_parse_files(log_files, line_layout(system, dataset.label), new_miner(system), params.parse,
+                                     output, format_key, progress)
+        _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
+                     params.parse.max_unreadable_time_share)  # fmt: skip
+    metrics = parse_metrics(name, summary, system, params.parse)
+    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
+    _report(metrics)
+
+
+def _check_times(name: str, dataset: DatasetConfig, system: SystemConfig, parsed: int, unreadable: int,
+                 limit: float) -> None:  # fmt: skip
+    """A wrong timestamp format must not leave every time empty in silence: above ``limit`` of the parsed lines
+    without a time, the parse fails naming the format's key (nothing is written)."""
+    if not system.timestamp.fields or not parsed or unreadable / parsed <= limit:
+        return
+    key = f"datasets.{name}.timestamp" if dataset.timestamp is not None else f"systems.{dataset.system}.timestamp"
+    raise DataError(
+        f"{key}.format: {system.timestamp.format!r} reads no time from {unreadable} of {parsed} parsed lines of "
+        f"{name} ({unreadable / parsed:.1%} > parse.max_unreadable_time_share = {limit}); '%s' reads epoch seconds"
+    )
+
+
+def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The committed report of a parse: counts only (timings change on every rerun; they are printed, and measured
+    properly by ``make bench``)."""
+    return {key: value for key, value in metrics.items() if key not in ("seconds", "lines_per_second")}
+
+
+def _report(metrics: dict[str, Any]) -> None:
+    print(
+        f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, {metrics['unmatched']} unmatched, "
+        f"{metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
+        f"({metrics['parser']}, {metrics['lines_per_second']} lines/s)",
+        file=sys.stdout,
+    )
+
+
 def parse_dataset(params: Params, name: str) -> None:
-    """Stage parse: write ``paths.parsed/<name>/{lines,templates}.parquet`` and ``paths.metrics/parse/<name>.json``.
+    """Stage parse: write ``paths.parsed/<name>/{lines.parquet/,templates.parquet}`` and
+    ``reports/data/parse/<name>.json``.
 
     Everything is computed before anything is written, so an error leaves no output behind.
     """
     dataset = dataset_config(params, name)
-    required = {"raw": ["logs"], "events": ["events", "templates"], "sessions": []}[dataset.kind]
+    if dataset.kind == "raw":
+        parse_raw_dataset(params, name)
+        return
+    required = {"events": ["events", "templates"], "sessions": []}[dataset.kind]
     folder, manifest = read_manifest(params, name, required)
     started = time.perf_counter()
-    if dataset.kind == "raw":
-        table = _parse_raw(params, name, folder, manifest)
-    elif dataset.kind == "events":
+    if dataset.kind == "events":
         table = _parse_events(params, name, folder, manifest)
     else:
         table = _parse_sessions(params, name, folder, manifest)
@@ -648,28 +441,25 @@ def parse_dataset(params: Params, name: str) -> None:
         "lines_per_second": round(len(lines) / seconds, 1) if seconds > 0 else None,
     }
     with atomic_directory(Path(params.paths.parsed) / name) as output:
-        write_parquet(output / "lines.parquet", lines)
+        write_lines(output, lines)
         write_parquet(output / "templates.parquet", templates)
-    write_json(Path(params.paths.metrics) / "parse" / f"{name}.json", metrics)
-    print(
-        f"{name}: {metrics['lines']} lines, {metrics['parsed']} parsed, {metrics['unmatched']} unmatched, "
-        f"{metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
-        f"({table.parser}, {metrics['lines_per_second']} lines/s)",
-        file=sys.stdout,
-    )
+    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
+    _report(metrics)
 
 
 __all__ = [
     "EMPTY_TEMPLATE",
-    "PARSERS",
+    "STATUS_NON_UTF8",
+    "STATUS_PARSED",
+    "STATUS_UNMATCHED",
     "grouping_accuracy",
-    "header_regex",
+    "iter_line_batches",
     "line_labels",
-    "match_header",
+    "log_file_paths",
     "parse_dataset",
+    "parse_raw_dataset",
     "parse_timestamps",
-    "read_lines",
+    "read_line_schema",
     "read_manifest",
-    "run_log_parser",
     "template_table",
 ]

@@ -46,9 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import LOWER_CASE_FIELDS, ConfigError, Params, SessionRule, SplitFractions, SplitRule
 from zerolog.data import datasets
-from zerolog.data.parse import STATUS_PARSED, dataset_config, read_manifest
+from zerolog.data.parse import STATUS_PARSED, dataset_config, iter_line_batches, read_line_schema, read_manifest
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, atomic_path, write_json
 
@@ -504,7 +505,7 @@ def _load_events(
     """
     dataset = params.datasets[name]
     path = Path(params.paths.parsed) / name / "lines.parquet"
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
     columns = [column for column in LINE_COLUMNS if column not in ("content", "event_id")]
     required = list(LINE_COLUMNS)
@@ -514,7 +515,7 @@ def _load_events(
         columns.append(group_column)
     if collector is not None:
         columns.append("content")
-    available = pq.read_schema(path).names
+    available = read_line_schema(path).names
     missing = [column for column in required if column not in available]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -532,8 +533,7 @@ def _load_events(
     # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with it,
     # Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
     dictionary_columns = ["template", "status", *(["level"] if has_level else [])]
-    reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=dictionary_columns)
-    for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
+    for batch in iter_line_batches(path, columns, BATCH_LINES, read_dictionary=dictionary_columns):
         lines += batch.num_rows
         status = batch.column("status")
         parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
@@ -782,11 +782,11 @@ def write_sessions(target: Path, table: SessionTable, metadata: dict[str, str]) 
 
 
 def sessionize_dataset(params: Params, name: str) -> None:
-    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and ``paths.metrics/sessionize/<name>.json``."""
+    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and ``reports/data/sessionize/<name>.json``."""
     table, metrics = build_sessions(params, name)
     with atomic_directory(Path(params.paths.sessions) / name) as output:
         write_sessions(output / "sessions.parquet", table, {"label_rule": metrics["label_rule"], "dataset": name})
-    write_json(Path(params.paths.metrics) / "sessionize" / f"{name}.json", metrics)
+    write_json(ArtifactPaths(params.paths).data_report("sessionize", name), metrics)
     share = metrics["anomalous_share"]
     print(
         f"{name}: {metrics['sessions']} sessions, "

@@ -1,46 +1,53 @@
-"""Streaming parse: full-size raw logs (Loghub HDFS_v1, 11.2M lines) to ``lines.parquet`` in bounded memory.
+"""The parse engine for raw logs: Drain over chunks, on worker processes or a Dask cluster, to Parquet parts.
 
-Why: the in-memory parse (parse.py) hands every message to logparser3's Drain at once, which loads the file into
-pandas and walks it row by row (7–10k lines/s, memory growing with the file). This path gives the same result,
-line for line, at a fraction of the time and with memory bounded by the chunk and row-group sizes:
+Why: logparser3's ``Drain.LogParser.parse`` loads the whole file into pandas and walks it row by row (7–10k
+lines/s, memory growing with the file). This engine gives the same templates line for line (a sequential Drain
+run over every line in input order) with memory bounded by chunks, on as many workers as there are:
 
-1. **Read** the log files in chunks of ``parse.streaming.chunk_lines`` raw lines (never the whole file).
-2. **Mine**: the first ``sample_lines`` lines are parsed in the main process and fed, in order, to the live
-   ``DrainMiner`` (logparser3's own Drain steps, matcher.py), which builds the templates.
-3. **Match** (``parse_chunk``, a pure function ``(chunk, layout, miner copy) -> ChunkResult`` whose result holds
-   the chunk's row group as a ``pyarrow.Table``): per line UTF-8 decode, header regex, masking, and the chunk's
-   distinct messages matched against a *copy* of the miner through Drain's prefix tree. Chunks run in
-   ``workers`` processes; being pure, the same function could run on Dask or Ray workers unchanged.
-4. **Fall back**, in the main process and in file order (``resolve_chunk``): a line whose message the copy could
-   not place without changing a template (a new cluster, or a template gaining a ``<*>``), and every later line
-   once the live state has moved past the copy, goes through the live miner, so new templates found here are
-   added and later chunks are matched against them. The result is exactly logparser3 Drain's sequential run.
-5. **Write** each row group as it is complete (``pyarrow.parquet.ParquetWriter``) to a temporary file. Drain
-   gives a line the *final* template of its cluster; a template that gained a ``<*>`` after some of its lines
-   were written is fixed by one streaming rewrite pass over the row groups (cluster indices are kept in a side
-   file of 4 bytes per line). The caller renames the folder into place (atomic).
+1. **Plan** (client): each log file is cut into chunks of about ``parse.chunk_bytes`` of whole lines: a byte
+   range of a plain file (found by seeking: the client does not read the data), or, for a gzip file, the lines
+   themselves (a gzip stream cannot be entered in the middle, so the client decompresses it in order).
+2. **Mine** (client): chunks are parsed in the client against the live Drain state (``DrainMiner``, matcher.py)
+   until ``parse.sample_lines`` lines are done, so the prefix tree is built from the head of the input, in order.
+3. **Map** (workers, ``zerolog.parallel``): every further chunk goes to a worker with a *copy* of the tree as it
+   is when the chunk is sent (each leaf cut to its distinct templates; shipped once per version).
+   ``parse_chunk_task`` reads the chunk, decodes it line by line (UTF-8), splits the header, masks and matches
+   each distinct masked message against the copy without changing it, writes every column but the template, the
+   event id and the line number as a *draft* (Arrow IPC) named after the chunk, and returns only the small part:
+   the distinct messages, each line's message code (4 bytes a line), the copy's answers and the counts.
+4. **Reconcile** (client, chunk order): ``resolve_chunk`` keeps a copy's answer while it still holds in the live
+   tree (same tree epoch, same version of the message's leaf) and sends every other line through the live miner
+   in input order, so new templates are found centrally, in chunk order, and later chunks are sent with them.
+   The result is exactly the sequential Drain run. Each line's cluster index goes to a side file.
+5. **Write** (workers): with every chunk reconciled the templates are final (Drain gives a line its cluster's
+   final template); ``write_part_task`` turns each draft into ``lines.parquet/part-<chunk>.parquet`` with the
+   final template, event id and line number of every line.
 
-Output schema: identical to parse.py's ``lines.parquet`` / ``templates.parquet`` (docs/architecture.md); the
-per-line building blocks (``header_regex``, ``parse_timestamps``, ``line_labels``, the status values) are
-parse.py's own.
+Failure: a worker that dies takes its running tasks and the results it held with it; the Dask scheduler runs
+them again on another worker. Both tasks are idempotent (same bytes, written under the chunk's name, renamed into
+place), the client takes each chunk's result once and in order, and the engine checks at the end that each part
+holds exactly its chunk's lines. So no line is lost or written twice (tests/test_dask_parse.py kills a worker).
+
+Output: ``lines.parquet`` is a folder of parts in line order, one per chunk, that reads as one table
+(``pandas.read_parquet``, pyarrow.dataset, ``iter_line_batches``); schema in docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import hashlib
 import itertools
-import multiprocessing
 import operator
 import os
 import pickle
 import re
-import sys
+import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,36 +59,66 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from zerolog.config import ConfigError, LabelRule, ParseConfig, Params, StreamingConfig, SystemConfig
+from zerolog.config import LOWER_CASE_FIELDS, LabelRule, ParseConfig, SystemConfig
 from zerolog.data import datasets
 from zerolog.data.matcher import DrainMiner
-from zerolog.data.parse import (
-    EMPTY_TEMPLATE,
-    RENAMED_FIELDS,
-    RESERVED_COLUMNS,
-    STATUS_NON_UTF8,
-    STATUS_PARSED,
-    STATUS_UNMATCHED,
-    check_file_counts,
-    dataset_config,
-    header_regex,
-    line_labels,
-    parse_timestamps,
-    parser_arguments,
-    read_manifest,
-)
+from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
-from zerolog.io import atomic_directory, write_json, write_parquet
+from zerolog.io import write_parquet
+from zerolog.parallel import InlinePool, Pool, map_ordered, open_pool, worker_count
 
-#: ``key_of_line`` codes of lines without a message for Drain.
+#: Line status values (``lines.parquet`` column ``status``).
+STATUS_PARSED = "parsed"
+STATUS_UNMATCHED = "unmatched"
+STATUS_NON_UTF8 = "non_utf8"
+
+#: Template given to a matched line whose message part is empty (Drain has no token to place it by).
+EMPTY_TEMPLATE = ""
+
+#: ``key_of_line`` / cluster codes of lines without a message for Drain.
 NO_MESSAGE = -1  # the line did not match the log format or is not UTF-8: no template
-EMPTY_MESSAGE = -2  # the line matched but its message part is empty: the empty template (parse.py's rule)
+EMPTY_MESSAGE = -2  # the line matched but its message part is empty: the empty template
 
-#: Chunks submitted to the workers ahead of the one being written, per worker (bounds memory).
+#: Chunks submitted to the workers ahead of the one being reconciled, per worker (bounds memory).
 CHUNKS_AHEAD_PER_WORKER = 2
 
+#: The lines dataset: a folder of Parquet parts named after their chunk, in line order.
+LINES_FOLDER = "lines.parquet"
+PART_PATTERN = re.compile(r"part-(\d{6})\.parquet")
 
-# ----------------------------------------------------------------------------- line layout
+#: Bytes read at a time when looking for the end of a line (chunk planning).
+_PROBE_BYTES = 1 << 16
+
+
+# ----------------------------------------------------------------------------- header
+
+
+def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
+    """Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
+
+    Built exactly as logparser3 builds it: each ``<Field>`` becomes a lazy named group ``(?P<Field>.*?)``,
+    runs of spaces between fields match any whitespace run, the rest is regex text as written, anchored at
+    both ends. Applied to a line with surrounding whitespace stripped. The format was checked on load
+    (config.py: a <Content> field, unique identifiers, a valid regex, no field named after a reserved column).
+    """
+    fields: list[str] = []
+    pattern = ""
+    for index, part in enumerate(re.split(r"(<[^<>]+>)", log_format)):
+        if index % 2 == 0:
+            pattern += re.sub(" +", r"\\s+", part)
+        else:
+            name = part[1:-1]
+            fields.append(name)
+            pattern += f"(?P<{name}>.*?)"
+    return re.compile(f"^{pattern}$"), fields
+
+
+def line_labels(values: pd.Series, normal_value: str) -> pd.Series:
+    """Line labels of a ``line_field`` rule: ``normal_value`` -> 0, any other value -> 1, missing -> null."""
+    labels = pd.Series(pd.NA, index=values.index, dtype="Int8")
+    present = values.notna()
+    labels[present] = (values[present] != normal_value).astype("int8")
+    return labels
 
 
 @dataclass(frozen=True)
@@ -98,11 +135,11 @@ class LineLayout:
     @property
     def header_columns(self) -> list[tuple[str, str]]:
         """(field, column) of every header field except Content, in log-format order."""
-        return [(name, RENAMED_FIELDS.get(name, name)) for name in self.fields if name != "Content"]
+        return [(name, LOWER_CASE_FIELDS.get(name, name)) for name in self.fields if name != "Content"]
 
     @property
     def columns(self) -> list[str]:
-        """``lines.parquet`` column order, as parse.py builds it."""
+        """``lines.parquet`` column order."""
         names = ["file_index", "line_number", "timestamp", "level", "component"]
         for _, column in self.header_columns:
             if column not in names:
@@ -110,313 +147,233 @@ class LineLayout:
         return [*names, "content", "event_id", "template", "label", "status"]
 
 
-def line_layout(system_name: str, system: SystemConfig, label: LabelRule | None, dataset_name: str) -> LineLayout:
-    """Build (and check) a system's ``LineLayout``; a bad log format or label field is a one-line ConfigError."""
-    where = f"systems.{system_name}"
-    try:
-        _, fields = header_regex(system.log_format)
-    except Exception as error:  # re.error
-        raise ConfigError(f"{where}.log_format: invalid regex ({error})") from None
-    if "Content" not in fields:
-        raise ConfigError(f"{where}.log_format: has no <Content> field")
-    for name in fields:
-        if name != "Content" and name not in RENAMED_FIELDS and name in RESERVED_COLUMNS:
-            raise ConfigError(f"{where}.log_format: field <{name}> would overwrite the column {name!r}")
-    for name in system.timestamp.fields:
-        if name not in fields:
-            raise ConfigError(f"{where}.timestamp.fields: {name!r} is not a field of the log format")
-    label_field = normal_value = None
-    if label is not None and label.rule == "line_field":
-        if label.field not in fields:
-            raise ConfigError(f"datasets.{dataset_name}.label.field: {label.field!r} is not a field of the log format")
-        if label.normal_value is None:
-            raise ConfigError(f"datasets.{dataset_name}.label.normal_value: missing key (required for rule line_field)")
-        label_field, normal_value = label.field, label.normal_value
+def line_layout(system: SystemConfig, label: LabelRule | None) -> LineLayout:
+    """A system's ``LineLayout`` (with the dataset's line-label field, for ``label.rule: line_field``)."""
+    _, fields = header_regex(system.log_format)
+    line_field = label is not None and label.rule == "line_field"
     return LineLayout(
         log_format=system.log_format,
         fields=tuple(fields),
         timestamp_fields=tuple(system.timestamp.fields),
         timestamp_format=system.timestamp.format,
-        label_field=label_field,
-        label_normal_value=normal_value,
+        label_field=label.field if line_field else None,  # type: ignore[union-attr]
+        label_normal_value=label.normal_value if line_field else None,  # type: ignore[union-attr]
     )
 
 
+@functools.lru_cache(maxsize=16)
 def lines_schema(layout: LineLayout) -> pa.Schema:
-    """The Arrow schema (with pandas metadata) that ``io.write_parquet`` gives parse.py's lines table."""
-    frame = pd.DataFrame(
-        {
-            column: pd.Series(
-                [],
-                dtype={"file_index": "int16", "line_number": "int64", "timestamp": "float64", "label": "Int8"}.get(
-                    column, "string"
-                ),
-            )
-            for column in layout.columns
-        }
-    )
+    """The Arrow schema, with its pandas metadata, of every part of ``lines.parquet`` (built once per layout: a
+    pandas round trip costs more than writing a small part)."""
+    types = {"file_index": "int16", "line_number": "int64", "timestamp": "float64", "label": "Int8"}
+    frame = pd.DataFrame({column: pd.Series([], dtype=types.get(column, "string")) for column in layout.columns})
     return pa.Table.from_pandas(frame, preserve_index=False).schema
 
 
-# ----------------------------------------------------------------------------- timestamps
-
-#: Fixed-width strptime directives the fast path reads itself: width (None: %f, set per call) and the strict
-#: RE2 pattern of a valid value. Anything else in a format sends every value to parse.py's parse_timestamps.
-_DIRECTIVES: dict[str, tuple[int | None, str]] = {
-    "Y": (4, r"\d{4}"),
-    "y": (2, r"\d{2}"),
-    "m": (2, r"(?:0[1-9]|1[0-2])"),
-    "d": (2, r"(?:0[1-9]|[12]\d|3[01])"),
-    "H": (2, r"(?:[01]\d|2[0-3])"),
-    "M": (2, r"[0-5]\d"),
-    "S": (2, r"[0-5]\d"),
-    "f": (None, ""),
-}
-_NANOSECONDS = {"H": 3_600 * 10**9, "M": 60 * 10**9, "S": 10**9}
+def new_miner(system: SystemConfig) -> DrainMiner:
+    """An empty Drain state with the system's Drain settings and masking regexes."""
+    return DrainMiner(system.drain, system.regex)
 
 
-#: ISO 8601 formats: pandas reads these with its own fast ISO parser, faster than the path below.
-_ISO_FORMAT = re.compile(r"%Y-%m-%d(?:[ T]%H(?::%M(?::%S(?:\.%f)?)?)?)?")
-
-
-def _timestamp_plan(timestamp_format: str) -> list[tuple[str, str]] | None:
-    """The format as [("directive", letter) | ("literal", text)], or None if the fast path does not read it."""
-    if _ISO_FORMAT.fullmatch(timestamp_format):
-        return None
-    plan: list[tuple[str, str]] = []
-    position = 0
-    while position < len(timestamp_format):
-        character = timestamp_format[position]
-        if character == "%":
-            letter = timestamp_format[position + 1 : position + 2]
-            if letter not in _DIRECTIVES:
-                return None
-            plan.append(("directive", letter))
-            position += 2
-        else:
-            if not character.isascii():
-                return None
-            plan.append(("literal", character))
-            position += 1
-    letters = [value for kind, value in plan if kind == "directive"]
-    if len(set(letters)) != len(letters) or not {"m", "d"} <= set(letters) or not {"Y", "y"} & set(letters):
-        return None
-    return plan
-
-
-def timestamp_seconds(values: list[str], timestamp_format: str) -> np.ndarray:
-    """``parse.parse_timestamps`` (seconds since the epoch, UTC, NaN when unreadable) for header texts, fast.
-
-    Values in the strict fixed-width form of the format (every field at its full width and in its valid range,
-    the literal characters exactly) are read with vectorised arithmetic: for them pandas' strptime reads the
-    same fields (its first alternative of every directive takes the full width) and gives the same nanoseconds,
-    divided the same way. Every other value (and every value of a format with other directives) goes to
-    ``parse_timestamps`` itself, so odd inputs keep pandas' exact behaviour.
-    """
-    size = len(values)
-    result = np.full(size, np.nan)
-    plan = _timestamp_plan(timestamp_format)
-    if size == 0:
-        return result
-    fast = np.zeros(size, dtype=bool)
-    if plan is not None:
-        array = pa.array(values, type=pa.string())
-        lengths = pc.binary_length(array).to_numpy(zero_copy_only=False)
-        width = int(np.bincount(lengths).argmax())
-        fixed = sum(1 if kind == "literal" else _DIRECTIVES[value][0] or 0 for kind, value in plan)
-        fraction_width = width - fixed
-        has_fraction = any(value == "f" for kind, value in plan if kind == "directive")
-        if not has_fraction or 1 <= fraction_width <= 9:
-            pattern = "^" + "".join(
-                re.escape(value) if kind == "literal" else (rf"\d{{{fraction_width}}}" if value == "f" else _DIRECTIVES[value][1])
-                for kind, value in plan
-            ) + "$"
-            fast = pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False) & (lengths == width)
-        if fast.any():
-            chosen = pc.filter(array, pa.array(fast))
-            offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int32)[chosen.offset : chosen.offset + len(chosen) + 1]
-            data = np.frombuffer(chosen.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-            digits = data.reshape(len(chosen), width).astype(np.int64) - ord("0")  # (values, width)
-            fields: dict[str, np.ndarray] = {}
-            column = 0
-            for kind, value in plan:
-                if kind == "literal":
-                    column += 1
-                    continue
-                field_width = fraction_width if value == "f" else _DIRECTIVES[value][0] or 0
-                number = np.zeros(len(chosen), dtype=np.int64)
-                for offset in range(field_width):
-                    number = number * 10 + digits[:, column + offset]
-                fields[value] = number
-                column += field_width
-            if "Y" in fields:
-                year = fields["Y"]
-            else:  # strptime's two-digit years: 69-99 -> 1900s, 00-68 -> 2000s
-                year = np.where(fields["y"] <= 68, 2000, 1900) + fields["y"]
-            month, day = fields["m"], fields["d"]
-            leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-            month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month - 1] + (leap & (month == 2))
-            valid = (day <= month_days) & (year >= 1678) & (year <= 2261)  # pandas' nanosecond range, with margin
-            # days since 1970-01-01 of a proleptic Gregorian date (civil-from-days inverse)
-            shifted = year - (month <= 2)
-            era = np.floor_divide(shifted, 400)
-            year_of_era = shifted - era * 400
-            day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-            day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-            days = era * 146_097 + day_of_era - 719_468
-            nanoseconds = days * 86_400 * 10**9
-            for letter, scale in _NANOSECONDS.items():
-                if letter in fields:
-                    nanoseconds = nanoseconds + fields[letter] * scale
-            if "f" in fields:
-                nanoseconds = nanoseconds + fields["f"] * 10 ** (9 - fraction_width)
-            # as pandas: (timestamp - epoch) / Timedelta(seconds=1), an int64 / int64 true division
-            seconds = nanoseconds / np.int64(10**9)
-            positions = np.flatnonzero(fast)
-            result[positions[valid]] = seconds[valid]
-            fast[positions[~valid]] = False
-    rest = np.flatnonzero(~fast)
-    if len(rest):
-        others = pd.Series([values[index] for index in rest], dtype="object")
-        result[rest] = parse_timestamps(others, timestamp_format).to_numpy(dtype=np.float64)
-    return result
-
-
-# ----------------------------------------------------------------------------- chunks (pure)
+# ----------------------------------------------------------------------------- chunks
 
 
 @dataclass(frozen=True)
 class LineChunk:
-    """``chunk_lines`` consecutive raw lines of one log file, as read (line ends included)."""
+    """Consecutive whole lines of one log file: the byte range ``[start, end)`` of ``path``, or ``data`` itself."""
 
+    index: int  # position in the run (0-based): names the draft and the part
     file_index: int
-    first_line_number: int  # 1-based number of ``lines[0]`` in its file
-    lines: list[bytes]
+    path: str
+    start: int = 0
+    end: int = 0
+    data: bytes | None = None  # the lines, line ends included (compressed files); None: read the range
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.start)
+                data = handle.read(self.end - self.start)
+        except OSError as error:
+            raise DataError(f"{self.path}: bytes {self.start}-{self.end}: unreadable ({error})") from None
+        if len(data) != self.end - self.start:
+            raise DataError(f"{self.path}: shorter than when the parse began ({self.start + len(data)} < {self.end} bytes)")
+        return data
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.end - self.start
+
+
+def plan_chunks(log_files: Sequence[Path], chunk_bytes: int) -> Iterator[LineChunk]:
+    """Cut every file, in order, into chunks of at least ``chunk_bytes`` (to the end of the line) or the rest.
+
+    A chunk never spans two files; an empty file has none. gzip (``.gz``) is decompressed here, in order; a broken
+    gzip stream is a one-line DataError naming the file and the first line of the chunk it broke in.
+    """
+    counter = itertools.count()
+    for file_index, path in enumerate(log_files):
+        if path.suffix == ".gz":
+            yield from _compressed_chunks(path, file_index, chunk_bytes, counter)
+        else:
+            yield from _plain_chunks(path, file_index, chunk_bytes, counter)
+
+
+def _plain_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterator[int]) -> Iterator[LineChunk]:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        start = 0
+        while start < size:
+            end = _end_of_line(handle, min(start + chunk_bytes, size) - 1, size)
+            yield LineChunk(index=next(counter), file_index=file_index, path=str(path), start=start, end=end)
+            start = end
+
+
+def _end_of_line(handle: Any, position: int, size: int) -> int:
+    """The offset just past the first ``\\n`` at or after ``position`` (the file's size when there is none)."""
+    handle.seek(position)
+    while position < size:
+        block = handle.read(_PROBE_BYTES)
+        if not block:
+            break
+        found = block.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(block)
+    return size
+
+
+def _compressed_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterator[int]) -> Iterator[LineChunk]:
+    line_number = 1
+    try:
+        with datasets.open_binary(path) as handle:
+            while True:
+                data = handle.read(chunk_bytes)
+                if not data:
+                    return
+                if not data.endswith(b"\n"):
+                    data += handle.readline()
+                yield LineChunk(index=next(counter), file_index=file_index, path=str(path), data=data)
+                line_number += data.count(b"\n")
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: line {line_number}: unreadable ({error})") from None
+
+
+def _decode_lines(data: bytes) -> list[str | None]:
+    """Each line of ``data`` (split on ``\\n`` only) as text, None where it is not UTF-8.
+
+    Decoded in one call when the chunk is valid UTF-8 (a newline byte never occurs inside a UTF-8 sequence, so
+    the lines come out the same), line by line otherwise, so one bad byte costs one line. A trailing ``\\r`` is
+    left in place: the header regex is matched on the stripped text.
+    """
+    try:
+        texts: list[str | None] = data.decode("utf-8").split("\n")  # type: ignore[assignment]
+    except UnicodeDecodeError:
+        texts = []
+        for raw in data.split(b"\n"):
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+    if data.endswith(b"\n") or not data:
+        texts.pop()
+    return texts
+
+
+# ----------------------------------------------------------------------------- one chunk (pure)
 
 
 @dataclass
-class ChunkResult:
-    """What ``parse_chunk`` returns: the chunk's rows, except the two columns only the live miner can fill."""
+class ChunkSummary:
+    """What a worker sends back for one chunk: everything but the rows (those stay in its draft)."""
 
-    table: pa.Table  # every lines.parquet column except template and event_id, one row per line
+    index: int
+    file_index: int
+    lines: int
+    raw_bytes: int
     keys: list[str]  # distinct masked messages (Drain's input), first-seen order
     key_of_line: np.ndarray  # (lines,) int32: index into keys, NO_MESSAGE or EMPTY_MESSAGE
     key_cluster: np.ndarray  # (keys,) int32: cluster index on the miner copy, -1 where only the live miner can say
     key_leaf: np.ndarray  # (keys,) int32: leaf serial each key was routed to (NO_LEAF if none)
     key_leaf_version: np.ndarray  # (keys,) int64: that leaf's version on the copy
     epoch: int  # tree epoch of the miner copy the keys were matched against
-    file_index: int
     status_counts: dict[str, int]
-    first_bad_line: int | None  # first line number of the chunk that is unmatched or not UTF-8
+    first_bad_offset: int | None  # 0-based offset in the chunk of its first unmatched or non-UTF-8 line
     timestamps_unparseable: int  # parsed lines without a readable timestamp
-    raw_bytes: int
+    labeled_lines: int
+    anomalous_lines: int
 
 
-def _decode_lines(lines: list[bytes]) -> list[str | None]:
-    """Each raw line as text without its line end, None where it is not UTF-8 (read_lines' rule, per line).
+@dataclass
+class _Headers:
+    """The header split of a chunk's lines (``_split_headers``)."""
 
-    The chunk is decoded in one call when it is all valid UTF-8 (a newline byte never occurs inside a UTF-8
-    sequence, so the lines come out the same), line by line otherwise. A trailing ``\r`` is left in place: the
-    header regex is matched on the stripped text, as in parse.py, so it makes no difference.
-    """
-    joined = b"".join(lines)
-    try:
-        texts: list[str | None] = joined.decode("utf-8").split("\n")  # type: ignore[assignment]
-    except UnicodeDecodeError:
-        texts = []
-        for raw in lines:
-            try:
-                texts.append(raw.decode("utf-8").rstrip("\n"))
-            except UnicodeDecodeError:
-                texts.append(None)
-        return texts
-    if joined.endswith(b"\n"):
-        texts.pop()
-    return texts
+    rows: list[tuple[str | None, ...]]  # per line: every field's value (all None when not parsed)
+    status_codes: np.ndarray  # (lines,) int8: 0 parsed, 1 unmatched, 2 non_utf8
+    message_contents: list[str]  # the non-blank messages, in line order
+    message_offsets: list[int]
+    empty_offsets: list[int]  # parsed lines with a blank message
+    stamps: list[str]  # distinct timestamp texts, first-seen order
+    stamp_of_line: list[int]  # (lines,) index into stamps, -1 where none
 
 
-#: Status column values by code (0 parsed, 1 unmatched, 2 non_utf8).
-_STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8], type=pa.string())
-
-
-def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> ChunkResult:
-    """Parse one chunk against a (copy of the) miner. Pure: reads only its arguments, changes none of them.
-
-    Per line, exactly as parse.py: split on ``\\n``, decode UTF-8 (a bad line gets status ``non_utf8``), match the
-    header regex on the stripped text (``unmatched`` if it does not), take the header fields. Messages
-    (``<Content>``, when not blank) are masked once per line and matched once per distinct masked message;
-    timestamps are read once per distinct text. This is the function a distributed runner (Dask, Ray) would map
-    over chunks.
-    """
+def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
+    """Match every line's stripped text against the header regex; collect messages and distinct timestamps."""
     regex, fields = header_regex(layout.log_format)
     field_count = len(fields)
     content_position = fields.index("Content")
     # groups() is group(*fields) when the format adds no unnamed group of its own (a one-field format gives a str)
     plain_groups = regex.groups == field_count and field_count > 1
     empty_row: tuple[None, ...] = (None,) * field_count
-    rows: list[tuple[str | None, ...]] = []
-    message_contents: list[str] = []  # the non-blank messages, in line order
-    message_offsets: list[int] = []
-    empty_offsets: list[int] = []
-    bad_lines: list[tuple[int, int]] = []  # (offset, status code) of lines that are not parsed
-    match = regex.match
-    # Timestamps are read once per distinct text (many lines share a second in real logs).
     stamp_positions = [fields.index(name) for name in layout.timestamp_fields]
     stamp_getter = operator.itemgetter(*stamp_positions) if stamp_positions else None
     single_stamp = len(stamp_positions) == 1
+    headers = _Headers([], np.zeros(len(texts), dtype=np.int8), [], [], [], [], [])
     stamp_index: dict[str, int] = {}
-    stamp_of_line: list[int] = []
-    for offset, text in enumerate(_decode_lines(chunk.lines)):
+    match = regex.match
+    for offset, text in enumerate(texts):
         found = match(text.strip()) if text is not None else None
         if found is None:
-            bad_lines.append((offset, 1 if text is not None else 2))
-            rows.append(empty_row)
-            stamp_of_line.append(-1)
+            headers.status_codes[offset] = 1 if text is not None else 2
+            headers.rows.append(empty_row)
+            headers.stamp_of_line.append(-1)
             continue
         values = found.groups() if plain_groups else found.group(*fields)
         if field_count == 1:
             values = (values,)
-        rows.append(values)
+        headers.rows.append(values)
         if stamp_getter is not None:
             stamp = stamp_getter(values) if single_stamp else " ".join(stamp_getter(values))
-            stamp_of_line.append(stamp_index.setdefault(stamp, len(stamp_index)))
+            headers.stamp_of_line.append(stamp_index.setdefault(stamp, len(stamp_index)))
         content = values[content_position]
         if content and content.strip():
-            message_contents.append(content)
-            message_offsets.append(offset)
+            headers.message_contents.append(content)
+            headers.message_offsets.append(offset)
         else:
-            empty_offsets.append(offset)
-    size = len(rows)
-    # Drain's input: the masked messages, each distinct one matched once against the miner copy.
-    encoded = pc.dictionary_encode(miner.mask_array(message_contents))
-    keys = encoded.dictionary.to_pylist()
-    key_of_line = np.full(size, NO_MESSAGE, dtype=np.int32)
-    key_of_line[np.asarray(empty_offsets, dtype=np.int64)] = EMPTY_MESSAGE
-    key_of_line[np.asarray(message_offsets, dtype=np.int64)] = encoded.indices.to_numpy(zero_copy_only=False)
-    answers = np.array([miner.match(key.split()) for key in keys], dtype=np.int64).reshape(len(keys), 3)
+            headers.empty_offsets.append(offset)
+    headers.stamps = list(stamp_index)
+    return headers
 
-    status_codes = np.zeros(size, dtype=np.int8)
-    for offset, code in bad_lines:
-        status_codes[offset] = code
-    counts = {
-        STATUS_PARSED: int(size - len(bad_lines)),
-        STATUS_UNMATCHED: int((status_codes == 1).sum()),
-        STATUS_NON_UTF8: int((status_codes == 2).sum()),
-    }
-    columns = list(zip(*rows)) if rows else [()] * field_count
-    by_field = dict(zip(fields, columns, strict=True))
-    arrays: dict[str, pa.Array] = {
-        "file_index": pa.array(np.full(size, chunk.file_index, dtype=np.int16)),
-        "line_number": pa.array(np.arange(chunk.first_line_number, chunk.first_line_number + size, dtype=np.int64)),
-    }
-    if stamp_getter is not None:
-        distinct = timestamp_seconds(list(stamp_index), layout.timestamp_format)
+
+#: Status column values by code (0 parsed, 1 unmatched, 2 non_utf8).
+_STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8], type=pa.string())
+
+
+def _draft_table(headers: _Headers, layout: LineLayout, file_index: int) -> pa.Table:
+    """Every ``lines.parquet`` column of the chunk except line_number, template and event_id."""
+    size = len(headers.rows)
+    columns = list(zip(*headers.rows)) if headers.rows else [()] * len(layout.fields)
+    by_field = dict(zip(layout.fields, columns, strict=True))
+    arrays: dict[str, pa.Array] = {"file_index": pa.array(np.full(size, file_index, dtype=np.int16))}
+    if layout.timestamp_fields:
+        distinct = parse_timestamps(pd.Series(headers.stamps, dtype="object"), layout.timestamp_format).to_numpy()
         # index -1 (no header) picks the NaN appended last
-        stamps = np.append(distinct, np.nan)[np.asarray(stamp_of_line, dtype=np.int64)]
+        stamps = np.append(distinct, np.nan)[np.asarray(headers.stamp_of_line, dtype=np.int64)]
     else:
         stamps = np.full(size, np.nan)
     arrays["timestamp"] = pa.array(stamps, type=pa.float64(), from_pandas=True)
-    unparseable = int((np.isnan(stamps) & (status_codes == 0)).sum())
     arrays["level"] = arrays["component"] = pa.nulls(size, pa.string())
     for name, column in layout.header_columns:
         arrays[column] = pa.array(by_field[name], type=pa.string())
@@ -426,42 +383,127 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> Chun
         arrays["label"] = pa.array(labels, type=pa.int8(), from_pandas=True)
     else:
         arrays["label"] = pa.nulls(size, pa.int8())
-    arrays["status"] = _STATUSES.take(pa.array(status_codes))
-    names = [column for column in layout.columns if column not in ("template", "event_id")]
-    return ChunkResult(
-        table=pa.table([arrays[name] for name in names], names=names),
+    arrays["status"] = _STATUSES.take(pa.array(headers.status_codes))
+    names = [column for column in layout.columns if column not in ("line_number", "template", "event_id")]
+    return pa.table([arrays[name] for name in names], names=names)
+
+
+def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tuple[pa.Table, ChunkSummary]:
+    """Parse one chunk against a (copy of the) miner: its draft table and its summary. Changes no argument.
+
+    Per line: split on ``\\n``, decode UTF-8 (a bad line gets status ``non_utf8``), match the header regex on the
+    stripped text (``unmatched`` if it does not), take the header fields. Messages (``<Content>``, when not
+    blank) are masked once per line and matched once per distinct masked message; timestamps are read once per
+    distinct text.
+    """
+    headers = _split_headers(_decode_lines(chunk.read()), layout)
+    size = len(headers.rows)
+    # Drain's input: the masked messages, each distinct one matched once against the miner.
+    encoded = pc.dictionary_encode(miner.mask_array(headers.message_contents))
+    keys = encoded.dictionary.to_pylist()
+    key_of_line = np.full(size, NO_MESSAGE, dtype=np.int32)
+    key_of_line[np.asarray(headers.empty_offsets, dtype=np.int64)] = EMPTY_MESSAGE
+    key_of_line[np.asarray(headers.message_offsets, dtype=np.int64)] = encoded.indices.to_numpy(zero_copy_only=False)
+    answers = np.array([miner.match(key.split()) for key in keys], dtype=np.int64).reshape(len(keys), 3)
+    table = _draft_table(headers, layout, chunk.file_index)
+    codes = headers.status_codes
+    bad = np.flatnonzero(codes != 0)
+    labels = table.column("label")
+    summary = ChunkSummary(
+        index=chunk.index,
+        file_index=chunk.file_index,
+        lines=size,
+        raw_bytes=chunk.size,
         keys=keys,
         key_of_line=key_of_line,
         key_cluster=answers[:, 0].astype(np.int32),
         key_leaf=answers[:, 1].astype(np.int32),
         key_leaf_version=answers[:, 2],
         epoch=miner.epoch,
-        file_index=chunk.file_index,
-        status_counts=counts,
-        first_bad_line=chunk.first_line_number + bad_lines[0][0] if bad_lines else None,
-        timestamps_unparseable=unparseable,
-        raw_bytes=sum(map(len, chunk.lines)),
+        status_counts={
+            STATUS_PARSED: int(size - len(bad)),
+            STATUS_UNMATCHED: int((codes == 1).sum()),
+            STATUS_NON_UTF8: int((codes == 2).sum()),
+        },
+        first_bad_offset=int(bad[0]) if len(bad) else None,
+        timestamps_unparseable=int((table.column("timestamp").is_null().to_numpy(zero_copy_only=False) & (codes == 0)).sum()),
+        labeled_lines=size - labels.null_count,
+        anomalous_lines=int(pc.sum(labels).as_py() or 0),
     )
+    return table, summary
 
 
-#: Worker-process memo of the last miner copy: (pickled bytes, miner), so a copy is unpickled once per version.
-_WORKER_MINER: tuple[bytes, DrainMiner] | None = None
+@dataclass(frozen=True)
+class MinerCopy:
+    """A pickled matching copy of the live miner (``DrainMiner.matching_copy``), named by its digest."""
+
+    digest: str
+    data: bytes
+
+    @classmethod
+    def of(cls, miner: DrainMiner) -> MinerCopy:
+        data = miner.matching_copy()
+        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), data)
 
 
-def _parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner_bytes: bytes) -> ChunkResult:
-    """Worker entry point: ``parse_chunk`` on a miner copy sent as pickled bytes (taken when the chunk was sent)."""
-    global _WORKER_MINER
-    if _WORKER_MINER is None or _WORKER_MINER[0] != miner_bytes:
-        _WORKER_MINER = (miner_bytes, pickle.loads(miner_bytes))
-    return parse_chunk(chunk, layout, _WORKER_MINER[1])
+#: Worker-process memo of the last miner copy, so a copy is unpickled once per version, not once per chunk.
+_WORKER_MINER: dict[str, DrainMiner] = {}
 
 
-def resolve_chunk(result: ChunkResult, miner: DrainMiner) -> np.ndarray:
+def _copy_in_worker(copy: MinerCopy) -> DrainMiner:
+    miner = _WORKER_MINER.get(copy.digest)
+    if miner is None:
+        _WORKER_MINER.clear()
+        miner = _WORKER_MINER[copy.digest] = pickle.loads(copy.data)
+    return miner
+
+
+def draft_path(scratch: Path, index: int) -> Path:
+    return scratch / f"draft-{index:06d}.arrow"
+
+
+def clusters_path(scratch: Path, index: int) -> Path:
+    return scratch / f"clusters-{index:06d}.npy"
+
+
+def part_path(parts: Path, index: int) -> Path:
+    return parts / f"part-{index:06d}.parquet"
+
+
+@contextlib.contextmanager
+def _replacing(target: Path, scratch: Path) -> Iterator[Path]:
+    """A temporary path in ``scratch`` (same file system), renamed onto ``target`` on success: a rerun of a task
+    replaces, never adds, and what a killed task leaves behind is in ``scratch``, never among the parts."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=scratch)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner: DrainMiner | MinerCopy, scratch: str) -> ChunkSummary:
+    """``parse_chunk``, its draft written to ``scratch`` under the chunk's name; runs in the client (live miner)
+    or on a worker (a copy). Idempotent: a rerun writes the same draft under the same name."""
+    live = miner if isinstance(miner, DrainMiner) else _copy_in_worker(miner)
+    table, summary = parse_chunk(chunk, layout, live)
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with _replacing(draft_path(Path(scratch), chunk.index), Path(scratch)) as temporary:
+        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+    return summary
+
+
+# ----------------------------------------------------------------------------- reconcile (client)
+
+
+def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     """Each line's cluster index in the live miner, exactly as a sequential Drain run over every line would give.
 
     Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key
     is taken while it still holds (same tree epoch, same version of the key's leaf, see matcher.py); the other
-    lines go, in file order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
+    lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
     and after each change the remaining answers are checked again.
     """
     key_of_line = result.key_of_line
@@ -508,44 +550,24 @@ def resolve_chunk(result: ChunkResult, miner: DrainMiner) -> np.ndarray:
     return clusters
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def read_chunks(log_files: list[Path], chunk_lines: int) -> Iterator[LineChunk]:
-    """Yield every file's lines in chunks of at most ``chunk_lines`` (a chunk never spans two files).
-
-    gzip (``.gz``) is read transparently. A missing file or a broken gzip stream is a one-line DataError.
-    """
-    for file_index, path in enumerate(log_files):
-        next_line = 1
-        try:
-            with datasets.open_binary(path) as handle:
-                while True:
-                    lines = list(itertools.islice(handle, chunk_lines))
-                    if not lines:
-                        break
-                    yield LineChunk(file_index=file_index, first_line_number=next_line, lines=lines)
-                    next_line += len(lines)
-        except FileNotFoundError:
-            raise DataError(f"{path}: log file not found") from None
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"{path}: line {next_line}: unreadable ({error})") from None
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-# ----------------------------------------------------------------------------- writing
+def check_file_counts(path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str) -> None:
+    """Refuse an empty file, a format that matches nothing, or too many lines that do not match."""
+    total = counts["lines"]
+    if total == 0:
+        raise DataError(f"{path}: empty log file")
+    if counts[STATUS_PARSED] == 0:
+        raise DataError(f"{path}: log format of {where} matches none of {total} lines")
+    bad = counts[STATUS_UNMATCHED] + counts[STATUS_NON_UTF8]
+    if bad / total > max_share:
+        raise DataError(
+            f"{path}: {bad} of {total} lines ({bad / total:.1%}) do not match {where} or are not UTF-8, "
+            f"above parse.max_unmatched_share {max_share}; first at line {first_bad_line}"
+        )
 
 
 @dataclass
 class StreamSummary:
-    """What a streaming parse counted (metrics), and the final templates with their line counts."""
+    """What a parse counted (metrics), and the final templates with their line counts."""
 
     lines: int = 0
     status_counts: dict[str, int] = field(default_factory=lambda: {STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0})
@@ -554,366 +576,330 @@ class StreamSummary:
     labeled_lines: int = 0
     anomalous_lines: int = 0
     templates: pd.DataFrame | None = None  # templates.parquet: event_id, template, count
-    chunks: int = 0
+    chunk_lines: list[int] = field(default_factory=list)  # lines per chunk, by chunk index
+    chunk_first_lines: list[int] = field(default_factory=list)  # line number (in its file) of each chunk's first line
+    pool: str = "in-process"  # where the chunks after the sample ran
     workers: int = 1
-    row_groups: int = 0
     miner_changes_after_sample: int = 0  # state changes (new / generalised templates) after the mined prefix
     clusters: int = 0  # Drain clusters (several can end with the same template text)
-    rewritten: bool = False  # a template changed after some of its lines were written: one rewrite pass ran
     seconds: float = 0.0
 
 
-class _LinesWriter:
-    """Writes resolved chunks as row groups of ``row_group_lines`` (whole chunks) and keeps what a rewrite needs."""
+class _Reconciler:
+    """The client's side of the map: takes chunk summaries in chunk order, reconciles them with the live miner,
+    writes each chunk's cluster indices to ``scratch`` and keeps the counts and per-file checks."""
 
-    def __init__(self, path: Path, side_path: Path, schema: pa.Schema, row_group_lines: int) -> None:
-        self.path = path
-        self.schema = schema
-        self.row_group_lines = row_group_lines
-        # Dictionary-encode every column but the message text (near-unique: the dictionary would be thrown away).
-        dictionary_columns = [name for name in schema.names if name != "content"]
-        self.writer = pq.ParquetWriter(path, schema, use_dictionary=dictionary_columns)
-        self.side = open(side_path, "wb")  # noqa: SIM115 (closed in close())
-        self.side_path = side_path
-        self.pending: list[pa.Table] = []
-        self.pending_lines = 0
-        self.row_groups = 0
-        self.written_template: dict[int, str] = {}  # cluster -> template text its last written lines carry
-        self.stale = False  # some written line carries a template its cluster no longer has
+    def __init__(self, log_files: Sequence[Path], miner: DrainMiner, scratch: Path, parse: ParseConfig, where: str,
+                 progress: Callable[[int], None] | None) -> None:
+        self.log_files, self.miner, self.scratch, self.where, self.progress = log_files, miner, scratch, where, progress
+        self.max_share = parse.max_unmatched_share
+        self.summary = StreamSummary()
+        self.summary.file_counts = [
+            {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0} for path in log_files
+        ]
+        self.first_bad: list[int | None] = [None] * len(log_files)
+        self.checked_files = 0
         self.cluster_counts = np.zeros(0, dtype=np.int64)
         self.empty_count = 0
+        gzipped = any(path.suffix == ".gz" for path in log_files)
+        total = None if gzipped else sum(path.stat().st_size for path in log_files)
+        self.bar = tqdm(total=total, desc=f"parse {log_files[0].parent.name}", unit="B", unit_scale=True, leave=False,
+                        mininterval=1.0, disable=None)
 
-    def add(self, result: ChunkResult, clusters: np.ndarray, dictionary: _TemplateDictionary) -> None:
-        # Template and event id columns from the live miner's current templates; -1 (no message) is null.
-        take = np.where(clusters == EMPTY_MESSAGE, dictionary.empty_position, clusters)
-        indices = pa.array(take, type=pa.int32(), mask=clusters == NO_MESSAGE)
-        template = dictionary.texts.take(indices)
-        event_id = dictionary.event_ids.take(indices)
-        table = result.table
-        columns = [
-            template if name == "template" else event_id if name == "event_id" else table.column(name)
-            for name in self.schema.names
-        ]
-        self.pending.append(pa.Table.from_arrays(columns, schema=self.schema))
-        self.pending_lines += len(clusters)
-        clusters.astype(np.int32).tofile(self.side)
+    def take(self, result: ChunkSummary) -> None:
+        summary = self.summary
+        if result.index != len(summary.chunk_lines):
+            raise RuntimeError(f"parse: chunk {result.index} arrived as chunk {len(summary.chunk_lines)}")
+        self.check_files(before=result.file_index)
+        clusters = resolve_chunk(result, self.miner)
+        np.save(clusters_path(self.scratch, result.index), clusters)
+        counts = summary.file_counts[result.file_index]
+        summary.chunk_first_lines.append(counts["lines"] + 1)
+        summary.chunk_lines.append(result.lines)
+        if self.first_bad[result.file_index] is None and result.first_bad_offset is not None:
+            self.first_bad[result.file_index] = counts["lines"] + 1 + result.first_bad_offset
+        counts["lines"] += result.lines
+        for status, count in result.status_counts.items():
+            counts[status] += count
+            summary.status_counts[status] += count
+        summary.lines += result.lines
+        summary.timestamps_unparseable += result.timestamps_unparseable
+        summary.labeled_lines += result.labeled_lines
+        summary.anomalous_lines += result.anomalous_lines
+        self._count_clusters(clusters)
+        self.bar.update(result.raw_bytes)
+        if self.progress is not None:
+            self.progress(summary.lines)
+
+    def _count_clusters(self, clusters: np.ndarray) -> None:
         used = clusters[clusters >= 0]
-        counts = np.bincount(used, minlength=dictionary.size) if len(used) else np.zeros(dictionary.size, np.int64)
+        counts = np.bincount(used, minlength=len(self.miner.clusters)) if len(used) else np.zeros(0, np.int64)
         if len(counts) > len(self.cluster_counts):
             self.cluster_counts = np.concatenate([self.cluster_counts, np.zeros(len(counts) - len(self.cluster_counts), np.int64)])
         self.cluster_counts[: len(counts)] += counts
         self.empty_count += int((clusters == EMPTY_MESSAGE).sum())
-        for cluster in np.flatnonzero(counts).tolist():
-            text = dictionary.text_list[cluster]
-            previous = self.written_template.get(cluster)
-            if previous is not None and previous != text:
-                self.stale = True
-            self.written_template[cluster] = text
-        if self.pending_lines >= self.row_group_lines:
-            self.flush()
 
-    def flush(self) -> None:
-        if self.pending:
-            table = pa.concat_tables(self.pending)
-            self.writer.write_table(table, row_group_size=max(len(table), 1))
-            self.row_groups += 1
-            self.pending, self.pending_lines = [], 0
+    def check_files(self, before: int) -> None:
+        """Check every file before index ``before`` (complete once a later file's chunk arrives) not yet checked."""
+        while self.checked_files < before:
+            index = self.checked_files
+            check_file_counts(self.log_files[index], self.summary.file_counts[index], self.first_bad[index],
+                              self.max_share, self.where)
+            self.checked_files += 1
 
-    def close(self) -> None:
-        self.flush()
-        self.writer.close()
-        self.side.close()
+    def template_table(self) -> pd.DataFrame:
+        """``templates.parquet``: (event_id, template, count), most frequent first, ties by event id; clusters
+        that ended with the same text are one row."""
+        texts = self.miner.templates()
+        rows: dict[str, int] = collections.defaultdict(int)
+        for cluster, count in enumerate(self.cluster_counts.tolist()):
+            if count:
+                rows[texts[cluster]] += count
+        if self.empty_count:
+            rows[EMPTY_TEMPLATE] += self.empty_count
+        table = pd.DataFrame(
+            {
+                "event_id": pd.Series([datasets.template_event_id(text) for text in rows], dtype="string"),
+                "template": pd.Series(list(rows), dtype="string"),
+                "count": pd.Series(list(rows.values()), dtype="int64"),
+            }
+        )
+        return table.sort_values(["count", "event_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-class _TemplateDictionary:
-    """The live miner's template texts and event ids as Arrow arrays (index = cluster, then the empty template).
+# ----------------------------------------------------------------------------- write (workers)
 
-    Updated incrementally: clusters added as shadowed duplicates only append; any other change rebuilds the
-    texts (event ids are memoised by text).
+
+@dataclass(frozen=True)
+class TemplateDictionary:
+    """The final template text and event id of every cluster, by cluster index; the empty template last."""
+
+    texts: list[str]
+    event_ids: list[str]
+
+    @classmethod
+    def of(cls, miner: DrainMiner) -> TemplateDictionary:
+        texts = [*miner.templates(), EMPTY_TEMPLATE]
+        ids: dict[str, str] = {}
+        for text in texts:
+            if text not in ids:  # many clusters can share a text (shadowed duplicates): one md5 each
+                ids[text] = datasets.template_event_id(text)
+        return cls(texts, [ids[text] for text in texts])
+
+
+def write_part_task(index: int, first_line_number: int, scratch: str, parts: str, layout: LineLayout,
+                    dictionary: TemplateDictionary) -> int:
+    """Turn chunk ``index``'s draft and cluster indices into its part of ``lines.parquet``; returns its rows.
+
+    Idempotent: a part already in place (an earlier run of this task) is left as it is and counted.
     """
-
-    def __init__(self) -> None:
-        self.changes = -1
-        self.size = 0
-        self.text_list: list[str] = []
-        self.id_list: list[str] = []
-        self._event_ids: dict[str, str] = {}
-        self.texts = pa.array([EMPTY_TEMPLATE], pa.string())
-        self.event_ids = pa.array([datasets.template_event_id(EMPTY_TEMPLATE)], pa.string())
-        self.empty_position = 0
-
-    def _event_id(self, text: str) -> str:
-        event_id = self._event_ids.get(text)
-        if event_id is None:
-            event_id = self._event_ids[text] = datasets.template_event_id(text)
-        return event_id
-
-    def update(self, miner: DrainMiner) -> _TemplateDictionary:
-        count = len(miner.clusters)
-        if miner.changes == self.changes and count == self.size:
-            return self
-        if miner.changes != self.changes:
-            self.text_list = miner.templates()
-        else:
-            self.text_list.extend(miner.template(index) for index in range(self.size, count))
-        self.id_list = [self._event_id(text) for text in self.text_list]
-        self.size = count
-        self.changes = miner.changes
-        self.empty_position = count  # the empty template sits after every cluster
-        self.texts = pa.array([*self.text_list, EMPTY_TEMPLATE], pa.string())
-        self.event_ids = pa.array([*self.id_list, self._event_id(EMPTY_TEMPLATE)], pa.string())
-        return self
-
-
-def _rewrite_templates(source: Path, side_path: Path, target: Path, schema: pa.Schema, miner: DrainMiner) -> None:
-    """Copy ``source`` to ``target`` row group by row group, giving every line its cluster's final template."""
-    dictionary = _TemplateDictionary().update(miner)
-    parquet = pq.ParquetFile(source)
-    template_position = schema.get_field_index("template")
-    event_position = schema.get_field_index("event_id")
-    with open(side_path, "rb") as side, pq.ParquetWriter(target, schema) as writer:
-        for group in tqdm(range(parquet.num_row_groups), desc="rewrite templates", unit="row group", leave=False):
-            table = parquet.read_row_group(group)
-            clusters = np.fromfile(side, dtype=np.int32, count=table.num_rows)
-            take = np.where(clusters == EMPTY_MESSAGE, dictionary.empty_position, clusters)
-            indices = pa.array(take, type=pa.int32(), mask=clusters == NO_MESSAGE)
-            table = table.set_column(template_position, schema.field(template_position), dictionary.texts.take(indices))
-            table = table.set_column(event_position, schema.field(event_position), dictionary.event_ids.take(indices))
-            writer.write_table(table.replace_schema_metadata(schema.metadata), row_group_size=max(table.num_rows, 1))
-
-
-def _template_table(writer: _LinesWriter, miner: DrainMiner) -> pd.DataFrame:
-    """``templates.parquet`` as parse.py's ``template_table`` builds it: (event_id, template, count), most frequent
-    first, ties by event id; clusters that ended with the same text are one row."""
-    texts = miner.templates()
-    rows: dict[str, int] = collections.defaultdict(int)
-    for cluster, count in enumerate(writer.cluster_counts.tolist()):
-        if count:
-            rows[texts[cluster]] += count
-    if writer.empty_count:
-        rows[EMPTY_TEMPLATE] += writer.empty_count
-    table = pd.DataFrame(
-        {
-            "event_id": pd.Series([datasets.template_event_id(text) for text in rows], dtype="string"),
-            "template": pd.Series(list(rows), dtype="string"),
-            "count": pd.Series(list(rows.values()), dtype="int64"),
-        }
-    )
-    return table.sort_values(["count", "event_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    target = part_path(Path(parts), index)
+    draft, side = draft_path(Path(scratch), index), clusters_path(Path(scratch), index)
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(draft))).read_all()
+        clusters = np.load(side)
+    except FileNotFoundError:
+        if target.exists():  # an earlier run of this task wrote the part (and removed its inputs)
+            return pq.read_metadata(target).num_rows
+        raise
+    if len(clusters) != table.num_rows:
+        raise DataError(f"{draft}: {table.num_rows} lines, {len(clusters)} cluster indices")
+    take = np.where(clusters == EMPTY_MESSAGE, len(dictionary.texts) - 1, clusters)
+    indices = pa.array(take, type=pa.int32(), mask=clusters == NO_MESSAGE)
+    added = {
+        "line_number": pa.array(np.arange(first_line_number, first_line_number + table.num_rows, dtype=np.int64)),
+        "template": pa.array(dictionary.texts, pa.string()).take(indices),
+        "event_id": pa.array(dictionary.event_ids, pa.string()).take(indices),
+    }
+    schema = lines_schema(layout)
+    columns = [added[name] if name in added else table.column(name) for name in schema.names]
+    final = pa.Table.from_arrays(columns, schema=schema)
+    # Dictionary-encode every column but the message text (near-unique: the dictionary would be thrown away).
+    dictionary_columns = [name for name in schema.names if name != "content"]
+    with _replacing(target, Path(scratch)) as temporary:
+        pq.write_table(final, temporary, row_group_size=max(final.num_rows, 1), use_dictionary=dictionary_columns)
+    draft.unlink(missing_ok=True)
+    side.unlink(missing_ok=True)
+    return final.num_rows
 
 
 # ----------------------------------------------------------------------------- driver
 
 
+def _with_copies(chunks: Iterator[LineChunk], layout: LineLayout, miner: DrainMiner, pool: Pool,
+                 scratch: str) -> Iterator[tuple[LineChunk, LineLayout, Any, str]]:
+    """``parse_chunk_task`` arguments per chunk, with a copy of the miner as it is when the chunk is drawn
+    (``map_ordered`` draws it just before sending it); a new copy is shared only when the miner has changed."""
+    version, shared = -1, None
+    for chunk in chunks:
+        if version != miner.changes:
+            version, shared = miner.changes, pool.share(MinerCopy.of(miner))
+        yield chunk, layout, shared, scratch
+
+
+def _write_parts(pool: Pool, summary: StreamSummary, miner: DrainMiner, layout: LineLayout, scratch: Path,
+                 parts: Path) -> None:
+    """Every chunk's part, on the pool; each must hold exactly its chunk's lines (nothing lost, nothing twice)."""
+    dictionary = pool.share(TemplateDictionary.of(miner))
+    items = ((index, first, str(scratch), str(parts), layout, dictionary)
+             for index, first in enumerate(summary.chunk_first_lines))
+    ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
+    for index, rows in enumerate(map_ordered(pool, write_part_task, items, ahead)):
+        if rows != summary.chunk_lines[index]:
+            raise DataError(f"{part_path(parts, index)}: {rows} lines written for a chunk of {summary.chunk_lines[index]}")
+    written = sorted(path.name for path in parts.iterdir())
+    if written != [part_path(parts, index).name for index in range(len(summary.chunk_lines))]:
+        raise DataError(f"{parts}: {len(written)} parts for {len(summary.chunk_lines)} chunks")
+
+
 def stream_parse_files(
-    log_files: list[Path],
+    log_files: Sequence[Path],
     layout: LineLayout,
     miner: DrainMiner,
     parse: ParseConfig,
     output: Path,
-    description: str,
     where: str,
     progress: Callable[[int], None] | None = None,
 ) -> StreamSummary:
-    """Parse ``log_files`` (one Drain run over all of them, in order) into ``output/lines.parquet`` and
+    """Parse ``log_files`` (one Drain run over all of them, in order) into ``output/lines.parquet/`` (parts) and
     ``output/templates.parquet``; ``output`` is a folder the caller renames into place (atomic).
 
     ``miner`` is the (usually empty) live Drain state and ends holding the final templates. ``where`` names the
-    log-format key in error messages; ``progress`` (if given) is called with the number of lines written so far
-    after each chunk (the benchmark uses it to time the start and end of a file).
+    log-format key in error messages; ``progress`` (if given) is called with the number of lines reconciled so
+    far after each chunk (the benchmark times the start and end of a file with it).
     """
-    streaming: StreamingConfig = parse.streaming
     started = time.perf_counter()
-    summary = StreamSummary()
-    summary.file_counts = [
-        {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0} for path in log_files
-    ]
     for path in log_files:
         if not path.is_file():
             raise DataError(f"{path}: log file not found")
-    first_bad: list[int | None] = [None] * len(log_files)
-    workers = streaming.workers or available_cores()
-    summary.workers = workers
-    schema = lines_schema(layout)
-    dictionary = _TemplateDictionary()
-    gzipped = any(path.suffix == ".gz" for path in log_files)
-    total_bytes = None if gzipped else sum(path.stat().st_size for path in log_files)
-    bar = tqdm(total=total_bytes, desc=description, unit="B", unit_scale=True, leave=False, mininterval=1.0)
-    sample_changes: int | None = None
-    checked_files = 0
-
-    with tempfile.TemporaryDirectory(prefix=".stream-parse-", dir=output) as scratch:
-        scratch_path = Path(scratch)
-        draft = scratch_path / "lines.parquet"
-        writer = _LinesWriter(draft, scratch_path / "clusters.int32", schema, streaming.row_group_lines)
-
-        def write(result: ChunkResult) -> None:
-            nonlocal checked_files
-            while checked_files < result.file_index:  # every earlier file is complete: check it
-                check_file_counts(log_files[checked_files], summary.file_counts[checked_files], first_bad[checked_files],
-                            parse.max_unmatched_share, where)
-                checked_files += 1
-            clusters = resolve_chunk(result, miner)
-            writer.add(result, clusters, dictionary.update(miner))
-            size = len(clusters)
-            counts = summary.file_counts[result.file_index]
-            counts["lines"] += size
-            for status, count in result.status_counts.items():
-                counts[status] += count
-                summary.status_counts[status] += count
-            if first_bad[result.file_index] is None:
-                first_bad[result.file_index] = result.first_bad_line
-            summary.lines += size
-            summary.timestamps_unparseable += result.timestamps_unparseable
-            labels = result.table.column("label")
-            summary.labeled_lines += size - labels.null_count
-            summary.anomalous_lines += int(pc.sum(labels).as_py() or 0)
-            summary.chunks += 1
-            bar.update(result.raw_bytes)
-            if progress is not None:
-                progress(summary.lines)
-
-        try:
-            chunks = read_chunks(log_files, streaming.chunk_lines)
-            # Mining: the prefix goes through the live miner in this process.
-            for chunk in chunks:
-                write(parse_chunk(chunk, layout, miner))
-                if summary.lines >= streaming.sample_lines:
-                    break
-            sample_changes = miner.changes
-            # Matching: the rest in worker processes, against copies of the miner taken when each chunk is sent.
-            following = next(chunks, None)
-            chunks = itertools.chain([following] if following is not None else [], chunks)
-            if workers > 1 and following is not None:  # no pool (seconds to start) when the sample was everything
-                context = multiprocessing.get_context("spawn")  # no fork: the parent holds pyarrow thread pools
-                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    in_flight: collections.deque[Future[ChunkResult]] = collections.deque()
-                    copy_changes, copy = -1, b""
-                    try:
-                        for chunk in itertools.chain(chunks, [None]):
-                            if chunk is not None:
-                                if copy_changes != miner.changes:
-                                    copy_changes, copy = miner.changes, miner.matching_copy()
-                                in_flight.append(pool.submit(_parse_chunk_task, chunk, layout, copy))
-                            while in_flight and (chunk is None or len(in_flight) > CHUNKS_AHEAD_PER_WORKER * workers):
-                                write(in_flight.popleft().result())
-                    finally:
-                        for future in in_flight:
-                            future.cancel()
-            else:
-                for chunk in chunks:
-                    write(parse_chunk(chunk, layout, miner))
-            for index in range(checked_files, len(log_files)):
-                check_file_counts(log_files[index], summary.file_counts[index], first_bad[index], parse.max_unmatched_share, where)
-        finally:
-            writer.close()
-            bar.close()
-
-        summary.row_groups = writer.row_groups
-        summary.miner_changes_after_sample = miner.changes - (sample_changes or 0)
-        summary.clusters = len(miner.clusters)
-        # A cluster whose template changed after some of its lines were written: rewrite those lines' templates.
-        final = miner.templates()
-        summary.rewritten = writer.stale or any(final[c] != text for c, text in writer.written_template.items())
-        if summary.rewritten:
-            _rewrite_templates(draft, writer.side_path, output / "lines.parquet", schema, miner)
-        else:
-            os.replace(draft, output / "lines.parquet")
-        summary.templates = _template_table(writer, miner)
-        write_parquet(output / "templates.parquet", summary.templates)
+    parts = output / LINES_FOLDER
+    parts.mkdir()
+    # Absolute: workers of a cluster may run elsewhere (shared storage), never in this process' folder.
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=output)).resolve()
+    reconciler = _Reconciler(log_files, miner, scratch, parse, where, progress)
+    summary = reconciler.summary
+    chunks = plan_chunks(log_files, parse.chunk_bytes)
+    try:
+        for chunk in chunks:  # Mine: the head of the input through the live miner, in this process
+            reconciler.take(parse_chunk_task(chunk, layout, miner, str(scratch)))
+            if summary.lines >= parse.sample_lines:
+                break
+        sample_changes = miner.changes
+        following = next(chunks, None)
+        rest = itertools.chain([following], chunks) if following is not None else iter(())
+        remote = following is not None and (worker_count(parse.parallel) > 1 or bool(parse.parallel.scheduler_address))
+        pool_context = open_pool(parse.parallel, "parse.parallel") if remote else contextlib.nullcontext(InlinePool())
+        with pool_context as pool:
+            summary.pool, summary.workers = pool.description, pool.workers
+            arguments = _with_copies(rest, layout, miner, pool, str(scratch)) if remote else (
+                (chunk, layout, miner, str(scratch)) for chunk in rest)
+            for result in map_ordered(pool, parse_chunk_task, arguments, CHUNKS_AHEAD_PER_WORKER * pool.workers):
+                reconciler.take(result)
+            reconciler.check_files(before=len(log_files))
+            _write_parts(pool, summary, miner, layout, scratch, parts)
+    finally:
+        reconciler.bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary.miner_changes_after_sample = miner.changes - sample_changes
+    summary.clusters = len(miner.clusters)
+    summary.templates = reconciler.template_table()
+    write_parquet(output / "templates.parquet", summary.templates)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def new_miner(system_name: str, system: SystemConfig) -> DrainMiner:
-    """An empty Drain miner with ``systems.<name>.parser_settings.Drain`` and the system's masking regexes."""
-    where = f"systems.{system_name}.parser_settings.Drain"
-    if "Drain" not in system.parser_settings:
-        raise ConfigError(f"{where}: missing key")
-    return DrainMiner(parser_arguments("Drain", system.parser_settings["Drain"], where), system.regex)
-
-
-def stream_parse_dataset(params: Params, name: str, progress: Callable[[int], None] | None = None) -> None:
-    """Stage parse for a ``raw`` dataset through the streaming path: the same outputs as
-    ``zerolog.data.parse.parse_dataset`` (``paths.parsed/<name>/{lines,templates}.parquet``,
-    ``paths.metrics/parse/<name>.json``), nothing written on error. ``progress``: as in ``stream_parse_files``."""
-    dataset = dataset_config(params, name)
-    if dataset.kind != "raw":
-        raise ConfigError(f"datasets.{name}.kind: the streaming parse reads raw logs, not {dataset.kind}")
-    if params.parse.parser != "Drain":
-        raise ConfigError(f"parse.streaming.enabled: the streaming parse runs Drain only, parse.parser is {params.parse.parser!r}")
-    folder, manifest = read_manifest(params, name, ["logs"])
-    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
-    layout = line_layout(dataset.system, system, dataset.label, name)
-    miner = new_miner(dataset.system, system)
-    log_files = [folder / relative for relative in manifest["files"]["logs"]]
-    for path in log_files:
-        if not path.is_file():
-            raise DataError(f"{path}: log file not found (listed in {folder / 'manifest.json'})")
-    with atomic_directory(Path(params.paths.parsed) / name) as output:
-        summary = stream_parse_files(
-            log_files, layout, miner, params.parse, output, f"stream-parse {name}", f"systems.{dataset.system}.log_format",
-            progress,
-        )
-    settings = {"masking": list(system.regex), **system.parser_settings["Drain"]}
-    metrics = parse_metrics(name, summary, settings, params.parse.streaming)
-    write_json(Path(params.paths.metrics) / "parse" / f"{name}.json", metrics)
-    print(
-        f"{name}: {metrics['lines']} lines, {metrics['parsed']} parsed, {metrics['unmatched']} unmatched, "
-        f"{metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
-        f"(Drain, streaming, {metrics['lines_per_second']} lines/s)",
-        file=sys.stdout,
-    )
-
-
-def parse_metrics(
-    name: str, summary: StreamSummary, parser_settings: dict[str, Any], streaming: StreamingConfig
-) -> dict[str, Any]:
-    """``metrics/parse/<name>.json``: parse.py's keys, plus a ``streaming`` block."""
+def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse: ParseConfig) -> dict[str, Any]:
+    """``metrics/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
     seconds = summary.seconds
+    drain = system.drain
     return {
         "dataset": name,
         "kind": "raw",
         "parser": "Drain",
-        "parser_settings": parser_settings,
+        "parser_settings": {"masking": list(system.regex), "depth": drain.depth,
+                            "similarity_threshold": drain.similarity_threshold, "max_children": drain.max_children},
         "lines": summary.lines,
         "parsed": summary.status_counts[STATUS_PARSED],
         "unmatched": summary.status_counts[STATUS_UNMATCHED],
         "non_utf8": summary.status_counts[STATUS_NON_UTF8],
         "templates": int(len(summary.templates)) if summary.templates is not None else 0,
-        "timestamps_unparseable": summary.timestamps_unparseable,
+        # null where the log format carries no time (nothing to read), not every parsed line
+        "timestamps_unparseable": summary.timestamps_unparseable if system.timestamp.fields else None,
         "labeled_lines": summary.labeled_lines,
         "anomalous_lines": summary.anomalous_lines,
         "files": summary.file_counts,
         "seconds": round(seconds, 3),
         "lines_per_second": round(summary.lines / seconds, 1) if seconds > 0 else None,
-        "streaming": {
-            "chunk_lines": streaming.chunk_lines,
-            "sample_lines": streaming.sample_lines,
+        "parallel": {
+            "chunk_bytes": parse.chunk_bytes,
+            "sample_lines": parse.sample_lines,
+            "chunks": len(summary.chunk_lines),
+            "pool": summary.pool,
             "workers": summary.workers,
-            "chunks": summary.chunks,
-            "row_groups": summary.row_groups,
             "miner_changes_after_sample": summary.miner_changes_after_sample,
             "drain_clusters": summary.clusters,
-            "rewritten": summary.rewritten,
         },
     }
 
 
+# ----------------------------------------------------------------------------- reading the lines dataset
+
+
+def line_parts(path: Path) -> list[Path]:
+    """The parts of a ``lines.parquet`` folder in line order; a DataError when there is none."""
+    if not path.is_dir():
+        raise DataError(f"{path}: parsed lines not found (a folder of parts, written by the parse stage)")
+    parts = sorted((part for part in path.iterdir() if PART_PATTERN.fullmatch(part.name)), key=lambda part: part.name)
+    if not parts:
+        raise DataError(f"{path}: no part-<number>.parquet files")
+    return parts
+
+
+def read_line_schema(path: Path) -> pa.Schema:
+    """The schema of a ``lines.parquet`` folder (every part has the same)."""
+    return pq.read_schema(line_parts(path)[0])
+
+
+def iter_line_batches(path: Path, columns: list[str], batch_size: int, read_dictionary: list[str]) -> Iterator[pa.RecordBatch]:
+    """The rows of a ``lines.parquet`` folder in line order, in batches of at most ``batch_size`` (a batch never
+    spans two parts); ``read_dictionary`` columns come as dictionary arrays. One part is open at a time, read
+    without pre-buffering (with it Arrow reads ahead and holds several row groups)."""
+    for part in line_parts(path):
+        reader = pq.ParquetFile(part, pre_buffer=False, read_dictionary=read_dictionary)
+        yield from reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+
+def write_lines(folder: Path, lines: pd.DataFrame) -> None:
+    """Write a whole lines table as ``folder/lines.parquet/`` with one part (the pre-parsed kinds)."""
+    parts = folder / LINES_FOLDER
+    parts.mkdir()
+    write_parquet(part_path(parts, 0), lines)
+
+
 __all__ = [
-    "ChunkResult",
+    "EMPTY_TEMPLATE",
+    "LINES_FOLDER",
+    "STATUS_NON_UTF8",
+    "STATUS_PARSED",
+    "STATUS_UNMATCHED",
+    "ChunkSummary",
     "LineChunk",
     "LineLayout",
     "StreamSummary",
-    "available_cores",
+    "header_regex",
+    "iter_line_batches",
+    "line_labels",
     "line_layout",
+    "line_parts",
     "lines_schema",
     "new_miner",
     "parse_chunk",
+    "parse_chunk_task",
     "parse_metrics",
-    "read_chunks",
+    "plan_chunks",
+    "read_line_schema",
     "resolve_chunk",
-    "stream_parse_dataset",
     "stream_parse_files",
-    "timestamp_seconds",
+    "write_lines",
+    "write_part_task",
 ]

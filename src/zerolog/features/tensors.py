@@ -30,8 +30,10 @@ semantic space for all systems, a model trained on one system's rows reads anoth
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,9 +43,10 @@ import torch
 from torch.utils.data import Dataset
 
 from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, SystemTensors
-from zerolog.config import ConfigError, Params
+from zerolog.artifacts import ArtifactPaths
+from zerolog.config import TensorsConfig
 from zerolog.errors import DataError
-from zerolog.features.embed import VECTORS_FILE, read_template_vectors
+from zerolog.features.embed import read_template_vectors
 from zerolog.io import atomic_directory, write_json
 
 
@@ -240,26 +243,21 @@ def _split_summary(labels: np.ndarray, split: np.ndarray) -> dict[str, dict[str,
     return summary
 
 
-def build_tensors(params: Params, system: str) -> None:
-    """Stage tensors: write ``paths.tensors/<system>/`` and ``paths.metrics/tensors/<system>.json``.
+@dataclass(frozen=True)
+class _Vocabulary:
+    """A system's templates in sorted order (index 0 is padding, template i has index i + 1) and their vectors."""
 
-    Reads ``paths.sessions/<dataset>/sessions.parquet`` of ``systems.<system>.dataset`` and the shared
-    ``paths.features/template_vectors.parquet``. A template of the sessions without a vector is a DataError
-    naming the template and the vectors file (rerun the embed stage). Written atomically: a failure leaves the
-    previous directory untouched.
-    """
-    if system not in params.systems:
-        known = ", ".join(params.systems)
-        raise ConfigError(f"{params.source_file}: systems.{system}: unknown system (known: {known})")
-    dataset = params.systems[system].dataset
-    max_len = params.tensors.max_len
-    sessions_path = Path(params.paths.sessions) / dataset / "sessions.parquet"
-    vectors_path = Path(params.paths.features) / VECTORS_FILE
+    templates: list[str]  # (templates,) sorted
+    vectors: np.ndarray  # (templates + 1, dim) float32, row 0 zeros
+    row_of_code: np.ndarray  # (templates,) int32: first-seen code of _Sessions -> row of vectors
+    method: str | None
+    model: str | None
 
-    sessions = _read_sessions(sessions_path, max_len)
+
+def _vocabulary(sessions: _Sessions, vectors_path: Path, sessions_path: Path) -> _Vocabulary:
+    """The per-system vocabulary and its rows of the shared template vectors; a template without a vector is a
+    DataError naming it (rerun the embed stage)."""
     stored = read_template_vectors(vectors_path)
-
-    # Per-system vocabulary: sorted distinct templates; index 0 is padding, template i has index i + 1.
     first_seen = pa.array(sessions.templates, type=pa.string())
     sorted_order = pc.sort_indices(first_seen).to_numpy(zero_copy_only=False)  # (templates,) first-seen code
     vocabulary = first_seen.take(pa.array(sorted_order))
@@ -270,92 +268,100 @@ def build_tensors(params: Params, system: str) -> None:
             f"{vectors_path}: no vector for template {missing[0]!r} of {sessions_path}"
             f" ({len(missing)} templates missing; rerun the embed stage)"
         )
-    vocabulary_list = vocabulary.to_pylist()
-    template_count = len(vocabulary_list)
-    vectors = np.zeros((template_count + 1, stored.dim), dtype=np.float32)  # (templates + 1, dim), row 0 padding
+    count = len(vocabulary)
+    vectors = np.zeros((count + 1, stored.dim), dtype=np.float32)  # (templates + 1, dim), row 0 padding
     vectors[1:] = stored.vectors[stored_rows.to_numpy(zero_copy_only=False).astype(np.int64)]
+    row_of_code = np.empty(count, dtype=np.int32)
+    row_of_code[sorted_order] = np.arange(1, count + 1, dtype=np.int32)
+    return _Vocabulary(vocabulary.to_pylist(), vectors, row_of_code, stored.metadata.get("method"),
+                       stored.metadata.get("model"))  # fmt: skip
 
-    # Event ids: first-seen code -> row of vectors.npy (its rank in the sorted vocabulary, plus one).
-    row_of_code = np.empty(template_count, dtype=np.int32)
-    row_of_code[sorted_order] = np.arange(1, template_count + 1, dtype=np.int32)
-    event_ids = row_of_code[sessions.codes]  # (kept events,) the first max_len events of each session
-    full_lengths = sessions.full_lengths
-    session_count = len(sessions.session_ids)
-    lengths = np.minimum(full_lengths, max_len).astype(np.int32)  # (sessions,)
-    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))  # (sessions + 1,) into event_ids
-    truncated = int((full_lengths > max_len).sum())
-    splits = _split_summary(sessions.labels, sessions.split)
-    level_names, level_counts = _read_level_counts(sessions_path, session_count)  # (sessions, levels)
 
-    def index_blocks(rows: int):
+@dataclass(frozen=True)
+class _Sequences:
+    """Every session's first ``max_len`` events as rows of vectors.npy, flattened: session i is
+    ``event_ids[offsets[i]:offsets[i + 1]]``."""
+
+    event_ids: np.ndarray  # (kept events,) int32
+    lengths: np.ndarray  # (sessions,) int32, after truncation
+    offsets: np.ndarray  # (sessions + 1,) int64
+    max_len: int
+    templates: int
+
+    @property
+    def sessions(self) -> int:
+        return len(self.lengths)
+
+    def index_blocks(self, rows: int) -> Iterator[np.ndarray]:
         """(rows, max_len) int32 blocks of index.npy: each session's event ids, then padding."""
-        for start in range(0, session_count, rows):
-            stop = min(start + rows, session_count)
-            block_lengths = lengths[start:stop].astype(np.int64)
-            block = np.full((stop - start, max_len), PADDING, dtype=np.int32)
+        for start in range(0, self.sessions, rows):
+            stop = min(start + rows, self.sessions)
+            block_lengths = self.lengths[start:stop].astype(np.int64)
+            block = np.full((stop - start, self.max_len), PADDING, dtype=np.int32)
             session_rows = np.repeat(np.arange(stop - start), block_lengths)
-            positions = np.arange(block_lengths.sum()) - np.repeat(offsets[start:stop] - offsets[start], block_lengths)
-            block[session_rows, positions] = event_ids[offsets[start] : offsets[stop]]
+            starts = self.offsets[start:stop] - self.offsets[start]
+            positions = np.arange(block_lengths.sum()) - np.repeat(starts, block_lengths)
+            block[session_rows, positions] = self.event_ids[self.offsets[start] : self.offsets[stop]]
             yield block
 
-    def count_blocks(rows: int):
+    def count_blocks(self, rows: int) -> Iterator[np.ndarray]:
         """(rows, templates + 1) float32 blocks of counts.npy: event counts of the truncated sequences."""
-        width = template_count + 1
-        for start in range(0, session_count, rows):
-            stop = min(start + rows, session_count)
-            session_rows = np.repeat(np.arange(stop - start), lengths[start:stop].astype(np.int64))
-            cells = session_rows * width + event_ids[offsets[start] : offsets[stop]]
+        width = self.templates + 1
+        for start in range(0, self.sessions, rows):
+            stop = min(start + rows, self.sessions)
+            session_rows = np.repeat(np.arange(stop - start), self.lengths[start:stop].astype(np.int64))
+            cells = session_rows * width + self.event_ids[self.offsets[start] : self.offsets[stop]]
             yield np.bincount(cells, minlength=(stop - start) * width).reshape(stop - start, width).astype(np.float32)
 
-    meta = {
-        "format_version": 1,
-        "system": system,
-        "dataset": dataset,
-        "sessions": session_count,
-        "max_len": max_len,
-        "truncation": "first max_len events kept",
-        "truncated": truncated,
-        "longest_session": int(full_lengths.max()),
-        "label_rule": sessions.label_rule,
-        "splits": splits,
-        "split_codes": SPLIT_CODES,
-        "templates": template_count,
-        "templates_list": vocabulary_list,
-        "dim": stored.dim,
-        "vectors_method": stored.metadata.get("method"),
-        "vectors_model": stored.metadata.get("model"),
-        "level_names": level_names,  # columns of level_counts.npy; [] where the data has no level field
-    }
 
-    output = Path(params.paths.tensors) / system
-    with atomic_directory(output) as directory:
-        _write_npy_rows(directory / "index.npy", np.int32, (session_count, max_len), index_blocks(READ_SESSIONS))
-        count_rows = max(1, COUNT_CELLS // (template_count + 1))
-        _write_npy_rows(
-            directory / "counts.npy", np.float32, (session_count, template_count + 1), count_blocks(count_rows)
-        )
-        np.save(directory / "lengths.npy", lengths)
+def _sequences(sessions: _Sessions, vocabulary: _Vocabulary, max_len: int) -> _Sequences:
+    lengths = np.minimum(sessions.full_lengths, max_len).astype(np.int32)  # (sessions,)
+    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))  # (sessions + 1,) into event_ids
+    event_ids = vocabulary.row_of_code[sessions.codes]  # (kept events,) the first max_len events of each session
+    return _Sequences(event_ids, lengths, offsets, max_len, len(vocabulary.templates))
+
+
+def _meta(system: str, dataset: str, sessions: _Sessions, vocabulary: _Vocabulary, max_len: int,
+          level_names: list[str]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "format_version": 1, "system": system, "dataset": dataset, "sessions": len(sessions.session_ids),
+        "max_len": max_len, "truncation": "first max_len events kept",
+        "truncated": int((sessions.full_lengths > max_len).sum()),
+        "longest_session": int(sessions.full_lengths.max()), "label_rule": sessions.label_rule,
+        "splits": _split_summary(sessions.labels, sessions.split), "split_codes": SPLIT_CODES,
+        "templates": len(vocabulary.templates), "templates_list": vocabulary.templates,
+        "dim": int(vocabulary.vectors.shape[1]), "vectors_method": vocabulary.method,
+        "vectors_model": vocabulary.model,
+        "level_names": level_names,  # columns of level_counts.npy; [] where the data has no level field
+    }  # fmt: skip
+
+
+def build_tensors(system: str, dataset: str, config: TensorsConfig, paths: ArtifactPaths) -> None:
+    """Stage tensors: write ``tensors/<system>/`` (the module docstring's files) and ``reports/data/tensors/
+    <system>.json`` (counts: sessions per split, truncated sessions, templates) from ``sessions/<dataset>/`` and the
+    shared template vectors. Written atomically: a failure leaves the previous directory untouched."""
+    sessions_path = paths.sessions_file(dataset)
+    sessions = _read_sessions(sessions_path, config.max_len)
+    vocabulary = _vocabulary(sessions, paths.template_vectors(), sessions_path)
+    sequences = _sequences(sessions, vocabulary, config.max_len)
+    level_names, level_counts = _read_level_counts(sessions_path, sequences.sessions)  # (sessions, levels)
+    meta = _meta(system, dataset, sessions, vocabulary, config.max_len, level_names)
+    width = sequences.templates + 1
+    with atomic_directory(paths.tensors(system)) as directory:
+        _write_npy_rows(directory / "index.npy", np.int32, (sequences.sessions, config.max_len),
+                        sequences.index_blocks(READ_SESSIONS))  # fmt: skip
+        _write_npy_rows(directory / "counts.npy", np.float32, (sequences.sessions, width),
+                        sequences.count_blocks(max(1, COUNT_CELLS // width)))  # fmt: skip
+        np.save(directory / "lengths.npy", sequences.lengths)
         np.save(directory / "labels.npy", sessions.labels)
         np.save(directory / "split.npy", sessions.split)
-        np.save(directory / "vectors.npy", vectors)
+        np.save(directory / "vectors.npy", vocabulary.vectors)
         np.save(directory / LEVEL_COUNTS_FILE, level_counts)
         (directory / "session_ids.json").write_text(json.dumps(sessions.session_ids), encoding="utf-8")
         (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-    write_json(
-        Path(params.paths.metrics) / "tensors" / f"{system}.json",
-        {
-            "sessions": session_count,
-            "splits": splits,
-            "truncated": truncated,
-            "max_len": max_len,
-            "longest_session": meta["longest_session"],
-            "templates": template_count,
-            "dim": stored.dim,
-            "missing_vectors": 0,  # a missing vector stops the stage with a DataError
-            "level_names": level_names,
-        },
-    )
+    summary = {key: meta[key] for key in ("sessions", "splits", "truncated", "max_len", "longest_session",
+                                          "templates", "dim", "level_names")}  # fmt: skip
+    write_json(paths.data_report("tensors", system), {**summary, "missing_vectors": 0})  # a missing one stops here
 
 
 # ----------------------------------------------------------------------------- torch view

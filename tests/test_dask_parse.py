@@ -1,0 +1,120 @@
+"""The parse on Dask (issue 14): a 2-worker LocalCluster, started once for this module by the project's own
+``DaskPool`` (the default ``parse.parallel``), and the parse stage pointed at it by ``scheduler_address`` (the
+existing-cluster path). Claims: the same lines and templates as the in-process parse, line for line; a worker
+killed while it holds chunks loses and duplicates no line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from raw_fixtures import build_raw_folder, project_params
+
+from zerolog.config import ParallelConfig
+from zerolog.data.parse import parse_dataset, parse_raw_dataset
+from zerolog.errors import DataError
+from zerolog.parallel import DaskPool, map_ordered
+
+RAW_DATASETS = ("hdfs_logs", "bgl_logs", "openstack_2k", "openstack_instances")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pool = DaskPool(2, None, "test")  # LocalCluster(n_workers=2, threads_per_worker=1), as parse.parallel's default
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def cluster_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, address: str | None):
+    params = project_params(tmp_path)
+    parallel = ParallelConfig(backend="dask", workers=1 if address is None else 0, scheduler_address=address)
+    parse = dataclasses.replace(params.parse, chunk_bytes=chunk_bytes, sample_lines=sample_lines, parallel=parallel)
+    return dataclasses.replace(params, parse=parse)
+
+
+def parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    folder = Path(params.paths.parsed) / name
+    metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{name}.json").read_text())
+    return pd.read_parquet(folder / "lines.parquet"), pd.read_parquet(folder / "templates.parquet"), metrics
+
+
+def in_process(tmp_path: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    params = cluster_params(tmp_path / "in-process", 10**8, 10**7, None)
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    return parsed(params, name)
+
+
+def _fail_on(value: int) -> int:
+    if value == 3:
+        raise DataError("item.log: line 3: broken")
+    return value * 2
+
+
+def test_map_ordered_on_the_cluster_keeps_order_and_the_error_type(cluster):
+    assert cluster.workers == 2 and "LocalCluster" in cluster.description
+    shared = cluster.share(10)
+    assert list(map_ordered(cluster, pow, ((shared, value) for value in range(12)), ahead=4)) == [10**v for v in range(12)]
+    with pytest.raises(DataError, match="item.log: line 3: broken"):
+        list(map_ordered(cluster, _fail_on, ((value,) for value in range(6)), ahead=2))
+
+
+@pytest.mark.parametrize(("name", "chunk_bytes"), [("hdfs_logs", 20_000), ("bgl_logs", 30_000),
+                                                   ("openstack_2k", 40_000), ("openstack_instances", 200_000)])
+def test_parse_on_a_local_cluster_equals_the_in_process_parse(tmp_path, cluster, name, chunk_bytes):
+    """Chunks after a 300-line sample on the cluster's 2 workers, templates found by both the sample and the
+    workers (reconciled in chunk order): the same lines.parquet and templates.parquet as one process."""
+    expected_lines, expected_templates, expected_metrics = in_process(tmp_path, name)
+    params = cluster_params(tmp_path / "cluster", chunk_bytes, 300, cluster.address)
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    lines, templates, metrics = parsed(params, name)
+    pd.testing.assert_frame_equal(lines, expected_lines)
+    pd.testing.assert_frame_equal(templates, expected_templates)
+    assert metrics["parallel"]["pool"].startswith("Dask cluster at tcp://") and metrics["parallel"]["workers"] == 2
+    assert metrics["parallel"]["chunks"] >= 8
+    for key in ("lines", "parsed", "templates", "files", "timestamps_unparseable", "anomalous_lines"):
+        assert metrics[key] == expected_metrics[key], key
+
+
+def test_a_worker_killed_mid_chunk_loses_and_duplicates_no_line(tmp_path, cluster):
+    """SIGKILL one worker while it is running a chunk task: the scheduler reruns its tasks on the other worker
+    (the nanny restarts the dead one), and the output is still the in-process parse, every line once."""
+    name = "hdfs_logs"
+    expected_lines, expected_templates, _ = in_process(tmp_path, name)
+    client = cluster.client
+    params = cluster_params(tmp_path / "cluster", 3_000, 200, cluster.address)
+    build_raw_folder(params, name)
+    killed: list[tuple[str, list[str]]] = []
+
+    def kill_a_busy_worker(lines_done: int) -> None:
+        if killed or lines_done < 400:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # wait until a worker holds one of our chunk tasks, then kill it
+            busy = {address: keys for address, keys in client.processing().items()
+                    if any("parse_chunk_task" in str(key) for key in keys)}
+            if busy:
+                address, keys = next(iter(busy.items()))
+                pid = client.run(os.getpid, workers=[address])[address]
+                os.kill(pid, signal.SIGKILL)  # a worker process of this test's own cluster
+                killed.append((address, [str(key) for key in keys]))
+                return
+            time.sleep(0.001)
+
+    parse_raw_dataset(params, name, progress=kill_a_busy_worker)
+    lines, templates, metrics = parsed(params, name)
+    assert killed and killed[0][1], "no worker was killed while it held a chunk"
+    pd.testing.assert_frame_equal(lines, expected_lines)
+    pd.testing.assert_frame_equal(templates, expected_templates)
+    assert not lines.duplicated(["file_index", "line_number"]).any() and len(lines) == metrics["lines"] == 2000
+    client.wait_for_workers(2, timeout=60)  # the nanny has restarted the killed worker
+    assert killed[0][0] not in client.scheduler_info(n_workers=-1)["workers"]  # a new process, a new address
