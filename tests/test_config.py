@@ -127,7 +127,7 @@ def test_key_errors_name_the_file_and_key(path, value, message):
         ("datasets.hdfs_logs.session.rule", "files", "datasets.hdfs_logs.session.rule: 'files' is not one of"),
         ("evaluate.level_rule.levels", [], "evaluate.level_rule.levels: name at least one non-empty level"),
         ("evaluate.level_rule", DELETE, "evaluate.level_rule: missing key"),
-        ("evaluate.recommended", "magic", "evaluate.recommended: 'magic' is not in evaluate.methods"),
+        ("evaluate.recommended", "magic", "evaluate.recommended: 'magic' is in neither evaluate.methods nor evaluate.baselines"),
         ("evaluate.recommended", "supervised_target", "evaluate.recommended: supervised_target reads target labels"),
         ("evaluate.baselines", ["pca_mixture", "level_rule", "supervised_target"],
          "evaluate.methods[5]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),

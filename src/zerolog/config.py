@@ -501,7 +501,7 @@ class EvaluateConfig:
 
     def _check_methods(self) -> None:
         """Every method is registered; the baselines stage runs each non-transfer method of the table; the
-        recommended method is in the table and is no oracle."""
+        recommended method is run (in the table or by the baselines stage) and is no oracle."""
         for index, method in enumerate(self.baselines):
             if method_spec(method, f"evaluate.baselines[{index}]").kind is MethodKind.TRANSFER:
                 raise ConfigError(f"evaluate.baselines[{index}]: {method} is a transfer method (the train stage runs it)")
@@ -510,8 +510,9 @@ class EvaluateConfig:
             if spec.kind is not MethodKind.TRANSFER and method not in self.baselines:
                 raise ConfigError(f"evaluate.methods[{index}]: {method} is not run by the baselines stage "
                                   "(add it to evaluate.baselines)")
-        if self.recommended not in self.methods:
-            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not in evaluate.methods")
+        if self.recommended not in (*self.methods, *self.baselines):
+            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is in neither evaluate.methods nor "
+                              "evaluate.baselines (its score file gives pi-hat)")
         if method_spec(self.recommended, "evaluate.recommended").oracle:
             raise ConfigError(f"evaluate.recommended: {self.recommended} reads target labels (oracle)")
 
