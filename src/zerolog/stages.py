@@ -136,7 +136,8 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "evaluate.level_rule", "mlflow"]
+    keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
+            "mlflow"]
     return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
 
 
@@ -217,7 +218,8 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
-        "baselines", "target-only label-free detectors and the supervised ORACLE on one system", "system",
+        "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
+        "system",
         "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
         deps=lambda params, paths, system: [paths.tensors(system)],
         outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
