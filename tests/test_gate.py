@@ -215,6 +215,7 @@ MAKE_METRICS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_profile_runs_dvc_repro_in_a_scratch_copy_and_leaves_the_workspace_alone(tmp_path, monkeypatch, capsys):
     project = tmp_path / "project"
     project.mkdir()
