@@ -17,7 +17,7 @@ from test_training import assert_same_weights, small_config, unlabeled, weights_
 from zerolog.artifacts import SystemTensors, read_scores
 from zerolog.config import AdaptConfig, ConfigError, SelfTrainingConfig, TrainConfig
 from zerolog.errors import DataError
-from zerolog.features.target_detector import TargetDetection, mixture_threshold, pca_mixture_detection, pca_spe
+from zerolog.features.target_detector import TargetDetection, pca_mixture_detection
 from zerolog.training.adapt import importance_weights, pseudo_labels, top_share_threshold
 from zerolog.training.loop import _Pool, _train_pool, labeled_anomaly_share, score, train
 from zerolog.training.meta import Batch, TrainingOutputs, objective
@@ -38,7 +38,7 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[SystemTensors, Sy
 @pytest.fixture(scope="module")
 def detection(systems) -> TargetDetection:
     _, target = systems
-    return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), 0.95, seed=0)
+    return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), 0.95, "tfidf", seed=0)
 
 
 def adapt_config(weighting: str = "importance", rounds: int = 1, per_round: int = 1, rule: str = "agreement",
@@ -124,26 +124,28 @@ def test_self_training_config_is_validated() -> None:
 # ----------------------------------------------------------------------------- the detector
 
 
-def test_target_detector_equals_the_evaluation_functions(systems) -> None:
-    """Moved down a layer, not rewritten: same SPE and the same mixture cut as zerolog.evaluation."""
-    from zerolog.evaluation.baselines import pca_scores
-    from zerolog.evaluation.thresholds import mixture_threshold as evaluation_mixture
+@pytest.mark.parametrize("weighting", ["tfidf", "log1p"])
+def test_target_detector_is_the_baselines_pca_mixture(systems, weighting: str) -> None:
+    """One home: the trainer's detector and the baselines stage's pca_mixture give the same scores, cut and pi-hat;
+    evaluation's PCA and mixture cut are the features layer's functions, not copies."""
+    from zerolog.evaluation import detectors, thresholds
+    from zerolog.features import target_detector
 
+    assert detectors.pca_residuals is target_detector.pca_residuals
+    assert thresholds.mixture_threshold is target_detector.mixture_threshold
     _, target = systems
-    train_rows = target.rows("train")
-    counts = np.asarray(target.counts)
-    np.testing.assert_array_equal(pca_spe(counts[train_rows], counts, 0.95), pca_scores(counts[train_rows], counts, 0.95))
-    spe = pca_spe(counts[train_rows], counts, 0.95)[train_rows]
-    assert mixture_threshold(spe, False, 3) == evaluation_mixture(spe, False, 3)
-    detection = pca_mixture_detection(counts, np.asarray(target.split), 0.95, seed=3)
-    assert detection.pi_hat == pytest.approx(np.mean(spe >= detection.threshold))
-    assert 0 < detection.pi_hat < 1 and detection.scores.shape == (target.sessions,)
+    counts, train_rows = np.asarray(target.counts), target.rows("train")
+    ours = pca_mixture_detection(counts, np.asarray(target.split), 0.95, weighting, seed=3)
+    theirs = detectors.pca_mixture(counts, train_rows, 0.95, weighting, 3)
+    np.testing.assert_array_equal(ours.scores, theirs.scores)
+    assert ours.threshold == theirs.decision_threshold and ours.pi_hat == theirs.flagged_share(train_rows)
+    assert 0 < ours.pi_hat < 1 and ours.scores.shape == (target.sessions,)
 
 
 def test_target_detector_without_two_modes_is_a_data_error() -> None:
     counts = np.ones((20, 4))
     with pytest.raises(DataError, match="identical"):
-        pca_mixture_detection(counts, np.zeros(20, np.int8), 0.95, seed=0)
+        pca_mixture_detection(counts, np.zeros(20, np.int8), 0.95, "tfidf", seed=0)
 
 
 # ----------------------------------------------------------------------------- switches in the trainer
@@ -274,20 +276,28 @@ def _stage_params(tmp_path: Path, **overrides):
                                   "train.adapt.self_training.epochs_per_round": 1, **overrides})  # fmt: skip
 
 
-def test_train_stage_records_pi_hat_and_its_threshold(tmp_path: Path) -> None:
-    params = _stage_params(tmp_path)
+def test_train_stage_records_pi_hat_and_its_threshold_as_the_evaluate_stage_reads_them(tmp_path: Path) -> None:
+    """The train stage's π̂ is the baselines stage's (pca_mixture score file), and zerolog_adapt's recorded cut is
+    the evaluate stage's pi_hat rule on its scores: one detector, one number, end to end."""
+    params = _stage_params(tmp_path, **{"evaluate.methods": ["zerolog_adapt", "pca_mixture"],
+                                        "evaluate.baselines": ["pca_mixture"],
+                                        "evaluate.min_test_anomalies": 3})  # fmt: skip (~9 test anomalies here)
     write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=1)
     write_system(tmp_path / "tensors" / "bgl", "bgl", seed=2, anomaly_share=0.1)
     call_stage("train", params, "hdfs-bgl")
+    call_stage("baselines", params, "bgl")
+    call_stage("evaluate", params, "hdfs-bgl")
     frame, metadata = read_scores(tmp_path / "scores" / "hdfs-bgl" / "zerolog_adapt" / "seed-42.parquet")
-    target = pca_mixture_detection(np.load(tmp_path / "tensors" / "bgl" / "counts.npy"),
-                                   np.load(tmp_path / "tensors" / "bgl" / "split.npy"), 0.95, params.seed)  # fmt: skip
-    assert metadata["pi_hat"] == target.pi_hat
+    _, recommended = read_scores(tmp_path / "scores" / "target-bgl" / "pca_mixture.parquet")
+    assert metadata["pi_hat"] == recommended["pi_hat"] and 0 < metadata["pi_hat"] < 1
     train_scores = frame.loc[(frame["domain"] == "target") & (frame["split"] == "train"), "score"].to_numpy()
-    assert metadata["threshold_pi_hat"] == top_share_threshold(train_scores, target.pi_hat)
+    assert metadata["threshold_pi_hat"] == top_share_threshold(train_scores, metadata["pi_hat"])
+    details = json.loads((tmp_path / "reports" / "evaluate" / "hdfs-bgl.json").read_text())
+    assert details["status"] == "evaluated", details["reason"]
+    assert details["methods"]["zerolog_adapt"]["rules"]["pi_hat"]["threshold"] == metadata["threshold_pi_hat"]
     summary = json.loads((tmp_path / "scores" / "hdfs-bgl" / "training.json").read_text())
     entry = summary["methods"]["zerolog_adapt"]["seeds"]["42"]
-    assert entry["pi_hat"] == target.pi_hat and entry["self_training"][0]["round"] == 1
+    assert entry["pi_hat"] == metadata["pi_hat"] and entry["self_training"][0]["round"] == 1
 
 
 def test_train_stage_marks_zerolog_adapt_not_available_without_a_detector_cut(tmp_path: Path) -> None:

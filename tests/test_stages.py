@@ -37,8 +37,9 @@ def test_recorded_params_are_the_keys_a_stage_picks() -> None:
     params = load_params(REPOSITORY / "params.yaml")
     stages = _definition(params)
     assert stages["train-hdfs-bgl"]["params"] == [
-        "evaluate.unsupervised.pca_variance", "mlflow", "pairs.hdfs-bgl", "seed", "seeds", "train",
-    ]  # fmt: skip (zerolog_adapt's target detector: the PCA variance and the mixture's seed)
+        "evaluate.detectors.pca.variance", "evaluate.detectors.pca.weighting", "mlflow", "pairs.hdfs-bgl", "seed",
+        "seeds", "train",
+    ]  # fmt: skip (zerolog_adapt's target detector: pca_mixture's PCA settings and the mixture's seed)
     assert stages["parse-hdfs_logs"]["params"] == [
         "datasets.hdfs_logs", "parse", "systems.hdfs.drain", "systems.hdfs.log_format",
         "systems.hdfs.regex", "systems.hdfs.timestamp",

@@ -166,6 +166,7 @@ def _jobs(params: Params, pairs: list[str], seeds: list[int], threads: int,
     paths = ArtifactPaths(params.paths)
     config = dataclasses.replace(params.train, torch_threads=threads)
     detections: dict[str, TargetDetection] = {}
+    detector = params.evaluate.detectors.pca  # the baselines stage's pca_mixture settings
     jobs = []
     for seed in seeds:  # seed-major: a partial run already covers every pair
         for pair in pairs:
@@ -173,7 +174,7 @@ def _jobs(params: Params, pairs: list[str], seeds: list[int], threads: int,
             target_directory = paths.tensors(pair_config.target)
             if pair_config.target not in detections:
                 target = dataclasses.replace(load_tensors(target_directory), labels=None)
-                detection, reason = target_detection(target, params.evaluate.unsupervised.pca_variance, params.seed)
+                detection, reason = target_detection(target, detector.variance, detector.weighting, params.seed)
                 if detection is None:
                     raise ZerologError(f"ablation: {reason}")
                 detections[pair_config.target] = detection

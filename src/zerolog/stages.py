@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zerolog.artifacts import ArtifactPaths, with_origins
-from zerolog.config import ConfigError, Params, load_params
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
-Each = Literal["dataset", "system", "pair"]
+Each = Literal["dataset", "system", "pair", "paper_pair"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Stage:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
         if self.each is None:
             return [""]
+        if self.each == "paper_pair":
+            return paper_pairs(params)
         return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
 
     def dvc_name(self, item: str) -> str:
@@ -74,6 +76,11 @@ class Stage:
     def resolve(self) -> Callable[..., Any]:
         module, function = self.function.split(":")
         return getattr(importlib.import_module(module), function)
+
+
+def paper_pairs(params: Params) -> list[str]:
+    """The pairs measured under the paper's protocol: ``paper.pairs`` when ``protocols`` lists ``paper``, else none."""
+    return list(params.paper.pairs) if "paper" in params.protocols else []
 
 
 def _pair_systems(params: Params, pair: str) -> list[str]:
@@ -124,14 +131,16 @@ def _paths(params: Any) -> ArtifactPaths:
 
 
 def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
-    # zerolog_adapt's target detector: the PCA of evaluate.unsupervised, its mixture cut seeded like evaluate's
+    # zerolog_adapt's target detector: the baselines stage's pca_mixture (its PCA settings, the data seed)
     return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seeds": params.seeds,
             "tracking": params.mlflow, "paths": _paths(params),
-            "detector_variance": params.evaluate.unsupervised.pca_variance, "seed": params.seed}  # fmt: skip
+            "detector_variance": params.evaluate.detectors.pca.variance,
+            "detector_weighting": params.evaluate.detectors.pca.weighting, "seed": params.seed}  # fmt: skip
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "evaluate.level_rule", "mlflow"]
+    keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
+            "mlflow"]
     return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
 
 
@@ -144,8 +153,19 @@ def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
 
 
+def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
+    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
+    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
+    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
+            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "tracking": params.mlflow, "paths": _paths(params)}
+    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
+    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
+            "paths": _paths(params)}  # fmt: skip
 
 
 STAGES: list[Stage] = [
@@ -201,7 +221,8 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
-        "baselines", "target-only label-free detectors and the supervised ORACLE on one system", "system",
+        "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
+        "system",
         "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
         deps=lambda params, paths, system: [paths.tensors(system)],
         outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
@@ -225,6 +246,16 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
+        "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
+        "paper_pair", "zerolog.evaluation.paper:measure_paper_pair", _paper_arguments,
+        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        outputs=lambda params, paths, pair: [
+            _metric(paths.paper_metrics(pair)),
+            Output(paths.paper_plots(pair), "plots", cache=False,
+                   plot={"template": "linear", "x": "epoch", "y": "target/f1"}),
+        ],
+    ),
+    Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
         "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
@@ -236,7 +267,10 @@ STAGES: list[Stage] = [
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
         "zerolog.report:build_report", _report_arguments,
-        deps=lambda params, paths, _: [paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+        deps=lambda params, paths, _: [
+            *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+            *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
+        ],
         outputs=lambda params, paths, _: [
             Output(paths.report("results.md"), cache=False),
             Output(paths.report("f1_heatmap.png"), "plots", cache=False),

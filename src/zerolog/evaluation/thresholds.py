@@ -11,7 +11,15 @@ the zero-label setting, so it can only describe an upper bound).
 | ``target_quantile`` | TARGET train scores | a stated anomaly share ``evaluate.contamination_prior`` (a prior, not a label) |
 | ``target_mixture`` | TARGET train scores | scores (logit scale) form two Gaussian modes; cut where posteriors are equal |
 | ``target_otsu`` | TARGET train scores | Otsu: the cut maximising between-class variance of the (logit) scores |
+| ``detector`` | the score file's ``decision_threshold`` | the detector's own decision as its paper states it |
+| ``pi_hat`` | TARGET train scores + pi-hat | the top pi-hat share of the method's own target-train scores is anomalous |
 | ``target_val`` | TARGET validation labels | ORACLE only: F1-best cut on the target's validation split |
+
+``pi_hat`` is the recommended detector's label-free estimate of the target's anomaly share (``evaluate.recommended``:
+the share of the target's unlabeled train sessions its own decision flags, ``pi_hat`` in its score file). It is the
+headline rule of the transfer methods: their ``source_val`` cut, the F1-best on the source, does not carry over to a
+target with another anomaly share. ``detector`` needs no fit here: the baselines stage recorded each detector's own
+cut (IsolationForest s >= 0.5, DeepLog any miss, Invariants Mining any violation, the level rule any such line).
 
 ``target_mixture`` is the named two-component rule: a Gaussian mixture weighs the components, so a small anomaly mode
 beside a large normal one still gets its own component, while Otsu's between-class variance favours splits near the
@@ -24,15 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq
-from sklearn.mixture import GaussianMixture
 
 from zerolog.errors import DataError
+from zerolog.features.target_detector import (  # the mixture cut's one home (the train stage uses it too)
+    from_separable_scale,
+    mixture_threshold,
+    to_separable_scale,
+)
 from zerolog.metrics import f1_best_threshold
-
-# Scores of a probability-like method are clipped this far inside (0, 1) before the logit: float32 sigmoids
-# saturate at exactly 0 or 1. A numeric guard, not a tuning knob.
-_LOGIT_EPSILON = 1e-6
 
 TARGET_LABEL_RULES = frozenset({"target_val"})
 
@@ -52,6 +59,10 @@ class RuleInputs:
     source_val_threshold: float | None = None  # the training stage's own source_val threshold (parquet metadata)
     target_val_scores: np.ndarray | None = None  # oracle only
     target_val_labels: np.ndarray | None = None  # oracle only
+    decision_threshold: float | None = None  # the detector's own cut (score-file metadata), None where it has none
+    decision_rule: str | None = None  # that decision in words, or why there is none
+    pi_hat: float | None = None  # the recommended detector's share of flagged target train sessions
+    pi_hat_reason: str | None = None  # why there is no pi-hat (no recommended score file, no cut)
 
 
 @dataclass(frozen=True)
@@ -76,63 +87,9 @@ def _f1_best(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def quantile_threshold(train_scores: np.ndarray, contamination_prior: float) -> float:
-    """The (1 - prior) quantile of the target's train scores: about ``prior`` of them score at or above it."""
+    """The (1 - prior) quantile of the target's train scores: about ``prior`` of them score at or above it (more
+    when scores tie at the cut: ties are all flagged)."""
     return float(np.quantile(np.asarray(train_scores, dtype=np.float64), 1.0 - contamination_prior))
-
-
-def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:
-    """Map scores to a scale where two modes look Gaussian: logit for [0, 1] scores, signed log1p otherwise."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if unit_scale:
-        clipped = np.clip(scores, _LOGIT_EPSILON, 1.0 - _LOGIT_EPSILON)
-        return np.log(clipped) - np.log1p(-clipped)
-    return np.sign(scores) * np.log1p(np.abs(scores))
-
-
-def from_separable_scale(value: float, unit_scale: bool) -> float:
-    """Inverse of :func:`to_separable_scale` for one value."""
-    if unit_scale:
-        return float(1.0 / (1.0 + np.exp(-value)))
-    return float(np.sign(value) * np.expm1(abs(value)))
-
-
-def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> tuple[float, dict[str, float]]:
-    """Fit a 2-component Gaussian mixture to the transformed train scores; cut where the posteriors are equal.
-
-    The higher-mean component is read as the anomaly mode. Returns the cut on the original score scale and the fit
-    (means, standard deviations, weights on the transformed scale). Raises DataError when the scores do not form two
-    separable modes (constant scores, or the posterior never changes side between the two means).
-    """
-    values = to_separable_scale(train_scores, unit_scale)
-    if values.size < 2 or np.ptp(values) == 0:
-        raise DataError("target_mixture: the target train scores are constant, no two modes to split")
-    mixture = GaussianMixture(n_components=2, covariance_type="full", random_state=seed).fit(values.reshape(-1, 1))
-    order = np.argsort(mixture.means_.ravel())
-    low, high = order
-    means = mixture.means_.ravel()
-    deviations = np.sqrt(mixture.covariances_.reshape(-1))
-    weights = mixture.weights_
-
-    def log_odds_high(x: float) -> float:
-        """log P(high component | x) - log P(low component | x)."""
-        densities = [
-            np.log(weights[k]) - np.log(deviations[k]) - 0.5 * ((x - means[k]) / deviations[k]) ** 2 for k in (low, high)
-        ]
-        return float(densities[1] - densities[0])
-
-    left, right = means[low], means[high]
-    if not (log_odds_high(left) < 0 < log_odds_high(right)):
-        raise DataError("target_mixture: the two mixture components do not separate between their means")
-    cut = brentq(log_odds_high, left, right)
-    detail = {
-        "low_mean": float(means[low]),
-        "low_std": float(deviations[low]),
-        "low_weight": float(weights[low]),
-        "high_mean": float(means[high]),
-        "high_std": float(deviations[high]),
-        "high_weight": float(weights[high]),
-    }
-    return from_separable_scale(cut, unit_scale), detail
 
 
 def otsu_threshold(train_scores: np.ndarray, unit_scale: bool) -> float:
@@ -187,6 +144,14 @@ def choose_threshold(
             return Threshold(rule, otsu_threshold(inputs.target_train_scores, inputs.unit_scale))
         except DataError as error:
             return Threshold(rule, None, reason=str(error))
+    if rule == "detector":
+        if inputs.decision_threshold is None:
+            return Threshold(rule, None, reason=f"the method has no decision of its own ({inputs.decision_rule or 'no decision_threshold in its score file'})")
+        return Threshold(rule, float(inputs.decision_threshold))
+    if rule == "pi_hat":
+        if inputs.pi_hat is None:
+            return Threshold(rule, None, reason=f"no pi-hat: {inputs.pi_hat_reason}")
+        return Threshold(rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat), detail={"pi_hat": inputs.pi_hat})
     if rule == "target_val":
         if not is_oracle_method:
             return Threshold(rule, None, reason="reads target labels: allowed for the supervised oracle only")

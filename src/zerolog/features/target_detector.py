@@ -1,24 +1,28 @@
-"""The target-side label-free detector the transfer method leans on: PCA SPE on event counts, cut by a mixture.
+"""The PCA + mixture detector's one home: loglizer's PCA SPE on event counts, cut by a 2-component mixture.
 
-Why it lives here (the features layer, numpy + scikit-learn only): the train stage needs it (its π̂ weights the
-domain loss, its flags make the self-training pseudo-labels), and training must not import evaluation. The two
-functions below are the evaluate layer's ``zerolog.evaluation.baselines.pca_scores`` and
-``zerolog.evaluation.thresholds.mixture_threshold`` moved down, unchanged in what they compute
-(tests/test_target_detector.py checks equality); the evaluation modules can import them from here.
+Why here (the features layer, numpy + scikit-learn only): two stages use it and they sit in different layers. The
+baselines stage scores the target with it (method ``pca_mixture``, ``evaluate.recommended``:
+zerolog.evaluation.detectors.pca_mixture wraps :func:`pca_residuals` and :func:`mixture_threshold`), and the evaluate
+stage's ``target_mixture`` rule is :func:`mixture_threshold` (re-exported by zerolog.evaluation.thresholds). The
+train stage needs the same detector for ``zerolog_adapt`` (its π̂ weights the domain loss, its flags make the
+self-training pseudo-labels), and training must not import evaluation. One implementation, so the π̂ the trainer
+uses is the π̂ the evaluate stage's ``pi_hat`` rule reads from the baselines stage's score file
+(tests/test_adapt.py checks they are equal).
 
 The detector (research/findings.md, "the recommended product detector"): loglizer's PCA (Xu et al., SOSP 2009):
-tf-idf weighted event counts of the target's unlabeled TRAIN sessions, squared prediction error (SPE) off the
-subspace keeping ``variance`` of the train variance; the cut is where a 2-component Gaussian mixture on the
+weighted (tf-idf by default) event counts of the target's unlabeled TRAIN sessions, squared prediction error (SPE)
+off the subspace keeping ``variance`` of the train variance; the cut is where a 2-component Gaussian mixture on the
 sign-log1p train SPE puts equal posterior on both modes. π̂ = the share of train sessions at or above the cut.
 No label is read anywhere.
 
-Once the baselines stage writes this detector's scores (``scores/target-<system>/<method>.parquet`` with ``pi_hat``
-in its metadata), :func:`pca_mixture_detection` is replaced by a reader of that file.
+Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessions, templates + 1) float, column 0
+(padding) always 0; ``train_rows`` (train sessions,) int64 rows of ``counts``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import brentq
@@ -27,6 +31,8 @@ from sklearn.mixture import GaussianMixture
 
 from zerolog.artifacts import SPLIT_CODES
 from zerolog.errors import DataError
+
+Weighting = Literal["tfidf", "log1p", "raw"]
 
 # Probability-like scores are clipped this far inside (0, 1) before the logit (float32 sigmoids saturate).
 _LOGIT_EPSILON = 1e-6
@@ -47,25 +53,51 @@ class TargetDetection:
     pi_hat: float
 
 
-def pca_spe(train_counts: np.ndarray, all_counts: np.ndarray, variance: float) -> np.ndarray:
-    """loglizer-style PCA: squared prediction error (SPE) of each row of ``all_counts`` off the train subspace.
+def train_matrix(counts: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    """(train sessions, templates + 1) float64 counts of the train rows; DataError when there are too few."""
+    if len(train_rows) < 2:
+        raise DataError(f"{len(train_rows)} train session(s): too few to fit a detector on")
+    return np.asarray(counts, dtype=np.float64)[train_rows]
 
-    Counts are tf-idf weighted (idf from the train rows; an event unseen in train weighs like the rarest) and centred
-    on the train mean; the subspace keeps the fewest principal components explaining ``variance`` of the variance.
-    Shapes: ``train_counts`` (train, features), ``all_counts`` (sessions, features) -> (sessions,).
+
+def tfidf_weights(train_counts: np.ndarray) -> np.ndarray:
+    """(templates + 1,) loglizer's idf, log(N / df) over the train rows; a template no train row holds weighs as
+    df = 1 (the rarest)."""
+    document_frequency = (train_counts > 0).sum(axis=0)
+    return np.log(train_counts.shape[0] / np.maximum(document_frequency, 1))
+
+
+def weighted_counts(counts: np.ndarray, train_counts: np.ndarray, weighting: Weighting) -> np.ndarray:
+    """(sessions, templates + 1) the count vectors as the PCA sees them: tf-idf (loglizer, idf from the train rows),
+    log1p or raw counts (the research's ablation: tf-idf kept the lowest F1 over three targets highest)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if weighting == "tfidf":
+        return counts * tfidf_weights(train_counts)
+    if weighting == "log1p":
+        return np.log1p(counts)
+    return counts
+
+
+def pca_residuals(
+    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting
+) -> tuple[np.ndarray, np.ndarray]:
+    """loglizer's PCA view: (SPE of every row off the normal subspace, the residual eigenvalues).
+
+    The weighted counts are centred on the train mean; the normal subspace holds the fewest principal components
+    of the train rows that explain ``variance`` of their variance (loglizer's 0.95). SPE = |x - P P^T x|^2.
     """
-    train = np.asarray(train_counts, dtype=np.float64)
-    document_frequency = (train > 0).sum(axis=0)  # (features,)
-    idf = np.log(train.shape[0] / np.maximum(document_frequency, 1))
-    weighted_train = train * idf
+    train = train_matrix(counts, train_rows)
+    weighted_train = weighted_counts(train, train, weighting)  # (train, templates + 1)
     mean = weighted_train.mean(axis=0)
-    centred_train = weighted_train - mean
-    if not np.any(centred_train):
+    if not np.any(weighted_train - mean):
         raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")
-    components = PCA(n_components=variance, svd_solver="full").fit(centred_train).components_  # (k, features)
-    centred = np.asarray(all_counts, dtype=np.float64) * idf - mean  # (sessions, features)
+    pca = PCA(svd_solver="full").fit(weighted_train - mean)
+    kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)  # fewest reaching the share
+    kept = min(kept, len(pca.explained_variance_ratio_))
+    components = pca.components_[:kept]  # (k, templates + 1)
+    centred = weighted_counts(counts, train, weighting) - mean  # (sessions, templates + 1)
     residual = centred - (centred @ components.T) @ components
-    return np.einsum("ij,ij->i", residual, residual)
+    return np.einsum("ij,ij->i", residual, residual), pca.explained_variance_[kept:]
 
 
 def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:
@@ -116,15 +148,16 @@ def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> 
     return from_separable_scale(cut, unit_scale), detail
 
 
-def pca_mixture_detection(counts: np.ndarray, split: np.ndarray, variance: float, seed: int) -> TargetDetection:
-    """PCA SPE fit on the TRAIN rows of ``counts`` (sessions, features), cut by the train mixture.
+def pca_mixture_detection(
+    counts: np.ndarray, split: np.ndarray, variance: float, weighting: Weighting, seed: int
+) -> TargetDetection:
+    """PCA SPE fit on the TRAIN rows of ``counts`` (sessions, features), cut by the train mixture: the baselines
+    stage's ``pca_mixture`` (same functions, same settings ``evaluate.detectors.pca``, same seed ``params.seed``).
 
     DataError (with the reason) when the system has too few train sessions or the SPE has no two modes.
     """
     train_rows = np.flatnonzero(np.asarray(split) == SPLIT_CODES["train"])
-    if train_rows.size < 2:
-        raise DataError(f"pca_mixture: {train_rows.size} train session(s), too few to fit the detector")
-    scores = pca_spe(np.asarray(counts)[train_rows], counts, variance)  # (sessions,)
+    scores, _ = pca_residuals(counts, train_rows, variance, weighting)  # (sessions,)
     threshold, _ = mixture_threshold(scores[train_rows], unit_scale=False, seed=seed)
     pi_hat = float(np.mean(scores[train_rows] >= threshold))
     return TargetDetection("pca_mixture", scores, threshold, pi_hat)

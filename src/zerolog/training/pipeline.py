@@ -57,7 +57,7 @@ from zerolog.artifacts import (
 )
 from zerolog.config import ConfigError, MlflowConfig, PairConfig, TrainConfig
 from zerolog.errors import DataError
-from zerolog.features.target_detector import TargetDetection, pca_mixture_detection
+from zerolog.features.target_detector import TargetDetection, Weighting, pca_mixture_detection
 from zerolog.io import atomic_directory, write_json
 from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
@@ -396,14 +396,18 @@ def _train_methods(
     ]
 
 
-def target_detection(target: SystemTensors, variance: float, seed: int) -> tuple[TargetDetection | None, str | None]:
+def target_detection(
+    target: SystemTensors, variance: float, weighting: Weighting, seed: int
+) -> tuple[TargetDetection | None, str | None]:
     """The target-side detector of ``zerolog_adapt`` on the target's unlabeled train counts, or None and why not.
 
-    Today computed here (features.target_detector); once the baselines stage writes this detector's score file with
-    ``pi_hat`` in its metadata, this becomes a read of that file.
+    The baselines stage's ``pca_mixture`` (the recommended detector) computed by the same functions
+    (features.target_detector) with the same settings and seed, here in-process: the train stage does not wait for
+    the baselines stage, and its π̂ equals the one in that stage's score file (tests/test_adapt.py).
     """
     try:
-        return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), variance, seed), None
+        return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), variance, weighting,
+                                     seed), None  # fmt: skip
     except DataError as error:
         return None, f"{target.system}: the target detector (PCA SPE + mixture cut) gives no pi-hat: {error}"
 
@@ -425,12 +429,12 @@ def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]
 
 def train_pair(
     pair: str, pair_config: PairConfig, config: TrainConfig, seeds: list[int], tracking: MlflowConfig,
-    paths: ArtifactPaths, detector_variance: float, seed: int,
+    paths: ArtifactPaths, detector_variance: float, detector_weighting: Weighting, seed: int,
 ) -> None:  # fmt: skip
     """Stage train for ``pair`` (module docstring): every method of ``train.methods`` once per model seed.
 
-    ``detector_variance`` (evaluate.unsupervised.pca_variance) and ``seed`` (the data seed, the mixture's) set the
-    target detector of ``zerolog_adapt``."""
+    ``detector_variance`` and ``detector_weighting`` (evaluate.detectors.pca) and ``seed`` (the data seed, the
+    mixture's) set the target detector of ``zerolog_adapt``: those of the baselines stage's ``pca_mixture``."""
     _check_methods(config)
     usable, skipped = _usable_sources(pair_config, config, paths)
     summary: dict[str, Any] = {
@@ -446,7 +450,7 @@ def train_pair(
     target = dataclasses.replace(load_tensors(paths.tensors(pair_config.target)), labels=None)
     detection, unavailable = None, {}
     if _adapt_methods(config):
-        detection, reason = target_detection(target, detector_variance, seed)
+        detection, reason = target_detection(target, detector_variance, detector_weighting, seed)
         unavailable = {method: reason for method in _adapt_methods(config) if reason is not None}
     input_files = [tensors.directory / f"{name}.npy" for tensors in usable for name in (*_TRAINING_FILES, "labels")]
     input_files += [target.directory / f"{name}.npy" for name in (*_TRAINING_FILES, *(["counts"] if detection else []))]
