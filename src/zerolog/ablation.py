@@ -491,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     except ZerologError as error:
         sys.exit(f"error: {error}")
     if arguments.split == "val":
+        if arguments.set:  # the report's text names params.yaml's train section: say what differed
+            print(f"DEVELOPMENT RUN with --set {' '.join(arguments.set)}: not the params.yaml configuration")
         print(text)
         return
     paths = ArtifactPaths(params.paths)
