@@ -38,7 +38,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -90,7 +90,7 @@ class ArmJob:
 
 def _arm_configs(config: TrainConfig, arm: str) -> tuple[TrainConfig, TrainConfig, str]:
     """(base config, final config, base method) of an arm."""
-    weighting = "importance" if arm == "importance" else "none"
+    weighting: Literal["none", "importance"] = "importance" if arm == "importance" else "none"
     final = dataclasses.replace(config, adapt=dataclasses.replace(config.adapt, domain_weighting=weighting))
     no_rounds = dataclasses.replace(final.adapt.self_training, rounds=0)
     base = dataclasses.replace(final, adapt=dataclasses.replace(final.adapt, self_training=no_rounds))
