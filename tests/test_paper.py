@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPOSITORY, call_stage
 from evaluation_fixtures import build_pair, make_params, write_tensors
-from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, load_tensors
+
+from zerolog.artifacts import ArtifactPaths, load_tensors
 from zerolog.config import PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, load_params, parse_params, read_yaml
 from zerolog.errors import DataError
 from zerolog.evaluation.paper import (

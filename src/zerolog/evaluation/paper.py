@@ -25,7 +25,6 @@ and ``plots/paper/<pair>/<method>.csv|png`` (per-epoch curves); one MLflow run p
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import tempfile
