@@ -346,7 +346,8 @@ def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_method
 
 def test_without_a_pi_hat_the_rule_says_why(tmp_path):
     params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
-                                    "evaluate.baselines": ["template_rarity"], "evaluate.recommended": "template_rarity"})
+                                    "evaluate.baselines": ["template_rarity"],
+                                    "evaluate.recommended": "template_rarity"})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)

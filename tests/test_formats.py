@@ -126,7 +126,10 @@ def test_one_session_per_file_with_labels_keyed_by_file_name(tmp_path):
     lengths = {f"{uuid}.log": len(lines) for uuid, lines in instances.items()}
     assert dict(zip(table["session_id"], table["templates"].map(len), strict=True)) == lengths
     assert table["start_time"].isna().all()  # this log carries no time
-    assert all(len(levels) == len(templates) for levels, templates in zip(table["levels"], table["templates"], strict=True))
+    assert all(
+        len(levels) == len(templates)
+        for levels, templates in zip(table["levels"], table["templates"], strict=True)
+    )
 
 
 def test_one_session_per_folder_with_labels_keyed_by_folder_name(tmp_path):

@@ -111,7 +111,11 @@ def test_pr_curve_is_thinned_and_keeps_the_ends():
 
 @pytest.mark.parametrize(
     "labels,scores",
-    [(np.array([0, 2]), np.array([0.1, 0.2])), (np.array([0, 1]), np.array([0.1, np.nan])), (np.array([0]), np.zeros(2))],
+    [
+        (np.array([0, 2]), np.array([0.1, 0.2])),
+        (np.array([0, 1]), np.array([0.1, np.nan])),
+        (np.array([0]), np.zeros(2)),
+    ],
 )
 def test_check_binary_rejects_bad_input(labels, scores):
     with pytest.raises(DataError):

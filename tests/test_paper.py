@@ -152,7 +152,11 @@ def test_metrics_layout(measured):
 def test_the_target_test_set_is_every_kept_target_session(measured):
     _, metrics = measured
     target = metrics["data"]["bgl"]
-    assert target["test"]["sessions"] == target["kept"]["sessions"] == target["train"]["sessions"] + target["dev"]["sessions"]
+    assert (
+        target["test"]["sessions"]
+        == target["kept"]["sessions"]
+        == target["train"]["sessions"] + target["dev"]["sessions"]
+    )
     last = metrics["methods"]["zerolog"]["last_epoch"]
     counted = sum(last[key] for key in ("true_positives", "false_positives", "true_negatives", "false_negatives"))
     assert counted == target["test"]["sessions"]

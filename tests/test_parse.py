@@ -261,7 +261,9 @@ def test_deeplog_sessions_become_one_row_per_event(params):
     (folder / "normal").write_text("5 5 22 11 9 \n5 22 \n")
     (folder / "abnormal").write_text("5 22 7 \n")
     (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    write_manifest(
+        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
+    )
     parse_dataset(params, "hdfs_deeplog")
     lines, _, _ = read_parsed(params, "hdfs_deeplog")
     assert lines["session_key"].tolist() == ["normal:1"] * 5 + ["normal:2"] * 2 + ["abnormal:1"] * 3
@@ -320,7 +322,11 @@ def _too_many_unmatched(params):
 
 def _unknown_event_id(params):
     folder = build_raw_folder(params, "bgl_100k")
-    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(b"label,time,event_id\n-,2005-06-03-15.42.50.363779,E189\n-,2005-06-03-15.42.50.527847,E9999\n"))
+    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(
+        b"label,time,event_id\n"
+        b"-,2005-06-03-15.42.50.363779,E189\n"
+        b"-,2005-06-03-15.42.50.527847,E9999\n"
+    ))
     return "BGL_100k_events.csv.gz: line 3: unknown event id 'E9999'"
 
 
@@ -330,7 +336,9 @@ def _unknown_deeplog_id(params):
     (folder / "normal").write_text("5 22 \n5 99 \n")
     (folder / "abnormal").write_text("5 \n")
     (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    write_manifest(
+        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
+    )
     return "normal: line 2: unknown event id '99'"
 
 

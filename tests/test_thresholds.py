@@ -31,7 +31,10 @@ def test_quantile_threshold_flags_the_prior_share():
     assert (scores >= cut).mean() == pytest.approx(0.05, abs=0.002)
 
 
-@pytest.mark.parametrize("unit_scale,values", [(True, np.array([1e-9, 0.2, 0.5, 0.99, 1.0])), (False, np.array([-3.0, 0.0, 7.5, 1e4]))])
+@pytest.mark.parametrize(
+    "unit_scale,values",
+    [(True, np.array([1e-9, 0.2, 0.5, 0.99, 1.0])), (False, np.array([-3.0, 0.0, 7.5, 1e4]))],
+)
 def test_separable_scale_round_trips(unit_scale, values):
     transformed = to_separable_scale(values, unit_scale)
     assert np.all(np.diff(transformed) > 0)  # monotone

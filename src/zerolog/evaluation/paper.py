@@ -217,7 +217,8 @@ class TargetCurve:
         return self.metrics[epoch]
 
     def frame(self, epochs: int) -> pd.DataFrame:
-        """One row per epoch 1..``epochs``: the trainer's history and the target metrics; DataError if one is missing."""
+        """One row per epoch 1..``epochs``: the trainer's history and the target metrics; DataError if one is
+        missing."""
         missing = [epoch for epoch in range(1, epochs + 1) if epoch not in self.metrics or epoch not in self.history]
         if missing:
             raise DataError(f"{self.checkpoint}: no target metrics for epoch(s) {missing}")
