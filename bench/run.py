@@ -166,7 +166,9 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
 
     if arguments.get("dataset"):
         parse_raw_dataset(params, arguments["dataset"], progress)
-        metrics = json.loads((Path(params.paths.reports) / "data" / "parse" / f"{arguments['dataset']}.json").read_text())
+        metrics = json.loads(
+            (Path(params.paths.reports) / "data" / "parse" / f"{arguments['dataset']}.json").read_text()
+        )
         lines, templates, details = metrics["lines"], metrics["templates"], metrics["parallel"]
     else:
         system = params.systems["hdfs"]
@@ -264,9 +266,9 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src"), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([python, str(script or Path(__file__).resolve()), "child", kind, json.dumps(arguments),
-                                    str(result_path)], stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY,
-                                   env=environment)
+        process = subprocess.Popen([python, str(script or Path(__file__).resolve()), "child", kind,
+                                    json.dumps(arguments), str(result_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=environment)
     done = threading.Event()
     limit_bytes = memory_limit_gb * 2**30
 
@@ -280,8 +282,8 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
             measurement.peak_tree_mib = max(measurement.peak_tree_mib, total / 2**20)
             elapsed = time.perf_counter() - started
             if total > limit_bytes or elapsed > timeout:
-                measurement.status = (f"stopped: RSS {total / 2**30:.1f} GiB > {memory_limit_gb} GiB" if total > limit_bytes
-                                      else f"stopped: over {timeout:.0f} s")
+                measurement.status = (f"stopped: RSS {total / 2**30:.1f} GiB > {memory_limit_gb} GiB"
+                                      if total > limit_bytes else f"stopped: over {timeout:.0f} s")
                 _kill_tree(psutil, root)
                 return
             done.wait(0.1)
@@ -448,7 +450,8 @@ def parse_table(rows: list[tuple[str, str, Measurement]]) -> str:
         rate = lines / seconds if lines and seconds else None
         body.append(
             f"| {label} | {input_name} | {_number(lines)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
-            f"| {_number(result.get('first_rate'))} | {_number(result.get('last_rate'))} | {_number(result.get('templates'))} "
+            f"| {_number(result.get('first_rate'))} | {_number(result.get('last_rate'))} "
+            f"| {_number(result.get('templates'))} "
             f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} | {measurement.status} |"
         )
     return "\n".join([header, *body])
@@ -469,7 +472,8 @@ def pool_table(rows: list[tuple[str, Measurement]]) -> str:
         body.append(
             f"| {label} | {_number(workers)} | {_number(result.get('lines'))} | {_number(measurement.wall_seconds, 1)} "
             f"| {_number(rate)} | {_number(per_worker)} | {_number(result.get('first_rate'))} "
-            f"| {_number(result.get('last_rate'))} | {worker_peaks} | {_number(max(measurement.peaks('client'), default=None))} "
+            f"| {_number(result.get('last_rate'))} | {worker_peaks} "
+            f"| {_number(max(measurement.peaks('client'), default=None))} "
             f"| {_number(measurement.peak_tree_mib)} | {measurement.status} |"
         )
     return "\n".join([header, *body])
@@ -484,7 +488,8 @@ def stage_table(rows: list[tuple[str, Measurement]]) -> str:
         seconds = measurement.result.get("seconds") or measurement.wall_seconds
         rate = sessions / seconds if sessions and seconds else None
         body.append(f"| {label} | {_number(sessions)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
-                    f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} | {measurement.status} |")
+                    f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} "
+                    f"| {measurement.status} |")
     return "\n".join([header, *body])
 
 
@@ -513,7 +518,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
     parser.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop a step whose tree RSS passes this")
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="stop a step running longer (seconds)")
-    parser.add_argument("--work", type=Path, default=BENCH / "work", help="generated inputs and outputs (ignored by git)")
+    parser.add_argument("--work", type=Path, default=BENCH / "work",
+                        help="generated inputs and outputs (ignored by git)")
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="markdown report")
     return parser.parse_args(argv)
 
@@ -550,8 +556,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{time.perf_counter() - bench_started:6.0f} s] {name} ...", flush=True)
         measurement = run_measured(name, python, kind, child_arguments, work, arguments.memory_limit_gb,
                                    arguments.stage_timeout)
-        print(f"         {measurement.status}, {measurement.wall_seconds:.1f} s, peak RSS {measurement.peak_tree_mib:.0f} MiB",
-              flush=True)
+        print(f"         {measurement.status}, {measurement.wall_seconds:.1f} s, "
+              f"peak RSS {measurement.peak_tree_mib:.0f} MiB", flush=True)
         return measurement
 
     run.parses.append(("(a) logparser3 Drain, as is", run.prefix_name, step(
@@ -564,7 +570,8 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.drain3_python:
         regex, _ = header_regex(system.log_format)
         run.parses.append(("(c) drain3 (separate venv)", run.prefix_name, step(
-            "drain3-prefix", arguments.drain3_python, "drain3", {**common, "log": str(prefix), "header_regex": regex.pattern})))
+            "drain3-prefix", arguments.drain3_python, "drain3",
+            {**common, "log": str(prefix), "header_regex": regex.pattern})))
     if not arguments.skip_full:
         for repeat in range(1, arguments.repeats + 1):  # alternating, so that a change of load hits both alike
             run.pools.append((f"(d) process pool, run {repeat}", step(f"pool-full-{repeat}", sys.executable, "parse", {
@@ -591,11 +598,12 @@ def main(argv: list[str] | None = None) -> None:
 def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
     """Dask / process pool lines/s of each consecutive (pool, Dask) pair of runs, and their median."""
     rates = [lines_per_second(measurement) for _, measurement in pools]
-    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2]) if pool and dask]
+    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2], strict=False) if pool and dask]
     if not ratios:
         return []
     each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
-    return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** (median of {len(ratios)} pair(s): {each}; "
+    return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** "
+            f"(median of {len(ratios)} pair(s): {each}; "
             "whole runs: pool or cluster start, the sample mined in the client, the map, the parts)."]
 
 

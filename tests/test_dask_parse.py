@@ -62,7 +62,9 @@ def _fail_on(value: int) -> int:
 def test_map_ordered_on_the_cluster_keeps_order_and_the_error_type(cluster):
     assert cluster.workers == 2 and "LocalCluster" in cluster.description
     shared = cluster.share(10)
-    assert list(map_ordered(cluster, pow, ((shared, value) for value in range(12)), ahead=4)) == [10**v for v in range(12)]
+    assert list(map_ordered(cluster, pow, ((shared, value) for value in range(12)), ahead=4)) == [
+        10**v for v in range(12)
+    ]
     with pytest.raises(DataError, match="item.log: line 3: broken"):
         list(map_ordered(cluster, _fail_on, ((value,) for value in range(6)), ahead=2))
 

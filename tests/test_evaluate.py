@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
+
 from zerolog.artifacts import method_spec, read_scores
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
@@ -346,7 +346,8 @@ def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_method
 
 def test_without_a_pi_hat_the_rule_says_why(tmp_path):
     params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
-                                    "evaluate.baselines": ["template_rarity"], "evaluate.recommended": "template_rarity"})
+                                    "evaluate.baselines": ["template_rarity"],
+                                    "evaluate.recommended": "template_rarity"})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)

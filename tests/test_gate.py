@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zerolog.config import ConfigError, load_params, read_yaml
-from zerolog.config import GateConfig
+from zerolog.config import ConfigError, GateConfig, load_params, read_yaml
 from zerolog.evaluation.gate import (
     Profile,
     apply_overrides,
@@ -140,7 +139,9 @@ def test_every_number_a_committed_baseline_gates_can_fail(profile_file):
 
 def test_update_then_check_from_the_command_line(tmp_path, capsys):
     params = _write_project_params(tmp_path)
-    _write_metrics(tmp_path, "hdfs-bgl", _pair_metrics(f1s={"level_rule": 0.81, "zerolog": 0.7, "supervised_target": None}))
+    _write_metrics(
+        tmp_path, "hdfs-bgl", _pair_metrics(f1s={"level_rule": 0.81, "zerolog": 0.7, "supervised_target": None})
+    )
     _write_metrics(tmp_path, "bgl-hdfs", _pair_metrics("not_evaluable", reason="9 anomalies"))
     assert main(["update", "--params", str(params)]) == 0
     baseline = json.loads((tmp_path / "full.baseline.json").read_text())

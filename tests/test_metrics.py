@@ -2,14 +2,21 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from zerolog.errors import DataError
 from zerolog.metrics import (
-    f1_best_threshold,
     bootstrap_f1_interval,
     check_binary,
     confusion_counts,
+    f1_best_threshold,
     pr_curve,
     precision_recall_f1,
     ranking_metrics,
@@ -104,7 +111,11 @@ def test_pr_curve_is_thinned_and_keeps_the_ends():
 
 @pytest.mark.parametrize(
     "labels,scores",
-    [(np.array([0, 2]), np.array([0.1, 0.2])), (np.array([0, 1]), np.array([0.1, np.nan])), (np.array([0]), np.zeros(2))],
+    [
+        (np.array([0, 2]), np.array([0.1, 0.2])),
+        (np.array([0, 1]), np.array([0.1, np.nan])),
+        (np.array([0]), np.zeros(2)),
+    ],
 )
 def test_check_binary_rejects_bad_input(labels, scores):
     with pytest.raises(DataError):

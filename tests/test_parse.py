@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import call_stage, make_params
 from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
 
-from conftest import call_stage, make_params
 from zerolog.config import ConfigError, Params
 from zerolog.data.datasets import template_event_id
 from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamps
@@ -187,7 +187,7 @@ def test_skipped_lines_keep_their_numbers_and_status(params):
     lines, _, metrics = read_parsed(params, "hdfs_logs")
 
     assert lines["line_number"].tolist() == list(range(1, 103))
-    status = dict(zip(lines["line_number"], lines["status"]))
+    status = dict(zip(lines["line_number"], lines["status"], strict=True))
     assert status[41] == "unmatched" and status[72] == "non_utf8"
     assert sum(value == "parsed" for value in status.values()) == 100
     bad = lines[lines["line_number"].isin([41, 72])]
@@ -261,7 +261,9 @@ def test_deeplog_sessions_become_one_row_per_event(params):
     (folder / "normal").write_text("5 5 22 11 9 \n5 22 \n")
     (folder / "abnormal").write_text("5 22 7 \n")
     (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    write_manifest(
+        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
+    )
     parse_dataset(params, "hdfs_deeplog")
     lines, _, _ = read_parsed(params, "hdfs_deeplog")
     assert lines["session_key"].tolist() == ["normal:1"] * 5 + ["normal:2"] * 2 + ["abnormal:1"] * 3
@@ -287,7 +289,7 @@ def test_jsonl_sessions_keep_block_ids_and_labels(params):
     assert lines["session_key"].tolist() == ["blk_1", "blk_1", "blk_-2"]
     assert lines["label"].tolist() == [0, 0, 1] and lines["line_number"].tolist() == [1, 1, 2]
     assert lines["event_id"].tolist() == [template_event_id(t) for t in ["a <*>", "b", "b"]]
-    assert dict(zip(templates["template"], templates["count"])) == {"b": 2, "a <*>": 1}
+    assert dict(zip(templates["template"], templates["count"], strict=True)) == {"b": 2, "a <*>": 1}
 
 
 # ----------------------------------------------------------------------------- errors
@@ -320,7 +322,11 @@ def _too_many_unmatched(params):
 
 def _unknown_event_id(params):
     folder = build_raw_folder(params, "bgl_100k")
-    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(b"label,time,event_id\n-,2005-06-03-15.42.50.363779,E189\n-,2005-06-03-15.42.50.527847,E9999\n"))
+    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(
+        b"label,time,event_id\n"
+        b"-,2005-06-03-15.42.50.363779,E189\n"
+        b"-,2005-06-03-15.42.50.527847,E9999\n"
+    ))
     return "BGL_100k_events.csv.gz: line 3: unknown event id 'E9999'"
 
 
@@ -330,7 +336,9 @@ def _unknown_deeplog_id(params):
     (folder / "normal").write_text("5 22 \n5 99 \n")
     (folder / "abnormal").write_text("5 \n")
     (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+    write_manifest(
+        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
+    )
     return "normal: line 2: unknown event id '99'"
 
 

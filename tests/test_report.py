@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_tensors, write_train_status
+
 from zerolog.artifacts import ArtifactPaths
 from zerolog.errors import DataError
 from zerolog.report import (
@@ -111,7 +111,9 @@ def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
     matrix = f1_matrix(results, reported.evaluate.methods)
     pairs = list(results)
     assert np.isnan(matrix[pairs.index("hdfs-openstack")]).all()
-    evaluated = [results["hdfs-bgl"]["methods"][method]["status"] == "evaluated" for method in reported.evaluate.methods]
+    evaluated = [
+        results["hdfs-bgl"]["methods"][method]["status"] == "evaluated" for method in reported.evaluate.methods
+    ]
     assert list(~np.isnan(matrix[pairs.index("hdfs-bgl")])) == evaluated  # NaN = not available (e.g. no loglead)
 
 
@@ -134,7 +136,10 @@ def test_headline_names_the_recommended_detector_the_best_baselines_and_pi_hat(r
     assert f"recommended: {recommended}" in header and "pi-hat" in header and "true share (test)" in header
     cells = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl | ")).split(" | ")
     methods = result["methods"]
-    assert cells[2].startswith(f"{methods[recommended]['f1']:.3f}") and cells[3].startswith(f"{methods['zerolog']['f1']:.3f}")
+    assert (
+        cells[2].startswith(f"{methods[recommended]['f1']:.3f}")
+        and cells[3].startswith(f"{methods['zerolog']['f1']:.3f}")
+    )
     others = {method: entry["f1"] for method, entry in methods.items() if entry.get("kind") == "target_only"
               and method != recommended and entry.get("status") == "evaluated"}  # fmt: skip
     best = max(others, key=others.get)

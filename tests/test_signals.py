@@ -1,4 +1,5 @@
-"""Stage diagnose: the signals rank what they should, a turned-over semantic shows up, and the stage writes its files."""
+"""Stage diagnose: the signals rank what they should, a turned-over semantic shows up, and the stage writes its
+files."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 from conftest import call_stage
+from sklearn.metrics import roc_auc_score
 from test_training import write_system
 
 from zerolog.config import ConfigError, load_params
@@ -78,7 +79,10 @@ def test_template_set_novelty_counts_only_train_sessions(views) -> None:
 def write_params(tmp_path: Path, systems: list[str]):
     params = load_params(REPOSITORY / "params.yaml")
     paths = dataclasses.replace(
-        params.paths, tensors=str(tmp_path / "tensors"), metrics=str(tmp_path / "metrics"), reports=str(tmp_path / "reports")
+        params.paths,
+        tensors=str(tmp_path / "tensors"),
+        metrics=str(tmp_path / "metrics"),
+        reports=str(tmp_path / "reports"),
     )
     embed = dataclasses.replace(params.embed, method="hashing", hashing_dimensions=DIM)
     system_configs = {name: params.systems["hdfs"] for name in systems}
@@ -96,7 +100,9 @@ def test_diagnose_writes_the_report_and_metrics(tmp_path: Path) -> None:
     assert metrics["split"] == "val" and set(metrics["systems"]) == {"a", "b"}
     for system in ("a", "b"):
         aucs = metrics["systems"][system]["roc_auc"]
-        assert {"novelty:template_set", "novelty:rarest_template", "probe:a", "probe:b", "severity:emergency"} <= set(aucs)
+        assert {
+            "novelty:template_set", "novelty:rarest_template", "probe:a", "probe:b", "severity:emergency"
+        } <= set(aucs)
         assert aucs["novelty:rarest_template"] > 0.9
     assert metrics["systems"]["b"]["roc_auc"]["probe:a"] < 0.5  # a's labels teach the opposite of b's
     shown = metrics["systems"]["b"]["templates"]
@@ -116,7 +122,8 @@ def test_a_validation_split_without_anomalies_is_a_one_line_error(tmp_path: Path
 @pytest.mark.parametrize(
     ("setting", "value", "key"),
     [("systems", ["hdfs"], "diagnose.systems"), ("severity_anchors", [" "], "diagnose.severity_anchors"),
-     ("probe_regularization", 0.0, "diagnose.probe_regularization"), ("templates_shown", 0, "diagnose.templates_shown")],
+     ("probe_regularization", 0.0, "diagnose.probe_regularization"),
+     ("templates_shown", 0, "diagnose.templates_shown")],
 )
 def test_invalid_diagnose_settings_name_their_key(setting: str, value, key: str) -> None:
     config = load_params(REPOSITORY / "params.yaml").diagnose

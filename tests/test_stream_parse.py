@@ -190,7 +190,10 @@ def test_parse_equals_logparser3_line_for_line(tmp_path, reference, name, chunk_
     lines, templates, metrics = read_output(params, name)
     pd.testing.assert_frame_equal(lines, reference[name])
     counts = lines.loc[lines["event_id"].notna()].groupby(["event_id", "template"]).size()
-    assert dict(zip(zip(templates["event_id"], templates["template"]), templates["count"])) == counts.to_dict()
+    assert (
+        dict(zip(zip(templates["event_id"], templates["template"], strict=True), templates["count"], strict=True))
+        == counts.to_dict()
+    )
     assert templates["count"].is_monotonic_decreasing
     assert metrics["lines"] == len(lines) == sum(entry["lines"] for entry in metrics["files"])
     assert metrics["templates"] == len(templates)
@@ -347,7 +350,10 @@ def test_writing_a_part_twice_gives_the_same_part(tmp_path):
     written = part_path(parts, 0).read_bytes()
     assert not list(scratch.iterdir())
     assert write_part_task(0, 1, str(scratch), str(parts), layout, dictionary) == 2000
-    assert part_path(parts, 0).read_bytes() == written and [path.name for path in parts.iterdir()] == ["part-000000.parquet"]
+    assert (
+        part_path(parts, 0).read_bytes() == written
+        and [path.name for path in parts.iterdir()] == ["part-000000.parquet"]
+    )
 
 
 def test_manifest_globs_expand_to_sorted_files(tmp_path):
@@ -379,7 +385,10 @@ def test_manifest_globs_expand_to_sorted_files(tmp_path):
 def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
     """A line of another format and a line with a bad byte keep their rows, numbers and statuses across chunks."""
     good = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:400]
-    content = b"".join(good[:150]) + b"not an HDFS line\n" + b"".join(good[150:300]) + b"\xff\xfe bad\n" + b"".join(good[300:])
+    content = (
+        b"".join(good[:150]) + b"not an HDFS line\n" + b"".join(good[150:300]) + b"\xff\xfe bad\n"
+        + b"".join(good[300:])
+    )
     params = engine_params(tmp_path, chunk_bytes=5_000, sample_lines=0)
     write_raw_logs(params, "hdfs_logs", {"HDFS_mixed.log": content},
                    {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})

@@ -8,11 +8,11 @@ from zerolog.errors import DataError
 from zerolog.evaluation.thresholds import (
     RuleInputs,
     choose_threshold,
+    from_separable_scale,
     mixture_threshold,
     otsu_threshold,
     quantile_threshold,
     to_separable_scale,
-    from_separable_scale,
 )
 
 
@@ -31,11 +31,14 @@ def test_quantile_threshold_flags_the_prior_share():
     assert (scores >= cut).mean() == pytest.approx(0.05, abs=0.002)
 
 
-@pytest.mark.parametrize("unit_scale,values", [(True, np.array([1e-9, 0.2, 0.5, 0.99, 1.0])), (False, np.array([-3.0, 0.0, 7.5, 1e4]))])
+@pytest.mark.parametrize(
+    "unit_scale,values",
+    [(True, np.array([1e-9, 0.2, 0.5, 0.99, 1.0])), (False, np.array([-3.0, 0.0, 7.5, 1e4]))],
+)
 def test_separable_scale_round_trips(unit_scale, values):
     transformed = to_separable_scale(values, unit_scale)
     assert np.all(np.diff(transformed) > 0)  # monotone
-    for value, back in zip(values[1:-1], transformed[1:-1]):
+    for value, back in zip(values[1:-1], transformed[1:-1], strict=True):
         assert from_separable_scale(back, unit_scale) == pytest.approx(value, rel=1e-6)
 
 

@@ -115,7 +115,11 @@ class DeclaredParams:
 
     def _child(self, name: str, value: Any) -> Any:
         path = f"{self._path}.{name}" if self._path else name
-        if path in ALWAYS_READABLE or path in self._declared or any(path.startswith(f"{key}.") for key in self._declared):
+        if (
+            path in ALWAYS_READABLE
+            or path in self._declared
+            or any(path.startswith(f"{key}.") for key in self._declared)
+        ):
             return value
         if any(key.startswith(f"{path}.") for key in self._declared):
             return DeclaredParams(value, self._declared, self._stage, path)

@@ -56,7 +56,7 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imported_modules(path: Path) -> tuple[str, ...]:
     return tuple(_imports_in(path))
 
@@ -78,18 +78,21 @@ def _with_packages(module: str) -> list[str]:
     return [".".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_closure(module: str) -> tuple[Path, ...]:
     """Source files of ``module`` and of every project module it imports, directly or not, sorted."""
     seen: set[str] = set()
     pending = [module]
     while pending:
         for name in _with_packages(pending.pop()):
-            if name in seen or name in NOT_CODE_DEPS or module_file(name) is None:
+            if name in seen or name in NOT_CODE_DEPS:
+                continue
+            path = module_file(name)
+            if path is None:
                 continue
             seen.add(name)
-            pending.extend(_imported_modules(module_file(name)))  # type: ignore[arg-type]
-    return tuple(sorted({module_file(name) for name in seen}))  # type: ignore[type-var]
+            pending.extend(_imported_modules(path))
+    return tuple(sorted(path for path in map(module_file, seen) if path is not None))
 
 
 # ----------------------------------------------------------------------------- one stage

@@ -195,7 +195,9 @@ def _test_scores(by_split: dict[str, pd.DataFrame], test: TestSplit, target: str
 # ----------------------------------------------------------------------------- one method
 
 
-def _rule_entry(threshold: Threshold, test: TestSplit, scores: np.ndarray, settings: EvaluationSettings) -> dict[str, Any]:
+def _rule_entry(
+    threshold: Threshold, test: TestSplit, scores: np.ndarray, settings: EvaluationSettings
+) -> dict[str, Any]:
     if not threshold.applicable:
         return {"status": str(Status.NOT_APPLICABLE), "reason": threshold.reason, "oracle": threshold.oracle}
     assert threshold.value is not None
@@ -239,7 +241,9 @@ def evaluate_method(
     points = pr_curve(test.labels, scores, config.pr_curve_points).loc[:, ["recall", "precision"]].assign(method=method)
     decisions = None
     if headline.get("status") == str(Status.EVALUATED):
-        decisions = pd.DataFrame({"actual": test.labels, "predicted": (scores >= headline["threshold"]).astype(np.int64)})
+        decisions = pd.DataFrame(
+            {"actual": test.labels, "predicted": (scores >= headline["threshold"]).astype(np.int64)}
+        )
     return MethodEvaluation(entry, points, decisions)
 
 

@@ -4,12 +4,14 @@ Why this exists: a zero-label method can only carry over what is anomalous in th
 target. This stage measures, on each labeled system's VALIDATION split (never the test split, which stays the
 evaluate stage's alone), how well simple per-session signals rank that system's anomalies (ROC-AUC):
 
-| signal | what it reads | label-free for the system scored? |
-|---|---|---|
-| ``novelty:template_set`` | −log frequency of the session's exact set of templates among the system's train sessions | yes |
-| ``novelty:rarest_template`` | max over the session's templates of −log(share of train sessions holding it) | yes |
-| ``severity:<anchor>`` | max over the session's templates of the cosine between its vector and an anchor text's | yes (zero-shot) |
-| ``probe:<source>`` | a logistic regression on max-pooled template vectors, fit on ``<source>``'s TRAIN labels | yes (the source's labels) |
+- ``novelty:template_set``: −log frequency of the session's exact set of templates among the system's train
+  sessions. Label-free for the system scored: yes.
+- ``novelty:rarest_template``: max over the session's templates of −log(share of train sessions holding it).
+  Label-free for the system scored: yes.
+- ``severity:<anchor>``: max over the session's templates of the cosine between its vector and an anchor text's.
+  Label-free for the system scored: yes (zero-shot).
+- ``probe:<source>``: a logistic regression on max-pooled template vectors, fit on ``<source>``'s TRAIN labels.
+  Label-free for the system scored: yes (the source's labels).
 
 A signal with a high ROC-AUC in one system and one at or below 0.5 in another means what marks an anomaly there is
 not what marks it here; ``probe:<source>`` is the same question asked of what a source's labels teach a linear
@@ -176,7 +178,7 @@ def _signals(views: dict[str, SystemView], config: DiagnoseConfig, anchors: np.n
     for system, view in views.items():
         signals[system]["novelty:template_set"] = template_set_novelty(view)
         signals[system]["novelty:rarest_template"] = rarest_template_novelty(view)
-        for name, anchor in zip(config.severity_anchors, anchors):
+        for name, anchor in zip(config.severity_anchors, anchors, strict=True):
             signals[system][f"severity:{name.split(':')[0].strip().lower()}"] = severity_similarity(view, anchor)
     for source, source_view in views.items():
         probe = fit_probe(source_view, config, seed)
@@ -206,7 +208,10 @@ def diagnose(config: DiagnoseConfig, embed: EmbedConfig, seed: int, paths: Artif
     write_json(paths.report(NUMBERS_FILE), results)
     write_text(paths.report(REPORT_FILE), signals_markdown(results))
     for system, entry in results["systems"].items():
-        print(f"{system}: " + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None))
+        print(
+            f"{system}: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None)
+        )
 
 
 # ----------------------------------------------------------------------------- report
@@ -236,7 +241,10 @@ def signals_markdown(results: dict[str, Any]) -> str:
     for name in names:
         values = [results["systems"][system]["roc_auc"].get(name) for system in systems]
         known = [value for value in values if value is not None]
-        lines.append(f"| `{name}` | " + " | ".join(_cell(value) for value in values) + f" | {_cell(min(known) if known else None)} |")
+        lines.append(
+            f"| `{name}` | " + " | ".join(_cell(value) for value in values)
+            + f" | {_cell(min(known) if known else None)} |"
+        )
     lines += [
         "",
         "`novelty:*` read only the system's own unlabeled train sessions; `severity:*` compare template vectors with "
@@ -246,7 +254,8 @@ def signals_markdown(results: dict[str, Any]) -> str:
         "",
         "## What each source's probe scores highest and lowest in the other system",
         "",
-        "| system | probe fit on | template | probe score | share of val normal sessions | share of val anomalous sessions |",
+        "| system | probe fit on | template | probe score | share of val normal sessions "
+        "| share of val anomalous sessions |",
         "|---|---|---|---|---|---|",
     ]
     for system, entry in results["systems"].items():

@@ -298,13 +298,18 @@ def _previous_vectors(path: Path, expected_fingerprint: dict[str, object]) -> di
         return {}
     if previous.metadata.get("fingerprint") != json.dumps(expected_fingerprint, sort_keys=True):
         return {}
-    return {clean_template(template): vector for template, vector in zip(previous.templates, previous.vectors)}
+    return {
+        clean_template(template): vector
+        for template, vector in zip(previous.templates, previous.vectors, strict=True)
+    }
 
 
 # ----------------------------------------------------------------------------- the stage
 
 
-def _vectors_for(cleaned: list[str], config: EmbedConfig, output: Path) -> tuple[np.ndarray, list[str], dict[str, float]]:
+def _vectors_for(
+    cleaned: list[str], config: EmbedConfig, output: Path
+) -> tuple[np.ndarray, list[str], dict[str, float]]:
     """(templates, dim) vectors of the cleaned texts: the previous output's where its fingerprint matches, the rest
     embedded now. Returns the vectors, the texts embedded now, and the model-load and encoding seconds."""
     known = _previous_vectors(output, fingerprint(config, cleaned))
@@ -319,8 +324,11 @@ def _vectors_for(cleaned: list[str], config: EmbedConfig, output: Path) -> tuple
         known_dim = next(iter(known.values())).shape[0] if known else fresh.shape[1]
         if fresh.shape != (len(new_texts), known_dim):
             raise DataError(f"{output}: embedder returned shape {fresh.shape}, expected {(len(new_texts), known_dim)}")
-        known.update(zip(new_texts, fresh))
-    seconds = {"model_load_seconds": encode_started - load_started, "encode_seconds": time.perf_counter() - encode_started}
+        known.update(zip(new_texts, fresh, strict=True))
+    seconds = {
+        "model_load_seconds": encode_started - load_started,
+        "encode_seconds": time.perf_counter() - encode_started,
+    }
     return np.stack([known[text] for text in cleaned]).astype(np.float32), new_texts, seconds
 
 
@@ -341,7 +349,8 @@ def embed_templates(config: EmbedConfig, tracking: MlflowConfig, paths: Artifact
     cleaned = [clean_template(template) for template in templates]
     vectors, new_texts, seconds = _vectors_for(cleaned, config, output)
     metadata = {"method": config.method, "model": model_description(config), "dim": str(vectors.shape[1]),
-                "cleaning": str(CLEANING_VERSION), "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True)}
+                "cleaning": str(CLEANING_VERSION),
+                "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True)}
     write_template_vectors(output, templates, vectors, metadata)
     embedded_now = set(new_texts)
     counts = {"templates": len(templates), "distinct_texts": len(set(cleaned)), "embedded": len(new_texts),

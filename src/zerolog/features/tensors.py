@@ -42,14 +42,11 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, SystemTensors
-from zerolog.artifacts import ArtifactPaths
+from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, ArtifactPaths, SystemTensors
 from zerolog.config import TensorsConfig
 from zerolog.errors import DataError
 from zerolog.features.embed import read_template_vectors
 from zerolog.io import atomic_directory, write_json
-
-
 
 # ----------------------------------------------------------------------------- building
 
@@ -78,7 +75,9 @@ class _Sessions:
     label_rule: str | None
 
 
-def _read_templates(path: Path, reader: pq.ParquetFile, max_len: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
+def _read_templates(
+    path: Path, reader: pq.ParquetFile, max_len: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
     """Stream the ``templates`` column: ``(templates, codes, full_lengths, null_lists, null_events)``.
 
     ``codes`` (kept events,) int32 holds the first ``max_len`` events of each session; ``null_lists`` (sessions,)
@@ -152,7 +151,9 @@ def _read_sessions(path: Path, max_len: int) -> _Sessions:
         row = int(null_lists.argmax())
         raise DataError(f"{path}: column 'templates': null list in session {session_ids[row]!r}")
     if full_lengths.min() == 0:
-        raise DataError(f"{path}: column 'templates': session {session_ids[int(full_lengths.argmin())]!r} has no events")
+        raise DataError(
+            f"{path}: column 'templates': session {session_ids[int(full_lengths.argmin())]!r} has no events"
+        )
     if null_events:
         raise DataError(f"{path}: column 'templates': {null_events} events have a null template")
 
@@ -196,13 +197,18 @@ def _read_level_counts(path: Path, session_count: int) -> tuple[list[str], np.nd
             rows = np.repeat(np.arange(len(lengths)), lengths)  # (batch events,) session row within the batch
             encoded = pc.dictionary_encode(lists.flatten())  # (batch events,) null lists contribute nothing
             local = np.fromiter(
-                (vocabulary.setdefault(text, len(vocabulary)) for text in encoded.dictionary.to_pylist()), dtype=np.int64
+                (vocabulary.setdefault(text, len(vocabulary)) for text in encoded.dictionary.to_pylist()),
+                dtype=np.int64,
             )  # (distinct in batch,) batch dictionary -> global code
             valid = pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)  # (batch events,)
             codes = local[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)[valid]] if len(local) else []
             width = len(vocabulary)
             cells = rows[valid] * width + np.asarray(codes, dtype=np.int64)
-            blocks.append(np.bincount(cells, minlength=len(lengths) * width).reshape(len(lengths), width).astype(np.int32))
+            blocks.append(
+                np.bincount(cells, minlength=len(lengths) * width)
+                .reshape(len(lengths), width)
+                .astype(np.int32)
+            )
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"{path}: unreadable parquet: {error}") from None
     names = sorted(vocabulary)
@@ -263,7 +269,9 @@ def _vocabulary(sessions: _Sessions, vectors_path: Path, sessions_path: Path) ->
     vocabulary = first_seen.take(pa.array(sorted_order))
     stored_rows = pc.index_in(vocabulary, value_set=pa.array(stored.templates, type=pa.string()))
     if stored_rows.null_count:
-        missing = [text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist()) if row is None]
+        missing = [
+            text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist(), strict=True) if row is None
+        ]
         raise DataError(
             f"{vectors_path}: no vector for template {missing[0]!r} of {sessions_path}"
             f" ({len(missing)} templates missing; rerun the embed stage)"
@@ -389,5 +397,6 @@ class SessionDataset(Dataset):
         row = self.rows[item]
         index = torch.from_numpy(np.array(self.tensors.index[row], dtype=np.int64))  # (max_len,)
         length = torch.tensor(int(self.tensors.lengths[row]), dtype=torch.int64)  # ()
-        label = torch.tensor(int(self.tensors.labels[row]), dtype=torch.int64)  # ()
+        labels = self.tensors.labels
+        label = torch.tensor(-1 if labels is None else int(labels[row]), dtype=torch.int64)  # (); -1: unlabeled
         return index, length, label
