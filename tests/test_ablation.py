@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import make_params
 from test_training import write_system
+
 from zerolog import ablation
 
 

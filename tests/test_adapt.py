@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import call_stage, make_params
 from test_training import assert_same_weights, small_config, unlabeled, weights_of, write_system
+
 from zerolog.artifacts import SystemTensors, read_scores
 from zerolog.config import AdaptConfig, ConfigError, SelfTrainingConfig, TrainConfig
 from zerolog.errors import DataError

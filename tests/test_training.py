@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import call_stage, make_params
 from sklearn.metrics import roc_auc_score
 
-from conftest import call_stage, make_params
 from zerolog.artifacts import SystemTensors, load_tensors
 from zerolog.config import ClassBalanceConfig, Params, TrainConfig, load_params
 from zerolog.training.loop import (

@@ -179,7 +179,8 @@ def _jobs(params: Params, pairs: list[str], seeds: list[int], threads: int,
                     raise ZerologError(f"ablation: {reason}")
                 detections[pair_config.target] = detection
             directories = [paths.tensors(source) for source in pair_config.sources] + [target_directory]
-            inputs = [directory / f"{name}.npy" for directory in directories for name in ("index", "lengths", "split", "vectors")]
+            inputs = [directory / f"{name}.npy" for directory in directories
+                      for name in ("index", "lengths", "split", "vectors")]  # fmt: skip
             inputs += [paths.tensors(source) / "labels.npy" for source in pair_config.sources]
             detection = detections[pair_config.target]
             for arm in ARMS:
@@ -280,7 +281,8 @@ def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob]
         for row, (arm, phase) in ROWS.items():
             frame = _target_frame(_phase_folder(jobs[arm, seed], phase))
             source_val = records[arm, phase]["threshold_source_val"] if row == "zerolog" else None
-            result["rows"][row]["seeds"][str(seed)] = _row_entry(frame, labels, split, detection.pi_hat, source_val, splits)
+            entry = _row_entry(frame, labels, split, detection.pi_hat, source_val, splits)
+            result["rows"][row]["seeds"][str(seed)] = entry
         result["seconds"][str(seed)] = {
             "zerolog": records["plain", "base"]["seconds"],
             "zerolog_adapt": records["importance", "base"]["seconds"] + records["importance", "final"]["seconds"],
@@ -365,7 +367,7 @@ def _self_training_table(results: dict[str, Any]) -> list[str]:
              "pseudo task |", "|---|---|---|---|"]  # fmt: skip
     for pair, result in results.items():
         cells = []
-        for seed, entry in result["self_training"].items():
+        for entry in result["self_training"].values():
             purity = entry["round_one_purity"]
             precision = "–" if purity["anomaly_precision"] is None else f"{purity['anomaly_precision']:.2f}"
             normal_precision = "–" if purity["normal_precision"] is None else f"{purity['normal_precision']:.3f}"
@@ -388,7 +390,8 @@ def _cost_table(results: dict[str, Any]) -> list[str]:
             continue
         zerolog = [entry["zerolog"] for entry in measured]
         adapt = [entry["zerolog_adapt"] for entry in measured]
-        lines.append(f"| {pair} | {np.mean(zerolog):.0f} | {np.mean(adapt):.0f} | {np.mean(adapt) / np.mean(zerolog):.2f} |")
+        ratio = np.mean(adapt) / np.mean(zerolog)
+        lines.append(f"| {pair} | {np.mean(zerolog):.0f} | {np.mean(adapt):.0f} | {ratio:.2f} |")
     return lines
 
 
@@ -404,7 +407,8 @@ def _bar_table(results: dict[str, Any]) -> list[str]:
 
 
 def coverage(pairs: list[str], seeds: list[int], all_pairs: list[str], all_seeds: list[int]) -> str:
-    """What ran, in words: every pair and seed of params, or which subset (a small run must not read as the full one)."""
+    """What ran, in words: every pair and seed of params, or which subset (a small run must not read as the full
+    one)."""
     ran = f"pairs {', '.join(pairs)} × model seeds {seeds}"
     if sorted(pairs) == sorted(all_pairs) and sorted(seeds) == sorted(all_seeds):
         return f"every pair of params.yaml × every model seed ({ran})"
@@ -477,7 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", nargs="*", help="pairs (default: every pair of params)")
     parser.add_argument("--workers", type=int, help="arm runs side by side (default: train.method_workers)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="development only (with --split val): params overrides, e.g. train.adapt.self_training.rule=detector")
+                        help="development only (with --split val): params overrides, "
+                             "e.g. train.adapt.self_training.rule=detector")
     arguments = parser.parse_args(argv)
     if arguments.set and arguments.split != "val":
         parser.error("--set is for development runs: use it with --split val (the committed report uses params.yaml)")

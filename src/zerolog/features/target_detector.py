@@ -134,7 +134,8 @@ def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> 
     def log_odds_high(x: float) -> float:
         """log P(high component | x) - log P(low component | x)."""
         densities = [
-            np.log(weights[k]) - np.log(deviations[k]) - 0.5 * ((x - means[k]) / deviations[k]) ** 2 for k in (low, high)
+            np.log(weights[k]) - np.log(deviations[k]) - 0.5 * ((x - means[k]) / deviations[k]) ** 2
+            for k in (low, high)
         ]
         return float(densities[1] - densities[0])
 

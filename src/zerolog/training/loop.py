@@ -49,9 +49,9 @@ import torch
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
+from zerolog.artifacts import SPLIT_CODES, SystemTensors
 from zerolog.config import EncoderConfig, SelfTrainingConfig, TrainConfig, as_dict
 from zerolog.errors import DataError
-from zerolog.artifacts import SPLIT_CODES, SystemTensors
 from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path
 from zerolog.metrics import f1_best_threshold
@@ -371,7 +371,7 @@ class _Session:
     total_steps: int  # of λ's schedule: the first train.epochs epochs
     total_epochs: int  # train.epochs, plus the self-training rounds' epochs
     domain_weights: torch.Tensor | None = None  # (2,) IWDAN w_c on the device (adapt.py), or None
-    adaptation: "_Adaptation | None" = None
+    adaptation: _Adaptation | None = None
     step: int = 0
     epoch: int = 0
 
@@ -411,7 +411,8 @@ def _self_training_state(adaptation: _Adaptation | None) -> dict[str, Any] | Non
                              "log": [dict(entry) for entry in adaptation.log], "pool": None}  # fmt: skip
     if adaptation.pool is not None and adaptation.sampler is not None:
         sampler = adaptation.sampler
-        state["pool"] = {"rows": torch.from_numpy(adaptation.pool.rows), "labels": torch.from_numpy(adaptation.pool.labels)}
+        state["pool"] = {"rows": torch.from_numpy(adaptation.pool.rows),
+                         "labels": torch.from_numpy(adaptation.pool.labels)}  # fmt: skip
         state["streams"] = (
             {"anomalies": _stream_state(sampler.anomaly_stream), "normals": _stream_state(sampler.normal_stream)}
             if sampler.balanced
@@ -431,7 +432,7 @@ def _restore_self_training(session: _Session, state: dict[str, Any] | None) -> N
     labels = np.full(len(session.target_pool), -1, dtype=np.int64)
     if state["pool"] is not None:
         position = {int(row): index for index, row in enumerate(session.target_pool.rows)}
-        for row, label in zip(state["pool"]["rows"].tolist(), state["pool"]["labels"].tolist()):
+        for row, label in zip(state["pool"]["rows"].tolist(), state["pool"]["labels"].tolist(), strict=True):
             labels[position[row]] = label
     _pseudo_sampler(session, labels)
     adaptation.counts = {key: int(value) for key, value in state["counts"].items()}

@@ -57,7 +57,7 @@ class Batch:
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 
-    def subset(self, chosen: np.ndarray) -> "Batch":
+    def subset(self, chosen: np.ndarray) -> Batch:
         """The sessions ``chosen`` (indices into this batch), trimmed to their longest length."""
         lengths = self.lengths[torch.as_tensor(chosen, dtype=torch.long)]
         longest = int(lengths.max())
@@ -233,7 +233,7 @@ def meta_step(
         name: (parameter.detach() - config.inner_learning_rate * gradient).requires_grad_()
         if gradient is not None
         else parameter.detach().requires_grad_()
-        for name, parameter, gradient in zip(names, parameters, train_gradients)
+        for name, parameter, gradient in zip(names, parameters, train_gradients, strict=True)
     }
 
     # Outer: gradient of the meta-test loss at θ' (first-order: applied to θ as is).
@@ -244,7 +244,7 @@ def meta_step(
     test_gradients = torch.autograd.grad(test_loss, list(virtual.values()), allow_unused=True)
 
     optimizer.zero_grad(set_to_none=True)
-    for parameter, train_gradient, test_gradient in zip(parameters, train_gradients, test_gradients):
+    for parameter, train_gradient, test_gradient in zip(parameters, train_gradients, test_gradients, strict=True):
         if train_gradient is None and test_gradient is None:
             continue  # e.g. the discriminator of a method without the domain loss: Adam skips it
         total = torch.zeros_like(parameter)

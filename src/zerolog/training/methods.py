@@ -6,7 +6,7 @@
 | ``source_only`` | source train | no | no | lower bound: no adaptation at all |
 | ``dann`` | source train | yes | no | ablation: adversarial adaptation alone |
 | ``meta`` | source train | no | yes | ablation: meta-learning alone (MLDG-style on source halves) |
-| ``zerolog_adapt`` | source train (+ pseudo-labeled target train) | yes, importance-weighted | yes | zerolog + train.adapt (adapt.py) |
+| ``zerolog_adapt`` | source train (+ pseudo-labeled target) | yes, importance-weighted | yes | + train.adapt |
 | ``supervised_target`` | TARGET train | no | no | ORACLE: same encoder on the target's own labels (stage baselines) |
 
 All but ``supervised_target`` read no target label: the target enters only as an unlabeled batch of the domain loss

@@ -98,7 +98,9 @@ def score_rows(sources: list[SystemTensors], target: SystemTensors) -> list[tupl
     return rows
 
 
-def scores_of(model: ZeroLogModel, sources: list[SystemTensors], target: SystemTensors, batch_size: int) -> pd.DataFrame:
+def scores_of(
+    model: ZeroLogModel, sources: list[SystemTensors], target: SystemTensors, batch_size: int
+) -> pd.DataFrame:
     """Scores (no labels) in the score-file contract's columns."""
     parts = [
         score_frame(tensors.system, tensors.split, rows, score(model, tensors, rows, batch_size), domain)
@@ -265,7 +267,8 @@ def run_method_jobs_in_parallel(jobs: list[MethodJob], workers: int) -> list[Met
             for future in as_completed(futures):
                 outcome = future.result()  # a worker's error surfaces here, as raised
                 final = outcome.history[-1] if outcome.history else {}
-                tqdm.write(f"{futures[future]}: {outcome.epochs} epochs, source val/f1 {final.get('val/f1', math.nan):.3f}")
+                f1 = final.get("val/f1", math.nan)
+                tqdm.write(f"{futures[future]}: {outcome.epochs} epochs, source val/f1 {f1:.3f}")
                 bar.update(1)
         return [future.result() for future in futures]
 
@@ -316,7 +319,9 @@ def _record_method(
             "final/val/f1": final.get("val/f1", math.nan),
             "final/val/pr_auc": final.get("val/pr_auc", math.nan),
             "final/val/loss": final.get("val/loss", math.nan),
-            "final/threshold_source_val": math.nan if outcome.threshold_source_val is None else outcome.threshold_source_val,
+            "final/threshold_source_val": (
+                math.nan if outcome.threshold_source_val is None else outcome.threshold_source_val
+            ),
             "time/seconds": outcome.seconds,
             "time/seconds_per_epoch": outcome.seconds_per_epoch,
             "memory/peak_rss_mb": outcome.peak_rss_mb,
@@ -386,7 +391,7 @@ def _train_methods(
     """Every job, in worker processes or (one worker) in turn here, with per-epoch metrics logged to MLflow."""
     if workers > 1:
         outcomes = run_method_jobs_in_parallel(jobs, workers)
-        for job, outcome in zip(jobs, outcomes):
+        for job, outcome in zip(jobs, outcomes, strict=True):
             for row in outcome.history:
                 _log_epoch(tracker, run_ids[job.name], row)
         return outcomes
@@ -422,7 +427,7 @@ def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]
     could not run, with the reason."""
     methods: dict[str, Any] = {name: {"status": str(Status.NOT_AVAILABLE), "reason": reason}
                                for name, reason in unavailable.items()}  # fmt: skip
-    for outcome, entry in zip(outcomes, entries):
+    for outcome, entry in zip(outcomes, entries, strict=True):
         methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = entry
     return methods
 
@@ -478,6 +483,7 @@ def train_pair(
         outcomes = _train_methods(jobs, method_workers(config, len(jobs)), tracker, run_ids)
         example = _input_example(usable)
         entries = [_record_method(tracker, run_ids[job.name], outcome, config, pair, folders, example)
-                   for job, outcome in zip(jobs, outcomes)]  # fmt: skip
+                   for job, outcome in zip(jobs, outcomes, strict=True)]  # fmt: skip
+        methods = _method_entries(outcomes, entries, unavailable)
         write_json(folders["scores"] / TRAINING_SUMMARY, {**summary, "status": str(Status.OK), "reason": None,
-                                                          "methods": _method_entries(outcomes, entries, unavailable)})  # fmt: skip
+                                                          "methods": methods})  # fmt: skip
