@@ -89,6 +89,9 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
         MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
         MethodSpec("unsupervised_target", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
+        MethodSpec("pca_mixture", MethodKind.TARGET_ONLY,
+                   "PCA SPE on tf-idf event counts, cut by a 2-component mixture on the train SPE (pi-hat)",
+                   stochastic=False),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),
         MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
@@ -140,6 +143,11 @@ class ArtifactPaths:
 
     def models(self, pair: str) -> Path:
         return Path(self.paths.models) / pair
+
+    def detector(self, system: str) -> Path:
+        """``models/target-<system>/detector/``: the system's recommended detector, persisted by the baselines stage
+        (zerolog.detection.bundle) for ``zerolog detect``, the registry and serving."""
+        return Path(self.paths.models) / f"target-{system}" / "detector"
 
     def pair_scores(self, pair: str) -> Path:
         """Scores of the transfer methods of one pair."""

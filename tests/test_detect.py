@@ -1,0 +1,102 @@
+"""``zerolog detect`` on the bundled raw logs, against what the pipeline's own stages wrote for the same sessions.
+
+One small pipeline per module, on real bundled data (conftest.make_params: tiny model, short runs): DevStack OpenStack
+(the target; its raw log is what detect reads again) and HDFS_2k (a raw source for the transfer method), BGL_2k (a
+window session rule). The stages run as ``dvc repro`` runs them (``call_stage``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPOSITORY, call_stage, make_params
+from zerolog.artifacts import ArtifactPaths, read_scores
+from zerolog.config import Params, as_dict
+from zerolog.detection.bundle import read_bundle
+from zerolog.detection.cli import main as detect_main
+from zerolog.detection.detect import DetectOptions, run_detect
+from zerolog.detection.loading import from_pipeline
+
+DEVSTACK = REPOSITORY / "data" / "bundled" / "OpenStack" / "devstack" / "openstack-nova-sample.log.gz"
+BGL_2K = REPOSITORY / "data" / "bundled" / "BGL" / "BGL_2k.log"
+DATASETS = ("openstack_devstack", "hdfs_logs", "bgl_logs")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """download -> ... -> baselines (openstack, bgl) and train (hdfs-openstack, zerolog only) on the bundled data; the
+    pair hdfs-bgl is declared (the bgl bundle is reached through it) but not trained."""
+    tmp = tmp_path_factory.mktemp("detect")
+    params = make_params(tmp, {
+        "systems.hdfs.dataset": "hdfs_logs", "systems.bgl.dataset": "bgl_logs", "embed.method": "hashing",
+        "train.methods": ["zerolog"], "pairs": {"hdfs-openstack": {"sources": ["hdfs"], "target": "openstack"},
+                                                "hdfs-bgl": {"sources": ["hdfs"], "target": "bgl"}},
+    })  # fmt: skip
+    for dataset in DATASETS:
+        for stage in ("download", "parse", "sessionize"):
+            call_stage(stage, params, dataset)
+    call_stage("embed", params)
+    for system in ("openstack", "hdfs", "bgl"):
+        call_stage("tensors", params, system)
+    for system in ("openstack", "bgl"):
+        call_stage("baselines", params, system)
+    call_stage("train", params, "hdfs-openstack")
+    (tmp / "params.yaml").write_text(yaml.safe_dump(as_dict(params), sort_keys=False), encoding="utf-8")
+    return params
+
+
+def _options(params: Params, **changes: object) -> DetectOptions:
+    settings = {"top_templates": params.detect.top_templates, "partition_bytes": params.detect.partition_bytes,
+                "chunk_bytes": params.parse.chunk_bytes, "progress": False, **changes}  # fmt: skip
+    return DetectOptions(**settings)  # type: ignore[arg-type]
+
+
+def _stage_scores(params: Params, path: Path, system: str) -> pd.DataFrame:
+    """A score file of the pipeline with each row's session id (tensors order)."""
+    frame, _ = read_scores(path)
+    ids = json.loads((ArtifactPaths(params.paths).tensors(system) / "session_ids.json").read_text())
+    frame = frame[frame["system"] == system]
+    return frame.assign(session_id=[ids[row] for row in frame["row"]]).set_index("session_id")
+
+
+def _detect(params: Params, pair: str, method: str, system: str, logs: list[str], output: Path, **changes: object) -> pd.DataFrame:
+    detector = from_pipeline(params, system, pair, method, params.detect.top_templates)
+    run_detect(detector, logs, output, _options(params, **changes))
+    return pd.read_parquet(output) if output.suffix == ".parquet" else pd.read_csv(output)
+
+
+def test_recommended_detector_scores_the_raw_log_as_the_baselines_stage_scored_its_sessions(pipeline, tmp_path):
+    paths = ArtifactPaths(pipeline.paths)
+    stage = _stage_scores(pipeline, paths.target_scores("openstack") / "pca_mixture.parquet", "openstack")
+    found = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(DEVSTACK)], tmp_path / "out.parquet")
+    assert found["session_id"].tolist() == list(stage.index)  # every session, in the sessionize stage's order
+    np.testing.assert_allclose(found["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+    bundle = read_bundle(paths.detector("openstack"))
+    _, metadata = read_scores(paths.target_scores("openstack") / "pca_mixture.parquet")
+    assert bundle.threshold.value == pytest.approx(metadata["decision_threshold"], rel=1e-12)
+    assert (found["flagged"] == (found["score"] >= bundle.threshold.value)).all()
+    assert found["new_templates"].eq(0).all()  # the pipeline's own log: every template is known
+    assert found["top_templates"].map(len).between(1, pipeline.detect.top_templates).all()
+
+
+def test_transfer_method_scores_as_the_train_stage_scored_the_target(pipeline, tmp_path):
+    path = ArtifactPaths(pipeline.paths).score_file("zerolog", "hdfs-openstack", "openstack", pipeline.seeds[0])
+    stage = _stage_scores(pipeline, path, "openstack")
+    found = _detect(pipeline, "hdfs-openstack", "zerolog", "openstack", [str(DEVSTACK)], tmp_path / "out.parquet")
+    aligned = stage.loc[found["session_id"], "score"].to_numpy()
+    np.testing.assert_allclose(found["score"].to_numpy(), aligned, rtol=0, atol=1e-5)  # float32 GRU, other batches
+    assert ((found["score"] >= 0) & (found["score"] <= 1)).all() and found["flagged"].notna().all()
+
+
+def test_window_sessions_of_raw_bgl_score_as_the_baselines_stage(pipeline, tmp_path):
+    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("bgl") / "pca_mixture.parquet", "bgl")
+    found = _detect(pipeline, "hdfs-bgl", "pca_mixture", "bgl", [str(BGL_2K)], tmp_path / "bgl.parquet")
+    assert found["session_id"].tolist() == list(stage.index)  # windows "<file>:<first line>", in order
+    np.testing.assert_allclose(found["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
