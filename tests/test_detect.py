@@ -38,6 +38,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
         "systems.hdfs.dataset": "hdfs_logs", "systems.bgl.dataset": "bgl_logs", "embed.method": "hashing",
         "train.methods": ["zerolog"], "pairs": {"hdfs-openstack": {"sources": ["hdfs"], "target": "openstack"},
                                                 "hdfs-bgl": {"sources": ["hdfs"], "target": "bgl"}},
+        "paper.pairs": ["hdfs-openstack"],  # paper pairs must be pairs (the paper stage is not run here)
     })  # fmt: skip
     for dataset in DATASETS:
         for stage in ("download", "parse", "sessionize"):

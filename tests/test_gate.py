@@ -31,6 +31,7 @@ def _write_project_params(directory: Path, pairs=PAIRS) -> Path:
     raw = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     raw["paths"]["metrics"] = str(directory / "metrics")
     raw["pairs"] = {pair: raw["pairs"][pair] for pair in pairs}
+    raw["paper"]["pairs"] = [pair for pair in raw["paper"]["pairs"] if pair in pairs]  # paper pairs must be pairs
     raw["gate"]["baseline"] = str(directory / "full.baseline.json")
     raw["gate"]["profiles"] = {}
     path = directory / "params.yaml"
@@ -168,6 +169,7 @@ def test_profile_runs_dvc_repro_in_a_scratch_copy_and_leaves_the_workspace_alone
     params = read_yaml(Path("params.yaml").read_text(encoding="utf-8"))
     params["paths"]["metrics"] = "metrics"
     params["pairs"] = {"hdfs-bgl": params["pairs"]["hdfs-bgl"]}
+    params["paper"]["pairs"] = ["hdfs-bgl"]
     params["train"]["epochs"] = 10
     params["gate"]["profiles"] = {"quick": "profiles/quick.yaml"}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
 
-from zerolog.config import ConfigError
+from conftest import call_stage, make_params
+from zerolog.config import ConfigError, Params
 from zerolog.data.datasets import template_event_id
 from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamps
 from zerolog.data.stream_parse import header_regex, line_layout, new_miner, parse_chunk, plan_chunks
@@ -376,3 +377,37 @@ def test_an_unknown_dataset_is_a_config_error_and_writes_nothing(params):
     with pytest.raises(ConfigError, match=r"datasets\.nonesuch: unknown dataset"):
         parse_dataset(params, "nonesuch")
     assert outputs_absent(params, "nonesuch")
+
+
+def _epoch_log(tmp_path: Path, stamps: list[str]) -> Params:
+    """A raw dataset `epoch_logs` of system hdfs whose lines start with epoch seconds: '<Time> <Level> <Content>'."""
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    (bundled / "epoch.log").write_text("".join(f"{stamp} INFO block blk_{index} served\n"
+                                               for index, stamp in enumerate(stamps)))  # fmt: skip
+    params = make_params(tmp_path, {
+        "paths.bundled": str(bundled),
+        "systems.hdfs.log_format": "<Time> <Level> <Content>",
+        "systems.hdfs.timestamp": {"fields": ["Time"], "format": "%s"},
+        "datasets.hdfs_logs.files": {"logs": ["epoch.log"]},
+        "datasets.hdfs_logs.label": None,
+    })  # fmt: skip
+    call_stage("download", params, "hdfs_logs")
+    return params
+
+
+def test_epoch_seconds_timestamps_are_read_with_percent_s(tmp_path: Path) -> None:
+    params = _epoch_log(tmp_path, ["1117838570", "1117838571.25", "1117838575"])
+    call_stage("parse", params, "hdfs_logs")
+    lines = pd.read_parquet(Path(params.paths.parsed) / "hdfs_logs" / "lines.parquet")
+    assert lines["timestamp"].tolist() == [1117838570.0, 1117838571.25, 1117838575.0]
+
+
+def test_a_timestamp_format_that_reads_nothing_fails_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    params = _epoch_log(tmp_path, ["1117838570", "1117838571", "1117838575"])
+    params = dataclasses.replace(params, systems={**params.systems, "hdfs": dataclasses.replace(
+        params.systems["hdfs"], timestamp=dataclasses.replace(params.systems["hdfs"].timestamp, format="%y%m%d"))})
+    with pytest.raises(DataError, match=r"^systems\.hdfs\.timestamp\.format: '%y%m%d' reads no time from 3 of 3 "
+                                        r"parsed lines of hdfs_logs \(100\.0% > parse\.max_unreadable_time_share"):
+        call_stage("parse", params, "hdfs_logs")
+    assert not (Path(params.paths.parsed) / "hdfs_logs").exists()

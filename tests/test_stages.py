@@ -146,3 +146,13 @@ def test_download_and_parse_run_through_their_declared_views(tmp_path: Path, dat
     call_stage("download", params, dataset)
     call_stage("parse", params, dataset)
     assert (Path(params.paths.parsed) / dataset / "lines.parquet").exists()
+
+
+def test_an_error_about_a_downloaded_copy_names_the_file_the_user_edits(tmp_path: Path) -> None:
+    from zerolog.artifacts import ArtifactPaths, with_origins
+
+    params = make_params(tmp_path)
+    stage_named("download").call(params, "hdfs_logs")
+    copy = Path(params.paths.raw) / "hdfs_logs" / "HDFS_2k.log"
+    message = with_origins(f"{copy}: line 7: unreadable", ArtifactPaths(params.paths))
+    assert message == f"{copy} (a copy of {Path(params.paths.bundled) / 'HDFS' / 'HDFS_2k.log'}): line 7: unreadable"

@@ -177,6 +177,14 @@ class ArtifactPaths:
         """``metrics/<pair>.json``: the evaluate stage's headline metrics of a pair."""
         return Path(self.paths.metrics) / f"{pair}.json"
 
+    def paper_metrics(self, pair: str) -> Path:
+        """``metrics/paper/<pair>.json``: stage paper's metrics of a pair under the paper's protocol."""
+        return self.stage_metrics("paper", pair)
+
+    def paper_plots(self, pair: str) -> Path:
+        """``plots/paper/<pair>/``: per-epoch curves of the paper protocol (``<method>.csv``, ``<method>.png``)."""
+        return self.plots("paper", pair)
+
     def metrics_file(self, name: str) -> Path:
         return Path(self.paths.metrics) / f"{name}.json"
 
@@ -185,6 +193,21 @@ class ArtifactPaths:
 
     def report(self, name: str) -> Path:
         return Path(self.paths.reports) / name
+
+
+def with_origins(message: str, paths: ArtifactPaths) -> str:
+    """``message`` with each downloaded copy it names (``raw/<dataset>/<file>``) followed by its origin (the
+    bundled file or the archive member, from ``manifest.json``): a user edits the original, not the copy."""
+    for manifest in sorted(Path(paths.paths.raw).glob("*/manifest.json")):
+        try:
+            origins = read_json(manifest).get("origins") or {}
+        except (ValueError, OSError):
+            continue
+        for copied, origin in origins.items():
+            copy_path = str(manifest.parent / copied)
+            if copy_path in message and origin not in message:
+                message = message.replace(copy_path, f"{copy_path} (a copy of {origin})")
+    return message
 
 
 # ----------------------------------------------------------------------------- score files

@@ -183,12 +183,15 @@ class ParseConfig:
     """Stage parse (src/zerolog/data/parse.py; raw logs: src/zerolog/data/stream_parse.py, Drain)."""
 
     max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
+    max_unreadable_time_share: float  # fail when the timestamp format reads no time from more parsed lines than this
     chunk_bytes: int  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
     sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
     parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.max_unreadable_time_share <= 1:
+            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}")
         if self.chunk_bytes < 1:
             raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
         if self.sample_lines < 0:
@@ -310,6 +313,10 @@ class TrainConfig:
                                   "runs target-only methods and the oracle)")
 
 
+#: Every key of ``train`` (a stage that passes on a subset names the rest, e.g. the paper stage).
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
 # Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
 # labels (the validation split), so it is allowed for the supervised oracle alone and is always marked oracle.
 ThresholdRule = Literal["fixed_0.5", "source_val", "target_quantile", "target_mixture", "target_otsu", "target_val"]
@@ -415,6 +422,49 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not a target-only label-free detector")
 
 
+# What `make run` measures (params ``protocols``): ``realistic`` = stages train, baselines, evaluate (the target's
+# natural anomaly share, a held-out test split, label-free thresholds, the last epoch: the product's headline);
+# ``paper`` = stage paper (src/zerolog/evaluation/paper.py: the protocol of the published figures, ORACLE parts marked).
+Protocol = Literal["realistic", "paper"]
+
+#: TrainConfig keys the paper stage sets itself (from ``paper``); it reads every other ``train`` key as it is.
+PAPER_OWN_TRAIN_KEYS = frozenset({"methods", "method_workers", "epochs", "checkpoint_every_epochs"})
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Stage paper: the published protocol beside the realistic one (/work/shared/paper/protocol.md, our reading of
+    the public ZeroLog code): both domains subsampled to ``anomaly_share``, each split into train and dev, the
+    target's test set = every kept target session (the ones it adapted on), P(anomalous) >= ``threshold``, the last
+    epoch and the best epoch by target F1 (ORACLE: it reads target labels, as the public code does)."""
+
+    pairs: list[str]  # pairs of ``pairs`` measured under this protocol
+    methods: list[str]  # transfer methods trained per pair (the trainer of stage train, train.* settings)
+    anomaly_share: float  # share of anomalies kept in each domain: the majority class is subsampled (seeded)
+    dev_share: float  # share of each domain's kept sessions in dev (the rest in train), stratified by label
+    threshold: float  # decision: P(anomalous) >= threshold (the public code: 0.5)
+    epochs: int  # training epochs (train.epochs is the realistic protocol's)
+    seed: int  # subsampling, the train/dev split and the model
+
+    def __post_init__(self) -> None:
+        if not self.pairs or len(set(self.pairs)) != len(self.pairs):
+            raise ConfigError(f"paper.pairs: name at least one pair, each once, got {self.pairs}")
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"paper.methods: name at least one method, each once, got {self.methods}")
+        for index, method in enumerate(self.methods):
+            if method_spec(method, f"paper.methods[{index}]").kind is not MethodKind.TRANSFER:
+                raise ConfigError(f"paper.methods[{index}]: {method} is not a transfer method")
+        for key in ("anomaly_share", "dev_share", "threshold"):
+            if not 0 < getattr(self, key) < 1:
+                raise ConfigError(f"paper.{key}: must lie in (0, 1), got {getattr(self, key)}")
+        if self.epochs < 1:
+            raise ConfigError(f"paper.epochs: must be at least 1, got {self.epochs}")
+
+
+#: Every key of ``paper``.
+PAPER_KEYS = tuple(f.name for f in dataclasses.fields(PaperConfig))
+
+
 @dataclass(frozen=True)
 class DiagnoseConfig:
     """Stage diagnose (src/zerolog/evaluation/signals.py): which anomaly signals hold across labeled systems."""
@@ -490,6 +540,8 @@ class Params:
     tensors: TensorsConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    protocols: list[Protocol]  # what `make run` measures: realistic (the headline) and, listed, paper
+    paper: PaperConfig
     diagnose: DiagnoseConfig
     gate: GateConfig
     detect: DetectConfig
@@ -761,6 +813,7 @@ def _check(params: Params) -> None:
                 raise ConfigError(f"pairs.{name}: unknown system {system!r}")
         if not pair.sources or pair.target in pair.sources:
             raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
+    _check_protocols(params)
     for index, system in enumerate(params.diagnose.systems):
         if system not in params.systems:
             raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
@@ -791,6 +844,17 @@ def _check_round_trip(value: Any, where: str) -> None:
                 if where.endswith("log_format") else " write one, or a regex such as ' {2}'")
         raise ConfigError(f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;"
                           f"{hint}")
+
+
+def _check_protocols(params: Params) -> None:
+    """``realistic`` is always measured (the headline the report and the gate read); ``paper`` pairs exist."""
+    if len(set(params.protocols)) != len(params.protocols):
+        raise ConfigError(f"protocols: name each protocol once, got {params.protocols}")
+    if "realistic" not in params.protocols:
+        raise ConfigError(f"protocols: must include realistic (the headline protocol), got {params.protocols}")
+    for index, pair in enumerate(params.paper.pairs):
+        if pair not in params.pairs:
+            raise ConfigError(f"paper.pairs[{index}]: unknown pair {pair!r} (not in pairs)")
 
 
 def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:

@@ -55,6 +55,29 @@ def plot_training_history(path: Path, history: Sequence[Mapping[str, float]], ti
     _save(figure, path, dpi=100)
 
 
+def plot_paper_curve(path: Path, curve: pd.DataFrame, threshold: float, title: str) -> None:
+    """The paper protocol per epoch: training losses (left); target precision, recall and F1 at ``threshold``, an
+    ORACLE view since it reads target labels, and the source dev F1 (right), the best target epoch marked."""
+    plt = _pyplot()
+    figure, (losses, scores) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for column in ("loss/classification", "loss/domain", "loss/meta"):
+        if column in curve and curve[column].notna().any():
+            losses.plot(curve["epoch"], curve[column], label=column)
+    losses.set(xlabel="epoch", ylabel="loss")
+    losses.legend(fontsize=8)
+    for column in ("target/f1", "target/precision", "target/recall", "val/f1"):
+        label = "source dev F1 (best cut)" if column == "val/f1" else f"{column} at P >= {threshold:g} (ORACLE)"
+        scores.plot(curve["epoch"], curve[column], label=label, linestyle="--" if column == "val/f1" else "-")
+    best = curve.loc[curve["target/f1"].idxmax()]
+    scores.scatter([best["epoch"]], [best["target/f1"]], marker="*", s=90, color="black", zorder=3,
+                   label=f"best target F1 {best['target/f1']:.3f} (epoch {int(best['epoch'])}, ORACLE)")
+    scores.set(xlabel="epoch", ylim=(0, 1.02))
+    scores.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    _save(figure, path, dpi=100)
+
+
 def status_image(path: Path, text: str) -> None:
     """A PNG that says why there is no figure (a skipped pair), so the declared plot always exists."""
     figure = _pyplot().figure(figsize=(8, 1.2))

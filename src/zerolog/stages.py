@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, Params, load_params
+from zerolog.artifacts import ArtifactPaths, with_origins
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
-Each = Literal["dataset", "system", "pair"]
+Each = Literal["dataset", "system", "pair", "paper_pair"]
 
 #: The served detector's MLflow models-from-code script: logged with each registered detector by the report stage.
 SERVED_MODEL_CODE = Path("src/zerolog/detection/served_model.py")
@@ -62,6 +62,8 @@ class Stage:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
         if self.each is None:
             return [""]
+        if self.each == "paper_pair":
+            return paper_pairs(params)
         return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
 
     def dvc_name(self, item: str) -> str:
@@ -77,6 +79,11 @@ class Stage:
     def resolve(self) -> Callable[..., Any]:
         module, function = self.function.split(":")
         return getattr(importlib.import_module(module), function)
+
+
+def paper_pairs(params: Params) -> list[str]:
+    """The pairs measured under the paper's protocol: ``paper.pairs`` when ``protocols`` lists ``paper``, else none."""
+    return list(params.paper.pairs) if "paper" in params.protocols else []
 
 
 def _pair_systems(params: Params, pair: str) -> list[str]:
@@ -148,9 +155,19 @@ def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
 
 
+def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
+    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
+    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
+    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
+    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
+            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+
+
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "tracking": params.mlflow, "paths": _paths(params),
-            "detect": params.detect, "chunk_bytes": params.parse.chunk_bytes}  # fmt: skip
+    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
+    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
+            "paths": _paths(params), "detect": params.detect, "chunk_bytes": params.parse.chunk_bytes}  # fmt: skip
 
 
 def _targets(params: Params) -> list[str]:
@@ -235,6 +252,16 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
+        "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
+        "paper_pair", "zerolog.evaluation.paper:measure_paper_pair", _paper_arguments,
+        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        outputs=lambda params, paths, pair: [
+            _metric(paths.paper_metrics(pair)),
+            Output(paths.paper_plots(pair), "plots", cache=False,
+                   plot={"template": "linear", "x": "epoch", "y": "target/f1"}),
+        ],
+    ),
+    Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
         "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
@@ -248,6 +275,7 @@ STAGES: list[Stage] = [
         "zerolog.report:build_report", _report_arguments,
         deps=lambda params, paths, _: [
             *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+            *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
             *[paths.detector(target) for target in _targets(params)],  # registered (zerolog.detection.registry)
             SERVED_MODEL_CODE,  # the registered model's code (MLflow models-from-code): a path, never imported here
         ],
@@ -274,7 +302,10 @@ def run_stage(name: str, arguments: list[str]) -> None:
     if len(arguments) != (1 if stage.each else 0) or (arguments and arguments[0] in ("-h", "--help")):
         sys.exit(usage)
     item = arguments[0] if arguments else ""
+    paths = None
     try:
-        stage.call(load_params(), item)
+        params = load_params()
+        paths = ArtifactPaths(params.paths)
+        stage.call(params, item)
     except ZerologError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {error if paths is None else with_origins(str(error), paths)}")

@@ -88,7 +88,7 @@ def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
             destination = output / names[entry.path]
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundled / entry.path, destination)
-        _write_manifest(output, name, dataset, "bundled", entries, names)
+        _write_manifest(output, name, dataset, "bundled", entries, names, bundled)
 
 
 # ----------------------------------------------------------------------------- loghub mode
@@ -122,7 +122,7 @@ def _download_loghub(params: Params, name: str, dataset: DatasetConfig, origin: 
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(extracted, destination)
         shutil.rmtree(extract_folder)
-        _write_manifest(output, name, dataset, "loghub", entries, names)
+        _write_manifest(output, name, dataset, "loghub", entries, names, Path(str(archive_path)))
     if unpinned:
         # First download of an archive that params leave unpinned: record its sha256 only now that it
         # extracted safely with every member the dataset needs; every later run enforces it.
@@ -509,8 +509,10 @@ def _write_manifest(
     source: str,
     entries: list[FileEntry],
     names: dict[str, str],
+    origin_root: Path,
 ) -> None:
-    """Write manifest.json: files (same keys and shapes as params, paths relative to the folder) and sha256."""
+    """Write manifest.json: files (same keys and shapes as params, paths relative to the folder), sha256, and each
+    file's origin (the bundled file, or ``<archive>/<member>``), so errors can name what the user edits."""
     files: dict[str, str | list[str]] = {}
     for entry in entries:
         if entry.index is None:
@@ -519,7 +521,9 @@ def _write_manifest(
             files.setdefault(entry.key, [])
             files[entry.key].append(names[entry.path])  # type: ignore[union-attr]
     sha256 = {names[entry.path]: _sha256_with_progress(output / names[entry.path]) for entry in entries}
-    manifest = {"dataset": name, "kind": dataset.kind, "source": source, "files": files, "sha256": sha256}
+    origins = {names[entry.path]: str(origin_root / entry.path) for entry in entries}  # what the user edits
+    manifest = {"dataset": name, "kind": dataset.kind, "source": source, "files": files, "sha256": sha256,
+                "origins": origins}
     write_json(output / MANIFEST_NAME, manifest)
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, DatasetConfig, LabelRule, Params
+from zerolog.config import SystemConfig, ConfigError, DatasetConfig, LabelRule, Params
 from zerolog.data import datasets
 from zerolog.data.stream_parse import (
     EMPTY_TEMPLATE,
@@ -369,10 +369,25 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     with atomic_directory(Path(params.paths.parsed) / name) as output:
         summary = stream_parse_files(log_files, line_layout(system, dataset.label), miner, params.parse,
                                      output, format_key, progress)
+        _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
+                     params.parse.max_unreadable_time_share)  # fmt: skip
         write_drain_state(output / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
     metrics = parse_metrics(name, summary, system, params.parse)
     write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
+
+
+def _check_times(name: str, dataset: DatasetConfig, system: SystemConfig, parsed: int, unreadable: int,
+                 limit: float) -> None:  # fmt: skip
+    """A wrong timestamp format must not leave every time empty in silence: above ``limit`` of the parsed lines
+    without a time, the parse fails naming the format's key (nothing is written)."""
+    if not system.timestamp.fields or not parsed or unreadable / parsed <= limit:
+        return
+    key = f"datasets.{name}.timestamp" if dataset.timestamp is not None else f"systems.{dataset.system}.timestamp"
+    raise DataError(
+        f"{key}.format: {system.timestamp.format!r} reads no time from {unreadable} of {parsed} parsed lines of "
+        f"{name} ({unreadable / parsed:.1%} > parse.max_unreadable_time_share = {limit}); '%s' reads epoch seconds"
+    )
 
 
 def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:

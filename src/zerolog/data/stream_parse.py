@@ -823,7 +823,8 @@ def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse
         "unmatched": summary.status_counts[STATUS_UNMATCHED],
         "non_utf8": summary.status_counts[STATUS_NON_UTF8],
         "templates": int(len(summary.templates)) if summary.templates is not None else 0,
-        "timestamps_unparseable": summary.timestamps_unparseable,
+        # null where the log format carries no time (nothing to read), not every parsed line
+        "timestamps_unparseable": summary.timestamps_unparseable if system.timestamp.fields else None,
         "labeled_lines": summary.labeled_lines,
         "anomalous_lines": summary.anomalous_lines,
         "files": summary.file_counts,

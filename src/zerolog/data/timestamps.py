@@ -36,10 +36,21 @@ _NANOSECONDS = {"H": 3_600 * 10**9, "M": 60 * 10**9, "S": 10**9}
 _ISO_FORMAT = re.compile(r"%Y-%m-%d(?:[ T]%H(?::%M(?::%S(?:\.%f)?)?)?)?")
 
 
+#: The format of a time given as seconds since the epoch (``1117838570`` or ``1117838570.25``): Python's strptime
+#: has no such directive, so it is read as a number here.
+EPOCH_SECONDS = "%s"
+
+
+def _epoch_seconds(texts: list[str]) -> np.ndarray:
+    """Seconds since the epoch as written (NaN where a value is not a finite number)."""
+    return pd.to_numeric(pd.Series(texts, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
+
+
 def parse_timestamps(values: pd.Series, timestamp_format: str) -> pd.Series:
     """Seconds since the epoch (float64, same index; NaN where a value is missing or does not fit the format).
 
-    Times are read as UTC: the logs carry no zone, and only differences and order matter downstream.
+    Times are read as UTC: the logs carry no zone, and only differences and order matter downstream. The format
+    ``%s`` alone means the value already is seconds since the epoch.
     """
     texts = values.tolist()
     present = np.array([isinstance(text, str) for text in texts], dtype=bool)
@@ -51,6 +62,8 @@ def parse_timestamps(values: pd.Series, timestamp_format: str) -> pd.Series:
 
 
 def _pandas_seconds(texts: list[str], timestamp_format: str) -> np.ndarray:
+    if timestamp_format == EPOCH_SECONDS:
+        return _epoch_seconds(texts)
     parsed = pd.to_datetime(pd.Series(texts, dtype="object"), format=timestamp_format, errors="coerce", utc=True)
     epoch = pd.Timestamp(0, tz="UTC")
     return ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
