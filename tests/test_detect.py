@@ -101,3 +101,82 @@ def test_window_sessions_of_raw_bgl_score_as_the_baselines_stage(pipeline, tmp_p
     found = _detect(pipeline, "hdfs-bgl", "pca_mixture", "bgl", [str(BGL_2K)], tmp_path / "bgl.parquet")
     assert found["session_id"].tolist() == list(stage.index)  # windows "<file>:<first line>", in order
     np.testing.assert_allclose(found["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the command and its errors
+
+
+def _run_command(pipeline: Params, arguments: list[str]) -> None:
+    params_file = Path(pipeline.paths.models).parent / "params.yaml"
+    detect_main([*arguments, "--params", str(params_file), "--no-progress"])
+
+
+def test_command_writes_csv_rows_and_a_summary(pipeline, tmp_path, capsys):
+    output = tmp_path / "out" / "sessions.csv"
+    _run_command(pipeline, [str(DEVSTACK), "--system", "openstack", "--pair", "hdfs-openstack", "--method",
+                            "pca_mixture", "-o", str(output)])  # fmt: skip
+    summary = capsys.readouterr().out
+    rows = pd.read_csv(output)
+    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("openstack") / "pca_mixture.parquet",
+                          "openstack")  # fmt: skip
+    assert rows["session_id"].tolist() == list(stage.index)
+    np.testing.assert_allclose(rows["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert f"sessions   {len(rows):,}: {int(rows['flagged'].sum()):,} flagged" in summary
+    assert all(isinstance(json.loads(value), list) for value in rows["top_templates"])  # a list as JSON text
+    assert sorted(path.name for path in output.parent.iterdir()) == ["sessions.csv"]  # no scratch left behind
+
+
+def _no_match(folder: Path) -> str:
+    path = folder / "other.log"
+    path.write_text("this is no nova line\nnor is this one\n", encoding="utf-8")
+    return str(path)
+
+
+def _empty(folder: Path) -> str:
+    path = folder / "empty.log"
+    path.write_bytes(b"")
+    return str(path)
+
+
+BAD_INPUTS = {
+    "unknown system": (lambda folder: str(DEVSTACK), ["--system", "nosuch", "--pair", "hdfs-openstack"],
+                       "systems.nosuch: unknown system"),
+    "a detector of another system": (lambda folder: str(DEVSTACK), ["--system", "openstack", "--pair", "hdfs-bgl"],
+                                     "trained for system 'bgl', not 'openstack'"),
+    "no line matches the format": (_no_match, ["--system", "openstack", "--pair", "hdfs-openstack"],
+                                   "other.log: log format of system openstack"),
+    "an empty file": (_empty, ["--system", "openstack", "--pair", "hdfs-openstack"], "empty.log: empty log file"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_leaves_no_output(pipeline, tmp_path, case):
+    make_input, arguments, expected = BAD_INPUTS[case]
+    log = make_input(tmp_path)
+    output = tmp_path / "out" / "sessions.parquet"
+    output.parent.mkdir()
+    with pytest.raises(SystemExit) as raised:
+        _run_command(pipeline, [log, *arguments, "--method", "pca_mixture", "-o", str(output)])
+    message = str(raised.value.code)
+    assert message.startswith("error: ") and "\n" not in message and expected in message, message
+    assert list(output.parent.iterdir()) == []  # neither the output nor a partial or scratch file
+
+
+def test_python_dash_m_runs_the_command_on_standard_input(pipeline, tmp_path):
+    """``python -m zerolog detect -``: the log on standard input, as the console script runs it."""
+    import subprocess
+    import sys
+
+    output = tmp_path / "stdin.parquet"
+    params_file = Path(pipeline.paths.models).parent / "params.yaml"
+    command = [sys.executable, "-m", "zerolog", "detect", "-", "--system", "openstack", "--pair", "hdfs-openstack",
+               "--method", "pca_mixture", "--params", str(params_file), "-o", str(output), "--no-progress"]  # fmt: skip
+    done = subprocess.run(command, input=gzip.decompress(DEVSTACK.read_bytes()), capture_output=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPOSITORY / "src")})  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"zerolog detect: <stdin>" in done.stdout
+    found = pd.read_parquet(output).set_index("session_id")
+    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("openstack") / "pca_mixture.parquet",
+                          "openstack")  # fmt: skip
+    assert sorted(found.index) == sorted(stage.index)
+    np.testing.assert_allclose(found.loc[stage.index, "score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9)

@@ -33,8 +33,6 @@ from zerolog.evaluation.thresholds import mixture_threshold
 
 #: What the recommended detector can be: the detectors whose fitted state the bundle format holds.
 PERSISTABLE_METHODS = ("pca_mixture",)
-#: tf-idf, loglizer's weighting (the research kept the lowest F1 over three targets highest with it).
-WEIGHTING: Weighting = "tfidf"
 DECISION_RULE = "SPE >= the 2-component mixture cut on the train SPE"
 #: Raw lines kept in the bundle as the registered model's input example.
 EXAMPLE_LINES = 20
@@ -95,17 +93,19 @@ def _check_or_write_scores(path: Path, arrays: SystemTensors, spe: np.ndarray, t
     return "checked against the stage's score file"
 
 
-def write_system_detector(params: Any, arrays: SystemTensors, scores_folder: Path, variance: float) -> dict[str, Any]:
+def write_system_detector(params: Any, arrays: SystemTensors, scores_folder: Path, variance: float,
+                          weighting: Weighting) -> dict[str, Any]:  # fmt: skip
     """Fit ``evaluate.recommended`` on the system's train sessions, write its bundle and (or check) its score file
     in ``scores_folder``; returns the status entry of the baselines stage's ``status.json``.
 
-    ``variance``: the PCA's explained-variance share (the detector's settings in params)."""
+    ``variance``, ``weighting``: the PCA's settings in params (the caller's: the baselines stage reads them where
+    its own PCA detectors do), the explained-variance share and the count weighting (loglizer's tf-idf)."""
     method, system = params.evaluate.recommended, arrays.system
     if method not in PERSISTABLE_METHODS:
         raise DataError(f"evaluate.recommended: {method!r} cannot be persisted (persistable: {PERSISTABLE_METHODS})")
     train_rows = arrays.rows("train")
     counts = np.asarray(arrays.counts, dtype=np.float64)  # (sessions, templates + 1)
-    subspace: PcaSubspace = fit_pca_subspace(counts[train_rows], variance, WEIGHTING)
+    subspace: PcaSubspace = fit_pca_subspace(counts[train_rows], variance, weighting)
     spe = subspace.spe(counts)  # (sessions,)
     threshold = mixture_decision(spe, train_rows, params.seed)
     paths = ArtifactPaths(params.paths)

@@ -251,5 +251,7 @@ def run_target_baselines(params: Params, system: str, seeds: list[int]) -> None:
         status["methods"]["unsupervised_target"] = _unsupervised(params, arrays, folder, seeds)
         status["methods"]["level_rule"] = _level_rule(params, arrays, folder)
         status["methods"]["supervised_target"] = _oracle(params, arrays, folder, seeds)
-        status["detector"] = write_system_detector(params, arrays, folder, params.evaluate.unsupervised.pca_variance)
+        # the recommended detector persisted for zerolog detect (its PCA settings: those of the pipeline's PCA baseline)
+        status["detector"] = write_system_detector(params, arrays, folder, params.evaluate.unsupervised.pca_variance,
+                                                   "tfidf")  # fmt: skip
         write_json(folder / TARGET_STATUS, status)
