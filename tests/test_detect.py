@@ -180,3 +180,102 @@ def test_python_dash_m_runs_the_command_on_standard_input(pipeline, tmp_path):
                           "openstack")  # fmt: skip
     assert sorted(found.index) == sorted(stage.index)
     np.testing.assert_allclose(found.loc[stage.index, "score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- registry and serving
+
+
+@pytest.fixture(scope="module")
+def registered(pipeline) -> dict:
+    """The report stage's registration of openstack's recommended detector (bgl's, a raw dataset too, is not needed)."""
+    import logging
+    import warnings
+
+    from zerolog.detection.registry import register_recommended
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("mlflow").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            entries = register_recommended(["openstack"], pipeline.mlflow, ArtifactPaths(pipeline.paths),
+                                           pipeline.detect, pipeline.parse.chunk_bytes)  # fmt: skip
+    finally:
+        logging.getLogger("mlflow").removeHandler(handler)
+    said = [str(warning.message) for warning in caught] + [record.getMessage() for record in records]
+    assert not [text for text in said if "pickle" in text.lower()], said  # models-from-code: nothing is pickled
+    return entries["openstack"]
+
+
+def test_registered_detector_is_reused_and_detect_reads_its_uri(pipeline, registered, tmp_path):
+    from zerolog.detection.registry import register_recommended
+
+    assert registered["uri"] == f"models:/zerolog-openstack/{registered['version']}"
+    again = register_recommended(["openstack"], pipeline.mlflow, ArtifactPaths(pipeline.paths), pipeline.detect,
+                                 pipeline.parse.chunk_bytes)["openstack"]  # fmt: skip
+    assert again["version"] == registered["version"]  # same bundle: no new version
+    output = tmp_path / "registered.parquet"
+    _run_command(pipeline, [str(DEVSTACK), "--system", "openstack", "--model", registered["uri"], "-o", str(output)])
+    found = pd.read_parquet(output)
+    expected = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(DEVSTACK)], tmp_path / "p.parquet")
+    assert found["session_id"].tolist() == expected["session_id"].tolist()
+    np.testing.assert_allclose(found["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-12)
+    with pytest.raises(SystemExit) as raised:
+        _run_command(pipeline, [str(DEVSTACK), "--system", "bgl", "--model", registered["uri"], "-o", str(tmp_path / "x")])
+    assert "trained for system 'openstack', not 'bgl'" in str(raised.value.code)
+    assert not (tmp_path / "x").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_raw_lines_with_session_scores(pipeline, registered, tmp_path):
+    """A real ``mlflow models serve`` of the registered model on 127.0.0.1, a JSON request of raw log lines."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    lines = gzip.decompress(DEVSTACK.read_bytes()).decode("utf-8").splitlines()[:400]
+    log = tmp_path / "request.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(log)], tmp_path / "e.parquet")
+    port = _free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", registered["uri"], "--env-manager", "local",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": pipeline.mlflow.tracking_uri,
+                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    server = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the server did not answer /ping within 180 s"
+            time.sleep(1)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": lines}).encode("utf-8"),
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    served = pd.DataFrame(predictions)
+    assert served["session_id"].tolist() == expected["session_id"].tolist()
+    np.testing.assert_allclose(served["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-9)
+    assert served["flagged"].tolist() == expected["flagged"].tolist()
