@@ -228,7 +228,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "baselines", "target-only label-free detectors and the supervised ORACLE on one system", "system",
-        "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
+        "zerolog.detection.fit:run_baselines_stage", _baselines_arguments,
         deps=lambda params, paths, system: [paths.tensors(system), paths.raw(params.systems[system].dataset),
                                             paths.parsed(params.systems[system].dataset)],
         outputs=lambda params, paths, system: [Output(paths.target_scores(system)), Output(paths.detector(system))],

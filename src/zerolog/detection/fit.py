@@ -1,4 +1,4 @@
-"""Fit and persist a system's recommended detector (called once by the baselines stage, per system).
+"""Fit and persist a system's recommended detector: the baselines stage's last step (``run_baselines_stage``).
 
 ``evaluate.recommended`` names the product's recommended detector, declared in params before any test number was
 read (never chosen by test F1): ``pca_mixture``, the PCA SPE of tf-idf event counts off the 95%-variance subspace of
@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from zerolog.artifacts import ArtifactPaths, SystemTensors, read_scores, score_frame, write_scores
+from zerolog.artifacts import ArtifactPaths, SystemTensors, load_tensors, read_scores, score_frame, write_scores
 from zerolog.data.datasets import iterate_text_lines
 from zerolog.data.known_templates import DRAIN_STATE_FILE, known_templates_of_dataset
 from zerolog.data.parse import log_file_paths, read_manifest
 from zerolog.detection.bundle import SystemContext, Threshold, write_bundle
 from zerolog.detection.pca import PcaSubspace, Weighting, fit_pca_subspace
 from zerolog.errors import DataError
+from zerolog.evaluation.baselines import run_target_baselines
 from zerolog.evaluation.thresholds import mixture_threshold
 
 #: What the recommended detector can be: the detectors whose fitted state the bundle format holds.
@@ -121,4 +122,20 @@ def write_system_detector(params: Any, arrays: SystemTensors, scores_folder: Pat
             "pi_hat": threshold.pi_hat, "drain_state": known is not None}  # fmt: skip
 
 
-__all__ = ["PERSISTABLE_METHODS", "mixture_decision", "system_context", "write_system_detector"]
+def run_baselines_stage(params: Any, system: str, seeds: list[int]) -> None:
+    """Stage baselines: every target-only detector, rule and oracle of the system
+    (``zerolog.evaluation.baselines.run_target_baselines``, unchanged), then its recommended detector persisted
+    for ``zerolog detect``, the registry and serving (``write_system_detector``; the stage table calls this, so the
+    evaluation layer does not import the detection layer after it)."""
+    run_target_baselines(params, system, seeds)
+    paths = ArtifactPaths(params.paths)
+    # the PCA settings of the pipeline's own PCA detector: one setting, whichever stage reads it
+    settings = params.evaluate.unsupervised
+    entry = write_system_detector(params, load_tensors(paths.tensors(system)), paths.target_scores(system),
+                                  settings.pca_variance, "tfidf")  # fmt: skip
+    cut = "no label-free cut" if entry["threshold"] is None else f"cut {entry['threshold']:.6g}, pi-hat {entry['pi_hat']:.3f}"
+    print(f"baselines {system}: recommended detector {entry['method']} persisted in {entry['bundle']} ({cut}; "
+          f"score file {entry['score_file']})", flush=True)
+
+
+__all__ = ["PERSISTABLE_METHODS", "run_baselines_stage", "mixture_decision", "system_context", "write_system_detector"]

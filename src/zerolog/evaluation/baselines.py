@@ -18,9 +18,7 @@ Each baseline gets an MLflow run (pair ``target-<system>``); its id is the score
 evaluate stage adds the test metrics to it.
 
 Writes ``scores/target-<system>/<method>.parquet`` (the score contract of docs/architecture.md, domain ``target``) and
-``scores/target-<system>/status.json`` (per method: ``written`` or ``not_available`` with the reason), and the
-recommended detector (``evaluate.recommended``) persisted for ``zerolog detect``: ``models/target-<system>/detector/``
-and its score file (zerolog.detection.fit).
+``scores/target-<system>/status.json`` (per method: ``written`` or ``not_available`` with the reason).
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ from sklearn.preprocessing import StandardScaler
 from zerolog.config import LevelRuleConfig, OracleConfig, Params, UnsupervisedConfig
 from zerolog.errors import DataError
 from zerolog.artifacts import SPLIT_CODES, TARGET_STATUS, ArtifactPaths, SystemTensors, load_tensors, method_spec, score_frame, write_scores
-from zerolog.detection.fit import write_system_detector
 from zerolog.io import atomic_directory, write_json
 
 
@@ -251,7 +248,4 @@ def run_target_baselines(params: Params, system: str, seeds: list[int]) -> None:
         status["methods"]["unsupervised_target"] = _unsupervised(params, arrays, folder, seeds)
         status["methods"]["level_rule"] = _level_rule(params, arrays, folder)
         status["methods"]["supervised_target"] = _oracle(params, arrays, folder, seeds)
-        # the recommended detector persisted for zerolog detect (its PCA settings: those of the pipeline's PCA baseline)
-        status["detector"] = write_system_detector(params, arrays, folder, params.evaluate.unsupervised.pca_variance,
-                                                   "tfidf")  # fmt: skip
         write_json(folder / TARGET_STATUS, status)
