@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# One pip call resolves everything (logparser3 pins regex==2022.3.2; torch==2.13.0 is the CPU build on disk).
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# LogLead (rows loglead_rarity, loglead_ngram): its own requirement regex>=2024.5.15 clashes with logparser3's
+	# regex==2022.3.2, so without its dependencies; the two detectors used import only numpy. Where this fails the
+	# baselines stage writes not_available with the reason (src/zerolog/evaluation/loglead_peer.py).
+	$(BIN)/python -m pip install --quiet --no-deps 'loglead==2.0.0' || echo "loglead not installed: rows loglead_* will be not_available"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""Stage baselines: Fit the target-only baselines (unsupervised detector, supervised oracle) on one system."""
+"""Stage baselines: the target-only label-free detectors, the level rule and the supervised ORACLE on one system."""
 
 import sys
 

@@ -47,7 +47,8 @@ def make_params(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Para
     raw["paths"]["archives"] = str(tmp_path / "archives")
     raw["seeds"] = [42]  # one model seed: tests of the seed contract name more
     raw["evaluate"]["bootstrap"]["samples"] = 50
-    raw["evaluate"]["unsupervised"]["n_estimators"] = 30
+    raw["evaluate"]["detectors"]["isolation_forest"]["n_estimators"] = 30
+    raw["evaluate"]["detectors"]["deeplog"].update({"epochs": 2, "hidden_size": 8, "layers": 1})
     raw["evaluate"]["oracle"]["model"] = "logistic_regression"  # the neural oracle has its own test
     raw["train"].update({"epochs": 1, "max_steps_per_epoch": 3, "batch_size": 32, "device": "cpu", "torch_threads": 1,
                          "method_workers": 1})  # fmt: skip

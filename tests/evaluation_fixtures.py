@@ -37,8 +37,7 @@ def write_tensors(
     ``levels``: also level_counts.npy and meta ``level_names`` (INFO, WARNING, ERROR): every session has INFO lines,
     80% of the anomalous ones and 2% of the normal ones an ERROR line, 10% of all a WARNING line (the level_rule input).
 
-    Normal sessions follow one of three workflows (low-rank counts, like real logs); anomalous sessions add a rare
-    template that no normal session has, so a count-based detector can find them.
+    Anomalous sessions add a rare template that no normal session has, so a count-based detector can find them.
     ``test_anomalies`` fixes the number of anomalies in the test split (to build a not-evaluable target).
     """
     generator = np.random.default_rng(seed)
@@ -91,17 +90,18 @@ def write_tensors(
 
 
 def _session_counts(generator: np.random.Generator, labels: np.ndarray, templates: int) -> np.ndarray:
-    """(sessions, templates + 1) event counts; column 0 is padding. The last 4 templates are anomaly-only."""
+    """(sessions, templates + 1) event counts; column 0 is padding. The last 4 templates are anomaly-only.
+
+    A normal session holds each normal template with probability 1/2, 1-10 times (the variance a count-based
+    detector's normal subspace must hold); an anomalous one adds one rare template 1-3 times.
+    """
     normal_templates = templates - 4
-    workflows = np.zeros((3, templates + 1))
-    for index, workflow in enumerate(workflows):
-        chosen = generator.choice(np.arange(1, normal_templates + 1), size=normal_templates // 2, replace=False)
-        workflow[chosen] = 1 + index + generator.integers(0, 3, size=chosen.size)
-    kinds = generator.integers(0, 3, size=labels.size)
-    counts = workflows[kinds] * generator.integers(1, 4, size=(labels.size, 1))  # (sessions, templates + 1)
+    counts = np.zeros((labels.size, templates + 1))
+    present = generator.random((labels.size, normal_templates)) < 0.5
+    counts[:, 1 : normal_templates + 1] = generator.integers(1, 11, (labels.size, normal_templates)) * present
     anomalous = np.flatnonzero(labels == 1)
     rare = generator.integers(templates - 3, templates + 1, size=anomalous.size)
-    counts[anomalous, rare] += 1 + generator.poisson(2.0, size=anomalous.size)
+    counts[anomalous, rare] += 1 + generator.integers(0, 3, size=anomalous.size)
     return counts.astype(np.float32)
 
 

@@ -127,6 +127,14 @@ def test_key_errors_name_the_file_and_key(path, value, message):
         ("datasets.hdfs_logs.session.rule", "files", "datasets.hdfs_logs.session.rule: 'files' is not one of"),
         ("evaluate.level_rule.levels", [], "evaluate.level_rule.levels: name at least one non-empty level"),
         ("evaluate.level_rule", DELETE, "evaluate.level_rule: missing key"),
+        ("evaluate.recommended", "magic", "evaluate.recommended: 'magic' is in neither evaluate.methods nor evaluate.baselines"),
+        ("evaluate.recommended", "supervised_target", "evaluate.recommended: supervised_target reads target labels"),
+        ("evaluate.baselines", ["pca_mixture", "level_rule", "supervised_target"],
+         "evaluate.methods[5]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),
+        ("evaluate.baselines", ["zerolog"], "evaluate.baselines[0]: zerolog is a transfer method"),
+        ("evaluate.detectors.pca.weighting", "idf", "evaluate.detectors.pca.weighting: 'idf' is not one of"),
+        ("evaluate.detectors.deeplog.epochs", 0, "evaluate.detectors.deeplog.epochs: must be at least 1"),
+        ("evaluate.primary_threshold_rule", "pi-hat", "evaluate.primary_threshold_rule: 'pi-hat' is not one of"),
     ],
 )
 def test_cross_key_checks_name_the_key(path, value, message):

@@ -9,12 +9,18 @@ import pytest
 
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
-from zerolog.artifacts import method_spec
+from zerolog.artifacts import method_spec, read_scores
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
 from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
 
 PAIR = "hdfs-bgl"
+
+
+def only(*methods):
+    """Params overrides: evaluate ``methods`` plus the recommended detector (pi-hat), which alone the baselines
+    stage runs."""
+    return {"evaluate.methods": [*methods, "pca_mixture"], "evaluate.baselines": ["pca_mixture"]}
 
 
 def _metrics(params, pair=PAIR):
@@ -57,16 +63,19 @@ def test_every_method_and_rule_is_reported(evaluated):
         "unlabeled": int(((target["split"] == 2) & (target["labels"] < 0)).sum()),
     }
     assert metrics["dataset"] == params.systems["bgl"].dataset and metrics["label_rule"] == "generated"
-    assert metrics["primary_threshold_rule"] == "source_val"
+    assert metrics["primary_threshold_rule"] == "pi_hat" and metrics["recommended"] == "pca_mixture"
     assert set(metrics["methods"]) == set(params.evaluate.methods)
     for method, entry in metrics["methods"].items():
+        if method.startswith("loglead_") and entry["status"] == "not_available":
+            assert "loglead is not importable" in entry["reason"]  # not installed in this environment
+            continue
         assert entry["status"] == "evaluated", (method, entry)
         assert set(params.evaluate.threshold_rules) <= set(entry["rules"])
         assert 0.0 <= entry["f1"] <= 1.0 and entry["f1_ci"][0] <= entry["f1"] <= entry["f1_ci"][1]
-        assert entry["roc_auc"] > 0.5
+        assert entry["kind"] == str(method_spec(method).kind)
     zerolog = metrics["methods"]["zerolog"]
-    assert zerolog["threshold_rule"] == "source_val" and zerolog["oracle"] is False
-    assert zerolog["f1"] == zerolog["rules"]["source_val"]["f1"]
+    assert zerolog["threshold_rule"] == "pi_hat" and zerolog["oracle"] is False
+    assert zerolog["f1"] == zerolog["rules"]["pi_hat"]["f1"] and zerolog["roc_auc"] > 0.5
     # The better-separated generated scores must rank above the weaker ones.
     assert zerolog["pr_auc"] > metrics["methods"]["source_only"]["pr_auc"]
 
@@ -78,17 +87,25 @@ def test_baselines_use_their_own_rules_and_the_oracle_is_marked(evaluated):
     assert oracle["oracle"] is True and oracle["threshold_rule"] == "target_val"
     assert oracle["rules"]["target_val"]["oracle"] is True
     assert oracle["rules"]["source_val"]["status"] == "not_applicable"
-    unsupervised = methods["unsupervised_target"]
-    assert unsupervised["oracle"] is False and unsupervised["threshold_rule"] == "target_quantile"
-    assert unsupervised["detector"] == "isolation_forest"
-    assert "target_val" not in unsupervised["rules"]
-    assert "no source side" in unsupervised["rules"]["source_val"]["reason"]
+    forest = methods["isolation_forest"]
+    assert forest["oracle"] is False and forest["threshold_rule"] == "target_quantile"
+    assert forest["kind"] == "target_only" and forest["detector"] == "isolation_forest"
+    assert "target_val" not in forest["rules"]
+    assert "no source side" in forest["rules"]["source_val"]["reason"]
+    assert forest["rules"]["detector"]["threshold"] == 0.5  # its own decision, s >= 0.5
+    recommended = methods["pca_mixture"]
+    assert recommended["threshold_rule"] == "detector" and recommended["kind"] == "target_only"
+    rarity = methods["template_rarity"]
+    assert rarity["threshold_rule"] == "target_mixture" and rarity["rules"]["detector"]["status"] == "not_applicable"
 
 
 def test_plots_are_written_per_method(evaluated):
     params, _ = evaluated
     plots = Path(params.paths.plots) / "evaluate" / PAIR
     for method in params.evaluate.methods:
+        if _metrics(params)["methods"][method]["status"] != "evaluated":
+            assert not (plots / "pr" / f"{method}.csv").exists()  # loglead where it is not installed
+            continue
         curve = pd.read_csv(plots / "pr" / f"{method}.csv")
         assert list(curve.columns) == ["recall", "precision", "method"] and set(curve["method"]) == {method}
         assert len(curve) <= params.evaluate.pr_curve_points
@@ -104,9 +121,13 @@ def test_plots_are_written_per_method(evaluated):
 def test_headline_metrics_hold_only_the_numbers_users_compare(evaluated):
     params, _ = evaluated
     details, headline = _metrics(params), _headline(params)
-    assert set(headline) == {"pair", "protocol", "status", "test", "methods"}
+    assert set(headline) == {"pair", "protocol", "status", "test", "recommended", "pi_hat", "methods"}
+    assert headline["recommended"] == "pca_mixture" and headline["pi_hat"] == details["pi_hat"]
     assert headline["test"] == {key: details["test"][key] for key in ("size", "anomalies")}
     for method, entry in headline["methods"].items():
+        if entry["status"] != "evaluated":
+            assert set(entry) == {"kind", "status"}
+            continue
         spread = {"seeds", "f1_sd", "pr_auc_sd", "roc_auc_sd"} if method_spec(method).stochastic else set()
         assert set(entry) == {"kind", "status", "threshold_rule", *HEADLINE_KEYS, *spread}
         assert all(entry[key] == details["methods"][method][key] for key in HEADLINE_KEYS)
@@ -121,6 +142,8 @@ def test_each_method_gets_an_evaluate_run_with_the_params_that_produced_it(evalu
     client = MlflowClient(tracking_uri=params.mlflow.tracking_uri)
     details = _metrics(params)
     for method, entry in details["methods"].items():
+        if entry["status"] != "evaluated":
+            continue
         run = client.get_run(entry["mlflow_run_id"])
         assert run.data.tags["stage"] == "evaluate" and run.data.tags["method"] == method
         assert run.data.metrics["test/f1"] == pytest.approx(entry["f1"])
@@ -145,11 +168,13 @@ def test_target_test_labels_do_not_move_any_threshold(evaluated):
     finally:
         np.save(path, target["labels"])
         evaluate_pair(params, PAIR)
-    for method in ("zerolog", "unsupervised_target"):
+    for method in ("zerolog", "isolation_forest", "pca_mixture", "deeplog"):
         for rule, values in before["methods"][method]["rules"].items():
             if values["status"] == "evaluated":
                 assert after["methods"][method]["rules"][rule]["threshold"] == values["threshold"], (method, rule)
     assert after["methods"]["zerolog"]["f1"] != before["methods"]["zerolog"]["f1"]
+    assert after["pi_hat"]["estimate"] == before["pi_hat"]["estimate"]  # label-free
+    assert after["pi_hat"]["true_share_test"] == before["pi_hat"]["true_share_test"]  # a permutation keeps the share
 
 
 def test_a_rerun_gives_the_same_outputs_and_reuses_its_mlflow_runs(evaluated):
@@ -205,11 +230,12 @@ def test_skipped_training_is_reported_with_its_reason(tmp_path):
 
 
 def test_missing_scores_need_a_recorded_reason(tmp_path):
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "dann"]})
+    params = make_params(tmp_path, only("zerolog", "dann"))
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
     write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"}})
+    call_stage("baselines", params, "bgl")
     with pytest.raises(DataError, match=r"dann/seed-42\.parquet: file not found"):
         evaluate_pair(params, PAIR)
     assert not (Path(params.paths.metrics) / f"{PAIR}.json").exists()
@@ -221,7 +247,8 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
 
 
 def test_level_rule_is_reported_not_available_with_its_reason_where_the_target_has_no_levels(tmp_path):
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "level_rule"]})
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "level_rule", "pca_mixture"],
+                                    "evaluate.baselines": ["pca_mixture", "level_rule"]})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)  # no level field
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
@@ -234,10 +261,10 @@ def test_level_rule_is_reported_not_available_with_its_reason_where_the_target_h
 
 
 def test_level_rule_decides_by_itself(evaluated):
-    """Scores 0/1 read at fixed_0.5: a session is predicted anomalous exactly when it has a listed level."""
+    """Scores 0/1 read at its own decision (1: a flagged line): anomalous exactly when it has a listed level."""
     params, target = evaluated
     entry = _metrics(params)["methods"]["level_rule"]
-    assert entry["threshold_rule"] == "fixed_0.5" and entry["rules"]["fixed_0.5"]["threshold"] == 0.5
+    assert entry["threshold_rule"] == "detector" and entry["rules"]["detector"]["threshold"] == 1.0
     test = (target["split"] == 2) & (target["labels"] >= 0)
     flagged = target["level_counts"][test][:, [0, 2]].sum(axis=1) > 0  # ERROR or WARNING
     anomalous = target["labels"][test] == 1
@@ -247,7 +274,7 @@ def test_level_rule_decides_by_itself(evaluated):
 
 
 def test_scores_from_another_tensors_build_are_rejected(tmp_path):
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog"]})
+    params = make_params(tmp_path, only("zerolog"))
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
@@ -276,7 +303,8 @@ def test_tracking_metrics_keys():
 
 
 def test_stochastic_methods_report_mean_and_sd_over_model_seeds(tmp_path):
-    params = make_params(tmp_path, {"seeds": [42, 43, 44], "evaluate.methods": ["zerolog", "level_rule"]})
+    params = make_params(tmp_path, {"seeds": [42, 43, 44], "evaluate.methods": ["zerolog", "level_rule", "pca_mixture"],
+                                    "evaluate.baselines": ["pca_mixture", "level_rule"]})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=400, anomaly_share=0.15, seed=2, levels=True)
     paths = write_pair_scores(params, PAIR, "zerolog", 1.5, seed=7)
@@ -291,3 +319,42 @@ def test_stochastic_methods_report_mean_and_sd_over_model_seeds(tmp_path):
     headline = _headline(params)["methods"]
     assert headline["zerolog"]["seeds"]["43"]["f1"] == per_seed[1] and "f1_sd" in headline["zerolog"]
     assert "seeds" not in headline["level_rule"]  # deterministic: one score file, no spread to report
+
+
+def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_methods_cut(evaluated):
+    params, target = evaluated
+    details = _metrics(params)
+    scores = Path(params.paths.scores)
+    _, recommended = read_scores(scores / "target-bgl" / "pca_mixture.parquet")
+    test = (target["split"] == 2) & (target["labels"] >= 0)
+    train = (target["split"] == 0) & (target["labels"] >= 0)
+    assert details["pi_hat"] == {
+        "method": "pca_mixture", "estimate": recommended["pi_hat"], "reason": None,
+        "true_share_test": pytest.approx(target["labels"][test].mean()),
+        "true_share_train": pytest.approx(target["labels"][train].mean()),
+    }  # fmt: skip
+    assert 0 < recommended["pi_hat"] < 0.5
+    frame, _ = read_scores(scores / PAIR / "zerolog" / "seed-42.parquet")
+    own_train = frame[(frame["domain"] == "target") & (frame["split"] == "train")]["score"].to_numpy()
+    rule = details["methods"]["zerolog"]["rules"]["pi_hat"]
+    assert rule["threshold"] == pytest.approx(np.quantile(own_train, 1 - recommended["pi_hat"]))
+    assert rule["detail"] == {"pi_hat": recommended["pi_hat"]}
+    # The recommended detector's own cut flags exactly its pi-hat share of the train sessions.
+    pca = details["methods"]["pca_mixture"]["rules"]["detector"]
+    assert pca["threshold"] == recommended["decision_threshold"]
+
+
+def test_without_a_pi_hat_the_rule_says_why(tmp_path):
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
+                                    "evaluate.baselines": ["template_rarity"], "evaluate.recommended": "template_rarity"})
+    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
+    write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
+    write_train_status(params, PAIR)
+    call_stage("baselines", params, "bgl")
+    evaluate_pair(params, PAIR)
+    details = _metrics(params)
+    assert details["pi_hat"]["estimate"] is None and "gives no pi_hat" in details["pi_hat"]["reason"]
+    zerolog = details["methods"]["zerolog"]
+    assert zerolog["rules"]["pi_hat"]["status"] == "not_applicable" and zerolog["f1"] is None
+    assert "headline rule pi_hat: no pi-hat" in zerolog["reason"]

@@ -61,6 +61,7 @@ def store(tmp_path):
     return params, expected
 
 
+@pytest.mark.slow
 def test_server_serves_every_pair_and_method(store, tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -57,8 +57,9 @@ def test_table_has_every_pair_and_method_with_the_data_measured_on(reported):
     for method in reported.evaluate.methods:
         assert method in header
     assert "supervised_target (ORACLE)" in header
+    table = text.split("## F1 per pair and method")[1]  # after the headline table
     for pair, result in metrics.items():
-        row = next(line for line in text.splitlines() if line.startswith(f"| {pair} |"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| {pair} |"))
         test = result["test"]
         assert f"{result['dataset']}: {test['size']} test, {test['anomalies']} anomalous" in row
         assert row.split(" | ")[1] == result["status"].replace("_", " ")
@@ -74,7 +75,8 @@ def test_details_name_rules_auc_and_precision_recall(reported):
     text = _results(reported)
     metrics = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]
     zerolog = metrics["zerolog"]
-    line = next(row for row in text.split("### hdfs-bgl")[1].splitlines() if row.startswith("| zerolog | `source_val`"))
+    assert zerolog["threshold_rule"] == "pi_hat"  # params: the transfer methods' headline rule
+    line = next(row for row in text.split("### hdfs-bgl")[1].splitlines() if row.startswith("| zerolog | `pi_hat`"))
     for key in ("precision", "recall", "f1", "pr_auc", "roc_auc"):
         assert f"{zerolog[key]:.3f}" in line
     assert "| supervised_target (ORACLE) | `target_val` |" in text
@@ -109,15 +111,42 @@ def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
     matrix = f1_matrix(results, reported.evaluate.methods)
     pairs = list(results)
     assert np.isnan(matrix[pairs.index("hdfs-openstack")]).all()
-    assert not np.isnan(matrix[pairs.index("hdfs-bgl")]).any()
+    evaluated = [results["hdfs-bgl"]["methods"][method]["status"] == "evaluated" for method in reported.evaluate.methods]
+    assert list(~np.isnan(matrix[pairs.index("hdfs-bgl")])) == evaluated  # NaN = not available (e.g. no loglead)
 
 
 def test_level_rule_is_a_column_of_the_table(reported):
     text = _results(reported)
     entry = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["level_rule"]
-    assert entry["threshold_rule"] == "fixed_0.5" and entry["oracle"] is False
+    assert entry["threshold_rule"] == "detector" and entry["oracle"] is False  # its own decision: a flagged line
     row = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl |"))
     assert f"{entry['f1']:.3f}" in row
+
+
+def test_headline_names_the_recommended_detector_the_best_baselines_and_pi_hat(reported):
+    """The headline row: the recommended detector, zerolog, the best OTHER target-only detector and the best rule
+    by test F1 (named), the oracle, pi-hat beside the true test share; kinds listed under the full table."""
+    text = _results(reported)
+    result = read_pair_metrics(settings_of(reported))["hdfs-bgl"]
+    recommended = reported.evaluate.recommended
+    assert result["recommended"] == recommended
+    header = next(line for line in text.splitlines() if line.startswith("| pair | measured on | recommended:"))
+    assert f"recommended: {recommended}" in header and "pi-hat" in header and "true share (test)" in header
+    cells = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl | ")).split(" | ")
+    methods = result["methods"]
+    assert cells[2].startswith(f"{methods[recommended]['f1']:.3f}") and cells[3].startswith(f"{methods['zerolog']['f1']:.3f}")
+    others = {method: entry["f1"] for method, entry in methods.items() if entry.get("kind") == "target_only"
+              and method != recommended and entry.get("status") == "evaluated"}  # fmt: skip
+    best = max(others, key=others.get)
+    assert cells[4].startswith(f"{best}: {others[best]:.3f}")
+    assert cells[5].startswith(f"level_rule: {methods['level_rule']['f1']:.3f}")
+    assert cells[6].startswith(f"{methods['supervised_target']['f1']:.3f}")
+    pi_hat = result["pi_hat"]
+    assert pi_hat["method"] == recommended and 0 < pi_hat["estimate"] < 1
+    assert cells[7] == f"{pi_hat['estimate']:.3f}" and cells[8] == f"{pi_hat['true_share_test']:.3f} |"
+    not_evaluable = next(line for line in text.splitlines() if line.startswith("| hdfs-openstack | "))
+    assert "| not evaluable |" in not_evaluable
+    assert "Kinds: transfer: zerolog" in text and "oracle: supervised_target" in text
 
 
 def test_report_run_holds_both_artifacts(reported):

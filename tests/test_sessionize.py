@@ -337,6 +337,7 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_input(tmp_path):
     """Peak RSS sessionizing 200k generated HDFS lines (key rule, key_file labels, blocks of about 20 lines) stays
     within 25 MiB of 50k: lines are streamed in batches and kept as compact integer arrays, never one Python string

@@ -438,6 +438,7 @@ def peak_rss_kib(log_file: Path, scratch: Path) -> tuple[int, int]:
     return int(lines), int(peak)
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     """Peak RSS parsing 200k generated lines stays within 40 MiB of parsing 50k (the same chunk size, about 10k
     lines): memory is bounded by chunks, not by the file (logparser3's whole-file parse grows by hundreds of MiB)."""

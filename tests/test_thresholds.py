@@ -115,3 +115,22 @@ def test_target_val_is_oracle_only_and_marked():
 def test_unknown_rule_is_an_error():
     with pytest.raises(DataError, match="unknown rule"):
         choose_threshold("target_magic", _inputs(), 0.05, 0, False)
+
+
+def test_detector_rule_is_the_detectors_own_decision_or_says_why_not():
+    own = choose_threshold("detector", _inputs(decision_threshold=1.0, decision_rule="any miss"), 0.05, 0, False)
+    assert own.applicable and own.value == 1.0
+    none = choose_threshold("detector", _inputs(decision_rule="none (a ranking)"), 0.05, 0, False)
+    assert not none.applicable and "no decision of its own (none (a ranking))" in none.reason
+
+
+def test_pi_hat_rule_flags_the_top_pi_hat_share_of_the_methods_own_train_scores():
+    scores = np.linspace(0.0, 1.0, 1001)  # 1,001 distinct train scores
+    threshold = choose_threshold("pi_hat", _inputs(target_train_scores=scores, pi_hat=0.03), 0.05, 0, False)
+    assert threshold.value == pytest.approx(0.97) and threshold.detail == {"pi_hat": 0.03}
+    assert np.mean(scores >= threshold.value) == pytest.approx(0.03, abs=0.001)
+    # It does not depend on the contamination prior, and without a pi-hat it says why.
+    assert choose_threshold("pi_hat", _inputs(target_train_scores=scores, pi_hat=0.03), 0.4, 0, False).value == (
+        threshold.value)
+    missing = choose_threshold("pi_hat", _inputs(pi_hat_reason="no cut: one mode"), 0.05, 0, False)
+    assert not missing.applicable and missing.reason == "no pi-hat: no cut: one mode"

@@ -151,6 +151,7 @@ def test_a_run_finishes_or_fails_with_its_block_and_a_key_reuses_it(tmp_path: Pa
     assert keyed == again != other and tracker.client.get_run(again).data.tags["run_key"] == "abc"
 
 
+@pytest.mark.slow
 def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """train.method_workers: 2 workers of 1 thread give the same checkpoints and scores as in-process on 1 thread."""
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)

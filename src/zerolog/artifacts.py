@@ -88,10 +88,24 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone"),
         MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
         MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
-        MethodSpec("unsupervised_target", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
+        # Target-only, label-free: fit on the target's unlabeled train sessions (stage baselines,
+        # zerolog.evaluation.detectors / deeplog / loglead_peer).
         MethodSpec("pca_mixture", MethodKind.TARGET_ONLY,
                    "PCA SPE on tf-idf event counts, cut by a 2-component mixture on the train SPE (pi-hat)",
                    stochastic=False),
+        MethodSpec("isolation_forest", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
+        MethodSpec("pca", MethodKind.TARGET_ONLY, "loglizer's PCA: SPE on tf-idf event counts, Q-statistic cut",
+                   stochastic=False),
+        MethodSpec("invariants_mining", MethodKind.TARGET_ONLY, "Invariants Mining: integer count invariants",
+                   stochastic=False),
+        MethodSpec("template_rarity", MethodKind.TARGET_ONLY, "rarity of the session's rarest template in train",
+                   stochastic=False),
+        MethodSpec("template_set_rarity", MethodKind.TARGET_ONLY, "rarity of the session's template set in train",
+                   stochastic=False),
+        MethodSpec("deeplog", MethodKind.TARGET_ONLY, "DeepLog: LSTM next-event model, top-g misses"),
+        MethodSpec("loglead_rarity", MethodKind.TARGET_ONLY, "LogLead's RarityModel on event counts",
+                   stochastic=False),
+        MethodSpec("loglead_ngram", MethodKind.TARGET_ONLY, "LogLead's n-gram next-event model", stochastic=False),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),
         MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
@@ -213,6 +227,16 @@ def with_origins(message: str, paths: ArtifactPaths) -> str:
 # ----------------------------------------------------------------------------- score files
 
 SCORE_COLUMNS = ("domain", "split", "row", "system", "score")
+
+# Score-file metadata keys other stages rely on (JSON values; absent = null). Written by the baselines stage for
+# every target-only and rule method; readers: evaluate (thresholds.py rules ``detector`` and ``pi_hat``), and any
+# stage that needs the recommended detector's view of a target (``evaluate.recommended``).
+DECISION_THRESHOLD = "decision_threshold"  # float | null: the detector's own label-free cut, score >= it is anomalous
+DECISION_RULE = "decision_rule"  # str: that decision in words ("s(x) >= 0.5", "any miss"), or why there is none
+PI_HAT = "pi_hat"  # float | null: the share of the target's TRAIN sessions the detector's own decision flags, a
+#                    label-free estimate of the target's anomaly share; null where the detector has no decision.
+#                    The pipeline's pi-hat is the one in the score file of ``evaluate.recommended``.
+SCORE_SCALE = "score_scale"  # "unit" (scores in [0, 1]) or "unbounded"
 TRAINING_SUMMARY = "training.json"  # scores/<pair>/: the train stage's status of the pair and of each method
 TARGET_STATUS = "status.json"  # scores/target-<system>/: the baselines stage's status of each method
 

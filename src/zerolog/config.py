@@ -319,7 +319,9 @@ TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # Threshold rules of the evaluate stage (src/zerolog/evaluation/thresholds.py). Only ``target_val`` reads target
 # labels (the validation split), so it is allowed for the supervised oracle alone and is always marked oracle.
-ThresholdRule = Literal["fixed_0.5", "source_val", "target_quantile", "target_mixture", "target_otsu", "target_val"]
+ThresholdRule = Literal[
+    "fixed_0.5", "source_val", "target_quantile", "target_mixture", "target_otsu", "detector", "pi_hat", "target_val"
+]
 
 
 @dataclass(frozen=True)
@@ -337,18 +339,98 @@ class BootstrapConfig:
 
 
 @dataclass(frozen=True)
-class UnsupervisedConfig:
-    """The label-free target baseline, fit on the target's train event-count vectors only."""
+class IsolationForestConfig:
+    """scikit-learn's IsolationForest on the target's train event counts (method ``isolation_forest``)."""
 
-    method: Literal["isolation_forest", "pca"]
-    n_estimators: int  # isolation_forest: number of trees
-    pca_variance: float  # pca: share of variance kept by the normal subspace (loglizer's default 0.95)
+    n_estimators: int  # number of trees
 
     def __post_init__(self) -> None:
         if self.n_estimators < 1:
-            raise ConfigError(f"evaluate.unsupervised.n_estimators: must be at least 1, got {self.n_estimators}")
-        if not 0 < self.pca_variance < 1:
-            raise ConfigError(f"evaluate.unsupervised.pca_variance: must lie in (0, 1), got {self.pca_variance}")
+            raise ConfigError(f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, got {self.n_estimators}")
+
+
+@dataclass(frozen=True)
+class PcaConfig:
+    """loglizer's PCA (methods ``pca`` and ``pca_mixture``): SPE of weighted counts off the train subspace."""
+
+    variance: float  # share of the train variance the normal subspace keeps (loglizer's default 0.95)
+    weighting: Literal["tfidf", "log1p", "raw"]  # how counts are weighted before the PCA (loglizer: tfidf)
+    c_alpha: float  # pca: the Q-statistic's normal quantile (loglizer's 3.2905, alpha ~ 0.001)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.variance < 1:
+            raise ConfigError(f"evaluate.detectors.pca.variance: must lie in (0, 1), got {self.variance}")
+        if self.c_alpha <= 0:
+            raise ConfigError(f"evaluate.detectors.pca.c_alpha: must be positive, got {self.c_alpha}")
+
+
+@dataclass(frozen=True)
+class InvariantsMiningConfig:
+    """Invariants Mining (Lou et al. 2010; method ``invariants_mining``)."""
+
+    support: float  # an invariant must hold on at least this share of the train sessions
+    epsilon: float  # eigenvalues of X^T X below it count toward the invariant space's dimension (the search budget)
+    max_size: int  # largest event set searched
+    scales: list[int]  # integer multiples tried when rounding a null vector to small integer coefficients
+
+    def __post_init__(self) -> None:
+        where = "evaluate.detectors.invariants_mining"
+        if not 0 < self.support <= 1:
+            raise ConfigError(f"{where}.support: must lie in (0, 1], got {self.support}")
+        if self.epsilon <= 0:
+            raise ConfigError(f"{where}.epsilon: must be positive, got {self.epsilon}")
+        if self.max_size < 1:
+            raise ConfigError(f"{where}.max_size: must be at least 1, got {self.max_size}")
+        if not self.scales or min(self.scales) < 1:
+            raise ConfigError(f"{where}.scales: name at least one positive integer, got {self.scales}")
+
+
+@dataclass(frozen=True)
+class DeepLogConfig:
+    """DeepLog's next-event LSTM (method ``deeplog``), trained on the target's unlabeled train sessions."""
+
+    window: int  # events of history
+    top_g: int  # an event outside the g most likely predictions is a miss
+    hidden_size: int
+    layers: int
+    epochs: int  # passes over the distinct (history, next event) pairs
+    batch_size: int
+    learning_rate: float
+    threads: int  # torch CPU threads (1: a small LSTM spends a second thread's time waiting, measured 4.6x the CPU)
+
+    def __post_init__(self) -> None:
+        for key in ("window", "top_g", "hidden_size", "layers", "epochs", "batch_size", "threads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"evaluate.detectors.deeplog.{key}: must be at least 1, got {getattr(self, key)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"evaluate.detectors.deeplog.learning_rate: must be positive, got {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class LogLeadConfig:
+    """LogLead's own detectors (methods ``loglead_rarity``, ``loglead_ngram``), with LogLead's defaults."""
+
+    rarity_threshold: float  # RarityModel flags score > this (AnomalyDetector.train_RarityModel's 250)
+    rarity_common_threshold: float  # templates above this share of train events weigh 0
+    ngram_length: int  # n of the next-event n-gram model (LogLead's 5)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rarity_common_threshold < 1:
+            raise ConfigError(f"evaluate.detectors.loglead.rarity_common_threshold: must lie in (0, 1), got "
+                              f"{self.rarity_common_threshold}")
+        if self.ngram_length < 2:
+            raise ConfigError(f"evaluate.detectors.loglead.ngram_length: must be at least 2, got {self.ngram_length}")
+
+
+@dataclass(frozen=True)
+class DetectorsConfig:
+    """The target-only label-free detectors of the baselines stage (src/zerolog/evaluation/detectors.py)."""
+
+    isolation_forest: IsolationForestConfig
+    pca: PcaConfig
+    invariants_mining: InvariantsMiningConfig
+    deeplog: DeepLogConfig
+    loglead: LogLeadConfig
 
 
 @dataclass(frozen=True)
@@ -385,26 +467,24 @@ class LevelRuleConfig:
 class EvaluateConfig:
     """Evaluation of every method of a pair on the target's test split (the only reader of target test labels)."""
 
-    methods: list[str]
+    methods: list[str]  # the results table, in order
+    baselines: list[str]  # the target-only, rule and oracle methods the baselines stage runs
+    recommended: str  # the product's recommended method (declared, never chosen by a test metric); its pi_hat
     threshold_rules: list[ThresholdRule]
     primary_threshold_rule: ThresholdRule  # the rule behind each method's headline F1
     primary_threshold_rule_by_method: dict[str, ThresholdRule]  # where the primary rule cannot apply
     contamination_prior: float
     min_test_anomalies: int
     bootstrap: BootstrapConfig
-    unsupervised: UnsupervisedConfig
+    detectors: DetectorsConfig
     level_rule: LevelRuleConfig
     oracle: OracleConfig
     pr_curve_points: int  # at most this many points per method in the PR-curve plot data
-    # the product's recommended detector, declared before any test number (never chosen by test F1): persisted per
-    # target by the baselines stage, registered by the report stage, used by `zerolog detect`
-    recommended: str
 
     def __post_init__(self) -> None:
         if self.primary_threshold_rule == "target_val":
             raise ConfigError("evaluate.primary_threshold_rule: target_val reads target labels (oracle only)")
-        for index, method in enumerate(self.methods):
-            method_spec(method, f"evaluate.methods[{index}]")
+        self._check_methods()
         for method, rule in self.primary_threshold_rule_by_method.items():
             method_spec(method, f"evaluate.primary_threshold_rule_by_method.{method}")
             if rule == "target_val" and not method_spec(method).oracle:
@@ -418,8 +498,25 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
         if self.pr_curve_points < 2:
             raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
-        if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.TARGET_ONLY:
+        if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.TARGET_ONLY:  # persisted
             raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not a target-only label-free detector")
+
+    def _check_methods(self) -> None:
+        """Every method is registered; the baselines stage runs each non-transfer method of the table; the
+        recommended method is run (in the table or by the baselines stage) and is no oracle."""
+        for index, method in enumerate(self.baselines):
+            if method_spec(method, f"evaluate.baselines[{index}]").kind is MethodKind.TRANSFER:
+                raise ConfigError(f"evaluate.baselines[{index}]: {method} is a transfer method (the train stage runs it)")
+        for index, method in enumerate(self.methods):
+            spec = method_spec(method, f"evaluate.methods[{index}]")
+            if spec.kind is not MethodKind.TRANSFER and method not in self.baselines:
+                raise ConfigError(f"evaluate.methods[{index}]: {method} is not run by the baselines stage "
+                                  "(add it to evaluate.baselines)")
+        if self.recommended not in (*self.methods, *self.baselines):
+            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is in neither evaluate.methods nor "
+                              "evaluate.baselines (its score file gives pi-hat)")
+        if method_spec(self.recommended, "evaluate.recommended").oracle:
+            raise ConfigError(f"evaluate.recommended: {self.recommended} reads target labels (oracle)")
 
 
 # What `make run` measures (params ``protocols``): ``realistic`` = stages train, baselines, evaluate (the target's
@@ -492,10 +589,16 @@ class GateConfig:
     tolerance: float  # fail when an F1 or ROC-AUC falls more than this below its baseline
     baseline: str  # baseline of the full profile (the default pipeline's metrics)
     profiles: dict[str, str]  # profile name -> YAML file of `-S` overrides and that profile's baseline
+    min_seeds: int  # a stochastic method is gated on its mean over at least this many model seeds, never on one draw
+    seed_sd_multiplier: float  # its tolerance: max(tolerance, this x sd x sqrt(2 / seeds)), sd across its seeds
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"gate.tolerance: must lie in [0, 1), got {self.tolerance}")
+        if self.min_seeds < 2:
+            raise ConfigError(f"gate.min_seeds: must be at least 2 (a mean needs seeds), got {self.min_seeds}")
+        if self.seed_sd_multiplier <= 0:
+            raise ConfigError(f"gate.seed_sd_multiplier: must be positive, got {self.seed_sd_multiplier}")
         if "full" in self.profiles:
             raise ConfigError("gate.profiles.full: reserved for the default pipeline (baseline gate.baseline)")
 

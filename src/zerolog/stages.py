@@ -139,7 +139,8 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = ["seed", "train", "evaluate.unsupervised", "evaluate.oracle", "evaluate.level_rule", "mlflow"]
+    keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
+            "mlflow"]
     # the recommended detector's bundle (zerolog.detection.fit): the system's params as its dataset reads them
     dataset = params.systems[system].dataset
     keys += ["evaluate.recommended", f"systems.{system}", f"datasets.{dataset}", "parse.max_unmatched_share"]
@@ -227,8 +228,9 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
-        "baselines", "target-only label-free detectors and the supervised ORACLE on one system", "system",
-        "zerolog.detection.fit:run_baselines_stage", _baselines_arguments,
+        "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
+        "system",
+        "zerolog.detection.fit:run_baselines_stage", _baselines_arguments,  # then the recommended one persisted
         deps=lambda params, paths, system: [paths.tensors(system), paths.raw(params.systems[system].dataset),
                                             paths.parsed(params.systems[system].dataset)],
         outputs=lambda params, paths, system: [Output(paths.target_scores(system)), Output(paths.detector(system))],

@@ -129,10 +129,10 @@ def run_baselines_stage(params: Any, system: str, seeds: list[int]) -> None:
     evaluation layer does not import the detection layer after it)."""
     run_target_baselines(params, system, seeds)
     paths = ArtifactPaths(params.paths)
-    # the PCA settings of the pipeline's own PCA detector: one setting, whichever stage reads it
-    settings = params.evaluate.unsupervised
+    # the PCA settings of the baselines stage's own pca / pca_mixture detectors: one setting, read by both
+    settings = params.evaluate.detectors.pca
     entry = write_system_detector(params, load_tensors(paths.tensors(system)), paths.target_scores(system),
-                                  settings.pca_variance, "tfidf")  # fmt: skip
+                                  settings.variance, settings.weighting)  # fmt: skip
     cut = "no label-free cut" if entry["threshold"] is None else f"cut {entry['threshold']:.6g}, pi-hat {entry['pi_hat']:.3f}"
     print(f"baselines {system}: recommended detector {entry['method']} persisted in {entry['bundle']} ({cut}; "
           f"score file {entry['score_file']})", flush=True)

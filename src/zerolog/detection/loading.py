@@ -69,7 +69,7 @@ def from_bundle(bundle: DetectorBundle, system: str, top: int, source: str) -> L
 def transfer_threshold(params: Params, paths: ArtifactPaths, pair: str, method: str, seed: int) -> Threshold:
     """The evaluate stage's headline threshold rule of ``method`` on ``pair``, applied by the evaluate stage's own
     functions to the method's score file of model ``seed`` (target train scores, source validation labels)."""
-    from zerolog.evaluation.evaluate import EvaluationSettings, rule_inputs
+    from zerolog.evaluation.evaluate import EvaluationSettings, read_pi_hat, rule_inputs
     from zerolog.evaluation.thresholds import choose_threshold
 
     pair_config = params.pairs[pair]
@@ -78,7 +78,8 @@ def transfer_threshold(params: Params, paths: ArtifactPaths, pair: str, method: 
     systems = {name: load_tensors(paths.tensors(name)) for name in [*pair_config.sources, pair_config.target]}
     path = paths.score_file(method, pair, pair_config.target, seed)
     frame, metadata = read_scores(path)
-    inputs, _ = rule_inputs(frame, metadata, path, False, systems[pair_config.target], systems)
+    pi_hat = read_pi_hat(settings, paths, pair_config.target, seed)  # the recommended detector's, label-free
+    inputs, _ = rule_inputs(frame, metadata, path, False, systems[pair_config.target], systems, pi_hat)
     chosen = choose_threshold(rule, inputs, params.evaluate.contamination_prior, params.seed, False)
     if chosen.oracle:
         raise ConfigError(f"evaluate.primary_threshold_rule: {rule} reads target labels; detect uses label-free rules")

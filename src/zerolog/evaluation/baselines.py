@@ -1,86 +1,110 @@
-"""Target-only baselines (stage ``baselines``): a label-free detector and the supervised ORACLE, per system.
+"""Stage baselines: the target-only label-free detectors, the level rule and the supervised ORACLE, per system.
 
-- ``unsupervised_target``: a classic label-free detector on the target's event-count vectors, fit on the TRAIN split
-  only and never on labels (method.md §8 "zero-label methods"): scikit-learn's IsolationForest (Liu et al. 2008;
-  score = the paper's anomaly score in (0, 1], > 0.5 reads anomalous) or loglizer-style PCA (tf-idf weighting,
-  zero-mean, squared prediction error off the normal subspace that keeps ``pca_variance`` of the variance).
-- ``level_rule``: the label-free rule practitioners reach for first: a session is anomalous when any of its lines has
-  a level in ``evaluate.level_rule.levels`` (WARNING and above). Score 1 or 0, decided by the rule itself (the
-  evaluate stage reads it at ``fixed_0.5``); no fit, no label. Not available, with the reason, where the system's
-  data carries no level field (``tensors/<system>/meta.json`` ``level_names`` empty).
+Every method of ``evaluate.baselines`` runs on one target system; each writes one score file per model seed when it
+is stochastic (``artifacts.METHODS``), one file otherwise.
+
+- Target-only detectors (kind ``target_only``; zerolog.evaluation.detectors, deeplog, loglead_peer): each is fit on
+  the target's TRAIN sessions only and never reads a label; ``evaluate.detectors`` holds their settings.
+  ``pca_mixture`` is the product's recommended detector (``evaluate.recommended``): its flagged share of the train
+  sessions is pi-hat, the label-free anomaly share the evaluate stage's ``pi_hat`` rule uses.
+- ``level_rule`` (kind ``rule``): a session is anomalous when any of its lines has a level in
+  ``evaluate.level_rule.levels`` (WARNING and above). Score 1 or 0, decided by the rule itself; no fit, no label. Not
+  available, with the reason, where the system's data carries no level field (``meta.json`` ``level_names`` empty).
 - ``supervised_target``: the ORACLE upper bound, trained on the target's own train LABELS. It is no zero-label method;
   it shows how far a fully labeled target could go. ``evaluate.oracle.model: neural`` trains the train stage's own
   encoder and loop (zerolog.training.loop, method ``supervised_target``; validation on the target's val labels);
   ``logistic_regression`` is a count-vector oracle without torch. With fewer than ``min_train_anomalies`` labeled
   anomalies in the target's train split it is not trained, and ``status.json`` says why.
 
-Each baseline gets an MLflow run (pair ``target-<system>``); its id is the score file's ``mlflow_run_id``, so the
-evaluate stage adds the test metrics to it.
+Score-file metadata (``artifacts``: DECISION_THRESHOLD, DECISION_RULE, PI_HAT, SCORE_SCALE): every detector records
+its own decision (the evaluate stage's ``detector`` rule) and the train share that decision flags (``pi_hat``).
+Each method and seed gets an MLflow run (pair ``target-<system>``) with its fit time (``seconds``); its id is the
+score file's ``mlflow_run_id``, so the evaluate stage adds the test metrics to it.
 
-Writes ``scores/target-<system>/<method>.parquet`` (the score contract of docs/architecture.md, domain ``target``) and
-``scores/target-<system>/status.json`` (per method: ``written`` or ``not_available`` with the reason).
+Writes ``scores/target-<system>/`` atomically: the score files (the contract of docs/architecture.md, domain
+``target``) and ``status.json`` (per method: ``written`` with its decision and pi-hat, or ``not_available`` with the
+reason).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from zerolog.config import LevelRuleConfig, OracleConfig, Params, UnsupervisedConfig
+from zerolog.artifacts import (
+    DECISION_RULE,
+    DECISION_THRESHOLD,
+    PI_HAT,
+    SCORE_SCALE,
+    SPLIT_CODES,
+    TARGET_STATUS,
+    ArtifactPaths,
+    MethodKind,
+    SystemTensors,
+    load_tensors,
+    method_spec,
+    score_frame,
+    write_scores,
+)
+from zerolog.config import DetectorsConfig, LevelRuleConfig, OracleConfig, Params
 from zerolog.errors import DataError
-from zerolog.artifacts import SPLIT_CODES, TARGET_STATUS, ArtifactPaths, SystemTensors, load_tensors, method_spec, score_frame, write_scores
+from zerolog.evaluation import detectors, loglead_peer
+from zerolog.evaluation.detectors import Detection
 from zerolog.io import atomic_directory, write_json
 
+# ----------------------------------------------------------------------------- target-only detectors
 
-# ----------------------------------------------------------------------------- label-free detector
-
-
-def isolation_forest_scores(train_counts: np.ndarray, all_counts: np.ndarray, n_estimators: int, seed: int) -> np.ndarray:
-    """Fit an IsolationForest on train count vectors; return the anomaly score s(x) in (0, 1] for every row.
-
-    sklearn's ``score_samples`` is the negated anomaly score of the original paper, so ``-score_samples`` is it.
-    """
-    forest = IsolationForest(n_estimators=n_estimators, random_state=seed).fit(train_counts)  # (train, features)
-    return -forest.score_samples(all_counts)  # (sessions,)
+# Each detector: (the system's tensors, its settings, the seed) -> Detection, fit on the train rows.
+Detector = Callable[[SystemTensors, DetectorsConfig, int], Detection]
 
 
-def pca_scores(train_counts: np.ndarray, all_counts: np.ndarray, variance: float) -> np.ndarray:
-    """loglizer-style PCA detector: squared prediction error (SPE) of each row off the train normal subspace.
+def _deeplog(arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detection:
+    from zerolog.evaluation.deeplog import deeplog
 
-    Count vectors are tf-idf weighted (idf from the train rows) and centred on the train mean; the normal subspace
-    keeps the fewest principal components that explain ``variance`` of the train variance. Larger SPE = more anomalous.
-    """
-    train = np.asarray(train_counts, dtype=np.float64)  # (train, features)
-    document_frequency = (train > 0).sum(axis=0)  # (features,)
-    idf = np.log(train.shape[0] / np.maximum(document_frequency, 1))  # unseen events weigh like the rarest
-    weighted_train = train * idf
-    mean = weighted_train.mean(axis=0)
-    centred_train = weighted_train - mean
-    if not np.any(centred_train):
-        raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")
-    components = PCA(n_components=variance, svd_solver="full").fit(centred_train).components_  # (k, features)
-    centred = np.asarray(all_counts, dtype=np.float64) * idf - mean  # (sessions, features)
-    residual = centred - (centred @ components.T) @ components
-    return np.einsum("ij,ij->i", residual, residual)  # (sessions,)
+    return deeplog(arrays.index, arrays.lengths, arrays.rows("train"), arrays.vectors.shape[0], config.deeplog, seed)
 
 
-def unsupervised_target_scores(arrays: SystemTensors, config: UnsupervisedConfig, seed: int) -> tuple[np.ndarray, str]:
-    """Scores for every row of the system from a detector fit on its train split; returns (scores, score_scale)."""
-    assert arrays.counts is not None
-    train_rows = np.flatnonzero(arrays.split == SPLIT_CODES["train"])
-    if train_rows.size < 2:
-        raise DataError(f"{arrays.directory}/split.npy: {train_rows.size} train session(s), too few to fit a detector")
-    train_counts = np.asarray(arrays.counts[train_rows])
-    if config.method == "isolation_forest":
-        return isolation_forest_scores(train_counts, arrays.counts, config.n_estimators, seed), "unit"
-    return pca_scores(train_counts, arrays.counts, config.pca_variance), "unbounded"
+DETECTORS: dict[str, Detector] = {
+    "pca_mixture": lambda arrays, config, seed: detectors.pca_mixture(
+        arrays.counts, arrays.rows("train"), config.pca.variance, config.pca.weighting, seed),
+    "isolation_forest": lambda arrays, config, seed: detectors.isolation_forest(
+        arrays.counts, arrays.rows("train"), config.isolation_forest.n_estimators, seed),
+    "pca": lambda arrays, config, seed: detectors.pca_q_statistic(
+        arrays.counts, arrays.rows("train"), config.pca.variance, config.pca.weighting, config.pca.c_alpha),
+    "invariants_mining": lambda arrays, config, seed: detectors.invariants_mining(
+        arrays.counts, arrays.rows("train"), config.invariants_mining.support, config.invariants_mining.epsilon,
+        config.invariants_mining.max_size, config.invariants_mining.scales),
+    "template_rarity": lambda arrays, config, seed: detectors.template_rarity(arrays.counts, arrays.rows("train")),
+    "template_set_rarity": lambda arrays, config, seed: detectors.template_set_rarity(
+        arrays.counts, arrays.rows("train")),
+    "deeplog": _deeplog,
+    "loglead_rarity": lambda arrays, config, seed: loglead_peer.loglead_rarity(
+        arrays.counts, arrays.rows("train"), config.loglead.rarity_threshold, config.loglead.rarity_common_threshold),
+    "loglead_ngram": lambda arrays, config, seed: loglead_peer.loglead_ngram(
+        arrays.index, arrays.lengths, arrays.rows("train"), config.loglead.ngram_length),
+}  # fmt: skip
+
+# What each detector's numbers depend on in evaluate.detectors (logged to its MLflow run, nothing else).
+DETECTOR_SETTINGS = {"pca_mixture": "pca", "isolation_forest": "isolation_forest", "pca": "pca",
+                     "invariants_mining": "invariants_mining", "deeplog": "deeplog", "loglead_rarity": "loglead",
+                     "loglead_ngram": "loglead"}  # fmt: skip
+
+
+def unavailable_reason(method: str, arrays: SystemTensors) -> str | None:
+    """Why a detector cannot run on this system (None when it can): LogLead not installed, too few train rows."""
+    if method.startswith("loglead_"):
+        reason = loglead_peer.unavailable_reason()
+        if reason is not None:
+            return reason
+    if arrays.rows("train").size < 2:
+        return f"{arrays.system}: {arrays.rows('train').size} train session(s), too few to fit a detector on"
+    return None
 
 
 # ----------------------------------------------------------------------------- level rule
@@ -157,12 +181,16 @@ def _logged_params(params: Params, method: str) -> dict[str, str]:
     """The params behind one baseline's numbers (MLflow must show no other)."""
     from zerolog.tracking import flatten_params
 
-    sections = {"isolation_forest": {"unsupervised": params.evaluate.unsupervised},
-                "unsupervised_target": {"unsupervised": params.evaluate.unsupervised},
-                "level_rule": {"level_rule": params.evaluate.level_rule},
-                "supervised_target": {"oracle": params.evaluate.oracle}}  # fmt: skip
-    logged = {"evaluate": sections.get(method, {})}
-    if method == "supervised_target" and params.evaluate.oracle.model == "neural":
+    evaluate = params.evaluate
+    logged: dict[str, Any] = {"evaluate": {}}
+    if method in DETECTOR_SETTINGS:
+        section = DETECTOR_SETTINGS[method]
+        logged["evaluate"] = {"detectors": {section: getattr(evaluate.detectors, section)}}
+    elif method == "level_rule":
+        logged["evaluate"] = {"level_rule": evaluate.level_rule}
+    elif method == "supervised_target":
+        logged["evaluate"] = {"oracle": evaluate.oracle}
+    if method == "supervised_target" and evaluate.oracle.model == "neural":
         logged["train"] = params.train
     return flatten_params(logged)
 
@@ -187,18 +215,47 @@ def _write_method(path: Path, arrays: SystemTensors, scores: np.ndarray, metadat
     write_scores(path, frame, {"threshold_source_val": None, **metadata})
 
 
-def _unsupervised(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int]) -> dict[str, Any]:
-    detector = params.evaluate.unsupervised.method
-    runs = {}
-    for seed in seeds:
-        tracker, run = _tracked(params, arrays.system, "unsupervised_target", detector, seed)
-        with run as run_id:
-            scores, scale = unsupervised_target_scores(arrays, params.evaluate.unsupervised, seed)
-        _write_method(folder / "unsupervised_target" / f"seed-{seed}.parquet", arrays, scores,
-                      {"method": "unsupervised_target", "detector": detector, "score_scale": scale, "seed": seed,
-                       "mlflow_run_id": run_id})  # fmt: skip
-        runs[str(seed)] = run_id
-    return {"status": "written", "detector": detector, "mlflow_run_ids": runs}
+def _decision_metadata(detection: Detection, train_rows: np.ndarray) -> dict[str, Any]:
+    """The score-file keys of a detector's own decision (artifacts.DECISION_THRESHOLD, ...)."""
+    return {DECISION_THRESHOLD: detection.decision_threshold, DECISION_RULE: detection.decision_rule,
+            PI_HAT: detection.flagged_share(train_rows), SCORE_SCALE: detection.score_scale}  # fmt: skip
+
+
+def _fit_once(params: Params, arrays: SystemTensors, method: str, seed: int, stochastic: bool) -> tuple[Detection, str]:
+    """One detector fit and scored under its own MLflow run; returns (detection, run id). Prints the fit time."""
+    tracker, run = _tracked(params, arrays.system, method, method, seed if stochastic else None)
+    with run as run_id:
+        started = time.perf_counter()
+        detection = DETECTORS[method](arrays, params.evaluate.detectors, seed)
+        seconds = time.perf_counter() - started
+        pi_hat = detection.flagged_share(arrays.rows("train"))
+        tracker.log_metrics(run_id, {"seconds": seconds, **({} if pi_hat is None else {"pi_hat": pi_hat})})
+    print(f"baselines {arrays.system}: {method}{f' seed {seed}' if stochastic else ''}: {seconds:.1f} s", flush=True)
+    return detection, run_id
+
+
+def _detector(params: Params, arrays: SystemTensors, folder: Path, method: str, seeds: list[int]) -> dict[str, Any]:
+    """One target-only detector: once per model seed when stochastic, else once (seeded with the data seed: only
+    pca_mixture's mixture initialisation reads it). A detector that cannot fit this system is not available."""
+    reason = unavailable_reason(method, arrays)
+    if reason is not None:
+        return {"status": "not_available", "reason": reason}
+    stochastic = method_spec(method).stochastic
+    runs: dict[str, str] = {}
+    decisions: dict[str, dict[str, Any]] = {}
+    for seed in seeds if stochastic else [params.seed]:
+        try:
+            detection, runs[str(seed)] = _fit_once(params, arrays, method, seed, stochastic)
+        except DataError as error:
+            return {"status": "not_available", "reason": f"{arrays.system}: {method}: {error}"}
+        decisions[str(seed)] = decision = _decision_metadata(detection, arrays.rows("train"))
+        path = folder / method / f"seed-{seed}.parquet" if stochastic else folder / f"{method}.parquet"
+        metadata = {"method": method, "detector": method, **decision, "mlflow_run_id": runs[str(seed)]}
+        _write_method(path, arrays, detection.scores, {**metadata, "seed": seed} if stochastic else metadata)
+    if not stochastic:
+        return {"status": "written", **decision, "mlflow_run_ids": runs}
+    per_seed = {seed: {key: values[key] for key in (DECISION_THRESHOLD, PI_HAT)} for seed, values in decisions.items()}
+    return {"status": "written", DECISION_RULE: decision[DECISION_RULE], "seeds": per_seed, "mlflow_run_ids": runs}
 
 
 def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int]) -> dict[str, Any]:
@@ -225,7 +282,8 @@ def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int
 
 
 def _level_rule(params: Params, arrays: SystemTensors, folder: Path) -> dict[str, Any]:
-    """The level rule's scores (deterministic: one file, with an MLflow run like every baseline's)."""
+    """The level rule's scores (deterministic: one file, with an MLflow run like every baseline's). Its own decision:
+    a flagged line (score 1)."""
     scores, reason = level_rule_scores(arrays, params.evaluate.level_rule)
     if scores is None:
         return {"status": "not_available", "reason": reason}
@@ -233,19 +291,26 @@ def _level_rule(params: Params, arrays: SystemTensors, folder: Path) -> dict[str
     with run as run_id:
         tracker.log_metrics(run_id, {"flagged_sessions": float(scores.sum())})
     levels = list(params.evaluate.level_rule.levels)
+    detection = Detection(scores, "unit", 1.0, f"any line at a level of {levels}")
+    decision = _decision_metadata(detection, arrays.rows("train"))
     _write_method(folder / "level_rule.parquet", arrays, scores,
-                  {"method": "level_rule", "detector": "level_rule", "levels": levels, "score_scale": "unit",
+                  {"method": "level_rule", "detector": "level_rule", "levels": levels, **decision,
                    "mlflow_run_id": run_id})  # fmt: skip
-    return {"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()), "mlflow_run_id": run_id}
+    return {"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()), "pi_hat": decision[PI_HAT],
+            "mlflow_run_id": run_id}  # fmt: skip
 
 
 def run_target_baselines(params: Params, system: str, seeds: list[int]) -> None:
-    """Stage baselines: write ``scores/target-<system>/`` (every baseline's scores, per model seed where the method
-    is stochastic, and ``status.json``) atomically."""
+    """Stage baselines: write ``scores/target-<system>/`` (the scores of every method of ``evaluate.baselines``, per
+    model seed where the method is stochastic, and ``status.json``) atomically."""
     arrays = load_tensors(ArtifactPaths(params.paths).tensors(system))
     status: dict[str, Any] = {"system": system, "dataset": arrays.dataset, "seeds": list(seeds), "methods": {}}
     with atomic_directory(ArtifactPaths(params.paths).target_scores(system)) as folder:
-        status["methods"]["unsupervised_target"] = _unsupervised(params, arrays, folder, seeds)
-        status["methods"]["level_rule"] = _level_rule(params, arrays, folder)
-        status["methods"]["supervised_target"] = _oracle(params, arrays, folder, seeds)
+        for method in params.evaluate.baselines:
+            if method == "level_rule":
+                status["methods"][method] = _level_rule(params, arrays, folder)
+            elif method_spec(method).kind is MethodKind.ORACLE:
+                status["methods"][method] = _oracle(params, arrays, folder, seeds)
+            else:
+                status["methods"][method] = _detector(params, arrays, folder, method, seeds)
         write_json(folder / TARGET_STATUS, status)

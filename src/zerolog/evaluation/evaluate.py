@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from zerolog.artifacts import (
+    DECISION_RULE,
+    DECISION_THRESHOLD,
+    PI_HAT,
     SPLIT_CODES,
     TARGET_STATUS,
     TRAINING_SUMMARY,
@@ -68,6 +71,16 @@ class MethodEvaluation:
     entry: dict[str, Any]
     pr_points: pd.DataFrame | None = None  # (points, [recall, precision, method])
     decisions: pd.DataFrame | None = None  # (test sessions, [actual, predicted])
+
+
+@dataclass(frozen=True)
+class PiHat:
+    """The recommended detector's label-free anomaly share of the target (its score file's ``pi_hat``), or why
+    there is none."""
+
+    method: str
+    value: float | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +150,7 @@ def _target_validation(by_split: dict[str, pd.DataFrame], target: SystemTensors)
 
 def rule_inputs(
     frame: pd.DataFrame, metadata: dict[str, Any], path: Path, oracle: bool,
-    target: SystemTensors, systems: dict[str, SystemTensors],
+    target: SystemTensors, systems: dict[str, SystemTensors], pi_hat: PiHat,
 ) -> tuple[RuleInputs, dict[str, pd.DataFrame]]:  # fmt: skip
     """Everything the threshold rules may read for one score file (never the target's test labels)."""
     target_frame = frame[(frame["domain"] == "target") & (frame["system"] == target.system)]
@@ -151,6 +164,7 @@ def rule_inputs(
     if oracle:
         target_val_scores, target_val_labels = _target_validation(by_split, target)
     from_training = metadata.get("threshold_source_val")
+    decision = metadata.get(DECISION_THRESHOLD)
     inputs = RuleInputs(
         target_train_scores=train_scores,
         unit_scale=_unit_scale(frame, metadata, path),
@@ -159,6 +173,10 @@ def rule_inputs(
         source_val_threshold=None if from_training is None else float(from_training),
         target_val_scores=target_val_scores,
         target_val_labels=target_val_labels,
+        decision_threshold=None if decision is None else float(decision),
+        decision_rule=metadata.get(DECISION_RULE),
+        pi_hat=pi_hat.value,
+        pi_hat_reason=pi_hat.reason,
     )
     return inputs, by_split
 
@@ -194,12 +212,12 @@ def _rule_entry(threshold: Threshold, test: TestSplit, scores: np.ndarray, setti
 
 def evaluate_method(
     method: str, path: Path, settings: EvaluationSettings, test: TestSplit,
-    target: SystemTensors, systems: dict[str, SystemTensors],
+    target: SystemTensors, systems: dict[str, SystemTensors], pi_hat: PiHat,
 ) -> MethodEvaluation:  # fmt: skip
     """Thresholds from label-free inputs first, then the target's test labels, once, for every rule."""
     spec = method_spec(method)
     frame, metadata = read_scores(path)
-    inputs, by_split = rule_inputs(frame, metadata, path, spec.oracle, target, systems)
+    inputs, by_split = rule_inputs(frame, metadata, path, spec.oracle, target, systems, pi_hat)
     headline_rule = settings.headline_rule(method)
     rules = list(dict.fromkeys([*settings.config.threshold_rules, headline_rule]))
     config = settings.config
@@ -314,9 +332,45 @@ def _not_available(method: str, reason: str) -> MethodEvaluation:
                              "oracle": spec.oracle})  # fmt: skip
 
 
+def read_pi_hat(settings: EvaluationSettings, paths: ArtifactPaths, target: str, seed: int) -> PiHat:
+    """pi-hat of the target from the recommended method's score file (of model ``seed`` when it is stochastic):
+    label-free, fixed before any test label is read."""
+    method = settings.config.recommended
+    path = paths.score_file(method, settings.pair, target, seed)
+    if not path.is_file():
+        return PiHat(method, None, f"{path}: no score file of the recommended method {method}")
+    value = read_scores(path)[1].get(PI_HAT)
+    if value is None:
+        return PiHat(method, None, f"{path}: the recommended method {method} gives no pi_hat (no decision of its own)")
+    return PiHat(method, float(value))
+
+
+def pi_hat_by_seed(settings: EvaluationSettings, paths: ArtifactPaths, target: str) -> dict[str, PiHat]:
+    """pi-hat under each model seed (one file, so one value, when the recommended method is deterministic)."""
+    return {str(seed): read_pi_hat(settings, paths, target, seed) for seed in settings.seeds}
+
+
+def pi_hat_entry(pi_hats: dict[str, PiHat], target: SystemTensors, test: TestSplit) -> dict[str, Any]:
+    """pi-hat beside the true anomaly shares of the target's labeled test and train sessions (labels read here for
+    the report only; pi-hat was fixed without them)."""
+    first = next(iter(pi_hats.values()))
+    values = [pi_hat.value for pi_hat in pi_hats.values() if pi_hat.value is not None]
+    assert target.labels is not None
+    labels, split = np.asarray(target.labels), np.asarray(target.split)
+    train_labels = labels[(split == SPLIT_CODES["train"]) & (labels >= 0)]
+    entry: dict[str, Any] = {
+        "method": first.method, "estimate": float(np.mean(values)) if values else None, "reason": first.reason,
+        "true_share_test": float(test.labels.mean()) if test.labels.size else None,
+        "true_share_train": float(train_labels.mean()) if train_labels.size else None,
+    }  # fmt: skip
+    if len({pi_hat.value for pi_hat in pi_hats.values()}) > 1:
+        entry["seeds"] = {seed: pi_hat.value for seed, pi_hat in pi_hats.items()}
+    return entry
+
+
 def _evaluate_methods(
     settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any], test: TestSplit,
-    target: SystemTensors, systems: dict[str, SystemTensors],
+    target: SystemTensors, systems: dict[str, SystemTensors], pi_hats: dict[str, PiHat],
 ) -> dict[str, MethodEvaluation]:  # fmt: skip
     """Every method of ``evaluate.methods``, under every model seed when it is stochastic (one file otherwise)."""
     evaluations: dict[str, MethodEvaluation] = {}
@@ -330,7 +384,8 @@ def _evaluate_methods(
                 raise DataError(f"{missing[0]}: file not found (method {method} of evaluate.methods)")
             evaluations[method] = _not_available(method, reason)
             continue
-        per_seed = {seed: evaluate_method(method, path, settings, test, target, systems) for seed, path in files.items()}
+        per_seed = {seed: evaluate_method(method, path, settings, test, target, systems, pi_hats[seed])
+                    for seed, path in files.items()}  # fmt: skip
         evaluations[method] = _over_seeds(per_seed) if method_spec(method).stochastic else per_seed[str(seeds[0])]
     return evaluations
 
@@ -346,7 +401,7 @@ def _details(settings: EvaluationSettings, training: dict[str, Any], target: Sys
         "dataset": target.dataset, "label_rule": target.label_rule,
         "test": {"size": size, "anomalies": anomalies, "ratio": anomalies / size if size else None,
                  "unlabeled": unlabeled},
-        "primary_threshold_rule": settings.config.primary_threshold_rule,
+        "primary_threshold_rule": settings.config.primary_threshold_rule, "recommended": settings.config.recommended,
         "bootstrap": {"samples": settings.config.bootstrap.samples,
                       "confidence": settings.config.bootstrap.confidence, "seed": settings.seed},
         "status": str(status), "reason": reason, "methods": {},
@@ -367,7 +422,8 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
                                             for seed, values in entry["seeds"].items()}  # fmt: skip
     return {
         "pair": details["pair"], "protocol": details["protocol"], "status": details["status"],
-        "test": {key: details["test"][key] for key in ("size", "anomalies")}, "methods": methods,
+        "test": {key: details["test"][key] for key in ("size", "anomalies")}, "recommended": details["recommended"],
+        "pi_hat": details.get("pi_hat"), "methods": methods,
     }  # fmt: skip
 
 
@@ -448,8 +504,10 @@ def evaluate_pair(
     details = _details(settings, training, target, test, status, reason)
     evaluations: dict[str, MethodEvaluation] = {}
     if status is Status.EVALUATED:
-        evaluations = _evaluate_methods(settings, paths, training, test, target, systems)
+        pi_hats = pi_hat_by_seed(settings, paths, target.system)  # label-free: before any test label is read
+        evaluations = _evaluate_methods(settings, paths, training, test, target, systems, pi_hats)
         details["methods"] = {method: evaluation.entry for method, evaluation in evaluations.items()}
+        details["pi_hat"] = pi_hat_entry(pi_hats, target, test)
     plots = paths.plots("evaluate", pair)
     with atomic_directory(plots) as directory:
         _write_plots(directory, evaluations, f"{pair}: {status}")

@@ -1,13 +1,19 @@
-"""CI quality gate: headline F1 per pair and method against a committed baseline.
+"""CI quality gate: headline F1 and ROC-AUC per pair and method against a committed baseline.
 
     python -m zerolog.evaluation.gate check  [--profile quick|full] [--metrics DIR] [--keep]
     python -m zerolog.evaluation.gate update [--profile quick|full] [--metrics DIR] [--keep]
 
-``check`` fails (exit 1), naming the pair, the method and the drop, when any F1 (headline threshold rule) or ROC-AUC
-(ranking, so a method whose threshold does not transfer is still guarded) falls more than ``gate.tolerance`` below its
-baseline, when a pair of the baseline has no metrics file, or when a pair or method the baseline measured
-is no longer measured. It passes on equal or better F1s. ``update`` rewrites the baseline deliberately (commit it
+``check`` fails (exit 1), naming the pair, the method and the drop, when a guarded number falls more than its
+tolerance below its baseline, when a pair of the baseline has no metrics file, or when a method it guards is no
+longer measured. It passes on equal or better numbers. ``update`` rewrites the baseline deliberately (commit it
 with a message saying why). Exit 2: a usage or input error (a missing baseline, an unreadable file).
+
+What is guarded (``method_guards``): per pair and method the headline F1 (``evaluate.primary_threshold_rule``) and
+the ROC-AUC (ranking, so a method whose threshold does not transfer is still guarded). A deterministic method is
+guarded on its value with ``gate.tolerance``. A stochastic one (a trained model) is a draw per seed, and one draw is
+never guarded: the same code on another CPU moved a ROC-AUC by 0.17; its mean over at least ``gate.min_seeds``
+seeds is, with the tolerance widened to ``gate.seed_sd_multiplier`` standard deviations of the difference of two
+such means. A number within its tolerance of 0 cannot fail and is listed as not gated, with the reason.
 
 Profiles
 - ``full``: the metrics of the default pipeline in the workspace (``paths.metrics``, after ``dvc repro``), against
@@ -35,7 +41,8 @@ from typing import Any
 
 import yaml
 
-from zerolog.config import ConfigError, Params, load_params, parse_params, read_yaml
+from zerolog.artifacts import METHODS
+from zerolog.config import ConfigError, GateConfig, Params, load_params, parse_params, read_yaml
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_json, write_text
 
@@ -121,8 +128,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> di
 # ----------------------------------------------------------------------------- reading metrics and baselines
 
 
+#: The gated numbers of a method: metric name in messages -> key in ``metrics/<pair>.json``.
+GATED_METRICS = {"F1": "f1", "ROC-AUC": "roc_auc"}
+
+
+def _method_numbers(entry: dict[str, Any]) -> dict[str, Any]:
+    """One method's entry of ``metrics/<pair>.json`` as the gate reads it: each gated metric's value (the mean over
+    seeds for a stochastic method), its sd across seeds, and how many seeds the mean holds (1 for one run)."""
+    evaluated = entry.get("status") == EVALUATED
+    numbers: dict[str, Any] = {"seeds": len(entry.get("seeds") or {}) or 1}
+    for metric, key in GATED_METRICS.items():
+        value = entry.get(key) if evaluated else None
+        numbers[metric] = None if value is None else float(value)
+        sd = entry.get(f"{key}_sd") if evaluated else None
+        numbers[f"{metric} sd"] = None if sd is None else float(sd)
+    return numbers
+
+
 def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, Any]]:
-    """Per pair of params: status, reason and headline F1 per method, from ``<metrics_directory>/<pair>.json``.
+    """Per pair of params: status, reason and, per method, the gated metrics from ``<metrics_directory>/<pair>.json``.
 
     A pair without a metrics file is recorded with status ``missing``.
     """
@@ -136,16 +160,40 @@ def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, A
             metrics = read_json(path)
         except ValueError as error:
             raise DataError(str(error)) from None
-        methods: dict[str, float | None] = {}
-        ranking: dict[str, float | None] = {}
-        for method, entry in (metrics.get("methods") or {}).items():
-            evaluated = entry.get("status") == EVALUATED
-            f1, roc_auc = (entry.get("f1"), entry.get("roc_auc")) if evaluated else (None, None)
-            methods[method] = None if f1 is None else float(f1)
-            ranking[method] = None if roc_auc is None else float(roc_auc)
-        pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods,
-                       "roc_auc": ranking}
+        methods = {method: _method_numbers(entry) for method, entry in (metrics.get("methods") or {}).items()}
+        pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods}
     return pairs
+
+
+def method_guards(method: str, numbers: dict[str, Any], settings: GateConfig) -> tuple[dict[str, Any], str | None]:
+    """The gated numbers of one method, each ``{"value", "tolerance"}``, and why the rest are not gated.
+
+    A deterministic method is gated on its value with ``gate.tolerance``. A stochastic one (a trained model: a draw
+    per seed) only on its mean over at least ``gate.min_seeds`` seeds, with the tolerance widened to 3 standard
+    deviations of the difference of two such means. A number that lies within its tolerance of 0 cannot fail and is
+    not gated (issue 11: 7 of 12 gated F1s were 0.0 and could never fail).
+    """
+    spec = METHODS.get(method)
+    stochastic = spec is None or spec.stochastic
+    seeds = numbers["seeds"]
+    if stochastic and seeds < settings.min_seeds:
+        return {}, f"stochastic, {seeds} seed(s) < gate.min_seeds = {settings.min_seeds}: one draw is not gated"
+    guards: dict[str, Any] = {}
+    skipped: list[str] = []
+    for metric in GATED_METRICS:
+        value = numbers.get(metric)
+        if value is None or math.isnan(value):
+            skipped.append(f"{metric} not measured")
+            continue
+        tolerance = settings.tolerance
+        if stochastic:
+            spread = settings.seed_sd_multiplier * (numbers.get(f"{metric} sd") or 0.0) * math.sqrt(2 / seeds)
+            tolerance = max(tolerance, spread)
+        if value - tolerance <= 0:
+            skipped.append(f"{metric} {value:.4f} lies within its tolerance {tolerance:.4f} of 0 and cannot fail")
+            continue
+        guards[metric] = {"value": value, "tolerance": round(tolerance, 6)}
+    return guards, "; ".join(skipped) or None
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
@@ -160,56 +208,73 @@ def read_baseline(path: Path) -> dict[str, Any]:
     return baseline
 
 
-def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolerance: float) -> Comparison:
-    """Every F1 of the baseline against the current one: a drop of more than ``tolerance`` fails."""
+def _compare_pair(pair: str, expected: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Failures and notes of one evaluated pair: every guard of the baseline against the current number."""
+    failures: list[str] = []
+    notes: list[str] = []
+    for method, guards in expected.get("guards", {}).items():
+        numbers = now["methods"].get(method)
+        for metric, guard in guards.items():
+            value, tolerance = (None if numbers is None else numbers.get(metric)), guard["tolerance"]
+            if numbers is None:
+                failures.append(f"{pair} / {method}: missing method (baseline {metric} {guard['value']:.4f})")
+            elif value is None or math.isnan(value):
+                failures.append(f"{pair} / {method}: no {metric} now (baseline {metric} {guard['value']:.4f})")
+            elif guard["value"] - value > tolerance + 1e-12:
+                failures.append(
+                    f"{pair} / {method}: {metric} {value:.4f} < baseline {guard['value']:.4f} by "
+                    f"{guard['value'] - value:.4f} (tolerance {tolerance:.4f})"
+                )
+            elif value - guard["value"] > tolerance:
+                notes.append(f"{pair} / {method}: {metric} {value:.4f} improved on baseline {guard['value']:.4f}")
+    return failures, notes
+
+
+def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> Comparison:
+    """Every guarded number of the baseline against the current one: a drop of more than its tolerance fails."""
     failures: list[str] = []
     notes: list[str] = []
     for pair, expected in baseline["pairs"].items():
         now = current.get(pair)
         if now is None or now["status"] == "missing":
             failures.append(f"{pair}: missing pair ({now['reason'] if now else 'not in params.pairs'})")
-            continue
-        if expected.get("status") != EVALUATED:
+        elif expected.get("status") != EVALUATED:
             if now["status"] == EVALUATED:
                 notes.append(f"{pair}: now evaluated (baseline: {expected.get('status')}); run `update` to gate it")
-            continue
-        if now["status"] != EVALUATED:
+        elif now["status"] != EVALUATED:
             failures.append(f"{pair}: status {now['status']} ({now['reason']}), the baseline was evaluated")
-            continue
-        # F1 under the headline rule, and ROC-AUC: a method whose F1 is 0 (its threshold does not transfer) is
-        # still guarded on how it ranks the target's sessions.
-        for key, metric in (("methods", "F1"), ("roc_auc", "ROC-AUC")):
-            for method, expected_value in expected.get(key, {}).items():
-                if expected_value is None:
-                    continue
-                if method not in now.get(key, {}):
-                    failures.append(f"{pair} / {method}: missing method (baseline {metric} {expected_value:.4f})")
-                    continue
-                value = now[key][method]
-                if value is None or math.isnan(value):
-                    failures.append(f"{pair} / {method}: no {metric} now (baseline {metric} {expected_value:.4f})")
-                    continue
-                drop = expected_value - value
-                if drop > tolerance + 1e-12:
-                    failures.append(
-                        f"{pair} / {method}: {metric} {value:.4f} < baseline {expected_value:.4f} by {drop:.4f} "
-                        f"(tolerance {tolerance:.4f})"
-                    )
-                elif drop < -tolerance:
-                    notes.append(f"{pair} / {method}: {metric} {value:.4f} improved on baseline {expected_value:.4f}")
+        else:
+            pair_failures, pair_notes = _compare_pair(pair, expected, now)
+            failures += pair_failures
+            notes += pair_notes
     for pair, now in current.items():
         if pair not in baseline["pairs"] and now["status"] != "missing":
             notes.append(f"{pair}: not in the baseline ({now['status']}); run `update` to gate it")
     return Comparison(failures, notes)
 
 
-def baseline_document(profile: Profile, current: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def baseline_document(profile: Profile, current: dict[str, dict[str, Any]], settings: GateConfig) -> dict[str, Any]:
+    """The baseline file: per pair its status and, per method, the guarded numbers or why a method is not gated."""
+    pairs: dict[str, Any] = {}
+    for pair, entry in current.items():
+        record: dict[str, Any] = {"status": entry["status"], "reason": entry["reason"], "guards": {}, "not_gated": {}}
+        for method, numbers in entry["methods"].items():
+            guards, reason = method_guards(method, numbers, settings)
+            if guards:
+                record["guards"][method] = guards
+            if reason:
+                record["not_gated"][method] = reason
+        pairs[pair] = record
     return {
         "profile": profile.name,
         "overrides": profile.overrides,
-        "metric": "per pair and method: headline F1 (evaluate.primary_threshold_rule) under 'methods', ROC-AUC under"
-        " 'roc_auc'",
-        "pairs": current,
+        "metric": "per pair: 'guards' method -> metric -> {value, tolerance} (headline F1 under "
+        "evaluate.primary_threshold_rule, ROC-AUC; the mean over seeds for a stochastic method), and 'not_gated' "
+        "method -> why (src/zerolog/evaluation/gate.py: method_guards)",
+        "tolerance": settings.tolerance,
+        "min_seeds": settings.min_seeds,
+        "seed_sd_multiplier": settings.seed_sd_multiplier,
+        "pairs": pairs,
     }
 
 
@@ -300,7 +365,7 @@ def current_metrics(params: Params, profile: Profile, metrics: Path | None, keep
 
 def check(params: Params, profile: Profile, metrics: Path | None = None, keep: bool = False) -> Comparison:
     baseline = read_baseline(profile.baseline)
-    return compare(baseline, current_metrics(params, profile, metrics, keep), params.gate.tolerance)
+    return compare(baseline, current_metrics(params, profile, metrics, keep))
 
 
 def update(params: Params, profile: Profile, metrics: Path | None = None, keep: bool = False) -> Path:
@@ -308,7 +373,7 @@ def update(params: Params, profile: Profile, metrics: Path | None = None, keep: 
     missing = [pair for pair, entry in current.items() if entry["status"] == "missing"]
     if missing:
         raise GateError(f"cannot record a baseline: no metrics for pair(s) {', '.join(missing)}")
-    write_json(profile.baseline, baseline_document(profile, current))
+    write_json(profile.baseline, baseline_document(profile, current, params.gate))
     return profile.baseline
 
 

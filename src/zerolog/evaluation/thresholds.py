@@ -11,7 +11,15 @@ the zero-label setting, so it can only describe an upper bound).
 | ``target_quantile`` | TARGET train scores | a stated anomaly share ``evaluate.contamination_prior`` (a prior, not a label) |
 | ``target_mixture`` | TARGET train scores | scores (logit scale) form two Gaussian modes; cut where posteriors are equal |
 | ``target_otsu`` | TARGET train scores | Otsu: the cut maximising between-class variance of the (logit) scores |
+| ``detector`` | the score file's ``decision_threshold`` | the detector's own decision as its paper states it |
+| ``pi_hat`` | TARGET train scores + pi-hat | the top pi-hat share of the method's own target-train scores is anomalous |
 | ``target_val`` | TARGET validation labels | ORACLE only: F1-best cut on the target's validation split |
+
+``pi_hat`` is the recommended detector's label-free estimate of the target's anomaly share (``evaluate.recommended``:
+the share of the target's unlabeled train sessions its own decision flags, ``pi_hat`` in its score file). It is the
+headline rule of the transfer methods: their ``source_val`` cut, the F1-best on the source, does not carry over to a
+target with another anomaly share. ``detector`` needs no fit here: the baselines stage recorded each detector's own
+cut (IsolationForest s >= 0.5, DeepLog any miss, Invariants Mining any violation, the level rule any such line).
 
 ``target_mixture`` is the named two-component rule: a Gaussian mixture weighs the components, so a small anomaly mode
 beside a large normal one still gets its own component, while Otsu's between-class variance favours splits near the
@@ -52,6 +60,10 @@ class RuleInputs:
     source_val_threshold: float | None = None  # the training stage's own source_val threshold (parquet metadata)
     target_val_scores: np.ndarray | None = None  # oracle only
     target_val_labels: np.ndarray | None = None  # oracle only
+    decision_threshold: float | None = None  # the detector's own cut (score-file metadata), None where it has none
+    decision_rule: str | None = None  # that decision in words, or why there is none
+    pi_hat: float | None = None  # the recommended detector's share of flagged target train sessions
+    pi_hat_reason: str | None = None  # why there is no pi-hat (no recommended score file, no cut)
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,8 @@ def _f1_best(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def quantile_threshold(train_scores: np.ndarray, contamination_prior: float) -> float:
-    """The (1 - prior) quantile of the target's train scores: about ``prior`` of them score at or above it."""
+    """The (1 - prior) quantile of the target's train scores: about ``prior`` of them score at or above it (more
+    when scores tie at the cut: ties are all flagged)."""
     return float(np.quantile(np.asarray(train_scores, dtype=np.float64), 1.0 - contamination_prior))
 
 
@@ -187,6 +200,14 @@ def choose_threshold(
             return Threshold(rule, otsu_threshold(inputs.target_train_scores, inputs.unit_scale))
         except DataError as error:
             return Threshold(rule, None, reason=str(error))
+    if rule == "detector":
+        if inputs.decision_threshold is None:
+            return Threshold(rule, None, reason=f"the method has no decision of its own ({inputs.decision_rule or 'no decision_threshold in its score file'})")
+        return Threshold(rule, float(inputs.decision_threshold))
+    if rule == "pi_hat":
+        if inputs.pi_hat is None:
+            return Threshold(rule, None, reason=f"no pi-hat: {inputs.pi_hat_reason}")
+        return Threshold(rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat), detail={"pi_hat": inputs.pi_hat})
     if rule == "target_val":
         if not is_oracle_method:
             return Threshold(rule, None, reason="reads target labels: allowed for the supervised oracle only")

@@ -1,0 +1,251 @@
+"""Label-free detectors fit on the target system alone: pure functions on its event-count vectors.
+
+Every detector is FIT on the target's TRAIN sessions only (``train_rows``) and scores every session of the system;
+none reads a label. Scores: higher = more anomalous. Each returns a :class:`Detection`: the scores and, where the
+detector has one, its own decision (``score >= decision_threshold`` reads anomalous), as its paper states it.
+The threshold rules of the evaluate stage (thresholds.py) read that decision as the rule ``detector``.
+
+| detector | paper | scores | its own decision |
+|---|---|---|---|
+| ``isolation_forest`` | Liu, Ting, Zhou (ICDM 2008) | anomaly score s(x) in (0, 1] | s >= 0.5 |
+| ``pca_q_statistic`` | Xu et al. (SOSP 2009), loglizer | squared prediction error (SPE) | Jackson-Mudholkar Q_alpha |
+| ``pca_mixture`` | the same SPE | SPE | 2-component mixture cut on the train SPE |
+| ``invariants_mining`` | Lou et al. (USENIX ATC 2010) | violated invariants | any violation |
+| ``template_rarity`` | (rarity within the target) | -log share of train sessions holding the rarest template | none |
+| ``template_set_rarity`` | (rarity within the target) | -log share of train sessions with the same template set | none |
+
+The next-event model (DeepLog) is in ``deeplog.py`` (torch), LogLead's detectors in ``loglead.py``.
+
+Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessions, templates + 1) float, column 0
+(padding) always 0; ``train_rows`` (train sessions,) int64 rows of ``counts``.
+
+Ported from the issue-10 research (scratch/research/detector.py; measurements in its findings.md), reviewed: the
+scores are identical on the bundled data (tests/test_detectors.py checks the hand-computable cases).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+
+from zerolog.errors import DataError
+from zerolog.evaluation.thresholds import mixture_threshold
+
+Weighting = Literal["tfidf", "log1p", "raw"]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detector's output for every session of a system."""
+
+    scores: np.ndarray  # (sessions,) float64, higher = more anomalous
+    score_scale: Literal["unit", "unbounded"]  # unit: scores lie in [0, 1]
+    decision_threshold: float | None  # the detector's own label-free cut (score >= it), None where it has none
+    decision_rule: str  # what the decision is, in words (or why there is none)
+
+    def flagged_share(self, rows: np.ndarray) -> float | None:
+        """Share of ``rows`` the detector's own decision flags: a label-free estimate of the anomaly share there."""
+        if self.decision_threshold is None or len(rows) == 0:
+            return None
+        return float(np.mean(self.scores[rows] >= self.decision_threshold))
+
+
+def _train_matrix(counts: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    """(train sessions, templates + 1) float64 counts of the train rows; DataError when there are too few."""
+    if len(train_rows) < 2:
+        raise DataError(f"{len(train_rows)} train session(s): too few to fit a detector on")
+    return np.asarray(counts, dtype=np.float64)[train_rows]
+
+
+# ----------------------------------------------------------------------------- IsolationForest
+
+
+def isolation_forest(counts: np.ndarray, train_rows: np.ndarray, n_estimators: int, seed: int) -> Detection:
+    """scikit-learn's IsolationForest on event-count vectors, fit on the train rows.
+
+    sklearn's ``score_samples`` is the negated anomaly score s(x) of the paper, so ``-score_samples`` is s(x); the
+    paper reads s >= 0.5 as anomalous (sklearn's ``contamination="auto"`` offset).
+    """
+    forest = IsolationForest(n_estimators=n_estimators, random_state=seed).fit(_train_matrix(counts, train_rows))
+    scores = -forest.score_samples(np.asarray(counts, dtype=np.float64))  # (sessions,)
+    return Detection(scores, "unit", 0.5, "s(x) >= 0.5 (Liu et al. 2008)")
+
+
+# ----------------------------------------------------------------------------- PCA (loglizer)
+
+
+def tfidf_weights(train_counts: np.ndarray) -> np.ndarray:
+    """(templates + 1,) loglizer's idf, log(N / df) over the train rows; a template no train row holds weighs as
+    df = 1 (the rarest)."""
+    document_frequency = (train_counts > 0).sum(axis=0)
+    return np.log(train_counts.shape[0] / np.maximum(document_frequency, 1))
+
+
+def weighted_counts(counts: np.ndarray, train_counts: np.ndarray, weighting: Weighting) -> np.ndarray:
+    """(sessions, templates + 1) the count vectors as the PCA sees them: tf-idf (loglizer, idf from the train rows),
+    log1p or raw counts (the research's ablation: tf-idf kept the lowest F1 over three targets highest)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if weighting == "tfidf":
+        return counts * tfidf_weights(train_counts)
+    if weighting == "log1p":
+        return np.log1p(counts)
+    return counts
+
+
+def pca_residuals(
+    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting
+) -> tuple[np.ndarray, np.ndarray]:
+    """loglizer's PCA view: (SPE of every row off the normal subspace, the residual eigenvalues).
+
+    The weighted counts are centred on the train mean; the normal subspace holds the fewest principal components
+    of the train rows that explain ``variance`` of their variance (loglizer's 0.95). SPE = |x - P P^T x|^2.
+    """
+    train = _train_matrix(counts, train_rows)
+    weighted_train = weighted_counts(train, train, weighting)  # (train, templates + 1)
+    mean = weighted_train.mean(axis=0)
+    if not np.any(weighted_train - mean):
+        raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")
+    pca = PCA(svd_solver="full").fit(weighted_train - mean)
+    kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)  # fewest reaching the share
+    kept = min(kept, len(pca.explained_variance_ratio_))
+    components = pca.components_[:kept]  # (k, templates + 1)
+    centred = weighted_counts(counts, train, weighting) - mean  # (sessions, templates + 1)
+    residual = centred - (centred @ components.T) @ components
+    return np.einsum("ij,ij->i", residual, residual), pca.explained_variance_[kept:]
+
+
+def q_statistic_threshold(residual_eigenvalues: np.ndarray, c_alpha: float) -> float:
+    """Jackson & Mudholkar (1979) Q_alpha for the SPE, from the residual eigenvalues lambda_j (j > k):
+    phi_i = sum lambda_j^i, h0 = 1 - 2 phi1 phi3 / (3 phi2^2),
+    Q = phi1 [c_alpha sqrt(2 phi2 h0^2) / phi1 + 1 + phi2 h0 (h0 - 1) / phi1^2] ^ (1 / h0)  (loglizer's PCA)."""
+    eigenvalues = np.asarray(residual_eigenvalues, dtype=np.float64)
+    phi1, phi2, phi3 = (float(np.sum(eigenvalues**power)) for power in (1, 2, 3))
+    if phi1 <= 0 or phi2 <= 0:
+        return 0.0  # the subspace explains everything: any residual at all is anomalous
+    h0 = 1.0 - 2.0 * phi1 * phi3 / (3.0 * phi2**2)
+    base = c_alpha * np.sqrt(2.0 * phi2 * h0**2) / phi1 + 1.0 + phi2 * h0 * (h0 - 1.0) / phi1**2
+    return float(phi1 * base ** (1.0 / h0))
+
+
+def pca_q_statistic(
+    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting, c_alpha: float
+) -> Detection:
+    """loglizer's PCA detector: SPE with the Q-statistic cut (c_alpha 3.2905: loglizer's default, alpha ~ 0.001)."""
+    spe, residual_eigenvalues = pca_residuals(counts, train_rows, variance, weighting)
+    threshold = q_statistic_threshold(residual_eigenvalues, c_alpha)
+    return Detection(spe, "unbounded", threshold, f"SPE >= Q_alpha (Jackson-Mudholkar, c_alpha {c_alpha})")
+
+
+def pca_mixture(
+    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting, seed: int
+) -> Detection:
+    """The same SPE, cut where a 2-component Gaussian mixture on sign-log1p(SPE) of the TRAIN rows gives equal
+    posteriors (thresholds.mixture_threshold, the ``target_mixture`` rule). Its flagged share of the train rows is
+    the label-free anomaly share pi-hat. No cut (None, with the reason) when the train SPE shows no two modes.
+    ``seed``: the mixture's initialisation only (the PCA is deterministic)."""
+    spe, _ = pca_residuals(counts, train_rows, variance, weighting)
+    try:
+        threshold, _ = mixture_threshold(spe[train_rows], False, seed)
+    except DataError as error:
+        return Detection(spe, "unbounded", None, f"no mixture cut: {error}")
+    return Detection(spe, "unbounded", threshold, "SPE >= the 2-component mixture cut on the train SPE")
+
+
+# ----------------------------------------------------------------------------- Invariants Mining (Lou et al.)
+
+
+def _null_vector(columns: np.ndarray) -> np.ndarray:
+    """(k,) the right singular vector of the smallest singular value of ``columns`` (rows, k)."""
+    _, _, right = np.linalg.svd(columns, full_matrices=True)
+    return right[-1]
+
+
+def _integer_invariant(
+    vector: np.ndarray, columns: np.ndarray, support: float, scales: list[int]
+) -> np.ndarray | None:
+    """Small integer coefficients theta with ``columns @ theta == 0`` on >= ``support`` of the rows, or None: the
+    null vector scaled so its smallest non-zero magnitude is 1, times each scale, rounded (Lou et al. search small
+    integers)."""
+    nonzero = np.abs(vector) > 1e-8
+    if not nonzero.any():
+        return None
+    base = vector / np.min(np.abs(vector[nonzero]))
+    for scale in scales:
+        theta = np.round(base * scale)
+        if np.any(theta) and np.mean(np.abs(columns @ theta) < 1e-8) >= support:
+            return theta
+    return None
+
+
+def mine_invariants(
+    train_counts: np.ndarray, support: float, epsilon: float, max_size: int, scales: list[int]
+) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Invariants (count columns, integer theta) with ``X[:, columns] @ theta == 0`` on >= ``support`` of the train
+    rows, searched over event sets of size 1..``max_size`` in increasing size (Lou et al. 2010).
+
+    The search stops once it holds as many invariants as the invariant space's estimated dimension (eigenvalues of
+    X^T X below ``epsilon``, loglizer's reading) and skips supersets of a set that already holds one (the paper's
+    pruning). A template no train row holds gets the invariant "count == 0". Measured (research findings.md): on
+    unlabeled train rows that hold a few percent anomalies the budget goes to single-event "count == 0" invariants
+    of rare events, so the paper's count relations (HDFS: opened = closed) are rarely reached.
+    """
+    matrix = np.asarray(train_counts, dtype=np.float64)[:, 1:]  # (train, templates): no padding column
+    seen = np.flatnonzero(matrix.any(axis=0))
+    invariants = [((int(column) + 1,), np.array([1.0])) for column in np.flatnonzero(~matrix.any(axis=0))]
+    matrix = matrix[:, seen]
+    singular_values = np.linalg.svd(matrix, compute_uv=False)
+    budget = int(np.sum(singular_values**2 < epsilon)) + max(0, matrix.shape[1] - matrix.shape[0])
+    found: list[set[int]] = []
+    for subset in itertools.chain.from_iterable(
+        itertools.combinations(range(matrix.shape[1]), size) for size in range(1, max_size + 1)
+    ):
+        if len(found) >= budget:
+            break
+        if any(earlier <= set(subset) for earlier in found):
+            continue
+        columns = matrix[:, subset]
+        theta = _integer_invariant(_null_vector(columns), columns, support, scales)
+        if theta is not None:
+            found.append(set(subset))
+            invariants.append((tuple(int(seen[column]) + 1 for column in subset), theta))
+    return invariants
+
+
+def invariants_mining(
+    counts: np.ndarray, train_rows: np.ndarray, support: float, epsilon: float, max_size: int, scales: list[int]
+) -> Detection:
+    """Score = the number of mined invariants a session violates; the paper's decision: any violation."""
+    invariants = mine_invariants(_train_matrix(counts, train_rows), support, epsilon, max_size, scales)
+    counts = np.asarray(counts, dtype=np.float64)
+    violations = np.zeros(counts.shape[0])  # (sessions,)
+    for columns, theta in invariants:
+        violations += np.abs(counts[:, list(columns)] @ theta) > 1e-8
+    return Detection(violations, "unbounded", 1.0, f"any of {len(invariants)} mined invariants violated")
+
+
+# ----------------------------------------------------------------------------- rarity within the target
+
+
+def template_rarity(counts: np.ndarray, train_rows: np.ndarray) -> Detection:
+    """max over the session's templates of -log((n_t + 1) / (N + 2)), n_t = train sessions holding template t
+    (add-one smoothing: a template no train session holds scores highest, not infinite)."""
+    present = np.asarray(counts) > 0  # (sessions, templates + 1)
+    holding = present[train_rows].sum(axis=0).astype(np.float64)  # (templates + 1,)
+    rarity = -np.log((holding + 1.0) / (len(train_rows) + 2.0))
+    scores = np.where(present, rarity, -np.inf).max(axis=1)
+    scores[~present.any(axis=1)] = 0.0  # a session with no event: nothing rare in it
+    return Detection(scores, "unbounded", None, "none (a ranking; cut by a label-free rule)")
+
+
+def template_set_rarity(counts: np.ndarray, train_rows: np.ndarray) -> Detection:
+    """-log((n_S + 1) / (N + 1)), n_S = train sessions holding exactly the session's set S of templates."""
+    keys = [row.tobytes() for row in np.asarray(counts) > 0]
+    tally = collections.Counter(keys[row] for row in train_rows)
+    scores = np.array([-np.log((tally[key] + 1.0) / (len(train_rows) + 1.0)) for key in keys])
+    return Detection(scores, "unbounded", None, "none (a ranking; cut by a label-free rule)")
