@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install pipeline run test test-all gate gate-full baseline-update ui bench bench-detect parse-accuracy clean
+.PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui bench bench-detect parse-accuracy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q
+
+## Lint and types (the CI runs them): ruff (style, imports, bugbear) and mypy on src/zerolog.
+lint: install
+	$(BIN)/ruff check src tests pipeline bench
+	$(BIN)/mypy
+
+## DVC experiments side by side on the headline F1 (make compare COMPARE_ARGS="--metric roc_auc --methods pca_mixture").
+compare: install
+	$(BIN)/python -m zerolog.compare $(COMPARE_ARGS)
 
 ## CI quality gate: quick profile on the bundled data against its committed baseline.
 gate: install

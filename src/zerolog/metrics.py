@@ -85,7 +85,9 @@ def confusion_counts(labels: np.ndarray, predictions: np.ndarray) -> ConfusionCo
     )
 
 
-def _ratios(true_positives: np.ndarray, false_positives: np.ndarray, false_negatives: np.ndarray):
+def _ratios(
+    true_positives: np.ndarray | int, false_positives: np.ndarray | int, false_negatives: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall, F1 from (arrays of) counts; 0.0 where a denominator is zero."""
     true_positives = np.asarray(true_positives, dtype=np.float64)
     predicted = true_positives + np.asarray(false_positives, dtype=np.float64)

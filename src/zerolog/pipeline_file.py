@@ -85,11 +85,14 @@ def import_closure(module: str) -> tuple[Path, ...]:
     pending = [module]
     while pending:
         for name in _with_packages(pending.pop()):
-            if name in seen or name in NOT_CODE_DEPS or module_file(name) is None:
+            if name in seen or name in NOT_CODE_DEPS:
+                continue
+            path = module_file(name)
+            if path is None:
                 continue
             seen.add(name)
-            pending.extend(_imported_modules(module_file(name)))  # type: ignore[arg-type]
-    return tuple(sorted({module_file(name) for name in seen}))  # type: ignore[type-var]
+            pending.extend(_imported_modules(path))
+    return tuple(sorted(path for path in map(module_file, seen) if path is not None))
 
 
 # ----------------------------------------------------------------------------- one stage

@@ -17,7 +17,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pandas as pd
 
@@ -35,7 +35,9 @@ def template_event_id(template: str) -> str:
 
 def open_binary(path: Path) -> IO[bytes]:
     """Open a file for reading bytes, transparently gunzipping ``.gz``."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    if path.suffix == ".gz":
+        return cast(IO[bytes], gzip.GzipFile(path, "rb"))  # a binary file object by duck typing
+    return open(path, "rb")
 
 
 def iterate_text_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -224,7 +226,8 @@ def read_sequence_file(path: Path, templates: dict[str, str], templates_path: Pa
     if not path.is_file():
         raise DataError(f"{path}: sequence file not found")
     for line_number, text in iterate_text_lines(path):
-        key, separator, ids = text.partition(",")
+        found_key, separator, ids = text.partition(",")
+        key: str | None = found_key
         if not separator:
             key, ids = None, text
         event_ids = ids.split()

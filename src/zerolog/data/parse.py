@@ -139,7 +139,7 @@ def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, A
     templates = datasets.read_template_table(folder / manifest["files"]["templates"])
     label_column = rule.field if rule is not None and rule.rule == "line_field" else None
     required = ["time", "event_id"] + ([label_column] if label_column else [])
-    frame = datasets.read_event_csv(events_path, required)  # type: ignore[arg-type]
+    frame = datasets.read_event_csv(events_path, required)
     known = frame["event_id"].isin(templates.keys())
     if not known.all():
         first = int(np.flatnonzero(~known.to_numpy())[0])

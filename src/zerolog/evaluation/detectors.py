@@ -197,7 +197,8 @@ def mine_invariants(
     """
     matrix = np.asarray(train_counts, dtype=np.float64)[:, 1:]  # (train, templates): no padding column
     seen = np.flatnonzero(matrix.any(axis=0))
-    invariants = [((int(column) + 1,), np.array([1.0])) for column in np.flatnonzero(~matrix.any(axis=0))]
+    never_seen = np.flatnonzero(~matrix.any(axis=0))
+    invariants: list[tuple[tuple[int, ...], np.ndarray]] = [((int(column) + 1,), np.array([1.0])) for column in never_seen]
     matrix = matrix[:, seen]
     singular_values = np.linalg.svd(matrix, compute_uv=False)
     budget = int(np.sum(singular_values**2 < epsilon)) + max(0, matrix.shape[1] - matrix.shape[0])
@@ -213,7 +214,8 @@ def mine_invariants(
         theta = _integer_invariant(_null_vector(columns), columns, support, scales)
         if theta is not None:
             found.append(set(subset))
-            invariants.append((tuple(int(seen[column]) + 1 for column in subset), theta))
+            columns_of_invariant: tuple[int, ...] = tuple(int(seen[column]) + 1 for column in subset)
+            invariants.append((columns_of_invariant, theta))
     return invariants
 
 

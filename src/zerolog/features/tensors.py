@@ -389,5 +389,6 @@ class SessionDataset(Dataset):
         row = self.rows[item]
         index = torch.from_numpy(np.array(self.tensors.index[row], dtype=np.int64))  # (max_len,)
         length = torch.tensor(int(self.tensors.lengths[row]), dtype=torch.int64)  # ()
-        label = torch.tensor(int(self.tensors.labels[row]), dtype=torch.int64)  # ()
+        labels = self.tensors.labels
+        label = torch.tensor(-1 if labels is None else int(labels[row]), dtype=torch.int64)  # (); -1: unlabeled
         return index, length, label

@@ -16,12 +16,12 @@ class _ReverseGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(context: torch.autograd.function.FunctionCtx, inputs: torch.Tensor, coefficient: float) -> torch.Tensor:
-        context.coefficient = coefficient
+        context.coefficient = coefficient  # type: ignore[attr-defined]  # ctx carries state to backward
         return inputs.view_as(inputs)
 
     @staticmethod
     def backward(context: torch.autograd.function.FunctionCtx, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -context.coefficient * gradient, None
+        return -context.coefficient * gradient, None  # type: ignore[attr-defined]
 
 
 def reverse_gradient(inputs: torch.Tensor, coefficient: float) -> torch.Tensor:
