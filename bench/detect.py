@@ -87,7 +87,7 @@ def report(arguments: argparse.Namespace, argv: list[str], machine: dict[str, st
     lines = result.get("lines")
     workers = [f"{peak:,.0f}" for _, (role, peak) in sorted(measurement.process_peaks.items()) if role == "worker"]
     command = " ".join(["python bench/detect.py", *argv])
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
         "# Benchmark: zerolog detect (bench/detect.py)", "", f"Command: `{command}`  ", f"Date: {when}", "",
         "## Machine", "", *[f"- {key}: {value}" for key, value in machine.items()], "",

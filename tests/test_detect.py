@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPOSITORY, call_stage, make_params
+
 from zerolog.artifacts import ArtifactPaths, read_scores
 from zerolog.config import Params, as_dict
 from zerolog.detection.bundle import read_bundle
@@ -67,7 +67,8 @@ def _stage_scores(params: Params, path: Path, system: str) -> pd.DataFrame:
     return frame.assign(session_id=[ids[row] for row in frame["row"]]).set_index("session_id")
 
 
-def _detect(params: Params, pair: str, method: str, system: str, logs: list[str], output: Path, **changes: object) -> pd.DataFrame:
+def _detect(params: Params, pair: str, method: str, system: str, logs: list[str], output: Path,
+            **changes: object) -> pd.DataFrame:  # fmt: skip
     detector = from_pipeline(params, system, pair, method, params.detect.top_templates)
     run_detect(detector, logs, output, _options(params, **changes))
     return pd.read_parquet(output) if output.suffix == ".parquet" else pd.read_csv(output)
@@ -223,7 +224,8 @@ def test_registered_detector_is_reused_and_detect_reads_its_uri(pipeline, regist
     assert found["session_id"].tolist() == expected["session_id"].tolist()
     np.testing.assert_allclose(found["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-12)
     with pytest.raises(SystemExit) as raised:
-        _run_command(pipeline, [str(DEVSTACK), "--system", "bgl", "--model", registered["uri"], "-o", str(tmp_path / "x")])
+        _run_command(pipeline, [str(DEVSTACK), "--system", "bgl", "--model", registered["uri"], "-o",
+                                str(tmp_path / "x")])  # fmt: skip
     assert "trained for system 'openstack', not 'bgl'" in str(raised.value.code)
     assert not (tmp_path / "x").exists()
 

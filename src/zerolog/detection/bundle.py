@@ -5,13 +5,16 @@ recommended detector (``evaluate.recommended``), registered by the report stage 
 ``zerolog detect`` and by the served model. No pickle anywhere: JSON, Parquet and ``.npy`` (read with
 ``allow_pickle=False``), so reading a bundle cannot run code.
 
-| file | what |
-|---|---|
-| ``detector.json`` | ``format_version``, ``kind`` (``pca_spe``), ``method``, ``system``, ``dataset``, ``threshold`` (value, rule, ``pi_hat``: the share of the train sessions it flags), ``pca`` (variance, weighting, components, train sessions), ``system_params`` (log format, timestamp, masking regexes, Drain settings, session rule, ``max_unmatched_share``, ``max_len``), ``templates`` (count) |
-| ``templates.parquet`` | the template table: ``column`` (1..V, the count column; 0 is padding), ``template``, ``train_sessions`` (train sessions holding it), ``weight`` (its tf-idf weight) |
-| ``idf.npy``, ``mean.npy``, ``components.npy`` | the PCA state: (V + 1,), (V + 1,), (k, V + 1) float64 |
-| ``drain.json`` | the known templates' matcher (``KnownTemplates.state``: the parse's final Drain tree and its exceptions); absent when the system's dataset is pre-parsed (no raw lines, no Drain) |
-| ``example.log`` | the first lines of the dataset's first raw log file: the registered model's input example (raw datasets) |
+- ``detector.json``: ``format_version``, ``kind`` (``pca_spe``), ``method``, ``system``, ``dataset``, ``threshold``
+  (value, rule, ``pi_hat``: the share of the train sessions it flags), ``pca`` (weighting, components, train
+  sessions), ``system_params`` (log format, timestamp, masking regexes, Drain settings, session rule,
+  ``max_unmatched_share``, ``max_len``), ``templates`` (count);
+- ``templates.parquet``: the template table: ``column`` (1..V, the count column; 0 is padding), ``template``,
+  ``train_sessions`` (train sessions holding it), ``weight`` (its tf-idf weight);
+- ``idf.npy``, ``mean.npy``, ``components.npy``: the PCA state, (V + 1,), (V + 1,), (k, V + 1) float64;
+- ``drain.json``: the known templates' matcher (``KnownTemplates.state``: the parse's final Drain tree and its
+  exceptions); absent when the system's dataset is pre-parsed (no raw lines, no Drain);
+- ``example.log``: the first lines of the dataset's first raw log file, the registered model's input example.
 
 Sessions are cut as the tensors stage cuts them: the first ``max_len`` events count (``system_params.max_len``).
 """
@@ -152,8 +155,10 @@ def _read_subspace(folder: Path, meta: dict[str, Any]) -> PcaSubspace:
             raise DataError(f"{folder / (name + '.npy')}: unreadable PCA array ({error})") from None
     idf, mean, components = (arrays[name] for name in ARRAY_NAMES)
     weighting = meta["pca"]["weighting"]
-    if weighting not in WEIGHTINGS or idf.shape != mean.shape or components.ndim != 2 or components.shape[1:] != mean.shape:
-        raise DataError(f"{folder}: PCA arrays disagree (idf {idf.shape}, mean {mean.shape}, components {components.shape})")
+    agree = idf.shape == mean.shape and components.ndim == 2 and components.shape[1:] == mean.shape
+    if weighting not in WEIGHTINGS or not agree:
+        raise DataError(f"{folder}: PCA arrays disagree (weighting {weighting}, idf {idf.shape}, mean {mean.shape}, "
+                        f"components {components.shape})")
     return PcaSubspace(weighting, idf, mean, components, int(meta["pca"]["train_sessions"]))
 
 

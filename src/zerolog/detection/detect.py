@@ -122,7 +122,7 @@ class _Collector:
 
     def __init__(self, detector: LoadedDetector, files: list[InputFile], spill: EventSpill) -> None:
         self.detector, self.files, self.spill = detector, files, spill
-        self.rule = detector.context.session
+        self.rule = detector.rule
         self.codes = _Codes(NewTemplates(detector.known))
         self.counts = RunCounts([{"file": file.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0,
                                   STATUS_NON_UTF8: 0} for file in files])  # fmt: skip
@@ -237,7 +237,7 @@ class _Scoring:
         self.top = top
 
     def partition(self, table: pa.Table, multiple_files: bool) -> None:
-        rule = self.detector.context.session
+        rule = self.detector.rule
         if rule.rule == "window":
             where = f"dataset {self.detector.context.dataset}: session"
             sessions = windowed_sessions(table, rule, multiple_files, where)
@@ -254,7 +254,8 @@ class _Scoring:
         batch = SessionBatch(sessions.ids[start:stop], codes[members], offsets - offsets[0])
         scored = self.detector.scorer.score(batch)
         first = members[batch.offsets[:-1]]  # (sessions,) row of each session's first event
-        self._write(batch, scored, table.column("file_index").to_numpy()[first], table.column("line_number").to_numpy()[first])
+        files, lines = table.column("file_index").to_numpy()[first], table.column("line_number").to_numpy()[first]
+        self._write(batch, scored, files, lines)
 
     def _write(self, batch: SessionBatch, scored: BatchScores, files: np.ndarray, lines: np.ndarray) -> None:
         threshold = self.detector.threshold.value
@@ -268,7 +269,7 @@ class _Scoring:
         }, schema=OUTPUT_SCHEMA.remove_metadata()))  # fmt: skip
         self.counts.sessions += batch.size
         self.counts.flagged += 0 if flagged is None else int(flagged.sum())
-        for score, session, top in zip(scored.scores.tolist(), batch.ids, scored.top_templates):
+        for score, session, top in zip(scored.scores.tolist(), batch.ids, scored.top_templates, strict=True):
             item = (score, session, top)
             if len(self.counts.top_sessions) < SUMMARY_ROWS:
                 heapq.heappush(self.counts.top_sessions, item)
@@ -304,7 +305,7 @@ def _parsed_chunks(detector: LoadedDetector, files: list[InputFile], options: De
     context = detector.context
     system = SystemConfig(context.dataset, context.log_format, context.timestamp, context.regex, context.drain)
     layout = line_layout(system, None)  # detect reads no labels
-    keying = SessionKeying.of(context.session)
+    keying = SessionKeying.of(detector.rule)
     config = ParallelConfig(backend="processes", workers=options.workers, scheduler_address=None)
     with open_pool(config, "--workers") as pool:
         shared = pool.share(SharedKnown.of(detector.known) if pool.workers > 1 else detector.known)

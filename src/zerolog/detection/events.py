@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 
 from zerolog.config import SessionRule
 from zerolog.data.known_templates import KnownTemplates
-from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
 from zerolog.data.sessionize import group_by_column
+from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
 
 #: ``ChunkEvents.codes`` value base of an unknown message: code -(1 + i) is ``unknown_keys[i]``.
 UNKNOWN = -1
@@ -92,12 +92,13 @@ def _known_in_worker(shared: SharedKnown | KnownTemplates) -> KnownTemplates:
     return known
 
 
-def _template_codes(known: KnownTemplates, keys: list[str], clusters: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
+def _template_codes(known: KnownTemplates, keys: list[str],
+                    clusters: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:  # fmt: skip
     """Per distinct masked message: its code (known text index, or unknown), the texts and the unknown messages."""
     text_index: dict[str, int] = {}
     unknown: list[str] = []
     codes = np.empty(len(keys), dtype=np.int32)
-    for position, (key, cluster) in enumerate(zip(keys, clusters.tolist())):
+    for position, (key, cluster) in enumerate(zip(keys, clusters.tolist(), strict=True)):
         answer = known.resolve(key, int(cluster))
         if answer is None:
             codes[position] = UNKNOWN - len(unknown)
@@ -138,7 +139,7 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: SharedKnown 
     if keying.rule == "window" and keying.group_column is not None:
         values = pc.cast(table.column(keying.group_column).take(taken), pa.string())
         groups = pc.fill_null(values, NO_GROUP).to_pylist()
-    key_events, keys = np.zeros(0, dtype=np.int64), []
+    key_events, keys = np.zeros(0, dtype=np.int64), list[str]()
     if keying.rule == "key":
         key_events, keys = _session_keys(table.column("content").take(taken).to_pylist(), str(keying.key_regex))
     timestamps = pc.fill_null(table.column("timestamp").take(taken), np.nan).to_numpy(zero_copy_only=False)

@@ -74,7 +74,8 @@ def mixture_decision(spe: np.ndarray, train_rows: np.ndarray, seed: int) -> Thre
     return Threshold(value, DECISION_RULE, float(np.mean(spe[train_rows] >= value)))
 
 
-def _check_or_write_scores(path: Path, arrays: SystemTensors, spe: np.ndarray, threshold: Threshold, method: str) -> str:
+def _check_or_write_scores(path: Path, arrays: SystemTensors, spe: np.ndarray, threshold: Threshold,
+                           method: str) -> str:  # fmt: skip
     """Write the method's score file, or check the one the stage wrote against this fit; returns what was done."""
     if not path.is_file():
         frame = score_frame(arrays.system, arrays.split, np.arange(arrays.sessions), spe, domain="target")
@@ -87,9 +88,11 @@ def _check_or_write_scores(path: Path, arrays: SystemTensors, spe: np.ndarray, t
     if stored.shape != spe.shape or not np.allclose(stored, spe, rtol=SCORE_TOLERANCE, atol=0.0):
         raise DataError(f"{path}: the stage's {method} scores differ from the persisted detector's fit")
     decision = metadata.get("decision_threshold")
-    if (decision is None) != (threshold.value is None) or (
-        decision is not None and not np.isclose(float(decision), threshold.value, rtol=SCORE_TOLERANCE, atol=0.0)
-    ):
+    same = (decision is None and threshold.value is None) or (
+        decision is not None and threshold.value is not None
+        and bool(np.isclose(float(decision), threshold.value, rtol=SCORE_TOLERANCE, atol=0.0))
+    )  # fmt: skip
+    if not same:
         raise DataError(f"{path}: decision_threshold {decision} differs from the persisted cut {threshold.value}")
     return "checked against the stage's score file"
 
@@ -133,7 +136,8 @@ def run_baselines_stage(params: Any, system: str, seeds: list[int]) -> None:
     settings = params.evaluate.detectors.pca
     entry = write_system_detector(params, load_tensors(paths.tensors(system)), paths.target_scores(system),
                                   settings.variance, settings.weighting)  # fmt: skip
-    cut = "no label-free cut" if entry["threshold"] is None else f"cut {entry['threshold']:.6g}, pi-hat {entry['pi_hat']:.3f}"
+    threshold = entry["threshold"]
+    cut = "no label-free cut" if threshold is None else f"cut {threshold:.6g}, pi-hat {entry['pi_hat']:.3f}"
     print(f"baselines {system}: recommended detector {entry['method']} persisted in {entry['bundle']} ({cut}; "
           f"score file {entry['score_file']})", flush=True)
 

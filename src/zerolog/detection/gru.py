@@ -46,7 +46,8 @@ def network_scorer(model: ZeroLogModel, batch_size: int) -> Callable[..., tuple[
     model's own forward (encoder states, attention pooling, classifier, softmax), keeping the attention weights."""
 
     @torch.no_grad()
-    def probability_and_attention(index: np.ndarray, lengths: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def probability_and_attention(index: np.ndarray, lengths: np.ndarray,
+                                  table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         vectors_table = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32))  # (rows, dim)
         probabilities = np.empty(len(index), dtype=np.float64)
         attention = np.zeros(index.shape, dtype=np.float64)  # (sessions, max_len)

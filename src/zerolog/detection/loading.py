@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from zerolog.artifacts import ArtifactPaths, MethodKind, load_tensors, method_spec, read_scores
-from zerolog.config import ConfigError, Params
+from zerolog.config import ConfigError, Params, SessionRule
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.detection.bundle import DetectorBundle, SystemContext, Threshold, read_bundle
 from zerolog.detection.scoring import GruScorer, PcaScorer, Scorer
@@ -38,6 +38,13 @@ class LoadedDetector:
     known: KnownTemplates
     scorer: Scorer
     threshold: Threshold
+
+    @property
+    def rule(self) -> SessionRule:
+        """The system's session rule (a loaded detector always has one: ``_parser_of`` refuses a bundle without)."""
+        if self.context.session is None:
+            raise DataError(f"system {self.system}: dataset {self.context.dataset} has no session rule")
+        return self.context.session
 
 
 def _parser_of(bundle: DetectorBundle, where: str) -> KnownTemplates:
@@ -87,7 +94,8 @@ def transfer_threshold(params: Params, paths: ArtifactPaths, pair: str, method: 
     return Threshold(chosen.value, described if chosen.applicable else f"{described}: {chosen.reason}", None)
 
 
-def _transfer(params: Params, paths: ArtifactPaths, pair: str, method: str, bundle: DetectorBundle, top: int) -> tuple[Scorer, Threshold, str]:
+def _transfer(params: Params, paths: ArtifactPaths, pair: str, method: str, bundle: DetectorBundle,
+              top: int) -> tuple[Scorer, Threshold, str]:  # fmt: skip
     from zerolog.detection.gru import gru_parts
 
     target = params.pairs[pair].target
@@ -113,7 +121,8 @@ def from_pipeline(params: Params, system: str, pair: str, method: str, top: int)
     target = params.pairs[pair].target
     check_system(target, system, f"pair {pair} (target {target})")
     if spec.oracle:
-        raise ConfigError(f"--method {method}: an ORACLE reads the target's labels; detect applies zero-label detectors")
+        raise ConfigError(f"--method {method}: an ORACLE reads the target's labels; detect applies zero-label "
+                          "detectors")
     paths = ArtifactPaths(params.paths)
     bundle = read_bundle(paths.detector(system))
     if spec.kind is not MethodKind.TRANSFER:

@@ -78,7 +78,8 @@ def input_files(inputs: list[str]) -> list[InputFile]:
     return files
 
 
-def stream_chunks(handle: BinaryIO, file_index: int, name: str, chunk_bytes: int, counter: Iterator[int]) -> Iterator[LineChunk]:
+def stream_chunks(handle: BinaryIO, file_index: int, name: str, chunk_bytes: int,
+                  counter: Iterator[int]) -> Iterator[LineChunk]:  # fmt: skip
     """Chunks of whole lines read from a stream, in order (the data travels with each chunk)."""
     while True:
         data = handle.read(chunk_bytes)

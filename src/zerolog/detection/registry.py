@@ -39,7 +39,8 @@ def registered_name(pattern: str, system: str) -> str:
 
 def _settings(detect: DetectConfig, chunk_bytes: int) -> dict[str, int]:
     """What the served model reads new lines with (params ``detect`` and ``parse.chunk_bytes``)."""
-    return {"top_templates": detect.top_templates, "partition_bytes": detect.partition_bytes, "chunk_bytes": chunk_bytes}
+    return {"top_templates": detect.top_templates, "partition_bytes": detect.partition_bytes,
+            "chunk_bytes": chunk_bytes}
 
 
 def bundle_digest(folder: Path, settings: str) -> str:
@@ -50,7 +51,8 @@ def bundle_digest(folder: Path, settings: str) -> str:
     return digest.hexdigest()
 
 
-def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: DetectConfig, chunk_bytes: int) -> dict[str, Any]:
+def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: DetectConfig,
+                    chunk_bytes: int) -> dict[str, Any]:  # fmt: skip
     """Register the system's bundle unless a version with the same files exists; returns its registry entry (a
     bundle that cannot read raw lines, of a pre-parsed dataset, is not registered: a served model must serve)."""
     folder = paths.detector(system)
@@ -105,7 +107,8 @@ def load_registered(uri: str, system: str, top: int, tracking: MlflowConfig) -> 
             folder = Tracker(tracking).download_model(uri, Path(scratch))
         except Exception as error:  # noqa: BLE001 - MLflow raises many types for a missing model; one line here
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ConfigError(f"--model {uri}: not found in the registry at {Tracker(tracking).tracking_uri} ({first})") from None
+            where = Tracker(tracking).tracking_uri
+            raise ConfigError(f"--model {uri}: not found in the registry at {where} ({first})") from None
         bundle = read_bundle(folder / "artifacts" / BUNDLE_ARTIFACT)
     return from_bundle(bundle, system, top, uri)
 

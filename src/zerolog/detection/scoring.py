@@ -104,7 +104,8 @@ class PcaScorer:
         columns = self._column[codes]
         width = self.bundle.subspace.columns
         seen = columns >= 0
-        counts = np.bincount(rows[seen] * width + columns[seen], minlength=batch.size * width).reshape(batch.size, width)
+        counts = np.bincount(rows[seen] * width + columns[seen], minlength=batch.size * width)
+        counts = counts.reshape(batch.size, width)  # (sessions, columns)
         extra_codes, extra_index = np.unique(codes[~seen], return_inverse=True)  # templates without a column
         extra = np.bincount(rows[~seen] * len(extra_codes) + extra_index, minlength=batch.size * len(extra_codes))
         residual = self.bundle.subspace.residuals(counts, extra.reshape(batch.size, len(extra_codes)))

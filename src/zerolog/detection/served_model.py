@@ -38,9 +38,12 @@ class ServedDetector(PythonModel):
     def load_context(self, context: Any) -> None:
         from zerolog.detection.serving import load_served
 
-        self.detector, self.options = load_served(Path(context.artifacts["bundle"]), Path(context.artifacts["settings"]))
+        artifacts = context.artifacts
+        self.detector, self.options = load_served(Path(artifacts["bundle"]), Path(artifacts["settings"]))
 
-    def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[SessionScore]:
+    # MLflow's context-free predict (model_input, params): its type hints are the signature; mypy sees the older
+    # predict(context, model_input, params) of the base class
+    def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[SessionScore]:  # type: ignore[override]
         from zerolog.detection.serving import score_lines
 
         return [SessionScore(**row) for row in score_lines(self.detector, self.options, model_input)]

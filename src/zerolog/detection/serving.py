@@ -31,7 +31,8 @@ def load_served(bundle_folder: Path, settings_file: Path) -> tuple[LoadedDetecto
     settings = read_json(settings_file)
     detector = from_bundle(bundle, bundle.context.system, int(settings["top_templates"]), "registered model")
     options = DetectOptions(int(settings["top_templates"]), int(settings["partition_bytes"]),
-                            int(settings["chunk_bytes"]), workers=1, output_format="parquet", progress=False)  # fmt: skip
+                            int(settings["chunk_bytes"]), workers=1, output_format="parquet",
+                            progress=False)  # fmt: skip
     return detector, options
 
 
