@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
 def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
     """Dask / process pool lines/s of each consecutive (pool, Dask) pair of runs, and their median."""
     rates = [lines_per_second(measurement) for _, measurement in pools]
-    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2]) if pool and dask]
+    ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2], strict=False) if pool and dask]
     if not ratios:
         return []
     each = ", ".join(f"{ratio:.2f}" for ratio in ratios)

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from zerolog.config import DeepLogConfig
 from zerolog.errors import DataError
 from zerolog.evaluation import detectors
-from zerolog.config import DeepLogConfig
 from zerolog.evaluation.deeplog import deeplog, next_event_windows
 
 

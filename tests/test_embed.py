@@ -6,16 +6,16 @@ import dataclasses
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import call_stage
 
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
-import conftest
-from conftest import call_stage
 from zerolog.features import embed
 from zerolog.features.embed import (
     EMPTY_TEMPLATE_TEXT,
@@ -107,7 +107,7 @@ def test_hashing_embedder_shape_norm_and_determinism(tmp_path: Path, dimensions:
 
 def test_hashing_embedder_puts_similar_templates_closer(tmp_path: Path) -> None:
     config = make_params(tmp_path, method="hashing").embed
-    vectors = dict(zip(TEXTS, embed_texts_hashing(TEXTS, config)))
+    vectors = dict(zip(TEXTS, embed_texts_hashing(TEXTS, config), strict=True))
     related = cosine(vectors["connection lost"], vectors["connection timed out"])
     unrelated = cosine(vectors["connection lost"], vectors["block received of size"])
     assert related > unrelated + 0.1
@@ -128,7 +128,7 @@ def test_sentence_embedder_with_packaged_model(tmp_path: Path) -> None:
     assert vectors.shape == (len(TEXTS), 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    by_text = dict(zip(TEXTS, vectors))
+    by_text = dict(zip(TEXTS, vectors, strict=True))
     related = cosine(by_text["connection lost"], by_text["connection timed out"])
     unrelated = cosine(by_text["connection lost"], by_text["block received of size"])
     assert related > unrelated
@@ -159,7 +159,7 @@ def test_embed_templates_writes_vectors_and_metrics(tmp_path: Path) -> None:
     assert stored.metadata["method"] == "hashing" and stored.metadata["dim"] == "32"
     schema = pq.read_schema(Path(params.paths.features) / "template_vectors.parquet")
     assert schema.field("vector").type == pa.list_(pa.float32())
-    rows = dict(zip(stored.templates, stored.vectors))
+    rows = dict(zip(stored.templates, stored.vectors, strict=True))
     np.testing.assert_array_equal(rows["<*> connection lost"], rows["connection lost <*>"])
     np.testing.assert_allclose(np.linalg.norm(stored.vectors, axis=1), 1.0, rtol=1e-5)
 
@@ -213,8 +213,8 @@ def test_second_run_embeds_only_new_templates(tmp_path: Path, monkeypatch: pytes
     metrics = json.loads(metrics_path.read_text())
     assert (metrics["templates"], metrics["reused"], metrics["embedded"]) == (4, 3, 1)
     second_file = read_template_vectors(vectors_path)
-    second = dict(zip(second_file.templates, second_file.vectors))
-    for template, vector in zip(first.templates, first.vectors):
+    second = dict(zip(second_file.templates, second_file.vectors, strict=True))
+    for template, vector in zip(first.templates, first.vectors, strict=True):
         np.testing.assert_array_equal(second[template], vector)
 
     embed_templates(params)  # nothing new: nothing embedded

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
+
 from zerolog.artifacts import method_spec, read_scores
 from zerolog.config import ConfigError
 from zerolog.errors import DataError

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import call_stage
+
 from zerolog.config import Params, parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.data.parse import parse_dataset
@@ -120,13 +120,13 @@ def test_one_session_per_file_with_labels_keyed_by_file_name(tmp_path):
     assert manifest["files"]["logs"] == sorted(f"{uuid}.log" for uuid in instances)  # expanded, sorted
     assert table["session_id"].tolist() == manifest["files"]["logs"]  # one session per file, in file order
     expected = {f"{uuid}.log": int(labels[uuid] == "Anomaly") for uuid in instances}
-    assert dict(zip(table["session_id"], table["label"].astype(int))) == expected
+    assert dict(zip(table["session_id"], table["label"].astype(int), strict=True)) == expected
     assert (metrics["sessions"], metrics["anomalous"]) == (6, 3)
     assert metrics["label_file_keys_without_session"] == 1 and metrics["files_without_key"] == 0
     lengths = {f"{uuid}.log": len(lines) for uuid, lines in instances.items()}
-    assert dict(zip(table["session_id"], table["templates"].map(len))) == lengths
+    assert dict(zip(table["session_id"], table["templates"].map(len), strict=True)) == lengths
     assert table["start_time"].isna().all()  # this log carries no time
-    assert all(len(levels) == len(templates) for levels, templates in zip(table["levels"], table["templates"]))
+    assert all(len(levels) == len(templates) for levels, templates in zip(table["levels"], table["templates"], strict=True))
 
 
 def test_one_session_per_folder_with_labels_keyed_by_folder_name(tmp_path):
@@ -214,7 +214,7 @@ def test_devstack_excerpt_sessions_labels_levels_and_counted_lines(tmp_path, dev
     instances = {INSTANCE.search(line).group(1) for line in lines if INSTANCE.search(line)}
     assert set(table["session_id"]) == {f"instance: {uuid}" for uuid in instances}
     expected = {f"instance: {uuid}": int(labels[uuid] == "Anomaly") for uuid in instances}
-    assert dict(zip(table["session_id"], table["label"].astype(int))) == expected
+    assert dict(zip(table["session_id"], table["label"].astype(int), strict=True)) == expected
     # Every line is counted: parsed or not, with an instance or without (service lines, tracebacks).
     assert parse_metrics["lines"] == 3000 == parse_metrics["parsed"] + parse_metrics["unmatched"]
     assert metrics["lines_not_parsed"] == parse_metrics["unmatched"]
@@ -380,7 +380,7 @@ def test_jsonl_sessions_by_params_alone(tmp_path):
     """)
     table, _, metrics = run_data_stages(params, "blocks")
     expected = {json.loads(line)["block_id"]: json.loads(line)["label"] for line in records}
-    assert dict(zip(table["session_id"], table["label"].astype(int))) == expected
+    assert dict(zip(table["session_id"], table["label"].astype(int), strict=True)) == expected
     assert metrics["sessions"] == 30
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zerolog.config import ConfigError, load_params, read_yaml
-from zerolog.config import GateConfig
+from zerolog.config import ConfigError, GateConfig, load_params, read_yaml
 from zerolog.evaluation.gate import (
     Profile,
     apply_overrides,

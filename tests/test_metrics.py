@@ -2,14 +2,21 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from zerolog.errors import DataError
 from zerolog.metrics import (
-    f1_best_threshold,
     bootstrap_f1_interval,
     check_binary,
     confusion_counts,
+    f1_best_threshold,
     pr_curve,
     precision_recall_f1,
     ranking_metrics,

@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from evaluation_fixtures import make_params
+
 from zerolog.tracking import Tracker, flatten_params
 
 METHODS = ("zerolog", "source_only", "dann", "meta")
@@ -73,7 +73,7 @@ def test_server_serves_every_pair_and_method(store, tmp_path):
         "--backend-store-uri", params.mlflow.tracking_uri,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    log = open(tmp_path / "server.log", "wb")
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - the server writes to it until the finally below
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_until_healthy(url, server, timeout=90)

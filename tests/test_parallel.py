@@ -63,7 +63,7 @@ def test_open_pool_picks_the_backend(monkeypatch):
         assert isinstance(pool, ProcessPool) and pool.workers == 2
     monkeypatch.setattr(parallel, "CONNECT_TIMEOUT_SECONDS", 1)
     nowhere = ParallelConfig(backend="dask", workers=0, scheduler_address="tcp://127.0.0.1:1")
-    with pytest.raises(ConfigError, match=r"parse\.parallel\.scheduler_address: no Dask cluster at 'tcp://127\.0\.0\.1:1'") as caught:
-        with open_pool(nowhere, "parse.parallel"):
-            pass
+    message = r"parse\.parallel\.scheduler_address: no Dask cluster at 'tcp://127\.0\.0\.1:1'"
+    with pytest.raises(ConfigError, match=message) as caught, open_pool(nowhere, "parse.parallel"):
+        pass
     assert "\n" not in str(caught.value)

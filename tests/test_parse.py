@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import call_stage, make_params
 from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
 
-from conftest import call_stage, make_params
 from zerolog.config import ConfigError, Params
 from zerolog.data.datasets import template_event_id
 from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamps
@@ -187,7 +187,7 @@ def test_skipped_lines_keep_their_numbers_and_status(params):
     lines, _, metrics = read_parsed(params, "hdfs_logs")
 
     assert lines["line_number"].tolist() == list(range(1, 103))
-    status = dict(zip(lines["line_number"], lines["status"]))
+    status = dict(zip(lines["line_number"], lines["status"], strict=True))
     assert status[41] == "unmatched" and status[72] == "non_utf8"
     assert sum(value == "parsed" for value in status.values()) == 100
     bad = lines[lines["line_number"].isin([41, 72])]
@@ -287,7 +287,7 @@ def test_jsonl_sessions_keep_block_ids_and_labels(params):
     assert lines["session_key"].tolist() == ["blk_1", "blk_1", "blk_-2"]
     assert lines["label"].tolist() == [0, 0, 1] and lines["line_number"].tolist() == [1, 1, 2]
     assert lines["event_id"].tolist() == [template_event_id(t) for t in ["a <*>", "b", "b"]]
-    assert dict(zip(templates["template"], templates["count"])) == {"b": 2, "a <*>": 1}
+    assert dict(zip(templates["template"], templates["count"], strict=True)) == {"b": 2, "a <*>": 1}
 
 
 # ----------------------------------------------------------------------------- errors

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import call_stage
 from evaluation_fixtures import build_pair, make_params, write_tensors, write_train_status
+
 from zerolog.artifacts import ArtifactPaths
 from zerolog.errors import DataError
 from zerolog.report import (

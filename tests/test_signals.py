@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 from conftest import call_stage
+from sklearn.metrics import roc_auc_score
 from test_training import write_system
 
 from zerolog.config import ConfigError, load_params

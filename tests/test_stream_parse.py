@@ -190,7 +190,7 @@ def test_parse_equals_logparser3_line_for_line(tmp_path, reference, name, chunk_
     lines, templates, metrics = read_output(params, name)
     pd.testing.assert_frame_equal(lines, reference[name])
     counts = lines.loc[lines["event_id"].notna()].groupby(["event_id", "template"]).size()
-    assert dict(zip(zip(templates["event_id"], templates["template"]), templates["count"])) == counts.to_dict()
+    assert dict(zip(zip(templates["event_id"], templates["template"], strict=True), templates["count"], strict=True)) == counts.to_dict()
     assert templates["count"].is_monotonic_decreasing
     assert metrics["lines"] == len(lines) == sum(entry["lines"] for entry in metrics["files"])
     assert metrics["templates"] == len(templates)

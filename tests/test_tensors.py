@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import call_stage
 from torch.utils.data import DataLoader
 
+from zerolog.artifacts import load_tensors
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
 from zerolog.features.embed import write_template_vectors
-from zerolog.artifacts import load_tensors
-import conftest
-from conftest import call_stage
 from zerolog.features.tensors import SessionDataset
 
 REPOSITORY = Path(__file__).resolve().parents[1]

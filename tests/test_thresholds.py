@@ -8,11 +8,11 @@ from zerolog.errors import DataError
 from zerolog.evaluation.thresholds import (
     RuleInputs,
     choose_threshold,
+    from_separable_scale,
     mixture_threshold,
     otsu_threshold,
     quantile_threshold,
     to_separable_scale,
-    from_separable_scale,
 )
 
 
@@ -35,7 +35,7 @@ def test_quantile_threshold_flags_the_prior_share():
 def test_separable_scale_round_trips(unit_scale, values):
     transformed = to_separable_scale(values, unit_scale)
     assert np.all(np.diff(transformed) > 0)  # monotone
-    for value, back in zip(values[1:-1], transformed[1:-1]):
+    for value, back in zip(values[1:-1], transformed[1:-1], strict=True):
         assert from_separable_scale(back, unit_scale) == pytest.approx(value, rel=1e-6)
 
 

@@ -56,7 +56,7 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imported_modules(path: Path) -> tuple[str, ...]:
     return tuple(_imports_in(path))
 
@@ -78,7 +78,7 @@ def _with_packages(module: str) -> list[str]:
     return [".".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_closure(module: str) -> tuple[Path, ...]:
     """Source files of ``module`` and of every project module it imports, directly or not, sorted."""
     seen: set[str] = set()

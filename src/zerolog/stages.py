@@ -162,7 +162,7 @@ def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
     settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
     trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
     return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
-            "trainer": trainer, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
+            "trainer": trainer, "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:

@@ -25,7 +25,6 @@ and ``plots/paper/<pair>/<method>.csv|png`` (per-epoch curves); one MLflow run p
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import tempfile
@@ -309,27 +308,63 @@ class _PairRun:
     tags: dict[str, str]
 
 
-def _measure_method(run: _PairRun, method: str, tracker: Tracker, plots: Path) -> dict[str, Any]:
-    """Train ``method`` under the protocol, write its curve (csv, png), log its MLflow run; its metrics entry."""
+def _measure_seeds(run: _PairRun, method: str, seeds: list[int], tracker: Tracker, plots: Path) -> dict[str, Any]:
+    """``method`` once per model seed (the data draw stays ``paper.seed``): the mean over seeds, with ``<key>_sd``,
+    of the last epoch's numbers and of the best epoch's (ORACLE), and each seed's entry under ``seeds``. One run is a
+    draw: the same trainer's zero-label F1 moves with float rounding (issue 10)."""
+    per_seed = {seed: _measure_method(run, method, seed, tracker, plots) for seed in seeds}
+    entries = list(per_seed.values())
+    entry = {**entries[0], "seeds": {str(seed): _seed_summary(value) for seed, value in per_seed.items()}}
+    entry.pop("mlflow_run_id", None)
+    for key in ("f1", "precision", "recall"):
+        entry[key], entry[f"{key}_sd"] = _mean_and_sd([value[key] for value in entries])
+        entry["last_epoch"] = {**entry["last_epoch"], key: entry[key], f"{key}_sd": entry[f"{key}_sd"]}
+    best = dict(entry["best_epoch_oracle"])
+    best.pop("epoch", None)
+    for key in ("f1", "precision", "recall"):
+        best[key], best[f"{key}_sd"] = _mean_and_sd([value["best_epoch_oracle"].get(key) for value in entries])
+    best["epochs"] = [value["best_epoch_oracle"]["epoch"] for value in entries]
+    entry["best_epoch_oracle"] = best
+    return entry
+
+
+def _seed_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"f1": entry["f1"], "best_epoch_oracle_f1": entry["best_epoch_oracle"].get("f1"),
+            "best_epoch": entry["best_epoch_oracle"]["epoch"], "mlflow_run_id": entry["mlflow_run_id"]}  # fmt: skip
+
+
+def _mean_and_sd(values: list[float | None]) -> tuple[float | None, float | None]:
+    present = [float(value) for value in values if value is not None]
+    if not present:
+        return None, None
+    return float(np.mean(present)), float(np.std(present, ddof=1)) if len(present) > 1 else None  # one run: no sd
+
+
+def _measure_method(run: _PairRun, method: str, seed: int, tracker: Tracker, plots: Path) -> dict[str, Any]:
+    """Train ``method`` with model seed ``seed`` under the protocol, write its curve (csv, png), log its MLflow run;
+    its metrics entry."""
     logged = flatten_params({"paper": run.config, "train": run.train_config, "pairs": {run.pair: run.pair_config}})
-    with tracker.run(f"paper/{run.pair}/{method}", {**run.tags, "method": method}, logged) as run_id:
+    logged["model_seed"] = seed
+    name = f"{method}-seed-{seed}"
+    with tracker.run(f"paper/{run.pair}/{method}/seed-{seed}", {**run.tags, "method": method, "seed": str(seed)},
+                     logged) as run_id:  # fmt: skip
         model, curve, seconds = train_with_curve(
-            run.train_config, run.sources, run.target, method, run.config.seed, run.test,
+            run.train_config, run.sources, run.target, method, seed, run.test,
             log=lambda metrics, epoch: tracker.log_metrics(run_id, metrics, step=epoch),
         )  # fmt: skip
         last_scores = score(model, run.target, run.test.rows, run.train_config.score_batch_size)
         entry = method_entry(run.test.labels, last_scores, curve, run.test.threshold, run_id)
-        curve.to_csv(plots / f"{method}.csv", index=False)
-        plot_paper_curve(plots / f"{method}.png", curve, run.config.threshold,
-                         f"{run.pair} {method}: paper protocol, target F1 per epoch (ORACLE view)")  # fmt: skip
+        curve.to_csv(plots / f"{name}.csv", index=False)
+        plot_paper_curve(plots / f"{name}.png", curve, run.config.threshold,
+                         f"{run.pair} {method} seed {seed}: paper protocol, target F1 per epoch (ORACLE view)")
         tracker.log_metrics(run_id, {
             "last_epoch/f1": entry["f1"], "last_epoch/precision": entry["precision"],
             "last_epoch/recall": entry["recall"], "best_epoch_oracle/f1": entry["best_epoch_oracle"]["f1"],
             "best_epoch_oracle/epoch": entry["best_epoch_oracle"]["epoch"],
             "flag_all/f1": flag_all_entry(run.test.labels)["f1"], "time/seconds": seconds,
         }, step=run.config.epochs)  # fmt: skip
-        tracker.log_artifacts(run_id, [plots / f"{method}.csv", plots / f"{method}.png"], "plots")
-    print(f"paper {run.pair} {method}: {run.config.epochs} epochs in {seconds:.1f} s; target F1 last epoch "
+        tracker.log_artifacts(run_id, [plots / f"{name}.csv", plots / f"{name}.png"], "plots")
+    print(f"paper {run.pair} {method} seed {seed}: {run.config.epochs} epochs in {seconds:.1f} s; target F1 last epoch "
           f"{entry['f1']:.3f}, best epoch (ORACLE) {entry['best_epoch_oracle']['f1']:.3f}", flush=True)
     return entry
 
@@ -341,7 +376,7 @@ def _write_unmeasured(paths: ArtifactPaths, pair: str, document: dict[str, Any],
 
 
 def measure_paper_pair(pair: str, pair_config: PairConfig, config: PaperConfig, trainer: dict[str, Any],
-                       tracking: MlflowConfig, paths: ArtifactPaths) -> None:  # fmt: skip
+                       seeds: list[int], tracking: MlflowConfig, paths: ArtifactPaths) -> None:  # fmt: skip
     """Stage paper for ``pair`` (module docstring): ``metrics/paper/<pair>.json`` and ``plots/paper/<pair>/``.
 
     ``trainer``: the ``train.*`` settings the trainer reads, but the ones ``paper`` sets (config.PAPER_OWN_TRAIN_KEYS).
@@ -352,7 +387,7 @@ def measure_paper_pair(pair: str, pair_config: PairConfig, config: PaperConfig, 
     document: dict[str, Any] = {
         "protocol": PROTOCOL, "pair": pair, "sources": list(pair_config.sources), "target": pair_config.target,
         "anomaly_share": config.anomaly_share, "dev_share": config.dev_share, "threshold": config.threshold,
-        "epochs": config.epochs, "seed": config.seed, "data": {}, "methods": {},
+        "epochs": config.epochs, "seed": config.seed, "seeds": list(seeds), "data": {}, "methods": {},
     }  # fmt: skip
     one_class = [reason for reason in map(_two_classes, systems.values()) if reason]
     if one_class:
@@ -379,7 +414,7 @@ def measure_paper_pair(pair: str, pair_config: PairConfig, config: PaperConfig, 
     tracker = Tracker(tracking)
     with atomic_directory(paths.paper_plots(pair)) as plots:
         for method in config.methods:
-            document["methods"][method] = _measure_method(run, method, tracker, plots)
+            document["methods"][method] = _measure_seeds(run, method, list(seeds), tracker, plots)
         document["methods"][FLAG_ALL] = flag_all_entry(run.test.labels)
         write_json(paths.paper_metrics(pair), {**document, "status": str(Status.EVALUATED), "reason": None})
     print(f"paper {pair}: stage done in {time.perf_counter() - started:.1f} s", flush=True)

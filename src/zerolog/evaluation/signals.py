@@ -176,7 +176,7 @@ def _signals(views: dict[str, SystemView], config: DiagnoseConfig, anchors: np.n
     for system, view in views.items():
         signals[system]["novelty:template_set"] = template_set_novelty(view)
         signals[system]["novelty:rarest_template"] = rarest_template_novelty(view)
-        for name, anchor in zip(config.severity_anchors, anchors):
+        for name, anchor in zip(config.severity_anchors, anchors, strict=True):
             signals[system][f"severity:{name.split(':')[0].strip().lower()}"] = severity_similarity(view, anchor)
     for source, source_view in views.items():
         probe = fit_probe(source_view, config, seed)

@@ -298,7 +298,7 @@ def _previous_vectors(path: Path, expected_fingerprint: dict[str, object]) -> di
         return {}
     if previous.metadata.get("fingerprint") != json.dumps(expected_fingerprint, sort_keys=True):
         return {}
-    return {clean_template(template): vector for template, vector in zip(previous.templates, previous.vectors)}
+    return {clean_template(template): vector for template, vector in zip(previous.templates, previous.vectors, strict=True)}
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -319,7 +319,7 @@ def _vectors_for(cleaned: list[str], config: EmbedConfig, output: Path) -> tuple
         known_dim = next(iter(known.values())).shape[0] if known else fresh.shape[1]
         if fresh.shape != (len(new_texts), known_dim):
             raise DataError(f"{output}: embedder returned shape {fresh.shape}, expected {(len(new_texts), known_dim)}")
-        known.update(zip(new_texts, fresh))
+        known.update(zip(new_texts, fresh, strict=True))
     seconds = {"model_load_seconds": encode_started - load_started, "encode_seconds": time.perf_counter() - encode_started}
     return np.stack([known[text] for text in cleaned]).astype(np.float32), new_texts, seconds
 

@@ -42,14 +42,11 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, SystemTensors
-from zerolog.artifacts import ArtifactPaths
+from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, ArtifactPaths, SystemTensors
 from zerolog.config import TensorsConfig
 from zerolog.errors import DataError
 from zerolog.features.embed import read_template_vectors
 from zerolog.io import atomic_directory, write_json
-
-
 
 # ----------------------------------------------------------------------------- building
 
@@ -263,7 +260,7 @@ def _vocabulary(sessions: _Sessions, vectors_path: Path, sessions_path: Path) ->
     vocabulary = first_seen.take(pa.array(sorted_order))
     stored_rows = pc.index_in(vocabulary, value_set=pa.array(stored.templates, type=pa.string()))
     if stored_rows.null_count:
-        missing = [text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist()) if row is None]
+        missing = [text for text, row in zip(vocabulary.to_pylist(), stored_rows.to_pylist(), strict=True) if row is None]
         raise DataError(
             f"{vectors_path}: no vector for template {missing[0]!r} of {sessions_path}"
             f" ({len(missing)} templates missing; rerun the embed stage)"
