@@ -151,7 +151,7 @@ def _codes_with_nulls(values: pa.Array, codes: dict[str, int]) -> np.ndarray:
     return result
 
 
-def _flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group event positions by integer ``keys`` (events,), groups in first-seen order, positions in event order.
 
     Returns ``(first, positions, offsets)``: ``first`` (groups,) position of each group's first event,
@@ -284,7 +284,7 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     file_index = events.file_index.astype(np.int64)
     group_codes = events.group_codes if rule.group_by is not None else np.zeros(len(events), dtype=np.int32)
     group_count = max(len(events.groups), 1)
-    first, members, member_offsets = _flat_groups(file_index * group_count + group_codes)
+    first, members, member_offsets = flat_groups(file_index * group_count + group_codes)
     ids: list[str] = []
     windows: list[np.ndarray] = []
     without_time = 0
@@ -338,7 +338,7 @@ def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Se
         raise DataError(f"parsed lines name log file {int(events.file_index.max())}; the manifest lists {len(log_paths)}")
     event_codes = code_of_file[events.file_index.astype(np.int64)]  # (events,)
     keyed = np.flatnonzero(event_codes >= 0)  # (keyed events,) positions
-    first, positions, offsets = _flat_groups(event_codes[keyed])
+    first, positions, offsets = flat_groups(event_codes[keyed])
     names = list(codes)
     ids = [names[code] for code in event_codes[keyed[first]]]
     counts = {"log_files": len(log_paths), "files_without_key": int((code_of_file < 0).sum()),
@@ -354,7 +354,7 @@ def preparsed_sessions(events: Events) -> Sessions:
     if events.group_codes is None:
         raise ConfigError("pre-parsed sessions need the session_key column")
     key_count = max(len(events.groups), 1)
-    first, positions, offsets = _flat_groups(events.file_index.astype(np.int64) * key_count + events.group_codes)
+    first, positions, offsets = flat_groups(events.file_index.astype(np.int64) * key_count + events.group_codes)
     ids = [str(events.groups[code]) for code in events.group_codes[first]]
     return Sessions(ids, positions, offsets)
 
@@ -811,6 +811,7 @@ __all__ = [
     "assign_splits",
     "build_sessions",
     "file_sessions",
+    "flat_groups",
     "key_sessions",
     "preparsed_sessions",
     "read_sessions",
