@@ -70,7 +70,8 @@ def write_tensors(
     np.save(directory / "vectors.npy", vectors)
     (directory / "session_ids.json").write_text(json.dumps([f"{system}-{row}" for row in range(sessions)]))
     dataset = params.systems[system].dataset
-    meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len}
+    meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len,
+            "templates_list": [f"generated template {column}" for column in range(1, templates + 1)]}
     arrays = {"labels": labels, "split": split, "counts": counts}
     if levels:
         level_counts = np.zeros((sessions, 3), dtype=np.int32)  # (sessions, [ERROR, INFO, WARNING])

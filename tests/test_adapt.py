@@ -106,7 +106,8 @@ def test_importance_weighted_domain_loss_matches_the_formula() -> None:
     weights = torch.tensor([0.5, 3.0])
     _, weighted = objective(outputs, None, source, target, settings, 1.0, None, weights)
     with torch.no_grad():
-        embedding = model.embed(torch.cat([source.vectors, target.vectors]), torch.cat([source.lengths, target.lengths]))
+        vectors, lengths = torch.cat([source.vectors, target.vectors]), torch.cat([source.lengths, target.lengths])
+        embedding = model.embed(vectors, lengths)
         logits = model.discriminator(embedding, 1.0)
     source_terms = torch.nn.functional.softplus(logits[:6])  # −log(1 − σ(x)): BCE against domain 0
     target_terms = torch.nn.functional.softplus(-logits[6:])
@@ -140,6 +141,19 @@ def test_target_detector_is_the_baselines_pca_mixture(systems, weighting: str) -
     np.testing.assert_array_equal(ours.scores, theirs.scores)
     assert ours.threshold == theirs.decision_threshold and ours.pi_hat == theirs.flagged_share(train_rows)
     assert 0 < ours.pi_hat < 1 and ours.scores.shape == (target.sessions,)
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "log1p", "raw"])
+def test_zerolog_detect_pca_state_scores_as_the_target_detector(systems, weighting: str) -> None:
+    """zerolog detect keeps its own fitted PCA state (zerolog.detection.pca, issue 13): until it is built on
+    features.target_detector, its SPE must stay bit-identical to the one pi-hat and the baselines come from."""
+    from zerolog.detection.pca import fit_pca_subspace
+    from zerolog.features.target_detector import pca_residuals
+
+    _, target = systems
+    counts, train_rows = np.asarray(target.counts, dtype=np.float64), target.rows("train")
+    detect_spe = fit_pca_subspace(counts[train_rows], 0.95, weighting).spe(counts)
+    np.testing.assert_array_equal(detect_spe, pca_residuals(counts, train_rows, 0.95, weighting)[0])
 
 
 def test_target_detector_without_two_modes_is_a_data_error() -> None:

@@ -61,7 +61,9 @@ def write_system(
               "level_counts": np.zeros((sessions, 0), np.int32)}
     for array_name, array in arrays.items():
         np.save(directory / f"{array_name}.npy", array)
-    (directory / "meta.json").write_text(json.dumps({"system": name, "sessions": sessions, "max_len": max_len}))
+    meta = {"system": name, "sessions": sessions, "max_len": max_len,
+            "templates_list": [f"template {column}" for column in range(1, templates + 1)]}  # the tensors contract
+    (directory / "meta.json").write_text(json.dumps(meta))
     (directory / "session_ids.json").write_text(json.dumps([f"{name}:{row}" for row in range(sessions)]))
     return load_tensors(directory)
 

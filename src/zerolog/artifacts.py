@@ -160,6 +160,11 @@ class ArtifactPaths:
     def models(self, pair: str) -> Path:
         return Path(self.paths.models) / pair
 
+    def detector(self, system: str) -> Path:
+        """``models/target-<system>/detector/``: the system's recommended detector, persisted by the baselines stage
+        (zerolog.detection.bundle) for ``zerolog detect``, the registry and serving."""
+        return Path(self.paths.models) / f"target-{system}" / "detector"
+
     def pair_scores(self, pair: str) -> Path:
         """Scores of the transfer methods of one pair."""
         return Path(self.paths.scores) / pair

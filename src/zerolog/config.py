@@ -527,6 +527,8 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
         if self.pr_curve_points < 2:
             raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
+        if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.TARGET_ONLY:  # persisted
+            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not a target-only label-free detector")
 
     def _check_methods(self) -> None:
         """Every method is registered; the baselines stage runs each non-transfer method of the table; the
@@ -631,6 +633,23 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    """``zerolog detect`` and the registry (src/zerolog/detection/): how new logs are read and what is reported."""
+
+    top_templates: int  # templates listed per session, those that weigh most in its score
+    partition_bytes: int  # input bytes per on-disk partition of the events while sessions are collected (memory bound)
+    registered_model: str  # MLflow registered-model name of a system's recommended detector; {system} is replaced
+
+    def __post_init__(self) -> None:
+        if self.top_templates < 1:
+            raise ConfigError(f"detect.top_templates: must be at least 1, got {self.top_templates}")
+        if self.partition_bytes < 1 << 20:
+            raise ConfigError(f"detect.partition_bytes: must be at least 1 MiB, got {self.partition_bytes}")
+        if "{system}" not in self.registered_model or not self.registered_model.replace("{system}", "x").strip():
+            raise ConfigError(f"detect.registered_model: must contain {{system}}, got {self.registered_model!r}")
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str | None
     experiment: str
@@ -657,6 +676,7 @@ class Params:
     paper: PaperConfig
     diagnose: DiagnoseConfig
     gate: GateConfig
+    detect: DetectConfig
     mlflow: MlflowConfig
     source_file: str = field(default=str(PARAMS_FILE), compare=False)
 

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from zerolog.artifacts import ArtifactPaths, MethodKind, method_spec
-from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig, PaperConfig, load_params
+from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig, load_params
+from zerolog.detection.registry import register_recommended
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_text
 from zerolog.plots import plot_heatmap
@@ -485,8 +486,10 @@ def write_heatmap(path: Path, results: dict[str, dict[str, Any]], methods: list[
 
 
 def build_report(pairs: dict[str, PairConfig], evaluate: EvaluateConfig, paper: PaperConfig | None,
-                 tracking: MlflowConfig, paths: ArtifactPaths) -> None:  # fmt: skip
-    """Stage report: write ``reports/results.md`` and ``reports/f1_heatmap.png``; log both to an MLflow run.
+                 tracking: MlflowConfig, paths: ArtifactPaths, detect: DetectConfig,
+                 chunk_bytes: int) -> None:  # fmt: skip
+    """Stage report: write ``reports/results.md`` and ``reports/f1_heatmap.png``; log both to an MLflow run; register
+    each target's recommended detector in the MLflow Model Registry (zerolog.detection.registry).
     ``paper``: the paper protocol's section when it is measured (its metrics go beside the published figures)."""
     from zerolog.tracking import Tracker, flatten_params
 
@@ -500,6 +503,8 @@ def build_report(pairs: dict[str, PairConfig], evaluate: EvaluateConfig, paper: 
     with tracker.run("report", {"stage": "report", "pairs": ",".join(pairs)}, logged) as run_id:
         tracker.log_metrics(run_id, _report_metrics(settings, results))
         tracker.log_artifacts(run_id, [markdown_path, heatmap_path], "report")
+    targets = list(dict.fromkeys(pair.target for pair in pairs.values()))
+    register_recommended(targets, tracking, paths, detect, chunk_bytes)
 
 
 def _report_metrics(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> dict[str, float]:

@@ -27,6 +27,9 @@ from zerolog.params_access import declared, unwrap
 
 Each = Literal["dataset", "system", "pair", "paper_pair"]
 
+#: The served detector's MLflow models-from-code script: logged with each registered detector by the report stage.
+SERVED_MODEL_CODE = Path("src/zerolog/detection/served_model.py")
+
 
 @dataclass(frozen=True)
 class Output:
@@ -141,6 +144,9 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
     keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
             "mlflow"]
+    # the recommended detector's bundle (zerolog.detection.fit): the system's params as its dataset reads them
+    dataset = params.systems[system].dataset
+    keys += ["evaluate.recommended", f"systems.{system}", f"datasets.{dataset}", "parse.max_unmatched_share"]
     return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
 
 
@@ -165,7 +171,11 @@ def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
     paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
     return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
-            "paths": _paths(params)}  # fmt: skip
+            "paths": _paths(params), "detect": params.detect, "chunk_bytes": params.parse.chunk_bytes}  # fmt: skip
+
+
+def _targets(params: Params) -> list[str]:
+    return list(dict.fromkeys(pair.target for pair in params.pairs.values()))
 
 
 STAGES: list[Stage] = [
@@ -223,9 +233,10 @@ STAGES: list[Stage] = [
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
         "system",
-        "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
-        deps=lambda params, paths, system: [paths.tensors(system)],
-        outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
+        "zerolog.detection.fit:run_baselines_stage", _baselines_arguments,  # then the recommended one persisted
+        deps=lambda params, paths, system: [paths.tensors(system), paths.raw(params.systems[system].dataset),
+                                            paths.parsed(params.systems[system].dataset)],
+        outputs=lambda params, paths, system: [Output(paths.target_scores(system)), Output(paths.detector(system))],
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
@@ -270,6 +281,8 @@ STAGES: list[Stage] = [
         deps=lambda params, paths, _: [
             *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
+            *[paths.detector(target) for target in _targets(params)],  # registered (zerolog.detection.registry)
+            SERVED_MODEL_CODE,  # the registered model's code (MLflow models-from-code): a path, never imported here
         ],
         outputs=lambda params, paths, _: [
             Output(paths.report("results.md"), cache=False),

@@ -12,6 +12,11 @@ One experiment (``mlflow.experiment``); the train stage opens one run per pair a
 - params: all of params.yaml as loaded (the validated ``Params``), flattened to dotted keys;
 - metrics: per epoch with ``step = epoch``, then the final ones; later stages add theirs with :func:`log_to_run`;
 - artifacts: the model (``mlflow.pytorch.log_model``, input example, explicit pip requirements) and plots.
+
+The Model Registry (``register_detector``): each target's recommended detector is an MLflow pyfunc logged as
+models-from-code (``src/zerolog/detection/served_model.py``; no pickle), its bundle folder as an artifact, registered
+under ``detect.registered_model``; ``PythonModel`` and ``set_served_model`` are re-exported for that script, so that
+mlflow is imported here only.
 """
 
 from __future__ import annotations
@@ -27,17 +32,22 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-import mlflow.pytorch
+import mlflow.artifacts
+import mlflow.pyfunc
 import numpy as np
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 from zerolog.config import MlflowConfig, as_dict
+
+if TYPE_CHECKING:  # torch is imported where a model is logged: a served detector needs no torch
+    import torch
 
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_FOLDER = "mlartifacts"
@@ -139,6 +149,18 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in ("torch", "numpy", "pyyaml")]
 
 
+def detector_requirements() -> list[str]:
+    """Pinned requirements of a registered detector: what its bundle is read and scored with (no torch)."""
+    names = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "logparser3", "regex", "tqdm", "pyyaml",
+             "ruamel.yaml", "psutil")  # fmt: skip
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
+
+
+def set_served_model(model: PythonModel) -> None:
+    """``mlflow.models.set_model``: what a models-from-code script calls to name its model."""
+    set_model(model)
+
+
 def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Metrics MLflow can store: numeric and finite (NaN marks 'not defined', e.g. loss/meta of a plain method)."""
     result = {}
@@ -218,6 +240,8 @@ class Tracker:
 
         The model takes zero-padded template vectors (batch, seq_len, dim) and returns 2 logits (normal, anomalous).
         """
+        import mlflow.pytorch
+
         package = Path(__file__).resolve().parent  # zerolog/: the pickled ZeroLogModel class lives here
         mlflow.set_tracking_uri(self.tracking_uri)
         model = model.to("cpu").eval()
@@ -231,6 +255,42 @@ class Tracker:
                 # pt2 (torch.export, MLflow's default) cannot trace the packed-sequence GRU; pickle + code_paths can.
                 serialization_format="pickle",
             )
+
+    def registered_version(self, name: str, tag: str, value: str) -> str | None:
+        """The version of registered model ``name`` tagged ``tag = value`` (the newest), or None."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return None
+        found = [version for version in versions if version.tags.get(tag) == value]
+        return str(max(found, key=lambda version: int(version.version)).version) if found else None
+
+    def register_detector(self, run_id: str, name: str, code: Path, artifacts: dict[str, Path],
+                          example: list[str], tags: Mapping[str, str], description: str) -> str:  # fmt: skip
+        """Log a models-from-code pyfunc (``code``, with ``artifacts``, the zerolog package as code) into run
+        ``run_id`` and register it as a new version of ``name``; returns the version. Its input is raw log lines: one
+        list of strings; ``example``: such lines (the input example, run through the model once here)."""
+        package = Path(__file__).resolve().parent
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            # the signature comes from predict's type hints (list[str] -> list[SessionScore]); MLflow runs the
+            # example through the model here, so a model that cannot serve is not registered
+            info = mlflow.pyfunc.log_model(name="detector", python_model=str(code),
+                                           artifacts={key: str(path) for key, path in artifacts.items()},
+                                           code_paths=[str(package)], input_example=list(example),
+                                           pip_requirements=detector_requirements())  # fmt: skip
+        if self.client.search_registered_models(f"name = '{name}'") == []:
+            self.client.create_registered_model(name, description=description)
+        version = self.client.create_model_version(name, info.model_uri, run_id=run_id, tags=dict(tags),
+                                                   description=description)  # fmt: skip
+        return str(version.version)
+
+    def download_model(self, uri: str, folder: Path) -> Path:
+        """The files of a logged or registered model (``models:/<name>/<version>``) under ``folder``."""
+        mlflow.set_registry_uri(self.tracking_uri)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder),
+                                                        tracking_uri=self.tracking_uri))  # fmt: skip
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)

@@ -263,6 +263,63 @@ class DrainMiner:
             return index
         return self.add(tokens)
 
+    # ------------------------------------------------------------------ persisted state (zerolog detect)
+
+    @property
+    def placeable_tokens(self) -> int:
+        """The fewest tokens a message needs to reach a leaf: Drain places a message in the tree only when it has at
+        least ``depth - 2`` tokens (logparser3's ``self.depth``); a shorter one makes a new cluster of its own text
+        every time, unreachable by any search, so its template is always its own text."""
+        return int(self.parser.depth)
+
+    def state(self) -> dict[str, Any]:
+        """The tree as JSON-safe data: settings, masking regexes, and every node with each leaf cut to its distinct
+        templates (token lists), in the leaf's order. Enough to ``match`` exactly as this miner does (a leaf's
+        shadowed duplicates never win a match); no pickle, so a stored state cannot run code when read."""
+
+        def node_state(node: Node) -> Any:
+            if isinstance(node.childD, list):
+                leaf = self._leaf_representatives(node.childD[0].index, node.childD) if node.childD else []
+                return {"templates": [list(cluster.logTemplate) for cluster in leaf]}
+            return {"children": [[token, node_state(child)] for token, child in node.childD.items()]}
+
+        return {
+            "format_version": 1,
+            "depth": self.parser.depth + 2,
+            "similarity_threshold": self.parser.st,
+            "max_children": self.parser.maxChild,
+            "masking": list(self.masking),
+            "tree": node_state(self.root),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DrainMiner:
+        """A matching copy (``match`` only, like ``matching_copy``) rebuilt from ``state()``; clusters are numbered
+        leaf by leaf in tree order."""
+        settings = DrainConfig(depth=int(state["depth"]), similarity_threshold=float(state["similarity_threshold"]),
+                               max_children=int(state["max_children"]))  # fmt: skip
+        miner = cls(settings, list(state["masking"]))
+
+        def build(entry: dict[str, Any], depth: int, token: Any) -> Node:
+            if "templates" in entry:
+                leaf = []
+                for tokens in entry["templates"]:
+                    cluster = Logcluster(logTemplate=list(tokens), logIDL=[])
+                    cluster.index = len(miner.clusters)
+                    miner.clusters.append(cluster)
+                    miner.leaf_version.append(0)
+                    leaf.append(cluster)
+                for cluster in leaf:
+                    cluster.leaf = leaf[0].index if leaf else -1
+                return Node(childD=leaf, depth=depth, digitOrtoken=token)
+            # the root's keys are token counts (int), every other key a token (str): JSON pairs keep both types
+            children = {key: build(child, depth + 1, key) for key, child in entry["children"]}
+            return Node(childD=children, depth=depth, digitOrtoken=token)
+
+        miner.root = build(state["tree"], 0, None)
+        miner.is_copy = True
+        return miner
+
     # ------------------------------------------------------------------ templates
 
     def template(self, index: int) -> str:

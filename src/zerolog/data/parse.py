@@ -7,7 +7,9 @@ onto the same table. Nothing is dropped silently: a line that does not match the
 UTF-8 keeps its row, with ``status`` saying why, and its own line number.
 
 Output: ``paths.parsed/<name>/lines.parquet`` (a folder of Parquet parts in line order that reads as one table:
-``pandas.read_parquet``, or ``iter_line_batches`` in bounded memory) and ``templates.parquet``.
+``pandas.read_parquet``, or ``iter_line_batches`` in bounded memory) and ``templates.parquet``; for raw logs also
+``drain.json``, Drain's final prefix tree (``zerolog.data.known_templates``: what ``zerolog detect`` matches new
+lines against).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from zerolog.data.stream_parse import (
     stream_parse_files,
     write_lines,
 )
+from zerolog.data.known_templates import DRAIN_STATE_FILE, write_drain_state
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
@@ -362,11 +365,13 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     log_files = log_file_paths(folder, manifest)
     system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
     format_key = f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
+    miner = new_miner(system)
     with atomic_directory(Path(params.paths.parsed) / name) as output:
-        summary = stream_parse_files(log_files, line_layout(system, dataset.label), new_miner(system), params.parse,
+        summary = stream_parse_files(log_files, line_layout(system, dataset.label), miner, params.parse,
                                      output, format_key, progress)
         _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
                      params.parse.max_unreadable_time_share)  # fmt: skip
+        write_drain_state(output / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
     metrics = parse_metrics(name, summary, system, params.parse)
     write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
@@ -401,8 +406,8 @@ def _report(metrics: dict[str, Any]) -> None:
 
 
 def parse_dataset(params: Params, name: str) -> None:
-    """Stage parse: write ``paths.parsed/<name>/{lines.parquet/,templates.parquet}`` and
-    ``reports/data/parse/<name>.json``.
+    """Stage parse: write ``paths.parsed/<name>/{lines.parquet/,templates.parquet}`` (raw logs: and ``drain.json``)
+    and ``reports/data/parse/<name>.json``.
 
     Everything is computed before anything is written, so an error leaves no output behind.
     """

@@ -151,7 +151,7 @@ def _codes_with_nulls(values: pa.Array, codes: dict[str, int]) -> np.ndarray:
     return result
 
 
-def _flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group event positions by integer ``keys`` (events,), groups in first-seen order, positions in event order.
 
     Returns ``(first, positions, offsets)``: ``first`` (groups,) position of each group's first event,
@@ -284,7 +284,7 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     file_index = events.file_index.astype(np.int64)
     group_codes = events.group_codes if rule.group_by is not None else np.zeros(len(events), dtype=np.int32)
     group_count = max(len(events.groups), 1)
-    first, members, member_offsets = _flat_groups(file_index * group_count + group_codes)
+    first, members, member_offsets = flat_groups(file_index * group_count + group_codes)
     ids: list[str] = []
     windows: list[np.ndarray] = []
     without_time = 0
@@ -338,7 +338,7 @@ def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Se
         raise DataError(f"parsed lines name log file {int(events.file_index.max())}; the manifest lists {len(log_paths)}")
     event_codes = code_of_file[events.file_index.astype(np.int64)]  # (events,)
     keyed = np.flatnonzero(event_codes >= 0)  # (keyed events,) positions
-    first, positions, offsets = _flat_groups(event_codes[keyed])
+    first, positions, offsets = flat_groups(event_codes[keyed])
     names = list(codes)
     ids = [names[code] for code in event_codes[keyed[first]]]
     counts = {"log_files": len(log_paths), "files_without_key": int((code_of_file < 0).sum()),
@@ -354,7 +354,7 @@ def preparsed_sessions(events: Events) -> Sessions:
     if events.group_codes is None:
         raise ConfigError("pre-parsed sessions need the session_key column")
     key_count = max(len(events.groups), 1)
-    first, positions, offsets = _flat_groups(events.file_index.astype(np.int64) * key_count + events.group_codes)
+    first, positions, offsets = flat_groups(events.file_index.astype(np.int64) * key_count + events.group_codes)
     ids = [str(events.groups[code]) for code in events.group_codes[first]]
     return Sessions(ids, positions, offsets)
 
@@ -495,18 +495,9 @@ def assign_splits(
 # ----------------------------------------------------------------------------- stage
 
 
-def _load_events(
-    params: Params, name: str, collector: KeyCollector | None = None
-) -> tuple[Events, dict[str, int]]:
-    """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
-
-    Streams ``lines.parquet`` in batches of ``BATCH_LINES`` reading only the needed columns; ``content`` goes to
-    ``collector`` (the key rule) batch by batch and is not kept.
-    """
-    dataset = params.datasets[name]
-    path = Path(params.paths.parsed) / name / "lines.parquet"
-    if not path.exists():
-        raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
+def _columns_to_read(path: Path, dataset: Any, collector: KeyCollector | None) -> tuple[list[str], str | None, bool]:
+    """The ``lines.parquet`` columns sessionize reads, the grouping column (or None) and whether lines carry a level.
+    A missing required column is a one-line DataError naming the file."""
     columns = [column for column in LINE_COLUMNS if column not in ("content", "event_id")]
     required = list(LINE_COLUMNS)
     group_column = "session_key" if dataset.kind == "sessions" else group_by_column(dataset.session)
@@ -522,62 +513,95 @@ def _load_events(
     has_level = "level" in available
     if has_level:
         columns.append("level")
+    return columns, group_column, has_level
 
-    template_codes: dict[str, int] = {}
-    group_codes: dict[str, int] = {}
-    level_codes: dict[str, int] = {}
-    chunks: dict[str, list[np.ndarray]] = {
-        key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")
-    }
+
+@dataclass
+class _EventChunks:
+    """The usable events of line batches as arrays per column; strings as codes in first-seen order."""
+
+    group_column: str | None
+    has_level: bool
+    chunks: dict[str, list[np.ndarray]] = field(default_factory=lambda: {
+        key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")})
+    template_codes: dict[str, int] = field(default_factory=dict)
+    group_codes: dict[str, int] = field(default_factory=dict)
+    level_codes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Append one batch of usable lines (parsed, with a template)."""
+        self.chunks["file_index"].append(batch.column("file_index").to_numpy(zero_copy_only=False).astype(np.int16))
+        self.chunks["line_number"].append(batch.column("line_number").to_numpy(zero_copy_only=False).astype(np.int64))
+        timestamp = pc.cast(batch.column("timestamp"), pa.float64())
+        self.chunks["timestamp"].append(pc.fill_null(timestamp, np.nan).to_numpy(zero_copy_only=False))
+        label = pc.fill_null(pc.cast(batch.column("label"), pa.int8()), UNKNOWN_LABEL)
+        self.chunks["labels"].append(label.to_numpy(zero_copy_only=False).astype(np.int8))
+        self.chunks["templates"].append(_codes_in_first_seen_order(batch.column("template"), self.template_codes))
+        if self.group_column is not None:
+            values = pc.fill_null(pc.cast(batch.column(self.group_column), pa.string()), "<none>")
+            self.chunks["groups"].append(_codes_in_first_seen_order(values, self.group_codes))
+        if self.has_level:
+            self.chunks["levels"].append(_codes_with_nulls(batch.column("level"), self.level_codes))
+
+    def _joined(self, key: str) -> np.ndarray:
+        array = np.concatenate(self.chunks[key])
+        self.chunks[key] = []  # hand the pieces back as soon as they are joined
+        return array
+
+    def events(self) -> Events:
+        return Events(
+            file_index=self._joined("file_index"),
+            line_number=self._joined("line_number"),
+            timestamp=self._joined("timestamp"),
+            labels=self._joined("labels"),
+            template_codes=self._joined("templates"),
+            templates=list(self.template_codes),
+            group_codes=self._joined("groups") if self.group_column is not None else None,
+            groups=list(self.group_codes),
+            # no line with a level: the data has no level field
+            level_codes=self._joined("levels") if self.level_codes else None,
+            levels=list(self.level_codes),
+        )
+
+
+def _usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The lines of a batch that were parsed and have a template (status is read as dictionary indices)."""
+    status = batch.column("status")
+    parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
+    usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
+    return batch.filter(pc.fill_null(usable, False))
+
+
+def _load_events(
+    params: Params, name: str, collector: KeyCollector | None = None
+) -> tuple[Events, dict[str, int]]:
+    """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
+
+    Streams ``lines.parquet`` in batches of ``BATCH_LINES`` reading only the needed columns; ``content`` goes to
+    ``collector`` (the key rule) batch by batch and is not kept.
+    """
+    path = Path(params.paths.parsed) / name / "lines.parquet"
+    if not path.exists():
+        raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
+    columns, group_column, has_level = _columns_to_read(path, params.datasets[name], collector)
+    chunks = _EventChunks(group_column, has_level)
     lines = events_so_far = 0
-    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with it,
-    # Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
+    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with
+    # it, Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
     dictionary_columns = ["template", "status", *(["level"] if has_level else [])]
     for batch in iter_line_batches(path, columns, BATCH_LINES, read_dictionary=dictionary_columns):
         lines += batch.num_rows
-        status = batch.column("status")
-        parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
-        usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
-        batch = batch.filter(pc.fill_null(usable, False))
-        if batch.num_rows == 0:
+        usable = _usable_lines(batch)
+        if usable.num_rows == 0:
             continue
-        chunks["file_index"].append(batch.column("file_index").to_numpy(zero_copy_only=False).astype(np.int16))
-        chunks["line_number"].append(batch.column("line_number").to_numpy(zero_copy_only=False).astype(np.int64))
-        timestamp = pc.cast(batch.column("timestamp"), pa.float64())
-        chunks["timestamp"].append(pc.fill_null(timestamp, np.nan).to_numpy(zero_copy_only=False))
-        label = pc.cast(batch.column("label"), pa.int8())
-        chunks["labels"].append(pc.fill_null(label, UNKNOWN_LABEL).to_numpy(zero_copy_only=False).astype(np.int8))
-        chunks["templates"].append(_codes_in_first_seen_order(batch.column("template"), template_codes))
-        if group_column is not None:
-            values = pc.fill_null(pc.cast(batch.column(group_column), pa.string()), "<none>")
-            chunks["groups"].append(_codes_in_first_seen_order(values, group_codes))
-        if has_level:
-            chunks["levels"].append(_codes_with_nulls(batch.column("level"), level_codes))
+        chunks.add(usable)
         if collector is not None:
-            collector.add(batch.column("content").to_pylist(), events_so_far)
-        events_so_far += batch.num_rows
+            collector.add(usable.column("content").to_pylist(), events_so_far)
+        events_so_far += usable.num_rows
     if events_so_far == 0:
         raise DataError(f"{path}: no parsed lines to sessionize")
     pa.default_memory_pool().release_unused()  # the batches are gone: hand Arrow's freed pages back
-
-    def joined(key: str) -> np.ndarray:
-        array = np.concatenate(chunks[key])
-        chunks[key] = []
-        return array
-
-    events = Events(
-        file_index=joined("file_index"),
-        line_number=joined("line_number"),
-        timestamp=joined("timestamp"),
-        labels=joined("labels"),
-        template_codes=joined("templates"),
-        templates=list(template_codes),
-        group_codes=joined("groups") if group_column is not None else None,
-        groups=list(group_codes),
-        level_codes=joined("levels") if level_codes else None,  # no line with a level: the data has no level field
-        levels=list(level_codes),
-    )
-    return events, {"lines": int(lines), "lines_not_parsed": int(lines - events_so_far)}
+    return chunks.events(), {"lines": int(lines), "lines_not_parsed": int(lines - events_so_far)}
 
 
 @dataclass
@@ -637,19 +661,23 @@ class SessionTable:
         return self.arrow().to_pandas()
 
 
-def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, Any]]:
-    """The sessions of one dataset (the rows of ``sessions.parquet``) and its metrics; writes nothing."""
+def _key_collector(dataset: Any, where: str) -> KeyCollector | None:
+    """The collector of session keys for ``session.rule: key`` (None for other rules); missing keys are refused."""
+    if dataset.kind == "sessions":
+        return None
+    if dataset.session is None:
+        raise ConfigError(f"{where}: missing key (required for kind {dataset.kind})")
+    if dataset.session.rule != "key":
+        return None
+    if not dataset.session.key_regex:
+        raise ConfigError(f"{where}.key_regex: missing key (required for rule key)")
+    return KeyCollector(dataset.session.key_regex)
+
+
+def _group_sessions(params: Params, name: str, events: Events, collector: KeyCollector | None) -> Sessions:
+    """The dataset's sessions by its rule: pre-parsed, a key in each line, one per file, or windows."""
     dataset = dataset_config(params, name)
     where = f"datasets.{name}.session"
-    collector = None
-    if dataset.kind != "sessions":
-        if dataset.session is None:
-            raise ConfigError(f"{where}: missing key (required for kind {dataset.kind})")
-        if dataset.session.rule == "key":
-            if not dataset.session.key_regex:
-                raise ConfigError(f"{where}.key_regex: missing key (required for rule key)")
-            collector = KeyCollector(dataset.session.key_regex)
-    events, counts = _load_events(params, name, collector)
     if dataset.kind == "sessions":
         sessions = preparsed_sessions(events)
     elif collector is not None:
@@ -664,14 +692,12 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
         raise DataError(f"{Path(params.paths.parsed) / name / 'lines.parquet'}: no sessions ({where} found none)")
     if len(set(sessions.ids)) != len(sessions.ids):
         raise DataError(f"{where}: session ids are not unique")
+    return sessions
 
-    labels, label_rule, label_counts = session_labels(params, name, events, sessions)
-    subsample_rng, split_rng = (np.random.default_rng(seed) for seed in np.random.SeedSequence(params.seed).spawn(2))
-    subsampling: dict[str, Any] | None = None
-    keep = np.ones(len(labels), dtype=bool)
-    if dataset.anomaly_share is not None:
-        keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
 
+def _kept_table(events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray, split_of: Any) -> SessionTable:
+    """The table of the kept sessions (all, unless anomalies were subsampled); ``split_of(labels, start_times,
+    file_indices)`` assigns their splits."""
     kept = np.flatnonzero(keep)  # (kept sessions,)
     first_positions = sessions.first_positions[kept]
     lengths = sessions.lengths[kept]
@@ -686,24 +712,37 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
     labels = labels[kept]
     start_times = events.timestamp[first_positions]
     file_indices = events.file_index[first_positions].astype(np.int16)
-    split = assign_splits(labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng)
-    table = SessionTable(
+    return SessionTable(
         session_ids=[sessions.ids[index] for index in kept] if len(kept) != len(sessions.ids) else sessions.ids,
         templates=events.templates,
         template_codes=events.template_codes[member_positions],
         offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
         labels=labels,
         start_times=start_times,
-        split=split,
+        split=split_of(labels, start_times, file_indices),
         file_indices=file_indices,
         level_codes=events.level_codes[member_positions] if events.level_codes is not None else None,
         levels=events.levels,
     )
-    metrics = session_metrics(name, table, label_rule)
-    metrics.update(counts)
-    metrics.update(sessions.counts)
-    metrics.update(label_counts)
-    metrics["split_method"] = dataset.split.method + (f", stratified by {dataset.split.stratify_by}" if dataset.split.stratify_by else "")
+
+
+def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, Any]]:
+    """The sessions of one dataset (the rows of ``sessions.parquet``) and its metrics; writes nothing."""
+    dataset = dataset_config(params, name)
+    collector = _key_collector(dataset, f"datasets.{name}.session")
+    events, counts = _load_events(params, name, collector)
+    sessions = _group_sessions(params, name, events, collector)
+    labels, label_rule, label_counts = session_labels(params, name, events, sessions)
+    subsample_rng, split_rng = (np.random.default_rng(seed) for seed in np.random.SeedSequence(params.seed).spawn(2))
+    subsampling: dict[str, Any] | None = None
+    keep = np.ones(len(labels), dtype=bool)
+    if dataset.anomaly_share is not None:
+        keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
+    table = _kept_table(events, sessions, labels, keep, lambda labels, start_times, file_indices: assign_splits(
+        labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng))
+    metrics = {**session_metrics(name, table, label_rule), **counts, **sessions.counts, **label_counts}
+    by = dataset.split.stratify_by
+    metrics["split_method"] = dataset.split.method + (f", stratified by {by}" if by else "")
     if dataset.split.method == "random":
         metrics["split_method"] += ", stratified by label"
     if subsampling is not None:
@@ -811,6 +850,7 @@ __all__ = [
     "assign_splits",
     "build_sessions",
     "file_sessions",
+    "flat_groups",
     "key_sessions",
     "preparsed_sessions",
     "read_sessions",

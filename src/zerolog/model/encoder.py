@@ -50,13 +50,17 @@ class AttentionPooling(nn.Module):
         self.score = nn.Linear(size, 1, bias=False)
         nn.init.normal_(self.guide, std=size**-0.5)
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def weights(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """α: (batch, seq_len) attention weights over the true positions (0 on padding); what zerolog detect reports
+        as the templates that weigh most in a session's score."""
         # states (batch, seq_len, size); mask (batch, seq_len) True on real positions
         query = self.guide_projection(self.guide)  # (size,)
         energies = self.score(torch.tanh(self.state_projection(states) + query)).squeeze(-1)  # (batch, seq_len)
         energies = energies.masked_fill(~mask, torch.finfo(energies.dtype).min)
-        weights = torch.softmax(energies, dim=1)  # (batch, seq_len)
-        return torch.einsum("bt,bts->bs", weights, states)  # (batch, size)
+        return torch.softmax(energies, dim=1)  # (batch, seq_len)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bt,bts->bs", self.weights(states, mask), states)  # (batch, size)
 
 
 class SessionEncoder(nn.Module):
@@ -77,6 +81,10 @@ class SessionEncoder(nn.Module):
         self.output_size = 2 * config.hidden_size
 
     def forward(self, vectors: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attention(*self.states(vectors, lengths))  # (batch, 2 * hidden)
+
+    def states(self, vectors: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU's states (batch, seq_len, 2 * hidden) and the mask of true positions (batch, seq_len)."""
         # vectors (batch, seq_len, dim); lengths (batch,) true lengths ≥ 1
         if lengths is None:
             lengths = lengths_from_padding(vectors)
@@ -88,4 +96,4 @@ class SessionEncoder(nn.Module):
         # states (batch, seq_len, 2 * hidden)
         positions = torch.arange(sequence_length, device=vectors.device)  # (seq_len,)
         mask = positions.unsqueeze(0) < lengths.to(vectors.device).unsqueeze(1)  # (batch, seq_len)
-        return self.attention(states, mask)  # (batch, 2 * hidden)
+        return states, mask

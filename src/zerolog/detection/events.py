@@ -1,0 +1,154 @@
+"""One chunk of new log lines to events: the parse engine's header split and masking, matched on KNOWN templates.
+
+``detect_chunk_task`` runs where the chunk is (the client or a worker process): ``parse_chunk`` (the parse stage's
+own function) splits headers, masks each message and matches every distinct masked message against the known tree
+without changing it; ``KnownTemplates.resolve`` gives each its known template or marks it unknown; the session rule's
+keys are read from the messages. What comes back is small: per event its line offset, template code and time, the
+distinct texts and unknown messages, and the session keys. The client numbers new templates in input order
+(``NewTemplates``), so the result does not depend on which process parsed which chunk.
+
+An event is a line that matched the log format (status ``parsed``), as in the sessionize stage: lines that did not,
+or are not UTF-8, are counted, never sessions' events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from zerolog.config import SessionRule
+from zerolog.data.known_templates import KnownTemplates
+from zerolog.data.sessionize import group_by_column
+from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
+
+#: ``ChunkEvents.codes`` value base of an unknown message: code -(1 + i) is ``unknown_keys[i]``.
+UNKNOWN = -1
+#: A window rule's group value for a line whose group_by field is empty (as the sessionize stage reads it).
+NO_GROUP = "<none>"
+
+
+@dataclass(frozen=True)
+class SessionKeying:
+    """What a chunk task extracts for the session rule: the key regex (rule key) or the group_by column (window)."""
+
+    rule: str  # key | window | file
+    key_regex: str | None
+    group_column: str | None  # lines.parquet column of the window rule's group_by (None: one group per file)
+
+    @classmethod
+    def of(cls, session: SessionRule) -> SessionKeying:
+        return cls(session.rule, session.key_regex if session.rule == "key" else None, group_by_column(session))
+
+
+@dataclass
+class ChunkEvents:
+    """The events of one chunk (see module docstring); arrays are per event unless said otherwise."""
+
+    index: int
+    file_index: int
+    lines: int
+    raw_bytes: int
+    status_counts: dict[str, int]
+    first_bad_offset: int | None
+    offsets: np.ndarray  # (events,) int64 line offset in the chunk
+    codes: np.ndarray  # (events,) int32: >= 0 index into texts, < 0 unknown message -(1 + index into unknown_keys)
+    texts: list[str]  # known template texts used in the chunk
+    unknown_keys: list[str]  # masked messages no known template covers
+    timestamps: np.ndarray  # (events,) float64, NaN unknown
+    groups: list[str] | None  # window rule with group_by: each event's group value
+    key_events: np.ndarray  # (pairs,) int64 event index of each session key (key rule: a line may name several)
+    keys: list[str]  # (pairs,) the session keys
+
+
+@dataclass(frozen=True)
+class SharedKnown:
+    """The known templates pickled once, named by digest, so a worker unpickles them once (not once per chunk)."""
+
+    digest: str
+    data: bytes
+
+    @classmethod
+    def of(cls, known: KnownTemplates) -> SharedKnown:
+        data = pickle.dumps(known, pickle.HIGHEST_PROTOCOL)
+        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), data)
+
+
+_WORKER_KNOWN: dict[str, KnownTemplates] = {}
+
+
+def _known_in_worker(shared: SharedKnown | KnownTemplates) -> KnownTemplates:
+    if isinstance(shared, KnownTemplates):
+        return shared
+    known = _WORKER_KNOWN.get(shared.digest)
+    if known is None:
+        _WORKER_KNOWN.clear()
+        known = _WORKER_KNOWN[shared.digest] = pickle.loads(shared.data)
+    return known
+
+
+def _template_codes(known: KnownTemplates, keys: list[str],
+                    clusters: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:  # fmt: skip
+    """Per distinct masked message: its code (known text index, or unknown), the texts and the unknown messages."""
+    text_index: dict[str, int] = {}
+    unknown: list[str] = []
+    codes = np.empty(len(keys), dtype=np.int32)
+    for position, (key, cluster) in enumerate(zip(keys, clusters.tolist(), strict=True)):
+        answer = known.resolve(key, int(cluster))
+        if answer is None:
+            codes[position] = UNKNOWN - len(unknown)
+            unknown.append(key)
+        else:
+            codes[position] = text_index.setdefault(answer, len(text_index))
+    return codes, list(text_index), unknown
+
+
+def _session_keys(contents: list[str | None], key_regex: str) -> tuple[np.ndarray, list[str]]:
+    """(event index, key) of every key ``key_regex``'s group finds in each event's message, as the sessionize stage's
+    KeyCollector reads them (a key found twice in one line counts once)."""
+    find_all = re.compile(key_regex).findall
+    events: list[int] = []
+    keys: list[str] = []
+    for event, content in enumerate(contents):
+        found = find_all(content) if isinstance(content, str) else ()
+        for key in (found if len(found) <= 1 else list(dict.fromkeys(found))):
+            events.append(event)
+            keys.append(key)
+    return np.array(events, dtype=np.int64), keys
+
+
+def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: SharedKnown | KnownTemplates,
+                      keying: SessionKeying) -> ChunkEvents:  # fmt: skip
+    """Parse one chunk against the known templates (changing nothing) into its events."""
+    known = _known_in_worker(shared)
+    table, summary = parse_chunk(chunk, layout, known.miner)
+    key_of_line = summary.key_of_line
+    offsets = np.flatnonzero((key_of_line >= 0) | (key_of_line == EMPTY_MESSAGE)).astype(np.int64)  # (events,)
+    key_codes, texts, unknown = _template_codes(known, summary.keys, summary.key_cluster)
+    empty_code = len(texts)
+    texts.append(EMPTY_TEMPLATE)
+    line_keys = key_of_line[offsets]
+    codes = np.where(line_keys >= 0, key_codes[np.maximum(line_keys, 0)] if len(key_codes) else 0, empty_code)
+    taken = pa.array(offsets)
+    groups = None
+    if keying.rule == "window" and keying.group_column is not None:
+        values = pc.cast(table.column(keying.group_column).take(taken), pa.string())
+        groups = pc.fill_null(values, NO_GROUP).to_pylist()
+    key_events, keys = np.zeros(0, dtype=np.int64), list[str]()
+    if keying.rule == "key":
+        key_events, keys = _session_keys(table.column("content").take(taken).to_pylist(), str(keying.key_regex))
+    timestamps = pc.fill_null(table.column("timestamp").take(taken), np.nan).to_numpy(zero_copy_only=False)
+    return ChunkEvents(
+        index=chunk.index, file_index=chunk.file_index, lines=summary.lines, raw_bytes=summary.raw_bytes,
+        status_counts=summary.status_counts, first_bad_offset=summary.first_bad_offset, offsets=offsets,
+        codes=codes.astype(np.int32), texts=texts, unknown_keys=unknown, timestamps=timestamps.astype(np.float64),
+        groups=groups, key_events=key_events, keys=keys,
+    )  # fmt: skip
+
+
+__all__ = ["NO_GROUP", "UNKNOWN", "ChunkEvents", "SessionKeying", "SharedKnown", "detect_chunk_task"]
