@@ -281,3 +281,21 @@ def test_mlflow_models_serve_answers_raw_lines_with_session_scores(pipeline, reg
     assert served["session_id"].tolist() == expected["session_id"].tolist()
     np.testing.assert_allclose(served["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-9)
     assert served["flagged"].tolist() == expected["flagged"].tolist()
+
+
+def test_a_recommended_detector_without_a_persisted_form_is_recorded_and_detect_says_why(tmp_path):
+    """evaluate.recommended may name a detector zerolog detect cannot apply: the stage still writes its declared
+    output (a record of why), evaluate runs, and reading the detector fails in one line with that reason."""
+    from evaluation_fixtures import write_tensors
+
+    from zerolog.errors import DataError
+
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
+                                    "evaluate.baselines": ["template_rarity"],
+                                    "evaluate.recommended": "template_rarity"})  # fmt: skip
+    write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
+    call_stage("baselines", params, "bgl")
+    folder = ArtifactPaths(params.paths).detector("bgl")
+    with pytest.raises(DataError, match="no detector to apply .*'template_rarity' has no persisted form") as caught:
+        read_bundle(folder)
+    assert "\n" not in str(caught.value)

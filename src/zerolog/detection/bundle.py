@@ -34,10 +34,11 @@ from zerolog.config import DrainConfig, SessionRule, TimestampConfig, as_dict
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.detection.pca import WEIGHTINGS, PcaSubspace
 from zerolog.errors import DataError
-from zerolog.io import atomic_directory, read_json, write_parquet
+from zerolog.io import atomic_directory, read_json, write_json, write_parquet
 
 FORMAT_VERSION = 1
 META_FILE = "detector.json"
+NOT_PERSISTED_FILE = "not_persisted.json"  # written instead when evaluate.recommended has no persisted form
 TEMPLATES_FILE = "templates.parquet"
 ARRAY_NAMES = ("idf", "mean", "components")
 DRAIN_FILE = "drain.json"
@@ -162,9 +163,24 @@ def _read_subspace(folder: Path, meta: dict[str, Any]) -> PcaSubspace:
     return PcaSubspace(weighting, idf, mean, components, int(meta["pca"]["train_sessions"]))
 
 
+def not_persisted_reason(folder: str | Path) -> str | None:
+    """Why the baselines stage wrote no detector in ``folder`` (its ``NOT_PERSISTED_FILE``), or None."""
+    marker = Path(folder) / NOT_PERSISTED_FILE
+    return str(read_json(marker)["reason"]) if marker.is_file() else None
+
+
+def write_not_persisted(folder: str | Path, method: str, reason: str) -> None:
+    """The stage's declared output when ``evaluate.recommended`` has no persisted form: a record saying why."""
+    with atomic_directory(Path(folder)) as output:
+        write_json(output / NOT_PERSISTED_FILE, {"method": method, "reason": reason})
+
+
 def read_bundle(folder: str | Path) -> DetectorBundle:
     """Read and check a bundle folder; a one-line DataError names the file at fault."""
     folder = Path(folder)
+    reason = not_persisted_reason(folder)
+    if reason is not None:
+        raise DataError(f"{folder}: no detector to apply ({reason})")
     meta = _read_meta(folder)
     try:
         table = pd.read_parquet(folder / TEMPLATES_FILE)

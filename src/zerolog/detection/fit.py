@@ -26,7 +26,7 @@ from zerolog.artifacts import ArtifactPaths, SystemTensors, load_tensors, read_s
 from zerolog.data.datasets import iterate_text_lines
 from zerolog.data.known_templates import DRAIN_STATE_FILE, known_templates_of_dataset
 from zerolog.data.parse import log_file_paths, read_manifest
-from zerolog.detection.bundle import SystemContext, Threshold, write_bundle
+from zerolog.detection.bundle import SystemContext, Threshold, write_bundle, write_not_persisted
 from zerolog.detection.pca import PcaSubspace, Weighting, fit_pca_subspace
 from zerolog.errors import DataError
 from zerolog.evaluation.baselines import run_target_baselines
@@ -105,14 +105,18 @@ def write_system_detector(params: Any, arrays: SystemTensors, scores_folder: Pat
     ``variance``, ``weighting``: the PCA's settings in params (the caller's: the baselines stage reads them where
     its own PCA detectors do), the explained-variance share and the count weighting (loglizer's tf-idf)."""
     method, system = params.evaluate.recommended, arrays.system
+    paths = ArtifactPaths(params.paths)
     if method not in PERSISTABLE_METHODS:
-        raise DataError(f"evaluate.recommended: {method!r} cannot be persisted (persistable: {PERSISTABLE_METHODS})")
+        reason = (f"evaluate.recommended {method!r} has no persisted form for zerolog detect (persistable: "
+                  f"{', '.join(PERSISTABLE_METHODS)})")
+        write_not_persisted(paths.detector(system), method, reason)
+        return {"method": method, "bundle": None, "score_file": "not persisted", "threshold": None, "pi_hat": None,
+                "reason": reason}
     train_rows = arrays.rows("train")
     counts = np.asarray(arrays.counts, dtype=np.float64)  # (sessions, templates + 1)
     subspace: PcaSubspace = fit_pca_subspace(counts[train_rows], variance, weighting)
     spe = subspace.spe(counts)  # (sessions,)
     threshold = mixture_decision(spe, train_rows, params.seed)
-    paths = ArtifactPaths(params.paths)
     context = system_context(params, system, int(arrays.meta["max_len"]))
     parsed = paths.parsed(context.dataset)
     known = known_templates_of_dataset(parsed) if (parsed / DRAIN_STATE_FILE).is_file() else None
@@ -136,6 +140,9 @@ def run_baselines_stage(params: Any, system: str, seeds: list[int]) -> None:
     settings = params.evaluate.detectors.pca
     entry = write_system_detector(params, load_tensors(paths.tensors(system)), paths.target_scores(system),
                                   settings.variance, settings.weighting)  # fmt: skip
+    if entry["bundle"] is None:
+        print(f"baselines {system}: recommended detector not persisted: {entry['reason']}", flush=True)
+        return
     threshold = entry["threshold"]
     cut = "no label-free cut" if threshold is None else f"cut {threshold:.6g}, pi-hat {entry['pi_hat']:.3f}"
     print(f"baselines {system}: recommended detector {entry['method']} persisted in {entry['bundle']} ({cut}; "

@@ -23,7 +23,7 @@ from typing import Any
 
 from zerolog.artifacts import ArtifactPaths
 from zerolog.config import DetectConfig, MlflowConfig
-from zerolog.detection.bundle import read_bundle
+from zerolog.detection.bundle import not_persisted_reason, read_bundle
 from zerolog.detection.loading import LoadedDetector, from_bundle
 
 SELECTION_RULE = ("evaluate.recommended: declared in params.yaml before any test number was read, one detector for "
@@ -56,8 +56,11 @@ def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: Det
     """Register the system's bundle unless a version with the same files exists; returns its registry entry (a
     bundle that cannot read raw lines, of a pre-parsed dataset, is not registered: a served model must serve)."""
     folder = paths.detector(system)
-    bundle = read_bundle(folder)  # a damaged bundle fails here, in one line, not in the registry
     name = registered_name(detect.registered_model, system)
+    reason = not_persisted_reason(folder)
+    if reason is not None:
+        return {"name": name, "version": None, "method": None, "reason": reason}
+    bundle = read_bundle(folder)  # a damaged bundle fails here, in one line, not in the registry
     if not bundle.reads_raw_lines:
         return {"name": name, "version": None, "method": bundle.method, "reason": (
             f"dataset {bundle.context.dataset} is pre-parsed: no Drain state or session rule for raw lines")}
