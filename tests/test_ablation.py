@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_params
-from test_training import write_system
+from training_fixtures import write_system
 
 from zerolog import ablation
 

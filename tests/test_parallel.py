@@ -1,6 +1,6 @@
 """Tests of the one pool module (src/zerolog/parallel.py): ordered, lazy, bounded mapping; errors surface as raised.
 
-The Dask backend on a 2-worker LocalCluster is tested in tests/test_dask_parse.py (one cluster for the module).
+The Dask backend on a 2-worker LocalCluster is tested in tests/data/test_dask_parse.py (one cluster for the module).
 """
 
 from __future__ import annotations

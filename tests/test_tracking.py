@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from test_training import write_system
+from training_fixtures import write_system
 
 from conftest import call_stage, make_params
 from zerolog.config import MlflowConfig, load_params

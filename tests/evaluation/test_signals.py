@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import call_stage
 from sklearn.metrics import roc_auc_score
-from test_training import write_system
+from training_fixtures import write_system
 
 from zerolog.config import ConfigError, load_params
 from zerolog.errors import DataError
@@ -24,7 +24,7 @@ from zerolog.evaluation.signals import (
     template_set_novelty,
 )
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 DIM = 16
 
 

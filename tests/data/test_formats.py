@@ -33,10 +33,10 @@ from zerolog.data.parse import parse_dataset
 from zerolog.data.sessionize import read_sessions, sessionize_dataset
 from zerolog.errors import DataError
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 BUNDLED = REPOSITORY / "data" / "bundled"
 DEVSTACK = BUNDLED / "OpenStack" / "devstack"
-SEQUENCES = Path(__file__).resolve().parent / "fixtures" / "ait_openstack"
+SEQUENCES = Path(__file__).resolve().parents[1] / "fixtures" / "ait_openstack"
 OUTPUTS = ("raw", "parsed", "sessions", "features", "tensors", "models", "scores", "metrics", "plots", "reports",
            "archives")
 DEVSTACK_FORMAT = "(?=[A-Z]+ )<Level> <Component> <Content>"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import call_stage, make_params
-from test_training import assert_same_weights, small_config, unlabeled, weights_of, write_system
+from training_fixtures import assert_same_weights, small_config, unlabeled, weights_of, write_system
 
 from zerolog.artifacts import SystemTensors, read_scores
 from zerolog.config import AdaptConfig, ConfigError, SelfTrainingConfig, TrainConfig

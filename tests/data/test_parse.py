@@ -20,7 +20,7 @@ from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamp
 from zerolog.data.stream_parse import header_regex, line_layout, new_miner, parse_chunk, plan_chunks
 from zerolog.errors import DataError
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "bundled"
 HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
 
 

@@ -27,7 +27,7 @@ from zerolog.features.embed import (
     resolve_sentence_model,
 )
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def make_params(tmp_path: Path, **embed_settings):

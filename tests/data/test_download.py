@@ -19,7 +19,7 @@ from zerolog.config import Params, parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.errors import ChecksumError, DataError, DownloadError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "data" / "bundled"
 RAW_PARAMS = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
 

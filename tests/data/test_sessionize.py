@@ -25,7 +25,7 @@ from zerolog.data.sessionize import (
 )
 from zerolog.errors import DataError
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 BUNDLED = REPOSITORY / "data" / "bundled"
 HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
 BGL_LINES = (BUNDLED / "BGL" / "BGL_2k.log").read_bytes().splitlines(keepends=True)
@@ -359,7 +359,7 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
         write_raw_logs(params, "hdfs_logs", {"HDFS.log": generated.read_bytes()}, {"labels": labels.read_bytes()})
         parse_dataset(params, "hdfs_logs")
         completed = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).parent)],
+            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).resolve().parents[1])],
             capture_output=True, text=True, check=True, cwd=REPOSITORY,
         )
         peaks[lines] = int(completed.stdout.split()[-1])

@@ -21,7 +21,7 @@ from zerolog.errors import DataError
 from zerolog.features.embed import write_template_vectors
 from zerolog.features.tensors import SessionDataset
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 SYSTEM = "hdfs"
 MAX_LEN = 4
 DIM = 3

@@ -4,7 +4,7 @@ The claim under test: the parse stage gives, line for line, what logparser3's ow
 gives (the reference below: logparser3's header regex, its ``LogParser.parse`` loop over the messages, pandas'
 ``to_datetime``), whatever the chunk size, the sample size or the pool, in memory that does not grow with the
 file. logparser3 stays a dependency for this reason and because ``DrainMiner`` drives its Drain steps.
-Dask (a LocalCluster, a killed worker): tests/test_dask_parse.py.
+Dask (a LocalCluster, a killed worker): tests/data/test_dask_parse.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from zerolog.data.stream_parse import (
 )
 from zerolog.errors import DataError
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 BUNDLED = REPOSITORY / "data" / "bundled"
 TRUTH = {
     "hdfs_logs": "HDFS/HDFS_2k.log_structured.csv",
