@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=HDFS_V1_LINES, help=f"lines to write (default {HDFS_V1_LINES:,})")
     parser.add_argument("--labels", type=Path, default=None, help="also write BlockId,Label for the fresh block ids")
     parser.add_argument("--block-reuse", type=int, default=1,
-                        help="consecutive repetitions sharing one set of fresh block ids (default 1: fresh every repetition)")
+                        help="consecutive repetitions sharing one set of fresh block ids "
+                             "(default 1: fresh every repetition)")
     arguments = parser.parse_args(argv)
     written = generate(arguments.output, arguments.lines, arguments.labels, arguments.block_reuse)
     print(f"{arguments.output}: {written} lines", file=sys.stderr)

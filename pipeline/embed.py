@@ -1,4 +1,7 @@
-"""Stage embed: Embed every template of every dataset into one semantic space: paths.features/template_vectors.parquet."""
+"""Stage embed: Embed every template of every dataset into one semantic space.
+
+Output: paths.features/template_vectors.parquet.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""Stage paper: one pair under the published protocol (zerolog.evaluation.paper). Usage: python pipeline/paper.py PAIR"""
+"""Stage paper: one pair under the published protocol (zerolog.evaluation.paper).
+
+Usage: python pipeline/paper.py PAIR
+"""
 
 import sys
 

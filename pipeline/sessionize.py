@@ -1,4 +1,7 @@
-"""Stage sessionize: Group one dataset's lines into labeled, split sessions: paths.sessions/<dataset>/sessions.parquet."""
+"""Stage sessionize: Group one dataset's lines into labeled, split sessions.
+
+Output: paths.sessions/<dataset>/sessions.parquet.
+"""
 
 import sys
 

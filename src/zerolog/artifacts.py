@@ -33,7 +33,7 @@ UNLABELED = -1  # labels.npy value of a session without ground truth
 PADDING = 0  # index.npy value of a padding position (row 0 of vectors.npy is all zeros)
 
 
-class Status(str, Enum):
+class Status(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enum behaviour stays exactly as recorded
     """What a stage says of a pair, a method or a rule (metrics files, status.json)."""
 
     OK = "ok"  # trained or written
@@ -50,7 +50,7 @@ class Status(str, Enum):
 # ----------------------------------------------------------------------------- methods
 
 
-class MethodKind(str, Enum):
+class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enum behaviour stays exactly as recorded
     """What a method reads, which decides where its scores live and how the report labels it."""
 
     TRANSFER = "transfer"  # source labels + the target's UNLABELED sessions (zero-label); scores per pair
@@ -134,7 +134,7 @@ def methods_of_kind(*kinds: MethodKind) -> list[str]:
 class ArtifactPaths:
     """Every artifact's location, from ``params.paths``: the only place a path is joined by hand."""
 
-    paths: "Paths"
+    paths: Paths
 
     def raw(self, dataset: str) -> Path:
         return Path(self.paths.raw) / dataset
@@ -406,6 +406,7 @@ def load_tensors(directory: str | Path) -> SystemTensors:
         if arrays[name].shape != shape:
             raise DataError(f"{directory / (name + '.npy')}: shape {arrays[name].shape}, expected {shape}")
     if meta.get("sessions") != sessions or meta.get("max_len") != max_len:
-        raise DataError(f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape {(sessions, max_len)}")
+        raise DataError(f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape "
+                        f"{(sessions, max_len)}")
     _check_tensor_values(directory, arrays)
     return SystemTensors(directory=directory, meta=meta, **arrays)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-
 from zerolog.artifacts import MethodKind, method_spec
 from zerolog.errors import ConfigError
 
@@ -191,7 +190,8 @@ class ParseConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_unreadable_time_share <= 1:
-            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}")
+            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], "
+                              f"got {self.max_unreadable_time_share}")
         if self.chunk_bytes < 1:
             raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
         if self.sample_lines < 0:
@@ -375,7 +375,8 @@ class IsolationForestConfig:
 
     def __post_init__(self) -> None:
         if self.n_estimators < 1:
-            raise ConfigError(f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, got {self.n_estimators}")
+            raise ConfigError(f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, "
+                              f"got {self.n_estimators}")
 
 
 @dataclass(frozen=True)
@@ -473,11 +474,14 @@ class OracleConfig:
 
     def __post_init__(self) -> None:
         if self.min_train_anomalies < 1:
-            raise ConfigError(f"evaluate.oracle.min_train_anomalies: must be at least 1, got {self.min_train_anomalies}")
+            raise ConfigError(f"evaluate.oracle.min_train_anomalies: must be at least 1, "
+                              f"got {self.min_train_anomalies}")
         if self.logistic_regularization <= 0:
-            raise ConfigError(f"evaluate.oracle.logistic_regularization: must be positive, got {self.logistic_regularization}")
+            raise ConfigError(f"evaluate.oracle.logistic_regularization: must be positive, "
+                              f"got {self.logistic_regularization}")
         if self.logistic_max_iterations < 1:
-            raise ConfigError(f"evaluate.oracle.logistic_max_iterations: must be at least 1, got {self.logistic_max_iterations}")
+            raise ConfigError(f"evaluate.oracle.logistic_max_iterations: must be at least 1, "
+                              f"got {self.logistic_max_iterations}")
 
 
 @dataclass(frozen=True)
@@ -535,7 +539,8 @@ class EvaluateConfig:
         recommended method is run (in the table or by the baselines stage) and is no oracle."""
         for index, method in enumerate(self.baselines):
             if method_spec(method, f"evaluate.baselines[{index}]").kind is MethodKind.TRANSFER:
-                raise ConfigError(f"evaluate.baselines[{index}]: {method} is a transfer method (the train stage runs it)")
+                raise ConfigError(f"evaluate.baselines[{index}]: {method} is a transfer method "
+                                  f"(the train stage runs it)")
         for index, method in enumerate(self.methods):
             spec = method_spec(method, f"evaluate.methods[{index}]")
             if spec.kind is not MethodKind.TRANSFER and method not in self.baselines:
@@ -739,9 +744,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_type, item_type = get_args(annotation)
         return {
-            _convert(key, key_type, f"{where}"): _convert(item, item_type, f"{where}.{key}") for key, item in value.items()
+            _convert(key, key_type, f"{where}"): _convert(item, item_type, f"{where}.{key}")
+            for key, item in value.items()
         }
     if dataclasses.is_dataclass(annotation):
+        assert isinstance(annotation, type)  # a field's annotation is a dataclass, never an instance of one
         return _build(annotation, value, where)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -797,10 +804,14 @@ RESERVED_LINE_COLUMNS = (
 )  # fmt: skip
 
 #: Which ``files`` keys each dataset kind needs (sessions: one of the alternatives).
-DATASET_FILES = {
+DATASET_FILES: dict[str, list[tuple[str, ...]]] = {
     "raw": [("logs",)],
     "events": [("events", "templates")],
-    "sessions": [("normal", "abnormal", "templates"), ("sessions",), ("train", "test_normal", "test_abnormal", "templates")],
+    "sessions": [
+        ("normal", "abnormal", "templates"),
+        ("sessions",),
+        ("train", "test_normal", "test_abnormal", "templates"),
+    ],
 }
 
 
@@ -853,9 +864,9 @@ def _check_session_and_label(name: str, dataset: DatasetConfig, fields: list[str
         _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
     if session is not None and session.rule == "file" and dataset.kind != "raw":
         raise ConfigError(f"{where}.session.rule: file needs kind raw (one session per log file)")
-    if session is not None and session.group_by is not None:
-        if dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()]:
-            raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
+    if (session is not None and session.group_by is not None
+            and (dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()])):
+        raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
     if label is None:
         return
     if label.rule in ("key_file", "key_list"):
@@ -881,9 +892,11 @@ def _check_systems_and_datasets(params: Params) -> None:
             _check_regex(pattern, f"{where}.regex[{index}]")
         drain = system.drain
         if drain.depth < 3:
-            raise ConfigError(f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), got {drain.depth}")
+            raise ConfigError(f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), "
+                              f"got {drain.depth}")
         if not 0 < drain.similarity_threshold <= 1:
-            raise ConfigError(f"{where}.drain.similarity_threshold: must lie in (0, 1], got {drain.similarity_threshold}")
+            raise ConfigError(f"{where}.drain.similarity_threshold: must lie in (0, 1], "
+                              f"got {drain.similarity_threshold}")
         if drain.max_children < 1:
             raise ConfigError(f"{where}.drain.max_children: must be at least 1, got {drain.max_children}")
     for name, dataset in params.datasets.items():
@@ -918,9 +931,9 @@ def _check(params: Params) -> None:
     total = fractions.train + fractions.val + fractions.test
     if abs(total - 1.0) > 1e-6 or min(fractions.train, fractions.val, fractions.test) < 0:
         raise ConfigError(f"sessionize.split: train + val + test must be non-negative and sum to 1, got {total}")
-    for name, system in params.systems.items():
-        if system.dataset not in params.datasets:
-            raise ConfigError(f"systems.{name}.dataset: unknown dataset {system.dataset!r}")
+    for name, system_config in params.systems.items():
+        if system_config.dataset not in params.datasets:
+            raise ConfigError(f"systems.{name}.dataset: unknown dataset {system_config.dataset!r}")
     for name, dataset in params.datasets.items():
         where = f"datasets.{name}"
         if dataset.system not in params.systems:

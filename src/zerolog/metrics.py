@@ -1,4 +1,6 @@
-"""Detection metrics of the anomaly class (used by training's validation and by the evaluation): precision, recall, F1, PR-AUC, ROC-AUC, confusion counts, bootstrap CI.
+"""Detection metrics of the anomaly class (used by training's validation and by the evaluation).
+
+Precision, recall, F1, PR-AUC, ROC-AUC, confusion counts, bootstrap CI.
 
 Why here and not sklearn alone: the bootstrap recomputes F1 on a thousand resamples, so precision / recall / F1 are
 computed from confusion counts with numpy in one vectorised pass (the tests check them against sklearn). The

@@ -128,7 +128,10 @@ def _identity(value: Any) -> Any:
 
 
 class DaskPool:
-    """A dask.distributed client: on a new ``LocalCluster`` of ``workers`` processes, or on the cluster at ``address``."""
+    """A dask.distributed client.
+
+    On a new ``LocalCluster`` of ``workers`` processes, or on the cluster at ``address``.
+    """
 
     def __init__(self, workers: int, address: str | None, where: str) -> None:
         from distributed import Client, LocalCluster

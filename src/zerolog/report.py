@@ -165,7 +165,8 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
             cells = [_f1_cell(result["methods"].get(recommended)), _f1_cell(result["methods"].get("zerolog")),
                      _best_of_kind(result, methods, MethodKind.TARGET_ONLY, recommended),
                      _best_of_kind(result, methods, MethodKind.RULE, None),
-                     *[_f1_cell(result["methods"].get(method)) for method in oracles], *_pi_hat_cells(result)]  # fmt: skip
+                     *[_f1_cell(result["methods"].get(method)) for method in oracles],
+                     *_pi_hat_cells(result)]  # fmt: skip
         lines.append(f"| {pair} | {_data_cell(result)} | " + " | ".join(cells) + " |")
     lines += ["", _headline_note(settings)]
     return "\n".join(lines)
@@ -205,7 +206,8 @@ def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) 
             cells = [_f1_cell(result["methods"].get(method)) for method in methods]
         status = result["status"].replace("_", " ")
         lines.append(f"| {pair} | {status} | {_data_cell(result)} | " + " | ".join(cells) + " |")
-    rules = {method: settings.evaluate.primary_threshold_rule_by_method.get(method, settings.evaluate.primary_threshold_rule)
+    rules = {method: settings.evaluate.primary_threshold_rule_by_method.get(method,
+                                                                            settings.evaluate.primary_threshold_rule)
              for method in methods}
     rule_text = ", ".join(f"{method}: `{rule}`" for method, rule in rules.items())
     confidence = int(round(100 * settings.evaluate.bootstrap.confidence))
@@ -380,7 +382,8 @@ def paper_protocol_table(settings: ReportSettings, results: dict[str, dict[str, 
     methods = list(settings.paper.methods) if settings.paper is not None else ["zerolog"]
     header = ["pair", "published: ZeroLog F1", "published: FreeLog precision"]
     for method in methods:
-        header += [f"paper protocol: {method}, last epoch F1 (P / R)", f"paper protocol: {method}, best epoch F1 (ORACLE)"]
+        header += [f"paper protocol: {method}, last epoch F1 (P / R)",
+                   f"paper protocol: {method}, best epoch F1 (ORACLE)"]
     header += ["paper protocol: flag_all F1", "realistic: recommended detector F1 [95% CI], precision",
                "realistic: zerolog F1 [95% CI], precision"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -410,7 +413,8 @@ def _paper_data_line(pair: str, result: dict[str, Any]) -> str:
         if "test" in data:
             text += f"; test = all {data['test']['sessions']} kept sessions (adapted on)"
         parts.append(text)
-    reason = "" if result["status"] == "evaluated" else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})"
+    reason = ("" if result["status"] == "evaluated"
+              else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})")
     return f"- **{pair}**{reason}: " + "; ".join(parts) + "."
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +64,10 @@ class Stage:
             return [""]
         if self.each == "paper_pair":
             return paper_pairs(params)
-        return list({"dataset": params.datasets, "system": params.systems, "pair": params.pairs}[self.each])
+        names: dict[str, Mapping[str, object]] = {
+            "dataset": params.datasets, "system": params.systems, "pair": params.pairs,
+        }
+        return list(names[self.each])
 
     def dvc_name(self, item: str) -> str:
         """DVC allows letters, digits, ``_`` and ``-`` in a stage name: ``train-hdfs-bgl``; ``+`` becomes ``_``."""

@@ -282,7 +282,12 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     if rule.group_by is not None and events.group_codes is None:
         raise ConfigError(f"{where}.group_by: {rule.group_by!r} is not a column of the parsed lines")
     file_index = events.file_index.astype(np.int64)
-    group_codes = events.group_codes if rule.group_by is not None else np.zeros(len(events), dtype=np.int32)
+    group_codes: np.ndarray
+    if rule.group_by is not None:
+        assert events.group_codes is not None  # checked above: a group_by without group codes raised
+        group_codes = events.group_codes
+    else:
+        group_codes = np.zeros(len(events), dtype=np.int32)
     group_count = max(len(events.groups), 1)
     first, members, member_offsets = flat_groups(file_index * group_count + group_codes)
     ids: list[str] = []
@@ -682,12 +687,15 @@ def _group_sessions(params: Params, name: str, events: Events, collector: KeyCol
         sessions = preparsed_sessions(events)
     elif collector is not None:
         sessions = collector.sessions()
-    elif dataset.session.rule == "file":
-        _, manifest = read_manifest(params, name, ["logs"])
-        sessions = file_sessions(events, dataset.session, list(manifest["files"]["logs"]))
     else:
-        multiple_files = len(np.unique(events.file_index)) > 1
-        sessions = window_sessions(events, dataset.session, multiple_files, where)
+        # kinds raw and events: load_params refuses them without a session rule
+        assert dataset.session is not None
+        if dataset.session.rule == "file":
+            _, manifest = read_manifest(params, name, ["logs"])
+            sessions = file_sessions(events, dataset.session, list(manifest["files"]["logs"]))
+        else:
+            multiple_files = len(np.unique(events.file_index)) > 1
+            sessions = window_sessions(events, dataset.session, multiple_files, where)
     if not sessions.ids:
         raise DataError(f"{Path(params.paths.parsed) / name / 'lines.parquet'}: no sessions ({where} found none)")
     if len(set(sessions.ids)) != len(sessions.ids):

@@ -128,6 +128,7 @@ def level_rule_scores(arrays: SystemTensors, config: LevelRuleConfig) -> tuple[n
 
 def oracle_training_rows(arrays: SystemTensors, config: OracleConfig) -> tuple[np.ndarray | None, str | None]:
     """Labeled train rows for the oracle, or None and the reason it cannot be trained."""
+    assert arrays.labels is not None  # the baselines stage loads the target's tensors with their labels
     train = arrays.split == SPLIT_CODES["train"]
     labeled = np.flatnonzero(train & (arrays.labels >= 0))
     anomalies = int((arrays.labels[labeled] == 1).sum())
@@ -270,7 +271,8 @@ def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int
         tracker, run = _tracked(params, arrays.system, "supervised_target", oracle.model, seed)
         with run as run_id:
             if oracle.model == "neural":
-                log = lambda row, run_id=run_id: tracker.log_metrics(run_id, row, step=int(row["epoch"]))  # noqa: E731
+                log = lambda row, run_id=run_id, tracker=tracker: tracker.log_metrics(  # noqa: E731
+                    run_id, row, step=int(row["epoch"]))
                 scores = neural_oracle_scores(params, arrays, seed, log)
             else:
                 scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)

@@ -41,7 +41,9 @@ class NextEventModel(nn.Module):
         return self.output(states[:, -1])
 
 
-def next_event_windows(index: np.ndarray, lengths: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def next_event_windows(
+    index: np.ndarray, lengths: np.ndarray, rows: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(windows, owners): every event of the chosen sessions with the ``window`` events before it (left-padded with
     0), as rows [history..., event] of shape (events, window + 1), and the position in ``rows`` of its session."""
     rows = np.asarray(rows, dtype=np.int64)

@@ -12,7 +12,7 @@ The threshold rules of the evaluate stage (thresholds.py) read that decision as 
 | ``pca_mixture`` | the same SPE | SPE | 2-component mixture cut on the train SPE |
 | ``invariants_mining`` | Lou et al. (USENIX ATC 2010) | violated invariants | any violation |
 | ``template_rarity`` | (rarity within the target) | -log share of train sessions holding the rarest template | none |
-| ``template_set_rarity`` | (rarity within the target) | -log share of train sessions with the same template set | none |
+| ``template_set_rarity`` | (rarity within the target) | -log share of train sessions with this template set | none |
 
 The next-event model (DeepLog) is in ``deeplog.py`` (torch), LogLead's detectors in ``loglead.py``.
 
@@ -149,7 +149,9 @@ def mine_invariants(
     matrix = np.asarray(train_counts, dtype=np.float64)[:, 1:]  # (train, templates): no padding column
     seen = np.flatnonzero(matrix.any(axis=0))
     never_seen = np.flatnonzero(~matrix.any(axis=0))
-    invariants: list[tuple[tuple[int, ...], np.ndarray]] = [((int(column) + 1,), np.array([1.0])) for column in never_seen]
+    invariants: list[tuple[tuple[int, ...], np.ndarray]] = [
+        ((int(column) + 1,), np.array([1.0])) for column in never_seen
+    ]
     matrix = matrix[:, seen]
     singular_values = np.linalg.svd(matrix, compute_uv=False)
     budget = int(np.sum(singular_values**2 < epsilon)) + max(0, matrix.shape[1] - matrix.shape[0])

@@ -344,7 +344,9 @@ def _mean_and_sd(values: list[float | None]) -> tuple[float | None, float | None
 def _measure_method(run: _PairRun, method: str, seed: int, tracker: Tracker, plots: Path) -> dict[str, Any]:
     """Train ``method`` with model seed ``seed`` under the protocol, write its curve (csv, png), log its MLflow run;
     its metrics entry."""
-    logged = flatten_params({"paper": run.config, "train": run.train_config, "pairs": {run.pair: run.pair_config}})
+    logged: dict[str, Any] = flatten_params(
+        {"paper": run.config, "train": run.train_config, "pairs": {run.pair: run.pair_config}}
+    )
     logged["model_seed"] = seed
     name = f"{method}-seed-{seed}"
     with tracker.run(f"paper/{run.pair}/{method}/seed-{seed}", {**run.tags, "method": method, "seed": str(seed)},

@@ -8,11 +8,11 @@ the zero-label setting, so it can only describe an upper bound).
 |---|---|---|
 | ``fixed_0.5`` | none | scores are probabilities; P(anomaly) >= 0.5 (MetaLog's rule, method.md §6) |
 | ``source_val`` | SOURCE validation scores + labels | the F1-best cut on the source carries over to the target |
-| ``target_quantile`` | TARGET train scores | a stated anomaly share ``evaluate.contamination_prior`` (a prior, not a label) |
-| ``target_mixture`` | TARGET train scores | scores (logit scale) form two Gaussian modes; cut where posteriors are equal |
+| ``target_quantile`` | TARGET train scores | anomaly share ``evaluate.contamination_prior``: a prior, not a label |
+| ``target_mixture`` | TARGET train scores | logit scores form two Gaussian modes; cut where posteriors are equal |
 | ``target_otsu`` | TARGET train scores | Otsu: the cut maximising between-class variance of the (logit) scores |
 | ``detector`` | the score file's ``decision_threshold`` | the detector's own decision as its paper states it |
-| ``pi_hat`` | TARGET train scores + pi-hat | the top pi-hat share of the method's own target-train scores is anomalous |
+| ``pi_hat`` | TARGET train scores + pi-hat | the top pi-hat share of the method's target-train scores is anomalous |
 | ``target_val`` | TARGET validation labels | ORACLE only: F1-best cut on the target's validation split |
 
 ``pi_hat`` is the recommended detector's label-free estimate of the target's anomaly share (``evaluate.recommended``:
@@ -146,12 +146,14 @@ def choose_threshold(
             return Threshold(rule, None, reason=str(error))
     if rule == "detector":
         if inputs.decision_threshold is None:
-            return Threshold(rule, None, reason=f"the method has no decision of its own ({inputs.decision_rule or 'no decision_threshold in its score file'})")
+            why = inputs.decision_rule or "no decision_threshold in its score file"
+            return Threshold(rule, None, reason=f"the method has no decision of its own ({why})")
         return Threshold(rule, float(inputs.decision_threshold))
     if rule == "pi_hat":
         if inputs.pi_hat is None:
             return Threshold(rule, None, reason=f"no pi-hat: {inputs.pi_hat_reason}")
-        return Threshold(rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat), detail={"pi_hat": inputs.pi_hat})
+        return Threshold(rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat),
+                         detail={"pi_hat": inputs.pi_hat})
     if rule == "target_val":
         if not is_oracle_method:
             return Threshold(rule, None, reason="reads target labels: allowed for the supervised oracle only")

@@ -17,7 +17,9 @@ from zerolog.config import EncoderConfig
 
 
 def lookup_vectors(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Frozen lookup of template vectors: ``table`` (templates + 1, dim), ``index`` (batch, seq_len) → (batch, seq_len, dim).
+    """Frozen lookup of template vectors.
+
+    ``table`` (templates + 1, dim), ``index`` (batch, seq_len) → (batch, seq_len, dim).
 
     The table is data, not a parameter: no gradient reaches it (method.md §3, frozen template vectors).
     """

@@ -132,6 +132,7 @@ def objective(
         class_logits, domain_logits = outputs(*arguments)
     else:
         class_logits, domain_logits = functional_call(outputs, parameters, arguments)
+    assert source.labels is not None  # the source batch is always labeled (only target batches have None)
     classification = nn.functional.cross_entropy(class_logits, source.labels, weight=class_weights)
     parts = {"loss/classification": float(classification.detach())}
     total = classification

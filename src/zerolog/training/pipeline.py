@@ -280,6 +280,15 @@ def _log_epoch(tracker: Tracker, run_id: str, row: dict[str, float]) -> None:
     tracker.log_metrics(run_id, {k: v for k, v in row.items() if k not in ("epoch", "step")}, step=int(row["epoch"]))
 
 
+def _epoch_logger(tracker: Tracker, run_id: str) -> Callable[[dict[str, float]], None]:
+    """``on_epoch`` of one job: each epoch's row goes to the job's MLflow run ``run_id``."""
+
+    def log(row: dict[str, float]) -> None:
+        _log_epoch(tracker, run_id, row)
+
+    return log
+
+
 def _method_entry(outcome: MethodOutcome, config: TrainConfig, run_id: str) -> dict[str, Any]:
     """What training.json keeps of a method: no timings (those go to MLflow)."""
     final = outcome.history[-1] if outcome.history else {}
@@ -396,7 +405,7 @@ def _train_methods(
                 _log_epoch(tracker, run_ids[job.name], row)
         return outcomes
     return [
-        run_method_job(job, on_epoch=lambda row, run=run_ids[job.name]: _log_epoch(tracker, run, row), progress=True)
+        run_method_job(job, on_epoch=_epoch_logger(tracker, run_ids[job.name]), progress=True)
         for job in jobs
     ]
 
