@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from zerolog.artifacts import SystemTensors
 from zerolog.config import Params, parse_params, read_yaml
 from zerolog.stages import stage_named
 
@@ -71,3 +73,17 @@ def small_params(tmp_path: Path) -> Params:
 def call_stage(name: str, params: Params, item: str = "") -> None:
     """Run stage ``name`` for ``item`` as pipeline/<name>.py does: only its declared params reach the function."""
     stage_named(name).call(params, item)
+
+
+@pytest.fixture(scope="module")
+def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[SystemTensors, SystemTensors]:
+    """Training tests: a source and a target whose tables are noisy copies of each other (same semantics,
+    different systems)."""
+    from training_fixtures import write_system  # a sibling module of this file (imports torch: only when used)
+
+    root = tmp_path_factory.mktemp("tensors")
+    table = np.random.default_rng(7).normal(size=(12, 16)).astype(np.float32)
+    source = write_system(root / "source", "source", seed=1, table=table)
+    shifted = table + 0.3 * np.random.default_rng(8).normal(size=table.shape).astype(np.float32)
+    target = write_system(root / "target", "target", sessions=200, seed=2, table=shifted, anomaly_share=0.2)
+    return source, target

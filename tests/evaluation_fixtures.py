@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from conftest import make_params
+
 from zerolog.artifacts import SPLIT_NAMES, TRAINING_SUMMARY, ArtifactPaths, write_scores
 from zerolog.config import Params
 from zerolog.io import write_json

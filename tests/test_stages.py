@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPOSITORY, call_stage, make_params
+
 from zerolog.config import PairConfig, load_params, parse_params, read_yaml
 from zerolog.errors import ConfigError
 from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import call_stage, make_params
 from mlflow.tracking import MlflowClient
 from training_fixtures import write_system
 
-from conftest import call_stage, make_params
 from zerolog.config import MlflowConfig, load_params
 from zerolog.tracking import Tracker, flatten_params, inputs_md5, repository_root, resolve_tracking_uri
 from zerolog.training.loop import load_checkpoint

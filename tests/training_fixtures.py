@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from zerolog.artifacts import SystemTensors, load_tensors
@@ -71,17 +70,6 @@ def small_config(**changes) -> TrainConfig:
         torch_threads=1,  # tiny tensors: a second thread only adds synchronisation (measured 20x slower on a loaded 2-core VM)
     )
     return dataclasses.replace(config, **changes)
-
-
-@pytest.fixture(scope="module")
-def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[SystemTensors, SystemTensors]:
-    """A source and a target whose tables are noisy copies of each other (same semantics, different systems)."""
-    root = tmp_path_factory.mktemp("tensors")
-    table = np.random.default_rng(7).normal(size=(12, 16)).astype(np.float32)
-    source = write_system(root / "source", "source", seed=1, table=table)
-    shifted = table + 0.3 * np.random.default_rng(8).normal(size=table.shape).astype(np.float32)
-    target = write_system(root / "target", "target", sessions=200, seed=2, table=shifted, anomaly_share=0.2)
-    return source, target
 
 
 def unlabeled(tensors: SystemTensors) -> SystemTensors:

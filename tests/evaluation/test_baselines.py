@@ -6,14 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-
 from conftest import call_stage
 from evaluation_fixtures import make_params, write_tensors
-from zerolog.errors import DataError
+from sklearn.metrics import roc_auc_score
+
 from zerolog.artifacts import (
-    DECISION_RULE, DECISION_THRESHOLD, PI_HAT, SCORE_SCALE, SPLIT_NAMES, MethodKind, method_spec, read_scores,
+    DECISION_RULE,
+    DECISION_THRESHOLD,
+    PI_HAT,
+    SCORE_SCALE,
+    SPLIT_NAMES,
+    MethodKind,
+    method_spec,
+    read_scores,
 )
+from zerolog.errors import DataError
 
 
 def _test_auc(frame, arrays):

@@ -12,14 +12,7 @@ import pytest
 import torch
 from conftest import call_stage, make_params
 from sklearn.metrics import roc_auc_score
-from training_fixtures import (  # noqa: F401 - systems is a pytest fixture
-    assert_same_weights,
-    small_config,
-    systems,
-    unlabeled,
-    weights_of,
-    write_system,
-)
+from training_fixtures import assert_same_weights, small_config, unlabeled, weights_of, write_system
 
 from zerolog.config import ClassBalanceConfig, Params
 from zerolog.training.loop import (
