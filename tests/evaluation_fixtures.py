@@ -1,8 +1,8 @@
 """Small generated inputs for the evaluation tests: tensors, score files and train-status files in a tmp folder.
 
 The real params.yaml is loaded with every output path moved under the tmp folder (conftest.make_params), so the tests
-exercise the same validated config the pipeline uses. Scores are generated from the labels with a chosen separation (a stand-in for a
-trained model); the evaluator under test never sees how they were made.
+exercise the same validated config the pipeline uses. Scores are generated from the labels with a chosen separation (a
+stand-in for a trained model); the evaluator under test never sees how they were made.
 """
 
 from __future__ import annotations

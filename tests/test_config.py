@@ -82,11 +82,13 @@ def test_key_errors_name_the_file_and_key(path, value, message):
         ("systems.hdfs.dataset", "nonesuch", "systems.hdfs.dataset: unknown dataset 'nonesuch'"),
         ("datasets.bgl_logs.system", "vax", "datasets.bgl_logs.system: unknown system 'vax'"),
         ("systems.hdfs.log_format", "<Date> <Time> <Level>", "systems.hdfs.log_format: has no <Content> field"),
-        ("systems.hdfs.log_format", "<Date> <Date> <Content>", "systems.hdfs.log_format: field <Date> must be a unique"),
+        ("systems.hdfs.log_format", "<Date> <Date> <Content>",
+         "systems.hdfs.log_format: field <Date> must be a unique"),
         ("systems.hdfs.log_format", "<Date> ( <Content>", "systems.hdfs.log_format: invalid regex"),
         ("systems.hdfs.timestamp.fields", ["Day"], "systems.hdfs.timestamp.fields: 'Day' is not a header field"),
         ("systems.bgl.regex", ["core\\.\\d+", "(unclosed"], "systems.bgl.regex[1]: invalid regex"),
-        ("systems.hdfs.log_format", "<Date> <status> <Content>", "systems.hdfs.log_format: field <status> would overwrite"),
+        ("systems.hdfs.log_format", "<Date> <status> <Content>",
+         "systems.hdfs.log_format: field <status> would overwrite"),
         ("systems.hdfs.drain.depth", 2, "systems.hdfs.drain.depth: must be at least 3"),
         ("systems.bgl.drain.similarity_threshold", 0, "systems.bgl.drain.similarity_threshold: must lie in (0, 1]"),
         ("systems.bgl.drain.max_children", 0, "systems.bgl.drain.max_children: must be at least 1"),
@@ -97,36 +99,53 @@ def test_key_errors_name_the_file_and_key(path, value, message):
          "parse.parallel.scheduler_address: needs backend dask"),
         ("datasets.hdfs_logs.files", {"labels": "x.csv"}, "datasets.hdfs_logs.files: kind raw needs logs"),
         ("datasets.hdfs_logs.files.logs", [], "datasets.hdfs_logs.files.logs: expected a non-empty list"),
-        ("datasets.bgl_100k.files", {"events": "e.csv"}, "datasets.bgl_100k.files: kind events needs events, templates"),
-        ("datasets.hdfs_deeplog.files", {"normal": "n"}, "kind sessions needs normal, abnormal, templates or sessions"),
-        ("datasets.hdfs_logs.session", DELETE, "datasets.hdfs_logs.session: missing key (required for kind raw)"),
-        ("datasets.bgl_100k.label", DELETE, "datasets.bgl_100k.label: missing key (required for kind events)"),
-        ("datasets.hdfs_deeplog.label", {"rule": "source_file"}, "datasets.hdfs_deeplog.label: not allowed for kind sessions"),
-        ("datasets.hdfs_logs.session.key_regex", "blk_-?\\d+", "datasets.hdfs_logs.session.key_regex: must have exactly 1 group"),
+        ("datasets.bgl_100k.files", {"events": "e.csv"},
+         "datasets.bgl_100k.files: kind events needs events, templates"),
+        ("datasets.hdfs_deeplog.files", {"normal": "n"},
+         "kind sessions needs normal, abnormal, templates or sessions"),
+        ("datasets.hdfs_logs.session", DELETE,
+         "datasets.hdfs_logs.session: missing key (required for kind raw)"),
+        ("datasets.bgl_100k.label", DELETE,
+         "datasets.bgl_100k.label: missing key (required for kind events)"),
+        ("datasets.hdfs_deeplog.label", {"rule": "source_file"},
+         "datasets.hdfs_deeplog.label: not allowed for kind sessions"),
+        ("datasets.hdfs_logs.session.key_regex", "blk_-?\\d+",
+         "datasets.hdfs_logs.session.key_regex: must have exactly 1 group"),
         ("datasets.hdfs_logs.session.key_regex", "(blk_", "datasets.hdfs_logs.session.key_regex: invalid regex"),
         ("datasets.hdfs_logs.session", {"rule": "key"}, "datasets.hdfs_logs.session.key_regex: missing key"),
-        ("datasets.bgl_logs.session", {"rule": "window", "size": 0, "step": 1}, "datasets.bgl_logs.session: size and step"),
-        ("datasets.bgl_logs.session.group_by", "Rack", "datasets.bgl_logs.session.group_by: 'Rack' is not a header field"),
-        ("datasets.bgl_logs.label", {"rule": "line_field", "field": "Tag", "normal_value": "-"}, "datasets.bgl_logs.label.field: 'Tag'"),
-        ("datasets.bgl_logs.label", {"rule": "line_field"}, "datasets.bgl_logs.label: field and normal_value are required"),
-        ("datasets.bgl_logs.label", {"rule": "key_file"}, "datasets.bgl_logs.label.rule: key_file needs session rule key"),
-        ("datasets.openstack_2k.label", {"rule": "source_file"}, "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two"),
-        ("datasets.hdfs_logs.files.labels", DELETE, "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)"),
+        ("datasets.bgl_logs.session", {"rule": "window", "size": 0, "step": 1},
+         "datasets.bgl_logs.session: size and step"),
+        ("datasets.bgl_logs.session.group_by", "Rack",
+         "datasets.bgl_logs.session.group_by: 'Rack' is not a header field"),
+        ("datasets.bgl_logs.label", {"rule": "line_field", "field": "Tag", "normal_value": "-"},
+         "datasets.bgl_logs.label.field: 'Tag'"),
+        ("datasets.bgl_logs.label", {"rule": "line_field"},
+         "datasets.bgl_logs.label: field and normal_value are required"),
+        ("datasets.bgl_logs.label", {"rule": "key_file"},
+         "datasets.bgl_logs.label.rule: key_file needs session rule key"),
+        ("datasets.openstack_2k.label", {"rule": "source_file"},
+         "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two"),
+        ("datasets.hdfs_logs.files.labels", DELETE,
+         "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)"),
         ("datasets.hdfs_deeplog.anomaly_share", 1.5, "datasets.hdfs_deeplog.anomaly_share: must lie in (0, 1)"),
         # a dataset's own line layout, and the session-per-file rule
-        ("datasets.openstack_devstack.log_format", "<Level> <Component>", "datasets.openstack_devstack.log_format: has no <Content>"),
-        ("datasets.openstack_devstack.log_format", "<Level> ( <Content>", "datasets.openstack_devstack.log_format: invalid regex"),
+        ("datasets.openstack_devstack.log_format", "<Level> <Component>",
+         "datasets.openstack_devstack.log_format: has no <Content>"),
+        ("datasets.openstack_devstack.log_format", "<Level> ( <Content>",
+         "datasets.openstack_devstack.log_format: invalid regex"),
         ("datasets.openstack_devstack.timestamp", {"fields": ["Date"], "format": "%Y"},
          "datasets.openstack_devstack.timestamp.fields: 'Date' is not a header field"),
         ("datasets.openstack_devstack.timestamp", DELETE,
          "systems.openstack.timestamp.fields: 'Date' is not a header field"),  # its own format, the system's timestamp
         ("datasets.hdfs_deeplog.log_format", "<Content>", "datasets.hdfs_deeplog.log_format: only for kind raw"),
         ("datasets.bgl_100k.session", {"rule": "file"}, "datasets.bgl_100k.session.rule: file needs kind raw"),
-        ("datasets.hdfs_logs.session", {"rule": "file", "key_regex": "[^/]+"}, "session.key_regex: must have exactly 1 group"),
+        ("datasets.hdfs_logs.session", {"rule": "file", "key_regex": "[^/]+"},
+         "session.key_regex: must have exactly 1 group"),
         ("datasets.hdfs_logs.session.rule", "files", "datasets.hdfs_logs.session.rule: 'files' is not one of"),
         ("evaluate.level_rule.levels", [], "evaluate.level_rule.levels: name at least one non-empty level"),
         ("evaluate.level_rule", DELETE, "evaluate.level_rule: missing key"),
-        ("evaluate.recommended", "magic", "evaluate.recommended: 'magic' is in neither evaluate.methods nor evaluate.baselines"),
+        ("evaluate.recommended", "magic",
+         "evaluate.recommended: 'magic' is in neither evaluate.methods nor evaluate.baselines"),
         ("evaluate.recommended", "supervised_target", "evaluate.recommended: supervised_target reads target labels"),
         ("evaluate.baselines", ["pca_mixture", "level_rule", "supervised_target"],
          "evaluate.methods[3]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),
@@ -162,7 +181,8 @@ def test_missing_and_malformed_params_files(tmp_path):
 @pytest.mark.parametrize("override", [("evaluate", "contamination_prior", 0.1), ("train", "epochs", 2)])
 def test_params_survive_dvc_exp_run_set_param(tmp_path, override):
     """`dvc exp run -S` rewrites params.yaml with ruamel.yaml (quotes dropped, flow lists restyled); what it writes
-    must load into the same params, the override aside. PyYAML refuses that output (an unquoted regex in a flow list)."""
+    must load into the same params, the override aside. PyYAML refuses that output (an unquoted regex in a flow
+    list)."""
     from dvc.utils.serialize import modify_yaml
 
     section, key, value = override
@@ -192,7 +212,9 @@ def test_a_dataset_layout_replaces_its_systems_and_a_file_rule_needs_no_regex():
     instances, openstack = params.dataset_system("openstack_instances"), params.systems["openstack"]
     for key in ("log_format", "timestamp", "regex", "drain"):  # what parsing reads: the system's own
         assert getattr(instances, key) == getattr(openstack, key)
-    assert params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None
+    assert (
+        params.datasets["hdfs_logs"].session.rule == "file" and params.datasets["hdfs_logs"].session.key_regex is None
+    )
 
 
 def test_a_value_dvc_cannot_round_trip_is_refused_in_one_line() -> None:

@@ -78,7 +78,9 @@ def test_code_deps_are_the_import_closure_and_respect_the_layers() -> None:
     assert not any("evaluation/" in dep for dep in train)
     evaluate = stages["evaluate-hdfs-bgl"]["deps"]
     assert "src/zerolog/evaluation/thresholds.py" in evaluate and not any("training/" in dep for dep in evaluate)
-    assert not any(dep.endswith(("stages.py", "pipeline_file.py")) for stage in stages.values() for dep in stage["deps"])
+    assert not any(
+        dep.endswith(("stages.py", "pipeline_file.py")) for stage in stages.values() for dep in stage["deps"]
+    )
     closure = {path.name for path in import_closure("zerolog.metrics")}
     assert closure == {"__init__.py", "metrics.py", "errors.py"}
 

@@ -72,7 +72,9 @@ def _train_params(tmp_path: Path, **train_changes):
     return make_params(tmp_path, overrides)
 
 
-def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     params = _train_params(tmp_path)
     table = np.random.default_rng(3).normal(size=(12, 16)).astype(np.float32)
@@ -115,7 +117,9 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(tmp_path: Path,
             output_format="list",
         )  # fmt: skip
         served = mlflow.pytorch.load_model(logged.model_uri)
-        checkpoint_model, checkpoint = load_checkpoint(tmp_path / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")
+        checkpoint_model, checkpoint = load_checkpoint(
+            tmp_path / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt"
+        )
         assert checkpoint["epoch"] == 2
         example = torch.from_numpy(target.vectors[target.index[:3, :10]])
         torch.testing.assert_close(served(example), checkpoint_model(example))
@@ -166,9 +170,15 @@ def test_methods_in_worker_processes_equal_methods_in_turn(tmp_path: Path, monke
         call_stage("train", params, "hdfs-bgl")
         outputs[workers] = root
     for method in ("zerolog", "dann"):
-        scores = [pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / method / "seed-42.parquet").column("score") for w in (1, 2)]
+        scores = [
+            pq.read_table(outputs[w] / "scores" / "hdfs-bgl" / method / "seed-42.parquet").column("score")
+            for w in (1, 2)
+        ]
         assert scores[0].equals(scores[1]), method
-        first, second = (load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")[0] for w in (1, 2))
+        first, second = (
+            load_checkpoint(outputs[w] / "models" / "hdfs-bgl" / method / "seed-42" / "checkpoint.pt")[0]
+            for w in (1, 2)
+        )
         for name, tensor in first.state_dict().items():
             assert torch.equal(tensor, second.state_dict()[name]), (method, name)
 

@@ -44,8 +44,8 @@ def write_system(
         index[row, : lengths[row]] = sequence
         np.add.at(counts[row], sequence, 1)
     split = generator.choice(np.array([0, 1, 2], np.int8), size=sessions, p=[0.6, 0.2, 0.2])
-    arrays = {"index": index, "lengths": lengths, "labels": labels, "split": split, "vectors": vectors, "counts": counts,
-              "level_counts": np.zeros((sessions, 0), np.int32)}
+    arrays = {"index": index, "lengths": lengths, "labels": labels, "split": split, "vectors": vectors,
+              "counts": counts, "level_counts": np.zeros((sessions, 0), np.int32)}
     for array_name, array in arrays.items():
         np.save(directory / f"{array_name}.npy", array)
     meta = {"system": name, "sessions": sessions, "max_len": max_len,
@@ -67,7 +67,8 @@ def small_config(**changes) -> TrainConfig:
         epochs=3,
         max_steps_per_epoch=8,
         device="cpu",
-        torch_threads=1,  # tiny tensors: a second thread only adds synchronisation (measured 20x slower on a loaded 2-core VM)
+        # tiny tensors: a second thread only adds synchronisation (measured 20x slower on a loaded 2-core VM)
+        torch_threads=1,
     )
     return dataclasses.replace(config, **changes)
 

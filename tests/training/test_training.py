@@ -173,7 +173,9 @@ def test_same_seed_same_weights_other_seed_differs(systems) -> None:
     assert_same_weights(first.model, second.model)
     assert first.history[0]["loss/total"] == second.history[0]["loss/total"]
     third = train(config, [source], unlabeled(target), "zerolog", seed=6, progress=False)
-    assert not torch.equal(weights_of(first.model)["classifier.linear.weight"], weights_of(third.model)["classifier.linear.weight"])
+    assert not torch.equal(
+        weights_of(first.model)["classifier.linear.weight"], weights_of(third.model)["classifier.linear.weight"]
+    )
 
 
 def test_target_labels_are_never_read(systems) -> None:
