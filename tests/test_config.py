@@ -148,7 +148,7 @@ def test_key_errors_name_the_file_and_key(path, value, message):
          "evaluate.recommended: 'magic' is in neither evaluate.methods nor evaluate.baselines"),
         ("evaluate.recommended", "supervised_target", "evaluate.recommended: supervised_target reads target labels"),
         ("evaluate.baselines", ["pca_mixture", "level_rule", "supervised_target"],
-         "evaluate.methods[3]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),
+         "evaluate.methods[2]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),
         ("evaluate.baselines", ["zerolog"], "evaluate.baselines[0]: zerolog is a transfer method"),
         ("evaluate.detectors.pca.weighting", "idf", "evaluate.detectors.pca.weighting: 'idf' is not one of"),
         ("evaluate.detectors.deeplog.epochs", 0, "evaluate.detectors.deeplog.epochs: must be at least 1"),
