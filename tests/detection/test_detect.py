@@ -299,3 +299,13 @@ def test_a_recommended_detector_without_a_persisted_form_is_recorded_and_detect_
     with pytest.raises(DataError, match="no detector to apply .*'template_rarity' has no persisted form") as caught:
         read_bundle(folder)
     assert "\n" not in str(caught.value)
+
+
+def test_detect_on_a_dask_local_cluster_gives_the_in_process_rows(pipeline, tmp_path):
+    """Issue 14: detect's chunk map on dask.distributed (a LocalCluster of 2 workers, the Drain state shared with
+    them) gives the same rows as parsing in this process."""
+    logs = [str(DEVSTACK)]
+    alone = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", logs, tmp_path / "alone.parquet")
+    on_dask = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", logs, tmp_path / "dask.parquet",
+                      workers=2, backend="dask", chunk_bytes=200_000)  # several chunks: real work for the workers
+    pd.testing.assert_frame_equal(on_dask, alone)

@@ -1,7 +1,8 @@
 """The ``zerolog detect`` command (also ``python -m zerolog detect``).
 
     zerolog detect LOGS... --system SYSTEM (--pair PAIR --method METHOD | --model models:/NAME/VERSION)
-                   [--output FILE] [--format parquet|csv] [--workers N] [--params params.yaml] [--no-progress]
+                   [--output FILE] [--format parquet|csv] [--workers N] [--dask | --scheduler ADDRESS]
+                   [--params params.yaml] [--no-progress]
 
 LOGS: log files, folders (every file below, sorted) or ``-`` (standard input). The settings come from the params file
 (``detect``, ``parse.chunk_bytes``, ``mlflow``): the repository's ``params.yaml`` by default. A bad input or argument
@@ -31,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"output file (default {DEFAULT_OUTPUT})")
     command.add_argument("--format", choices=("parquet", "csv"), help="output format (default: from the extension)")
     command.add_argument("--workers", type=int, default=1, help="processes parsing chunks (1: this process)")
+    command.add_argument("--dask", action="store_true",
+                         help="parse the chunks on a dask.distributed LocalCluster of --workers workers")
+    command.add_argument("--scheduler", help="parse the chunks on the Dask cluster at this address (tcp://host:8786)")
     command.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
     return command
@@ -62,8 +66,10 @@ def run(arguments: argparse.Namespace) -> str:
         detector = load_registered(arguments.model, arguments.system, top, params.mlflow)
     else:
         detector = from_pipeline(params, arguments.system, arguments.pair, arguments.method, top)
+    on_dask = arguments.dask or arguments.scheduler is not None
     options = DetectOptions(top, params.detect.partition_bytes, params.parse.chunk_bytes, arguments.workers,
-                            _output_format(arguments), False if arguments.no_progress else None)  # fmt: skip
+                            _output_format(arguments), False if arguments.no_progress else None,
+                            "dask" if on_dask else "processes", arguments.scheduler)  # fmt: skip
     return summary_text(run_detect(detector, arguments.logs, Path(arguments.output), options))
 
 

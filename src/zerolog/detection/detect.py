@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -70,6 +70,10 @@ class DetectOptions:
     workers: int = 1  # worker processes parsing chunks; 1: in this process
     output_format: str = "parquet"
     progress: bool | None = None  # tqdm: None shows a bar only on a terminal
+    # where the chunks are parsed (zerolog.parallel, as stage parse): a local process pool, or dask.distributed: a
+    # LocalCluster of ``workers`` workers, or the existing cluster at ``scheduler_address``
+    backend: Literal["dask", "processes"] = "processes"
+    scheduler_address: str | None = None
 
 
 @dataclass
@@ -306,8 +310,9 @@ def _parsed_chunks(detector: LoadedDetector, files: list[InputFile], options: De
     system = SystemConfig(context.dataset, context.log_format, context.timestamp, context.regex, context.drain)
     layout = line_layout(system, None)  # detect reads no labels
     keying = SessionKeying.of(detector.rule)
-    config = ParallelConfig(backend="processes", workers=options.workers, scheduler_address=None)
-    with open_pool(config, "--workers") as pool:
+    config = ParallelConfig(backend=options.backend, workers=options.workers,
+                            scheduler_address=options.scheduler_address)
+    with open_pool(config, "--scheduler" if options.scheduler_address else "--workers") as pool:
         shared = pool.share(SharedKnown.of(detector.known) if pool.workers > 1 else detector.known)
         items = ((chunk, layout, shared, keying) for chunk in chunks(files, options.chunk_bytes))
         yield from map_ordered(pool, detect_chunk_task, items, CHUNKS_AHEAD_PER_WORKER * pool.workers)
