@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import call_stage
+from conftest import REPOSITORY, call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
 
 from zerolog.artifacts import method_spec, read_scores
-from zerolog.config import ConfigError
+from zerolog.config import ConfigError, load_params
 from zerolog.errors import DataError
 from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
 
@@ -41,7 +41,11 @@ def evaluate_pair(params, pair):
 def evaluated(tmp_path_factory):
     """hdfs-bgl with every neural method, both baselines, evaluated once (shared: tests that change inputs restore
     them)."""
-    params = make_params(tmp_path_factory.mktemp("evaluated"))
+    methods = ["zerolog", "source_only", "dann", "meta"]  # the trainer's rows (the default run trains zerolog only)
+    params = make_params(tmp_path_factory.mktemp("evaluated"), {
+        "train.methods": methods,
+        "evaluate.methods": [*methods, *[m for m in load_params(REPOSITORY / "params.yaml").evaluate.methods
+                                         if m not in methods]]})  # fmt: skip
     write_tensors(params, "hdfs", sessions=400, anomaly_share=0.1, seed=1)
     target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05, levels=True)
     build_pair(params, PAIR)
