@@ -95,7 +95,7 @@ def test_time_moves_forward_across_repetitions(tmp_path):
     generate.generate(path, 3 * len(SAMPLE_LINES))
     repetitions = repetition_lines(path)
     stamps = [[line[:13] for line in repetition] for repetition in repetitions]
-    for earlier, later in zip(stamps, stamps[1:], strict=True):
+    for earlier, later in zip(stamps, stamps[1:], strict=False):  # consecutive pairs
         # two-digit years, all in 20xx here: the text order is the time order
         assert max(earlier) < min(later)
     assert [stamp[6:] for stamp in stamps[1]] == [line[6:13] for line in SAMPLE_LINES]  # time of day kept
