@@ -85,6 +85,18 @@ def test_code_deps_are_the_import_closure_and_respect_the_layers() -> None:
     assert closure == {"__init__.py", "metrics.py", "errors.py"}
 
 
+def test_models_from_code_scripts_are_declared_where_they_are_logged() -> None:
+    """The scripts MLflow runs (never imported, so outside the import closure) are deps of the stages that log them."""
+    from zerolog import tracking
+    from zerolog.detection import registry
+    from zerolog.stages import NETWORK_CODE, SERVED_MODEL_CODE
+
+    stages = _definition(load_params(REPOSITORY / "params.yaml"))
+    assert tracking.NETWORK_CODE == REPOSITORY / NETWORK_CODE
+    assert registry.SERVED_MODEL == REPOSITORY / SERVED_MODEL_CODE
+    assert str(NETWORK_CODE) in stages["train-hdfs-bgl"]["deps"] and str(SERVED_MODEL_CODE) in stages["report"]["deps"]
+
+
 def test_a_pair_depends_on_its_own_systems_only() -> None:
     params = load_params(REPOSITORY / "params.yaml")
     stages = _definition(params)

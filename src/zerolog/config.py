@@ -207,7 +207,10 @@ class SplitFractions:
 
 @dataclass(frozen=True)
 class SessionizeConfig:
+    """Stage sessionize (src/zerolog/data/sessionize.py)."""
+
     split: SplitFractions
+    parallel: ParallelConfig  # where the parts of lines.parquet are read and keyed (with more than one part)
 
 
 @dataclass(frozen=True)
@@ -968,6 +971,7 @@ def _check(params: Params) -> None:
     if not 0 <= params.parse.max_unmatched_share <= 1:
         raise ConfigError("parse.max_unmatched_share: must lie in [0, 1]")
     _check_parallel(params.parse.parallel, "parse.parallel")
+    _check_parallel(params.sessionize.parallel, "sessionize.parallel")
     if params.tensors.max_len <= 0:
         raise ConfigError("tensors.max_len: must be positive")
     if not 0 < params.evaluate.contamination_prior < 1:

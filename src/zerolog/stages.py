@@ -29,6 +29,8 @@ Each = Literal["dataset", "system", "pair", "paper_pair"]
 
 #: The served detector's MLflow models-from-code script: logged with each registered detector by the report stage.
 SERVED_MODEL_CODE = Path("src/zerolog/detection/served_model.py")
+#: The trained network's models-from-code script: logged with each trained method run by the train stage.
+NETWORK_CODE = Path("src/zerolog/training/served_network.py")
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,10 @@ STAGES: list[Stage] = [
     Stage(
         "train", "every transfer method on one source->target pair", "pair",
         "zerolog.training.pipeline:train_pair", _train_arguments,
-        deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
+        deps=lambda params, paths, pair: [
+            *[paths.tensors(system) for system in _pair_systems(params, pair)],
+            NETWORK_CODE,  # the logged model's code (MLflow models-from-code): a path, never imported here
+        ],
         outputs=lambda params, paths, pair: [
             Output(paths.models(pair)),
             Output(paths.pair_scores(pair)),

@@ -11,7 +11,7 @@ One experiment (``mlflow.experiment``); the train stage opens one run per pair a
   input files), and MLflow's own ``mlflow.source.git.commit``;
 - params: all of params.yaml as loaded (the validated ``Params``), flattened to dotted keys;
 - metrics: per epoch with ``step = epoch``, then the final ones; later stages add theirs with :func:`log_to_run`;
-- artifacts: the model (``mlflow.pytorch.log_model``, input example, explicit pip requirements) and plots.
+- artifacts: the model (a models-from-code pyfunc over its weights, input example, pinned requirements) and plots.
 
 The Model Registry (``register_detector``): each target's recommended detector is an MLflow pyfunc logged as
 models-from-code (``src/zerolog/detection/served_model.py``; no pickle), its bundle folder as an artifact, registered
@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import mlflow.artifacts
@@ -46,11 +46,10 @@ from mlflow.tracking import MlflowClient
 
 from zerolog.config import MlflowConfig, as_dict
 
-if TYPE_CHECKING:  # torch is imported where a model is logged: a served detector needs no torch
-    import torch
-
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_FOLDER = "mlartifacts"
+#: The trained network's MLflow models-from-code script, logged by ``Tracker.log_model`` (never imported).
+NETWORK_CODE = Path(__file__).resolve().parent / "training" / "served_network.py"
 _BATCH_PARAMS = 100  # MLflow's log_batch limit for params per request
 _BATCH_METRICS = 1000  # and for metrics
 _KEY_CHARACTERS = re.compile(r"[^\w\-. /]")  # characters MLflow does not allow in a param or metric key
@@ -149,6 +148,16 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in ("torch", "numpy", "pyyaml")]
 
 
+def _trimmed_sessions(vectors: np.ndarray) -> list[list[list[float]]]:
+    """Zero-padded template vectors (sessions, seq_len, dim) as the served network's input: each session's vectors
+    up to its last non-zero one."""
+    sessions = []
+    for session in np.asarray(vectors, dtype=np.float32):
+        nonzero = np.flatnonzero(np.abs(session).sum(axis=1) > 0)  # (true events,)
+        sessions.append(session[: (nonzero[-1] + 1) if len(nonzero) else 1].tolist())
+    return sessions
+
+
 def detector_requirements() -> list[str]:
     """Pinned requirements of a registered detector: what its bundle is read and scored with (no torch)."""
     names = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "logparser3", "regex", "tqdm", "pyyaml",
@@ -235,26 +244,21 @@ class Tracker:
         for path in paths:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model: torch.nn.Module, input_example: np.ndarray) -> None:
-        """``mlflow.pytorch.log_model`` into run ``run_id`` as ``model``, with the zerolog package as code.
+    def log_model(self, run_id: str, network: Path, input_example: np.ndarray) -> None:
+        """Log a trained network into run ``run_id`` as ``model``: a models-from-code pyfunc (``NETWORK_CODE``) over
+        ``network``, a weights-only file in the checkpoint layout, with the zerolog package as code.
 
-        The model takes zero-padded template vectors (batch, seq_len, dim) and returns 2 logits (normal, anomalous).
+        Why not ``mlflow.pytorch``: its default (pt2, torch.export) cannot trace the packed-sequence GRU and its
+        pickle format warns on every run (issue 12); a state dict read with ``weights_only=True`` runs no code.
+        MLflow runs ``input_example`` (zero-padded vectors (sessions, seq_len, dim), sent as lists) through the
+        loaded model once here.
         """
-        import mlflow.pytorch
-
-        package = Path(__file__).resolve().parent  # zerolog/: the pickled ZeroLogModel class lives here
+        package = Path(__file__).resolve().parent
         mlflow.set_tracking_uri(self.tracking_uri)
-        model = model.to("cpu").eval()
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=np.asarray(input_example, dtype=np.float32),
-                pip_requirements=pip_requirements(),
-                code_paths=[str(package)],
-                # pt2 (torch.export, MLflow's default) cannot trace the packed-sequence GRU; pickle + code_paths can.
-                serialization_format="pickle",
-            )
+            mlflow.pyfunc.log_model(name="model", python_model=str(NETWORK_CODE), artifacts={"network": str(network)},
+                                    code_paths=[str(package)], pip_requirements=pip_requirements(),
+                                    input_example=_trimmed_sessions(input_example))  # fmt: skip
 
     def registered_version(self, name: str, tag: str, value: str) -> str | None:
         """The version of registered model ``name`` tagged ``tag = value`` (the newest), or None."""

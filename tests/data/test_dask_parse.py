@@ -1,7 +1,8 @@
-"""The parse on Dask (issue 14): a 2-worker LocalCluster, started once for this module by the project's own
-``DaskPool`` (the default ``parse.parallel``), and the parse stage pointed at it by ``scheduler_address`` (the
-existing-cluster path). Claims: the same lines and templates as the in-process parse, line for line; a worker
-killed while it holds chunks loses and duplicates no line."""
+"""Parse and sessionize on Dask (issue 14): a 2-worker LocalCluster, started once for this module by the project's
+own ``DaskPool`` (the default ``parse.parallel`` and ``sessionize.parallel``), and the stages pointed at it by
+``scheduler_address`` (the existing-cluster path). Claims: the same lines and templates as the in-process parse,
+line for line, and the same sessions.parquet byte for byte; a worker killed while it holds chunks or parts loses and
+duplicates no line and no session."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import dataclasses
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from distributed import get_task_stream
 from raw_fixtures import build_raw_folder, project_params
 
 from zerolog.config import ParallelConfig
 from zerolog.data.parse import parse_dataset, parse_raw_dataset
+from zerolog.data.sessionize import sessionize_dataset
+from zerolog.data.stream_parse import line_parts
 from zerolog.errors import DataError
 from zerolog.parallel import DaskPool, map_ordered
 
@@ -120,3 +125,65 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_no_line(tmp_path, cluste
     assert not lines.duplicated(["file_index", "line_number"]).any() and len(lines) == metrics["lines"] == 2000
     client.wait_for_workers(2, timeout=60)  # the nanny has restarted the killed worker
     assert killed[0][0] not in client.scheduler_info(n_workers=-1)["workers"]  # a new process, a new address
+
+
+# ----------------------------------------------------------------------------- sessionize
+
+
+def parsed_in_parts(tmp_path: Path, name: str, chunk_bytes: int):
+    """Params whose parse wrote ``name``'s lines.parquet in many parts (in this process), and the part count."""
+    params = cluster_params(tmp_path, chunk_bytes, 100, None)
+    build_raw_folder(params, name)
+    parse_dataset(params, name)
+    return params, len(line_parts(Path(params.paths.parsed) / name / "lines.parquet"))
+
+
+def sessionized(params, name: str, parallel: ParallelConfig) -> tuple[bytes, dict]:
+    params = dataclasses.replace(params, sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
+    sessionize_dataset(params, name)
+    metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / f"{name}.json").read_text())
+    return (Path(params.paths.sessions) / name / "sessions.parquet").read_bytes(), metrics
+
+
+IN_PROCESS = ParallelConfig(backend="dask", workers=1, scheduler_address=None)
+
+
+@pytest.mark.parametrize("name", ["hdfs_logs", "bgl_logs", "openstack_instances"])  # key, window, file rules
+def test_sessionize_on_a_local_cluster_equals_the_in_process_sessionize(tmp_path, cluster, name):
+    """The parts of lines.parquet read and keyed by the cluster's 2 workers, merged in part order: the same
+    sessions.parquet, byte for byte, and the same counts as one process reading the parts in turn."""
+    params, parts = parsed_in_parts(tmp_path, name, 20_000)
+    expected, expected_metrics = sessionized(params, name, IN_PROCESS)
+    with get_task_stream(cluster.client) as tasks:
+        actual, metrics = sessionized(params, name, ParallelConfig("dask", 0, cluster.address))
+    assert parts >= 8 and sum("_read_part" in str(task["key"]) for task in tasks.data) == parts
+    assert actual == expected and metrics == expected_metrics
+
+
+def test_a_worker_killed_while_reading_parts_loses_and_duplicates_no_session(tmp_path, cluster):
+    """SIGKILL a worker that holds a part task: the scheduler reruns it on the other worker; the task only reads,
+    so the sessions are those of one process, every session once."""
+    name = "hdfs_logs"
+    params, parts = parsed_in_parts(tmp_path, name, 2_000)
+    expected, expected_metrics = sessionized(params, name, IN_PROCESS)
+    client, killed = cluster.client, []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            busy = [address for address, keys in client.processing().items()
+                    if any("_read_part" in str(key) for key in keys)]  # fmt: skip
+            if busy:
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)  # a worker process of this test's own cluster
+                killed.append(busy[0])
+                return
+            time.sleep(0.0005)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    actual, metrics = sessionized(params, name, ParallelConfig("dask", 0, cluster.address))
+    killer.join()
+    assert killed, "no worker was killed while it held a part"
+    assert parts >= 50 and actual == expected and metrics == expected_metrics
+    client.wait_for_workers(2, timeout=60)  # the nanny has restarted the killed worker

@@ -145,15 +145,19 @@ def test_target_detector_is_the_baselines_pca_mixture(systems, weighting: str) -
 
 @pytest.mark.parametrize("weighting", ["tfidf", "log1p", "raw"])
 def test_zerolog_detect_pca_state_scores_as_the_target_detector(systems, weighting: str) -> None:
-    """zerolog detect keeps its own fitted PCA state (zerolog.detection.pca, issue 13): until it is built on
-    features.target_detector, its SPE must stay bit-identical to the one pi-hat and the baselines come from."""
-    from zerolog.detection.pca import fit_pca_subspace
+    """One PCA: the state zerolog detect persists (zerolog.features.pca) scores as the pi-hat and baselines PCA."""
+    from zerolog.detection import bundle, fit
+    from zerolog.features import pca
     from zerolog.features.target_detector import pca_residuals
 
+    assert fit.fit_pca_subspace is pca.fit_pca_subspace and bundle.PcaSubspace is pca.PcaSubspace
     _, target = systems
     counts, train_rows = np.asarray(target.counts, dtype=np.float64), target.rows("train")
-    detect_spe = fit_pca_subspace(counts[train_rows], 0.95, weighting).spe(counts)
-    np.testing.assert_array_equal(detect_spe, pca_residuals(counts, train_rows, 0.95, weighting)[0])
+    subspace = pca.fit_pca_subspace(counts[train_rows], 0.95, weighting)
+    spe, residual_variances = pca_residuals(counts, train_rows, 0.95, weighting)
+    np.testing.assert_array_equal(subspace.spe(counts), spe)
+    np.testing.assert_array_equal(subspace.residual_variances, residual_variances)
+    assert len(subspace.components) + len(residual_variances) == min(len(train_rows), counts.shape[1])
 
 
 def test_target_detector_without_two_modes_is_a_data_error() -> None:

@@ -35,7 +35,9 @@ order when a session has none) and cuts; ``random`` shuffles with ``params.seed`
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +49,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import LOWER_CASE_FIELDS, ConfigError, Params, SessionRule, SplitFractions, SplitRule
+from zerolog.config import (
+    LOWER_CASE_FIELDS,
+    ConfigError,
+    ParallelConfig,
+    Params,
+    SessionRule,
+    SplitFractions,
+    SplitRule,
+)
 from zerolog.data import datasets
-from zerolog.data.parse import STATUS_PARSED, dataset_config, iter_line_batches, read_line_schema, read_manifest
+from zerolog.data.parse import STATUS_PARSED, dataset_config, read_line_schema, read_manifest
+from zerolog.data.stream_parse import line_parts
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, atomic_path, write_json
+from zerolog.parallel import InlinePool, map_ordered, open_pool, worker_count
 
 SPLITS = ("train", "val", "test")
 
@@ -76,6 +88,8 @@ LINE_COLUMNS = ["file_index", "line_number", "timestamp", "content", "template",
 
 #: Lines read from lines.parquet at a time: memory is bounded by this batch plus compact per-event integer arrays.
 BATCH_LINES = 200_000
+#: Parts read by the workers ahead of the one being merged, per worker (bounds the results held at once).
+PARTS_AHEAD_PER_WORKER = 2
 #: Sessions written to sessions.parquet per row group: bounds the template strings materialised at once.
 WRITE_SESSIONS = 65_536
 #: Unknown line label in ``Events.labels`` (the column is nullable).
@@ -180,6 +194,7 @@ class KeyCollector:
     """
 
     def __init__(self, key_regex: str) -> None:
+        self.key_regex = key_regex
         self.find_all = re.compile(key_regex).findall
         self.codes: dict[Any, int] = {}  # key -> session code, first-seen order
         self.session_chunks: list[np.ndarray] = []  # per batch: (pairs,) int32 session codes
@@ -207,6 +222,18 @@ class KeyCollector:
                 positions.append(position)
         self.session_chunks.append(np.array(session_codes, dtype=np.int32))
         self.position_chunks.append(np.array(positions, dtype=np.int64))
+
+    def merge(self, part: KeyCollector, first_position: int) -> None:
+        """Append what ``part`` collected from the events that follow (its positions start at 0, here at
+        ``first_position``): its keys new here get codes in its first-seen order, so merging the parts of a file
+        in order gives the codes, pairs and counts of one collector over the whole file."""
+        remap = np.fromiter((self.codes.setdefault(key, len(self.codes)) for key in part.codes), dtype=np.int32,
+                            count=len(part.codes))  # (part keys,) part code -> code here  # fmt: skip
+        for session_codes, positions in zip(part.session_chunks, part.position_chunks, strict=True):
+            self.session_chunks.append(remap[session_codes] if len(session_codes) else session_codes)
+            self.position_chunks.append(positions + first_position)
+        self.without_key += part.without_key
+        self.several_keys += part.several_keys
 
     def sessions(self) -> Sessions:
         """The collected sessions (ids are the keys, in first-seen order)."""
@@ -521,6 +548,16 @@ def _columns_to_read(path: Path, dataset: Any, collector: KeyCollector | None) -
     return columns, group_column, has_level
 
 
+def _remapped(codes: np.ndarray, texts: list[str], global_codes: dict[str, int]) -> np.ndarray:
+    """(events,) int32 ``codes`` into ``texts`` as codes into ``global_codes`` (extended in the order of
+    ``texts``); -1 (no value) stays -1."""
+    remap = np.fromiter((global_codes.setdefault(text, len(global_codes)) for text in texts), dtype=np.int32,
+                        count=len(texts))  # fmt: skip
+    if not len(remap):
+        return codes.astype(np.int32)
+    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32)
+
+
 @dataclass
 class _EventChunks:
     """The usable events of line batches as arrays per column; strings as codes in first-seen order."""
@@ -547,6 +584,19 @@ class _EventChunks:
             self.chunks["groups"].append(_codes_in_first_seen_order(values, self.group_codes))
         if self.has_level:
             self.chunks["levels"].append(_codes_with_nulls(batch.column("level"), self.level_codes))
+
+    def merge(self, part: Events) -> None:
+        """Append the events of the next part, read by another ``_EventChunks``: its codes are mapped to codes here
+        in its first-seen order, which gives what reading that part's batches here would have given."""
+        for key in ("file_index", "line_number", "timestamp", "labels"):
+            self.chunks[key].append(getattr(part, key))
+        self.chunks["templates"].append(_remapped(part.template_codes, part.templates, self.template_codes))
+        if self.group_column is not None:
+            assert part.group_codes is not None  # read with the same group column
+            self.chunks["groups"].append(_remapped(part.group_codes, part.groups, self.group_codes))
+        if self.has_level:
+            levels = part.level_codes if part.level_codes is not None else np.full(len(part), -1, dtype=np.int32)
+            self.chunks["levels"].append(_remapped(levels, part.levels, self.level_codes))
 
     def _joined(self, key: str) -> np.ndarray:
         array = np.concatenate(self.chunks[key])
@@ -577,32 +627,75 @@ def _usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch.filter(pc.fill_null(usable, False))
 
 
+@dataclass
+class _PartEvents:
+    """What one part of ``lines.parquet`` gives (``_read_part``): its usable events with codes of its own, its
+    ``key`` rule pairs (positions from 0 within the part; None for other rules) and how many lines it holds."""
+
+    events: Events | None  # None: no usable line in the part
+    keys: KeyCollector | None
+    lines: int
+
+
+def _read_part(part: str, columns: list[str], group_column: str | None, has_level: bool,
+               key_regex: str | None) -> _PartEvents:  # fmt: skip
+    """The chunk map of sessionize (a worker's task): read one part in batches of ``BATCH_LINES``, keep the usable
+    lines (parsed, with a template) as compact codes and match the key rule on their ``content``. Reads one file
+    and writes nothing, so a task run twice (its worker died) gives the same result once."""
+    chunks = _EventChunks(group_column, has_level)
+    keys = KeyCollector(key_regex) if key_regex is not None else None
+    lines = events = 0
+    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with
+    # it, Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
+    reader = pq.ParquetFile(part, pre_buffer=False,
+                            read_dictionary=["template", "status", *(["level"] if has_level else [])])  # fmt: skip
+    for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
+        lines += batch.num_rows
+        usable = _usable_lines(batch)
+        if usable.num_rows == 0:
+            continue
+        chunks.add(usable)
+        if keys is not None:
+            keys.add(usable.column("content").to_pylist(), events)
+        events += usable.num_rows
+    return _PartEvents(chunks.events() if events else None, keys, lines)
+
+
+def _part_results(parallel: ParallelConfig, parts: list[Path], arguments: tuple[Any, ...]) -> Iterator[_PartEvents]:
+    """``_read_part`` of every part, in part order: in this process for one part, else on the pool that
+    ``sessionize.parallel`` names (a Dask LocalCluster by default; zerolog.parallel)."""
+    remote = len(parts) > 1 and (worker_count(parallel) > 1 or bool(parallel.scheduler_address))
+    items = ((str(part.resolve()), *arguments) for part in parts)  # absolute: a cluster's workers run elsewhere
+    with open_pool(parallel, "sessionize.parallel") if remote else contextlib.nullcontext(InlinePool()) as pool:
+        yield from map_ordered(pool, _read_part, items, PARTS_AHEAD_PER_WORKER * pool.workers)
+
+
 def _load_events(
     params: Params, name: str, collector: KeyCollector | None = None
 ) -> tuple[Events, dict[str, int]]:
     """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
 
-    Streams ``lines.parquet`` in batches of ``BATCH_LINES`` reading only the needed columns; ``content`` goes to
-    ``collector`` (the key rule) batch by batch and is not kept.
+    The parts of ``lines.parquet`` are read by ``_read_part`` (on workers when there are several) and merged here in
+    part order, so the codes, events and key pairs are those of one pass over the file; ``content`` goes to the key
+    rule part by part and is not kept.
     """
     path = Path(params.paths.parsed) / name / "lines.parquet"
     if not path.exists():
         raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
     columns, group_column, has_level = _columns_to_read(path, params.datasets[name], collector)
     chunks = _EventChunks(group_column, has_level)
+    key_regex = None if collector is None else collector.key_regex
     lines = events_so_far = 0
-    # template, status and level are read as dictionary indices (never one string per line); pre_buffer=False: with
-    # it, Arrow reads ahead and holds several row groups (hundreds of MiB at full size).
-    dictionary_columns = ["template", "status", *(["level"] if has_level else [])]
-    for batch in iter_line_batches(path, columns, BATCH_LINES, read_dictionary=dictionary_columns):
-        lines += batch.num_rows
-        usable = _usable_lines(batch)
-        if usable.num_rows == 0:
+    arguments = (columns, group_column, has_level, key_regex)
+    for part in _part_results(params.sessionize.parallel, line_parts(path), arguments):
+        lines += part.lines
+        if part.events is None:
             continue
-        chunks.add(usable)
+        chunks.merge(part.events)
         if collector is not None:
-            collector.add(usable.column("content").to_pylist(), events_so_far)
-        events_so_far += usable.num_rows
+            assert part.keys is not None
+            collector.merge(part.keys, events_so_far)
+        events_so_far += len(part.events)
     if events_so_far == 0:
         raise DataError(f"{path}: no parsed lines to sessionize")
     pa.default_memory_pool().release_unused()  # the batches are gone: hand Arrow's freed pages back

@@ -32,8 +32,8 @@ import pandas as pd
 
 from zerolog.config import DrainConfig, SessionRule, TimestampConfig, as_dict
 from zerolog.data.known_templates import KnownTemplates
-from zerolog.detection.pca import WEIGHTINGS, PcaSubspace
 from zerolog.errors import DataError
+from zerolog.features.pca import WEIGHTINGS, PcaSubspace
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
 
 FORMAT_VERSION = 1

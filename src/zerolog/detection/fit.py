@@ -27,10 +27,10 @@ from zerolog.data.datasets import iterate_text_lines
 from zerolog.data.known_templates import DRAIN_STATE_FILE, known_templates_of_dataset
 from zerolog.data.parse import log_file_paths, read_manifest
 from zerolog.detection.bundle import SystemContext, Threshold, write_bundle, write_not_persisted
-from zerolog.detection.pca import PcaSubspace, Weighting, fit_pca_subspace
 from zerolog.errors import DataError
 from zerolog.evaluation.baselines import run_target_baselines
 from zerolog.evaluation.thresholds import mixture_threshold
+from zerolog.features.pca import PcaSubspace, Weighting, fit_pca_subspace
 
 #: What the recommended detector can be: the detectors whose fitted state the bundle format holds.
 PERSISTABLE_METHODS = ("pca_mixture",)

@@ -5,7 +5,7 @@ A batch of sessions arrives as template codes (``SessionBatch``); ``texts[code]`
 cuts them, so a session seen by the pipeline scores the same.
 
 Which templates weighed most (``top_templates``):
-- PCA SPE: the templates with the largest squared residual r_j^2 (SPE = sum_j r_j^2, zerolog.detection.pca);
+- PCA SPE: the templates with the largest squared residual r_j^2 (SPE = sum_j r_j^2, zerolog.features.pca);
 - GRU (transfer methods): the templates with the largest attention mass, sum of the attention weights alpha_t of
   their positions (the pooling of method.md §4; attention says where the encoder looked, not a causal effect).
 

@@ -7,7 +7,7 @@ stage's ``target_mixture`` rule is :func:`mixture_threshold` (re-exported by zer
 train stage needs the same detector for ``zerolog_adapt`` (its π̂ weights the domain loss, its flags make the
 self-training pseudo-labels), and training must not import evaluation. One implementation, so the π̂ the trainer
 uses is the π̂ the evaluate stage's ``pi_hat`` rule reads from the baselines stage's score file
-(tests/test_adapt.py checks they are equal).
+(tests/training/test_adapt.py checks they are equal).
 
 The detector (research/findings.md, "the recommended product detector"): loglizer's PCA (Xu et al., SOSP 2009):
 weighted (tf-idf by default) event counts of the target's unlabeled TRAIN sessions, squared prediction error (SPE)
@@ -22,17 +22,14 @@ Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.optimize import brentq
-from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
 from zerolog.artifacts import SPLIT_CODES
 from zerolog.errors import DataError
-
-Weighting = Literal["tfidf", "log1p", "raw"]
+from zerolog.features.pca import Weighting, fit_pca_subspace
 
 # Probability-like scores are clipped this far inside (0, 1) before the logit (float32 sigmoids saturate).
 _LOGIT_EPSILON = 1e-6
@@ -60,44 +57,13 @@ def train_matrix(counts: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
     return np.asarray(counts, dtype=np.float64)[train_rows]
 
 
-def tfidf_weights(train_counts: np.ndarray) -> np.ndarray:
-    """(templates + 1,) loglizer's idf, log(N / df) over the train rows; a template no train row holds weighs as
-    df = 1 (the rarest)."""
-    document_frequency = (train_counts > 0).sum(axis=0)
-    return np.log(train_counts.shape[0] / np.maximum(document_frequency, 1))
-
-
-def weighted_counts(counts: np.ndarray, train_counts: np.ndarray, weighting: Weighting) -> np.ndarray:
-    """(sessions, templates + 1) the count vectors as the PCA sees them: tf-idf (loglizer, idf from the train rows),
-    log1p or raw counts (the research's ablation: tf-idf kept the lowest F1 over three targets highest)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    if weighting == "tfidf":
-        return counts * tfidf_weights(train_counts)
-    if weighting == "log1p":
-        return np.log1p(counts)
-    return counts
-
-
 def pca_residuals(
     counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting
 ) -> tuple[np.ndarray, np.ndarray]:
-    """loglizer's PCA view: (SPE of every row off the normal subspace, the residual eigenvalues).
-
-    The weighted counts are centred on the train mean; the normal subspace holds the fewest principal components
-    of the train rows that explain ``variance`` of their variance (loglizer's 0.95). SPE = |x - P P^T x|^2.
-    """
-    train = train_matrix(counts, train_rows)
-    weighted_train = weighted_counts(train, train, weighting)  # (train, templates + 1)
-    mean = weighted_train.mean(axis=0)
-    if not np.any(weighted_train - mean):
-        raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")
-    pca = PCA(svd_solver="full").fit(weighted_train - mean)
-    kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)  # fewest reaching the share
-    kept = min(kept, len(pca.explained_variance_ratio_))
-    components = pca.components_[:kept]  # (k, templates + 1)
-    centred = weighted_counts(counts, train, weighting) - mean  # (sessions, templates + 1)
-    residual = centred - (centred @ components.T) @ components
-    return np.einsum("ij,ij->i", residual, residual), pca.explained_variance_[kept:]
+    """loglizer's PCA view (zerolog.features.pca): (SPE of every row off the normal subspace of the TRAIN rows,
+    the residual eigenvalues)."""
+    subspace = fit_pca_subspace(train_matrix(counts, train_rows), variance, weighting)
+    return subspace.spe(counts), subspace.residual_variances
 
 
 def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:

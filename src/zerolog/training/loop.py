@@ -469,6 +469,15 @@ def save_checkpoint(path: str | Path, session: _Session, method: str) -> None:
         Path(temporary).write_bytes(buffer.getvalue())
 
 
+def save_network(path: str | Path, weights: dict[str, torch.Tensor], config: TrainConfig) -> None:
+    """Write trained weights alone in the checkpoint layout (``weights`` and ``config``: what
+    :func:`load_checkpoint` needs to rebuild the network), atomically; the MLflow model's artifact."""
+    buffer = io.BytesIO()  # in memory first, as in save_checkpoint: the same weights give the same bytes
+    torch.save({"weights": weights, "config": as_dict(config)}, buffer)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_bytes(buffer.getvalue())
+
+
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

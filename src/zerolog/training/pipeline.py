@@ -35,6 +35,7 @@ import math
 import multiprocessing
 import resource
 import sys
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
 from zerolog.tracking import Tracker, flatten_params, inputs_md5
 from zerolog.training.adapt import top_share_threshold
-from zerolog.training.loop import HISTORY_COLUMNS, build_model, planned_epochs, score, select_device, train
+from zerolog.training.loop import HISTORY_COLUMNS, planned_epochs, save_network, score, select_device, train
 from zerolog.training.methods import method_settings
 
 _TRAINING_FILES = ("index", "lengths", "split", "vectors")  # what training reads; sources add labels
@@ -338,9 +339,10 @@ def _record_method(
         step=outcome.epochs,
     )
     tracker.log_artifacts(run_id, [folders["plots"] / f"{name}.png", folders["plots"] / f"{name}.csv"], "plots")
-    model = build_model(int(example.shape[-1]), config)
-    model.load_state_dict(outcome.weights)
-    tracker.log_model(run_id, model.eval(), example)
+    with tempfile.TemporaryDirectory() as folder:
+        network = Path(folder) / "network.pt"
+        save_network(network, outcome.weights, config)
+        tracker.log_model(run_id, network, example)
     return _method_entry(outcome, config, run_id)
 
 

@@ -1,4 +1,12 @@
-"""The recommended detector's fitted state: PCA squared prediction error (SPE) of weighted event counts.
+"""loglizer's PCA subspace, fitted once: the one home of the PCA of every stage and of ``zerolog detect``.
+
+The baselines stage's ``pca`` and ``pca_mixture`` rows, the train stage's pi-hat
+(zerolog.features.target_detector) and the detector that ``zerolog detect`` persists and loads
+(zerolog.detection.fit, zerolog.detection.bundle) all fit and score with :func:`fit_pca_subspace` and
+:class:`PcaSubspace`; it sits in the features layer (numpy + scikit-learn) because training must not import
+evaluation or detection.
+
+PCA squared prediction error (SPE) of weighted event counts.
 
 Xu et al. (SOSP 2009; loglizer's PCA): weight each session's event-count vector (tf-idf by default), centre it on the
 train mean, project it off the normal subspace (the fewest principal components of the TRAIN rows that explain
@@ -21,7 +29,7 @@ Arrays: ``counts`` (sessions, templates + 1) float, column 0 (padding) always 0,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -43,13 +51,16 @@ def tfidf_weights(train_counts: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PcaSubspace:
     """A fitted normal subspace (module docstring). Shapes: ``idf`` and ``mean`` (templates + 1,), ``components``
-    (k, templates + 1); float64."""
+    (k, templates + 1); float64. ``residual_variances`` (components not kept,): the train variance along each
+    component left out, which the Q-statistic cut reads (zerolog.evaluation.detectors.pca_q_statistic); a
+    persisted detector does not keep them (its cut is stored)."""
 
     weighting: Weighting
     idf: np.ndarray
     mean: np.ndarray
     components: np.ndarray
     train_sessions: int
+    residual_variances: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def columns(self) -> int:
@@ -105,7 +116,8 @@ def fit_pca_subspace(train_counts: np.ndarray, variance: float, weighting: Weigh
     pca = PCA(svd_solver="full").fit(weighted_train - mean)
     kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)  # fewest reaching the share
     kept = min(kept, len(pca.explained_variance_ratio_))
-    return PcaSubspace(weighting, idf, mean, np.ascontiguousarray(pca.components_[:kept]), train.shape[0])
+    return PcaSubspace(weighting, idf, mean, np.ascontiguousarray(pca.components_[:kept]), train.shape[0],
+                       residual_variances=pca.explained_variance_[kept:])
 
 
 __all__ = ["WEIGHTINGS", "PcaSubspace", "Weighting", "fit_pca_subspace", "tfidf_weights"]
