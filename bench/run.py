@@ -14,8 +14,10 @@ What one run does (``make bench`` = ``python bench/run.py``), every measured ste
    process pool (``parse.parallel.backend: processes``), (e) on a Dask LocalCluster (``backend: dask``, the
    default; its output is the parse stage of step 4). Same input, same chunks, same workers: the ratio of their
    lines/s, lines/s per worker, and the peak RSS of each worker process.
-4. On the whole input: sessionize, embed (hashing: the bench measures the session stages, not the model load),
-   tensors, one training epoch (``train.epochs`` = 1, method ``source_only`` on the generated HDFS).
+4. On the whole input: sessionize, ``--repeats`` times on each of (f) a process pool and (g) a Dask LocalCluster
+   (``sessionize.parallel``: the parts of lines.parquet read and keyed by the workers, merged by the client), then
+   embed (hashing: the bench measures the session stages, not the model load), tensors, one training epoch
+   (``train.epochs`` = 1, method ``source_only`` on the generated HDFS).
 
 Reported per step: wall seconds, lines/s (or sessions/s), lines/s over the first and last 10% of the parse loop
 (Drain is known to slow down on long files, logpai/logparser issue 33), peak RSS of the process tree (sum over
@@ -198,9 +200,15 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {}
     if stage == "sessionize":
+        from zerolog.config import ParallelConfig
+        from zerolog.parallel import worker_count
+
+        parallel = ParallelConfig(backend=arguments["backend"], workers=arguments["workers"], scheduler_address=None)
+        params = dataclasses.replace(params, sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
         stage_named("sessionize").call(params, arguments["dataset"])
         metrics = json.loads(paths.data_report("sessionize", arguments["dataset"]).read_text())
-        result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"]}
+        result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"], "lines": metrics["lines"],
+                  "parallel": {"backend": parallel.backend, "workers": worker_count(parallel)}}
     elif stage == "embed":
         stage_named("embed").call(params, "")
     elif stage == "tensors":
@@ -532,6 +540,7 @@ class _Run:
     full_name: str
     parses: list[tuple[str, str, Measurement]] = field(default_factory=list)  # prefix parses
     pools: list[tuple[str, Measurement]] = field(default_factory=list)  # whole-file parses, one per pool
+    session_pools: list[tuple[str, Measurement]] = field(default_factory=list)  # sessionize, one per pool
     stages: list[tuple[str, Measurement]] = field(default_factory=list)
 
 
@@ -581,7 +590,13 @@ def main(argv: list[str] | None = None) -> None:
                 "params": str(params_path), "dataset": "hdfs_logs", "backend": "dask", "workers": arguments.workers})
             run.pools.append((f"(e) Dask LocalCluster, run {repeat}", dask))
         if not arguments.skip_pipeline and dask.status == "ok":  # on the last Dask run's output
-            for stage in ("sessionize", "embed", "tensors", "train"):
+            for repeat in range(1, arguments.repeats + 1):  # the chunk map of sessionize, alternating as above
+                for letter, backend, label in (("f", "processes", "process pool"), ("g", "dask", "Dask LocalCluster")):
+                    run.session_pools.append((f"({letter}) {label}, run {repeat}", step(
+                        f"sessionize-{backend}-{repeat}", sys.executable, "stage", {
+                            "params": str(params_path), "stage": "sessionize", "dataset": "hdfs_logs",
+                            "backend": backend, "workers": arguments.workers})))  # fmt: skip
+            for stage in ("embed", "tensors", "train"):
                 measurement = step(stage, sys.executable, "stage",
                                    {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"})
                 label = "train (1 epoch: steps x batch + validation scoring)" if stage == "train" else stage
@@ -595,7 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
 
 
-def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
+def _pool_ratios(pools: list[tuple[str, Measurement]], included: str) -> list[str]:
     """Dask / process pool lines/s of each consecutive (pool, Dask) pair of runs, and their median."""
     rates = [lines_per_second(measurement) for _, measurement in pools]
     ratios = [dask / pool for pool, dask in zip(rates[0::2], rates[1::2], strict=False) if pool and dask]
@@ -604,7 +619,7 @@ def _pool_ratios(pools: list[tuple[str, Measurement]]) -> list[str]:
     each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
     return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** "
             f"(median of {len(ratios)} pair(s): {each}; "
-            "whole runs: pool or cluster start, the sample mined in the client, the map, the parts)."]
+            f"whole runs: {included})."]
 
 
 def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, argv: list[str] | None,
@@ -629,9 +644,16 @@ def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, ar
     if run.pools:
         lines_out += ["", f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster", "",
                       pool_table(run.pools), ""]
-        lines_out += _pool_ratios(run.pools)
+        lines_out += _pool_ratios(run.pools, "pool or cluster start, the sample mined in the client, the map, parts")
         details = {label.split(",")[0]: measurement.result.get("parallel", {}) for label, measurement in run.pools}
         lines_out += ["", f"Settings: {json.dumps(details)}"]
+    if run.session_pools:
+        lines_out += ["", f"## Sessionize: the whole input's parts, {run.full_name}, process pool vs Dask LocalCluster",
+                      "", pool_table(run.session_pools), ""]
+        lines_out += _pool_ratios(run.session_pools, "pool or cluster start, the map, the merge, grouping and writing")
+        lines_out += ["", "Workers read, filter and key the parts of lines.parquet (the chunk map); the client merges "
+                      "them in part order, groups, labels, splits and writes sessions.parquet. Lines/s: lines of "
+                      "lines.parquet over the stage's seconds. First/last 10% columns are parse-only (–)."]
     if run.stages:
         lines_out += ["", "## Session stages on the whole generated input", "", stage_table(run.stages), ""]
         lines_out.append("See bench/README.md (Memory of the session stages) for what each stage holds in memory.")

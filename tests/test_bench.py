@@ -154,5 +154,5 @@ def test_pool_ratios_pair_each_pool_run_with_the_dask_run_after_it():
 
     runs = [("pool", measured(1.0)), ("dask", measured(2.0)), ("pool", measured(2.0)), ("dask", measured(1.0)),
             ("pool", measured(1.0)), ("dask", measured(1.25))]
-    (line,) = bench_run._pool_ratios(runs)
-    assert "**0.80**" in line and "0.50, 2.00, 0.80" in line
+    (line,) = bench_run._pool_ratios(runs, "the map")
+    assert "**0.80**" in line and "0.50, 2.00, 0.80" in line and "whole runs: the map" in line

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,14 @@ def flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- session rules
 
 
+def keys_in(content: str | None, find_all: Callable[[str], list[Any]]) -> list[Any]:
+    """The ``key`` rule on one line: the distinct keys ``find_all`` (a compiled ``key_regex``'s ``findall``) finds
+    in its content, in order of appearance (a key named twice in a line counts once); none for a line without
+    content. The one home of the rule, for this stage and ``zerolog detect``."""
+    found = find_all(content) if isinstance(content, str) else []
+    return found if len(found) <= 1 else list(dict.fromkeys(found))
+
+
 class KeyCollector:
     """``key`` rule, batch by batch: one session per distinct key found by ``key_regex``'s group in the content.
 
@@ -208,11 +216,10 @@ class KeyCollector:
         session_codes: list[int] = []
         positions: list[int] = []
         for position, content in enumerate(contents, start=first_position):
-            found = find_all(content) if isinstance(content, str) else ()
-            if not found:
+            keys = keys_in(content, find_all)
+            if not keys:
                 self.without_key += 1
                 continue
-            keys = found if len(found) == 1 else list(dict.fromkeys(found))
             self.several_keys += len(keys) > 1
             for key in keys:
                 code = codes.get(key)
@@ -953,6 +960,7 @@ __all__ = [
     "file_sessions",
     "flat_groups",
     "key_sessions",
+    "keys_in",
     "preparsed_sessions",
     "read_sessions",
     "session_labels",

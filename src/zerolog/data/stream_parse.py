@@ -26,7 +26,7 @@ run over every line in input order) with memory bounded by chunks, on as many wo
 Failure: a worker that dies takes its running tasks and the results it held with it; the Dask scheduler runs
 them again on another worker. Both tasks are idempotent (same bytes, written under the chunk's name, renamed into
 place), the client takes each chunk's result once and in order, and the engine checks at the end that each part
-holds exactly its chunk's lines. So no line is lost or written twice (tests/test_dask_parse.py kills a worker).
+holds exactly its chunk's lines. So no line is lost or written twice (tests/data/test_dask_parse.py kills a worker).
 
 Output: ``lines.parquet`` is a folder of parts in line order, one per chunk, that reads as one table
 (``pandas.read_parquet``, pyarrow.dataset, ``iter_line_batches``); schema in docs/architecture.md.
@@ -50,7 +50,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -245,18 +245,26 @@ def _end_of_line(handle: Any, position: int, size: int) -> int:
     return size
 
 
+def stream_chunks(handle: IO[bytes], file_index: int, name: str, chunk_bytes: int,
+                  counter: Iterator[int]) -> Iterator[LineChunk]:  # fmt: skip
+    """Chunks of whole lines read from a stream in order, the lines travelling with each chunk: a gzip file (only
+    the reader can decompress it in order) or ``zerolog detect``'s standard input."""
+    while True:
+        data = handle.read(chunk_bytes)
+        if not data:
+            return
+        if not data.endswith(b"\n"):
+            data += handle.readline()
+        yield LineChunk(index=next(counter), file_index=file_index, path=name, data=data)
+
+
 def _compressed_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterator[int]) -> Iterator[LineChunk]:
     line_number = 1
     try:
         with datasets.open_binary(path) as handle:
-            while True:
-                data = handle.read(chunk_bytes)
-                if not data:
-                    return
-                if not data.endswith(b"\n"):
-                    data += handle.readline()
-                yield LineChunk(index=next(counter), file_index=file_index, path=str(path), data=data)
-                line_number += data.count(b"\n")
+            for chunk in stream_chunks(handle, file_index, str(path), chunk_bytes, counter):
+                yield chunk
+                line_number += chunk.data.count(b"\n") if chunk.data is not None else 0
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: line {line_number}: unreadable ({error})") from None
 
@@ -897,6 +905,7 @@ __all__ = [
     "parse_chunk_task",
     "parse_metrics",
     "plan_chunks",
+    "stream_chunks",
     "read_line_schema",
     "resolve_chunk",
     "stream_parse_files",

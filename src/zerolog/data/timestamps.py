@@ -5,7 +5,7 @@ the line accounting together. Values in the strict fixed-width form of the forma
 and in its valid range, the literal characters exactly) are read here with vectorised arithmetic: for them pandas'
 strptime reads the same fields (its first alternative of every directive takes the full width) and gives the same
 nanoseconds, divided the same way. Every other value, and every value of a format with other directives, goes to
-pandas itself, so odd inputs keep pandas' exact behaviour (tests/test_stream_parse.py compares both on 3,000
+pandas itself, so odd inputs keep pandas' exact behaviour (tests/data/test_stream_parse.py compares both on 3,000
 random valid and odd values per format).
 """
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from zerolog.config import SessionRule
 from zerolog.data.known_templates import KnownTemplates
-from zerolog.data.sessionize import group_by_column
+from zerolog.data.sessionize import group_by_column, keys_in
 from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
 
 #: ``ChunkEvents.codes`` value base of an unknown message: code -(1 + i) is ``unknown_keys[i]``.
@@ -115,8 +115,7 @@ def _session_keys(contents: list[str | None], key_regex: str) -> tuple[np.ndarra
     events: list[int] = []
     keys: list[str] = []
     for event, content in enumerate(contents):
-        found = find_all(content) if isinstance(content, str) else ()
-        for key in (found if len(found) <= 1 else list(dict.fromkeys(found))):
+        for key in keys_in(content, find_all):
             events.append(event)
             keys.append(key)
     return np.array(events, dtype=np.int64), keys

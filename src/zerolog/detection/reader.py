@@ -16,9 +16,8 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from zerolog.data.stream_parse import LineChunk, plan_chunks
+from zerolog.data.stream_parse import LineChunk, plan_chunks, stream_chunks
 from zerolog.errors import DataError
 
 STDIN = "-"
@@ -78,18 +77,6 @@ def input_files(inputs: list[str]) -> list[InputFile]:
     return files
 
 
-def stream_chunks(handle: BinaryIO, file_index: int, name: str, chunk_bytes: int,
-                  counter: Iterator[int]) -> Iterator[LineChunk]:  # fmt: skip
-    """Chunks of whole lines read from a stream, in order (the data travels with each chunk)."""
-    while True:
-        data = handle.read(chunk_bytes)
-        if not data:
-            return
-        if not data.endswith(b"\n"):
-            data += handle.readline()
-        yield LineChunk(index=next(counter), file_index=file_index, path=name, data=data)
-
-
 def chunks(files: list[InputFile], chunk_bytes: int) -> Iterator[LineChunk]:
     """Every input's chunks in input order, numbered from 0 across inputs."""
     counter = itertools.count()
@@ -103,4 +90,4 @@ def chunks(files: list[InputFile], chunk_bytes: int) -> Iterator[LineChunk]:
                             end=chunk.end, data=chunk.data)  # fmt: skip
 
 
-__all__ = ["STDIN", "STDIN_NAME", "InputFile", "chunks", "input_files", "stream_chunks"]
+__all__ = ["STDIN", "STDIN_NAME", "InputFile", "chunks", "input_files"]
