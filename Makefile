@@ -31,12 +31,14 @@ pipeline: install
 run: pipeline
 	$(BIN)/dvc repro
 
-## Tests (fast + integration; `make test-all` adds the slow ones).
+## Tests (fast + integration; `make test-all` adds the slow ones), one pytest worker per core (TEST_WORKERS=1: in
+## turn). --dist loadscope keeps each module's tests on one worker, so a module fixture (a stage run) runs once.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadscope
 
 test-all: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 ## Lint and types (the CI runs them): ruff (style, imports, bugbear) and mypy on src/zerolog.
 lint: install

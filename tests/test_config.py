@@ -27,6 +27,14 @@ def changed(path: str, value: object) -> dict:
     return raw
 
 
+def assert_one_line_error(path: str, value, message: str) -> None:
+    """params.yaml with ``path`` set to ``value`` is refused in one line that names the file and holds ``message``."""
+    with pytest.raises(ConfigError) as caught:
+        parse_params(changed(path, value), "params.yaml")
+    text = str(caught.value)
+    assert text.startswith("params.yaml: ") and message in text and "\n" not in text
+
+
 DELETE = object()
 
 
@@ -68,10 +76,7 @@ def test_the_project_params_load():
     ],
 )
 def test_key_errors_name_the_file_and_key(path, value, message):
-    with pytest.raises(ConfigError) as caught:
-        parse_params(changed(path, value), "params.yaml")
-    text = str(caught.value)
-    assert text.startswith("params.yaml: ") and message in text and "\n" not in text
+    assert_one_line_error(path, value, message)
 
 
 @pytest.mark.parametrize(
@@ -156,10 +161,7 @@ def test_key_errors_name_the_file_and_key(path, value, message):
     ],
 )
 def test_cross_key_checks_name_the_key(path, value, message):
-    with pytest.raises(ConfigError) as caught:
-        parse_params(changed(path, value), "params.yaml")
-    text = str(caught.value)
-    assert text.startswith("params.yaml: ") and message in text and "\n" not in text
+    assert_one_line_error(path, value, message)
 
 
 def test_a_group_by_on_a_lower_cased_field_is_accepted():

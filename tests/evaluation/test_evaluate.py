@@ -198,13 +198,19 @@ def test_a_rerun_gives_the_same_outputs_and_reuses_its_mlflow_runs(evaluated):
     assert evaluate_runs() == runs
 
 
-def test_too_few_test_anomalies_is_not_evaluable(tmp_path):
+def _evaluated_with_target(tmp_path, **target) -> tuple[object, dict]:
+    """Params and metrics of hdfs-openstack evaluated with an openstack target of 300 sessions shaped by ``target``
+    (write_tensors' keywords)."""
     params = make_params(tmp_path)
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
-    write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)
+    write_tensors(params, "openstack", sessions=300, seed=3, **target)
     build_pair(params, "hdfs-openstack")
     evaluate_pair(params, "hdfs-openstack")
-    metrics = _metrics(params, "hdfs-openstack")
+    return params, _metrics(params, "hdfs-openstack")
+
+
+def test_too_few_test_anomalies_is_not_evaluable(tmp_path):
+    params, metrics = _evaluated_with_target(tmp_path, anomaly_share=0.0, test_anomalies=2)
     assert metrics["status"] == "not_evaluable" and metrics["methods"] == {}
     assert "2 labeled anomalies" in metrics["reason"] and "evaluate.min_test_anomalies = 10" in metrics["reason"]
     assert metrics["test"]["anomalies"] == 2
@@ -212,12 +218,7 @@ def test_too_few_test_anomalies_is_not_evaluable(tmp_path):
 
 
 def test_unlabeled_test_split_is_not_evaluable(tmp_path):
-    params = make_params(tmp_path)
-    write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
-    write_tensors(params, "openstack", sessions=300, anomaly_share=0.1, seed=3, unlabeled_share=1.0)
-    build_pair(params, "hdfs-openstack")
-    evaluate_pair(params, "hdfs-openstack")
-    metrics = _metrics(params, "hdfs-openstack")
+    _, metrics = _evaluated_with_target(tmp_path, anomaly_share=0.1, unlabeled_share=1.0)
     assert metrics["status"] == "not_evaluable" and "no labeled session" in metrics["reason"]
     assert metrics["test"]["ratio"] is None
 

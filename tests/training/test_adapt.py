@@ -14,7 +14,7 @@ import torch
 from conftest import call_stage, make_params
 from training_fixtures import assert_same_weights, small_config, unlabeled, weights_of, write_system
 
-from zerolog.artifacts import SystemTensors, read_scores
+from zerolog.artifacts import read_scores
 from zerolog.config import AdaptConfig, ConfigError, SelfTrainingConfig, TrainConfig
 from zerolog.errors import DataError
 from zerolog.features.target_detector import TargetDetection, pca_mixture_detection
@@ -23,16 +23,7 @@ from zerolog.training.loop import _Pool, _train_pool, labeled_anomaly_share, sco
 from zerolog.training.meta import Batch, TrainingOutputs, objective
 from zerolog.training.methods import method_settings
 
-
-@pytest.fixture(scope="module")
-def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[SystemTensors, SystemTensors]:
-    """A source (15 % anomalies) and a target (20 %) with noisy copies of one template table."""
-    root = tmp_path_factory.mktemp("adapt-tensors")
-    table = np.random.default_rng(7).normal(size=(12, 16)).astype(np.float32)
-    source = write_system(root / "source", "source", seed=1, table=table)
-    shifted = table + 0.3 * np.random.default_rng(8).normal(size=table.shape).astype(np.float32)
-    target = write_system(root / "target", "target", sessions=200, seed=2, table=shifted, anomaly_share=0.2)
-    return source, target
+# ``systems`` (tests/conftest.py): a source (15 % anomalies) and a target (20 %), noisy copies of one table.
 
 
 @pytest.fixture(scope="module")
