@@ -14,7 +14,7 @@ Two training runs per pair and seed give the four GRU rows, exactly: the *import
 with rounds 0 (= ``adapt_no_self_training``), then resumes from its last checkpoint with the rounds (=
 ``zerolog_adapt``); the *plain* arm trains ``zerolog`` (= ``zerolog``), then resumes as ``zerolog_adapt`` with
 weighting none (= ``adapt_no_weighting``). That a resumed run equals an uninterrupted one, and that the rounds start
-from zerolog's epochs untouched, is tested (tests/test_adapt.py); it halves the cost.
+from zerolog's epochs untouched, is tested (tests/training/test_adapt.py); it halves the cost.
 
 Threshold rules: every GRU row is cut at the top π̂ share of its own target-TRAIN scores (the rule of zerolog_adapt,
 declared before any test split was read); ``zerolog`` also at ``source_val`` (today's headline rule). The detector

@@ -20,7 +20,7 @@ Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessio
 (padding) always 0; ``train_rows`` (train sessions,) int64 rows of ``counts``.
 
 Ported from the issue-10 research (scratch/research/detector.py; measurements in its findings.md), reviewed: the
-scores are identical on the bundled data (tests/test_detectors.py checks the hand-computable cases).
+scores are identical on the bundled data (tests/evaluation/test_detectors.py checks the hand-computable cases).
 """
 
 from __future__ import annotations
