@@ -7,14 +7,18 @@ Tests build that folder themselves, from the real bundled files or from small ge
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from zerolog.config import Params, load_params
 from zerolog.io import sha256_file
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+BUNDLED = REPOSITORY / "data" / "bundled"
 
 
 def project_params(tmp_path: Path) -> Params:
@@ -80,3 +84,27 @@ def write_raw_logs(params: Params, name: str, logs: dict[str, bytes], others: di
         files[key] = key
     write_manifest(folder, name, dataset.kind, files)
     return folder
+
+
+def write_deeplog_raw(params: Params, normal: bytes, abnormal: bytes) -> Path:
+    """Write ``paths.raw/hdfs_deeplog/``: the DeepLog id files ``normal`` and ``abnormal`` with the given contents,
+    the bundled HDFS ``templates.csv`` and a manifest."""
+    folder = Path(params.paths.raw) / "hdfs_deeplog"
+    folder.mkdir(parents=True)
+    (folder / "normal").write_bytes(normal)
+    (folder / "abnormal").write_bytes(abnormal)
+    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
+    write_manifest(
+        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
+    )
+    return folder
+
+
+def import_bench(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` (bench is a folder of scripts, not a package) with ``bench`` on ``sys.path`` only
+    for the import."""
+    sys.path.insert(0, str(REPOSITORY / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPOSITORY / "bench"))

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from zerolog.config import ConfigError, ParallelConfig
@@ -185,6 +188,40 @@ def open_pool(config: ParallelConfig, where: str) -> Iterator[Pool]:
         pool.close()
 
 
+# ----------------------------------------------------------------------------- values shared with many tasks
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """A value pickled once by the client and named by the digest of its bytes, so that a worker process unpickles
+    it once per version (``value``, memoised), not once per task: the parse's copy of the template tree, the known
+    templates of ``zerolog detect``. Send it with ``Pool.share``."""
+
+    digest: str
+    data: bytes
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Pickled:
+        """From bytes the value's owner pickled itself (e.g. a cut-down copy)."""
+        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), data)
+
+    @classmethod
+    def of(cls, value: Any) -> Pickled:
+        return cls.of_bytes(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+
+    def value(self) -> Any:
+        """The unpickled value; a worker keeps the last one it unpickled (one version in use at a time)."""
+        found = _UNPICKLED.get(self.digest)
+        if found is None:
+            _UNPICKLED.clear()
+            found = _UNPICKLED[self.digest] = pickle.loads(self.data)
+        return found
+
+
+#: Worker-process memo of the last ``Pickled`` value.
+_UNPICKLED: dict[str, Any] = {}
+
+
 # ----------------------------------------------------------------------------- mapping
 
 
@@ -218,6 +255,7 @@ def map_ordered(
 __all__ = [
     "DaskPool",
     "InlinePool",
+    "Pickled",
     "Pool",
     "ProcessPool",
     "available_cores",

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import call_stage, make_params
-from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
+from raw_fixtures import (
+    BUNDLED,
+    build_raw_folder,
+    project_params,
+    write_deeplog_raw,
+    write_manifest,
+    write_raw_logs,
+)
 
 from zerolog.config import ConfigError, Params
 from zerolog.data.datasets import template_event_id
@@ -20,7 +27,6 @@ from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamp
 from zerolog.data.stream_parse import header_regex, line_layout, new_miner, parse_chunk, plan_chunks
 from zerolog.errors import DataError
 
-BUNDLED = Path(__file__).resolve().parents[2] / "data" / "bundled"
 HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
 
 
@@ -256,14 +262,7 @@ def test_events_dataset_maps_event_ids_to_templates(params):
 
 
 def test_deeplog_sessions_become_one_row_per_event(params):
-    folder = Path(params.paths.raw) / "hdfs_deeplog"
-    folder.mkdir(parents=True)
-    (folder / "normal").write_text("5 5 22 11 9 \n5 22 \n")
-    (folder / "abnormal").write_text("5 22 7 \n")
-    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(
-        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
-    )
+    write_deeplog_raw(params, normal=b"5 5 22 11 9 \n5 22 \n", abnormal=b"5 22 7 \n")
     parse_dataset(params, "hdfs_deeplog")
     lines, _, _ = read_parsed(params, "hdfs_deeplog")
     assert lines["session_key"].tolist() == ["normal:1"] * 5 + ["normal:2"] * 2 + ["abnormal:1"] * 3
@@ -331,14 +330,7 @@ def _unknown_event_id(params):
 
 
 def _unknown_deeplog_id(params):
-    folder = Path(params.paths.raw) / "hdfs_deeplog"
-    folder.mkdir(parents=True)
-    (folder / "normal").write_text("5 22 \n5 99 \n")
-    (folder / "abnormal").write_text("5 \n")
-    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(
-        folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"}
-    )
+    write_deeplog_raw(params, normal=b"5 22 \n5 99 \n", abnormal=b"5 \n")
     return "normal: line 2: unknown event id '99'"
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from raw_fixtures import build_raw_folder, project_params, write_manifest, write_raw_logs
+from raw_fixtures import (
+    BUNDLED,
+    REPOSITORY,
+    build_raw_folder,
+    import_bench,
+    project_params,
+    write_deeplog_raw,
+    write_raw_logs,
+)
 
 from zerolog.config import LabelRule, SessionRule, SplitFractions, SplitRule
 from zerolog.data.parse import parse_dataset
@@ -25,8 +33,6 @@ from zerolog.data.sessionize import (
 )
 from zerolog.errors import DataError
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-BUNDLED = REPOSITORY / "data" / "bundled"
 HDFS_LINES = (BUNDLED / "HDFS" / "HDFS_2k.log").read_bytes().splitlines(keepends=True)
 BGL_LINES = (BUNDLED / "BGL" / "BGL_2k.log").read_bytes().splitlines(keepends=True)
 
@@ -51,7 +57,10 @@ def run(params, name: str) -> tuple[pd.DataFrame, dict, dict]:
 
 
 def hdfs_line(block_ids: list[str], message: str = "Receiving block {} src: /10.0.0.1:5 dest: /10.0.0.2:5") -> bytes:
-    return f"081109 2036{len(block_ids):02d} 1 INFO dfs.DataNode$DataXceiver: {message.format(' '.join(block_ids))}\n".encode()
+    return (
+        f"081109 2036{len(block_ids):02d} 1 INFO dfs.DataNode$DataXceiver: "
+        f"{message.format(' '.join(block_ids))}\n"
+    ).encode()
 
 
 # ----------------------------------------------------------------------------- key rule and its label rules
@@ -83,7 +92,7 @@ def test_a_line_naming_several_keys_joins_each_session_and_keyless_lines_are_cou
     write_raw_logs(params, "hdfs_logs", {"tiny.log": b"".join(lines)}, {"labels": labels})
     table, _, metrics = run(params, "hdfs_logs")
     assert table["session_id"].tolist() == ["blk_1", "blk_2", "blk_3"]
-    lengths = dict(zip(table["session_id"], table["templates"].map(len)))
+    lengths = dict(zip(table["session_id"], table["templates"].map(len), strict=True))
     assert lengths == {"blk_1": 2, "blk_2": 2, "blk_3": 1}
     assert table["templates"][0][1] == table["templates"][1][0]  # the shared line is in both
     assert metrics["lines_without_key"] == 1 and metrics["lines_with_several_keys"] == 1
@@ -178,7 +187,9 @@ def test_windows_in_seconds(params):
     """Windows over time: lines at 0, 10, 20, ... 90 s; 30 s windows every 30 s hold 3, 3, 3 and 1 lines."""
     lines = [
         f"081109 2036{second:02d} 1 INFO dfs.DataNode: event number {second}\n".encode() for second in range(0, 60, 10)
-    ] + [f"081109 2037{second:02d} 1 INFO dfs.DataNode: event number {second}\n".encode() for second in range(0, 40, 10)]
+    ] + [
+        f"081109 2037{second:02d} 1 INFO dfs.DataNode: event number {second}\n".encode() for second in range(0, 40, 10)
+    ]
     write_raw_logs(params, "hdfs_logs", {"timed.log": b"".join(lines)})
     params = with_dataset(
         params, "hdfs_logs", session=SessionRule(rule="window", size=30, step=30, unit="seconds"), label=None
@@ -203,13 +214,11 @@ def test_any_anomalous(labels, expected):
 
 def make_deeplog_raw(params, normal: int, abnormal: int) -> None:
     """A raw hdfs_deeplog folder with the first sessions of the real DeepLog files."""
-    folder = Path(params.paths.raw) / "hdfs_deeplog"
-    folder.mkdir(parents=True)
+    contents = {}
     for key, count in (("normal", normal), ("abnormal", abnormal)):
         source = BUNDLED / "HDFS" / "sessions" / ("hdfs_train_normal" if key == "normal" else "hdfs_abnormal")
-        (folder / key).write_bytes(b"".join(source.read_bytes().splitlines(keepends=True)[:count]))
-    (folder / "templates.csv").write_bytes((BUNDLED / "HDFS" / "HDFS_templates.csv").read_bytes())
-    write_manifest(folder, "hdfs_deeplog", "sessions", {"normal": "normal", "abnormal": "abnormal", "templates": "templates.csv"})
+        contents[key] = b"".join(source.read_bytes().splitlines(keepends=True)[:count])
+    write_deeplog_raw(params, **contents)
 
 
 def test_deeplog_anomalies_are_subsampled_to_the_stated_share(params):
@@ -255,7 +264,9 @@ def test_subsample_anomalies_keeps_everything_when_anomalies_are_already_rare():
 # ----------------------------------------------------------------------------- splits
 
 
-@pytest.mark.parametrize(("count", "expected"), [(1000, (600, 100, 300)), (7, (4, 1, 2)), (1, (1, 0, 0)), (0, (0, 0, 0))])
+@pytest.mark.parametrize(
+    ("count", "expected"), [(1000, (600, 100, 300)), (7, (4, 1, 2)), (1, (1, 0, 0)), (0, (0, 0, 0))]
+)
 def test_split_sizes(count, expected):
     assert split_sizes(count, SplitFractions(train=0.6, val=0.1, test=0.3)) == expected
 
@@ -265,22 +276,24 @@ def test_random_split_is_stratified_by_label_and_by_file():
     labels = np.array([1.0] * 50 + [0.0] * 950 + [np.nan] * 100)
     files = np.array([0, 1] * 550, dtype=np.int16)
     fractions = SplitFractions(train=0.6, val=0.1, test=0.3)
-    split = assign_splits(labels, np.full(1100, np.nan), files, SplitRule(method="random", stratify_by="file"), fractions, rng)
+    rule = SplitRule(method="random", stratify_by="file")
+    split = assign_splits(labels, np.full(1100, np.nan), files, rule, fractions, rng)
     for file_index in (0, 1):
         for label_mask in (labels == 1, labels == 0, np.isnan(labels)):
             chosen = split[(files == file_index) & label_mask]
             train, val, test = split_sizes(len(chosen), fractions)
             assert [(chosen == name).sum() for name in ("train", "val", "test")] == [train, val, test]
-    again = assign_splits(labels, np.full(1100, np.nan), files, SplitRule(method="random", stratify_by="file"), fractions, np.random.default_rng(7))
+    again = assign_splits(labels, np.full(1100, np.nan), files, rule, fractions, np.random.default_rng(7))
     assert (split == again).all()
 
 
 def test_chronological_split_sorts_by_start_time_and_falls_back_to_line_order():
     fractions = SplitFractions(train=0.6, val=0.1, test=0.3)
     times = np.array([50.0, 10.0, 40.0, 20.0, 30.0, 0.0, 60.0, 70.0, 80.0, 90.0])
-    split = assign_splits(np.zeros(10), times, np.zeros(10, dtype=np.int16), SplitRule(method="chronological"), fractions, None)
+    rule = SplitRule(method="chronological")
+    split = assign_splits(np.zeros(10), times, np.zeros(10, dtype=np.int16), rule, fractions, None)
     assert split[np.argsort(times)].tolist() == ["train"] * 6 + ["val"] + ["test"] * 3
-    no_time = assign_splits(np.zeros(10), np.full(10, np.nan), np.zeros(10, dtype=np.int16), SplitRule(method="chronological"), fractions, None)
+    no_time = assign_splits(np.zeros(10), np.full(10, np.nan), np.zeros(10, dtype=np.int16), rule, fractions, None)
     assert no_time.tolist() == ["train"] * 6 + ["val"] + ["test"] * 3
 
 
@@ -342,11 +355,7 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
     """Peak RSS sessionizing 200k generated HDFS lines (key rule, key_file labels, blocks of about 20 lines) stays
     within 25 MiB of 50k: lines are streamed in batches and kept as compact integer arrays, never one Python string
     per line (the former pandas load grew by about 100 MiB here)."""
-    sys.path.insert(0, str(REPOSITORY / "bench"))
-    try:
-        import generate
-    finally:
-        sys.path.remove(str(REPOSITORY / "bench"))
+    generate = import_bench("generate")
     peaks = {}
     for lines in (50_000, 200_000):
         root = tmp_path / str(lines)

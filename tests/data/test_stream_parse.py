@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from logparser.Drain import LogParser
-from raw_fixtures import build_raw_folder, project_params, write_raw_logs
+from raw_fixtures import BUNDLED, REPOSITORY, build_raw_folder, import_bench, project_params, write_raw_logs
 
 from zerolog.config import ParallelConfig
 from zerolog.data.datasets import open_binary, template_event_id
@@ -45,8 +45,6 @@ from zerolog.data.stream_parse import (
 )
 from zerolog.errors import DataError
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-BUNDLED = REPOSITORY / "data" / "bundled"
 TRUTH = {
     "hdfs_logs": "HDFS/HDFS_2k.log_structured.csv",
     "bgl_logs": "BGL/BGL_2k.log_structured.csv",
@@ -451,11 +449,7 @@ def peak_rss_kib(log_file: Path, scratch: Path) -> tuple[int, int]:
 def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     """Peak RSS parsing 200k generated lines stays within 40 MiB of parsing 50k (the same chunk size, about 10k
     lines): memory is bounded by chunks, not by the file (logparser3's whole-file parse grows by hundreds of MiB)."""
-    sys.path.insert(0, str(REPOSITORY / "bench"))
-    try:
-        import generate
-    finally:
-        sys.path.remove(str(REPOSITORY / "bench"))
+    generate = import_bench("generate")
     peaks = {}
     for lines in (50_000, 200_000):
         log_file = tmp_path / f"HDFS_{lines}.log"

@@ -6,7 +6,8 @@ For every dataset in ``parse.ground_truth`` it reads ``paths.parsed/<name>/lines
 output in this workspace) and the loghub ``*_structured.csv`` under ``paths.bundled``, and prints the grouping
 accuracy (GA; Zhu et al., ICSE-SEIP 2019: a line is correct when the set of lines sharing its event id equals the
 set sharing its true event id). Lines must correspond one to one (same line numbers): the bundled 2k samples with
-``data.source: bundled``; the line numbers and messages are checked. tests/data/test_parse.py holds the same check as a lower bound.
+``data.source: bundled``; the line numbers and messages are checked. tests/data/test_parse.py holds the same check
+as a lower bound.
 """
 
 from __future__ import annotations

@@ -143,8 +143,8 @@ def read_jsonl_sessions(path: Path) -> Iterator[tuple[int, str, int, list[str]]]
 
 
 def read_key_file(path: Path) -> dict[str, int]:
-    """Read a ``key_file`` label table (CSV: a header, then key, ``Anomaly``/``Normal`` in any case) into ``{key: 0/1}``,
-    keys in file order."""
+    """Read a ``key_file`` label table (CSV: a header, then key, ``Anomaly``/``Normal`` in any case) into
+    ``{key: 0/1}``, keys in file order."""
     if not path.is_file():
         raise DataError(f"{path}: label file not found")
     with open(path, encoding="utf-8", newline="") as handle:
@@ -159,7 +159,9 @@ def read_key_file(path: Path) -> dict[str, int]:
                 continue
             value = row[1].strip().lower() if len(row) > 1 else ""
             if value not in KEY_FILE_LABELS:
-                raise DataError(f"{path}: line {line}: label must be Anomaly or Normal, got {row[1] if len(row) > 1 else ''!r}")
+                raise DataError(
+                    f"{path}: line {line}: label must be Anomaly or Normal, got {row[1] if len(row) > 1 else ''!r}"
+                )
             if row[0] in labels and labels[row[0]] != KEY_FILE_LABELS[value]:
                 raise DataError(f"{path}: line {line}: key {row[0]!r} labeled twice with different labels")
             labels[row[0]] = KEY_FILE_LABELS[value]
@@ -217,7 +219,9 @@ def read_line_templates(path: Path) -> dict[str, str]:
     return templates
 
 
-def read_sequence_file(path: Path, templates: dict[str, str], templates_path: Path) -> Iterator[tuple[int, str | None, list[str]]]:
+def read_sequence_file(
+    path: Path, templates: dict[str, str], templates_path: Path
+) -> Iterator[tuple[int, str | None, list[str]]]:
     """Yield ``(line_number, key, event_ids)`` of a sequence file: ``key,<space-separated ids>`` a line.
 
     ``key`` is None on a line without a comma (ids only). A blank line yields ``(line_number, None, [])`` for the

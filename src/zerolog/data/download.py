@@ -47,7 +47,7 @@ class FileEntry:
     index: int | None
     path: str  # relative to the bundle (bundled) or a member path inside the archive (loghub)
     params_key: str
-    destination: str | None = None  # a file found by a folder or glob in ``logs``: its path below the folder / glob root
+    destination: str | None = None  # a file found by a folder or glob in ``logs``: its path below the folder/glob root
 
 
 #: Characters that make a ``files.logs`` entry a glob pattern (``pathlib`` syntax, ``**`` for any depth).
@@ -63,7 +63,7 @@ def download_dataset(params: Params, name: str) -> None:
     With ``data.source: loghub`` a dataset that has a ``loghub`` origin is fetched from the archive;
     every other dataset (or every dataset with ``data.source: bundled``) is copied from ``paths.bundled``.
     """
-    dataset = params.datasets[name] if name in params.datasets else None  # a declared view has no .get
+    dataset = params.datasets[name] if name in params.datasets else None  # noqa: SIM401  # a declared view has no .get
     if dataset is None:
         known = ", ".join(params.datasets)
         raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset (known: {known})")

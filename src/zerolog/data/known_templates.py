@@ -112,8 +112,14 @@ def _distinct_pairs(lines_folder: Path) -> Iterator[tuple[list[str], list[str]]]
     for batch in iter_line_batches(lines_folder, columns, CHECK_BATCH_LINES, read_dictionary=["status", "template"]):
         status = batch.column("status")
         parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
-        kept = pa.table({"content": batch.column("content"), "template": pc.cast(batch.column("template"), pa.string())})
-        kept = kept.filter(pc.fill_null(parsed.take(status.indices), False)).group_by(["content", "template"]).aggregate([])
+        kept = pa.table(
+            {"content": batch.column("content"), "template": pc.cast(batch.column("template"), pa.string())}
+        )
+        kept = (
+            kept.filter(pc.fill_null(parsed.take(status.indices), False))
+            .group_by(["content", "template"])
+            .aggregate([])
+        )
         yield kept.column("content").to_pylist(), kept.column("template").to_pylist()
 
 
@@ -126,10 +132,12 @@ def known_exceptions(miner: DrainMiner, lines_folder: Path) -> dict[str, str]:
     for contents, templates in _distinct_pairs(lines_folder):
         checked.clear()
         keys = miner.mask_array([content or "" for content in contents]).to_pylist()
-        for key, template in zip(keys, templates):
+        for key, template in zip(keys, templates, strict=True):
             previous = checked.setdefault(key, template)
             if previous != template:
-                raise DataError(f"{lines_folder}: masked message {key!r} has two templates ({previous!r}, {template!r})")
+                raise DataError(
+                    f"{lines_folder}: masked message {key!r} has two templates ({previous!r}, {template!r})"
+                )
             if key in exceptions:
                 continue
             if known.resolve(key) != template:

@@ -37,8 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import regex
-from logparser.Drain import LogParser as DrainLogParser
 from logparser.Drain import Logcluster, Node
+from logparser.Drain import LogParser as DrainLogParser
 
 from zerolog.config import DrainConfig
 
@@ -200,7 +200,7 @@ class DrainMiner:
         if cluster is None:
             return -1, serial, version
         # getTemplate keeps a template token iff it equals the message's; a "<*>" stays "<*>".
-        for template_token, token in zip(cluster.logTemplate, tokens):
+        for template_token, token in zip(cluster.logTemplate, tokens, strict=True):  # the tree is keyed by length
             if template_token != token and template_token != WILDCARD:
                 return -1, serial, version
         return cluster.index, serial, version

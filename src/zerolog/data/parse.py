@@ -28,8 +28,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import SystemConfig, ConfigError, DatasetConfig, LabelRule, Params
+from zerolog.config import ConfigError, DatasetConfig, LabelRule, Params, SystemConfig
 from zerolog.data import datasets
+from zerolog.data.known_templates import DRAIN_STATE_FILE, write_drain_state
 from zerolog.data.stream_parse import (
     EMPTY_TEMPLATE,
     STATUS_NON_UTF8,
@@ -44,7 +45,6 @@ from zerolog.data.stream_parse import (
     stream_parse_files,
     write_lines,
 )
-from zerolog.data.known_templates import DRAIN_STATE_FILE, write_drain_state
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
@@ -162,7 +162,13 @@ def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, A
     else:
         lines["label"] = pd.Series(pd.NA, index=lines.index, dtype="Int8")
     lines["status"] = pd.Series([STATUS_PARSED] * len(frame), dtype="string")
-    counts = {"file": events_path.name, "lines": len(frame), STATUS_PARSED: len(frame), STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
+    counts = {
+        "file": events_path.name,
+        "lines": len(frame),
+        STATUS_PARSED: len(frame),
+        STATUS_UNMATCHED: 0,
+        STATUS_NON_UTF8: 0,
+    }
     return ParsedTable(lines=lines, parser="preparsed", file_counts=[counts])
 
 
@@ -183,7 +189,9 @@ class _SessionEvents:
         }
     )
 
-    def add(self, file_index: int, line_number: int, key: str, label: int, event_ids: list[str], names: list[str]) -> None:
+    def add(
+        self, file_index: int, line_number: int, key: str, label: int, event_ids: list[str], names: list[str]
+    ) -> None:
         """One session's events (all sharing its file, line, key and label)."""
         size = len(names)
         self.columns["file_index"].extend([file_index] * size)
@@ -245,7 +253,8 @@ def _read_deeplog(folder: Path, files: dict[str, Any], events: _SessionEvents) -
         ):
             sessions += 1
             empty += not event_ids
-            events.add(file_index, line_number, f"{key}:{line_number}", file_index, event_ids, [templates[e] for e in event_ids])
+            names = [templates[e] for e in event_ids]
+            events.add(file_index, line_number, f"{key}:{line_number}", file_index, event_ids, names)
         if sessions == 0:
             raise DataError(f"{path}: empty session file")
         file_counts.append({"file": path.name, "sessions": sessions, "empty_sessions": empty})
@@ -272,7 +281,9 @@ def _read_sequences(folder: Path, files: dict[str, Any], events: _SessionEvents)
                 continue
             session_key = f"{key}:{line_number}" if session_key is None else session_key
             if session_key in seen:
-                raise DataError(f"{path}: line {line_number}: sequence key {session_key!r} already at {seen[session_key]}")
+                raise DataError(
+                    f"{path}: line {line_number}: sequence key {session_key!r} already at {seen[session_key]}"
+                )
             seen[session_key] = f"{path.name}: line {line_number}"
             sessions += 1
             empty += not event_ids
@@ -364,7 +375,9 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     folder, manifest = read_manifest(params, name, ["logs"])
     log_files = log_file_paths(folder, manifest)
     system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
-    format_key = f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
+    format_key = (
+        f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
+    )
     miner = new_miner(system)
     with atomic_directory(Path(params.paths.parsed) / name) as output:
         summary = stream_parse_files(log_files, line_layout(system, dataset.label), miner, params.parse,
@@ -398,8 +411,8 @@ def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _report(metrics: dict[str, Any]) -> None:
     print(
-        f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, {metrics['unmatched']} unmatched, "
-        f"{metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
+        f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, "
+        f"{metrics['unmatched']} unmatched, {metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
         f"({metrics['parser']}, {metrics['lines_per_second']} lines/s)",
         file=sys.stdout,
     )

@@ -356,7 +356,8 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     lengths = np.array([len(window) for window in windows], dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     positions_all = np.concatenate(windows).astype(np.int64) if windows else np.zeros(0, np.int64)
-    return Sessions(ids, positions_all, offsets, {"lines_without_timestamp": without_time} if rule.unit == "seconds" else {})
+    counts = {"lines_without_timestamp": without_time} if rule.unit == "seconds" else {}
+    return Sessions(ids, positions_all, offsets, counts)
 
 
 def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Sessions:
@@ -374,7 +375,9 @@ def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Se
             continue
         code_of_file[index] = codes.setdefault(found.group(1) if found is not None else path, len(codes))
     if events.file_index.size and int(events.file_index.max()) >= len(log_paths):
-        raise DataError(f"parsed lines name log file {int(events.file_index.max())}; the manifest lists {len(log_paths)}")
+        raise DataError(
+            f"parsed lines name log file {int(events.file_index.max())}; the manifest lists {len(log_paths)}"
+        )
     event_codes = code_of_file[events.file_index.astype(np.int64)]  # (events,)
     keyed = np.flatnonzero(event_codes >= 0)  # (keyed events,) positions
     first, positions, offsets = flat_groups(event_codes[keyed])
@@ -468,7 +471,9 @@ def session_labels(
 # ----------------------------------------------------------------------------- subsampling and splits
 
 
-def subsample_anomalies(labels: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+def subsample_anomalies(
+    labels: np.ndarray, share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Keep a seeded random subset of the anomalous sessions so that they make ``share`` of the labeled ones.
 
     Why: the DeepLog HDFS files hold all 16,838 anomalous blocks but only 4,855 normal ones; HDFS_v1's real
@@ -803,7 +808,9 @@ def _group_sessions(params: Params, name: str, events: Events, collector: KeyCol
     return sessions
 
 
-def _kept_table(events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray, split_of: Any) -> SessionTable:
+def _kept_table(
+    events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray, split_of: Any
+) -> SessionTable:
     """The table of the kept sessions (all, unless anomalies were subsampled); ``split_of(labels, start_times,
     file_indices)`` assigns their splits."""
     kept = np.flatnonzero(keep)  # (kept sessions,)
@@ -892,7 +899,7 @@ def _events_per_level(table: SessionTable) -> dict[str, int] | None:
     if table.level_codes is None:
         return None
     counts = np.bincount(table.level_codes + 1, minlength=len(table.levels) + 1)  # (levels + 1,) slot 0: none
-    named = {level: int(count) for level, count in zip(table.levels, counts[1:]) if count}
+    named = {level: int(count) for level, count in zip(table.levels, counts[1:], strict=True) if count}
     return {**named, **({"<none>": int(counts[0])} if counts[0] else {})}
 
 
@@ -929,7 +936,8 @@ def write_sessions(target: Path, table: SessionTable, metadata: dict[str, str]) 
 
 
 def sessionize_dataset(params: Params, name: str) -> None:
-    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and ``reports/data/sessionize/<name>.json``."""
+    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and
+    ``reports/data/sessionize/<name>.json``."""
     table, metrics = build_sessions(params, name)
     with atomic_directory(Path(params.paths.sessions) / name) as output:
         write_sessions(output / "sessions.parquet", table, {"label_rule": metrics["label_rule"], "dataset": name})
@@ -945,7 +953,9 @@ def sessionize_dataset(params: Params, name: str) -> None:
 def read_sessions(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read a ``sessions.parquet`` and its key-value metadata (for later stages and tests)."""
     table = pq.read_table(path)
-    metadata = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items() if key != b"pandas"}
+    metadata = {
+        key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items() if key != b"pandas"
+    }
     return table.to_pandas(), metadata
 
 

@@ -37,11 +37,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import hashlib
 import itertools
 import operator
 import os
-import pickle
 import re
 import shutil
 import tempfile
@@ -65,7 +63,7 @@ from zerolog.data.matcher import DrainMiner
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
 from zerolog.io import write_parquet
-from zerolog.parallel import InlinePool, Pool, map_ordered, open_pool, worker_count
+from zerolog.parallel import InlinePool, Pickled, Pool, map_ordered, open_pool, worker_count
 
 #: Line status values (``lines.parquet`` column ``status``).
 STATUS_PARSED = "parsed"
@@ -199,7 +197,9 @@ class LineChunk:
         except OSError as error:
             raise DataError(f"{self.path}: bytes {self.start}-{self.end}: unreadable ({error})") from None
         if len(data) != self.end - self.start:
-            raise DataError(f"{self.path}: shorter than when the parse began ({self.start + len(data)} < {self.end} bytes)")
+            raise DataError(
+                f"{self.path}: shorter than when the parse began ({self.start + len(data)} < {self.end} bytes)"
+            )
         return data
 
     @property
@@ -372,7 +372,7 @@ _STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8], type=pa
 def _draft_table(headers: _Headers, layout: LineLayout, file_index: int) -> pa.Table:
     """Every ``lines.parquet`` column of the chunk except line_number, template and event_id."""
     size = len(headers.rows)
-    columns = list(zip(*headers.rows)) if headers.rows else [()] * len(layout.fields)
+    columns = list(zip(*headers.rows, strict=True)) if headers.rows else [()] * len(layout.fields)
     by_field = dict(zip(layout.fields, columns, strict=True))
     arrays: dict[str, pa.Array] = {"file_index": pa.array(np.full(size, file_index, dtype=np.int16))}
     if layout.timestamp_fields:
@@ -434,36 +434,13 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
             STATUS_NON_UTF8: int((codes == 2).sum()),
         },
         first_bad_offset=int(bad[0]) if len(bad) else None,
-        timestamps_unparseable=int((table.column("timestamp").is_null().to_numpy(zero_copy_only=False) & (codes == 0)).sum()),
+        timestamps_unparseable=int(
+            (table.column("timestamp").is_null().to_numpy(zero_copy_only=False) & (codes == 0)).sum()
+        ),
         labeled_lines=size - labels.null_count,
         anomalous_lines=int(pc.sum(labels).as_py() or 0),
     )
     return table, summary
-
-
-@dataclass(frozen=True)
-class MinerCopy:
-    """A pickled matching copy of the live miner (``DrainMiner.matching_copy``), named by its digest."""
-
-    digest: str
-    data: bytes
-
-    @classmethod
-    def of(cls, miner: DrainMiner) -> MinerCopy:
-        data = miner.matching_copy()
-        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), data)
-
-
-#: Worker-process memo of the last miner copy, so a copy is unpickled once per version, not once per chunk.
-_WORKER_MINER: dict[str, DrainMiner] = {}
-
-
-def _copy_in_worker(copy: MinerCopy) -> DrainMiner:
-    miner = _WORKER_MINER.get(copy.digest)
-    if miner is None:
-        _WORKER_MINER.clear()
-        miner = _WORKER_MINER[copy.digest] = pickle.loads(copy.data)
-    return miner
 
 
 def draft_path(scratch: Path, index: int) -> Path:
@@ -491,15 +468,18 @@ def _replacing(target: Path, scratch: Path) -> Iterator[Path]:
         Path(temporary).unlink(missing_ok=True)
 
 
-def parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner: DrainMiner | MinerCopy, scratch: str) -> ChunkSummary:
+def parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner: DrainMiner | Pickled, scratch: str) -> ChunkSummary:
     """``parse_chunk``, its draft written to ``scratch`` under the chunk's name; runs in the client (live miner)
     or on a worker (a copy). Idempotent: a rerun writes the same draft under the same name."""
-    live = miner if isinstance(miner, DrainMiner) else _copy_in_worker(miner)
+    live = miner if isinstance(miner, DrainMiner) else miner.value()  # a copy: DrainMiner.matching_copy
     table, summary = parse_chunk(chunk, layout, live)
     options = pa.ipc.IpcWriteOptions(compression="lz4")
-    with _replacing(draft_path(Path(scratch), chunk.index), Path(scratch)) as temporary:
-        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table)
+    with (
+        _replacing(draft_path(Path(scratch), chunk.index), Path(scratch)) as temporary,
+        pa.OSFile(str(temporary), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema, options=options) as writer,
+    ):
+        writer.write_table(table)
     return summary
 
 
@@ -558,7 +538,9 @@ def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     return clusters
 
 
-def check_file_counts(path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str) -> None:
+def check_file_counts(
+    path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str
+) -> None:
     """Refuse an empty file, a format that matches nothing, or too many lines that do not match."""
     total = counts["lines"]
     if total == 0:
@@ -578,7 +560,9 @@ class StreamSummary:
     """What a parse counted (metrics), and the final templates with their line counts."""
 
     lines: int = 0
-    status_counts: dict[str, int] = field(default_factory=lambda: {STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0})
+    status_counts: dict[str, int] = field(
+        default_factory=lambda: {STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
+    )
     file_counts: list[dict[str, Any]] = field(default_factory=list)
     timestamps_unparseable: int = 0
     labeled_lines: int = 0
@@ -603,7 +587,8 @@ class _Reconciler:
         self.max_share = parse.max_unmatched_share
         self.summary = StreamSummary()
         self.summary.file_counts = [
-            {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0} for path in log_files
+            {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
+            for path in log_files
         ]
         self.first_bad: list[int | None] = [None] * len(log_files)
         self.checked_files = 0
@@ -643,7 +628,8 @@ class _Reconciler:
         used = clusters[clusters >= 0]
         counts = np.bincount(used, minlength=len(self.miner.clusters)) if len(used) else np.zeros(0, np.int64)
         if len(counts) > len(self.cluster_counts):
-            self.cluster_counts = np.concatenate([self.cluster_counts, np.zeros(len(counts) - len(self.cluster_counts), np.int64)])
+            missing = np.zeros(len(counts) - len(self.cluster_counts), np.int64)
+            self.cluster_counts = np.concatenate([self.cluster_counts, missing])
         self.cluster_counts[: len(counts)] += counts
         self.empty_count += int((clusters == EMPTY_MESSAGE).sum())
 
@@ -741,7 +727,7 @@ def _with_copies(chunks: Iterator[LineChunk], layout: LineLayout, miner: DrainMi
     version, shared = -1, None
     for chunk in chunks:
         if version != miner.changes:
-            version, shared = miner.changes, pool.share(MinerCopy.of(miner))
+            version, shared = miner.changes, pool.share(Pickled.of_bytes(miner.matching_copy()))
         yield chunk, layout, shared, scratch
 
 
@@ -754,7 +740,9 @@ def _write_parts(pool: Pool, summary: StreamSummary, miner: DrainMiner, layout: 
     ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
     for index, rows in enumerate(map_ordered(pool, write_part_task, items, ahead)):
         if rows != summary.chunk_lines[index]:
-            raise DataError(f"{part_path(parts, index)}: {rows} lines written for a chunk of {summary.chunk_lines[index]}")
+            raise DataError(
+                f"{part_path(parts, index)}: {rows} lines written for a chunk of {summary.chunk_lines[index]}"
+            )
     written = sorted(path.name for path in parts.iterdir())
     if written != [part_path(parts, index).name for index in range(len(summary.chunk_lines))]:
         raise DataError(f"{parts}: {len(written)} parts for {len(summary.chunk_lines)} chunks")
@@ -868,7 +856,9 @@ def read_line_schema(path: Path) -> pa.Schema:
     return pq.read_schema(line_parts(path)[0])
 
 
-def iter_line_batches(path: Path, columns: list[str], batch_size: int, read_dictionary: list[str]) -> Iterator[pa.RecordBatch]:
+def iter_line_batches(
+    path: Path, columns: list[str], batch_size: int, read_dictionary: list[str]
+) -> Iterator[pa.RecordBatch]:
     """The rows of a ``lines.parquet`` folder in line order, in batches of at most ``batch_size`` (a batch never
     spans two parts); ``read_dictionary`` columns come as dictionary arrays. One part is open at a time, read
     without pre-buffering (with it Arrow reads ahead and holds several row groups)."""

@@ -123,7 +123,9 @@ def _fixed_width(array: pa.Array, plan: list[tuple[str, str]]) -> tuple[np.ndarr
     if has_fraction and not 1 <= fraction_width <= 9:
         return np.zeros(len(array), dtype=bool), 0
     pattern = "^" + "".join(
-        re.escape(value) if kind == "literal" else (rf"\d{{{fraction_width}}}" if value == "f" else _DIRECTIVES[value][1])
+        re.escape(value)
+        if kind == "literal"
+        else (rf"\d{{{fraction_width}}}" if value == "f" else _DIRECTIVES[value][1])
         for kind, value in plan
     ) + "$"
     matches = pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
@@ -148,10 +150,8 @@ def _fixed_width_seconds(
                 number = number * 10 + digits[:, column + offset]
             fields[value] = number
         column += field_width
-    if "Y" in fields:
-        year = fields["Y"]
-    else:  # strptime's two-digit years: 69-99 -> 1900s, 00-68 -> 2000s
-        year = np.where(fields["y"] <= 68, 2000, 1900) + fields["y"]
+    # without %Y, strptime's two-digit years: 69-99 -> 1900s, 00-68 -> 2000s
+    year = fields["Y"] if "Y" in fields else np.where(fields["y"] <= 68, 2000, 1900) + fields["y"]
     month, day = fields["m"], fields["d"]
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month - 1] + (leap & (month == 2))

@@ -42,14 +42,14 @@ from tqdm import tqdm
 from zerolog.config import ParallelConfig, SystemConfig
 from zerolog.data.known_templates import NewTemplates
 from zerolog.data.stream_parse import STATUS_NON_UTF8, STATUS_PARSED, STATUS_UNMATCHED, check_file_counts, line_layout
-from zerolog.detection.events import ChunkEvents, SessionKeying, SharedKnown, detect_chunk_task
+from zerolog.detection.events import ChunkEvents, SessionKeying, detect_chunk_task
 from zerolog.detection.loading import LoadedDetector, describe
 from zerolog.detection.reader import InputFile, chunks, input_files
 from zerolog.detection.scoring import BatchScores, SessionBatch
 from zerolog.detection.spill import EventSpill, PartitionSessions, keyed_sessions, windowed_sessions
 from zerolog.errors import DataError
 from zerolog.io import atomic_path
-from zerolog.parallel import map_ordered, open_pool
+from zerolog.parallel import Pickled, map_ordered, open_pool
 
 #: Sessions scored at a time (bounds the count matrix: sessions x templates).
 SCORE_SESSIONS = 4096
@@ -313,7 +313,7 @@ def _parsed_chunks(detector: LoadedDetector, files: list[InputFile], options: De
     config = ParallelConfig(backend=options.backend, workers=options.workers,
                             scheduler_address=options.scheduler_address)
     with open_pool(config, "--scheduler" if options.scheduler_address else "--workers") as pool:
-        shared = pool.share(SharedKnown.of(detector.known) if pool.workers > 1 else detector.known)
+        shared = pool.share(Pickled.of(detector.known) if pool.workers > 1 else detector.known)
         items = ((chunk, layout, shared, keying) for chunk in chunks(files, options.chunk_bytes))
         yield from map_ordered(pool, detect_chunk_task, items, CHUNKS_AHEAD_PER_WORKER * pool.workers)
 

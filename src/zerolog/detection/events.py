@@ -13,8 +13,6 @@ or are not UTF-8, are counted, never sessions' events.
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import re
 from dataclasses import dataclass
 
@@ -26,6 +24,7 @@ from zerolog.config import SessionRule
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.data.sessionize import group_by_column, keys_in
 from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
+from zerolog.parallel import Pickled
 
 #: ``ChunkEvents.codes`` value base of an unknown message: code -(1 + i) is ``unknown_keys[i]``.
 UNKNOWN = -1
@@ -66,32 +65,6 @@ class ChunkEvents:
     keys: list[str]  # (pairs,) the session keys
 
 
-@dataclass(frozen=True)
-class SharedKnown:
-    """The known templates pickled once, named by digest, so a worker unpickles them once (not once per chunk)."""
-
-    digest: str
-    data: bytes
-
-    @classmethod
-    def of(cls, known: KnownTemplates) -> SharedKnown:
-        data = pickle.dumps(known, pickle.HIGHEST_PROTOCOL)
-        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), data)
-
-
-_WORKER_KNOWN: dict[str, KnownTemplates] = {}
-
-
-def _known_in_worker(shared: SharedKnown | KnownTemplates) -> KnownTemplates:
-    if isinstance(shared, KnownTemplates):
-        return shared
-    known = _WORKER_KNOWN.get(shared.digest)
-    if known is None:
-        _WORKER_KNOWN.clear()
-        known = _WORKER_KNOWN[shared.digest] = pickle.loads(shared.data)
-    return known
-
-
 def _template_codes(known: KnownTemplates, keys: list[str],
                     clusters: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:  # fmt: skip
     """Per distinct masked message: its code (known text index, or unknown), the texts and the unknown messages."""
@@ -121,10 +94,10 @@ def _session_keys(contents: list[str | None], key_regex: str) -> tuple[np.ndarra
     return np.array(events, dtype=np.int64), keys
 
 
-def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: SharedKnown | KnownTemplates,
+def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | KnownTemplates,
                       keying: SessionKeying) -> ChunkEvents:  # fmt: skip
     """Parse one chunk against the known templates (changing nothing) into its events."""
-    known = _known_in_worker(shared)
+    known = shared if isinstance(shared, KnownTemplates) else shared.value()
     table, summary = parse_chunk(chunk, layout, known.miner)
     key_of_line = summary.key_of_line
     offsets = np.flatnonzero((key_of_line >= 0) | (key_of_line == EMPTY_MESSAGE)).astype(np.int64)  # (events,)
@@ -150,4 +123,4 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: SharedKnown 
     )  # fmt: skip
 
 
-__all__ = ["NO_GROUP", "UNKNOWN", "ChunkEvents", "SessionKeying", "SharedKnown", "detect_chunk_task"]
+__all__ = ["NO_GROUP", "UNKNOWN", "ChunkEvents", "SessionKeying", "detect_chunk_task"]
