@@ -223,6 +223,8 @@ def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) 
 
 
 def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -> list[str]:
+    """One pair's section of results.md: its data, then (when evaluated) the method table, the F1 under every
+    threshold rule and what was not available."""
     lines = [f"### {pair}", ""]
     sources = ", ".join(result.get("sources_used", result.get("sources", []))) or "none usable"
     skipped = result.get("sources_skipped") or {}
@@ -236,7 +238,16 @@ def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -
     if result["status"] != "evaluated":
         lines += [f"**{result['status'].replace('_', ' ')}**: {result.get('reason')}", ""]
         return lines
-    lines += [
+    lines += _method_table(settings, result)
+    lines += _rule_table(settings, result)
+    lines += _problems(result)
+    lines.append("")
+    return lines
+
+
+def _method_table(settings: ReportSettings, result: dict[str, Any]) -> list[str]:
+    """Each method under its headline rule: precision, recall, F1 with its bootstrap interval, PR-AUC, ROC-AUC."""
+    lines = [
         "| method | rule | precision | recall | F1 | F1 interval | PR-AUC | ROC-AUC |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -252,25 +263,36 @@ def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -
             f"{_number(entry.get('recall'))} | {_number(entry.get('f1'))} | {_interval(entry.get('f1_ci'))} | "
             f"{_number(entry.get('pr_auc'))} | {_number(entry.get('roc_auc'))} |"
         )
+    return lines
+
+
+def _rule_table(settings: ReportSettings, result: dict[str, Any]) -> list[str]:
+    """F1 (threshold) of each evaluated method under every threshold rule any method reports."""
     rules = list(dict.fromkeys(rule for entry in result["methods"].values() for rule in entry.get("rules", {})))
-    if rules:
-        lines += ["", "F1 under every threshold rule (the threshold in parentheses):", ""]
-        lines.append("| method | " + " | ".join(f"`{rule}`" for rule in rules) + " |")
-        lines.append("|---|" + "---|" * len(rules))
-        for method in settings.evaluate.methods:
-            entry = result["methods"].get(method)
-            if not entry or entry.get("status") != "evaluated":
-                continue
-            cells = []
-            for rule in rules:
-                values = entry["rules"].get(rule)
-                if not values:
-                    cells.append("–")
-                elif values.get("status") != "evaluated":
-                    cells.append("n/a")
-                else:
-                    cells.append(f"{values['f1']:.3f} ({values['threshold']:.3g})")
-            lines.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
+    if not rules:
+        return []
+    lines = ["", "F1 under every threshold rule (the threshold in parentheses):", ""]
+    lines.append("| method | " + " | ".join(f"`{rule}`" for rule in rules) + " |")
+    lines.append("|---|" + "---|" * len(rules))
+    for method in settings.evaluate.methods:
+        entry = result["methods"].get(method)
+        if not entry or entry.get("status") != "evaluated":
+            continue
+        cells = []
+        for rule in rules:
+            values = entry["rules"].get(rule)
+            if not values:
+                cells.append("–")
+            elif values.get("status") != "evaluated":
+                cells.append("n/a")
+            else:
+                cells.append(f"{values['f1']:.3f} ({values['threshold']:.3g})")
+        lines.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _problems(result: dict[str, Any]) -> list[str]:
+    """The methods, and method / rule pairs, that were not available or not applicable, with the reason."""
     problems = [
         (method, entry.get("reason"))
         for method, entry in result["methods"].items()
@@ -282,11 +304,9 @@ def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -
         for rule, values in entry.get("rules", {}).items()
         if values.get("status") == "not_applicable" and not (rule == "target_val" and not method_spec(method).oracle)
     ]
-    if problems:
-        lines += ["", "Not available / not applicable:"]
-        lines += [f"- {name}: {reason}" for name, reason in problems]
-    lines.append("")
-    return lines
+    if not problems:
+        return []
+    return ["", "Not available / not applicable:", *[f"- {name}: {reason}" for name, reason in problems]]
 
 
 # What differs between the paper's measurement (/work/shared/paper/protocol.md, method.md) and stage paper's.
