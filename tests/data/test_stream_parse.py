@@ -176,7 +176,7 @@ def reference(tmp_path_factory):
         ("openstack_instances", 10**8, 10**6, 1),  # two gzip files, one template set
         ("hdfs_logs", 9_000, 300, 1),  # many chunks, in-process, templates found after the sample
         ("bgl_logs", 25_000, 0, 1),
-        ("openstack_2k", 16_000, 500, 2),  # two worker processes
+        pytest.param("openstack_2k", 16_000, 500, 2, marks=pytest.mark.slow),  # two worker processes (as below)
         ("openstack_instances", 150_000, 1_500, 2),
     ],
 )
@@ -308,7 +308,8 @@ def test_a_file_that_shrinks_after_planning_is_a_data_error(tmp_path):
         chunk.read()
 
 
-@pytest.mark.parametrize(("name", "chunk_bytes", "crossing"), [("openstack_2k", 3_000, 20), ("hdfs_logs", 700, 3)])
+@pytest.mark.parametrize(("name", "chunk_bytes", "crossing"), [
+    ("openstack_2k", 3_000, 20), pytest.param("hdfs_logs", 700, 3, marks=pytest.mark.slow)])  # 7 s: 300 chunks
 def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name, chunk_bytes, crossing):
     """Sessions (OpenStack instances, HDFS blocks) cut by 5 to 10-line chunks keep every line, in order, with the
     one-chunk parse's templates."""

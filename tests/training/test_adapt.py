@@ -236,7 +236,7 @@ def test_a_round_without_enough_agreed_anomalies_trains_without_the_pseudo_task(
     assert result.self_training[0]["used"] is False and np.isnan(result.history[1]["loss/pseudo"])
 
 
-@pytest.mark.parametrize("balance", ["weighted_loss", "balanced_sampling"])
+@pytest.mark.parametrize("balance", [pytest.param("weighted_loss", marks=pytest.mark.slow), "balanced_sampling"])
 def test_zerolog_adapt_resumes_inside_a_round_exactly(systems, detection, tmp_path: Path, balance: str) -> None:
     """Killed during the second epoch of round 1, resumed from the checkpoint of its first: the same weights as a run
     that never stopped (the round's pseudo-labeled pool and sampler come back from the checkpoint)."""
@@ -285,6 +285,7 @@ def _stage_params(tmp_path: Path, **overrides):
                                   "train.adapt.self_training.epochs_per_round": 1, **overrides})  # fmt: skip
 
 
+@pytest.mark.slow  # 10 s: a whole train stage with zerolog_adapt (off by default; its parts are tested above)
 def test_train_stage_records_pi_hat_and_its_threshold_as_the_evaluate_stage_reads_them(tmp_path: Path) -> None:
     """The train stage's π̂ is the baselines stage's (pca_mixture score file), and zerolog_adapt's recorded cut is
     the evaluate stage's pi_hat rule on its scores: one detector, one number, end to end."""
