@@ -184,6 +184,13 @@ def flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- session rules
 
 
+def _code_map(values: list[Any], global_codes: dict[Any, int]) -> np.ndarray:
+    """(values,) int32: the code of each of a part's values in ``global_codes``, which gains the values it lacks in
+    the order given (a part's own first-seen order), so merged parts keep one pass's first-seen codes."""
+    return np.fromiter((global_codes.setdefault(value, len(global_codes)) for value in values), dtype=np.int32,
+                       count=len(values))  # fmt: skip
+
+
 def keys_in(content: str | None, find_all: Callable[[str], list[Any]]) -> list[Any]:
     """The ``key`` rule on one line: the distinct keys ``find_all`` (a compiled ``key_regex``'s ``findall``) finds
     in its content, in order of appearance (a key named twice in a line counts once); none for a line without
@@ -234,8 +241,7 @@ class KeyCollector:
         """Append what ``part`` collected from the events that follow (its positions start at 0, here at
         ``first_position``): its keys new here get codes in its first-seen order, so merging the parts of a file
         in order gives the codes, pairs and counts of one collector over the whole file."""
-        remap = np.fromiter((self.codes.setdefault(key, len(self.codes)) for key in part.codes), dtype=np.int32,
-                            count=len(part.codes))  # (part keys,) part code -> code here  # fmt: skip
+        remap = _code_map(list(part.codes), self.codes)  # (part keys,) part code -> code here
         for session_codes, positions in zip(part.session_chunks, part.position_chunks, strict=True):
             self.session_chunks.append(remap[session_codes] if len(session_codes) else session_codes)
             self.position_chunks.append(positions + first_position)
@@ -563,8 +569,7 @@ def _columns_to_read(path: Path, dataset: Any, collector: KeyCollector | None) -
 def _remapped(codes: np.ndarray, texts: list[str], global_codes: dict[str, int]) -> np.ndarray:
     """(events,) int32 ``codes`` into ``texts`` as codes into ``global_codes`` (extended in the order of
     ``texts``); -1 (no value) stays -1."""
-    remap = np.fromiter((global_codes.setdefault(text, len(global_codes)) for text in texts), dtype=np.int32,
-                        count=len(texts))  # fmt: skip
+    remap = _code_map(texts, global_codes)
     if not len(remap):
         return codes.astype(np.int32)
     return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32)
