@@ -113,6 +113,22 @@ class LoghubOrigin:
 
 
 @dataclass(frozen=True)
+class MultilineRule:
+    """Where a raw log's records start, and what Drain sees of a record of several lines (a Python traceback, a
+    wrapped warning, a Java stack trace): the record-start rule of log shippers (Logstash's multiline codec, Fluent
+    Bit's and Vector's multiline parsers), with the log format's header as the start pattern."""
+
+    # header: a line that matches the log format starts a record; a line that does not continues the record before
+    # it (status continuation; a line before a file's first record stays unmatched). every_line: each line is a
+    # record; a line that does not match is unmatched (counted against parse.max_unmatched_share).
+    start: Literal["header", "every_line"] = "header"
+    # first_line: Drain sees a record's first line; its continuation lines keep their rows (status continuation,
+    # their text in content, no template). each_line: every non-blank continuation line is also a message of its
+    # own for Drain, an event of its record's session.
+    events: Literal["first_line", "each_line"] = "first_line"
+
+
+@dataclass(frozen=True)
 class SessionRule:
     """How stage sessionize groups lines (src/zerolog/data/sessionize.py): by key, in windows, or by log file."""
 
@@ -160,6 +176,10 @@ class DatasetConfig:
     # parser settings still apply). Why: one system's logs come in several layouts (loghub's OpenStack vs DevStack).
     log_format: str | None = None  # null: systems.<system>.log_format
     timestamp: TimestampConfig | None = None  # null: systems.<system>.timestamp; {fields: [], format: ''}: no time
+    # raw only: an empty log file (a run whose service logged nothing) is skipped and counted in the manifest and
+    # the parse report (skip), or stops the download stage (fail); a dataset whose every log file is empty fails.
+    empty_files: Literal["skip", "fail"] = "skip"
+    multiline: MultilineRule = field(default_factory=MultilineRule)  # raw only: records of several lines
 
 
 @dataclass(frozen=True)
@@ -187,8 +207,11 @@ class ParseConfig:
     sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
     parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
+    template_growth_warning: float  # flag templates that grow with the input (second half / first half of the lines)
 
     def __post_init__(self) -> None:
+        if self.template_growth_warning <= 0:
+            raise ConfigError(f"parse.template_growth_warning: must be above 0, got {self.template_growth_warning}")
         if not 0 <= self.max_unreadable_time_share <= 1:
             raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], "
                               f"got {self.max_unreadable_time_share}")

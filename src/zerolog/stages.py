@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from zerolog.artifacts import ArtifactPaths, with_origins
 from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
+from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap
 
@@ -96,11 +97,12 @@ def _pair_systems(params: Params, pair: str) -> list[str]:
 
 
 def _bundled_files(params: Params, dataset: str) -> list[Path]:
-    """The dataset's files in the bundle (what the download stage copies in ``data.source: bundled``)."""
+    """The dataset's files in the bundle (what the download stage copies in ``data.source: bundled``); a glob
+    pattern in ``files.logs`` stands for the folder it searches (a file added there reruns the stage)."""
     names: list[str] = []
     for value in params.datasets[dataset].files.values():
         names.extend([value] if isinstance(value, str) else value)
-    return [Path(params.paths.bundled) / name for name in names]
+    return list(dict.fromkeys(Path(params.paths.bundled) / glob_root(name) for name in names))
 
 
 def _metric(path: Path) -> Output:

@@ -6,8 +6,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,9 +18,11 @@ from pathlib import Path
 import pytest
 from http_server import ArchiveServer
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import Params, parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.errors import ChecksumError, DataError, DownloadError
+from zerolog.stages import stage_named
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "data" / "bundled"
@@ -507,3 +512,82 @@ def test_mirror_folder_is_used_instead_of_the_url(tmp_path: Path) -> None:
     (mirror / "OpenStack.tar.gz").unlink()
     with pytest.raises(DownloadError, match=r"OpenStack.tar.gz: archive not found .*data.mirror"):
         download_dataset(params, "openstack_instances")
+
+
+# ----------------------------------------------------------------------------- folders of runs under dvc repro
+
+
+def _runs_project(root: Path, logs: str) -> Path:
+    """A DVC project holding only the download stage of a dataset ``runs``: a folder of test runs (two services'
+    logs per run, one of them empty in one run), given to ``files.logs`` as ``logs`` (a glob or a folder)."""
+    project = root / "project"
+    for run, (compute, api) in enumerate([(b"INFO a x\n", b"INFO b y\n"), (b"INFO c z\n", b"")], start=1):
+        folder = project / "bundle" / "runs" / "Campaign" / f"Test_{run}" / "round_1"
+        folder.mkdir(parents=True)
+        (folder / "nova-compute.log").write_bytes(compute)
+        (folder / "nova-api.log").write_bytes(api)
+    raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["paths"]["bundled"] = "bundle"
+    raw["datasets"]["runs"] = {
+        "kind": "raw", "system": "openstack", "files": {"logs": [logs]}, "log_format": "<Level> <Component> <Content>",
+        "timestamp": {"fields": [], "format": ""}, "session": {"rule": "file", "key_regex": "^(.+)/round_"},
+        "split": {"method": "random"},
+    }  # fmt: skip
+    (project / "params.yaml").write_text(json.dumps(raw), encoding="utf-8")
+    (project / "pipeline").mkdir()
+    shutil.copy(REPO / "pipeline" / "download.py", project / "pipeline" / "download.py")
+    params = parse_params(raw, "params.yaml")
+    stage = stage_named("download")
+    entry = {"cmd": "python pipeline/download.py runs", "params": ["data", "datasets.runs"],
+             "deps": ["pipeline/download.py", *map(str, stage.deps(params, ArtifactPaths(params.paths), "runs"))],
+             "outs": [str(output.path) for output in stage.outputs(params, ArtifactPaths(params.paths), "runs")]}
+    (project / "dvc.yaml").write_text(json.dumps({"stages": {"download-runs": entry}}), encoding="utf-8")
+    (project / ".dvc").mkdir()
+    (project / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n", encoding="utf-8")
+    return project
+
+
+@pytest.mark.parametrize("logs", ["runs/*/*/*/nova-*.log", "runs"])
+def test_a_glob_or_folder_of_runs_goes_through_dvc_repro(tmp_path, logs):
+    """README "Adding a system": a glob or a folder in files.logs, run by the real ``dvc repro`` (DVC tracks the
+    folder a glob searches; an empty file is skipped and named in the manifest); a run added to the folder makes
+    the stage stale."""
+    project = _runs_project(tmp_path, logs)
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    dvc = [sys.executable, "-m", "dvc"]
+    completed = subprocess.run([*dvc, "repro"], cwd=project, env=environment, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    manifest = json.loads((project / "data" / "raw" / "runs" / "manifest.json").read_text())
+    assert manifest["files"]["logs"] == ["Campaign/Test_1/round_1/nova-api.log",
+                                         "Campaign/Test_1/round_1/nova-compute.log",
+                                         "Campaign/Test_2/round_1/nova-compute.log"]
+    assert manifest["empty_files"] == ["runs/Campaign/Test_2/round_1/nova-api.log"]
+    folder = project / "bundle" / "runs" / "Campaign" / "Test_3" / "round_1"
+    folder.mkdir(parents=True)
+    (folder / "nova-compute.log").write_bytes(b"INFO d w\n")
+    status = subprocess.run([*dvc, "status", "--json"], cwd=project, env=environment, capture_output=True, text=True)
+    assert "download-runs" in json.loads(status.stdout), status.stdout
+
+
+def _runs_params(root: Path, empty_files: str, contents: list[bytes]) -> Params:
+    raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
+    for key in ("bundled", "raw"):
+        raw["paths"][key] = str(root / key)
+    raw["datasets"]["runs"] = {"kind": "raw", "system": "openstack", "files": {"logs": ["runs"]},
+                               "session": {"rule": "file"}, "split": {"method": "random"}, "empty_files": empty_files}
+    for run, content in enumerate(contents):
+        (root / "bundled" / "runs" / f"run_{run}").mkdir(parents=True)
+        (root / "bundled" / "runs" / f"run_{run}" / "app.log").write_bytes(content)
+    return parse_params(raw, "params.yaml")
+
+
+@pytest.mark.parametrize(("empty_files", "contents", "error"), [
+    ("fail", [b"INFO a\n", b""], "run_1/app.log: file is empty (params datasets.runs.files.logs[0] (run_1/app.log))"),
+    ("skip", [b"", b""], "params datasets.runs.files.logs: every one of its 2 log files is empty"),
+])
+def test_empty_log_files_fail_by_rule_or_when_all_are_empty(tmp_path, empty_files, contents, error):
+    params = _runs_params(tmp_path, empty_files, contents)
+    with pytest.raises(DataError) as caught:
+        download_dataset(params, "runs")
+    assert str(caught.value).endswith(error) and "\n" not in str(caught.value)
+    assert not (tmp_path / "raw" / "runs").exists()

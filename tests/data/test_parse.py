@@ -76,7 +76,8 @@ def test_header_fields_are_logparser3s(params, system, log_file):
 
 def test_lines_are_split_on_newlines_and_numbered_as_the_file(params):
     """Lines split on \\n only (a \\r is stripped with the other whitespace), numbered from 1; a bad byte costs its
-    line only; an empty line and a line of another format are unmatched; a last line without newline is kept."""
+    line only; an empty line and a line of another format under a record continue it (multiline.start: header), with
+    their stripped text as content; a last line without newline is kept."""
     last = b"081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done  "
     content = (b"081109 203615 148 INFO dfs.X: first\r\n" + b"second \xff\xfe bad\n" + b"\n" + b"no header here\n"
                + b"".join(HDFS_LINES[:16]) + last)
@@ -85,10 +86,11 @@ def test_lines_are_split_on_newlines_and_numbered_as_the_file(params):
     parse_dataset(params, "hdfs_logs")
     lines, _, metrics = read_parsed(params, "hdfs_logs")
     assert lines["line_number"].tolist() == list(range(1, 22))
-    assert lines["status"].tolist() == ["parsed", "non_utf8", "unmatched", "unmatched"] + ["parsed"] * 17
+    assert lines["status"].tolist() == ["parsed", "non_utf8", "continuation", "continuation"] + ["parsed"] * 17
     assert lines["content"].iloc[0] == "first" and lines["content"].iloc[20] == "PacketResponder 1 done"
+    assert lines["content"].iloc[2:4].tolist() == ["", "no header here"] and lines["template"].iloc[2:4].isna().all()
     assert lines["component"].iloc[20] == "dfs.DataNode$PacketResponder"
-    assert (metrics["parsed"], metrics["unmatched"], metrics["non_utf8"]) == (18, 2, 1)
+    assert (metrics["parsed"], metrics["unmatched"], metrics["non_utf8"], metrics["continuation"]) == (18, 0, 1, 2)
 
 
 def test_parse_timestamps_reads_utc_seconds_and_nulls_bad_values():
@@ -184,7 +186,8 @@ def test_bgl_line_labels_and_timestamps_come_from_the_header(params):
 
 
 def test_skipped_lines_keep_their_numbers_and_status(params):
-    """A garbage line and a non-UTF-8 line inside a slice of HDFS_2k keep their rows; nothing is renumbered."""
+    """A line without header and a non-UTF-8 line inside a slice of HDFS_2k keep their rows; nothing is renumbered
+    (the first continues the record before it: multiline.start header)."""
     original = HDFS_LINES[:100]
     garbage, non_utf8 = b"this line has no HDFS header\n", b"081109 203615 148 INFO dfs.X: caf\xe9 \xff\n"
     content = b"".join(original[:40] + [garbage] + original[40:70] + [non_utf8] + original[70:])
@@ -194,15 +197,17 @@ def test_skipped_lines_keep_their_numbers_and_status(params):
 
     assert lines["line_number"].tolist() == list(range(1, 103))
     status = dict(zip(lines["line_number"], lines["status"], strict=True))
-    assert status[41] == "unmatched" and status[72] == "non_utf8"
+    assert status[41] == "continuation" and status[72] == "non_utf8"
     assert sum(value == "parsed" for value in status.values()) == 100
     bad = lines[lines["line_number"].isin([41, 72])]
-    assert bad["event_id"].isna().all() and bad["template"].isna().all() and bad["content"].isna().all()
+    assert bad["event_id"].isna().all() and bad["template"].isna().all()
+    assert bad["content"].tolist()[0] == "this line has no HDFS header" and bad["content"].isna().tolist()[1]
     parsed = lines[lines["status"] == "parsed"]
     expected_content = [line.decode().strip().split(": ", 1)[1] for line in original]
     assert parsed["content"].tolist() == expected_content
     assert parsed["event_id"].notna().all()
-    assert (metrics["lines"], metrics["parsed"], metrics["unmatched"], metrics["non_utf8"]) == (102, 100, 1, 1)
+    assert (metrics["lines"], metrics["parsed"], metrics["unmatched"], metrics["non_utf8"]) == (102, 100, 0, 1)
+    assert metrics["continuation"] == 1
 
 
 def test_unparseable_timestamps_are_null_and_counted(params):
@@ -313,7 +318,7 @@ def _format_matches_nothing(params):
 
 def _too_many_unmatched(params):
     lines = list(HDFS_LINES[:100])
-    for position in (11, 50, 60, 70, 80, 90):  # 6% > parse.max_unmatched_share 5%
+    for position in range(6):  # before the file's first record: 6% > parse.max_unmatched_share 5%
         lines[position] = b"no header here\n"
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
     return "HDFS_2k.log: 6 of 100 lines (6.0%) do not match systems.hdfs.log_format"
@@ -360,13 +365,13 @@ def test_bad_input_is_a_one_line_data_error_and_writes_nothing(params, make, nam
 
 def test_unmatched_share_error_names_the_first_bad_line(params):
     _too_many_unmatched(params)
-    with pytest.raises(DataError, match=r"first at line 12$"):
+    with pytest.raises(DataError, match=r"first at line 1$"):
         parse_dataset(params, "hdfs_logs")
 
 
 def test_unmatched_lines_below_the_limit_are_kept(params):
     lines = list(HDFS_LINES[:100])
-    lines[5] = b"no header here\n"
+    lines[0] = b"no header here\n"  # before the first record: belongs to none
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
     parse_dataset(params, "hdfs_logs")
     assert read_parsed(params, "hdfs_logs")[2]["unmatched"] == 1

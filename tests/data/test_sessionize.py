@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from raw_fixtures import (
     write_raw_logs,
 )
 
-from zerolog.config import LabelRule, SessionRule, SplitFractions, SplitRule
+from zerolog.config import LabelRule, MultilineRule, ParallelConfig, SessionRule, SplitFractions, SplitRule
 from zerolog.data.parse import parse_dataset
 from zerolog.data.sessionize import (
     any_anomalous,
@@ -376,3 +377,30 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
         assert metrics["lines"] == lines and metrics["sessions"] > lines // 40
     growth_mib = (peaks[200_000] - peaks[50_000]) / 1024
     assert growth_mib < 25, f"peak RSS grew by {growth_mib:.1f} MiB from 50k to 200k lines"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_continuation_events_join_their_records_key_sessions(params, workers):
+    """multiline.events each_line: a traceback line under a record is an event of the record's sessions, also when
+    the record and the line fall in different parts of lines.parquet (read on two workers)."""
+    traceback = b"Traceback (most recent call last)\n    raise Timeout\nnova.exception.Timeout - no reply\n"
+    records = [line + (traceback if position % 5 == 2 else b"") for position, line in enumerate(HDFS_LINES[:200])]
+    parallel = ParallelConfig(backend="processes", workers=workers, scheduler_address=None)
+    params = dataclasses.replace(
+        with_dataset(params, "hdfs_logs", multiline=MultilineRule(start="header", events="each_line")),
+        parse=dataclasses.replace(params.parse, chunk_bytes=2_000, sample_lines=0),
+        sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
+    write_raw_logs(params, "hdfs_logs", {"HDFS_tracebacks.log": b"".join(records)},
+                   {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    table, _, _ = run(params, "hdfs_logs")
+    lines = pd.read_parquet(Path(params.paths.parsed) / "hdfs_logs" / "lines.parquet")
+    assert lines["status"].eq("continuation").sum() == 40 * 3 and lines["template"].notna().all()
+    expected: dict[str, list[str]] = {}
+    record_keys: list[str] = []
+    for status, content, template in lines[["status", "content", "template"]].itertuples(index=False):
+        if status == "parsed":
+            record_keys = list(dict.fromkeys(re.findall(r"(blk_-?\d+)", content)))
+        for key in record_keys:
+            expected.setdefault(key, []).append(template)
+    assert dict(zip(table["session_id"], table["templates"].map(list), strict=True)) == expected
+    assert any("Traceback" in template for templates in expected.values() for template in templates)

@@ -17,6 +17,7 @@ import json
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,16 @@ import pytest
 from logparser.Drain import LogParser
 from raw_fixtures import BUNDLED, REPOSITORY, build_raw_folder, import_bench, project_params, write_raw_logs
 
-from zerolog.config import ParallelConfig
+from zerolog.config import MultilineRule, ParallelConfig, load_params
 from zerolog.data.datasets import open_binary, template_event_id
 from zerolog.data.matcher import DrainMiner
 from zerolog.data.parse import grouping_accuracy, log_file_paths, parse_dataset, read_manifest
 from zerolog.data.stream_parse import (
     LineChunk,
+    StreamSummary,
     TemplateDictionary,
     clusters_path,
+    header_regex,
     line_layout,
     new_miner,
     parse_chunk,
@@ -41,6 +44,7 @@ from zerolog.data.stream_parse import (
     part_path,
     plan_chunks,
     resolve_chunk,
+    template_growth,
     write_part_task,
 )
 from zerolog.errors import DataError
@@ -58,6 +62,12 @@ def engine_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, backend: 
     parse = dataclasses.replace(params.parse, chunk_bytes=chunk_bytes, sample_lines=sample_lines,
                                 parallel=ParallelConfig(backend=backend, workers=workers, scheduler_address=None))
     return dataclasses.replace(params, parse=parse)
+
+
+def with_multiline(params, name: str, start: str = "header", events: str = "first_line"):
+    """``params`` with dataset ``name``'s multi-line record rule set."""
+    dataset = dataclasses.replace(params.datasets[name], multiline=MultilineRule(start=start, events=events))
+    return dataclasses.replace(params, datasets={**params.datasets, name: dataset})
 
 
 def read_output(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -88,9 +98,13 @@ def logparser3_templates(contents: list[str], system, folder: Path) -> list[str]
 
 def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
     """``lines`` as logparser3 gives them: its header regex on each stripped line (split on ``\\n``, UTF-8 per
-    line), its Drain over the non-blank messages of all files in order, pandas for the timestamps."""
+    line), its Drain over the non-blank messages of all files in order, pandas for the timestamps. Multi-line
+    records (``multiline.start: header``): a UTF-8 line that does not match, after a file's first matched line, is a
+    continuation line with its stripped text as content (and, ``events: each_line``, a Drain message when not
+    blank)."""
     dataset = params.datasets[name]
     system = params.systems[dataset.system]
+    multiline = dataset.multiline
     folder, manifest = read_manifest(params, name, ["logs"])
     fields, regex = LogParser(system.log_format).generate_logformat_regex(system.log_format)
     rows = []
@@ -99,6 +113,7 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
             raw_lines = handle.read().split(b"\n")
         if raw_lines[-1] == b"":
             raw_lines.pop()
+        in_record = False
         for line_number, raw in enumerate(raw_lines, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -106,9 +121,15 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
                 rows.append((file_index, line_number, None, "non_utf8"))
                 continue
             found = regex.search(text.strip())
+            in_record = in_record or found is not None
+            if found is None and in_record and multiline.start == "header":
+                rows.append((file_index, line_number, {"Content": text.strip()}, "continuation"))
+                continue
             values = {field: found.group(field) for field in fields} if found else None
             rows.append((file_index, line_number, values, "parsed" if found else "unmatched"))
-    messages = [values["Content"] for _, _, values, _ in rows if values and values["Content"].strip()]
+    each_line = multiline.events == "each_line"
+    messages = [values["Content"] for _, _, values, status in rows
+                if values and values["Content"].strip() and (status == "parsed" or each_line)]
     templates = iter(logparser3_templates(messages, system, scratch))
     columns: dict[str, list] = {"file_index": [], "line_number": [], "stamp": [], "template": [], "status": []}
     for field in fields:
@@ -117,12 +138,14 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
         columns["file_index"].append(file_index)
         columns["line_number"].append(line_number)
         columns["status"].append(status)
+        parsed = status == "parsed"
         for field in fields:
-            columns[field].append(values[field] if values else None)
-        stamp = " ".join(values[field] for field in system.timestamp.fields) if values else None
+            columns[field].append(values.get(field) if values else None)
+        stamp = " ".join(values[field] for field in system.timestamp.fields) if parsed else None
         columns["stamp"].append(stamp)
-        blank = values is not None and not values["Content"].strip()
-        columns["template"].append(None if values is None else "" if blank else next(templates))
+        message = values is not None and bool(values["Content"].strip()) and (parsed or each_line)
+        template = next(templates) if message else "" if parsed else None
+        columns["template"].append(template)
     return _reference_frame(columns, fields, system, dataset)
 
 
@@ -394,22 +417,28 @@ def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
     parse_dataset(params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
     pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
-    assert lines.loc[lines["status"] != "parsed", ["line_number", "status"]].values.tolist() == [
-        [151, "unmatched"],
-        [302, "non_utf8"],
+    assert lines.loc[lines["status"] != "parsed", ["line_number", "status", "content"]].values.tolist() == [
+        [151, "continuation", "not an HDFS line"],  # a line under a record continues it (multiline.start: header)
+        [302, "non_utf8", pd.NA],
     ]
-    assert metrics["unmatched"] == metrics["non_utf8"] == 1 and metrics["parallel"]["chunks"] > 5
+    assert metrics["continuation"] == metrics["non_utf8"] == 1 and metrics["unmatched"] == 0
+    assert metrics["parallel"]["chunks"] > 5
 
 
-def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path):
-    params = engine_params(tmp_path, chunk_bytes=1_000, sample_lines=0)
-    good = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:40]
-    write_raw_logs(params, "hdfs_logs", {"HDFS_bad.log": b"".join(good) + b"garbage\n" * 10},
+@pytest.mark.parametrize(("start", "garbage_first", "first_bad"), [
+    ("header", True, 1), ("every_line", True, 1), ("every_line", False, 41)])
+def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path, start, garbage_first, first_bad):
+    """Lines that belong to no record (before a file's first header; any line that does not match under
+    ``multiline.start: every_line``) count against parse.max_unmatched_share."""
+    params = with_multiline(engine_params(tmp_path, chunk_bytes=1_000, sample_lines=0), "hdfs_logs", start)
+    good = b"".join((BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:40])
+    content = b"garbage\n" * 10 + good if garbage_first else good + b"garbage\n" * 10
+    write_raw_logs(params, "hdfs_logs", {"HDFS_bad.log": content},
                    {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
     with pytest.raises(DataError) as error:
         parse_dataset(params, "hdfs_logs")
     message = str(error.value)
-    assert "\n" not in message and "HDFS_bad.log" in message and "first at line 41" in message
+    assert "\n" not in message and "HDFS_bad.log" in message and f"first at line {first_bad}" in message
     parsed = Path(params.paths.parsed)
     assert not parsed.exists() or not any(parsed.iterdir())
     assert not (Path(params.paths.reports) / "data" / "parse" / "hdfs_logs.json").exists()
@@ -421,7 +450,7 @@ def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path):
 PEAK_RSS_SCRIPT = """
 import dataclasses, sys, tempfile
 from pathlib import Path
-from zerolog.config import ParallelConfig, load_params
+from zerolog.config import MultilineRule, ParallelConfig, load_params
 from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
 params = load_params(sys.argv[1])
 parse = dataclasses.replace(params.parse, chunk_bytes=1_400_000, sample_lines=10_000,
@@ -530,3 +559,121 @@ def test_timestamps_equal_pandas_on_valid_and_odd_values():
         same = (np.isnan(expected) & np.isnan(ours)) | (expected == ours)
         assert same.all(), [(values[index], expected[index], ours[index]) for index in np.flatnonzero(~same)[:3]]
         assert np.isfinite(ours).sum() > 1000
+
+
+# ----------------------------------------------------------------------------- header regex: linear time
+
+
+def test_header_regex_gives_logparser3_fields_on_every_bundled_raw_log():
+    """The atomic-group header regex finds, on every line of every bundled raw log, what logparser3's lazy regex
+    finds (the same lines matched, the same value in every field)."""
+    params = load_params(REPOSITORY / "params.yaml")
+    raw = [name for name, dataset in params.datasets.items() if dataset.kind == "raw"]
+    assert {"hdfs_logs", "bgl_logs", "openstack_2k", "openstack_devstack", "openstack_instances"} <= set(raw)
+    for name in raw:
+        log_format = params.dataset_system(name).log_format
+        fields, lazy = LogParser(log_format).generate_logformat_regex(log_format)
+        linear, linear_fields = header_regex(log_format)
+        assert linear_fields == fields
+        logs = params.datasets[name].files["logs"]
+        for path in (logs if isinstance(logs, list) else [logs]):
+            with open_binary(BUNDLED / path) as handle:
+                texts = [line.strip() for line in handle.read().decode("utf-8", "replace").split("\n")]
+            for text in texts:
+                expected, found = lazy.search(text), linear.match(text)
+                assert (found is None) == (expected is None), (name, text)
+                if found is not None:
+                    assert found.group(*fields) == expected.group(*fields), (name, text)
+
+
+def _match_seconds(pattern, text: str, repeats: int = 3) -> float:
+    started = time.perf_counter()
+    for _ in range(repeats):
+        pattern.match(text.strip())
+    return (time.perf_counter() - started) / repeats
+
+
+@pytest.mark.parametrize("spaces", [10_000, 100_000])
+def test_header_regex_costs_a_plain_lines_time_on_a_line_of_many_spaces(spaces):
+    """A line of many spaces, with or without a header-like prefix and with no ``[`` for the bracket field, costs
+    what a plain line of the same length costs (logparser3's lazy regex: 80 spaces took 1.6 s)."""
+    pattern, _ = header_regex("<Logrecord> <Date> <Time> <Pid> <Level> <Component> \\[<ADDR>\\] <Content>")
+    prefix = "nova-api.log.1 2017-05-16 00:00:00.008 25746 INFO nova.osapi_compute.wsgi.server "
+    hostile = {
+        "spaces": "a" + " " * spaces + "b",
+        "words": "a " * (spaces // 2),
+        "prefix, spaces": prefix + " " * spaces + "b",
+        "prefix, words": prefix + "w " * (spaces // 2),
+    }
+    for name, text in hostile.items():
+        plain = "x" * len(text.strip())
+        baseline = min(_match_seconds(pattern, plain) for _ in range(3))
+        cost = min(_match_seconds(pattern, text) for _ in range(3))
+        assert cost < 20 * baseline + 0.002, (name, cost, baseline)
+
+
+# ----------------------------------------------------------------------------- multi-line records
+
+
+TRACEBACK = (b"Traceback (most recent call last):\n"
+             b'  File "/usr/lib/python3/dist-packages/nova/compute/manager.py", line 2078, in _build_and_run\n'
+             b"    yield resources\n"
+             b"\n"
+             b"nova.exception.RescheduledException - Build of instance 42 was re-scheduled, timed out\n")
+
+
+def multiline_logs() -> dict[str, bytes]:
+    """Two HDFS files with tracebacks under some records (one per 7 lines, so chunk cuts fall inside them), and
+    lines before the first record of the second file (they belong to no record)."""
+    lines = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:300]
+    records = [line + (TRACEBACK if position % 7 == 3 else b"") for position, line in enumerate(lines)]
+    return {"a.log": b"".join(records[:150]), "b.log": b"orphan line\n" + TRACEBACK + b"".join(records[150:])}
+
+
+@pytest.mark.parametrize(("events", "chunk_bytes", "sample_lines", "workers"), [
+    ("first_line", 10**8, 10**6, 1), ("first_line", 2_000, 0, 1), ("first_line", 3_000, 200, 2),
+    ("each_line", 10**8, 10**6, 1), ("each_line", 2_000, 0, 1), ("each_line", 3_000, 200, 2)])
+def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk_bytes, sample_lines, workers):
+    """Continuation lines (tracebacks under a record) get status continuation wherever the chunks are cut, lines
+    before a file's first record stay unmatched, and Drain sees a record's first line (first_line) or every
+    non-blank line (each_line): line for line the reference's one pass over the files."""
+    params = with_multiline(engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers), "hdfs_logs",
+                            events=events)
+    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.05))
+    logs = multiline_logs()
+    write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_output(params, "hdfs_logs")
+    pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
+    orphans = 1 + TRACEBACK.count(b"\n")
+    assert metrics["unmatched"] == orphans and metrics["parsed"] == 300
+    assert metrics["continuation"] == sum(content.count(b"\n") for content in logs.values()) - 300 - orphans
+    assert (metrics["parallel"]["chunks"] > 4) == (chunk_bytes < 10**8)
+    traceback_templates = lines.loc[lines["status"] == "continuation", "template"]
+    assert traceback_templates.notna().any() == (events == "each_line")
+
+
+# ----------------------------------------------------------------------------- templates that explode
+
+
+def _growth_summary(clusters_per_chunk: list[int], lines_per_chunk: int, templates: list[str]) -> StreamSummary:
+    summary = StreamSummary(lines=lines_per_chunk * len(clusters_per_chunk), clusters=clusters_per_chunk[-1])
+    summary.cluster_growth = [(lines_per_chunk * (position + 1), clusters)
+                              for position, clusters in enumerate(clusters_per_chunk)]  # fmt: skip
+    summary.templates = pd.DataFrame({"template": templates})
+    return summary
+
+
+def test_templates_that_grow_with_the_input_are_flagged_with_the_unmasked_shapes():
+    """An unmasked id (a new template every few lines, steadily) is flagged and its shape named; a parser that
+    saturates is not; one chunk gives no halves to compare."""
+    exploding = [f"GET /v2/{index:032x}/servers status 200" for index in range(40)]
+    growth = template_growth(_growth_summary([10, 20, 30, 40], 100, exploding), warning=0.5)
+    assert growth["grows_with_input"] is True and growth["new_clusters_per_1000_lines"] == {
+        "first_half": 100.0, "second_half": 100.0}
+    assert growth["variable_token_shapes"][0] == {"shape": "/v0/<hex>/servers", "templates": 40,
+                                                 "example": f"/v2/{0:032x}/servers"}
+    assert growth["templates_per_1000_lines"] == 100.0
+    saturating = template_growth(_growth_summary([30, 38, 39, 39], 100, ["a <*>"] * 39), warning=0.5)
+    assert saturating["grows_with_input"] is False and saturating["variable_token_shapes"] == []
+    assert template_growth(_growth_summary([5], 100, ["a"] * 5), warning=0.5)["grows_with_input"] is None

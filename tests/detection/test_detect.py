@@ -7,6 +7,7 @@ window session rule). The stages run as ``dvc repro`` runs them (``call_stage``)
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from conftest import REPOSITORY, call_stage, make_params
 
 from zerolog.artifacts import ArtifactPaths, read_scores
-from zerolog.config import Params, as_dict
+from zerolog.config import MultilineRule, Params, as_dict
 from zerolog.detection.bundle import read_bundle
 from zerolog.detection.cli import main as detect_main
 from zerolog.detection.detect import DetectOptions, run_detect
@@ -309,3 +310,28 @@ def test_detect_on_a_dask_local_cluster_gives_the_in_process_rows(pipeline, tmp_
     on_dask = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", logs, tmp_path / "dask.parquet",
                       workers=2, backend="dask", chunk_bytes=200_000)  # several chunks: real work for the workers
     pd.testing.assert_frame_equal(on_dask, alone)
+
+
+@pytest.mark.parametrize("events", ["first_line", "each_line"])
+def test_multiline_records_give_the_same_rows_whatever_the_chunks(pipeline, tmp_path, events):
+    """Tracebacks under DevStack records, read in chunks cut inside them: the rows equal one chunk's, each_line
+    counts the traceback lines as events of their record's instance, first_line does not."""
+    lines = gzip.decompress(DEVSTACK.read_bytes()).splitlines(keepends=True)[:3_000]
+    traceback = b"Traceback (most recent call last):\n  raise Timeout()\nnova.exception.Timeout - no reply\n"
+    log = tmp_path / "nova.log"
+    log.write_bytes(b"".join(line + (traceback if b"[instance: " in line and position % 5 == 0 else b"")
+                             for position, line in enumerate(lines)))
+    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "pca_mixture", pipeline.detect.top_templates)
+    multiline = MultilineRule(start="header", events=events)
+    detector = dataclasses.replace(detector, context=dataclasses.replace(detector.context, multiline=multiline))
+    rows = {}
+    for chunk_bytes in (10**8, 3_000):
+        output = tmp_path / f"{chunk_bytes}.parquet"
+        result = run_detect(detector, [str(log)], output, _options(pipeline, chunk_bytes=chunk_bytes))
+        rows[chunk_bytes] = pd.read_parquet(output)
+        assert result.counts.total("continuation") >= traceback.count(b"\n") * 100
+        assert result.counts.total("unmatched") == 0
+    pd.testing.assert_frame_equal(rows[3_000], rows[10**8])
+    plain = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(log)], tmp_path / "plain.parquet")
+    extra = rows[10**8]["events"].sum() - plain["events"].sum()  # the pipeline's detector reads first_line
+    assert extra > 0 if events == "each_line" else extra == 0

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from zerolog.config import DeepLogConfig
 from zerolog.errors import DataError
@@ -204,3 +205,31 @@ def test_loglead_ngram_scores_a_seen_sequence_zero_and_its_reverse_one():
     detection = loglead_ngram(index, np.array([2, 2, 2]), np.array([0]), ngram_length=2)
     np.testing.assert_allclose(detection.scores, [0.0, 0.0, 1.0])
     assert detection.decision_threshold is None
+
+
+def test_deeplog_scores_many_templates_in_batches_of_bounded_size(monkeypatch):
+    """A system of 200,000 templates (an explosion of ids left unmasked): no scoring batch holds more than
+    SCORE_FLOATS log-probabilities, and the scores are those of the one-window-at-a-time computation."""
+    from zerolog.evaluation import deeplog as module
+
+    templates = 200_000
+    generator = np.random.default_rng(0)
+    index = generator.integers(1, templates, size=(30, 12))
+    lengths = np.full(30, 12)
+    settings = DeepLogConfig(window=3, top_g=9, hidden_size=4, layers=1, epochs=1, batch_size=64,
+                             learning_rate=0.01, threads=1)  # fmt: skip
+    scored = []  # log-probabilities per scoring call (scoring runs without gradients, training with)
+    forward = module.NextEventModel.forward
+
+    def recorded(self, histories):
+        logits = forward(self, histories)
+        if not torch.is_grad_enabled():
+            scored.append(logits.numel())
+        return logits
+
+    monkeypatch.setattr(module.NextEventModel, "forward", recorded)
+    batched = deeplog(index, lengths, np.arange(20), templates=templates, settings=settings, seed=0)
+    assert len(scored) > 1 and max(scored) <= module.SCORE_FLOATS
+    monkeypatch.setattr(module, "SCORE_FLOATS", templates)  # one window a batch
+    single = deeplog(index, lengths, np.arange(20), templates=templates, settings=settings, seed=0)
+    np.testing.assert_allclose(batched.scores, single.scores, rtol=1e-5)

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -54,6 +54,15 @@ class FileEntry:
 GLOB_CHARACTERS = frozenset("*?[")
 
 
+def glob_root(path: str) -> str:
+    """The leading components of a ``files`` entry before its first glob component (the entry itself when it has
+    none; ``.`` when the pattern starts at the top): what a pattern can find files under, so the folder DVC tracks
+    for it (``Runs/*/app.log`` -> ``Runs``; DVC cannot take a pattern as a dependency)."""
+    parts = PurePosixPath(path).parts
+    plain = next((i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part)), len(parts))
+    return str(PurePosixPath(*parts[:plain])) if plain else "."
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -80,6 +89,7 @@ def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
     """Copy the dataset's bundled files into raw/<name>/ and write the manifest (source: bundled)."""
     bundled = Path(params.paths.bundled)
     entries = _expand_logs(bundled, _file_entries(dataset.files, f"datasets.{name}.files"))
+    entries, empty = _without_empty_logs(bundled, entries, dataset, f"datasets.{name}")
     for entry in entries:
         _check_nonempty_file(bundled / entry.path, entry.params_key)
     names = _destination_names(entries)
@@ -88,7 +98,34 @@ def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
             destination = output / names[entry.path]
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundled / entry.path, destination)
-        _write_manifest(output, name, dataset, "bundled", entries, names, bundled)
+        _write_manifest(output, name, dataset, "bundled", entries, names, bundled, empty)
+
+
+def _without_empty_logs(
+    bundled: Path, entries: list[FileEntry], dataset: DatasetConfig, where: str
+) -> tuple[list[FileEntry], list[str]]:
+    """The entries less the empty log files (rule ``empty_files: skip``), and those files' paths in the bundle.
+
+    Why: in a folder of runs an empty file is a normal run (the service logged nothing), not a broken dataset. Log
+    entries are renumbered so the manifest's ``logs`` list stays dense; a dataset whose every log file is empty is
+    a DataError naming its params key, as is any empty file under ``empty_files: fail``.
+    """
+    if dataset.empty_files == "fail":
+        return entries, []
+    empty = [entry for entry in entries if entry.key == "logs" and _is_empty_file(bundled / entry.path)]
+    if not empty:
+        return entries, []
+    kept = [entry for entry in entries if entry not in empty]
+    if not any(entry.key == "logs" for entry in kept):
+        raise DataError(f"params {where}.files.logs: every one of its {len(empty)} log files is empty")
+    logs = iter(range(len(entries)))
+    kept = [replace(entry, index=next(logs)) if entry.key == "logs" and entry.index is not None else entry
+            for entry in kept]  # fmt: skip
+    return kept, [entry.path for entry in empty]
+
+
+def _is_empty_file(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == 0
 
 
 # ----------------------------------------------------------------------------- loghub mode
@@ -455,9 +492,9 @@ def _expand_logs(bundled: Path, entries: list[FileEntry]) -> list[FileEntry]:
         if entry.key != "logs" or not (is_pattern or (bundled / entry.path).is_dir()):
             expanded.append(entry)
             continue
-        plain = len(parts) if not is_pattern else next(i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part))
-        root = bundled.joinpath(*parts[:plain])
-        found = root.rglob("*") if not is_pattern else root.glob(str(PurePosixPath(*parts[plain:])))
+        root_path = glob_root(entry.path)
+        root = bundled / root_path
+        found = root.rglob("*") if not is_pattern else root.glob(str(PurePosixPath(entry.path).relative_to(root_path)))
         relative = sorted(
             path.relative_to(root).as_posix()
             for path in found
@@ -466,7 +503,7 @@ def _expand_logs(bundled: Path, entries: list[FileEntry]) -> list[FileEntry]:
         if not relative:
             what = "pattern" if is_pattern else "folder"
             raise DataError(f"{bundled / entry.path}: no log file in this {what} (params {entry.params_key})")
-        prefix = PurePosixPath(*parts[:plain]) if plain else PurePosixPath()
+        prefix = PurePosixPath(root_path)
         first_index = sum(1 for earlier in expanded if earlier.key == entry.key)
         expanded.extend(
             FileEntry(entry.key, first_index + offset, str(prefix / path), f"{entry.params_key} ({path})", path)
@@ -510,9 +547,11 @@ def _write_manifest(
     entries: list[FileEntry],
     names: dict[str, str],
     origin_root: Path,
+    empty_files: list[str] | None = None,
 ) -> None:
     """Write manifest.json: files (same keys and shapes as params, paths relative to the folder), sha256, and each
-    file's origin (the bundled file, or ``<archive>/<member>``), so errors can name what the user edits."""
+    file's origin (the bundled file, or ``<archive>/<member>``), so errors can name what the user edits; the empty
+    log files skipped (``empty_files``, key present only when there were some)."""
     files: dict[str, str | list[str]] = {}
     for entry in entries:
         if entry.index is None:
@@ -524,6 +563,8 @@ def _write_manifest(
     origins = {names[entry.path]: str(origin_root / entry.path) for entry in entries}  # what the user edits
     manifest = {"dataset": name, "kind": dataset.kind, "source": source, "files": files, "sha256": sha256,
                 "origins": origins}
+    if empty_files:
+        manifest["empty_files"] = list(empty_files)
     write_json(output / MANIFEST_NAME, manifest)
 
 

@@ -34,7 +34,13 @@ import pyarrow.compute as pc
 
 from zerolog.config import DrainConfig
 from zerolog.data.matcher import DrainMiner
-from zerolog.data.stream_parse import EMPTY_TEMPLATE, LINES_FOLDER, STATUS_PARSED, iter_line_batches
+from zerolog.data.stream_parse import (
+    EMPTY_TEMPLATE,
+    LINES_FOLDER,
+    STATUS_CONTINUATION,
+    STATUS_PARSED,
+    iter_line_batches,
+)
 from zerolog.errors import DataError
 from zerolog.io import read_json
 
@@ -111,12 +117,15 @@ def _distinct_pairs(lines_folder: Path) -> Iterator[tuple[list[str], list[str]]]
     columns = ["content", "template", "status"]
     for batch in iter_line_batches(lines_folder, columns, CHECK_BATCH_LINES, read_dictionary=["status", "template"]):
         status = batch.column("status")
-        parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
+        # parsed lines, and continuation lines that were Drain messages (multiline.events each_line: a template)
+        parsed = pa.array([text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()],
+                          type=pa.bool_())
         kept = pa.table(
             {"content": batch.column("content"), "template": pc.cast(batch.column("template"), pa.string())}
         )
         kept = (
-            kept.filter(pc.fill_null(parsed.take(status.indices), False))
+            kept.filter(pc.fill_null(pc.and_(parsed.take(status.indices), pc.is_valid(kept.column("template"))),
+                                     False))
             .group_by(["content", "template"])
             .aggregate([])
         )

@@ -380,12 +380,13 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     )
     miner = new_miner(system)
     with atomic_directory(Path(params.paths.parsed) / name) as output:
-        summary = stream_parse_files(log_files, line_layout(system, dataset.label), miner, params.parse,
-                                     output, format_key, progress)
+        summary = stream_parse_files(log_files, line_layout(system, dataset.label, dataset.multiline), miner,
+                                     params.parse, output, format_key, progress)
         _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
                      params.parse.max_unreadable_time_share)  # fmt: skip
         write_drain_state(output / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
     metrics = parse_metrics(name, summary, system, params.parse)
+    metrics["empty_files_skipped"] = len(manifest.get("empty_files", []))  # the download stage's empty_files: skip
     write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
 
@@ -410,9 +411,17 @@ def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report(metrics: dict[str, Any]) -> None:
+    growth = metrics.get("template_growth") or {}
+    if growth.get("grows_with_input"):
+        shapes = ", ".join(f"{entry['shape']!r} ({entry['templates']:,} templates)"
+                           for entry in growth["variable_token_shapes"])  # fmt: skip
+        print(f"warning: {metrics['dataset']}: templates grow with the input ({growth['new_clusters_per_1000_lines']}"
+              f" new per 1,000 lines in each half; {metrics['templates']:,} templates): mask the variable tokens "
+              f"(README 'Masks'), most common unmasked: {shapes}", file=sys.stderr)
     print(
         f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, "
-        f"{metrics['unmatched']} unmatched, {metrics['non_utf8']} non-UTF-8, {metrics['templates']} templates "
+        f"{metrics['unmatched']} unmatched, {metrics['non_utf8']} non-UTF-8, "
+        f"{metrics.get('continuation', 0)} continuation, {metrics['templates']} templates "
         f"({metrics['parser']}, {metrics['lines_per_second']} lines/s)",
         file=sys.stdout,
     )

@@ -7,7 +7,8 @@ a null label and is counted, never guessed.
 
 Session rules (``datasets.<name>.session``):
 - ``key``: ``key_regex`` (one group) over each parsed line's ``content``; a line naming several keys joins each
-  of their sessions; sessions in first-seen order; lines with no key are counted and belong to no session.
+  of their sessions; sessions in first-seen order; lines with no key are counted and belong to no session. A
+  continuation line that is an event (``multiline.events: each_line``) joins its record's sessions.
 - ``file``: one session per log file (one file per run, container, ...), keyed by the file's path in the download
   stage's manifest (relative to the dataset folder; a folder or glob in ``files.logs`` keeps the path below it);
   with ``key_regex`` (one group) the key is the group it finds in that path, and files sharing a key form one
@@ -59,8 +60,8 @@ from zerolog.config import (
     SplitRule,
 )
 from zerolog.data import datasets
-from zerolog.data.parse import STATUS_PARSED, dataset_config, read_line_schema, read_manifest
-from zerolog.data.stream_parse import line_parts
+from zerolog.data.parse import dataset_config, read_line_schema, read_manifest
+from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts
 from zerolog.errors import DataError
 from zerolog.io import atomic_directory, atomic_path, write_json
 from zerolog.parallel import InlinePool, map_ordered, open_pool, worker_count
@@ -216,37 +217,58 @@ class KeyCollector:
         self.position_chunks: list[np.ndarray] = []  # per batch: (pairs,) int64 event positions
         self.without_key = 0
         self.several_keys = 0
+        self.record_keys: list[Any] | None = None  # keys of the last record's first line (None: none seen yet)
+        self.waiting: list[int] = []  # continuation events before this collector's first record (another part's)
 
-    def add(self, contents: list[str | None], first_position: int) -> None:
-        """Match one batch of events' contents; ``first_position`` is the first one's event position."""
-        find_all, codes = self.find_all, self.codes
+    def add(self, contents: list[str | None], first_position: int, continuation: list[bool] | None = None) -> None:
+        """Match one batch of events' contents; ``first_position`` is the first one's event position. An event
+        marked in ``continuation`` takes the keys of its record (the last event not so marked)."""
+        find_all = self.find_all
         session_codes: list[int] = []
         positions: list[int] = []
-        for position, content in enumerate(contents, start=first_position):
-            keys = keys_in(content, find_all)
-            if not keys:
-                self.without_key += 1
+        continued = continuation if continuation is not None else [False] * len(contents)
+        for position, (content, is_continuation) in enumerate(zip(contents, continued, strict=True),
+                                                              start=first_position):  # fmt: skip
+            if not is_continuation:
+                self.record_keys = keys = keys_in(content, find_all)
+            elif self.record_keys is None:
+                self.waiting.append(position)
                 continue
-            self.several_keys += len(keys) > 1
-            for key in keys:
-                code = codes.get(key)
-                if code is None:
-                    code = codes[key] = len(codes)
-                session_codes.append(code)
-                positions.append(position)
+            else:
+                keys = self.record_keys
+            self._pair(keys, position, session_codes, positions)
         self.session_chunks.append(np.array(session_codes, dtype=np.int32))
         self.position_chunks.append(np.array(positions, dtype=np.int64))
+
+    def _pair(self, keys: list[Any], position: int, session_codes: list[int], positions: list[int]) -> None:
+        """One event's (session code, position) pairs, one per key; counted when it has none or several."""
+        if not keys:
+            self.without_key += 1
+            return
+        self.several_keys += len(keys) > 1
+        for key in keys:
+            session_codes.append(self.codes.setdefault(key, len(self.codes)))
+            positions.append(position)
 
     def merge(self, part: KeyCollector, first_position: int) -> None:
         """Append what ``part`` collected from the events that follow (its positions start at 0, here at
         ``first_position``): its keys new here get codes in its first-seen order, so merging the parts of a file
         in order gives the codes, pairs and counts of one collector over the whole file."""
+        if part.waiting:  # continuation events of a record in an earlier part: its keys, before the part's own
+            waiting_codes: list[int] = []
+            waiting_positions: list[int] = []
+            for position in part.waiting:
+                self._pair(self.record_keys or [], position + first_position, waiting_codes, waiting_positions)
+            self.session_chunks.append(np.array(waiting_codes, dtype=np.int32))
+            self.position_chunks.append(np.array(waiting_positions, dtype=np.int64))
         remap = _code_map(list(part.codes), self.codes)  # (part keys,) part code -> code here
         for session_codes, positions in zip(part.session_chunks, part.position_chunks, strict=True):
             self.session_chunks.append(remap[session_codes] if len(session_codes) else session_codes)
             self.position_chunks.append(positions + first_position)
         self.without_key += part.without_key
         self.several_keys += part.several_keys
+        if part.record_keys is not None:
+            self.record_keys = part.record_keys
 
     def sessions(self) -> Sessions:
         """The collected sessions (ids are the keys, in first-seen order)."""
@@ -637,9 +659,11 @@ class _EventChunks:
 
 
 def _usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The lines of a batch that were parsed and have a template (status is read as dictionary indices)."""
+    """The lines of a batch that have a template: parsed lines, and continuation lines Drain saw
+    (``multiline.events: each_line``); status is read as dictionary indices."""
     status = batch.column("status")
-    parsed = pa.array([text == STATUS_PARSED for text in status.dictionary.to_pylist()], type=pa.bool_())
+    parsed = pa.array([text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()],
+                      type=pa.bool_())
     usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
     return batch.filter(pc.fill_null(usable, False))
 
@@ -673,7 +697,10 @@ def _read_part(part: str, columns: list[str], group_column: str | None, has_leve
             continue
         chunks.add(usable)
         if keys is not None:
-            keys.add(usable.column("content").to_pylist(), events)
+            status = usable.column("status")
+            continuation = [text == STATUS_CONTINUATION for text in status.dictionary.to_pylist()]
+            marks = [continuation[code] for code in status.indices.to_pylist()] if any(continuation) else None
+            keys.add(usable.column("content").to_pylist(), events, marks)
         events += usable.num_rows
     return _PartEvents(chunks.events() if events else None, keys, lines)
 

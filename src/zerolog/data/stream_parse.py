@@ -57,9 +57,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from zerolog.config import LOWER_CASE_FIELDS, LabelRule, ParseConfig, SystemConfig
+from zerolog.config import LOWER_CASE_FIELDS, LabelRule, MultilineRule, ParseConfig, SystemConfig
 from zerolog.data import datasets
-from zerolog.data.matcher import DrainMiner
+from zerolog.data.matcher import WILDCARD, DrainMiner
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
 from zerolog.io import write_parquet
@@ -69,6 +69,9 @@ from zerolog.parallel import InlinePool, Pickled, Pool, map_ordered, open_pool, 
 STATUS_PARSED = "parsed"
 STATUS_UNMATCHED = "unmatched"
 STATUS_NON_UTF8 = "non_utf8"
+STATUS_CONTINUATION = "continuation"  # a line that continues the record before it (multiline.start: header)
+#: Every status, in the order of the per-file counts.
+STATUSES = (STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8, STATUS_CONTINUATION)
 
 #: Template given to a matched line whose message part is empty (Drain has no token to place it by).
 EMPTY_TEMPLATE = ""
@@ -92,22 +95,35 @@ _PROBE_BYTES = 1 << 16
 
 
 def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
-    """Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
+    r"""Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
 
-    Built exactly as logparser3 builds it: each ``<Field>`` becomes a lazy named group ``(?P<Field>.*?)``,
-    runs of spaces between fields match any whitespace run, the rest is regex text as written, anchored at
-    both ends. Applied to a line with surrounding whitespace stripped. The format was checked on load
-    (config.py: a <Content> field, unique identifiers, a valid regex, no field named after a reserved column).
+    Built as logparser3 builds it (each ``<Field>`` a lazy named group ``(?P<Field>.*?)``, runs of spaces between
+    fields any whitespace run, the rest regex text as written, anchored at both ends; applied to the stripped line),
+    with one change that makes a match cost time linear in the line's length: every field but the last is matched
+    with the separator after it inside an atomic group, ``(?>(?P<Date>.*?)(?<!\s)\s++)``. Why: logparser3's regex
+    backtracks over every way of spreading a line's spaces across the fields when the line does not match (an
+    OpenStack nova line without its ``[req-...]`` bracket: 80 spaces 1.6 s, polynomial in the spaces). The atomic
+    group keeps the first answer the lazy regex tries, the shortest field whose separator follows it, and never
+    comes back to it; a separator never starts inside a whitespace run (``(?<!\s)``) and never gives spaces back
+    (``\s++``), so each field scans its text once. Lines whose fields the lazy regex finds on its first path get
+    the same fields (checked on every bundled log, tests/data/test_stream_parse.py); a line that matched only by
+    a later path (a field stretched over several words to reach a separator further on) is now unmatched.
+    Adjacent fields (``<A><B>``) have no separator to commit to and keep the lazy group.
+    The format was checked on load (config.py: a <Content> field, unique identifiers, a valid regex, no field named
+    after a reserved column).
     """
-    fields: list[str] = []
-    pattern = ""
-    for index, part in enumerate(re.split(r"(<[^<>]+>)", log_format)):
-        if index % 2 == 0:
-            pattern += re.sub(" +", r"\\s+", part)
-        else:
-            name = part[1:-1]
-            fields.append(name)
-            pattern += f"(?P<{name}>.*?)"
+    parts = re.split(r"(<[^<>]+>)", log_format)
+    literals = [re.sub(" +", r"\\s+", part) for part in parts[0::2]]
+    fields = [part[1:-1] for part in parts[1::2]]
+    pattern = literals[0]
+    for position, name in enumerate(fields):
+        separator = literals[position + 1]
+        if position == len(fields) - 1 or not separator:
+            pattern += f"(?P<{name}>.*?){separator}"
+            continue
+        possessive = separator.replace(r"\s+", r"\s++")
+        guard = r"(?<!\s)" if possessive.startswith(r"\s") else ""
+        pattern += f"(?>(?P<{name}>.*?){guard}{possessive})"
     return re.compile(f"^{pattern}$"), fields
 
 
@@ -129,6 +145,8 @@ class LineLayout:
     timestamp_format: str
     label_field: str | None  # label.rule line_field: the header field holding the line label
     label_normal_value: str | None
+    continues: bool = True  # multiline.start header: a line that does not match continues the record before it
+    continuation_events: bool = False  # multiline.events each_line: continuation lines are Drain messages too
 
     @property
     def header_columns(self) -> list[tuple[str, str]]:
@@ -145,8 +163,10 @@ class LineLayout:
         return [*names, "content", "event_id", "template", "label", "status"]
 
 
-def line_layout(system: SystemConfig, label: LabelRule | None) -> LineLayout:
-    """A system's ``LineLayout`` (with the dataset's line-label field, for ``label.rule: line_field``)."""
+def line_layout(system: SystemConfig, label: LabelRule | None, multiline: MultilineRule | None = None) -> LineLayout:
+    """A system's ``LineLayout`` (with the dataset's line-label field, for ``label.rule: line_field``, and its
+    ``multiline`` rule; None: the rule's defaults)."""
+    multiline = multiline if multiline is not None else MultilineRule()
     _, fields = header_regex(system.log_format)
     line_field = label is not None and label.rule == "line_field"
     return LineLayout(
@@ -156,6 +176,8 @@ def line_layout(system: SystemConfig, label: LabelRule | None) -> LineLayout:
         timestamp_format=system.timestamp.format,
         label_field=label.field if line_field else None,  # type: ignore[union-attr]
         label_normal_value=label.normal_value if line_field else None,  # type: ignore[union-attr]
+        continues=multiline.start == "header",
+        continuation_events=multiline.events == "each_line",
     )
 
 
@@ -309,6 +331,12 @@ class ChunkSummary:
     epoch: int  # tree epoch of the miner copy the keys were matched against
     status_counts: dict[str, int]
     first_bad_offset: int | None  # 0-based offset in the chunk of its first unmatched or non-UTF-8 line
+    # multiline.start header: the lines before the chunk's first header (``leading_end`` of them) continue a record
+    # of an earlier chunk when the file has one (only the client knows): ``leading_unmatched`` of them are unmatched
+    # here; ``first_bad_if_continued`` is ``first_bad_offset`` should they turn out to be continuation lines.
+    leading_end: int
+    leading_unmatched: int
+    first_bad_if_continued: int | None
     timestamps_unparseable: int  # parsed lines without a readable timestamp
     labeled_lines: int
     anomalous_lines: int
@@ -318,17 +346,24 @@ class ChunkSummary:
 class _Headers:
     """The header split of a chunk's lines (``_split_headers``)."""
 
-    rows: list[tuple[str | None, ...]]  # per line: every field's value (all None when not parsed)
-    status_codes: np.ndarray  # (lines,) int8: 0 parsed, 1 unmatched, 2 non_utf8
+    rows: list[tuple[str | None, ...]]  # per line: every field's value (all None when not parsed; a continuation
+    # line, or a line before the chunk's first header that may be one: its stripped text as Content)
+    status_codes: np.ndarray  # (lines,) int8: 0 parsed, 1 unmatched, 2 non_utf8, 3 continuation
     message_contents: list[str]  # the non-blank messages, in line order
     message_offsets: list[int]
     empty_offsets: list[int]  # parsed lines with a blank message
     stamps: list[str]  # distinct timestamp texts, first-seen order
     stamp_of_line: list[int]  # (lines,) index into stamps, -1 where none
+    leading_end: int = 0  # offset of the chunk's first header (multiline.start header; the chunk's size if none)
 
 
 def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
-    """Match every line's stripped text against the header regex; collect messages and distinct timestamps."""
+    """Match every line's stripped text against the header regex; collect messages and distinct timestamps.
+
+    With ``layout.continues`` a line that does not match continues the record before it (status 3): its stripped
+    text is its Content, and a Drain message when ``layout.continuation_events``. Lines before the chunk's first
+    header may continue a record of an earlier chunk: they are unmatched here, with their text and message kept,
+    and the client settles them (``settle_leading_lines``)."""
     regex, fields = header_regex(layout.log_format)
     field_count = len(fields)
     content_position = fields.index("Content")
@@ -338,16 +373,27 @@ def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
     stamp_positions = [fields.index(name) for name in layout.timestamp_fields]
     stamp_getter = operator.itemgetter(*stamp_positions) if stamp_positions else None
     single_stamp = len(stamp_positions) == 1
-    headers = _Headers([], np.zeros(len(texts), dtype=np.int8), [], [], [], [], [])
+    headers = _Headers([], np.zeros(len(texts), dtype=np.int8), [], [], [], [], [], len(texts))
     stamp_index: dict[str, int] = {}
     match = regex.match
+    in_record = False
     for offset, text in enumerate(texts):
-        found = match(text.strip()) if text is not None else None
+        stripped = text.strip() if text is not None else None
+        found = match(stripped) if stripped is not None else None
         if found is None:
-            headers.status_codes[offset] = 1 if text is not None else 2
-            headers.rows.append(empty_row)
             headers.stamp_of_line.append(-1)
+            if stripped is None or not layout.continues:
+                headers.status_codes[offset] = 1 if text is not None else 2
+                headers.rows.append(empty_row)
+                continue
+            headers.status_codes[offset] = 3 if in_record else 1
+            headers.rows.append(empty_row[:content_position] + (stripped,) + empty_row[content_position + 1:])
+            if layout.continuation_events and stripped:
+                headers.message_contents.append(stripped)
+                headers.message_offsets.append(offset)
             continue
+        if not in_record:
+            in_record, headers.leading_end = True, offset
         values = found.groups() if plain_groups else found.group(*fields)
         if field_count == 1:
             values = (values,)
@@ -365,8 +411,8 @@ def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
     return headers
 
 
-#: Status column values by code (0 parsed, 1 unmatched, 2 non_utf8).
-_STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8], type=pa.string())
+#: Status column values by code (0 parsed, 1 unmatched, 2 non_utf8, 3 continuation).
+_STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8, STATUS_CONTINUATION], type=pa.string())
 
 
 def _draft_table(headers: _Headers, layout: LineLayout, file_index: int) -> pa.Table:
@@ -415,7 +461,9 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
     answers = np.array([miner.match(key.split()) for key in keys], dtype=np.int64).reshape(len(keys), 3)
     table = _draft_table(headers, layout, chunk.file_index)
     codes = headers.status_codes
-    bad = np.flatnonzero(codes != 0)
+    bad = np.flatnonzero((codes == 1) | (codes == 2))
+    leading = codes[: headers.leading_end] == 1  # (leading_end,) unmatched lines that may continue a record
+    bad_if_continued = bad[(bad >= headers.leading_end) | (codes[bad] == 2)]
     labels = table.column("label")
     summary = ChunkSummary(
         index=chunk.index,
@@ -429,11 +477,15 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
         key_leaf_version=answers[:, 2],
         epoch=miner.epoch,
         status_counts={
-            STATUS_PARSED: int(size - len(bad)),
+            STATUS_PARSED: int((codes == 0).sum()),
             STATUS_UNMATCHED: int((codes == 1).sum()),
             STATUS_NON_UTF8: int((codes == 2).sum()),
+            STATUS_CONTINUATION: int((codes == 3).sum()),
         },
         first_bad_offset=int(bad[0]) if len(bad) else None,
+        leading_end=headers.leading_end if layout.continues else 0,
+        leading_unmatched=int(leading.sum()) if layout.continues else 0,
+        first_bad_if_continued=int(bad_if_continued[0]) if len(bad_if_continued) else None,
         timestamps_unparseable=int(
             (table.column("timestamp").is_null().to_numpy(zero_copy_only=False) & (codes == 0)).sum()
         ),
@@ -441,6 +493,38 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
         anomalous_lines=int(pc.sum(labels).as_py() or 0),
     )
     return table, summary
+
+
+def settle_leading_lines(result: ChunkSummary, continued: bool) -> None:
+    """Settle, in place, the unmatched lines before a chunk's first header, once the client knows whether the file
+    had a record before the chunk (``continued``): then they continue it (counted as continuation lines, not bad
+    ones); else they belong to no record and are no Drain message (``multiline.events: each_line`` sent them).
+    The part's rows follow in ``write_part_task``. The result is the same as one pass over the whole file."""
+    if not result.leading_end:
+        return
+    if continued:
+        result.status_counts[STATUS_UNMATCHED] -= result.leading_unmatched
+        result.status_counts[STATUS_CONTINUATION] += result.leading_unmatched
+        result.first_bad_offset = result.first_bad_if_continued
+        return
+    leading = result.key_of_line[: result.leading_end]
+    leading[leading >= 0] = NO_MESSAGE
+
+
+def _settled_rows(table: pa.Table, leading_end: int, continued: bool) -> pa.Table:
+    """A draft's rows with the lines before its first header settled (``settle_leading_lines``): unmatched ones
+    become continuation lines, or lose the text the worker kept for them."""
+    if not leading_end:
+        return table
+    head, tail = table.slice(0, leading_end), table.slice(leading_end)
+    unmatched = pc.equal(head.column("status"), STATUS_UNMATCHED)
+    if continued:
+        status = pc.if_else(unmatched, STATUS_CONTINUATION, head.column("status"))
+        head = head.set_column(head.schema.get_field_index("status"), "status", status)
+    else:
+        content = pc.if_else(unmatched, pa.scalar(None, pa.string()), head.column("content"))
+        head = head.set_column(head.schema.get_field_index("content"), "content", content)
+    return pa.concat_tables([head, tail])
 
 
 def draft_path(scratch: Path, index: int) -> Path:
@@ -560,9 +644,7 @@ class StreamSummary:
     """What a parse counted (metrics), and the final templates with their line counts."""
 
     lines: int = 0
-    status_counts: dict[str, int] = field(
-        default_factory=lambda: {STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
-    )
+    status_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     file_counts: list[dict[str, Any]] = field(default_factory=list)
     timestamps_unparseable: int = 0
     labeled_lines: int = 0
@@ -570,10 +652,13 @@ class StreamSummary:
     templates: pd.DataFrame | None = None  # templates.parquet: event_id, template, count
     chunk_lines: list[int] = field(default_factory=list)  # lines per chunk, by chunk index
     chunk_first_lines: list[int] = field(default_factory=list)  # line number (in its file) of each chunk's first line
+    chunk_leading: list[tuple[int, bool]] = field(default_factory=list)  # per chunk: lines before its first header,
+    # and whether they continue a record of an earlier chunk (settle_leading_lines)
     pool: str = "in-process"  # where the chunks after the sample ran
     workers: int = 1
     miner_changes_after_sample: int = 0  # state changes (new / generalised templates) after the mined prefix
     clusters: int = 0  # Drain clusters (several can end with the same template text)
+    cluster_growth: list[tuple[int, int]] = field(default_factory=list)  # per chunk: (lines, Drain clusters) so far
     seconds: float = 0.0
 
 
@@ -587,8 +672,7 @@ class _Reconciler:
         self.max_share = parse.max_unmatched_share
         self.summary = StreamSummary()
         self.summary.file_counts = [
-            {"file": path.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0, STATUS_NON_UTF8: 0}
-            for path in log_files
+            {"file": path.name, "lines": 0, **dict.fromkeys(STATUSES, 0)} for path in log_files
         ]
         self.first_bad: list[int | None] = [None] * len(log_files)
         self.checked_files = 0
@@ -604,9 +688,12 @@ class _Reconciler:
         if result.index != len(summary.chunk_lines):
             raise RuntimeError(f"parse: chunk {result.index} arrived as chunk {len(summary.chunk_lines)}")
         self.check_files(before=result.file_index)
+        counts = summary.file_counts[result.file_index]
+        continued = counts[STATUS_PARSED] > 0  # the file had a record (a header line) before this chunk
+        settle_leading_lines(result, continued)
         clusters = resolve_chunk(result, self.miner)
         np.save(clusters_path(self.scratch, result.index), clusters)
-        counts = summary.file_counts[result.file_index]
+        summary.chunk_leading.append((result.leading_end, continued))
         summary.chunk_first_lines.append(counts["lines"] + 1)
         summary.chunk_lines.append(result.lines)
         if self.first_bad[result.file_index] is None and result.first_bad_offset is not None:
@@ -620,6 +707,7 @@ class _Reconciler:
         summary.labeled_lines += result.labeled_lines
         summary.anomalous_lines += result.anomalous_lines
         self._count_clusters(clusters)
+        summary.cluster_growth.append((summary.lines, len(self.miner.clusters)))
         self.bar.update(result.raw_bytes)
         if self.progress is not None:
             self.progress(summary.lines)
@@ -682,8 +770,9 @@ class TemplateDictionary:
 
 
 def write_part_task(index: int, first_line_number: int, scratch: str, parts: str, layout: LineLayout,
-                    dictionary: TemplateDictionary) -> int:
+                    dictionary: TemplateDictionary, leading: tuple[int, bool] = (0, False)) -> int:
     """Turn chunk ``index``'s draft and cluster indices into its part of ``lines.parquet``; returns its rows.
+    ``leading``: the chunk's lines before its first header and whether they continue a record (``_settled_rows``).
 
     Idempotent: a part already in place (an earlier run of this task) is left as it is and counted.
     """
@@ -698,6 +787,7 @@ def write_part_task(index: int, first_line_number: int, scratch: str, parts: str
         raise
     if len(clusters) != table.num_rows:
         raise DataError(f"{draft}: {table.num_rows} lines, {len(clusters)} cluster indices")
+    table = _settled_rows(table, *leading)
     take = np.where(clusters == EMPTY_MESSAGE, len(dictionary.texts) - 1, clusters)
     indices = pa.array(take, type=pa.int32(), mask=clusters == NO_MESSAGE)
     added = {
@@ -735,8 +825,9 @@ def _write_parts(pool: Pool, summary: StreamSummary, miner: DrainMiner, layout: 
                  parts: Path) -> None:
     """Every chunk's part, on the pool; each must hold exactly its chunk's lines (nothing lost, nothing twice)."""
     dictionary = pool.share(TemplateDictionary.of(miner))
-    items = ((index, first, str(scratch), str(parts), layout, dictionary)
-             for index, first in enumerate(summary.chunk_first_lines))
+    items = ((index, first, str(scratch), str(parts), layout, dictionary, leading)
+             for index, (first, leading) in enumerate(zip(summary.chunk_first_lines, summary.chunk_leading,
+                                                          strict=True)))
     ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
     for index, rows in enumerate(map_ordered(pool, write_part_task, items, ahead)):
         if rows != summary.chunk_lines[index]:
@@ -804,6 +895,54 @@ def stream_parse_files(
     return summary
 
 
+#: A token that looks like a value: a run of 8+ hex digits, or any digit.
+_VARIABLE_TOKEN = re.compile(r"[0-9a-fA-F]{8,}|\d")
+#: Variable-looking token shapes listed in the parse report.
+TOKEN_SHAPES_SHOWN = 5
+
+
+def token_shape(token: str) -> str:
+    """A token with its values replaced: hex runs of 8+ digits by ``<hex>``, other digit runs by ``0``
+    (``req-3f2a9c1e-...`` -> ``req-<hex>-...``), so ids of one kind share a shape."""
+    return re.sub(r"\d+", "0", re.sub(r"[0-9a-fA-F]{8,}", "<hex>", token))
+
+
+def variable_token_shapes(templates: Sequence[str], shown: int) -> list[dict[str, Any]]:
+    """The shapes of the unmasked tokens that look like values (a digit, or 8+ hex digits), by the number of
+    templates holding one, most first: what a masking regex should catch when templates explode."""
+    counts: collections.Counter[str] = collections.Counter()
+    examples: dict[str, str] = {}
+    for template in templates:
+        shapes = set()
+        for token in template.split():
+            if token != WILDCARD and _VARIABLE_TOKEN.search(token):
+                shape = token_shape(token)
+                shapes.add(shape)
+                examples.setdefault(shape, token)
+        counts.update(shapes)
+    return [{"shape": shape, "templates": count, "example": examples[shape]} for shape, count in
+            counts.most_common(shown)]  # fmt: skip
+
+
+def template_growth(summary: StreamSummary, warning: float) -> dict[str, Any]:
+    """How the templates grew with the input: templates per 1,000 lines; Drain's new clusters per 1,000 lines before
+    and after the first chunk end at or past half the lines (null when that is the input's end), and whether the
+    later rate exceeds ``warning`` times the earlier one; the variable-looking token shapes left unmasked."""
+    templates = summary.templates["template"].tolist() if summary.templates is not None else []
+    middle = next(((lines, clusters) for lines, clusters in summary.cluster_growth if lines >= summary.lines / 2),
+                  (summary.lines, summary.clusters))
+    early = late = None
+    if 0 < middle[0] < summary.lines:
+        early = round(1000 * middle[1] / middle[0], 2)
+        late = round(1000 * (summary.clusters - middle[1]) / (summary.lines - middle[0]), 2)
+    return {
+        "templates_per_1000_lines": round(1000 * len(templates) / summary.lines, 2) if summary.lines else None,
+        "new_clusters_per_1000_lines": {"first_half": early, "second_half": late},
+        "grows_with_input": None if early is None or late is None else bool(late > warning * early),
+        "variable_token_shapes": variable_token_shapes(templates, TOKEN_SHAPES_SHOWN),
+    }
+
+
 def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse: ParseConfig) -> dict[str, Any]:
     """``metrics/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
     seconds = summary.seconds
@@ -818,12 +957,14 @@ def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse
         "parsed": summary.status_counts[STATUS_PARSED],
         "unmatched": summary.status_counts[STATUS_UNMATCHED],
         "non_utf8": summary.status_counts[STATUS_NON_UTF8],
+        "continuation": summary.status_counts[STATUS_CONTINUATION],  # lines of multi-line records after the first
         "templates": int(len(summary.templates)) if summary.templates is not None else 0,
         # null where the log format carries no time (nothing to read), not every parsed line
         "timestamps_unparseable": summary.timestamps_unparseable if system.timestamp.fields else None,
         "labeled_lines": summary.labeled_lines,
         "anomalous_lines": summary.anomalous_lines,
         "files": summary.file_counts,
+        "template_growth": template_growth(summary, parse.template_growth_warning),
         "seconds": round(seconds, 3),
         "lines_per_second": round(summary.lines / seconds, 1) if seconds > 0 else None,
         "parallel": {
@@ -878,6 +1019,8 @@ __all__ = [
     "EMPTY_TEMPLATE",
     "LINES_FOLDER",
     "STATUS_NON_UTF8",
+    "STATUSES",
+    "STATUS_CONTINUATION",
     "STATUS_PARSED",
     "STATUS_UNMATCHED",
     "ChunkSummary",
@@ -898,7 +1041,9 @@ __all__ = [
     "stream_chunks",
     "read_line_schema",
     "resolve_chunk",
+    "settle_leading_lines",
     "stream_parse_files",
+    "template_growth",
     "write_lines",
     "write_part_task",
 ]

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zerolog.config import DrainConfig, SessionRule, TimestampConfig, as_dict
+from zerolog.config import DrainConfig, MultilineRule, SessionRule, TimestampConfig, as_dict
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.errors import DataError
 from zerolog.features.pca import WEIGHTINGS, PcaSubspace
@@ -59,6 +59,7 @@ class SystemContext:
     session: SessionRule | None  # None: a pre-parsed dataset (its sessions came made; no rule for raw lines)
     max_unmatched_share: float  # parse.max_unmatched_share: a file with more unmatched lines is refused
     max_len: int  # tensors.max_len: the first max_len events of a session count
+    multiline: MultilineRule = field(default_factory=MultilineRule)  # the dataset's multi-line record rule
 
     def as_json(self) -> dict[str, Any]:
         return as_dict(self)
@@ -67,8 +68,9 @@ class SystemContext:
     def from_json(cls, raw: dict[str, Any], where: str) -> SystemContext:
         try:
             session = None if raw["session"] is None else SessionRule(**raw["session"])
+            multiline = MultilineRule(**raw.get("multiline", {}))  # a bundle written before the rule: its defaults
             return cls(**{**raw, "timestamp": TimestampConfig(**raw["timestamp"]), "drain": DrainConfig(**raw["drain"]),
-                          "session": session, "regex": list(raw["regex"])})  # fmt: skip
+                          "session": session, "regex": list(raw["regex"]), "multiline": multiline})  # fmt: skip
         except (KeyError, TypeError) as error:
             raise DataError(f"{where}: system_params: {error}") from None
 

@@ -41,7 +41,15 @@ from tqdm import tqdm
 
 from zerolog.config import ParallelConfig, SystemConfig
 from zerolog.data.known_templates import NewTemplates
-from zerolog.data.stream_parse import STATUS_NON_UTF8, STATUS_PARSED, STATUS_UNMATCHED, check_file_counts, line_layout
+from zerolog.data.stream_parse import (
+    STATUS_CONTINUATION,
+    STATUS_NON_UTF8,
+    STATUS_PARSED,
+    STATUS_UNMATCHED,
+    STATUSES,
+    check_file_counts,
+    line_layout,
+)
 from zerolog.detection.events import ChunkEvents, SessionKeying, detect_chunk_task
 from zerolog.detection.loading import LoadedDetector, describe
 from zerolog.detection.reader import InputFile, chunks, input_files
@@ -128,8 +136,8 @@ class _Collector:
         self.detector, self.files, self.spill = detector, files, spill
         self.rule = detector.rule
         self.codes = _Codes(NewTemplates(detector.known))
-        self.counts = RunCounts([{"file": file.name, "lines": 0, STATUS_PARSED: 0, STATUS_UNMATCHED: 0,
-                                  STATUS_NON_UTF8: 0} for file in files])  # fmt: skip
+        self.counts = RunCounts([{"file": file.name, "lines": 0, **dict.fromkeys(STATUSES, 0)} for file in files])
+        self.record_keys: list[str] = []  # key rule: the keys of the last record read (its continuation events')
         self.first_bad: list[int | None] = [None] * len(files)
         self.checked = 0
         self.file_keys = [self._file_key(file.name) for file in files]
@@ -154,6 +162,10 @@ class _Collector:
     def take(self, result: ChunkEvents) -> None:
         self.check_files(before=result.file_index)
         entry = self.counts.files[result.file_index]
+        continued = entry[STATUS_PARSED] > 0  # the file had a record before this chunk
+        result = result.settled(continued, self.record_keys if continued else [])
+        if result.record_keys is not None:
+            self.record_keys = result.record_keys
         first_line = entry["lines"] + 1
         if self.first_bad[result.file_index] is None and result.first_bad_offset is not None:
             self.first_bad[result.file_index] = first_line + result.first_bad_offset
@@ -308,7 +320,7 @@ def _parsed_chunks(detector: LoadedDetector, files: list[InputFile], options: De
     """Every chunk's events, in input order, parsed here or on ``options.workers`` processes."""
     context = detector.context
     system = SystemConfig(context.dataset, context.log_format, context.timestamp, context.regex, context.drain)
-    layout = line_layout(system, None)  # detect reads no labels
+    layout = line_layout(system, None, context.multiline)  # detect reads no labels
     keying = SessionKeying.of(detector.rule)
     config = ParallelConfig(backend=options.backend, workers=options.workers,
                             scheduler_address=options.scheduler_address)
@@ -407,7 +419,8 @@ def summary_text(result: DetectResult) -> str:
         f"zerolog detect: {shown}",
         *_detector_lines(result.detector),
         f"lines      {lines_read:,}: {counts.total(STATUS_PARSED):,} parsed, {counts.total(STATUS_UNMATCHED):,} "
-        f"match no log format, {counts.total(STATUS_NON_UTF8):,} not UTF-8; {counts.events_without_session:,} "
+        f"match no log format, {counts.total(STATUS_NON_UTF8):,} not UTF-8, {counts.total(STATUS_CONTINUATION):,} "
+        f"continue a multi-line record; {counts.events_without_session:,} "
         "parsed lines in no session",
         *_session_lines(counts, SUMMARY_ROWS),
         f"output     {result.output} ({counts.sessions:,} rows); {result.seconds:.1f} s, {_number(rate)} lines/s, "

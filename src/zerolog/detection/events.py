@@ -7,14 +7,16 @@ keys are read from the messages. What comes back is small: per event its line of
 distinct texts and unknown messages, and the session keys. The client numbers new templates in input order
 (``NewTemplates``), so the result does not depend on which process parsed which chunk.
 
-An event is a line that matched the log format (status ``parsed``), as in the sessionize stage: lines that did not,
-or are not UTF-8, are counted, never sessions' events.
+An event is a line that matched the log format (status ``parsed``), or a continuation line Drain saw
+(``multiline.events: each_line``), as in the sessionize stage: other lines are counted, never sessions' events. A
+continuation event takes its record's session keys; the lines before a chunk's first header are settled by the
+client, which knows whether the file had a record before the chunk (``ChunkEvents.settled``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +25,15 @@ import pyarrow.compute as pc
 from zerolog.config import SessionRule
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.data.sessionize import group_by_column, keys_in
-from zerolog.data.stream_parse import EMPTY_MESSAGE, EMPTY_TEMPLATE, LineChunk, LineLayout, parse_chunk
+from zerolog.data.stream_parse import (
+    EMPTY_MESSAGE,
+    EMPTY_TEMPLATE,
+    STATUS_CONTINUATION,
+    STATUS_UNMATCHED,
+    LineChunk,
+    LineLayout,
+    parse_chunk,
+)
 from zerolog.parallel import Pickled
 
 #: ``ChunkEvents.codes`` value base of an unknown message: code -(1 + i) is ``unknown_keys[i]``.
@@ -63,6 +73,40 @@ class ChunkEvents:
     groups: list[str] | None  # window rule with group_by: each event's group value
     key_events: np.ndarray  # (pairs,) int64 event index of each session key (key rule: a line may name several)
     keys: list[str]  # (pairs,) the session keys
+    leading_end: int = 0  # lines before the chunk's first header (stream_parse.ChunkSummary)
+    leading_unmatched: int = 0
+    first_bad_if_continued: int | None = None
+    leading_events: int = 0  # events among those lines (multiline.events each_line): the first leading_events
+    record_keys: list[str] | None = None  # key rule: the keys of the chunk's last record (None: no record in it)
+
+    def settled(self, continued: bool, previous_keys: list[str]) -> ChunkEvents:
+        """This chunk with the lines before its first header settled: continuation lines of the record before the
+        chunk when ``continued`` (its events take ``previous_keys``), else lines of no record (no events)."""
+        if not self.leading_end:
+            return self
+        if continued:
+            counts = {**self.status_counts, STATUS_UNMATCHED: self.status_counts[STATUS_UNMATCHED]
+                      - self.leading_unmatched,
+                      STATUS_CONTINUATION: self.status_counts[STATUS_CONTINUATION] + self.leading_unmatched}
+            waiting = np.repeat(np.arange(self.leading_events, dtype=np.int64), len(previous_keys))
+            keys = previous_keys * self.leading_events
+            return replace(self, status_counts=counts, first_bad_offset=self.first_bad_if_continued, leading_end=0,
+                           key_events=np.concatenate([waiting, self.key_events]), keys=[*keys, *self.keys])
+        dropped = self.leading_events
+        if not dropped:
+            return replace(self, leading_end=0)
+        codes = self.codes[dropped:]
+        used = sorted({-1 - int(code) for code in codes[codes < 0]})  # unknown messages still used
+        remap = np.full(len(self.unknown_keys), 0, dtype=np.int32)
+        remap[used] = -1 - np.arange(len(used), dtype=np.int32)
+        codes = np.where(codes < 0, remap[np.maximum(-1 - codes, 0)], codes).astype(np.int32)
+        kept = self.key_events >= dropped
+        return replace(self, leading_end=0, leading_events=0, offsets=self.offsets[dropped:], codes=codes,
+                       unknown_keys=[self.unknown_keys[index] for index in used],
+                       timestamps=self.timestamps[dropped:],
+                       groups=None if self.groups is None else self.groups[dropped:],
+                       key_events=self.key_events[kept] - dropped,
+                       keys=[key for key, keep in zip(self.keys, kept.tolist(), strict=True) if keep])
 
 
 def _template_codes(known: KnownTemplates, keys: list[str],
@@ -81,17 +125,25 @@ def _template_codes(known: KnownTemplates, keys: list[str],
     return codes, list(text_index), unknown
 
 
-def _session_keys(contents: list[str | None], key_regex: str) -> tuple[np.ndarray, list[str]]:
+def _session_keys(contents: list[str | None], continuation: list[bool], key_regex: str,
+                  leading_events: int) -> tuple[np.ndarray, list[str], list[str] | None]:  # fmt: skip
     """(event index, key) of every key ``key_regex``'s group finds in each event's message, as the sessionize stage's
-    KeyCollector reads them (a key found twice in one line counts once)."""
+    KeyCollector reads them (a key found twice in one line counts once; a continuation event takes its record's
+    keys; the first ``leading_events`` continue a record before the chunk: the client gives them its keys), and the
+    keys of the chunk's last record."""
     find_all = re.compile(key_regex).findall
     events: list[int] = []
     keys: list[str] = []
-    for event, content in enumerate(contents):
-        for key in keys_in(content, find_all):
+    record_keys: list[str] | None = None
+    for event, (content, continued) in enumerate(zip(contents, continuation, strict=True)):
+        if event < leading_events:
+            continue
+        if not continued:
+            record_keys = keys_in(content, find_all)
+        for key in record_keys or []:
             events.append(event)
             keys.append(key)
-    return np.array(events, dtype=np.int64), keys
+    return np.array(events, dtype=np.int64), keys, record_keys
 
 
 def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | KnownTemplates,
@@ -111,15 +163,20 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | Kn
     if keying.rule == "window" and keying.group_column is not None:
         values = pc.cast(table.column(keying.group_column).take(taken), pa.string())
         groups = pc.fill_null(values, NO_GROUP).to_pylist()
-    key_events, keys = np.zeros(0, dtype=np.int64), list[str]()
+    leading_events = int(np.searchsorted(offsets, summary.leading_end))  # events before the first header
+    key_events, keys, record_keys = np.zeros(0, dtype=np.int64), list[str](), None
     if keying.rule == "key":
-        key_events, keys = _session_keys(table.column("content").take(taken).to_pylist(), str(keying.key_regex))
+        continuation = pc.not_equal(table.column("status").take(taken), "parsed").to_pylist()
+        key_events, keys, record_keys = _session_keys(table.column("content").take(taken).to_pylist(), continuation,
+                                                      str(keying.key_regex), leading_events)
     timestamps = pc.fill_null(table.column("timestamp").take(taken), np.nan).to_numpy(zero_copy_only=False)
     return ChunkEvents(
         index=chunk.index, file_index=chunk.file_index, lines=summary.lines, raw_bytes=summary.raw_bytes,
         status_counts=summary.status_counts, first_bad_offset=summary.first_bad_offset, offsets=offsets,
         codes=codes.astype(np.int32), texts=texts, unknown_keys=unknown, timestamps=timestamps.astype(np.float64),
-        groups=groups, key_events=key_events, keys=keys,
+        groups=groups, key_events=key_events, keys=keys, leading_end=summary.leading_end,
+        leading_unmatched=summary.leading_unmatched, first_bad_if_continued=summary.first_bad_if_continued,
+        leading_events=leading_events, record_keys=record_keys,
     )  # fmt: skip
 
 

@@ -48,7 +48,8 @@ def system_context(params: Any, system: str, max_len: int) -> SystemContext:
     layout = params.dataset_system(dataset)
     return SystemContext(system=system, dataset=dataset, log_format=layout.log_format, timestamp=layout.timestamp,
                          regex=list(layout.regex), drain=layout.drain, session=params.datasets[dataset].session,
-                         max_unmatched_share=params.parse.max_unmatched_share, max_len=max_len)  # fmt: skip
+                         max_unmatched_share=params.parse.max_unmatched_share, max_len=max_len,
+                         multiline=params.datasets[dataset].multiline)  # fmt: skip
 
 
 def example_lines(params: Any, dataset: str) -> list[str]:

@@ -82,18 +82,31 @@ def fit_next_event_model(distinct: np.ndarray, multiplicity: np.ndarray, templat
     return model
 
 
-def _rank_and_surprisal(model: NextEventModel, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+#: Log-probabilities held at once when scoring: (windows in a batch) x (templates) <= this (64 MiB of float32). Why:
+#: a system whose templates explode (32k templates on an OpenStack fault-injection set) made the whole
+#: (distinct windows, templates) matrix 21.7 GB and the kernel killed the stage; per batch, memory does not grow
+#: with the number of windows, and a batch is at least one window.
+SCORE_FLOATS = 1 << 24
+#: Windows scored at once at most (a model's float32 output can depend on its batch: kept as it always was).
+SCORE_WINDOWS = 4096
+
+
+def _rank_and_surprisal(model: NextEventModel, distinct: np.ndarray, templates: int) -> tuple[np.ndarray, np.ndarray]:
     """Per distinct window: the rank of its next event among the model's predictions (0 = most likely) and its
-    surprisal -log p(event)."""
+    surprisal -log p(event), in batches of ``SCORE_WINDOWS`` windows, fewer where the templates are many
+    (``SCORE_FLOATS``)."""
+    batch = max(1, min(SCORE_WINDOWS, SCORE_FLOATS // max(templates, 1)))
+    rank = np.empty(len(distinct), dtype=np.int64)
+    surprisal = np.empty(len(distinct), dtype=np.float64)
     with torch.no_grad():
-        log_probabilities = torch.cat([
-            torch.log_softmax(model(torch.from_numpy(distinct[start : start + 4096, :-1])), dim=1)
-            for start in range(0, len(distinct), 4096)
-        ]).numpy()  # (distinct, templates)
-    event = distinct[:, -1]
-    event_log_probability = log_probabilities[np.arange(len(distinct)), event]
-    rank = (log_probabilities > event_log_probability[:, None]).sum(axis=1)
-    return rank, -event_log_probability
+        for start in range(0, len(distinct), batch):
+            chunk = distinct[start : start + batch]
+            log_probabilities = torch.log_softmax(model(torch.from_numpy(chunk[:, :-1])), dim=1)  # (batch, templates)
+            event = torch.from_numpy(chunk[:, -1])
+            event_log_probability = log_probabilities.gather(1, event[:, None])  # (batch, 1)
+            rank[start : start + batch] = (log_probabilities > event_log_probability).sum(dim=1).numpy()
+            surprisal[start : start + batch] = -event_log_probability[:, 0].double().numpy()
+    return rank, surprisal
 
 
 def deeplog(index: np.ndarray, lengths: np.ndarray, train_rows: np.ndarray, templates: int,
@@ -115,7 +128,7 @@ def deeplog(index: np.ndarray, lengths: np.ndarray, train_rows: np.ndarray, temp
         sessions = np.asarray(index).shape[0]
         windows, owners = next_event_windows(index, lengths, np.arange(sessions), settings.window)
         distinct, inverse, _ = _distinct(windows)
-        rank, surprisal = _rank_and_surprisal(model, distinct)
+        rank, surprisal = _rank_and_surprisal(model, distinct, templates)
     finally:
         torch.set_num_threads(previous_threads)
     misses = np.bincount(owners, weights=(rank[inverse] >= settings.top_g).astype(np.float64), minlength=sessions)
