@@ -934,10 +934,11 @@ def _check_systems_and_datasets(params: Params) -> None:
         logs = dataset.files.get("logs")
         if dataset.kind == "raw" and (not isinstance(logs, list) or not logs):
             raise ConfigError(f"{where}.files.logs: expected a non-empty list of log files")
-        if dataset.kind == "sessions":
-            for key in ("session", "label"):
-                if getattr(dataset, key) is not None:
-                    raise ConfigError(f"{where}.{key}: not allowed for kind sessions (the sessions carry their labels)")
+        if dataset.kind == "sessions" and dataset.label is not None:
+            raise ConfigError(f"{where}.label: not allowed for kind sessions (the sessions carry their labels)")
+        if dataset.kind == "sessions" and dataset.session is not None and dataset.session.rule != "key":
+            # the sessions come made; a key rule only groups the system's raw lines in zerolog detect
+            raise ConfigError(f"{where}.session.rule: kind sessions takes rule key only (raw lines in zerolog detect)")
         fields = _check_dataset_layout(params, name, dataset)
         _check_session_and_label(name, dataset, fields)
 

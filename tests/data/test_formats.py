@@ -413,23 +413,19 @@ def test_events_csv_by_params_alone(tmp_path):
 # ----------------------------------------------------------------------------- a folder of runs, multi-line records
 
 NOVA_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "nova_runs"
-#: README "A folder of runs with multi-line records": the dataset a user adds for tests/fixtures/nova_runs.
-NOVA_RUNS_YAML = f"""
-    kind: raw
-    system: openstack
-    files: {{logs: ['runs/*/round_*/nova-*.log'], labels: run_labels.csv}}
-    log_format: '{DEVSTACK_FORMAT}'
-    timestamp: {{fields: [], format: ''}}
-    session: {{rule: file, key_regex: '^([^/]+)/'}}
-    label: {{rule: key_file}}
-    split: {{method: random}}
-"""
+
+
+def readme_dataset(name: str) -> str:
+    """The YAML of ``datasets.<name>`` as README.md shows it (the block under the ``  <name>:`` line)."""
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    block = readme.split(f"\n  {name}:", 1)[1].split("```", 1)[0]
+    return "\n".join(line.split(" #", 1)[0].rstrip() for line in block.splitlines())
 
 
 def test_a_folder_of_runs_with_multiline_records_and_empty_files_goes_through(tmp_path):
     """The README's worked example: a glob over run folders, empty service logs skipped and counted, the wrapped
     warning's lines read as its continuation (not bad lines) under the default guard, one session per run."""
-    params = params_with(tmp_path, NOVA_RUNS, "nova_runs", NOVA_RUNS_YAML)
+    params = params_with(tmp_path, NOVA_RUNS.parent, "nova_runs", readme_dataset("nova_runs"))
     table, parse_metrics, session_metrics = run_data_stages(params, "nova_runs")
     runs = sorted(path.name for path in (NOVA_RUNS / "runs").iterdir())
     empty = sorted(path for path in NOVA_RUNS.rglob("*.log") if path.stat().st_size == 0)

@@ -19,11 +19,16 @@ How a masked message ``key`` resolves (``KnownTemplates.resolve``):
 3. fewer tokens than Drain needs to reach a leaf (``DrainMiner.placeable_tokens``): its own text, as Drain gives it;
 4. the final tree's answer when a known template covers it (``DrainMiner.match``);
 5. otherwise None: a NEW message, mined among the new lines by a Drain of its own (``NewTemplates``).
+
+A pre-parsed dataset (HDFS's DeepLog sessions, BGL's events) has no Drain tree: its template table (loghub's
+``EventTemplate`` texts, ``<*>`` for any text) is the known set (``WildcardTable``), matched against each line's raw
+message; a line no template fits is NEW, mined as above.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zerolog.config import DrainConfig
-from zerolog.data.matcher import DrainMiner
+from zerolog.data.matcher import WILDCARD, DrainMiner
 from zerolog.data.stream_parse import (
     EMPTY_TEMPLATE,
     LINES_FOLDER,
@@ -69,23 +74,74 @@ def read_drain_state(path: Path) -> dict[str, Any]:
     return state
 
 
+class WildcardTable:
+    """Loghub-style templates (``<*>``: any text, empty included) matched against raw messages, the most specific
+    first (most literal characters; ties in table order). A template is its literal segments: a message fits when
+    it starts with the first, ends with the last and holds the others in order between, found left to right with
+    ``str.find`` (complete for patterns of ``*`` alone, and linear in the message: no regex backtracking). Runs of
+    whitespace count as one space in both."""
+
+    def __init__(self, templates: list[str]) -> None:
+        self.templates = list(dict.fromkeys(templates))
+        segments = [[re.sub(r"\s+", " ", part) for part in text.strip().split(WILDCARD)] for text in self.templates]
+        order = sorted(range(len(self.templates)), key=lambda index: -sum(map(len, segments[index])))
+        self._ordered = [(self.templates[index], segments[index]) for index in order]
+
+    def match(self, content: str) -> str | None:
+        """The most specific template that fits ``content``, or None."""
+        text = " ".join(content.split())
+        for template, segments in self._ordered:
+            if _fits(text, segments):
+                return template
+        return None
+
+
+def _fits(text: str, segments: list[str]) -> bool:
+    """Whether ``text`` is ``segments`` joined by any texts (``WildcardTable``)."""
+    if len(segments) == 1:
+        return text == segments[0]
+    first, *middle, last = segments
+    end = len(text) - len(last)
+    if end < len(first) or not text.startswith(first) or not text.endswith(last):
+        return False
+    position = len(first)
+    for segment in middle:
+        found = text.find(segment, position, end)
+        if found < 0:
+            return False
+        position = found + len(segment)
+    return True
+
+
 @dataclass
 class KnownTemplates:
-    """The final tree of a parse plus the messages on which it alone would answer otherwise (module docstring)."""
+    """The final tree of a parse plus the messages on which it alone would answer otherwise (module docstring); for
+    a pre-parsed dataset, its template table (``table``) and an empty tree with the system's settings and masks."""
 
     miner: DrainMiner  # a matching copy: never changed
     exceptions: dict[str, str] = field(default_factory=dict)  # masked message -> the parse's template
+    table: WildcardTable | None = None  # a pre-parsed dataset's templates, matched on raw messages
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> KnownTemplates:
         exceptions = state.get("exceptions") or {}
         if not isinstance(exceptions, dict):
             raise DataError("Drain state: 'exceptions' must map masked messages to templates")
-        return cls(DrainMiner.from_state(state), dict(exceptions))
+        table = state.get("table")
+        if table is not None and not (isinstance(table, list) and all(isinstance(text, str) for text in table)):
+            raise DataError("Drain state: 'table' must list template texts")
+        return cls(DrainMiner.from_state(state), dict(exceptions), WildcardTable(table) if table is not None else None)
+
+    @classmethod
+    def of_table(cls, templates: list[str], drain: DrainConfig, masking: list[str]) -> KnownTemplates:
+        """A pre-parsed dataset's known templates: its template texts, and an empty Drain with the system's settings
+        and masks (the header split and masking of ``parse_chunk``; new lines are mined with them)."""
+        return cls(DrainMiner.from_state(DrainMiner(drain, masking).state()), {}, WildcardTable(templates))
 
     def state(self) -> dict[str, Any]:
-        """``DrainMiner.state`` with the exceptions: what the detector bundle stores."""
-        return {**self.miner.state(), "exceptions": dict(sorted(self.exceptions.items()))}
+        """``DrainMiner.state`` with the exceptions (and a pre-parsed dataset's table): what the bundle stores."""
+        state = {**self.miner.state(), "exceptions": dict(sorted(self.exceptions.items()))}
+        return state if self.table is None else {**state, "table": list(self.table.templates)}
 
     @property
     def drain(self) -> DrainConfig:
@@ -180,6 +236,7 @@ class NewTemplates:
 __all__ = [
     "DRAIN_STATE_FILE",
     "KnownTemplates",
+    "WildcardTable",
     "NewTemplates",
     "known_exceptions",
     "known_templates_of_dataset",

@@ -125,6 +125,27 @@ def _template_codes(known: KnownTemplates, keys: list[str],
     return codes, list(text_index), unknown
 
 
+def _table_codes(known: KnownTemplates, contents: list[str | None],
+                 keys: list[str]) -> tuple[np.ndarray, list[str], list[str]]:  # fmt: skip
+    """Per event of a pre-parsed dataset's detector: its code (the template of ``known.table`` its raw message fits,
+    the empty template for a blank one, or its masked message ``keys[event]`` as unknown), the texts, the unknowns."""
+    assert known.table is not None
+    found: dict[str, str | None] = {}
+    text_index: dict[str, int] = {}
+    unknown_index: dict[str, int] = {}
+    codes = np.empty(len(contents), dtype=np.int32)
+    for event, (content, key) in enumerate(zip(contents, keys, strict=True)):
+        message = (content or "").strip()
+        if message and message not in found:
+            found[message] = known.table.match(message)
+        text = found[message] if message else EMPTY_TEMPLATE
+        if text is None:
+            codes[event] = UNKNOWN - unknown_index.setdefault(key, len(unknown_index))
+        else:
+            codes[event] = text_index.setdefault(text, len(text_index))
+    return codes, list(text_index), list(unknown_index)
+
+
 def _session_keys(contents: list[str | None], continuation: list[bool], key_regex: str,
                   leading_events: int) -> tuple[np.ndarray, list[str], list[str] | None]:  # fmt: skip
     """(event index, key) of every key ``key_regex``'s group finds in each event's message, as the sessionize stage's
@@ -153,12 +174,16 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | Kn
     table, summary = parse_chunk(chunk, layout, known.miner)
     key_of_line = summary.key_of_line
     offsets = np.flatnonzero((key_of_line >= 0) | (key_of_line == EMPTY_MESSAGE)).astype(np.int64)  # (events,)
-    key_codes, texts, unknown = _template_codes(known, summary.keys, summary.key_cluster)
-    empty_code = len(texts)
-    texts.append(EMPTY_TEMPLATE)
     line_keys = key_of_line[offsets]
-    codes = np.where(line_keys >= 0, key_codes[np.maximum(line_keys, 0)] if len(key_codes) else 0, empty_code)
     taken = pa.array(offsets)
+    if known.table is not None:  # a pre-parsed dataset's template table, on the raw messages
+        event_keys = [summary.keys[key] if key >= 0 else "" for key in line_keys.tolist()]
+        codes, texts, unknown = _table_codes(known, table.column("content").take(taken).to_pylist(), event_keys)
+    else:
+        key_codes, texts, unknown = _template_codes(known, summary.keys, summary.key_cluster)
+        empty_code = len(texts)
+        texts.append(EMPTY_TEMPLATE)
+        codes = np.where(line_keys >= 0, key_codes[np.maximum(line_keys, 0)] if len(key_codes) else 0, empty_code)
     groups = None
     if keying.rule == "window" and keying.group_column is not None:
         values = pc.cast(table.column(keying.group_column).take(taken), pa.string())

@@ -49,13 +49,10 @@ class LoadedDetector:
 
 def _parser_of(bundle: DetectorBundle, where: str) -> KnownTemplates:
     if bundle.known is None:
-        raise DataError(
-            f"{where}: system {bundle.context.system}'s dataset {bundle.context.dataset} is pre-parsed (no raw lines, "
-            f"no Drain state): detect reads raw logs of a system whose dataset is raw (set systems."
-            f"{bundle.context.system}.dataset to a raw dataset and rerun dvc repro)"
-        )
+        raise DataError(f"{where}: no known templates (a bundle of an older zerolog: rerun dvc repro)")
     if bundle.context.session is None:
-        raise DataError(f"{where}: dataset {bundle.context.dataset} has no session rule")
+        raise DataError(f"{where}: dataset {bundle.context.dataset} has no session rule for raw lines (set "
+                        f"datasets.{bundle.context.dataset}.session, e.g. {{rule: key, key_regex: ...}})")
     return bundle.known
 
 

@@ -61,9 +61,9 @@ def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: Det
     if reason is not None:
         return {"name": name, "version": None, "method": None, "reason": reason}
     bundle = read_bundle(folder)  # a damaged bundle fails here, in one line, not in the registry
-    if not bundle.reads_raw_lines:
+    if not bundle.reads_raw_lines or not bundle.example:
         return {"name": name, "version": None, "method": bundle.method, "reason": (
-            f"dataset {bundle.context.dataset} is pre-parsed: no Drain state or session rule for raw lines")}
+            f"dataset {bundle.context.dataset} is pre-parsed: no raw lines for the served model's input example")}
     settings_text = json.dumps(_settings(detect, chunk_bytes), sort_keys=True) + "\n"
     digest = bundle_digest(folder, settings_text)
     version = tracker.registered_version(name, "bundle_md5", digest)
