@@ -910,18 +910,19 @@ def token_shape(token: str) -> str:
 def variable_token_shapes(templates: Sequence[str], shown: int) -> list[dict[str, Any]]:
     """The shapes of the unmasked tokens that look like values (a digit, or 8+ hex digits), by the number of
     templates holding one, most first: what a masking regex should catch when templates explode."""
-    counts: collections.Counter[str] = collections.Counter()
+    counts: dict[str, int] = {}  # shape -> templates holding it, first-seen order (ties stay in that order)
     examples: dict[str, str] = {}
     for template in templates:
-        shapes = set()
+        shapes: dict[str, None] = {}
         for token in template.split():
             if token != WILDCARD and _VARIABLE_TOKEN.search(token):
                 shape = token_shape(token)
-                shapes.add(shape)
+                shapes[shape] = None
                 examples.setdefault(shape, token)
-        counts.update(shapes)
-    return [{"shape": shape, "templates": count, "example": examples[shape]} for shape, count in
-            counts.most_common(shown)]  # fmt: skip
+        for shape in shapes:
+            counts[shape] = counts.get(shape, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:shown]
+    return [{"shape": shape, "templates": count, "example": examples[shape]} for shape, count in ranked]
 
 
 def template_growth(summary: StreamSummary, warning: float) -> dict[str, Any]:

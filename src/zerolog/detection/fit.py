@@ -13,7 +13,8 @@ on ``tensors/<system>/`` (train rows only, no label), and writes
 The system's params in the bundle are the dataset's own layout (``Params.dataset_system``), its session rule, the
 parse stage's ``max_unmatched_share`` and the tensors' ``max_len``; the known templates are the parse stage's final
 Drain tree (``parsed/<dataset>/drain.json``) with the exceptions found in the dataset's own lines, or, for a
-pre-parsed dataset, its template table (``table_templates``) matched on raw lines' messages.
+pre-parsed dataset, the template texts of its sessions (loghub's ``<*>`` texts) matched on raw lines' messages
+(``KnownTemplates.of_table``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from zerolog.artifacts import ArtifactPaths, SystemTensors, load_tensors, read_scores, score_frame, write_scores
-from zerolog.data import datasets
 from zerolog.data.datasets import iterate_text_lines
 from zerolog.data.known_templates import DRAIN_STATE_FILE, KnownTemplates, known_templates_of_dataset
 from zerolog.data.parse import log_file_paths, read_manifest
@@ -52,16 +52,6 @@ def system_context(params: Any, system: str, max_len: int) -> SystemContext:
                          regex=list(layout.regex), drain=layout.drain, session=params.datasets[dataset].session,
                          max_unmatched_share=params.parse.max_unmatched_share, max_len=max_len,
                          multiline=params.datasets[dataset].multiline)  # fmt: skip
-
-
-def table_templates(params: Any, context: SystemContext, templates: list[str]) -> KnownTemplates:
-    """A pre-parsed dataset's known templates for raw lines (known_templates.WildcardTable): its template file's
-    texts where the dataset has one (``files.templates``: HDFS_templates.csv, BGL's), else the texts of its
-    sessions; the system's masks and Drain settings mine the lines none fits."""
-    folder, manifest = read_manifest(params, context.dataset)
-    name = manifest["files"].get("templates")
-    texts = list(datasets.read_template_table(folder / name).values()) if isinstance(name, str) else []
-    return KnownTemplates.of_table(texts or templates, context.drain, context.regex)
 
 
 def example_lines(params: Any, dataset: str) -> list[str]:
@@ -134,7 +124,9 @@ def write_system_detector(params: Any, arrays: SystemTensors, scores_folder: Pat
     parsed = paths.parsed(context.dataset)
     templates = list(arrays.meta["templates_list"])
     raw = (parsed / DRAIN_STATE_FILE).is_file()
-    known = known_templates_of_dataset(parsed) if raw else table_templates(params, context, templates)
+    # a pre-parsed dataset: its template texts (loghub <*> texts) matched on raw messages; others are new
+    known = known_templates_of_dataset(parsed) if raw else KnownTemplates.of_table(templates, context.drain,
+                                                                                   context.regex)
     holding = (counts[train_rows] > 0).sum(axis=0)  # (templates + 1,)
     example = example_lines(params, context.dataset) if raw else []
     write_bundle(paths.detector(system), method, context, templates, subspace, threshold, known, holding, example)
