@@ -99,16 +99,16 @@ def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
 
     Built as logparser3 builds it (each ``<Field>`` a lazy named group ``(?P<Field>.*?)``, runs of spaces between
     fields any whitespace run, the rest regex text as written, anchored at both ends; applied to the stripped line),
-    with one change that makes a match cost time linear in the line's length: every field but the last is matched
-    with the separator after it inside an atomic group, ``(?>(?P<Date>.*?)(?<!\s)\s++)``. Why: logparser3's regex
-    backtracks over every way of spreading a line's spaces across the fields when the line does not match (an
-    OpenStack nova line without its ``[req-...]`` bracket: 80 spaces 1.6 s, polynomial in the spaces). The atomic
-    group keeps the first answer the lazy regex tries, the shortest field whose separator follows it, and never
-    comes back to it; a separator never starts inside a whitespace run (``(?<!\s)``) and never gives spaces back
-    (``\s++``), so each field scans its text once. Lines whose fields the lazy regex finds on its first path get
-    the same fields (checked on every bundled log, tests/data/test_stream_parse.py); a line that matched only by
-    a later path (a field stretched over several words to reach a separator further on) is now unmatched.
-    Adjacent fields (``<A><B>``) have no separator to commit to and keep the lazy group.
+    with one change that makes a match cost time linear in the line's length. Why: logparser3's regex backtracks
+    over every way of spreading a line's spaces across the fields when the line does not match (an OpenStack nova
+    line without its ``[req-...]`` bracket: 80 spaces 1.6 s, polynomial in the spaces). Each field but the last
+    keeps the first answer the lazy regex tries and never comes back to it: where whitespace alone follows it, its
+    run of non-space characters (``(?P<Date>\S*+)\s++``); else the shortest text its separator follows, in an
+    atomic group (``(?>(?P<Component>.*?):\s++)``), where a separator never starts inside a whitespace run
+    (``(?<!\s)``) and never gives spaces back (``\s++``). So each field scans its text once. Lines whose fields
+    the lazy regex finds on its first path get the same fields (every bundled log, tests/data/test_stream_parse.py);
+    a line that matched only by a later path (a field stretched over several words to reach a separator further on)
+    is now unmatched. Adjacent fields (``<A><B>``) have no separator to commit to and keep the lazy group.
     The format was checked on load (config.py: a <Content> field, unique identifiers, a valid regex, no field named
     after a reserved column).
     """
@@ -120,6 +120,9 @@ def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
         separator = literals[position + 1]
         if position == len(fields) - 1 or not separator:
             pattern += f"(?P<{name}>.*?){separator}"
+            continue
+        if separator == r"\s+":  # the first path of the lazy group: the field's run of non-space characters
+            pattern += f"(?P<{name}>\\S*+)\\s++"
             continue
         possessive = separator.replace(r"\s+", r"\s++")
         guard = r"(?<!\s)" if possessive.startswith(r"\s") else ""
