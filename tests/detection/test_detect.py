@@ -24,6 +24,7 @@ from zerolog.detection.bundle import read_bundle
 from zerolog.detection.cli import main as detect_main
 from zerolog.detection.detect import DetectOptions, run_detect
 from zerolog.detection.loading import from_pipeline
+from zerolog.errors import DataError
 
 DEVSTACK = REPOSITORY / "data" / "bundled" / "OpenStack" / "devstack" / "openstack-nova-sample.log.gz"
 BGL_2K = REPOSITORY / "data" / "bundled" / "BGL" / "BGL_2k.log"
@@ -335,3 +336,22 @@ def test_multiline_records_give_the_same_rows_whatever_the_chunks(pipeline, tmp_
     plain = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(log)], tmp_path / "plain.parquet")
     extra = rows[10**8]["events"].sum() - plain["events"].sum()  # the pipeline's detector reads first_line
     assert extra > 0 if events == "each_line" else extra == 0
+
+
+def test_a_folder_of_runs_with_empty_files_is_read_and_an_all_empty_input_fails(pipeline, tmp_path):
+    """A folder input whose runs hold empty service logs (the dataset's empty_files: skip): they are counted, the
+    others scored; a folder of empty files alone is one line naming the first."""
+    runs = REPOSITORY / "tests" / "fixtures" / "nova_runs" / "runs"
+    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "pca_mixture", pipeline.detect.top_templates)
+    result = run_detect(detector, [str(runs)], tmp_path / "runs.parquet", _options(pipeline))
+    empty = [path for path in runs.rglob("*.log") if path.stat().st_size == 0]
+    assert sum(entry["lines"] == 0 for entry in result.counts.files) == len(empty) > 0
+    assert result.counts.total("continuation") == 4 * len(list(runs.iterdir()))  # the wrapped warning's lines
+    assert len(pd.read_parquet(tmp_path / "runs.parquet")) > 0
+    folder = tmp_path / "empty_runs"
+    for run in ("a", "b"):
+        (folder / run).mkdir(parents=True)
+        (folder / run / "nova.log").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^every one of the 2 input files is empty \("):
+        run_detect(detector, [str(folder)], tmp_path / "none.parquet", _options(pipeline))
+    assert not (tmp_path / "none.parquet").exists()

@@ -626,10 +626,14 @@ def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
 
 
 def check_file_counts(
-    path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str
+    path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str,
+    skip_empty: bool = False,
 ) -> None:
-    """Refuse an empty file, a format that matches nothing, or too many lines that do not match."""
+    """Refuse an empty file (unless ``skip_empty``: the dataset's ``empty_files: skip``, the caller counts it), a
+    format that matches nothing, or too many lines that do not match."""
     total = counts["lines"]
+    if total == 0 and skip_empty:
+        return
     if total == 0:
         raise DataError(f"{path}: empty log file")
     if counts[STATUS_PARSED] == 0:

@@ -60,6 +60,7 @@ class SystemContext:
     max_unmatched_share: float  # parse.max_unmatched_share: a file with more unmatched lines is refused
     max_len: int  # tensors.max_len: the first max_len events of a session count
     multiline: MultilineRule = field(default_factory=MultilineRule)  # the dataset's multi-line record rule
+    empty_files: str = "skip"  # the dataset's empty_files rule: an empty input file is skipped and counted, or fails
 
     def as_json(self) -> dict[str, Any]:
         return as_dict(self)

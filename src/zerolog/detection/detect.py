@@ -10,7 +10,9 @@
    label-free threshold, and appended to the output (Parquet or CSV, written to a temporary file and renamed into
    place at the end: a failure leaves no partial output).
 
-Bad input is one line naming the file (a ``DataError``): an empty file, a file no line of which matches the system's
+Bad input is one line naming the file (a ``DataError``): an empty file (under the dataset's ``empty_files: fail``;
+with ``skip``, the default, it is counted, and only an input whose every file is empty fails), a file no line of
+which matches the system's
 log format, a file with more unmatched lines than the parse stage allows (``parse.max_unmatched_share``, stored in
 the detector). Lines that match no format, are not UTF-8 or name no session are counted and reported, never
 silently dropped.
@@ -156,8 +158,11 @@ class _Collector:
         while self.checked < before:
             file = self.files[self.checked]
             check_file_counts(Path(file.name) if file.path is None else file.path, self.counts.files[self.checked],
-                              self.first_bad[self.checked], context.max_unmatched_share, where)  # fmt: skip
+                              self.first_bad[self.checked], context.max_unmatched_share, where,
+                              skip_empty=context.empty_files == "skip" and len(self.files) > 1)  # fmt: skip
             self.checked += 1
+        if self.checked == len(self.files) and self.counts.total("lines") == 0:
+            raise DataError(f"every one of the {len(self.files)} input files is empty ({self.files[0].name}, ...)")
 
     def take(self, result: ChunkEvents) -> None:
         self.check_files(before=result.file_index)
@@ -420,7 +425,8 @@ def summary_text(result: DetectResult) -> str:
         *_detector_lines(result.detector),
         f"lines      {lines_read:,}: {counts.total(STATUS_PARSED):,} parsed, {counts.total(STATUS_UNMATCHED):,} "
         f"match no log format, {counts.total(STATUS_NON_UTF8):,} not UTF-8, {counts.total(STATUS_CONTINUATION):,} "
-        f"continue a multi-line record; {counts.events_without_session:,} "
+        f"continue a multi-line record, {sum(entry['lines'] == 0 for entry in counts.files):,} empty files skipped; "
+        f"{counts.events_without_session:,} "
         "parsed lines in no session",
         *_session_lines(counts, SUMMARY_ROWS),
         f"output     {result.output} ({counts.sessions:,} rows); {result.seconds:.1f} s, {_number(rate)} lines/s, "

@@ -51,7 +51,8 @@ def system_context(params: Any, system: str, max_len: int) -> SystemContext:
     return SystemContext(system=system, dataset=dataset, log_format=layout.log_format, timestamp=layout.timestamp,
                          regex=list(layout.regex), drain=layout.drain, session=params.datasets[dataset].session,
                          max_unmatched_share=params.parse.max_unmatched_share, max_len=max_len,
-                         multiline=params.datasets[dataset].multiline)  # fmt: skip
+                         multiline=params.datasets[dataset].multiline,
+                         empty_files=params.datasets[dataset].empty_files)  # fmt: skip
 
 
 def example_lines(params: Any, dataset: str) -> list[str]:
