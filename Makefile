@@ -10,11 +10,12 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui bench bench-detect parse-accuracy ablation ablation-smoke clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# One pip call resolves everything (logparser3 pins regex==2022.3.2; torch==2.13.0 is the CPU build on disk).
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# One pip call resolves everything (logparser3 pins regex==2022.3.2; torch==2.13.0 is the CPU build on disk), at
+	# the versions of constraints.txt: a fresh clone gets the packages that made the committed outputs.
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	# LogLead (rows loglead_rarity, loglead_ngram): its own requirement regex>=2024.5.15 clashes with logparser3's
 	# regex==2022.3.2, so without its dependencies; the two detectors used import only numpy. Where this fails the
 	# baselines stage writes not_available with the reason (src/zerolog/evaluation/loglead_peer.py).
