@@ -656,24 +656,32 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
 # ----------------------------------------------------------------------------- templates that explode
 
 
-def _growth_summary(clusters_per_chunk: list[int], lines_per_chunk: int, templates: list[str]) -> StreamSummary:
-    summary = StreamSummary(lines=lines_per_chunk * len(clusters_per_chunk), clusters=clusters_per_chunk[-1])
-    summary.cluster_growth = [(lines_per_chunk * (position + 1), clusters)
-                              for position, clusters in enumerate(clusters_per_chunk)]  # fmt: skip
+def _growth_summary(first_lines: list[int], lines: int, templates: list[str]) -> StreamSummary:
+    summary = StreamSummary(lines=lines, template_first_lines=first_lines)
     summary.templates = pd.DataFrame({"template": templates})
     return summary
 
 
 def test_templates_that_grow_with_the_input_are_flagged_with_the_unmasked_shapes():
-    """An unmasked id (a new template every few lines, steadily) is flagged and its shape named; a parser that
-    saturates is not; one chunk gives no halves to compare."""
+    """An unmasked id (a new template every ten lines, steadily) is flagged and its shape named; a parser that
+    saturates (few templates first seen late) is not."""
     exploding = [f"GET /v2/{index:032x}/servers status 200" for index in range(40)]
-    growth = template_growth(_growth_summary([10, 20, 30, 40], 100, exploding), warning=0.5)
-    assert growth["grows_with_input"] is True and growth["new_clusters_per_1000_lines"] == {
-        "first_half": 100.0, "second_half": 100.0}
+    growth = template_growth(_growth_summary(list(range(0, 400, 10)), 400, exploding), warning=0.5)
+    assert growth["grows_with_input"] is True and growth["new_templates_by_half"] == {"first": 20, "second": 20}
     assert growth["variable_token_shapes"][0] == {"shape": "/v0/<hex>/servers", "templates": 40,
                                                  "example": f"/v2/{0:032x}/servers"}
     assert growth["templates_per_1000_lines"] == 100.0
-    saturating = template_growth(_growth_summary([30, 38, 39, 39], 100, ["a <*>"] * 39), warning=0.5)
+    saturating = template_growth(_growth_summary([0, 3, 9, 40, 150, 390], 400, ["a <*>"] * 6), warning=0.5)
     assert saturating["grows_with_input"] is False and saturating["variable_token_shapes"] == []
-    assert template_growth(_growth_summary([5], 100, ["a"] * 5), warning=0.5)["grows_with_input"] is None
+
+
+def test_template_first_lines_do_not_depend_on_the_chunks(tmp_path):
+    """The growth report counts each final template at its first line over all files, whatever the chunking
+    (HDFS_2k: 12 templates first seen in the first 1,000 lines, 4 after)."""
+    reports = []
+    for chunk_bytes in (10**8, 20_000):
+        params = engine_params(tmp_path / str(chunk_bytes), chunk_bytes=chunk_bytes, sample_lines=0)
+        build_raw_folder(params, "hdfs_logs")
+        parse_dataset(params, "hdfs_logs")
+        reports.append(read_output(params, "hdfs_logs")[2]["template_growth"])
+    assert reports[0] == reports[1] and reports[0]["new_templates_by_half"] == {"first": 12, "second": 4}

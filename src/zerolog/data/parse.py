@@ -413,11 +413,12 @@ def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
 def _report(metrics: dict[str, Any]) -> None:
     growth = metrics.get("template_growth") or {}
     if growth.get("grows_with_input"):
-        shapes = ", ".join(f"{entry['shape']!r} ({entry['templates']:,} templates)"
-                           for entry in growth["variable_token_shapes"])  # fmt: skip
-        print(f"warning: {metrics['dataset']}: templates grow with the input ({growth['new_clusters_per_1000_lines']}"
-              f" new per 1,000 lines in each half; {metrics['templates']:,} templates): mask the variable tokens "
-              f"(README 'Masks'), most common unmasked: {shapes}", file=sys.stderr)
+        halves, shapes = growth["new_templates_by_half"], growth["variable_token_shapes"]
+        advice = ("mask the variable tokens (README 'Masks'), most common unmasked: " + ", ".join(
+            f"{entry['shape']!r} ({entry['templates']:,} templates)" for entry in shapes)) if shapes else (
+            "no value-like token is left unmasked: the later lines carry message types the earlier ones lack")
+        print(f"warning: {metrics['dataset']}: templates grow with the input ({halves['first']:,} first seen in the "
+              f"first half of the lines, {halves['second']:,} in the second): {advice}", file=sys.stderr)
     print(
         f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, "
         f"{metrics['unmatched']} unmatched, {metrics['non_utf8']} non-UTF-8, "

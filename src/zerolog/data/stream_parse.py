@@ -665,7 +665,8 @@ class StreamSummary:
     workers: int = 1
     miner_changes_after_sample: int = 0  # state changes (new / generalised templates) after the mined prefix
     clusters: int = 0  # Drain clusters (several can end with the same template text)
-    cluster_growth: list[tuple[int, int]] = field(default_factory=list)  # per chunk: (lines, Drain clusters) so far
+    template_first_lines: list[int] = field(default_factory=list)  # per distinct final template: the position (from
+    # 0, over all files) of its first line (template_growth)
     seconds: float = 0.0
 
 
@@ -684,6 +685,7 @@ class _Reconciler:
         self.first_bad: list[int | None] = [None] * len(log_files)
         self.checked_files = 0
         self.cluster_counts = np.zeros(0, dtype=np.int64)
+        self.cluster_first_line = np.zeros(0, dtype=np.int64)  # (clusters,) position of each cluster's first line
         self.empty_count = 0
         gzipped = any(path.suffix == ".gz" for path in log_files)
         total = None if gzipped else sum(path.stat().st_size for path in log_files)
@@ -709,23 +711,27 @@ class _Reconciler:
         for status, count in result.status_counts.items():
             counts[status] += count
             summary.status_counts[status] += count
+        self._count_clusters(clusters, summary.lines)
         summary.lines += result.lines
         summary.timestamps_unparseable += result.timestamps_unparseable
         summary.labeled_lines += result.labeled_lines
         summary.anomalous_lines += result.anomalous_lines
-        self._count_clusters(clusters)
-        summary.cluster_growth.append((summary.lines, len(self.miner.clusters)))
         self.bar.update(result.raw_bytes)
         if self.progress is not None:
             self.progress(summary.lines)
 
-    def _count_clusters(self, clusters: np.ndarray) -> None:
-        used = clusters[clusters >= 0]
+    def _count_clusters(self, clusters: np.ndarray, first_position: int) -> None:
+        """Lines per cluster, and each cluster's first line; ``first_position``: the chunk's first line's position."""
+        rows = np.flatnonzero(clusters >= 0)
+        used = clusters[rows]
         counts = np.bincount(used, minlength=len(self.miner.clusters)) if len(used) else np.zeros(0, np.int64)
         if len(counts) > len(self.cluster_counts):
-            missing = np.zeros(len(counts) - len(self.cluster_counts), np.int64)
-            self.cluster_counts = np.concatenate([self.cluster_counts, missing])
+            missing = len(counts) - len(self.cluster_counts)
+            self.cluster_counts = np.concatenate([self.cluster_counts, np.zeros(missing, np.int64)])
+            self.cluster_first_line = np.concatenate([self.cluster_first_line,
+                                                      np.full(missing, np.iinfo(np.int64).max)])  # fmt: skip
         self.cluster_counts[: len(counts)] += counts
+        np.minimum.at(self.cluster_first_line, used, rows + first_position)
         self.empty_count += int((clusters == EMPTY_MESSAGE).sum())
 
     def check_files(self, before: int) -> None:
@@ -741,9 +747,13 @@ class _Reconciler:
         that ended with the same text are one row."""
         texts = self.miner.templates()
         rows: dict[str, int] = collections.defaultdict(int)
+        first_lines: dict[str, int] = {}
         for cluster, count in enumerate(self.cluster_counts.tolist()):
             if count:
                 rows[texts[cluster]] += count
+                first = int(self.cluster_first_line[cluster])
+                first_lines[texts[cluster]] = min(first, first_lines.get(texts[cluster], first))
+        self.summary.template_first_lines = list(first_lines.values())
         if self.empty_count:
             rows[EMPTY_TEMPLATE] += self.empty_count
         table = pd.DataFrame(
@@ -933,20 +943,18 @@ def variable_token_shapes(templates: Sequence[str], shown: int) -> list[dict[str
 
 
 def template_growth(summary: StreamSummary, warning: float) -> dict[str, Any]:
-    """How the templates grew with the input: templates per 1,000 lines; Drain's new clusters per 1,000 lines before
-    and after the first chunk end at or past half the lines (null when that is the input's end), and whether the
-    later rate exceeds ``warning`` times the earlier one; the variable-looking token shapes left unmasked."""
+    """How the templates grew with the input: templates per 1,000 lines; the distinct templates first seen in each
+    half of the lines, and whether the second half's exceed ``warning`` times the first's (a parser that saturates
+    finds few late; an unmasked id, a new template at a steady rate); the variable-looking token shapes left
+    unmasked."""
     templates = summary.templates["template"].tolist() if summary.templates is not None else []
-    middle = next(((lines, clusters) for lines, clusters in summary.cluster_growth if lines >= summary.lines / 2),
-                  (summary.lines, summary.clusters))
-    early = late = None
-    if 0 < middle[0] < summary.lines:
-        early = round(1000 * middle[1] / middle[0], 2)
-        late = round(1000 * (summary.clusters - middle[1]) / (summary.lines - middle[0]), 2)
+    half = summary.lines / 2
+    early = sum(first < half for first in summary.template_first_lines)
+    late = len(summary.template_first_lines) - early
     return {
         "templates_per_1000_lines": round(1000 * len(templates) / summary.lines, 2) if summary.lines else None,
-        "new_clusters_per_1000_lines": {"first_half": early, "second_half": late},
-        "grows_with_input": None if early is None or late is None else bool(late > warning * early),
+        "new_templates_by_half": {"first": early, "second": late},
+        "grows_with_input": bool(late > warning * early) if summary.lines else None,
         "variable_token_shapes": variable_token_shapes(templates, TOKEN_SHAPES_SHOWN),
     }
 
