@@ -416,3 +416,15 @@ def test_a_timestamp_format_that_reads_nothing_fails_in_one_line_and_writes_noth
                                         r"parsed lines of hdfs_logs \(100\.0% > parse\.max_unreadable_time_share"):
         call_stage("parse", params, "hdfs_logs")
     assert not (Path(params.paths.parsed) / "hdfs_logs").exists()
+
+
+def test_many_continuation_lines_warn_that_the_format_may_be_too_strict(params, capsys):
+    """Records the format does not fit are read as continuation lines: above parse.max_unmatched_share of the lines
+    the stage says so (and still writes its output: long tracebacks are legitimate)."""
+    lines = list(HDFS_LINES[:50]) + [b"081109 203615 148 INFO no colon after the component here\n"] * 10
+    write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
+    parse_dataset(params, "hdfs_logs")
+    message = capsys.readouterr().err
+    assert "warning: hdfs_logs: 10 of 60 lines (16.7%) continue a multi-line record" in message
+    assert "systems.hdfs.log_format is too strict" in message
+    assert read_parsed(params, "hdfs_logs")[2]["continuation"] == 10

@@ -389,6 +389,7 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     metrics["empty_files_skipped"] = len(manifest.get("empty_files", []))  # the download stage's empty_files: skip
     write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
     _report(metrics)
+    _warn_on_continuations(metrics, params.parse.max_unmatched_share, format_key)
 
 
 def _check_times(name: str, dataset: DatasetConfig, system: SystemConfig, parsed: int, unreadable: int,
@@ -408,6 +409,16 @@ def _without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
     """The committed report of a parse: counts only (timings change on every rerun; they are printed, and measured
     properly by ``make bench``)."""
     return {key: value for key, value in metrics.items() if key not in ("seconds", "lines_per_second")}
+
+
+def _warn_on_continuations(metrics: dict[str, Any], share: float, format_key: str) -> None:
+    """A warning (not an error: tracebacks can be long) when more lines continue a record than the unmatched guard
+    lets fail to match: records the log format does not fit are read as continuation lines."""
+    lines, continuation = metrics["lines"], metrics.get("continuation", 0)
+    if lines and continuation / lines > share:
+        print(f"warning: {metrics['dataset']}: {continuation:,} of {lines:,} lines ({continuation / lines:.1%}) "
+              f"continue a multi-line record, above parse.max_unmatched_share {share}: if some are records, "
+              f"{format_key} is too strict for them (README 'Multi-line records')", file=sys.stderr)
 
 
 def _report(metrics: dict[str, Any]) -> None:
