@@ -590,7 +590,7 @@ PAPER_OWN_TRAIN_KEYS = frozenset({"methods", "method_workers", "epochs", "checkp
 
 @dataclass(frozen=True)
 class PaperConfig:
-    """Stage paper: the published protocol beside the realistic one (/work/shared/paper/protocol.md, our reading of
+    """Stage paper: the published protocol beside the realistic one (docs/method.md, our reading of
     the public ZeroLog code): both domains subsampled to ``anomaly_share``, each split into train and dev, the
     target's test set = every kept target session (the ones it adapted on), P(anomalous) >= ``threshold``, the last
     epoch and the best epoch by target F1 (ORACLE: it reads target labels, as the public code does)."""

@@ -45,7 +45,7 @@ class ReportSettings:
     paths: ArtifactPaths
     paper: PaperConfig | None = None  # the paper protocol's section when ``protocols`` lists it, else None
 
-# Published figures (/work/shared/paper/method.md §7). ZeroLog gives only its abstract's headline; FreeLog gives
+# Published figures (the papers' own tables, docs/method.md). ZeroLog gives only its abstract's headline; FreeLog gives
 # per-pair PRECISION (%) only (wizwand summary of arXiv 2507.19806), no recall or F1.
 PUBLISHED_ZEROLOG = "F1 > 0.80 on every pair, with zero target labels (abstract; no per-pair figures published)"
 PUBLISHED_FREELOG_PRECISION = {"hdfs-bgl": 81.12, "bgl-hdfs": 79.34, "openstack-bgl": 73.59, "openstack-hdfs": 71.34}
@@ -309,7 +309,7 @@ def _problems(result: dict[str, Any]) -> list[str]:
     return ["", "Not available / not applicable:", *[f"- {name}: {reason}" for name, reason in problems]]
 
 
-# What differs between the paper's measurement (/work/shared/paper/protocol.md, method.md) and stage paper's.
+# What differs between the paper's measurement (docs/method.md: our reading of the ZeroLog code) and stage paper's.
 PAPER_DIFFERENCES = (
     "Template vectors: all-MiniLM-L6-v2 sentence embeddings (384-d, `embed.model`) instead of frozen 300-d GloVe "
     "(6B) TF-IDF-weighted word sums.",

@@ -1,6 +1,6 @@
 """Stage paper: the protocol of the published figures, measured beside the realistic one (params ``paper``).
 
-How the public ZeroLog code measured its ">80% F1" (/work/shared/paper/protocol.md, our reading; nothing copied),
+How the public ZeroLog code measured its ">80% F1" (our reading of that code, docs/method.md; nothing copied),
 and what this stage does the same way, as closely as our data allows:
 - each domain's MAJORITY class is subsampled (seeded) to ``paper.anomaly_share`` anomalies (0.5: 1:1). Which class
   that is depends on the data (the tensors of our bundled HDFS are already at HDFS_v1's 2.9%, so there it is the
