@@ -136,7 +136,9 @@ class KnownTemplates:
     def of_table(cls, templates: list[str], drain: DrainConfig, masking: list[str]) -> KnownTemplates:
         """A pre-parsed dataset's known templates: its template texts, and an empty Drain with the system's settings
         and masks (the header split and masking of ``parse_chunk``; new lines are mined with them)."""
-        return cls(DrainMiner.from_state(DrainMiner(drain, masking).state()), {}, WildcardTable(templates))
+        miner = DrainMiner(drain, masking)
+        miner.is_copy = True  # matches only, like every known tree
+        return cls(miner, {}, WildcardTable(templates))
 
     def state(self) -> dict[str, Any]:
         """``DrainMiner.state`` with the exceptions (and a pre-parsed dataset's table): what the bundle stores."""

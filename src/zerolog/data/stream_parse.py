@@ -498,6 +498,13 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
     return table, summary
 
 
+def continued_counts(status_counts: dict[str, int], leading_unmatched: int) -> dict[str, int]:
+    """A chunk's status counts once its ``leading_unmatched`` lines before the first header turn out to continue a
+    record of an earlier chunk (``settle_leading_lines``; ``zerolog detect``'s ``ChunkEvents.settled``)."""
+    return {**status_counts, STATUS_UNMATCHED: status_counts[STATUS_UNMATCHED] - leading_unmatched,
+            STATUS_CONTINUATION: status_counts[STATUS_CONTINUATION] + leading_unmatched}  # fmt: skip
+
+
 def settle_leading_lines(result: ChunkSummary, continued: bool) -> None:
     """Settle, in place, the unmatched lines before a chunk's first header, once the client knows whether the file
     had a record before the chunk (``continued``): then they continue it (counted as continuation lines, not bad
@@ -506,8 +513,7 @@ def settle_leading_lines(result: ChunkSummary, continued: bool) -> None:
     if not result.leading_end:
         return
     if continued:
-        result.status_counts[STATUS_UNMATCHED] -= result.leading_unmatched
-        result.status_counts[STATUS_CONTINUATION] += result.leading_unmatched
+        result.status_counts = continued_counts(result.status_counts, result.leading_unmatched)
         result.first_bad_offset = result.first_bad_if_continued
         return
     leading = result.key_of_line[: result.leading_end]
@@ -742,9 +748,9 @@ class _Reconciler:
                               self.max_share, self.where)
             self.checked_files += 1
 
-    def template_table(self) -> pd.DataFrame:
+    def templates(self) -> tuple[pd.DataFrame, list[int]]:
         """``templates.parquet``: (event_id, template, count), most frequent first, ties by event id; clusters
-        that ended with the same text are one row."""
+        that ended with the same text are one row. And each distinct template's first line (``template_growth``)."""
         texts = self.miner.templates()
         rows: dict[str, int] = collections.defaultdict(int)
         first_lines: dict[str, int] = {}
@@ -753,7 +759,6 @@ class _Reconciler:
                 rows[texts[cluster]] += count
                 first = int(self.cluster_first_line[cluster])
                 first_lines[texts[cluster]] = min(first, first_lines.get(texts[cluster], first))
-        self.summary.template_first_lines = list(first_lines.values())
         if self.empty_count:
             rows[EMPTY_TEMPLATE] += self.empty_count
         table = pd.DataFrame(
@@ -763,7 +768,8 @@ class _Reconciler:
                 "count": pd.Series(list(rows.values()), dtype="int64"),
             }
         )
-        return table.sort_values(["count", "event_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        table = table.sort_values(["count", "event_id"], ascending=[False, True], kind="stable")
+        return table.reset_index(drop=True), list(first_lines.values())
 
 
 # ----------------------------------------------------------------------------- write (workers)
@@ -906,7 +912,7 @@ def stream_parse_files(
         shutil.rmtree(scratch, ignore_errors=True)
     summary.miner_changes_after_sample = miner.changes - sample_changes
     summary.clusters = len(miner.clusters)
-    summary.templates = reconciler.template_table()
+    summary.templates, summary.template_first_lines = reconciler.templates()
     write_parquet(output / "templates.parquet", summary.templates)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -1043,6 +1049,7 @@ __all__ = [
     "LineChunk",
     "LineLayout",
     "StreamSummary",
+    "continued_counts",
     "header_regex",
     "iter_line_batches",
     "line_labels",

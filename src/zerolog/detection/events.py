@@ -28,10 +28,10 @@ from zerolog.data.sessionize import group_by_column, keys_in
 from zerolog.data.stream_parse import (
     EMPTY_MESSAGE,
     EMPTY_TEMPLATE,
-    STATUS_CONTINUATION,
-    STATUS_UNMATCHED,
+    STATUS_PARSED,
     LineChunk,
     LineLayout,
+    continued_counts,
     parse_chunk,
 )
 from zerolog.parallel import Pickled
@@ -85,9 +85,7 @@ class ChunkEvents:
         if not self.leading_end:
             return self
         if continued:
-            counts = {**self.status_counts, STATUS_UNMATCHED: self.status_counts[STATUS_UNMATCHED]
-                      - self.leading_unmatched,
-                      STATUS_CONTINUATION: self.status_counts[STATUS_CONTINUATION] + self.leading_unmatched}
+            counts = continued_counts(self.status_counts, self.leading_unmatched)
             waiting = np.repeat(np.arange(self.leading_events, dtype=np.int64), len(previous_keys))
             keys = previous_keys * self.leading_events
             return replace(self, status_counts=counts, first_bad_offset=self.first_bad_if_continued, leading_end=0,
@@ -191,7 +189,7 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | Kn
     leading_events = int(np.searchsorted(offsets, summary.leading_end))  # events before the first header
     key_events, keys, record_keys = np.zeros(0, dtype=np.int64), list[str](), None
     if keying.rule == "key":
-        continuation = pc.not_equal(table.column("status").take(taken), "parsed").to_pylist()
+        continuation = pc.not_equal(table.column("status").take(taken), STATUS_PARSED).to_pylist()
         key_events, keys, record_keys = _session_keys(table.column("content").take(taken).to_pylist(), continuation,
                                                       str(keying.key_regex), leading_events)
     timestamps = pc.fill_null(table.column("timestamp").take(taken), np.nan).to_numpy(zero_copy_only=False)
