@@ -70,6 +70,14 @@ def small_params(tmp_path: Path) -> Params:
     return make_params(tmp_path)
 
 
+def loso_of(member: str) -> dict[str, object]:
+    """Params overrides for tests that run only a few baselines: the selection's recipes made of ``member`` alone."""
+    return {"selection.members": [member], "selection.sizes": [1], "selection.fallback": f"{member}|rank|mean|mixture"}
+
+
+LOSO_PCA = loso_of("pca")
+
+
 def call_stage(name: str, params: Params, item: str = "") -> None:
     """Run stage ``name`` for ``item`` as pipeline/<name>.py does: only its declared params reach the function."""
     stage_named(name).call(params, item)

@@ -30,12 +30,15 @@ SKIP_REASON = "no usable source (source openstack: 0 labeled anomalies in its tr
 def reported(tmp_path_factory):
     """Every pair of params evaluated from generated inputs: HDFS and BGL targets evaluable, OpenStack not
     (2 test anomalies), OpenStack-only sources skipped; then the report stage."""
-    params = make_params(tmp_path_factory.mktemp("reported"), {"protocols": ["realistic"]})  # paper: test_paper.py
+    params = make_params(tmp_path_factory.mktemp("reported"), {"protocols": ["realistic"],  # paper: test_paper.py
+                                                               "selection.min_val_anomalies": 1})
     write_tensors(params, "hdfs", sessions=500, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=500, anomaly_share=0.1, seed=2, levels=True)  # HDFS's data has no levels
     write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)
     for system in ("hdfs", "bgl", "openstack"):
         call_stage("baselines", params, system)
+    for system in ("hdfs", "bgl", "openstack"):  # each judged on the others
+        call_stage("selection", params, system)
     for pair, config in params.pairs.items():
         if config.sources == ["openstack"]:
             write_train_status(params, pair, status="skipped", reason=SKIP_REASON, methods={})
@@ -138,20 +141,22 @@ def test_headline_names_the_recommended_detector_the_best_baselines_and_pi_hat(r
     methods = result["methods"]
     assert (
         cells[2].startswith(f"{methods[recommended]['f1']:.3f}")
-        and cells[3].startswith(f"{methods['zerolog']['f1']:.3f}")
+        and cells[3].startswith(f"{methods['pca_mixture']['f1']:.3f}")
+        and cells[4].startswith(f"{methods['zerolog']['f1']:.3f}")
     )
+    assert f"bgl: `{methods[recommended]['detector']}`" in text  # the recipe the selection chose
     others = {method: entry["f1"] for method, entry in methods.items() if entry.get("kind") == "target_only"
               and method != recommended and entry.get("status") == "evaluated"}  # fmt: skip
     best = max(others, key=others.get)
-    assert cells[4].startswith(f"{best}: {others[best]:.3f}")
-    assert cells[5].startswith(f"level_rule: {methods['level_rule']['f1']:.3f}")
-    assert cells[6].startswith(f"{methods['supervised_target']['f1']:.3f}")
+    assert cells[5].startswith(f"{best}: {others[best]:.3f}")
+    assert cells[6].startswith(f"level_rule: {methods['level_rule']['f1']:.3f}")
+    assert cells[7].startswith(f"{methods['supervised_target']['f1']:.3f}")
     pi_hat = result["pi_hat"]
     assert pi_hat["method"] == recommended and 0 < pi_hat["estimate"] < 1
-    assert cells[7] == f"{pi_hat['estimate']:.3f}" and cells[8] == f"{pi_hat['true_share_test']:.3f} |"
+    assert cells[8] == f"{pi_hat['estimate']:.3f}" and cells[9] == f"{pi_hat['true_share_test']:.3f} |"
     not_evaluable = next(line for line in text.splitlines() if line.startswith("| hdfs-openstack | "))
     assert "| not evaluable |" in not_evaluable
-    assert "Kinds: transfer: zerolog" in text and "oracle: supervised_target" in text
+    assert "Kinds: selected: loso; transfer: zerolog" in text and "oracle: supervised_target" in text
 
 
 def test_report_run_holds_both_artifacts(reported):

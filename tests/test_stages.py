@@ -119,7 +119,8 @@ def _with_new_system(tmp_path: Path) -> tuple[dict, dict]:
 
 def test_adding_a_system_touches_only_its_stages_its_pairs_and_the_summaries(tmp_path: Path) -> None:
     """What DVC reruns after a system is added: the new system's own stages, its pairs, embed and report (whose
-    inputs grow). Every existing train/evaluate/baselines/tensors entry is unchanged, so those rerun only if their
+    inputs grow), and every system's selection (the new system is one more reference, leave-one-system-out). Every
+    existing train/evaluate/baselines/tensors entry is unchanged, so those rerun only if their
     input files change (embedding each template alone keeps the existing systems' vectors, and tensors, identical)."""
     before, after = _with_new_system(tmp_path)
     changed = {name for name in after if before.get(name) != after[name]}
@@ -127,6 +128,7 @@ def test_adding_a_system_touches_only_its_stages_its_pairs_and_the_summaries(tmp
         "download-zookeeper_logs", "parse-zookeeper_logs", "sessionize-zookeeper_logs", "tensors-zookeeper",
         "baselines-zookeeper", "train-hdfs-zookeeper", "train-zookeeper-bgl", "evaluate-hdfs-zookeeper",
         "evaluate-zookeeper-bgl", "embed", "report",
+        "selection-hdfs", "selection-bgl", "selection-openstack", "selection-zookeeper",
     }  # fmt: skip
     assert set(before) <= set(after)
 

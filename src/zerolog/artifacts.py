@@ -57,6 +57,8 @@ class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enu
     TARGET_ONLY = "target_only"  # the target's unlabeled train sessions alone (zero-label); scores per target
     RULE = "rule"  # a fixed rule, nothing fit (zero-label); scores per target
     ORACLE = "oracle"  # reads TARGET labels: an upper bound, never a zero-label result; scores per target
+    SELECTED = "selected"  # a recipe of target-only detectors chosen on OTHER systems' labels (zero-label for the
+                           # target: leave-one-system-out); scores per target (stage selection)
 
     def __str__(self) -> str:
         return self.value
@@ -108,6 +110,16 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("loglead_rarity", MethodKind.TARGET_ONLY, "LogLead's RarityModel on event counts",
                    stochastic=False),
         MethodSpec("loglead_ngram", MethodKind.TARGET_ONLY, "LogLead's n-gram next-event model", stochastic=False),
+        # PyOD off the shelf (its defaults: contamination 0.1 is its own cut)
+        MethodSpec("pyod_iforest", MethodKind.TARGET_ONLY, "PyOD IForest, defaults (its cut: contamination 0.1)"),
+        MethodSpec("pyod_ecod", MethodKind.TARGET_ONLY, "PyOD ECOD, defaults (its cut: contamination 0.1)",
+                   stochastic=False),
+        MethodSpec("pyod_copod", MethodKind.TARGET_ONLY, "PyOD COPOD, defaults (its cut: contamination 0.1)",
+                   stochastic=False),
+        # The product's detector: the recipe chosen leave-one-system-out (stage selection, evaluation/selection.py);
+        # one file per model seed (a deterministic recipe writes the same scores for each).
+        MethodSpec("loso", MethodKind.SELECTED, "the recipe of target-only detectors and label-free cut chosen on "
+                   "the OTHER labeled systems' validation splits (leave-one-system-out)"),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),
         MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
@@ -173,11 +185,16 @@ class ArtifactPaths:
         """Scores of the target-only, rule and oracle methods of one target system (stage baselines)."""
         return Path(self.paths.scores) / f"target-{system}"
 
+    def selected_scores(self, system: str) -> Path:
+        """The system's recipe chosen leave-one-system-out and its scores (stage selection)."""
+        return Path(self.paths.scores) / f"select-{system}"
+
     def score_file(self, method: str, pair: str, target: str, seed: int) -> Path:
         """Where ``method``'s scores for ``pair`` live: per pair for transfer methods, else per target; one file per
         model seed for a stochastic method (``<method>/seed-<seed>.parquet``), one for a deterministic one."""
         spec = method_spec(method)
-        folder = self.pair_scores(pair) if spec.per_pair else self.target_scores(target)
+        folder = (self.pair_scores(pair) if spec.per_pair else self.selected_scores(target)
+                  if spec.kind is MethodKind.SELECTED else self.target_scores(target))
         return folder / method / f"seed-{seed}.parquet" if spec.stochastic else folder / f"{method}.parquet"
 
     def stage_metrics(self, stage: str, name: str) -> Path:

@@ -557,8 +557,9 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
         if self.pr_curve_points < 2:
             raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
-        if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.TARGET_ONLY:  # persisted
-            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not a target-only label-free detector")
+        if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.SELECTED:  # persisted
+            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not the leave-one-system-out recipe "
+                              "(stage selection: loso)")
 
     def _check_methods(self) -> None:
         """Every method is registered; the baselines stage runs each non-transfer method of the table; the
@@ -569,12 +570,9 @@ class EvaluateConfig:
                                   f"(the train stage runs it)")
         for index, method in enumerate(self.methods):
             spec = method_spec(method, f"evaluate.methods[{index}]")
-            if spec.kind is not MethodKind.TRANSFER and method not in self.baselines:
+            if spec.kind not in (MethodKind.TRANSFER, MethodKind.SELECTED) and method not in self.baselines:
                 raise ConfigError(f"evaluate.methods[{index}]: {method} is not run by the baselines stage "
                                   "(add it to evaluate.baselines)")
-        if self.recommended not in (*self.methods, *self.baselines):
-            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is in neither evaluate.methods nor "
-                              "evaluate.baselines (its score file gives pi-hat)")
         if method_spec(self.recommended, "evaluate.recommended").oracle:
             raise ConfigError(f"evaluate.recommended: {self.recommended} reads target labels (oracle)")
 
@@ -643,6 +641,40 @@ class DiagnoseConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """stage selection (src/zerolog/evaluation/selection.py): each system's detector recipe chosen leave-one-system-out,
+    on the other labeled systems' validation splits."""
+
+    criterion: Literal["worst_case"]  # the highest lowest validation F1 over the reference systems
+    members: list[str]  # target-only detectors of evaluate.baselines a recipe may combine
+    sizes: list[int]  # recipes: every group of this many members (1: each member alone)
+    standings: list[str]  # rank | robust_z: a member's score against its own train scores
+    combinations: list[str]  # mean | max of the members' standings
+    cuts: list[str]  # mixture | otsu | a PyThresh thresholder's module name (pythresh.thresholds.<name>)
+    min_val_anomalies: int  # a system is a reference only with this many labeled anomalies in its validation split
+    fallback: str  # the recipe (members|standing|combination|cut) of a system no other labeled system can judge
+
+    def __post_init__(self) -> None:
+        if not self.members or len(set(self.members)) != len(self.members):
+            raise ConfigError(f"selection.members: name distinct detectors, got {self.members}")
+        if not self.sizes or not all(1 <= size <= len(self.members) for size in self.sizes):
+            raise ConfigError(f"selection.sizes: each must lie in 1..{len(self.members)}, got {self.sizes}")
+        for key, values, known in (("standings", self.standings, ("rank", "robust_z")),
+                                   ("combinations", self.combinations, ("mean", "max"))):
+            unknown = [value for value in values if value not in known]
+            if not values or unknown:
+                raise ConfigError(f"selection.{key}: {unknown or 'empty'} (known: {', '.join(known)})")
+        if not self.cuts or not all(cut.isidentifier() for cut in self.cuts):
+            raise ConfigError(f"selection.cuts: name mixture, otsu or PyThresh thresholders, got {self.cuts}")
+        if self.min_val_anomalies < 1:
+            raise ConfigError(f"selection.min_val_anomalies: must be at least 1, got {self.min_val_anomalies}")
+        parts = self.fallback.split("|")
+        if len(parts) != 4 or not set(parts[0].split("+")) <= set(self.members):
+            raise ConfigError(f"selection.fallback: {self.fallback!r} is not members|standing|combination|cut of "
+                              "selection.members")
+
+
+@dataclass(frozen=True)
 class GateConfig:
     """CI quality gate: F1 per pair and method against a committed baseline (src/zerolog/evaluation/gate.py)."""
 
@@ -706,6 +738,7 @@ class Params:
     protocols: list[Protocol]  # what `make run` measures: realistic (the headline) and, listed, paper
     paper: PaperConfig
     diagnose: DiagnoseConfig
+    selection: SelectionConfig
     gate: GateConfig
     detect: DetectConfig
     mlflow: MlflowConfig
@@ -989,6 +1022,10 @@ def _check(params: Params) -> None:
     for index, system in enumerate(params.diagnose.systems):
         if system not in params.systems:
             raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
+    for index, member in enumerate(params.selection.members):
+        if member not in params.evaluate.baselines or method_spec(member).kind is not MethodKind.TARGET_ONLY:
+            raise ConfigError(f"selection.members[{index}]: {member!r} is not a target-only detector of "
+                              "evaluate.baselines")
     for name in params.parse.ground_truth:
         if name not in params.datasets or params.datasets[name].kind != "raw":
             raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")

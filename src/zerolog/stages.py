@@ -151,10 +151,15 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
     keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
             "mlflow"]
-    # the recommended detector's bundle (zerolog.detection.fit): the system's params as its dataset reads them
-    dataset = params.systems[system].dataset
-    keys += ["evaluate.recommended", f"systems.{system}", f"datasets.{dataset}", "parse.max_unmatched_share"]
     return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
+
+
+def _select_arguments(params: Any, system: str) -> dict[str, Any]:
+    # the bundle (zerolog.detection.fit): the system's params as its dataset reads them, the members' settings
+    dataset = params.systems[system].dataset
+    keys = ["selection", "seed", "seeds", "mlflow", "systems", f"datasets.{dataset}", "parse.max_unmatched_share",
+            "evaluate.detectors.pca", "evaluate.detectors.loglead"]
+    return {"params": declared(params, keys, "selection"), "system": system}
 
 
 def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
@@ -243,10 +248,23 @@ STAGES: list[Stage] = [
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
         "system",
-        "zerolog.detection.fit:run_baselines_stage", _baselines_arguments,  # then the recommended one persisted
-        deps=lambda params, paths, system: [paths.tensors(system), paths.raw(params.systems[system].dataset),
-                                            paths.parsed(params.systems[system].dataset)],
-        outputs=lambda params, paths, system: [Output(paths.target_scores(system)), Output(paths.detector(system))],
+        "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
+        deps=lambda params, paths, system: [paths.tensors(system)],
+        outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
+    ),
+    Stage(
+        "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
+        "system",
+        "zerolog.detection.fit:run_select_stage", _select_arguments,
+        deps=lambda params, paths, system: [
+            *[paths.tensors(other) for other in params.systems],
+            *[paths.target_scores(other) for other in params.systems],
+            paths.raw(params.systems[system].dataset), paths.parsed(params.systems[system].dataset),
+        ],
+        outputs=lambda params, paths, system: [
+            Output(paths.selected_scores(system)), Output(paths.detector(system)),
+            _metric(paths.stage_metrics("selection", system)),
+        ],
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
@@ -255,6 +273,7 @@ STAGES: list[Stage] = [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             paths.pair_scores(pair),
             paths.target_scores(params.pairs[pair].target),
+            paths.selected_scores(params.pairs[pair].target),
         ],
         outputs=lambda params, paths, pair: [
             _metric(paths.pair_metrics(pair)),

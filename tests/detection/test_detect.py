@@ -41,6 +41,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
         "train.methods": ["zerolog"], "pairs": {"hdfs-openstack": {"sources": ["hdfs"], "target": "openstack"},
                                                 "hdfs-bgl": {"sources": ["hdfs"], "target": "bgl"}},
         "paper.pairs": ["hdfs-openstack"],  # paper pairs must be pairs (the paper stage is not run here)
+        "selection.min_val_anomalies": 1,  # the 2k samples' validation splits hold a few anomalies
     })  # fmt: skip
     for dataset in DATASETS:
         for stage in ("download", "parse", "sessionize"):
@@ -48,8 +49,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
     call_stage("embed", params)
     for system in ("openstack", "hdfs", "bgl"):
         call_stage("tensors", params, system)
-    for system in ("openstack", "bgl"):
+    for system in ("openstack", "hdfs", "bgl"):
         call_stage("baselines", params, system)
+    for system in ("openstack", "bgl"):  # each system's recipe, chosen on the other two
+        call_stage("selection", params, system)
     call_stage("train", params, "hdfs-openstack")
     (tmp / "params.yaml").write_text(yaml.safe_dump(as_dict(params), sort_keys=False), encoding="utf-8")
     return params
@@ -76,14 +79,15 @@ def _detect(params: Params, pair: str, method: str, system: str, logs: list[str]
     return pd.read_parquet(output) if output.suffix == ".parquet" else pd.read_csv(output)
 
 
-def test_recommended_detector_scores_the_raw_log_as_the_baselines_stage_scored_its_sessions(pipeline, tmp_path):
+def test_recommended_recipe_scores_the_raw_log_as_the_selection_stage_scored_its_sessions(pipeline, tmp_path):
     paths = ArtifactPaths(pipeline.paths)
-    stage = _stage_scores(pipeline, paths.target_scores("openstack") / "pca_mixture.parquet", "openstack")
-    found = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(DEVSTACK)], tmp_path / "out.parquet")
+    stage = _stage_scores(pipeline, paths.score_file("loso", "", "openstack", pipeline.seeds[0]), "openstack")
+    found = _detect(pipeline, "hdfs-openstack", "loso", "openstack", [str(DEVSTACK)], tmp_path / "out.parquet")
     assert found["session_id"].tolist() == list(stage.index)  # every session, in the sessionize stage's order
     np.testing.assert_allclose(found["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
     bundle = read_bundle(paths.detector("openstack"))
-    _, metadata = read_scores(paths.target_scores("openstack") / "pca_mixture.parquet")
+    _, metadata = read_scores(paths.score_file("loso", "", "openstack", pipeline.seeds[0]))
+    assert bundle.recipe is not None and bundle.recipe.recipe.key == metadata["detector"]
     assert bundle.threshold.value == pytest.approx(metadata["decision_threshold"], rel=1e-12)
     assert (found["flagged"] == (found["score"] >= bundle.threshold.value)).all()
     assert found["new_templates"].eq(0).all()  # the pipeline's own log: every template is known
@@ -99,9 +103,10 @@ def test_transfer_method_scores_as_the_train_stage_scored_the_target(pipeline, t
     assert ((found["score"] >= 0) & (found["score"] <= 1)).all() and found["flagged"].notna().all()
 
 
-def test_window_sessions_of_raw_bgl_score_as_the_baselines_stage(pipeline, tmp_path):
-    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("bgl") / "pca_mixture.parquet", "bgl")
-    found = _detect(pipeline, "hdfs-bgl", "pca_mixture", "bgl", [str(BGL_2K)], tmp_path / "bgl.parquet")
+def test_window_sessions_of_raw_bgl_score_as_the_selection_stage(pipeline, tmp_path):
+    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).score_file("loso", "", "bgl", pipeline.seeds[0]),
+                          "bgl")  # fmt: skip
+    found = _detect(pipeline, "hdfs-bgl", "loso", "bgl", [str(BGL_2K)], tmp_path / "bgl.parquet")
     assert found["session_id"].tolist() == list(stage.index)  # windows "<file>:<first line>", in order
     np.testing.assert_allclose(found["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
 
@@ -117,11 +122,11 @@ def _run_command(pipeline: Params, arguments: list[str]) -> None:
 def test_command_writes_csv_rows_and_a_summary(pipeline, tmp_path, capsys):
     output = tmp_path / "out" / "sessions.csv"
     _run_command(pipeline, [str(DEVSTACK), "--system", "openstack", "--pair", "hdfs-openstack", "--method",
-                            "pca_mixture", "-o", str(output)])  # fmt: skip
+                            "loso", "-o", str(output)])  # fmt: skip
     summary = capsys.readouterr().out
     rows = pd.read_csv(output)
-    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("openstack") / "pca_mixture.parquet",
-                          "openstack")  # fmt: skip
+    loso = ArtifactPaths(pipeline.paths).score_file("loso", "", "openstack", pipeline.seeds[0])
+    stage = _stage_scores(pipeline, loso, "openstack")
     assert rows["session_id"].tolist() == list(stage.index)
     np.testing.assert_allclose(rows["score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9, atol=1e-12)
     assert f"sessions   {len(rows):,}: {int(rows['flagged'].sum()):,} flagged" in summary
@@ -159,7 +164,7 @@ def test_bad_input_is_one_line_and_leaves_no_output(pipeline, tmp_path, case):
     output = tmp_path / "out" / "sessions.parquet"
     output.parent.mkdir()
     with pytest.raises(SystemExit) as raised:
-        _run_command(pipeline, [log, *arguments, "--method", "pca_mixture", "-o", str(output)])
+        _run_command(pipeline, [log, *arguments, "--method", "loso", "-o", str(output)])
     message = str(raised.value.code)
     assert message.startswith("error: ") and "\n" not in message and expected in message, message
     assert list(output.parent.iterdir()) == []  # neither the output nor a partial or scratch file
@@ -173,14 +178,14 @@ def test_python_dash_m_runs_the_command_on_standard_input(pipeline, tmp_path):
     output = tmp_path / "stdin.parquet"
     params_file = Path(pipeline.paths.models).parent / "params.yaml"
     command = [sys.executable, "-m", "zerolog", "detect", "-", "--system", "openstack", "--pair", "hdfs-openstack",
-               "--method", "pca_mixture", "--params", str(params_file), "-o", str(output), "--no-progress"]  # fmt: skip
+               "--method", "loso", "--params", str(params_file), "-o", str(output), "--no-progress"]  # fmt: skip
     done = subprocess.run(command, input=gzip.decompress(DEVSTACK.read_bytes()), capture_output=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPOSITORY / "src")})  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert b"zerolog detect: <stdin>" in done.stdout
     found = pd.read_parquet(output).set_index("session_id")
-    stage = _stage_scores(pipeline, ArtifactPaths(pipeline.paths).target_scores("openstack") / "pca_mixture.parquet",
-                          "openstack")  # fmt: skip
+    loso = ArtifactPaths(pipeline.paths).score_file("loso", "", "openstack", pipeline.seeds[0])
+    stage = _stage_scores(pipeline, loso, "openstack")
     assert sorted(found.index) == sorted(stage.index)
     np.testing.assert_allclose(found.loc[stage.index, "score"].to_numpy(), stage["score"].to_numpy(), rtol=1e-9)
 
@@ -222,7 +227,7 @@ def test_registered_detector_is_reused_and_detect_reads_its_uri(pipeline, regist
     output = tmp_path / "registered.parquet"
     _run_command(pipeline, [str(DEVSTACK), "--system", "openstack", "--model", registered["uri"], "-o", str(output)])
     found = pd.read_parquet(output)
-    expected = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(DEVSTACK)], tmp_path / "p.parquet")
+    expected = _detect(pipeline, "hdfs-openstack", "loso", "openstack", [str(DEVSTACK)], tmp_path / "p.parquet")
     assert found["session_id"].tolist() == expected["session_id"].tolist()
     np.testing.assert_allclose(found["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-12)
     with pytest.raises(SystemExit) as raised:
@@ -252,7 +257,7 @@ def test_mlflow_models_serve_answers_raw_lines_with_session_scores(pipeline, reg
     lines = gzip.decompress(DEVSTACK.read_bytes()).decode("utf-8").splitlines()[:400]
     log = tmp_path / "request.log"
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(log)], tmp_path / "e.parquet")
+    expected = _detect(pipeline, "hdfs-openstack", "loso", "openstack", [str(log)], tmp_path / "e.parquet")
     port = _free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", registered["uri"], "--env-manager", "local",
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
@@ -286,19 +291,22 @@ def test_mlflow_models_serve_answers_raw_lines_with_session_scores(pipeline, reg
 
 
 def test_a_recommended_detector_without_a_persisted_form_is_recorded_and_detect_says_why(tmp_path):
-    """evaluate.recommended may name a detector zerolog detect cannot apply: the stage still writes its declared
-    output (a record of why), evaluate runs, and reading the detector fails in one line with that reason."""
+    """The selection may find no recipe for a system (here: none can cut it and no reference can judge another):
+    the stage still writes its declared output (a record of why), and reading the detector fails in one line with
+    that reason."""
     from evaluation_fixtures import write_tensors
 
     from zerolog.errors import DataError
 
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
-                                    "evaluate.baselines": ["template_rarity"],
-                                    "evaluate.recommended": "template_rarity"})  # fmt: skip
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity", "loso"],
+                                    "evaluate.baselines": ["template_rarity"], "selection.members": ["template_rarity"],
+                                    "selection.sizes": [1], "selection.cuts": ["no_such_cut"],
+                                    "selection.fallback": "template_rarity|rank|mean|no_such_cut"})  # fmt: skip
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     folder = ArtifactPaths(params.paths).detector("bgl")
-    with pytest.raises(DataError, match="no detector to apply .*'template_rarity' has no persisted form") as caught:
+    with pytest.raises(DataError, match="no detector to apply .*fallback cannot cut this system") as caught:
         read_bundle(folder)
     assert "\n" not in str(caught.value)
 
@@ -307,8 +315,8 @@ def test_detect_on_a_dask_local_cluster_gives_the_in_process_rows(pipeline, tmp_
     """Issue 14: detect's chunk map on dask.distributed (a LocalCluster of 2 workers, the Drain state shared with
     them) gives the same rows as parsing in this process."""
     logs = [str(DEVSTACK)]
-    alone = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", logs, tmp_path / "alone.parquet")
-    on_dask = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", logs, tmp_path / "dask.parquet",
+    alone = _detect(pipeline, "hdfs-openstack", "loso", "openstack", logs, tmp_path / "alone.parquet")
+    on_dask = _detect(pipeline, "hdfs-openstack", "loso", "openstack", logs, tmp_path / "dask.parquet",
                       workers=2, backend="dask", chunk_bytes=200_000)  # several chunks: real work for the workers
     pd.testing.assert_frame_equal(on_dask, alone)
 
@@ -322,7 +330,7 @@ def test_multiline_records_give_the_same_rows_whatever_the_chunks(pipeline, tmp_
     log = tmp_path / "nova.log"
     log.write_bytes(b"".join(line + (traceback if b"[instance: " in line and position % 5 == 0 else b"")
                              for position, line in enumerate(lines)))
-    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "pca_mixture", pipeline.detect.top_templates)
+    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "loso", pipeline.detect.top_templates)
     multiline = MultilineRule(start="header", events=events)
     detector = dataclasses.replace(detector, context=dataclasses.replace(detector.context, multiline=multiline))
     rows = {}
@@ -333,7 +341,7 @@ def test_multiline_records_give_the_same_rows_whatever_the_chunks(pipeline, tmp_
         assert result.counts.total("continuation") >= traceback.count(b"\n") * 100
         assert result.counts.total("unmatched") == 0
     pd.testing.assert_frame_equal(rows[3_000], rows[10**8])
-    plain = _detect(pipeline, "hdfs-openstack", "pca_mixture", "openstack", [str(log)], tmp_path / "plain.parquet")
+    plain = _detect(pipeline, "hdfs-openstack", "loso", "openstack", [str(log)], tmp_path / "plain.parquet")
     extra = rows[10**8]["events"].sum() - plain["events"].sum()  # the pipeline's detector reads first_line
     assert extra > 0 if events == "each_line" else extra == 0
 
@@ -342,7 +350,7 @@ def test_a_folder_of_runs_with_empty_files_is_read_and_an_all_empty_input_fails(
     """A folder input whose runs hold empty service logs (the dataset's empty_files: skip): they are counted, the
     others scored; a folder of empty files alone is one line naming the first."""
     runs = REPOSITORY / "tests" / "fixtures" / "nova_runs" / "runs"
-    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "pca_mixture", pipeline.detect.top_templates)
+    detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "loso", pipeline.detect.top_templates)
     result = run_detect(detector, [str(runs)], tmp_path / "runs.parquet", _options(pipeline))
     empty = [path for path in runs.rglob("*.log") if path.stat().st_size == 0]
     assert sum(entry["lines"] == 0 for entry in result.counts.files) == len(empty) > 0

@@ -47,7 +47,8 @@ def test_the_most_specific_template_wins_and_matching_is_linear():
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
-    """download -> ... -> baselines of hdfs (hdfs_deeplog) and bgl (bgl_100k), their recommended detectors."""
+    """download -> ... -> baselines of hdfs (hdfs_deeplog) and bgl (bgl_100k), then each one's recipe chosen on the
+    other (selection)."""
     params = make_params(tmp_path_factory.mktemp("preparsed"), {
         "embed.method": "hashing", "pairs": {"hdfs-bgl": {"sources": ["hdfs"], "target": "bgl"},
                                              "bgl-hdfs": {"sources": ["bgl"], "target": "hdfs"}},
@@ -60,6 +61,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Params:
     for system in SAMPLES:
         call_stage("tensors", params, system)
         call_stage("baselines", params, system)
+    for system in SAMPLES:
+        call_stage("selection", params, system)
     return params
 
 
@@ -68,7 +71,7 @@ def test_detect_scores_raw_lines_of_a_preparsed_system(pipeline, tmp_path, syste
     """HDFS_2k.log by block and BGL_2k.log in windows of 20 lines: every session scored, no line unmatched, and a
     line is new exactly when its message fits none of the templates the detector was fit on."""
     _, _, sample, structured = SAMPLES[system]
-    detector = from_pipeline(pipeline, system, pair, "pca_mixture", pipeline.detect.top_templates)
+    detector = from_pipeline(pipeline, system, pair, "loso", pipeline.detect.top_templates)
     options = DetectOptions(top_templates=3, partition_bytes=pipeline.detect.partition_bytes,
                             chunk_bytes=50_000, progress=False)  # several chunks
     result = run_detect(detector, [str(BUNDLED / sample)], tmp_path / "out.parquet", options)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import call_stage
+from conftest import call_stage, loso_of
 from evaluation_fixtures import make_params, write_tensors
 from sklearn.metrics import roc_auc_score
 
@@ -100,7 +100,8 @@ def test_detectors_read_no_label_and_fit_on_train_only(tmp_path):
 
 def test_a_detector_left_out_of_evaluate_baselines_is_not_run(tmp_path):
     baselines = ["pca_mixture", "isolation_forest", "level_rule", "supervised_target"]
-    params = make_params(tmp_path, {"evaluate.baselines": baselines, "evaluate.methods": ["zerolog", *baselines]})
+    params = make_params(tmp_path, {"evaluate.baselines": baselines, **loso_of("pca_mixture"),
+                                    "evaluate.methods": ["zerolog", "loso", *baselines]})
     write_tensors(params, "bgl", sessions=200, anomaly_share=0.1, seed=3)
     call_stage("baselines", params, "bgl")
     folder = Path(params.paths.scores) / "target-bgl"

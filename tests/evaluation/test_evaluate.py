@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPOSITORY, call_stage
+from conftest import LOSO_PCA, REPOSITORY, call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
 
 from zerolog.artifacts import method_spec, read_scores
@@ -20,7 +20,8 @@ PAIR = "hdfs-bgl"
 def only(*methods):
     """Params overrides: evaluate ``methods`` plus the recommended detector (pi-hat), which alone the baselines
     stage runs."""
-    return {"evaluate.methods": [*methods, "pca_mixture"], "evaluate.baselines": ["pca_mixture"]}
+    return {"evaluate.methods": [*methods, "pca_mixture", "loso"], "evaluate.baselines": ["pca_mixture", "pca"],
+            **LOSO_PCA}
 
 
 def _metrics(params, pair=PAIR):
@@ -43,13 +44,15 @@ def evaluated(tmp_path_factory):
     them)."""
     methods = ["zerolog", "source_only", "dann", "meta"]  # the trainer's rows (the default run trains zerolog only)
     params = make_params(tmp_path_factory.mktemp("evaluated"), {
-        "train.methods": methods,
+        "train.methods": methods, "selection.min_val_anomalies": 1,
         "evaluate.methods": [*methods, *[m for m in load_params(REPOSITORY / "params.yaml").evaluate.methods
                                          if m not in methods]]})  # fmt: skip
     write_tensors(params, "hdfs", sessions=400, anomaly_share=0.1, seed=1)
     target = write_tensors(params, "bgl", sessions=600, anomaly_share=0.1, seed=2, unlabeled_share=0.05, levels=True)
     build_pair(params, PAIR)
+    call_stage("baselines", params, "hdfs")  # the reference that judges bgl's recipe
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     evaluate_pair(params, PAIR)
     return params, target
 
@@ -67,7 +70,7 @@ def test_every_method_and_rule_is_reported(evaluated):
         "unlabeled": int(((target["split"] == 2) & (target["labels"] < 0)).sum()),
     }
     assert metrics["dataset"] == params.systems["bgl"].dataset and metrics["label_rule"] == "generated"
-    assert metrics["primary_threshold_rule"] == "pi_hat" and metrics["recommended"] == "pca_mixture"
+    assert metrics["primary_threshold_rule"] == "pi_hat" and metrics["recommended"] == "loso"
     assert set(metrics["methods"]) == set(params.evaluate.methods)
     for method, entry in metrics["methods"].items():
         if method.startswith("loglead_") and entry["status"] == "not_available":
@@ -126,7 +129,7 @@ def test_headline_metrics_hold_only_the_numbers_users_compare(evaluated):
     params, _ = evaluated
     details, headline = _metrics(params), _headline(params)
     assert set(headline) == {"pair", "protocol", "status", "test", "recommended", "pi_hat", "methods"}
-    assert headline["recommended"] == "pca_mixture" and headline["pi_hat"] == details["pi_hat"]
+    assert headline["recommended"] == "loso" and headline["pi_hat"] == details["pi_hat"]
     assert headline["test"] == {key: details["test"][key] for key in ("size", "anomalies")}
     for method, entry in headline["methods"].items():
         if entry["status"] != "evaluated":
@@ -241,6 +244,7 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
     write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"}})
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     with pytest.raises(DataError, match=r"dann/seed-42\.parquet: file not found"):
         evaluate_pair(params, PAIR)
     assert not (Path(params.paths.metrics) / f"{PAIR}.json").exists()
@@ -252,13 +256,14 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
 
 
 def test_level_rule_is_reported_not_available_with_its_reason_where_the_target_has_no_levels(tmp_path):
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "level_rule", "pca_mixture"],
-                                    "evaluate.baselines": ["pca_mixture", "level_rule"]})
+    params = make_params(tmp_path, {**only("zerolog", "level_rule"),
+                                    "evaluate.baselines": ["pca_mixture", "pca", "level_rule"]})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)  # no level field
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
     write_train_status(params, PAIR)
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     evaluate_pair(params, PAIR)
     entry = _metrics(params)["methods"]["level_rule"]
     assert entry["status"] == "not_available" and entry["oracle"] is False
@@ -308,14 +313,15 @@ def test_tracking_metrics_keys():
 
 
 def test_stochastic_methods_report_mean_and_sd_over_model_seeds(tmp_path):
-    params = make_params(tmp_path, {"seeds": [42, 43, 44], "evaluate.methods": ["zerolog", "level_rule", "pca_mixture"],
-                                    "evaluate.baselines": ["pca_mixture", "level_rule"]})
+    params = make_params(tmp_path, {"seeds": [42, 43, 44], **only("zerolog", "level_rule"),
+                                    "evaluate.baselines": ["pca_mixture", "pca", "level_rule"]})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=400, anomaly_share=0.15, seed=2, levels=True)
     paths = write_pair_scores(params, PAIR, "zerolog", 1.5, seed=7)
     assert [path.name for path in paths] == ["seed-42.parquet", "seed-43.parquet", "seed-44.parquet"]
     write_train_status(params, PAIR)
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     evaluate_pair(params, PAIR)
     zerolog = _metrics(params)["methods"]["zerolog"]
     per_seed = [zerolog["seeds"][seed]["f1"] for seed in ("42", "43", "44")]
@@ -330,11 +336,11 @@ def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_method
     params, target = evaluated
     details = _metrics(params)
     scores = Path(params.paths.scores)
-    _, recommended = read_scores(scores / "target-bgl" / "pca_mixture.parquet")
+    _, recommended = read_scores(scores / "select-bgl" / "loso" / "seed-42.parquet")
     test = (target["split"] == 2) & (target["labels"] >= 0)
     train = (target["split"] == 0) & (target["labels"] >= 0)
     assert details["pi_hat"] == {
-        "method": "pca_mixture", "estimate": recommended["pi_hat"], "reason": None,
+        "method": "loso", "estimate": recommended["pi_hat"], "reason": None,
         "true_share_test": pytest.approx(target["labels"][test].mean()),
         "true_share_train": pytest.approx(target["labels"][train].mean()),
     }  # fmt: skip
@@ -344,23 +350,29 @@ def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_method
     rule = details["methods"]["zerolog"]["rules"]["pi_hat"]
     assert rule["threshold"] == pytest.approx(np.quantile(own_train, 1 - recommended["pi_hat"]))
     assert rule["detail"] == {"pi_hat": recommended["pi_hat"]}
-    # The recommended detector's own cut flags exactly its pi-hat share of the train sessions.
-    pca = details["methods"]["pca_mixture"]["rules"]["detector"]
-    assert pca["threshold"] == recommended["decision_threshold"]
+    # The recommended recipe's own cut flags exactly its pi-hat share of the train sessions.
+    loso = details["methods"]["loso"]["rules"]["detector"]
+    assert loso["threshold"] == recommended["decision_threshold"]
 
 
 def test_without_a_pi_hat_the_rule_says_why(tmp_path):
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity"],
-                                    "evaluate.baselines": ["template_rarity"],
-                                    "evaluate.recommended": "template_rarity"})
+    # a recipe that cannot cut (no such thresholder), no reference to choose another: the selection has none
+    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity", "loso"],
+                                    "evaluate.baselines": ["template_rarity"], "selection.members": ["template_rarity"],
+                                    "selection.sizes": [1], "selection.cuts": ["no_such_cut"],
+                                    "selection.fallback": "template_rarity|rank|mean|no_such_cut"})
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
     write_train_status(params, PAIR)
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     evaluate_pair(params, PAIR)
     details = _metrics(params)
-    assert details["pi_hat"]["estimate"] is None and "gives no pi_hat" in details["pi_hat"]["reason"]
+    assert details["pi_hat"]["estimate"] is None and "no score file of the recommended method loso" in details[
+        "pi_hat"]["reason"]
+    loso = details["methods"]["loso"]
+    assert loso["status"] == "not_available" and "selection.fallback cannot cut this system" in loso["reason"]
     zerolog = details["methods"]["zerolog"]
     assert zerolog["rules"]["pi_hat"]["status"] == "not_applicable" and zerolog["f1"] is None
     assert "headline rule pi_hat: no pi-hat" in zerolog["reason"]

@@ -291,6 +291,7 @@ def test_the_report_sets_published_paper_and_realistic_figures_side_by_side(meas
     params, metrics = measured
     for system in ("hdfs", "bgl"):
         call_stage("baselines", params, system)
+        call_stage("selection", params, system)
     build_pair(params, PAIR)
     call_stage("evaluate", params, PAIR)
     settings = ReportSettings({PAIR: params.pairs[PAIR]}, params.evaluate, ArtifactPaths(params.paths),

@@ -296,6 +296,7 @@ def test_train_stage_records_pi_hat_and_its_threshold_as_the_evaluate_stage_read
     write_system(tmp_path / "tensors" / "bgl", "bgl", seed=2, anomaly_share=0.1)
     call_stage("train", params, "hdfs-bgl")
     call_stage("baselines", params, "bgl")
+    call_stage("selection", params, "bgl")
     call_stage("evaluate", params, "hdfs-bgl")
     frame, metadata = read_scores(tmp_path / "scores" / "hdfs-bgl" / "zerolog_adapt" / "seed-42.parquet")
     _, recommended = read_scores(tmp_path / "scores" / "target-bgl" / "pca_mixture.parquet")

@@ -14,7 +14,12 @@ recommended detector (``evaluate.recommended``), registered by the report stage 
 - ``idf.npy``, ``mean.npy``, ``components.npy``: the PCA state, (V + 1,), (V + 1,), (k, V + 1) float64;
 - ``drain.json``: the known templates' matcher (``KnownTemplates.state``: the parse's final Drain tree and its
   exceptions); absent when the system's dataset is pre-parsed (no raw lines, no Drain);
-- ``example.log``: the first lines of the dataset's first raw log file, the registered model's input example.
+- ``example.log``: the first lines of the dataset's first raw log file, the registered model's input example;
+- the selected recipe (``detector.json`` ``recipe``: its key, cut and train sessions; zerolog.detection.recipe):
+  ``recipe_train_scores.npy`` (members, train sessions) float64, each member's train scores; ``rarity_weights.npy``
+  (V + 1,) float64 and ``vocabulary.npy`` (V + 1,) bool, LogLead's rarity state; ``template_sets.parquet`` (``set``,
+  ``sessions``), the train sessions of each distinct template set. The score is the recipe's; the PCA state serves
+  the ``pca`` member and the templates that weigh most (its squared residuals).
 
 Sessions are cut as the tensors stage cuts them: the first ``max_len`` events count (``system_params.max_len``).
 """
@@ -32,7 +37,9 @@ import pandas as pd
 
 from zerolog.config import DrainConfig, MultilineRule, SessionRule, TimestampConfig, as_dict
 from zerolog.data.known_templates import KnownTemplates
+from zerolog.detection.recipe import RecipeState
 from zerolog.errors import DataError
+from zerolog.evaluation.selection import Recipe
 from zerolog.features.pca import WEIGHTINGS, PcaSubspace
 from zerolog.io import atomic_directory, read_json, write_json, write_parquet
 
@@ -43,6 +50,8 @@ TEMPLATES_FILE = "templates.parquet"
 ARRAY_NAMES = ("idf", "mean", "components")
 DRAIN_FILE = "drain.json"
 EXAMPLE_FILE = "example.log"
+RECIPE_ARRAYS = {"train_scores": "recipe_train_scores", "rarity_weights": "rarity_weights", "vocabulary": "vocabulary"}
+SETS_FILE = "template_sets.parquet"
 KIND_PCA = "pca_spe"
 
 
@@ -98,6 +107,7 @@ class DetectorBundle:
     known: KnownTemplates | None  # None: the system's dataset is pre-parsed (no Drain state)
     meta: dict[str, Any]
     example: list[str]  # raw lines of the system's log ([] for a pre-parsed dataset)
+    recipe: RecipeState | None = None  # the selected recipe; None: the bundle scores the PCA SPE alone
 
     @property
     def reads_raw_lines(self) -> bool:
@@ -107,7 +117,7 @@ class DetectorBundle:
 
 def write_bundle(folder: Path, method: str, context: SystemContext, templates: list[str], subspace: PcaSubspace,
                  threshold: Threshold, known: KnownTemplates | None, train_sessions_holding: np.ndarray,
-                 example: list[str]) -> None:  # fmt: skip
+                 example: list[str], recipe: RecipeState | None = None) -> None:  # fmt: skip
     """Write a bundle folder atomically (a failure leaves the previous one). ``train_sessions_holding`` (V + 1,)
     train sessions holding each column (the template table's ``train_sessions``); ``example``: raw lines."""
     if subspace.columns != len(templates) + 1:
@@ -119,6 +129,9 @@ def write_bundle(folder: Path, method: str, context: SystemContext, templates: l
                 "train_sessions": subspace.train_sessions},
         "system_params": context.as_json(), "templates": len(templates), "drain": known is not None,
     }  # fmt: skip
+    if recipe is not None:
+        meta["recipe"] = {"key": recipe.recipe.key, "threshold": recipe.threshold,
+                          "train_sessions": recipe.train_sessions}  # fmt: skip
     table = pd.DataFrame({
         "column": pd.Series(np.arange(1, len(templates) + 1), dtype="int32"),
         "template": pd.Series(templates, dtype="string"),
@@ -135,6 +148,34 @@ def write_bundle(folder: Path, method: str, context: SystemContext, templates: l
             (output / DRAIN_FILE).write_text(state + "\n", encoding="utf-8")
         if example:
             (output / EXAMPLE_FILE).write_text("".join(f"{line}\n" for line in example), encoding="utf-8")
+        if recipe is not None:
+            _write_recipe(output, recipe)
+
+
+def _write_recipe(output: Path, recipe: RecipeState) -> None:
+    for field_name, name in RECIPE_ARRAYS.items():
+        np.save(output / f"{name}.npy", np.asarray(getattr(recipe, field_name)), allow_pickle=False)
+    sets = pd.DataFrame({"set": pd.Series(list(recipe.set_counts), dtype="string"),
+                         "sessions": pd.Series(list(recipe.set_counts.values()), dtype="int64")})  # fmt: skip
+    write_parquet(output / SETS_FILE, sets)
+
+
+def _read_recipe(folder: Path, meta: dict[str, Any], holding: np.ndarray) -> RecipeState | None:
+    if "recipe" not in meta:
+        return None
+    try:
+        arrays = {field_name: np.load(folder / f"{name}.npy", allow_pickle=False)
+                  for field_name, name in RECIPE_ARRAYS.items()}  # fmt: skip
+        sets = pd.read_parquet(folder / SETS_FILE)
+        recipe = Recipe.from_key(str(meta["recipe"]["key"]))
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"{folder}: unreadable recipe state ({error})") from None
+    if arrays["train_scores"].shape[0] != len(recipe.members):
+        raise DataError(f"{folder}: recipe_train_scores.npy has {arrays['train_scores'].shape[0]} rows for "
+                        f"{len(recipe.members)} members")  # fmt: skip
+    return RecipeState(recipe, float(meta["recipe"]["threshold"]), int(meta["recipe"]["train_sessions"]), holding,
+                       dict(zip(sets["set"].astype(str), sets["sessions"].astype(int), strict=True)),
+                       arrays["rarity_weights"], arrays["vocabulary"].astype(bool), arrays["train_scores"])
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -204,8 +245,9 @@ def read_bundle(folder: str | Path) -> DetectorBundle:
     context = SystemContext.from_json(meta["system_params"], str(folder / META_FILE))
     example_file = folder / EXAMPLE_FILE
     example = example_file.read_text(encoding="utf-8").splitlines() if example_file.is_file() else []
+    holding = np.concatenate([[0], table["train_sessions"].to_numpy(dtype=np.int64)])  # (V + 1,)
     return DetectorBundle(folder, str(meta["method"]), context, table["template"].astype(str).tolist(), subspace,
-                          threshold, known, meta, example)  # fmt: skip
+                          threshold, known, meta, example, _read_recipe(folder, meta, holding))  # fmt: skip
 
 
 __all__ = ["DetectorBundle", "SystemContext", "Threshold", "read_bundle", "write_bundle"]

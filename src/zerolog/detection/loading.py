@@ -66,7 +66,7 @@ def from_bundle(bundle: DetectorBundle, system: str, top: int, source: str) -> L
     """The persisted (recommended) detector of ``bundle``; refused for another system."""
     check_system(bundle.context.system, system, source)
     known = _parser_of(bundle, str(bundle.folder))
-    return LoadedDetector(system, bundle.method, str(MethodKind.TARGET_ONLY), source, bundle.context, known,
+    return LoadedDetector(system, bundle.method, str(method_spec(bundle.method).kind), source, bundle.context, known,
                           PcaScorer(bundle, top), bundle.threshold)  # fmt: skip
 
 
@@ -124,7 +124,7 @@ def from_pipeline(params: Params, system: str, pair: str, method: str, top: int)
     bundle = read_bundle(paths.detector(system))
     if spec.kind is not MethodKind.TRANSFER:
         if method != bundle.method:
-            raise ConfigError(f"--method {method}: the persisted target-only detector of {system} is {bundle.method} "
+            raise ConfigError(f"--method {method}: the persisted detector of {system} is {bundle.method} "
                               f"(evaluate.recommended); transfer methods: zerolog, source_only, dann, meta")
         return from_bundle(bundle, system, top, f"pair {pair}, method {method} ({paths.detector(system)})")
     known = _parser_of(bundle, str(bundle.folder))

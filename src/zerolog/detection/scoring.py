@@ -87,7 +87,9 @@ def _new_per_session(batch: SessionBatch, known: np.ndarray) -> np.ndarray:
 
 
 class PcaScorer:
-    """The persisted recommended detector (``DetectorBundle``): SPE of the session's counts."""
+    """The persisted detector (``DetectorBundle``): the selected recipe's combined score of the session's counts
+    (zerolog.detection.recipe), or the PCA SPE of a bundle without a recipe; the templates shown are those with the
+    largest squared PCA residual either way."""
 
     def __init__(self, bundle: DetectorBundle, top: int) -> None:
         self.bundle, self.top, self.max_len = bundle, top, bundle.context.max_len
@@ -108,11 +110,14 @@ class PcaScorer:
         counts = counts.reshape(batch.size, width)  # (sessions, columns)
         extra_codes, extra_index = np.unique(codes[~seen], return_inverse=True)  # templates without a column
         extra = np.bincount(rows[~seen] * len(extra_codes) + extra_index, minlength=batch.size * len(extra_codes))
-        residual = self.bundle.subspace.residuals(counts, extra.reshape(batch.size, len(extra_codes)))
+        extra = extra.reshape(batch.size, len(extra_codes))  # (sessions, templates without a column)
+        residual = self.bundle.subspace.residuals(counts, extra)
         contributions = residual * residual  # (sessions, columns + extra)
         labels = ["", *self.bundle.templates, *[self._texts[code] for code in extra_codes.tolist()]]
-        return BatchScores(contributions.sum(axis=1), _top(contributions, labels, self.top),
-                           _new_per_session(batch, self._column >= 0))  # fmt: skip
+        spe = contributions.sum(axis=1)
+        recipe = self.bundle.recipe
+        scores = spe if recipe is None else recipe.score(counts.astype(np.float64), extra, spe)
+        return BatchScores(scores, _top(contributions, labels, self.top), _new_per_session(batch, self._column >= 0))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def _deeplog(arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detec
     return deeplog(arrays.index, arrays.lengths, arrays.rows("train"), arrays.vectors.shape[0], config.deeplog, seed)
 
 
+def _pyod(method: str, arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detection:
+    return detectors.pyod_detector(method, arrays.counts, arrays.rows("train"), seed)
+
+
 DETECTORS: dict[str, Detector] = {
     "pca_mixture": lambda arrays, config, seed: detectors.pca_mixture(
         arrays.counts, arrays.rows("train"), config.pca.variance, config.pca.weighting, seed),
@@ -88,6 +93,7 @@ DETECTORS: dict[str, Detector] = {
         arrays.counts, arrays.rows("train"), config.loglead.rarity_threshold, config.loglead.rarity_common_threshold),
     "loglead_ngram": lambda arrays, config, seed: loglead_peer.loglead_ngram(
         arrays.index, arrays.lengths, arrays.rows("train"), config.loglead.ngram_length),
+    **{method: partial(_pyod, method) for method in detectors.PYOD_DETECTORS},
 }  # fmt: skip
 
 # What each detector's numbers depend on in evaluate.detectors (logged to its MLflow run, nothing else).

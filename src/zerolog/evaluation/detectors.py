@@ -204,3 +204,26 @@ def template_set_rarity(counts: np.ndarray, train_rows: np.ndarray) -> Detection
     tally = collections.Counter(keys[row] for row in train_rows)
     scores = np.array([-np.log((tally[key] + 1.0) / (len(train_rows) + 1.0)) for key in keys])
     return Detection(scores, "unbounded", None, "none (a ranking; cut by a label-free rule)")
+
+
+# ----------------------------------------------------------------------------- PyOD peers, off the shelf
+
+#: PyOD's detectors a practitioner would try first, each with PyOD's defaults (contamination 0.1: PyOD's own cut flags
+#: the top 10% of the train scores; IForest 100 trees). Rows ``pyod_<name>``: what one gets without any tuning.
+PYOD_DETECTORS = {"pyod_iforest": "iforest", "pyod_ecod": "ecod", "pyod_copod": "copod"}
+
+
+def pyod_detector(method: str, counts: np.ndarray, train_rows: np.ndarray, seed: int) -> Detection:
+    """A PyOD detector with its defaults, fit on the train rows' event counts; its own cut is PyOD's ``threshold_``
+    (the train scores' (1 - contamination) quantile). ECOD (Li et al., TKDE 2022) and COPOD (Li et al., ICDM 2020)
+    are deterministic; IForest reads ``seed``."""
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+    from pyod.models.iforest import IForest
+
+    name = PYOD_DETECTORS[method]
+    model = IForest(random_state=seed) if name == "iforest" else ECOD() if name == "ecod" else COPOD()
+    model.fit(_train_matrix(counts, train_rows))
+    scores = model.decision_function(np.asarray(counts, dtype=np.float64))  # (sessions,)
+    rule = f"PyOD {type(model).__name__} default cut: contamination {model.contamination}"
+    return Detection(np.asarray(scores, dtype=np.float64), "unbounded", float(model.threshold_), rule)

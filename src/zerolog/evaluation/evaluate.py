@@ -31,6 +31,7 @@ from zerolog.artifacts import (
     TARGET_STATUS,
     TRAINING_SUMMARY,
     ArtifactPaths,
+    MethodKind,
     Status,
     SystemTensors,
     load_tensors,
@@ -39,6 +40,7 @@ from zerolog.artifacts import (
 )
 from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig
 from zerolog.errors import DataError
+from zerolog.evaluation.loso import RECIPE_FILE
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import atomic_directory, read_json, write_json
 from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
@@ -267,12 +269,16 @@ def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
     return value
 
 
-def _why_missing(method: str, training: dict[str, Any], baselines_status: Path) -> str | None:
-    """The recorded reason a method has no score file (train or baselines stage), or None when nothing explains it."""
+def _why_missing(method: str, training: dict[str, Any], paths: ArtifactPaths, target: str) -> str | None:
+    """The recorded reason a method has no score file (train, baselines or select stage), or None when nothing
+    explains it."""
+    if method_spec(method).kind is MethodKind.SELECTED:
+        recorded = _read_json_object(paths.selected_scores(target) / RECIPE_FILE, "run the select stage")
+        return str(recorded.get("reason") or "no recipe recorded")
     if method_spec(method).per_pair:
         recorded = (training.get("methods") or {}).get(method, {})
     else:
-        status = _read_json_object(baselines_status, "run the baselines stage")
+        status = _read_json_object(paths.target_scores(target) / TARGET_STATUS, "run the baselines stage")
         recorded = (status.get("methods") or {}).get(method, {})
     if isinstance(recorded, dict) and recorded.get("status") not in (None, "trained", "written", str(Status.OK)):
         return str(recorded.get("reason") or f"status {recorded.get('status')}")
@@ -383,7 +389,7 @@ def _evaluate_methods(
         files = {str(seed): paths.score_file(method, settings.pair, target.system, seed) for seed in seeds}
         missing = [path for path in files.values() if not path.is_file()]
         if missing:
-            reason = _why_missing(method, training, paths.target_scores(target.system) / TARGET_STATUS)
+            reason = _why_missing(method, training, paths, target.system)
             if reason is None:
                 raise DataError(f"{missing[0]}: file not found (method {method} of evaluate.methods)")
             evaluations[method] = _not_available(method, reason)
