@@ -163,10 +163,9 @@ def select_recipe(system: str, config: SelectionConfig, seed: int, seeds: list[i
     tags = {"target": system, "method": METHOD, "kind": str(method_spec(METHOD).kind), "stage": "selection",
             "recipe": "" if choice.recipe is None else choice.recipe.key}  # fmt: skip
     logged = flatten_params({"selection": config, "seed": seed})
-    with tracker.run(f"selection-{system}/{METHOD}", tags, logged) as run_id:
+    with tracker.run(f"selection-{system}/{METHOD}", tags, logged) as run_id:  # its id stays out of the outputs
         tracker.log_metrics(run_id, {f"val/{reference}/f1": value
                                      for reference, value in (summary["validation_f1"] or {}).items()})  # fmt: skip
-        metrics["mlflow_run_id"] = run_id
     write_json(paths.stage_metrics("selection", system), metrics)
     print(f"selection {system}: {summary['recipe']['key'] if choice.recipe else choice.reason} "
           f"(worst-case validation F1 {summary['criterion']} on {', '.join(choice.references) or 'no reference'})",
