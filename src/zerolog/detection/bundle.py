@@ -181,7 +181,7 @@ def _read_recipe(folder: Path, meta: dict[str, Any], holding: np.ndarray) -> Rec
 def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / META_FILE
     if not path.is_file():
-        raise DataError(f"{folder}: no {META_FILE} (not a detector bundle; the baselines stage writes one per system)")
+        raise DataError(f"{folder}: no {META_FILE} (not a detector bundle; the selection stage writes one per system)")
     try:
         meta = read_json(path)
     except ValueError as error:

@@ -16,8 +16,8 @@ A recipe, applied to one system (every step reads that system's unlabeled TRAIN 
 2. the members' standings are combined: ``mean`` or ``max`` (Aggarwal and Sathe, "Theoretical foundations and
    algorithms for outlier ensembles", 2015: averaging and maximisation); one member: its standing itself;
 3. the cut is a label-free rule on the combined train scores: the 2-component mixture and Otsu of
-   ``zerolog.evaluation.thresholds``, or a PyThresh thresholder (Perini-style contamination estimates from the score
-   distribution: ``pythresh.thresholds``), whose cut is mapped back from PyThresh's min-max normalised scale.
+   ``zerolog.evaluation.thresholds``, or a PyThresh thresholder (the PyThresh library: outlier thresholds set from
+   the score distribution alone, ``pythresh.thresholds``), whose cut is mapped back from its min-max normalised scale.
 
 Criterion, declared before any test number (``selection.criterion``): ``worst_case`` = the highest lowest validation F1
 over the reference systems (mean over model seeds where a member is stochastic); ties go to the higher mean over the
