@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("--workers", type=int, default=2, help="zerolog detect --workers")
     command.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop the run past this tree RSS")
     command.add_argument("--timeout", type=float, default=3600.0, help="stop the run past this many seconds")
-    command.add_argument("--work", type=Path, default=BENCH / "work", help="inputs and outputs (ignored by git)")
+    command.add_argument("--work", type=Path, default=BENCH / "output", help="inputs and outputs (ignored by git)")
     command.add_argument("--output", type=Path, default=BENCH / "detect_results.md", help="markdown report")
     arguments = command.parse_args(argv)
     sys.path[:0] = [str(REPOSITORY / "src"), str(BENCH)]  # this checkout's zerolog, as run_measured gives the child

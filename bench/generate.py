@@ -181,7 +181,7 @@ def _read_labels(path: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("output", type=Path, help="log file to write (e.g. bench/work/HDFS_full.log)")
+    parser.add_argument("output", type=Path, help="log file to write (e.g. bench/output/HDFS_full.log)")
     parser.add_argument("--lines", type=int, default=HDFS_V1_LINES, help=f"lines to write (default {HDFS_V1_LINES:,})")
     parser.add_argument("--labels", type=Path, default=None, help="also write BlockId,Label for the fresh block ids")
     parser.add_argument("--block-reuse", type=int, default=1,

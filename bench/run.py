@@ -526,7 +526,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
     parser.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop a step whose tree RSS passes this")
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="stop a step running longer (seconds)")
-    parser.add_argument("--work", type=Path, default=BENCH / "work",
+    parser.add_argument("--work", type=Path, default=BENCH / "output",
                         help="generated inputs and outputs (ignored by git)")
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="markdown report")
     return parser.parse_args(argv)
