@@ -35,7 +35,15 @@ from zerolog.artifacts import (
 from zerolog.artifacts import load_tensors as _load_tensors
 from zerolog.config import MlflowConfig, SelectionConfig
 from zerolog.errors import DataError
-from zerolog.evaluation.selection import Choice, Recipe, SystemScores, apply_recipe, candidate_recipes, choose_recipe
+from zerolog.evaluation.selection import (
+    Choice,
+    CombinedScores,
+    Recipe,
+    SystemScores,
+    apply_recipe,
+    candidate_recipes,
+    choose_recipe,
+)
 from zerolog.io import atomic_directory, write_json, write_parquet
 from zerolog.tracking import Tracker, flatten_params
 
@@ -87,13 +95,13 @@ def references_of(paths: ArtifactPaths, system: str, systems: list[str], config:
     return references, skipped
 
 
-def applies(recipe: Recipe, target: SystemScores, seed: int) -> bool:
+def applies(recipe: Recipe, target: SystemScores, seed: int, combined: CombinedScores) -> bool:
     """Whether the recipe runs on the system's own unlabeled train sessions (its members exist there and its cut
     finds a split): label-free, so the selection may ask it of the system it chooses for."""
     if any(member not in target.members for member in recipe.members):
         return False
     try:
-        apply_recipe(recipe, target, seed)
+        apply_recipe(recipe, target, seed, combined)
     except DataError:
         return False
     return True
@@ -114,9 +122,10 @@ def _recipe_summary(choice: Choice, skipped: dict[str, str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _write_scores(folder: Any, recipe: Recipe, target: SystemScores, seed: int, seeds: list[int]) -> dict[str, Any]:
+def _write_scores(folder: Any, recipe: Recipe, target: SystemScores, seed: int, seeds: list[int],
+                  combined: CombinedScores) -> dict[str, Any]:  # fmt: skip
     """The recipe's score file per model seed; returns the cut and pi-hat per seed."""
-    runs = apply_recipe(recipe, target, seed)
+    runs = apply_recipe(recipe, target, seed, combined)
     decisions = {}
     for index, model_seed in enumerate(seeds):
         run = runs[index % len(runs)]
@@ -144,17 +153,18 @@ def select_recipe(system: str, config: SelectionConfig, seed: int, seeds: list[i
     """stage selection: choose the system's recipe on the other labeled systems, apply it to the system's sessions."""
     target = system_scores(paths, system, config, seeds, with_labels=False)
     references, skipped = references_of(paths, system, systems, config, seeds)
-    runnable = [recipe for recipe in candidate_recipes(config) if applies(recipe, target, seed)]
+    combined = CombinedScores()  # the target's combined scores, shared by the eligibility check and the score files
+    runnable = [recipe for recipe in candidate_recipes(config) if applies(recipe, target, seed, combined)]
     choice = choose_recipe(runnable, references, seed)
     fallback = Recipe.from_key(config.fallback)
     if choice.recipe is None and not references:  # nothing labeled to judge on: the declared fallback, said so
-        usable = applies(fallback, target, seed)
+        usable = applies(fallback, target, seed, combined)
         choice = Choice(fallback if usable else None, choice.references, choice.table,
                         f"{choice.reason}; selection.fallback {'used' if usable else 'cannot cut this system'}")
     summary = {"system": system, "criterion_rule": config.criterion, **_recipe_summary(choice, skipped)}
     with atomic_directory(paths.selected_scores(system)) as folder:
         if choice.recipe is not None:
-            summary["decisions"] = _write_scores(folder, choice.recipe, target, seed, seeds)
+            summary["decisions"] = _write_scores(folder, choice.recipe, target, seed, seeds, combined)
         rows = [(key, reference, value) for key, values in choice.table.items() for reference, value in values.items()]
         write_parquet(folder / CANDIDATES_FILE, pd.DataFrame(rows, columns=["recipe", "reference", "validation_f1"]))
         write_json(folder / RECIPE_FILE, summary)

@@ -40,6 +40,7 @@ from zerolog.config import SelectionConfig
 from zerolog.errors import DataError
 from zerolog.evaluation.thresholds import otsu_threshold
 from zerolog.features.target_detector import mixture_threshold
+from zerolog.metrics import precision_recall_f1
 
 #: Cuts of this module; any other name in ``selection.cuts`` is a PyThresh thresholder (``pythresh.thresholds.<name>``).
 OWN_CUTS = ("mixture", "otsu")
@@ -196,12 +197,6 @@ def apply_recipe(recipe: Recipe, system: SystemScores, seed: int,
     return applied
 
 
-def f1_score(labels: np.ndarray, flagged: np.ndarray) -> float:
-    true_positives = int(np.sum(flagged & (labels == 1)))
-    wrong = int(np.sum(flagged != (labels == 1)))
-    return 0.0 if true_positives == 0 else 2 * true_positives / (2 * true_positives + wrong)
-
-
 def validation_f1(recipe: Recipe, reference: SystemScores, seed: int,
                   combined: CombinedScores | None = None) -> float | None:  # fmt: skip
     """The recipe's F1 on a reference system's labeled validation sessions, mean over model seeds; None when it
@@ -216,7 +211,7 @@ def validation_f1(recipe: Recipe, reference: SystemScores, seed: int,
     except DataError:
         return None
     labels = reference.labels[rows]
-    return float(np.mean([f1_score(labels, run.scores[rows] >= run.threshold) for run in runs]))
+    return float(np.mean([precision_recall_f1(labels, run.scores[rows] >= run.threshold)[2] for run in runs]))
 
 
 @dataclass(frozen=True)
