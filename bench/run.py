@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,15 +174,21 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
         )
         lines, templates, details = metrics["lines"], metrics["templates"], metrics["parallel"]
     else:
-        system = params.systems["hdfs"]
+        layout_of = arguments.get("layout")  # a dataset whose log format the input has (default: the system hdfs)
+        system = params.dataset_system(layout_of) if layout_of else params.systems["hdfs"]
+        multiline = params.datasets[layout_of].multiline if layout_of else None
+        log = Path(arguments["log"])
+        files = sorted(path for path in log.iterdir() if path.is_file()) if log.is_dir() else [log]
         output = Path(arguments["scratch"])
         shutil.rmtree(output, ignore_errors=True)
         output.mkdir(parents=True)
-        summary = stream_parse_files([Path(arguments["log"])], line_layout(system, None), new_miner(system),
-                                     params.parse, output, "systems.hdfs.log_format", progress=progress)
+        summary = stream_parse_files(files, line_layout(system, None, multiline), new_miner(system), params.parse,
+                                     output, "log_format", progress=progress)
         lines, templates = summary.lines, len(summary.templates)
-        details = {"pool": summary.pool, "workers": summary.workers, "chunks": len(summary.chunk_lines),
-                   "drain_clusters": summary.clusters, "miner_changes_after_sample": summary.miner_changes_after_sample}
+        details = {"pool": summary.pool, "workers": summary.workers, "files": len(files),
+                   "chunks": len(summary.chunk_lines), "drain_clusters": summary.clusters,
+                   "miner_changes_after_sample": summary.miner_changes_after_sample,
+                   "matched_after_sample": summary.matched_after_sample}
         shutil.rmtree(output, ignore_errors=True)
     seconds = time.perf_counter() - started
     return {"lines": lines, "seconds": seconds, "templates": templates, "parallel": details,
@@ -385,6 +392,35 @@ def prepare_inputs(work: Path, lines: int, drain_lines: int, block_reuse: int) -
     return full, labels, prefix
 
 
+#: The dataset whose log format and Drain settings parse the generated nova inputs (bench/generate_nova.py).
+NOVA_LAYOUT = "openstack_devstack"
+
+
+def prepare_diverse_inputs(work: Path, lines: int, drain_lines: int, files: int,
+                           block_reuse: int) -> dict[str, tuple[Path, Path]]:
+    """Per kind of input (HDFS, nova file, nova folder): the whole input of ``lines`` lines and the prefix
+    logparser3 parses (for the folder: the nova file's prefix, the same lines in one file)."""
+    sys.path.insert(0, str(BENCH))
+    import generate
+    import generate_nova
+
+    hdfs = work / f"HDFS_{lines}_reuse{block_reuse}.log"
+    hdfs_prefix = work / f"HDFS_{drain_lines}_reuse{block_reuse}.log"
+    nova = work / f"nova_{lines}.log"
+    nova_prefix = work / f"nova_{drain_lines}.log"
+    folder = work / f"nova_{lines}_in_{files}_files"
+    for path, make in ((hdfs, lambda: generate.generate(hdfs, lines, None, block_reuse)),
+                       (hdfs_prefix, lambda: generate.generate(hdfs_prefix, drain_lines, None, block_reuse)),
+                       (nova, lambda: generate_nova.generate(nova, lines)),
+                       (nova_prefix, lambda: generate_nova.generate(nova_prefix, drain_lines)),
+                       (folder, lambda: generate_nova.generate(folder, lines, files))):
+        if not path.exists():
+            print(f"generating {path.name} ...", flush=True)
+            make()
+    return {"generated HDFS, one file": (hdfs, hdfs_prefix), "nova (ids varied), one file": (nova, nova_prefix),
+            f"nova (ids varied), {files:,} files": (folder, nova_prefix)}
+
+
 def bench_params(work: Path, full: Path, labels: Path, chunk_bytes: int | None) -> Path:
     """A params.yaml for the bench pipeline: outputs under ``work/pipeline``, dataset hdfs_logs = the generated
     file (raw folder with a manifest, the file linked), system hdfs trained on it, hashing embeddings, one epoch."""
@@ -522,6 +558,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="workers of both pools (0: one per core)")
     parser.add_argument("--repeats", type=int, default=1, help="whole-file parses per pool, alternating pool and Dask")
     parser.add_argument("--drain3-python", default=None, help="a Python with drain3 installed (separate venv)")
+    parser.add_argument("--diverse-lines", type=int, default=1_000_000,
+                        help="lines of each diverse-parse input (generated HDFS, nova file, nova folder)")
+    parser.add_argument("--diverse-files", type=int, default=5_000, help="files of the nova folder")
+    parser.add_argument("--diverse-drain-lines", type=int, default=50_000,
+                        help="prefix of each diverse-parse input parsed by logparser3")
+    parser.add_argument("--skip-diverse", action="store_true", help="no diverse-input parses")
     parser.add_argument("--skip-pipeline", action="store_true", help="parse only: no sessionize/tensors/train")
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
     parser.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop a step whose tree RSS passes this")
@@ -542,6 +584,7 @@ class _Run:
     pools: list[tuple[str, Measurement]] = field(default_factory=list)  # whole-file parses, one per pool
     session_pools: list[tuple[str, Measurement]] = field(default_factory=list)  # sessionize, one per pool
     stages: list[tuple[str, Measurement]] = field(default_factory=list)
+    diverse: list[tuple[str, Measurement, Measurement]] = field(default_factory=list)  # (input, engine, logparser3)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -581,6 +624,8 @@ def main(argv: list[str] | None = None) -> None:
         run.parses.append(("(c) drain3 (separate venv)", run.prefix_name, step(
             "drain3-prefix", arguments.drain3_python, "drain3",
             {**common, "log": str(prefix), "header_regex": regex.pattern})))
+    if not arguments.skip_diverse:
+        run.diverse = diverse_parses(arguments, work, params_path, step)
     if not arguments.skip_full:
         for repeat in range(1, arguments.repeats + 1):  # alternating, so that a change of load hits both alike
             run.pools.append((f"(d) process pool, run {repeat}", step(f"pool-full-{repeat}", sys.executable, "parse", {
@@ -608,6 +653,54 @@ def main(argv: list[str] | None = None) -> None:
     arguments.output.write_text(text, encoding="utf-8")
     print()
     print(text)
+
+
+Step = Callable[[str, str, str, dict[str, Any]], Measurement]  # (name, python, child kind, arguments) -> measured
+
+
+def diverse_parses(arguments: argparse.Namespace, work: Path, params_path: Path,
+                   step: Step) -> list[tuple[str, Measurement, Measurement]]:
+    """Each diverse input parsed whole by the engine on a Dask LocalCluster (the default backend), and its prefix by
+    logparser3: per input, (label, engine measurement, logparser3 measurement)."""
+    from zerolog.config import load_params
+
+    params = load_params(params_path)
+    inputs = prepare_diverse_inputs(work, arguments.diverse_lines, arguments.diverse_drain_lines,
+                                    arguments.diverse_files, arguments.block_reuse)
+    rows, drained = [], {}
+    for label, (log, prefix) in inputs.items():
+        layout = None if label.startswith("generated HDFS") else NOVA_LAYOUT
+        system = params.dataset_system(layout) if layout else params.systems["hdfs"]
+        if prefix not in drained:
+            drained[prefix] = step(f"logparser3-{prefix.stem}", sys.executable, "logparser3", {
+                "log_format": system.log_format, "regex": system.regex, "depth": system.drain.depth,
+                "st": system.drain.similarity_threshold, "log": str(prefix),
+                "scratch": str(work / "logparser3-output")})
+        engine = step(f"dask-{log.stem}", sys.executable, "parse", {
+            "params": str(params_path), "log": str(log), "layout": layout, "scratch": str(work / "engine-diverse"),
+            "backend": "dask", "workers": arguments.workers})
+        rows.append((label, engine, drained[prefix]))
+    return rows
+
+
+def diverse_table(rows: list[tuple[str, Measurement, Measurement]]) -> list[str]:
+    """The diverse-input parses side by side, with each input's ratio to the HDFS input and to logparser3."""
+    header = ("| input | files | lines | chunks | templates | lines matched in the client after the sample | wall s "
+              "| lines/s | / HDFS input's lines/s | logparser3 lines/s (prefix) | / logparser3 | peak RSS client MiB "
+              "| status |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    hdfs_rate = lines_per_second(rows[0][1])
+    body = []
+    for label, engine, drain in rows:
+        rate, drain_rate = lines_per_second(engine), lines_per_second(drain)
+        details = engine.result.get("parallel", {})
+        body.append(
+            f"| {label} | {_number(details.get('files'))} | {_number(engine.result.get('lines'))} "
+            f"| {_number(details.get('chunks'))} | {_number(engine.result.get('templates'))} "
+            f"| {_number(details.get('matched_after_sample'))} | {_number(engine.wall_seconds, 1)} | {_number(rate)} "
+            f"| **{_number(rate / hdfs_rate if rate and hdfs_rate else None, 2)}** | {_number(drain_rate)} "
+            f"| **{_number(rate / drain_rate if rate and drain_rate else None, 1)}** "
+            f"| {_number(max(engine.peaks('client'), default=None))} | {engine.status} |")
+    return [header, *body]
 
 
 def _pool_ratios(pools: list[tuple[str, Measurement]], included: str) -> list[str]:
@@ -641,6 +734,16 @@ def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, ar
     lines_out.append(f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
                      "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
                      "output). First/last 10% columns are the parse loop alone.")
+    if run.diverse:
+        lines_out += ["", "## Parse: diverse inputs, Dask LocalCluster (the default backend)", "",
+                      *diverse_table(run.diverse), "",
+                      "Goals (issue 20): each nova input at 0.5 or more of the HDFS input's lines/s, and each input "
+                      "above 10x logparser3's lines/s. Whole-run lines/s (cluster start, the sample mined in the "
+                      "client, the map, the parts written). logparser3 parses the first "
+                      f"{arguments.diverse_drain_lines:,} lines of the one-file form of each input (the folder holds "
+                      "the same lines as the nova file) and counts only the lines its format matches. The nova "
+                      "inputs: bench/generate_nova.py (the bundled DevStack nova log repeated, its ids varied per "
+                      "repetition; the folder cuts the same lines into files at record starts)."]
     if run.pools:
         lines_out += ["", f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster", "",
                       pool_table(run.pools), ""]

@@ -368,10 +368,10 @@ def test_writing_a_part_twice_gives_the_same_part(tmp_path):
     assert (scratch / "draft-000000.arrow").read_bytes() == draft and first.keys == second.keys
     np.save(clusters_path(scratch, 0), resolve_chunk(first, miner))
     dictionary = TemplateDictionary.of(miner)
-    assert write_part_task(0, 1, str(scratch), str(parts), layout, dictionary) == 2000
+    assert write_part_task(0, [1], str(scratch), str(parts), layout, dictionary) == 2000
     written = part_path(parts, 0).read_bytes()
     assert not list(scratch.iterdir())
-    assert write_part_task(0, 1, str(scratch), str(parts), layout, dictionary) == 2000
+    assert write_part_task(0, [1], str(scratch), str(parts), layout, dictionary) == 2000
     assert (
         part_path(parts, 0).read_bytes() == written
         and [path.name for path in parts.iterdir()] == ["part-000000.parquet"]
@@ -651,6 +651,25 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
     assert (metrics["parallel"]["chunks"] > 4) == (chunk_bytes < 10**8)
     traceback_templates = lines.loc[lines["status"] == "continuation", "template"]
     assert traceback_templates.notna().any() == (events == "each_line")
+
+
+@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"), [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
+def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(tmp_path, chunk_bytes, sample_lines,
+                                                                           workers):
+    """A folder of many small files (some opening with lines before their first record) is packed several files to
+    a chunk (PackedChunk): line numbers, file indices, statuses and templates are the one pass's, and the parts are
+    fewer than the files."""
+    params = with_multiline(engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers), "hdfs_logs")
+    params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.5))
+    whole = b"".join(multiline_logs().values()).splitlines(keepends=True)
+    logs = {f"run-{index:02d}.log": b"".join(whole[index * 20: (index + 1) * 20]) for index in range(len(whole) // 20)}
+    write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    parse_dataset(params, "hdfs_logs")
+    lines, _, metrics = read_output(params, "hdfs_logs")
+    pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
+    assert lines["file_index"].nunique() == len(logs) > 20
+    assert metrics["parallel"]["chunks"] < len(logs) / 2
+    assert metrics["unmatched"] > 0 and metrics["continuation"] > 0
 
 
 # ----------------------------------------------------------------------------- templates that explode

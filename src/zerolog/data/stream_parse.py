@@ -211,6 +211,7 @@ class LineChunk:
     start: int = 0
     end: int = 0
     data: bytes | None = None  # the lines, line ends included (compressed files); None: read the range
+    starts_file: bool = False  # the chunk's first line is its file's first line (no earlier record to continue)
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -230,6 +231,45 @@ class LineChunk:
     @property
     def size(self) -> int:
         return len(self.data) if self.data is not None else self.end - self.start
+
+    @property
+    def pieces(self) -> tuple[LineChunk, ...]:
+        return (self,)
+
+
+@dataclass(frozen=True)
+class PackedChunk:
+    """Consecutive chunks parsed as one unit of work and written as one part: a chunk followed by whole small files.
+
+    Why: a folder of many small files (a run per file) made one chunk, one task, one draft and one part per file;
+    at 5,000 files of 60 lines that overhead, not Drain, set the speed (2,700 lines/s against 33,000 on the same
+    lines in one file, bench/results.md). Every piece after the first starts its file, so only the first piece's
+    leading lines can continue a record of an earlier chunk (``settle_leading_lines``)."""
+
+    index: int
+    pieces: tuple[LineChunk, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(piece.size for piece in self.pieces)
+
+    @property
+    def file_index(self) -> int:
+        return self.pieces[0].file_index
+
+
+def pack_chunks(chunks: Iterator[LineChunk], chunk_bytes: int) -> Iterator[PackedChunk]:
+    """``chunks`` in order, consecutive ones packed while they hold at most ``chunk_bytes`` together and each
+    packed one starts its file; numbered from 0."""
+    counter = itertools.count()
+    pieces: list[LineChunk] = []
+    for chunk in chunks:
+        if pieces and (not chunk.starts_file or sum(piece.size for piece in pieces) + chunk.size > chunk_bytes):
+            yield PackedChunk(next(counter), tuple(pieces))
+            pieces = []
+        pieces.append(chunk)
+    if pieces:
+        yield PackedChunk(next(counter), tuple(pieces))
 
 
 def plan_chunks(log_files: Sequence[Path], chunk_bytes: int) -> Iterator[LineChunk]:
@@ -252,7 +292,8 @@ def _plain_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterat
         start = 0
         while start < size:
             end = _end_of_line(handle, min(start + chunk_bytes, size) - 1, size)
-            yield LineChunk(index=next(counter), file_index=file_index, path=str(path), start=start, end=end)
+            yield LineChunk(index=next(counter), file_index=file_index, path=str(path), start=start, end=end,
+                            starts_file=start == 0)
             start = end
 
 
@@ -274,13 +315,13 @@ def stream_chunks(handle: IO[bytes], file_index: int, name: str, chunk_bytes: in
                   counter: Iterator[int]) -> Iterator[LineChunk]:  # fmt: skip
     """Chunks of whole lines read from a stream in order, the lines travelling with each chunk: a gzip file (only
     the reader can decompress it in order) or ``zerolog detect``'s standard input."""
-    while True:
+    for position in itertools.count():
         data = handle.read(chunk_bytes)
         if not data:
             return
         if not data.endswith(b"\n"):
             data += handle.readline()
-        yield LineChunk(index=next(counter), file_index=file_index, path=name, data=data)
+        yield LineChunk(index=next(counter), file_index=file_index, path=name, data=data, starts_file=position == 0)
 
 
 def _compressed_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterator[int]) -> Iterator[LineChunk]:
@@ -319,8 +360,21 @@ def _decode_lines(data: bytes) -> list[str | None]:
 
 
 @dataclass
+class PieceCounts:
+    """One piece of a chunk (``PackedChunk``): its file, lines, status counts and first bad line (0-based offset in
+    the piece); ``first_bad_if_continued``: the same should its leading lines continue a record (first piece only)."""
+
+    file_index: int
+    lines: int
+    status_counts: dict[str, int]
+    first_bad_offset: int | None
+    first_bad_if_continued: int | None
+
+
+@dataclass
 class ChunkSummary:
-    """What a worker sends back for one chunk: everything but the rows (those stay in its draft)."""
+    """What a worker sends back for one chunk: everything but the rows (those stay in its draft). The counts are
+    the chunk's; ``pieces`` splits them by file (the client's per-file checks and line numbers)."""
 
     index: int
     file_index: int
@@ -331,7 +385,8 @@ class ChunkSummary:
     key_cluster: np.ndarray  # (keys,) int32: cluster index on the miner copy, -1 where only the live miner can say
     key_leaf: np.ndarray  # (keys,) int32: leaf serial each key was routed to (NO_LEAF if none)
     key_leaf_version: np.ndarray  # (keys,) int64: that leaf's version on the copy
-    epoch: int  # tree epoch of the miner copy the keys were matched against
+    key_tokens: np.ndarray  # (keys,) int32: each key's token count
+    key_epoch: np.ndarray  # (keys,) int64: the copy's epoch of that token count (DrainMiner.length_epochs)
     status_counts: dict[str, int]
     first_bad_offset: int | None  # 0-based offset in the chunk of its first unmatched or non-UTF-8 line
     # multiline.start header: the lines before the chunk's first header (``leading_end`` of them) continue a record
@@ -343,6 +398,7 @@ class ChunkSummary:
     timestamps_unparseable: int  # parsed lines without a readable timestamp
     labeled_lines: int
     anomalous_lines: int
+    pieces: list[PieceCounts] = field(default_factory=list)
 
 
 @dataclass
@@ -360,13 +416,15 @@ class _Headers:
     leading_end: int = 0  # offset of the chunk's first header (multiline.start header; the chunk's size if none)
 
 
-def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
+def _split_headers(texts: list[str | None], layout: LineLayout, file_starts: Sequence[int] = ()) -> _Headers:
     """Match every line's stripped text against the header regex; collect messages and distinct timestamps.
 
     With ``layout.continues`` a line that does not match continues the record before it (status 3): its stripped
     text is its Content, and a Drain message when ``layout.continuation_events``. Lines before the chunk's first
     header may continue a record of an earlier chunk: they are unmatched here, with their text and message kept,
-    and the client settles them (``settle_leading_lines``)."""
+    and the client settles them (``settle_leading_lines``). ``file_starts``: offsets where a later file's first
+    line begins (``PackedChunk``); lines before that file's first header continue nothing: unmatched, no text kept,
+    no message (what the client's settlement gives lines before a file's first header)."""
     regex, fields = header_regex(layout.log_format)
     field_count = len(fields)
     content_position = fields.index("Content")
@@ -379,13 +437,17 @@ def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
     headers = _Headers([], np.zeros(len(texts), dtype=np.int8), [], [], [], [], [], len(texts))
     stamp_index: dict[str, int] = {}
     match = regex.match
-    in_record = False
+    in_record, fresh_file, starts = False, False, set(file_starts)
     for offset, text in enumerate(texts):
+        if offset in starts:
+            if not (in_record or fresh_file):  # the first piece held no header: all its lines are leading lines
+                headers.leading_end = offset
+            in_record, fresh_file = False, True
         stripped = text.strip() if text is not None else None
         found = match(stripped) if stripped is not None else None
         if found is None:
             headers.stamp_of_line.append(-1)
-            if stripped is None or not layout.continues:
+            if stripped is None or not layout.continues or (fresh_file and not in_record):
                 headers.status_codes[offset] = 1 if text is not None else 2
                 headers.rows.append(empty_row)
                 continue
@@ -396,7 +458,9 @@ def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
                 headers.message_offsets.append(offset)
             continue
         if not in_record:
-            in_record, headers.leading_end = True, offset
+            in_record = True
+            if not fresh_file:
+                headers.leading_end = offset
         values = found.groups() if plain_groups else found.group(*fields)
         if field_count == 1:
             values = (values,)
@@ -418,12 +482,13 @@ def _split_headers(texts: list[str | None], layout: LineLayout) -> _Headers:
 _STATUSES = pa.array([STATUS_PARSED, STATUS_UNMATCHED, STATUS_NON_UTF8, STATUS_CONTINUATION], type=pa.string())
 
 
-def _draft_table(headers: _Headers, layout: LineLayout, file_index: int) -> pa.Table:
-    """Every ``lines.parquet`` column of the chunk except line_number, template and event_id."""
+def _draft_table(headers: _Headers, layout: LineLayout, file_indices: np.ndarray) -> pa.Table:
+    """Every ``lines.parquet`` column of the chunk except line_number, template and event_id; ``file_indices``:
+    ``(lines,)`` each line's file."""
     size = len(headers.rows)
     columns = list(zip(*headers.rows, strict=True)) if headers.rows else [()] * len(layout.fields)
     by_field = dict(zip(layout.fields, columns, strict=True))
-    arrays: dict[str, pa.Array] = {"file_index": pa.array(np.full(size, file_index, dtype=np.int16))}
+    arrays: dict[str, pa.Array] = {"file_index": pa.array(np.asarray(file_indices, dtype=np.int16))}
     if layout.timestamp_fields:
         distinct = parse_timestamps(pd.Series(headers.stamps, dtype="object"), layout.timestamp_format).to_numpy()
         # index -1 (no header) picks the NaN appended last
@@ -445,15 +510,21 @@ def _draft_table(headers: _Headers, layout: LineLayout, file_index: int) -> pa.T
     return pa.table([arrays[name] for name in names], names=names)
 
 
-def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tuple[pa.Table, ChunkSummary]:
+def parse_chunk(chunk: LineChunk | PackedChunk, layout: LineLayout,
+                miner: DrainMiner) -> tuple[pa.Table, ChunkSummary]:  # fmt: skip
     """Parse one chunk against a (copy of the) miner: its draft table and its summary. Changes no argument.
 
     Per line: split on ``\\n``, decode UTF-8 (a bad line gets status ``non_utf8``), match the header regex on the
     stripped text (``unmatched`` if it does not), take the header fields. Messages (``<Content>``, when not
     blank) are masked once per line and matched once per distinct masked message; timestamps are read once per
-    distinct text.
+    distinct text. A packed chunk's pieces are parsed as one list of lines, each later piece a file's start.
     """
-    headers = _split_headers(_decode_lines(chunk.read()), layout)
+    texts: list[str | None] = []
+    piece_starts = []  # (pieces,) offset of each piece's first line
+    for piece in chunk.pieces:
+        piece_starts.append(len(texts))
+        texts.extend(_decode_lines(piece.read()))
+    headers = _split_headers(texts, layout, piece_starts[1:])
     size = len(headers.rows)
     # Drain's input: the masked messages, each distinct one matched once against the miner.
     encoded = pc.dictionary_encode(miner.mask_array(headers.message_contents))
@@ -461,14 +532,19 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
     key_of_line = np.full(size, NO_MESSAGE, dtype=np.int32)
     key_of_line[np.asarray(headers.empty_offsets, dtype=np.int64)] = EMPTY_MESSAGE
     key_of_line[np.asarray(headers.message_offsets, dtype=np.int64)] = encoded.indices.to_numpy(zero_copy_only=False)
-    answers = np.array([miner.match(key.split()) for key in keys], dtype=np.int64).reshape(len(keys), 3)
-    table = _draft_table(headers, layout, chunk.file_index)
+    tokens = [key.split() for key in keys]
+    answers = np.array([miner.match(key_tokens) for key_tokens in tokens], dtype=np.int64).reshape(len(keys), 3)
+    lengths = np.array([len(key_tokens) for key_tokens in tokens], dtype=np.int32)
+    piece_lines = np.diff([*piece_starts, size])
+    table = _draft_table(headers, layout, np.repeat([piece.file_index for piece in chunk.pieces], piece_lines))
     codes = headers.status_codes
-    bad = np.flatnonzero((codes == 1) | (codes == 2))
-    leading = codes[: headers.leading_end] == 1  # (leading_end,) unmatched lines that may continue a record
-    bad_if_continued = bad[(bad >= headers.leading_end) | (codes[bad] == 2)]
+    leading_end = headers.leading_end if layout.continues else 0
+    pieces = [_piece_counts(piece.file_index, codes[start: start + lines], leading_end if not position else 0)
+              for position, (piece, start, lines) in enumerate(zip(chunk.pieces, piece_starts, piece_lines,
+                                                                   strict=True))]  # fmt: skip
+    whole = _piece_counts(chunk.file_index, codes, leading_end)
     labels = table.column("label")
-    summary = ChunkSummary(
+    return table, ChunkSummary(
         index=chunk.index,
         file_index=chunk.file_index,
         lines=size,
@@ -478,24 +554,34 @@ def parse_chunk(chunk: LineChunk, layout: LineLayout, miner: DrainMiner) -> tupl
         key_cluster=answers[:, 0].astype(np.int32),
         key_leaf=answers[:, 1].astype(np.int32),
         key_leaf_version=answers[:, 2],
-        epoch=miner.epoch,
-        status_counts={
-            STATUS_PARSED: int((codes == 0).sum()),
-            STATUS_UNMATCHED: int((codes == 1).sum()),
-            STATUS_NON_UTF8: int((codes == 2).sum()),
-            STATUS_CONTINUATION: int((codes == 3).sum()),
-        },
-        first_bad_offset=int(bad[0]) if len(bad) else None,
-        leading_end=headers.leading_end if layout.continues else 0,
-        leading_unmatched=int(leading.sum()) if layout.continues else 0,
-        first_bad_if_continued=int(bad_if_continued[0]) if len(bad_if_continued) else None,
+        key_tokens=lengths,
+        key_epoch=np.array([miner.length_epochs.get(length, 0) for length in lengths.tolist()], dtype=np.int64),
+        status_counts=whole.status_counts,
+        first_bad_offset=whole.first_bad_offset,
+        leading_end=leading_end,
+        leading_unmatched=int((codes[:leading_end] == 1).sum()),  # unmatched lines that may continue a record
+        first_bad_if_continued=whole.first_bad_if_continued,
         timestamps_unparseable=int(
             (table.column("timestamp").is_null().to_numpy(zero_copy_only=False) & (codes == 0)).sum()
         ),
         labeled_lines=size - labels.null_count,
         anomalous_lines=int(pc.sum(labels).as_py() or 0),
+        pieces=pieces,
     )
-    return table, summary
+
+
+def _piece_counts(file_index: int, codes: np.ndarray, leading_end: int) -> PieceCounts:
+    """The counts of lines with status ``codes`` (``(lines,) int8``) whose first ``leading_end`` may continue a
+    record of an earlier chunk."""
+    bad = np.flatnonzero((codes == 1) | (codes == 2))
+    bad_if_continued = bad[(bad >= leading_end) | (codes[bad] == 2)]
+    return PieceCounts(
+        file_index=file_index,
+        lines=len(codes),
+        status_counts={status: int((codes == code).sum()) for code, status in enumerate(STATUSES)},
+        first_bad_offset=int(bad[0]) if len(bad) else None,
+        first_bad_if_continued=int(bad_if_continued[0]) if len(bad_if_continued) else None,
+    )
 
 
 def continued_counts(status_counts: dict[str, int], leading_unmatched: int) -> dict[str, int]:
@@ -515,6 +601,10 @@ def settle_leading_lines(result: ChunkSummary, continued: bool) -> None:
     if continued:
         result.status_counts = continued_counts(result.status_counts, result.leading_unmatched)
         result.first_bad_offset = result.first_bad_if_continued
+        if result.pieces:
+            first = result.pieces[0]
+            first.status_counts = continued_counts(first.status_counts, result.leading_unmatched)
+            first.first_bad_offset = first.first_bad_if_continued
         return
     leading = result.key_of_line[: result.leading_end]
     leading[leading >= 0] = NO_MESSAGE
@@ -561,7 +651,9 @@ def _replacing(target: Path, scratch: Path) -> Iterator[Path]:
         Path(temporary).unlink(missing_ok=True)
 
 
-def parse_chunk_task(chunk: LineChunk, layout: LineLayout, miner: DrainMiner | Pickled, scratch: str) -> ChunkSummary:
+def parse_chunk_task(
+    chunk: LineChunk | PackedChunk, layout: LineLayout, miner: DrainMiner | Pickled, scratch: str
+) -> ChunkSummary:
     """``parse_chunk``, its draft written to ``scratch`` under the chunk's name; runs in the client (live miner)
     or on a worker (a copy). Idempotent: a rerun writes the same draft under the same name."""
     live = miner if isinstance(miner, DrainMiner) else miner.value()  # a copy: DrainMiner.matching_copy
@@ -583,7 +675,8 @@ def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     """Each line's cluster index in the live miner, exactly as a sequential Drain run over every line would give.
 
     Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key
-    is taken while it still holds (same tree epoch, same version of the key's leaf, see matcher.py); the other
+    is taken while it still holds (same epoch of the key's token count, same version of its leaf, see matcher.py);
+    the other
     lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
     and after each change the remaining answers are checked again.
     """
@@ -599,21 +692,20 @@ def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     assign = miner.assign
     assigned = np.empty(size, dtype=np.int32)
 
-    def still_valid() -> np.ndarray | None:
-        """Per key: does the copy's answer hold in the live miner now? None when the tree has changed."""
-        if result.epoch != miner.epoch:
-            return None
+    def still_valid() -> np.ndarray:
+        """Per key: does the copy's answer hold in the live miner now?"""
+        live_epochs = np.zeros(int(result.key_tokens.max(initial=0)) + 1, dtype=np.int64)
+        for length, epoch in miner.length_epochs.items():
+            if length < len(live_epochs):
+                live_epochs[length] = epoch
         live_versions = np.asarray(miner.leaf_version, dtype=np.int64)
-        valid = (copy_clusters >= 0) & (result.key_leaf >= 0)
+        valid = (copy_clusters >= 0) & (result.key_leaf >= 0) & (live_epochs[result.key_tokens] == result.key_epoch)
         valid[valid] = live_versions[result.key_leaf[valid]] == result.key_leaf_version[valid]
         return valid
 
     valid = still_valid()
     position = 0
     while position < size:
-        if valid is None:  # routing may have changed: every remaining line through the live miner
-            assigned[position:] = [assign(keys[key]) for key in row_keys[position:].tolist()]
-            break
         pending = np.flatnonzero(~valid[row_keys[position:]]) + position
         changed = False
         for row in pending.tolist():
@@ -664,12 +756,15 @@ class StreamSummary:
     anomalous_lines: int = 0
     templates: pd.DataFrame | None = None  # templates.parquet: event_id, template, count
     chunk_lines: list[int] = field(default_factory=list)  # lines per chunk, by chunk index
-    chunk_first_lines: list[int] = field(default_factory=list)  # line number (in its file) of each chunk's first line
+    chunk_first_lines: list[list[int]] = field(default_factory=list)  # per chunk, per piece: the line number (in its
+    # file) of the piece's first line
     chunk_leading: list[tuple[int, bool]] = field(default_factory=list)  # per chunk: lines before its first header,
     # and whether they continue a record of an earlier chunk (settle_leading_lines)
     pool: str = "in-process"  # where the chunks after the sample ran
     workers: int = 1
     miner_changes_after_sample: int = 0  # state changes (new / generalised templates) after the mined prefix
+    matched_after_sample: int = 0  # lines this process matched itself after the mined prefix (resolve_chunk's
+    # re-matching, or every line without a pool): the serial part of a parallel parse
     clusters: int = 0  # Drain clusters (several can end with the same template text)
     template_first_lines: list[int] = field(default_factory=list)  # per distinct final template: the position (from
     # 0, over all files) of its first line (template_growth)
@@ -703,19 +798,15 @@ class _Reconciler:
         if result.index != len(summary.chunk_lines):
             raise RuntimeError(f"parse: chunk {result.index} arrived as chunk {len(summary.chunk_lines)}")
         self.check_files(before=result.file_index)
-        counts = summary.file_counts[result.file_index]
-        continued = counts[STATUS_PARSED] > 0  # the file had a record (a header line) before this chunk
+        # the file had a record (a header line) before this chunk
+        continued = summary.file_counts[result.file_index][STATUS_PARSED] > 0
         settle_leading_lines(result, continued)
         clusters = resolve_chunk(result, self.miner)
         np.save(clusters_path(self.scratch, result.index), clusters)
         summary.chunk_leading.append((result.leading_end, continued))
-        summary.chunk_first_lines.append(counts["lines"] + 1)
+        summary.chunk_first_lines.append([self._take_piece(piece) for piece in result.pieces])
         summary.chunk_lines.append(result.lines)
-        if self.first_bad[result.file_index] is None and result.first_bad_offset is not None:
-            self.first_bad[result.file_index] = counts["lines"] + 1 + result.first_bad_offset
-        counts["lines"] += result.lines
         for status, count in result.status_counts.items():
-            counts[status] += count
             summary.status_counts[status] += count
         self._count_clusters(clusters, summary.lines)
         summary.lines += result.lines
@@ -725,6 +816,18 @@ class _Reconciler:
         self.bar.update(result.raw_bytes)
         if self.progress is not None:
             self.progress(summary.lines)
+
+    def _take_piece(self, piece: PieceCounts) -> int:
+        """Add one piece's counts to its file's (checking the files before it); returns its first line's number."""
+        self.check_files(before=piece.file_index)
+        counts = self.summary.file_counts[piece.file_index]
+        first_line = counts["lines"] + 1
+        if self.first_bad[piece.file_index] is None and piece.first_bad_offset is not None:
+            self.first_bad[piece.file_index] = first_line + piece.first_bad_offset
+        counts["lines"] += piece.lines
+        for status, count in piece.status_counts.items():
+            counts[status] += count
+        return first_line
 
     def _count_clusters(self, clusters: np.ndarray, first_position: int) -> None:
         """Lines per cluster, and each cluster's first line; ``first_position``: the chunk's first line's position."""
@@ -792,10 +895,12 @@ class TemplateDictionary:
         return cls(texts, [ids[text] for text in texts])
 
 
-def write_part_task(index: int, first_line_number: int, scratch: str, parts: str, layout: LineLayout,
+def write_part_task(index: int, first_line_numbers: list[int], scratch: str, parts: str, layout: LineLayout,
                     dictionary: TemplateDictionary, leading: tuple[int, bool] = (0, False)) -> int:
     """Turn chunk ``index``'s draft and cluster indices into its part of ``lines.parquet``; returns its rows.
-    ``leading``: the chunk's lines before its first header and whether they continue a record (``_settled_rows``).
+    ``first_line_numbers``: each piece's first line number in its file (the pieces' lines follow from the draft's
+    file indices); ``leading``: the chunk's lines before its first header and whether they continue a record
+    (``_settled_rows``).
 
     Idempotent: a part already in place (an earlier run of this task) is left as it is and counted.
     """
@@ -814,7 +919,7 @@ def write_part_task(index: int, first_line_number: int, scratch: str, parts: str
     take = np.where(clusters == EMPTY_MESSAGE, len(dictionary.texts) - 1, clusters)
     indices = pa.array(take, type=pa.int32(), mask=clusters == NO_MESSAGE)
     added = {
-        "line_number": pa.array(np.arange(first_line_number, first_line_number + table.num_rows, dtype=np.int64)),
+        "line_number": pa.array(_line_numbers(table.column("file_index").to_numpy(), first_line_numbers)),
         "template": pa.array(dictionary.texts, pa.string()).take(indices),
         "event_id": pa.array(dictionary.event_ids, pa.string()).take(indices),
     }
@@ -830,11 +935,22 @@ def write_part_task(index: int, first_line_number: int, scratch: str, parts: str
     return final.num_rows
 
 
+def _line_numbers(file_indices: np.ndarray, first_line_numbers: list[int]) -> np.ndarray:
+    """``(lines,) int64`` line numbers of a chunk whose pieces (runs of equal ``file_indices``) start at
+    ``first_line_numbers``."""
+    starts = np.flatnonzero(np.diff(file_indices, prepend=np.int16(-1))) if len(file_indices) else np.zeros(0, int)
+    if len(starts) != len(first_line_numbers):
+        raise DataError(f"parse: {len(starts)} files in a chunk of {len(first_line_numbers)} pieces")
+    lengths = np.diff([*starts, len(file_indices)])
+    offsets = np.arange(len(file_indices), dtype=np.int64) - np.repeat(starts, lengths)
+    return offsets + np.repeat(np.asarray(first_line_numbers, dtype=np.int64), lengths)
+
+
 # ----------------------------------------------------------------------------- driver
 
 
-def _with_copies(chunks: Iterator[LineChunk], layout: LineLayout, miner: DrainMiner, pool: Pool,
-                 scratch: str) -> Iterator[tuple[LineChunk, LineLayout, Any, str]]:
+def _with_copies(chunks: Iterator[PackedChunk], layout: LineLayout, miner: DrainMiner, pool: Pool,
+                 scratch: str) -> Iterator[tuple[PackedChunk, LineLayout, Any, str]]:
     """``parse_chunk_task`` arguments per chunk, with a copy of the miner as it is when the chunk is drawn
     (``map_ordered`` draws it just before sending it); a new copy is shared only when the miner has changed."""
     version, shared = -1, None
@@ -888,13 +1004,13 @@ def stream_parse_files(
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=output)).resolve()
     reconciler = _Reconciler(log_files, miner, scratch, parse, where, progress)
     summary = reconciler.summary
-    chunks = plan_chunks(log_files, parse.chunk_bytes)
+    chunks = pack_chunks(plan_chunks(log_files, parse.chunk_bytes), parse.chunk_bytes)
     try:
         for chunk in chunks:  # Mine: the head of the input through the live miner, in this process
             reconciler.take(parse_chunk_task(chunk, layout, miner, str(scratch)))
             if summary.lines >= parse.sample_lines:
                 break
-        sample_changes = miner.changes
+        sample_changes, sample_assigned = miner.changes, miner.assigned
         following = next(chunks, None)
         rest = itertools.chain([following], chunks) if following is not None else iter(())
         remote = following is not None and (worker_count(parse.parallel) > 1 or bool(parse.parallel.scheduler_address))
@@ -911,6 +1027,7 @@ def stream_parse_files(
         reconciler.bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
     summary.miner_changes_after_sample = miner.changes - sample_changes
+    summary.matched_after_sample = miner.assigned - sample_assigned
     summary.clusters = len(miner.clusters)
     summary.templates, summary.template_first_lines = reconciler.templates()
     write_parquet(output / "templates.parquet", summary.templates)
