@@ -13,6 +13,7 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "bench"))
 import generate  # noqa: E402
+import generate_nova  # noqa: E402
 import run as bench_run  # noqa: E402
 
 sys.path.remove(str(REPOSITORY / "bench"))
@@ -156,3 +157,37 @@ def test_pool_ratios_pair_each_pool_run_with_the_dask_run_after_it():
             ("pool", measured(1.0)), ("dask", measured(1.25))]
     (line,) = bench_run._pool_ratios(runs, "the map")
     assert "**0.80**" in line and "0.50, 2.00, 0.80" in line and "whole runs: the map" in line
+
+
+def test_nova_repetitions_vary_every_id_and_keep_the_rest(tmp_path):
+    sample = gzip_lines(generate_nova.SAMPLE)
+    path = tmp_path / "nova.log"
+    generate_nova.generate(path, 2 * len(sample) + 5)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 * len(sample) + 5
+    first, second = lines[: len(sample)], lines[len(sample) : 2 * len(sample)]
+    uuid = generate_nova.UUID
+    assert [uuid.sub("ID", line) for line in first] == [uuid.sub("ID", line) for line in sample]
+    assert [uuid.sub("ID", line) for line in second] == [uuid.sub("ID", line) for line in sample]
+    first_ids = {found for line in first for found in uuid.findall(line)}
+    second_ids = {found for line in second for found in uuid.findall(line)}
+    original = {found for line in sample for found in uuid.findall(line)}
+    assert len(first_ids) == len(second_ids) == len(original)
+    assert not first_ids & second_ids and not (first_ids | second_ids) & original
+
+
+def test_nova_folder_holds_the_same_lines_cut_at_record_starts(tmp_path):
+    one, folder = tmp_path / "nova.log", tmp_path / "runs"
+    generate_nova.generate(one, 3_000)
+    generate_nova.generate(folder, 3_000, files=40)
+    files = sorted(folder.iterdir())
+    assert 30 <= len(files) <= 40
+    assert "".join(path.read_text(encoding="utf-8") for path in files) == one.read_text(encoding="utf-8")
+    assert all(generate_nova.RECORD_START.match(path.read_text(encoding="utf-8")) for path in files)
+
+
+def gzip_lines(path: Path) -> list[str]:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return handle.read().splitlines()
