@@ -607,8 +607,9 @@ def test_header_regex_costs_a_plain_lines_time_on_a_line_of_many_spaces(spaces):
     }
     for name, text in hostile.items():
         plain = "x" * len(text.strip())
-        baseline = min(_match_seconds(pattern, plain) for _ in range(3))
-        cost = min(_match_seconds(pattern, text) for _ in range(3))
+        # interleaved, the least of 7 each: a loaded machine (parallel tests) slows single runs, not all of them
+        timings = [(_match_seconds(pattern, plain), _match_seconds(pattern, text)) for _ in range(7)]
+        baseline, cost = min(plain_time for plain_time, _ in timings), min(text_time for _, text_time in timings)
         assert cost < 20 * baseline + 0.002, (name, cost, baseline)
 
 
@@ -653,7 +654,8 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
     assert traceback_templates.notna().any() == (events == "each_line")
 
 
-@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"), [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
+@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"),
+                         [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
 def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(tmp_path, chunk_bytes, sample_lines,
                                                                            workers):
     """A folder of many small files (some opening with lines before their first record) is packed several files to
