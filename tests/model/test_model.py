@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from zerolog.config import EncoderConfig
 from zerolog.model import GradientReversal, SessionEncoder, ZeroLogModel, lookup_vectors, reverse_gradient
 from zerolog.model.encoder import lengths_from_padding
+from zerolog.model.packed_gru import packed_gru, unrolled_applies
 
 ENCODER = EncoderConfig(hidden_size=8, num_layers=2, dropout=0.0)
 
@@ -87,3 +91,49 @@ def test_discriminator_gradient_into_encoder_is_reversed() -> None:
     (with_reversal,) = torch.autograd.grad(model.discriminator(embedding, 0.7).sum(), embedding)
     (plain,) = torch.autograd.grad(model.discriminator.layers(embedding).sum(), embedding)
     torch.testing.assert_close(with_reversal, -0.7 * plain)
+
+
+def _packed_batch(seed: int, sessions: int, longest: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors (sessions, longest, size) and unsorted lengths with ties, the longest first and a length 1."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, longest + 1, (sessions,), generator=generator)
+    lengths[3], lengths[5] = longest, 1
+    return torch.randn(sessions, longest, size, generator=generator), lengths
+
+
+class _Wrapped(nn.Module):
+    """The GRU's packed states by torch's kernel or by packed_gru, callable through functional_call (θ')."""
+
+    def __init__(self, gru: nn.GRU, unrolled: bool) -> None:
+        super().__init__()
+        self.gru, self.unrolled = gru, unrolled
+
+    def forward(self, packed: PackedSequence) -> PackedSequence:
+        return packed_gru(self.gru, packed) if self.unrolled else self.gru(packed)[0]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_unrolled_packed_gru_is_bit_identical_to_torch(layers: int) -> None:
+    """packed_gru gives torch.nn.GRU's states and every gradient exactly (torch.equal), also at θ' through
+    functional_call as the meta step evaluates it, and with a gradient into its input (stacked encoders)."""
+    torch.manual_seed(4)
+    gru = nn.GRU(12, 7, num_layers=layers, batch_first=True, bidirectional=True)
+    vectors, lengths = _packed_batch(5, sessions=9, longest=11, size=12)
+    vectors.requires_grad_()
+    outer = torch.randn(9, 11, 14)  # a fixed linear read-out of the states
+    virtual = {f"gru.{name}": (parameter.detach() * 0.9).requires_grad_() for name, parameter in gru.named_parameters()}
+    assert unrolled_applies(gru, vectors)
+
+    def run(unrolled: bool, parameters: dict[str, torch.Tensor] | None) -> list[torch.Tensor]:
+        packed = pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
+        module = _Wrapped(gru, unrolled)
+        states = module(packed) if parameters is None else functional_call(module, parameters, (packed,))
+        padded, _ = pad_packed_sequence(states, batch_first=True, total_length=11)  # (9, 11, 14)
+        weights = list(gru.parameters()) if parameters is None else list(parameters.values())
+        return [padded, *torch.autograd.grad((padded * outer).sum(), [vectors, *weights])]
+
+    for parameters in (None, virtual):
+        expected, actual = run(False, parameters), run(True, parameters)
+        assert all(torch.equal(left, right) for left, right in zip(expected, actual, strict=True))
+    with torch.no_grad():
+        assert not unrolled_applies(gru, vectors)  # scoring keeps torch's kernel

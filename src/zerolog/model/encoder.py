@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zerolog.config import EncoderConfig
+from zerolog.model.packed_gru import packed_gru, unrolled_applies
 
 
 def lookup_vectors(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,10 @@ class SessionEncoder(nn.Module):
         sequence_length = vectors.shape[1]
         # Packing makes the backward direction start at each session's true last event, not at the padding.
         packed = pack_padded_sequence(vectors, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
-        packed_states, _ = self.gru(packed)
+        if unrolled_applies(self.gru, vectors):  # training on the CPU: the same numbers, without aten's slice waste
+            packed_states = packed_gru(self.gru, packed)
+        else:
+            packed_states, _ = self.gru(packed)
         states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=sequence_length)
         # states (batch, seq_len, 2 * hidden)
         positions = torch.arange(sequence_length, device=vectors.device)  # (seq_len,)
