@@ -63,9 +63,11 @@ baseline-update: install
 	$(BIN)/python -m zerolog.evaluation.gate update --profile quick
 	$(BIN)/python -m zerolog.evaluation.gate update --profile full
 
-## Browse runs: the MLflow UI over the project's store (make ui PORT=5001 for another port).
+## Browse runs: the MLflow UI over the project's store (make ui PORT=5001 for another port); first prints the address
+## that opens the zerolog experiment on its runs table, with the headline-metric columns.
 PORT ?= 5000
 ui: install
+	$(BIN)/python -m zerolog.tracking --server http://127.0.0.1:$(PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(PORT)
 
 ## Grouping accuracy of the parse stage's output against loghub's templates of the 2k samples (after `make run`).

@@ -653,7 +653,8 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
     assert traceback_templates.notna().any() == (events == "each_line")
 
 
-@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"), [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
+@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"),
+                         [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
 def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(tmp_path, chunk_bytes, sample_lines,
                                                                            workers):
     """A folder of many small files (some opening with lines before their first record) is packed several files to
