@@ -201,6 +201,24 @@ def test_a_dataset_digest_is_the_dvc_lock_md5_of_its_output(tmp_path: Path, monk
     assert json.loads(dataset.source) == {"uri": "data/tensors/hdfs"} and json.loads(dataset.profile) == {"sessions": 3}
 
 
+def test_the_evaluate_stage_gives_each_scored_run_its_own_test_numbers(tmp_path: Path) -> None:
+    """A train (or baselines) run shows its seed's test f1 and roc_auc in the runs table: the evaluate stage logs
+    them into the run named by the score file; a run this store lacks is left alone."""
+    from zerolog.evaluation.evaluate import scored_run_metrics
+
+    entry = {"f1": 0.5, "roc_auc": 0.7, "train_run_id": "unused", "seeds": {
+        "1": {"f1": 0.4, "roc_auc": 0.6, "pr_auc": None, "train_run_id": "first"},
+        "2": {"f1": 0.6, "roc_auc": 0.8, "train_run_id": "second"}}}  # fmt: skip
+    assert scored_run_metrics(entry) == {"first": {"f1": 0.4, "roc_auc": 0.6}, "second": {"f1": 0.6, "roc_auc": 0.8}}
+    assert scored_run_metrics({"f1": 0.5, "train_run_id": "only"}) == {"only": {"f1": 0.5}}
+    tracker = Tracker(MlflowConfig(tracking_uri=make_params(tmp_path).mlflow.tracking_uri,
+                                   experiment=f"scored-{tmp_path.name}"))  # fmt: skip
+    with tracker.run("hdfs-bgl zerolog s1", {}, {}) as run_id:
+        pass
+    assert tracker.add_metrics(run_id, {"f1": 0.4}) and not tracker.add_metrics("0" * 32, {"f1": 0.4})
+    assert tracker.client.get_run(run_id).data.metrics == {"f1": 0.4}
+
+
 def test_a_run_finishes_or_fails_with_its_block_and_a_key_reuses_it(tmp_path: Path) -> None:
     config = MlflowConfig(tracking_uri=make_params(tmp_path).mlflow.tracking_uri, experiment=f"runs-{tmp_path.name}")
     tracker = Tracker(config)
