@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui bench bench-detect bench-train parse-accuracy ablation ablation-smoke clean
+.PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui ui-check bench bench-detect bench-train parse-accuracy ablation ablation-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,10 +63,17 @@ baseline-update: install
 	$(BIN)/python -m zerolog.evaluation.gate update --profile quick
 	$(BIN)/python -m zerolog.evaluation.gate update --profile full
 
-## Browse runs: the MLflow UI over the project's store (make ui PORT=5001 for another port).
+## Browse runs: the MLflow UI over the project's store (make ui PORT=5001 for another port); first prints the address
+## that opens the zerolog experiment on its runs table, with the headline-metric columns.
 PORT ?= 5000
 ui: install
+	$(BIN)/python -m zerolog.tracking --server http://127.0.0.1:$(PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(PORT)
+
+## Check the MLflow UI a new user opens (after `make run`): a real `mlflow ui` on a free port, the experiment's type and
+## the runs' f1 / roc_auc / datasets read over its REST API; with a headless Chromium on PATH, reports/mlflow-ui.png.
+ui-check: install
+	$(BIN)/python -m zerolog.ui_check
 
 ## Grouping accuracy of the parse stage's output against loghub's templates of the 2k samples (after `make run`).
 parse-accuracy: install

@@ -107,3 +107,29 @@ def test_server_serves_every_pair_and_method(store, tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
         log.close()
+
+
+@pytest.mark.slow
+def test_ui_check_reads_the_experiment_type_and_the_columns_from_a_real_ui(tmp_path, monkeypatch, capsys):
+    """`make ui-check` over a store holding one run with the headline metrics and a dataset: a real `mlflow ui`
+    answers that the experiment is a model-training one and that the run shows f1, roc_auc and its data."""
+    import numpy as np
+
+    from zerolog import ui_check
+    from zerolog.tracking import InputData, run_name
+
+    params = make_params(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
+    folder = tmp_path / "tensors" / "hdfs"
+    folder.mkdir(parents=True)
+    np.save(folder / "split.npy", np.zeros(3, dtype=np.int8))
+    monkeypatch.setattr("zerolog.ui_check.load_params", lambda: params)  # not the repository's params.yaml
+    tracker = Tracker(params.mlflow)
+    with tracker.run(run_name("hdfs-bgl", "zerolog", 42), {"pair": "hdfs-bgl", "method": "zerolog"}, {}) as run_id:
+        tracker.log_metrics(run_id, {"f1": 0.5, "roc_auc": 0.8})
+        tracker.log_datasets([run_id], [InputData(folder, "train", {"sessions": 3})])
+    monkeypatch.setattr("zerolog.ui_check.BROWSERS", ())  # the screenshot is the browser's part, not this test's
+    ui_check.main(["--output", str(tmp_path / "ui.png")])
+    said = capsys.readouterr().out
+    assert "mlflow.experimentKind = custom_model_development" in said
+    assert "1 runs: 1 with f1, 1 with roc_auc, 1 with datasets" in said and "screenshot skipped" in said

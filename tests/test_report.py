@@ -164,11 +164,32 @@ def test_report_run_holds_both_artifacts(reported):
 
     client = MlflowClient(tracking_uri=reported.mlflow.tracking_uri)
     experiment = client.get_experiment_by_name(reported.mlflow.experiment)
-    (run,) = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'report'")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.stage = 'report' and attributes.run_name = 'report'")
     names = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "report")}
     assert names == {"report/results.md", "report/f1_heatmap.png"}
     zerolog = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["zerolog"]["f1"]
     assert run.data.metrics["f1/hdfs-bgl/zerolog"] == pytest.approx(zerolog)
+
+
+def test_report_registers_each_targets_detector_with_its_run_and_data(reported):
+    """After the report stage the registry holds every target's recommended detector (HDFS and BGL, pre-parsed by
+    default, included); each version's run names its target and logs the bundle as its dataset (dvc.lock's md5, or
+    the md5 of its files outside a DVC repository)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=reported.mlflow.tracking_uri, registry_uri=reported.mlflow.tracking_uri)
+    registered = {}
+    for system in ("hdfs", "bgl", "openstack"):
+        versions = client.search_model_versions(f"name = 'zerolog-{system}'")
+        registered[system] = max(versions, key=lambda version: int(version.version)) if versions else None
+    assert registered["hdfs"] is not None and registered["bgl"] is not None, registered
+    for system, version in registered.items():
+        if version is None:
+            continue
+        run = client.get_run(version.run_id)
+        assert run.data.tags["target"] == system and run.info.run_name == f"register {system}"
+        (dataset,) = [item.dataset for item in run.inputs.dataset_inputs]
+        assert dataset.name == f"target-{system}/detector" and len(dataset.digest) == 32
 
 
 def test_readme_block_is_replaced_between_markers(reported, tmp_path):

@@ -1,4 +1,5 @@
-"""MLflow tracking: where runs go, what a train run holds (read back through MlflowClient), log_to_run."""
+"""MLflow tracking: where runs go, what a train run holds (read back through MlflowClient): its name, tags and input
+datasets as the UI shows them; the experiment declared a model-training one with the runs table's default view."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from mlflow.tracking import MlflowClient
 from training_fixtures import write_system
 
 from zerolog.config import MlflowConfig, load_params
-from zerolog.tracking import Tracker, flatten_params, inputs_md5, repository_root, resolve_tracking_uri
+from zerolog.tracking import (
+    EXPERIMENT_KIND_TAG,
+    RUNS_VIEW_KEY,
+    SHARED_VIEW_PREFIX,
+    InputData,
+    Tracker,
+    flatten_params,
+    inputs_md5,
+    repository_root,
+    resolve_tracking_uri,
+)
 from zerolog.training.loop import load_checkpoint
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -98,6 +109,11 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(
         assert run.data.metrics["time/seconds"] > 0 and run.data.metrics["memory/peak_rss_mb"] > 0
         tags = run.data.tags
         assert tags["sources"] == "hdfs" and tags["target"] == "bgl" and tags["pair"] == "hdfs-bgl"
+        assert run.info.run_name == f"hdfs-bgl {method} s42" and tags["seed"] == "42" and tags["kind"] == "transfer"
+        inputs = _datasets(run)
+        assert set(inputs) == {"tensors/hdfs", "tensors/bgl"}  # what it read: the sources' and the target's tensors
+        assert inputs["tensors/bgl"]["context"] == "target" and inputs["tensors/hdfs"]["context"] == "train"
+        assert inputs["tensors/bgl"]["profile"]["sessions"] == 150 and len(inputs["tensors/bgl"]["digest"]) == 32
         assert tags["dvc_experiment"] == "workspace" and len(tags["inputs_md5"]) == 32 and tags["git_commit"]
         # Only the stage's own params: MLflow never shows a value that did not produce the run's numbers.
         assert run.data.params["train.epochs"] == "2" and run.data.params["seed"] == str(params.seed)
@@ -138,6 +154,69 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(
         assert (frame.loc[frame.domain == "target", "row"].sort_values().to_numpy() == np.arange(150)).all()
         assert set(frame.loc[frame.domain == "source", "split"]) == {"val"}
         assert (tmp_path / "plots" / "train" / "hdfs-bgl" / method / "seed-42.png").stat().st_size > 1000
+
+
+def _datasets(run) -> dict[str, dict]:
+    """A run's input datasets as the UI lists them: name -> digest, source, profile and context."""
+    found = {}
+    for item in run.inputs.dataset_inputs:
+        context = {tag.key: tag.value for tag in item.tags}.get("mlflow.data.context")
+        found[item.dataset.name] = {"digest": item.dataset.digest, "source": json.loads(item.dataset.source),
+                                    "profile": json.loads(item.dataset.profile), "context": context}  # fmt: skip
+    return found
+
+
+def test_the_experiment_is_a_model_training_one_with_a_default_runs_view(tmp_path: Path) -> None:
+    """MLflow 3's UI opens a model-training experiment on its runs; the runs table's view shows the headline metrics.
+    An experiment created before (an older store, no such tags) gets them on first use."""
+    uri = make_params(tmp_path).mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri)
+    older = client.create_experiment(f"older-{tmp_path.name}")
+    for name in (f"new-{tmp_path.name}", f"older-{tmp_path.name}"):
+        tracker = Tracker(MlflowConfig(tracking_uri=uri, experiment=name))
+        tags = client.get_experiment(tracker.experiment_id()).tags
+        assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+        view = json.loads(tags[SHARED_VIEW_PREFIX + RUNS_VIEW_KEY])
+        columns = {"metrics.`f1`", "metrics.`roc_auc`", "tags.`pair`", "attributes.`Dataset`"}
+        assert columns <= set(view["selectedColumns"])
+        url = tracker.experiment_url("http://127.0.0.1:5000/")
+        assert url == (f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id()}/runs"
+                       f"?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}")  # fmt: skip
+    assert Tracker(MlflowConfig(tracking_uri=uri, experiment=f"older-{tmp_path.name}")).experiment_id() == older
+
+
+def test_a_dataset_digest_is_the_dvc_lock_md5_of_its_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a DVC repository a dataset's digest is dvc.lock's md5 of the output; outside, the md5 of its files."""
+    folder = tmp_path / "data" / "tensors" / "hdfs"
+    folder.mkdir(parents=True)
+    np.save(folder / "split.npy", np.zeros(3, dtype=np.int8))
+    monkeypatch.chdir(tmp_path)
+    outside = InputData(folder, "train", {"sessions": 3}).dataset()
+    assert outside.digest == inputs_md5([folder / "split.npy"]) and outside.name == "tensors/hdfs"
+    lock = {"schema": "2.0", "stages": {"tensors-hdfs": {"cmd": "x", "outs": [
+        {"path": "data/tensors/hdfs", "hash": "md5", "md5": "0123456789abcdef0123456789abcdef.dir", "size": 1}]}}}
+    (tmp_path / "dvc.lock").write_text(json.dumps(lock))  # JSON is YAML
+    dataset = InputData(folder, "train", {"sessions": 3}).dataset()
+    assert dataset.digest == "0123456789abcdef0123456789abcdef.dir"
+    assert json.loads(dataset.source) == {"uri": "data/tensors/hdfs"} and json.loads(dataset.profile) == {"sessions": 3}
+
+
+def test_the_evaluate_stage_gives_each_scored_run_its_own_test_numbers(tmp_path: Path) -> None:
+    """A train (or baselines) run shows its seed's test f1 and roc_auc in the runs table: the evaluate stage logs
+    them into the run named by the score file; a run this store lacks is left alone."""
+    from zerolog.evaluation.evaluate import scored_run_metrics
+
+    entry = {"f1": 0.5, "roc_auc": 0.7, "train_run_id": "unused", "seeds": {
+        "1": {"f1": 0.4, "roc_auc": 0.6, "pr_auc": None, "train_run_id": "first"},
+        "2": {"f1": 0.6, "roc_auc": 0.8, "train_run_id": "second"}}}  # fmt: skip
+    assert scored_run_metrics(entry) == {"first": {"f1": 0.4, "roc_auc": 0.6}, "second": {"f1": 0.6, "roc_auc": 0.8}}
+    assert scored_run_metrics({"f1": 0.5, "train_run_id": "only"}) == {"only": {"f1": 0.5}}
+    tracker = Tracker(MlflowConfig(tracking_uri=make_params(tmp_path).mlflow.tracking_uri,
+                                   experiment=f"scored-{tmp_path.name}"))  # fmt: skip
+    with tracker.run("hdfs-bgl zerolog s1", {}, {}) as run_id:
+        pass
+    assert tracker.add_metrics(run_id, {"f1": 0.4}) and not tracker.add_metrics("0" * 32, {"f1": 0.4})
+    assert tracker.client.get_run(run_id).data.metrics == {"f1": 0.4}
 
 
 def test_a_run_finishes_or_fails_with_its_block_and_a_key_reuses_it(tmp_path: Path) -> None:
@@ -220,6 +299,11 @@ def test_an_evaluate_only_experiment_shows_its_own_numbers_under_its_own_params(
     ours = runs["prior-0.2"]
     assert ours.data.params["evaluate.contamination_prior"] == "0.2" and ours.data.tags["dvc_baseline_rev"] == "0" * 40
     assert ours.data.metrics["test/f1"] == pytest.approx(details["methods"]["zerolog"]["f1"])
+    assert ours.data.metrics["f1"] == ours.data.metrics["test/f1"] and "roc_auc" in ours.data.metrics  # the columns
+    assert ours.info.run_name == "hdfs-bgl zerolog evaluate" and ours.data.tags["seed"] == "42"
+    inputs = _datasets(ours)
+    assert inputs["tensors/bgl"]["context"] == "test" and inputs["tensors/bgl"]["profile"]["sessions"] == 600
+    assert inputs["scores/hdfs-bgl"]["context"] == "scores"
     assert details["methods"]["zerolog"]["mlflow_run_id"] == ours.info.run_id  # the metrics name the run behind them
     still = runs["workspace"]
     assert still.info.run_id == before.info.run_id and still.data.params["evaluate.contamination_prior"] == "0.05"

@@ -5,12 +5,18 @@ Where runs go: ``mlflow.tracking_uri`` from params, else the environment's ``MLF
 is the ORIGINAL repository even inside a ``dvc exp run --temp``/``--queue`` copy (DVC sets ``DVC_ROOT`` to it; a path
 under ``.dvc/tmp/exps/`` is recognised as well), so every experiment logs into one store.
 
-One experiment (``mlflow.experiment``); the train stage opens one run per pair and method. Each run carries:
-- tags: ``pair``, ``sources``, ``target``, ``method``, ``git_commit`` (``git rev-parse HEAD`` or ``unknown``),
-  ``git_dirty``, ``dvc_experiment`` (env ``DVC_EXP_NAME`` or ``workspace``), ``inputs_md5`` (md5 of the stage's
-  input files), and MLflow's own ``mlflow.source.git.commit``;
+One experiment (``mlflow.experiment``), declared a model-training experiment (``EXPERIMENT_KIND_TAG``) and holding
+the runs table's default view (``RUNS_VIEW_KEY``: which columns show; ``experiment_url`` opens the UI on it). The
+train stage opens one run per pair, method and seed, named ``run_name`` (``<pair> <method> s<seed>``). Each run
+carries:
+- tags: ``pair``, ``sources``, ``target``, ``method``, ``kind``, ``seed``, ``git_commit`` (``git rev-parse HEAD``
+  or ``unknown``), ``git_dirty``, ``dvc_experiment`` (env ``DVC_EXP_NAME`` or ``workspace``), ``inputs_md5`` (md5
+  of the stage's input files), and MLflow's own ``mlflow.source.git.commit``;
 - params: all of params.yaml as loaded (the validated ``Params``), flattened to dotted keys;
-- metrics: per epoch with ``step = epoch``, then the final ones; later stages add theirs with :func:`log_to_run`;
+- metrics: per epoch with ``step = epoch``, then the final ones; the evaluate stage logs the test numbers under
+  ``HEADLINE_METRICS`` (``f1``, ``roc_auc``, ...) into its run and into the train run of each seed;
+- inputs: the data it read as MLflow datasets (``log_datasets``: the DVC output's path as source, its dvc.lock md5 as
+  digest, the split sizes as profile), so that the UI's Dataset column and a model's lineage reach the data;
 - artifacts: the model (a models-from-code pyfunc over its weights, input example, pinned requirements) and plots.
 
 The Model Registry (``register_detector``): each target's recommended detector is an MLflow pyfunc logged as
@@ -30,6 +36,8 @@ import re
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,7 +46,8 @@ import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
+import yaml
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
@@ -53,6 +62,20 @@ NETWORK_CODE = Path(__file__).resolve().parent / "training" / "served_network.py
 _BATCH_PARAMS = 100  # MLflow's log_batch limit for params per request
 _BATCH_METRICS = 1000  # and for metrics
 _KEY_CHARACTERS = re.compile(r"[^\w\-. /]")  # characters MLflow does not allow in a param or metric key
+#: The experiment tag MLflow 3's UI reads as the experiment's type; ``custom_model_development`` is its "Machine
+#: learning" type, whose landing page is the runs table (a GenAI experiment lands on traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3.17's UI picks the landing page from its "GenAI / Model training" switch (the URL's ``workflowType``, else
+#: the browser's last choice, GenAI at first); ``experiment_url`` sets it to model training.
+WORKFLOW_TYPE = "machine_learning"
+#: The runs table's default view, stored as the UI stores a shared view (an experiment tag
+#: ``mlflow.sharedViewState.<key>``) and opened by ``experiment_url`` (``viewStateShareKey``).
+RUNS_VIEW_KEY = "zerolog-runs"
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+#: The headline test metrics under stable names: the runs table's columns.
+HEADLINE_METRICS = ("f1", "roc_auc", "pr_auc", "precision", "recall")
+RUNS_VIEW_TAGS = ("pair", "method", "kind", "seed", "stage")
 
 
 # ----------------------------------------------------------------------------- where and what
@@ -120,6 +143,70 @@ def inputs_md5(files: Iterable[str | Path], params: Mapping[str, str] | None = N
 
 def _key(name: str) -> str:
     return _KEY_CHARACTERS.sub("_", name)
+
+
+def run_name(pair: str, method: str, seed: int | str | None = None) -> str:
+    """A run's short name, readable in the runs table: ``<pair> <method>`` and `` s<seed>`` when it has one."""
+    return f"{pair} {method}" + (f" s{seed}" if seed is not None else "")
+
+
+def runs_view() -> dict[str, Any]:
+    """The runs table's default view (the UI's shared-view state, keys as MLflow 3.17's runs table names its
+    columns): the Dataset and Models columns, the headline metrics and the run tags, newest runs first."""
+    columns = [f"metrics.`{name}`" for name in HEADLINE_METRICS] + [f"tags.`{name}`" for name in RUNS_VIEW_TAGS]
+    return {"selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *columns],
+            "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+@cache
+def _dvc_lock_outputs(lock: Path, modified: float) -> dict[str, str]:
+    """dvc.lock's outputs: path -> md5 (``modified``: the file's mtime, so that a rewritten lock is read again)."""
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    return {out["path"]: str(out["md5"]) for stage in stages.values() for out in stage.get("outs", []) if "md5" in out}
+
+
+def dvc_md5(path: str | Path) -> str | None:
+    """The md5 dvc.lock (in the working directory, where DVC runs a stage) records for output ``path``, or None."""
+    lock = Path("dvc.lock")
+    if not lock.is_file():
+        return None
+    try:
+        relative = Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return None
+    return _dvc_lock_outputs(lock.resolve(), lock.stat().st_mtime).get(relative)
+
+
+@dataclass(frozen=True)
+class InputData:
+    """Data a run read: a DVC output folder, what the run used it for (``context``: train, target, test, scores) and
+    its profile (e.g. the split sizes)."""
+
+    path: Path
+    context: str
+    profile: Mapping[str, int]
+
+    def dataset(self) -> Dataset:
+        """The MLflow dataset: named ``<folder>/<name>``, source its path, digest dvc.lock's md5 (else the md5 of its
+        files, e.g. outside a DVC repository)."""
+        files = [path for path in self.path.rglob("*") if path.is_file()] if self.path.is_dir() else [self.path]
+        digest = dvc_md5(self.path) or inputs_md5(files)
+        return Dataset(name=f"{self.path.parent.name}/{self.path.name}", digest=digest, source_type="local",
+                       source=json.dumps({"uri": _display_path(self.path)}), profile=json.dumps(dict(self.profile)))
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when under it (the repository's own paths), else absolute."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def split_sizes(arrays: Any) -> dict[str, int]:
+    """A tensors folder's profile: its session count and the size of each split (a ``SystemTensors``)."""
+    sizes = {name: int(arrays.rows(name).size) for name in ("train", "val", "test")}
+    return {"sessions": int(arrays.sessions), **sizes}
 
 
 def flatten_params(params: Any) -> dict[str, str]:
@@ -200,16 +287,35 @@ class Tracker:
             if experiment is None:
                 try:
                     self._experiment_id = self.client.create_experiment(
-                        self.experiment_name, artifact_location=_artifact_location(self.tracking_uri)
-                    )
+                        self.experiment_name, artifact_location=_artifact_location(self.tracking_uri),
+                        tags=self.experiment_tags(),
+                    )  # fmt: skip
+                    return self._experiment_id
                 except MlflowException:
                     experiment = self.client.get_experiment_by_name(self.experiment_name)
                     if experiment is None:
                         raise
-                    self._experiment_id = experiment.experiment_id
-            else:
-                self._experiment_id = experiment.experiment_id
+            self._experiment_id = experiment.experiment_id
+            self._declare(experiment.tags)
         return self._experiment_id
+
+    @staticmethod
+    def experiment_tags() -> dict[str, str]:
+        """The experiment's type (model training: the UI opens on its runs) and the runs table's default view."""
+        return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, SHARED_VIEW_PREFIX + RUNS_VIEW_KEY: json.dumps(runs_view())}
+
+    def _declare(self, tags: Mapping[str, str]) -> None:
+        """Set on an existing experiment (an older store) those of ``experiment_tags`` it lacks or holds otherwise."""
+        assert self._experiment_id is not None
+        for key, value in self.experiment_tags().items():
+            if tags.get(key) != value:
+                self.client.set_experiment_tag(self._experiment_id, key, value)
+
+    def experiment_url(self, server: str) -> str:
+        """The UI address (``server``, e.g. ``http://127.0.0.1:5000``) of the experiment's runs table, model-training
+        workflow and default view."""
+        query = f"workflowType={WORKFLOW_TYPE}&viewStateShareKey={RUNS_VIEW_KEY}"
+        return f"{server.rstrip('/')}/#/experiments/{self.experiment_id()}/runs?{query}"
 
     def start_run(self, run_name: str, tags: Mapping[str, str], params: Mapping[str, str]) -> str:
         """Create a run with ``tags`` (plus git and DVC tags) and ``params``; returns its id."""
@@ -236,6 +342,23 @@ class Tracker:
         items = [Metric(name, value, timestamp, step or 0) for name, value in _finite(metrics).items()]
         for start in range(0, len(items), _BATCH_METRICS):
             self.client.log_batch(run_id, metrics=items[start : start + _BATCH_METRICS])
+
+    def log_datasets(self, run_ids: Iterable[str], inputs: Iterable[InputData]) -> None:
+        """Log what each of ``run_ids`` read as MLflow datasets (context tag ``mlflow.data.context``): the runs
+        table's Dataset column and a registered model's lineage back to its data."""
+        datasets = [DatasetInput(item.dataset(), [InputTag("mlflow.data.context", item.context)]) for item in inputs]
+        for run_id in run_ids if datasets else []:
+            self.client.log_inputs(run_id, datasets=datasets)
+
+    def add_metrics(self, run_id: str, metrics: Mapping[str, Any]) -> bool:
+        """Log ``metrics`` into an earlier run (e.g. a train run's test numbers) when this store holds it; whether
+        it did (a score file written under another store names a run this one lacks)."""
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        self.log_metrics(run_id, metrics)
+        return True
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
@@ -273,16 +396,18 @@ class Tracker:
                           example: list[str], tags: Mapping[str, str], description: str) -> str:  # fmt: skip
         """Log a models-from-code pyfunc (``code``, with ``artifacts``, the zerolog package as code) into run
         ``run_id`` and register it as a new version of ``name``; returns the version. Its input is raw log lines: one
-        list of strings; ``example``: such lines (the input example, run through the model once here)."""
+        list of strings; ``example``: such lines (the input example, run through the model once here; none for a
+        pre-parsed dataset's bundle, which holds no raw lines)."""
         package = Path(__file__).resolve().parent
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             # the signature comes from predict's type hints (list[str] -> list[SessionScore]); MLflow runs the
-            # example through the model here, so a model that cannot serve is not registered
+            # example (when the bundle holds one) through the model here, so a model that cannot serve is not
+            # registered
             info = mlflow.pyfunc.log_model(name="detector", python_model=str(code),
                                            artifacts={key: str(path) for key, path in artifacts.items()},
-                                           code_paths=[str(package)], input_example=list(example),
+                                           code_paths=[str(package)], input_example=list(example) or None,
                                            pip_requirements=detector_requirements())  # fmt: skip
         if self.client.search_registered_models(f"name = '{name}'") == []:
             self.client.create_registered_model(name, description=description)
@@ -329,3 +454,24 @@ class Tracker:
             self.finish(run_id, "FAILED")
             raise
         self.finish(run_id)
+
+
+# ----------------------------------------------------------------------------- the UI
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make ui``'s first step: declare the experiment (model training, the runs table's default view) on the
+    project's store, new or older, and print the address that opens the UI on its training runs."""
+    import argparse
+
+    from zerolog.config import load_params
+
+    parser = argparse.ArgumentParser(description="print the MLflow UI address of the project's runs table")
+    parser.add_argument("--server", default="http://127.0.0.1:5000", help="where `mlflow ui` listens")
+    arguments = parser.parse_args(argv)
+    tracker = Tracker(load_params().mlflow)
+    print(f"MLflow UI: open {tracker.experiment_url(arguments.server)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -86,3 +86,28 @@ def test_detect_scores_raw_lines_of_a_preparsed_system(pipeline, tmp_path, syste
     assert sum(result.counts.new_template_events.values()) == new_lines
     # measured: 5 of 2,000 lines (HDFS: 28 templates in the sessions), 809 (BGL: 52 of the table's 378)
     assert new_lines < (20 if system == "hdfs" else 1000)
+
+
+def test_preparsed_systems_detectors_are_registered_with_their_data(pipeline):
+    """The report stage registers HDFS's and BGL's recommended detectors too (their bundles read raw lines through
+    the template table); each version leads to its run, and the run to the bundle it holds (an MLflow dataset). The
+    registered model, registered without an input example, scores raw lines."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from zerolog.artifacts import ArtifactPaths
+    from zerolog.detection.registry import register_recommended
+
+    entries = register_recommended(list(SAMPLES), pipeline.mlflow, ArtifactPaths(pipeline.paths), pipeline.detect,
+                                   pipeline.parse.chunk_bytes)  # fmt: skip
+    client = MlflowClient(tracking_uri=pipeline.mlflow.tracking_uri, registry_uri=pipeline.mlflow.tracking_uri)
+    for system, entry in entries.items():
+        assert entry["version"] is not None, entry
+        version = client.get_model_version(entry["name"], entry["version"])
+        run = client.get_run(version.run_id)
+        assert run.info.run_name == f"register {system}" and run.data.tags["target"] == system
+        (dataset,) = [item.dataset for item in run.inputs.dataset_inputs]
+        assert dataset.name == f"target-{system}/detector" and len(dataset.digest) == 32
+        mlflow.set_registry_uri(pipeline.mlflow.tracking_uri)
+        lines = (BUNDLED / SAMPLES[system][2]).read_text(encoding="utf-8").splitlines()[:200]
+        assert len(mlflow.pyfunc.load_model(entry["uri"]).predict(lines)) > 0

@@ -5,8 +5,14 @@ and the same for every target; never the method with the best test F1. What is r
 bundle (``models/target-<system>/detector/``: threshold, the system's params, the template table, the PCA state and
 the Drain state) with the ``detect`` settings, as an MLflow pyfunc logged as models-from-code
 (``served_model.py``: no pickle, no pickle warning), under the name ``detect.registered_model`` with ``{system}``
-replaced. Its input is raw log lines, its output one row per session (``zerolog.detection.serving``), so
-``mlflow models serve -m models:/<name>/<version>`` answers JSON requests with per-session scores.
+replaced, for every target whose bundle reads raw lines: a raw dataset's (Drain state) and, since ``zerolog detect``
+matches raw messages on a pre-parsed dataset's template table, HDFS's and BGL's too (their bundles hold no raw
+example: registered without an input example). Its input is raw log lines, its output one row per session
+(``zerolog.detection.serving``), so ``mlflow models serve -m models:/<name>/<version>`` answers JSON requests with
+per-session scores.
+
+The registering run logs the bundle folder as its MLflow dataset (digest: its dvc.lock md5), so a registered
+version leads to its run and to the data it holds.
 
 A bundle is registered once: a version is tagged with the md5 of its files (``bundle_md5``), and a rerun of the
 report stage with the same bundle reuses that version instead of adding an identical one.
@@ -54,16 +60,17 @@ def bundle_digest(folder: Path, settings: str) -> str:
 def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: DetectConfig,
                     chunk_bytes: int) -> dict[str, Any]:  # fmt: skip
     """Register the system's bundle unless a version with the same files exists; returns its registry entry (a
-    bundle that cannot read raw lines, of a pre-parsed dataset, is not registered: a served model must serve)."""
+    bundle that cannot read raw lines is not registered: a served model must serve; a pre-parsed dataset's bundle
+    reads them through its template table). The registering run logs the bundle as its dataset."""
     folder = paths.detector(system)
     name = registered_name(detect.registered_model, system)
     reason = not_persisted_reason(folder)
     if reason is not None:
         return {"name": name, "version": None, "method": None, "reason": reason}
     bundle = read_bundle(folder)  # a damaged bundle fails here, in one line, not in the registry
-    if not bundle.reads_raw_lines or not bundle.example:
+    if not bundle.reads_raw_lines:
         return {"name": name, "version": None, "method": bundle.method, "reason": (
-            f"dataset {bundle.context.dataset} is pre-parsed: no raw lines for the served model's input example")}
+            f"the bundle of dataset {bundle.context.dataset} cannot read raw lines (no template table or sessions)")}
     settings_text = json.dumps(_settings(detect, chunk_bytes), sort_keys=True) + "\n"
     digest = bundle_digest(folder, settings_text)
     version = tracker.registered_version(name, "bundle_md5", digest)
@@ -77,12 +84,22 @@ def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: Det
                     "threshold": str(bundle.threshold.value), "pi_hat": str(bundle.threshold.pi_hat)}  # fmt: skip
             description = (f"{bundle.method}, the recommended detector of {system} ({SELECTION_RULE}). Input: raw log "
                            "lines (column 'line'); output: one row per session (score, flagged, top_templates).")
-            with tracker.run(f"register/{system}", {"stage": "report", **tags}, {}) as run_id:
+            with tracker.run(f"register {system}", {"stage": "report", "target": system, **tags}, {}) as run_id:
+                tracker.log_datasets([run_id], [bundle_input(bundle)])
                 version = tracker.register_detector(run_id, name, SERVED_MODEL,
                                                     {BUNDLE_ARTIFACT: copy, "settings": settings}, bundle.example,
                                                     tags, description)  # fmt: skip
     return {"name": name, "version": version, "uri": f"models:/{name}/{version}", "method": bundle.method,
             "bundle_md5": digest, "selection_rule": SELECTION_RULE}  # fmt: skip
+
+
+def bundle_input(bundle: Any) -> Any:
+    """The registered detector's data, as an MLflow dataset of its run: the bundle folder (a DVC output of the
+    selection stage: digest its dvc.lock md5), profiled by its template table and the train sessions it was fit on."""
+    from zerolog.tracking import InputData
+
+    profile = {"templates": len(bundle.templates), "train_sessions": int(bundle.subspace.train_sessions)}
+    return InputData(bundle.folder, "detector", profile)
 
 
 def register_recommended(targets: list[str], tracking: MlflowConfig, paths: ArtifactPaths, detect: DetectConfig,

@@ -28,8 +28,9 @@ reason).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -202,18 +203,23 @@ def _logged_params(params: Params, method: str) -> dict[str, str]:
     return flatten_params(logged)
 
 
-def _tracked(params: Params, system: str, method: str, detector: str, seed: int | None) -> Any:
-    """An MLflow run for one baseline of one system and model seed (pair ``target-<system>``)."""
-    from zerolog.tracking import Tracker
+@contextlib.contextmanager
+def _tracked(params: Params, arrays: SystemTensors, method: str, detector: str,
+             seed: int | None) -> Iterator[tuple[Any, str]]:  # fmt: skip
+    """An MLflow run for one baseline of one system and model seed (pair ``target-<system>``), with the system's
+    tensors as its input dataset; yields (tracker, run id)."""
+    from zerolog.tracking import InputData, Tracker, run_name, split_sizes
 
+    system = arrays.system
     tags = {"pair": f"target-{system}", "sources": "", "target": system, "method": method, "detector": detector,
             "kind": str(method_spec(method).kind), "stage": "baselines"}  # fmt: skip
     logged = _logged_params(params, method)
-    name = f"target-{system}/{method}"
     if seed is not None:
-        tags["model_seed"], logged["seed"], name = str(seed), str(seed), f"{name}/seed-{seed}"
+        tags["model_seed"] = tags["seed"] = logged["seed"] = str(seed)
     tracker = Tracker(params.mlflow)
-    return tracker, tracker.run(name, tags, logged)
+    with tracker.run(run_name(f"target-{system}", method, seed), tags, logged) as run_id:
+        tracker.log_datasets([run_id], [InputData(arrays.directory, "target", split_sizes(arrays))])
+        yield tracker, run_id
 
 
 def _write_method(path: Path, arrays: SystemTensors, scores: np.ndarray, metadata: dict[str, Any]) -> None:
@@ -230,8 +236,7 @@ def _decision_metadata(detection: Detection, train_rows: np.ndarray) -> dict[str
 
 def _fit_once(params: Params, arrays: SystemTensors, method: str, seed: int, stochastic: bool) -> tuple[Detection, str]:
     """One detector fit and scored under its own MLflow run; returns (detection, run id). Prints the fit time."""
-    tracker, run = _tracked(params, arrays.system, method, method, seed if stochastic else None)
-    with run as run_id:
+    with _tracked(params, arrays, method, method, seed if stochastic else None) as (tracker, run_id):
         started = time.perf_counter()
         detection = DETECTORS[method](arrays, params.evaluate.detectors, seed)
         seconds = time.perf_counter() - started
@@ -274,8 +279,7 @@ def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int
     counts = {"train_sessions": int(train_rows.size), "train_anomalies": int((arrays.labels[train_rows] == 1).sum())}
     runs = {}
     for seed in seeds:
-        tracker, run = _tracked(params, arrays.system, "supervised_target", oracle.model, seed)
-        with run as run_id:
+        with _tracked(params, arrays, "supervised_target", oracle.model, seed) as (tracker, run_id):
             if oracle.model == "neural":
                 log = lambda row, run_id=run_id, tracker=tracker: tracker.log_metrics(  # noqa: E731
                     run_id, row, step=int(row["epoch"]))
@@ -295,8 +299,7 @@ def _level_rule(params: Params, arrays: SystemTensors, folder: Path) -> dict[str
     scores, reason = level_rule_scores(arrays, params.evaluate.level_rule)
     if scores is None:
         return {"status": "not_available", "reason": reason}
-    tracker, run = _tracked(params, arrays.system, "level_rule", "level_rule", None)
-    with run as run_id:
+    with _tracked(params, arrays, "level_rule", "level_rule", None) as (tracker, run_id):
         tracker.log_metrics(run_id, {"flagged_sessions": float(scores.sum())})
     levels = list(params.evaluate.level_rule.levels)
     detection = Detection(scores, "unit", 1.0, f"any line at a level of {levels}")

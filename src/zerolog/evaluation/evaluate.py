@@ -10,8 +10,10 @@ Writes
   interval / confusion counts, the data measured on, the MLflow run of each method's evaluation), for the report;
 - ``plots/evaluate/<pair>/pr_curves.png``, ``pr/<method>.csv`` (recall, precision) and ``confusion/<method>.csv``
   (actual, predicted under the headline rule) as DVC plots;
-- one MLflow run per method (``<pair>/<method>/evaluate``) holding the evaluate params that produced the numbers,
-  tagged with the training run it scored (``train_run_id``).
+- one MLflow run per method (``<pair> <method> evaluate``) holding the evaluate params that produced the numbers,
+  tagged with the training run it scored (``train_run_id``), its inputs (the target's tensors, the score folder) as
+  MLflow datasets; the headline numbers also go, per seed, to the run that wrote the scores (``scored_run_metrics``),
+  so that a train or baselines run shows its own test F1 and ROC-AUC in the runs table.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshol
 from zerolog.io import atomic_directory, read_json, write_json
 from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
 from zerolog.plots import plot_pr_curves
-from zerolog.tracking import Tracker, flatten_params, inputs_md5
+from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 
 PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
 DETAILS = "evaluate"  # reports/evaluate/<pair>.json
@@ -470,21 +472,48 @@ def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, detai
     for method, entry in details["methods"].items():
         if entry.get("status") != str(Status.EVALUATED):
             continue
+        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
         tags = {"pair": settings.pair, "sources": ",".join(settings.pair_config.sources),
                 "target": settings.pair_config.target, "method": method, "kind": entry["kind"], "stage": "evaluate",
-                "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
-        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
+                "seed": ",".join(map(str, seeds)), "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
         score_files = [paths.score_file(method, settings.pair, settings.pair_config.target, seed) for seed in seeds]
         key = inputs_md5([*score_files, *labels], {**logged, "method": method})
-        with tracker.run(f"{settings.pair}/{method}/evaluate", tags, logged, key=key) as run_id:
+        with tracker.run(f"{run_name(settings.pair, method)} evaluate", tags, logged, key=key) as run_id:
             tracker.log_metrics(run_id, tracking_metrics(entry))
             tracker.log_artifacts(run_id, [figure], "plots")
+            tracker.log_datasets([run_id], _evaluation_inputs(paths, settings, score_files))
+        for scored_run, metrics in scored_run_metrics(entry).items():
+            tracker.add_metrics(scored_run, metrics)
         entry["mlflow_run_id"] = run_id
 
 
+def _evaluation_inputs(paths: ArtifactPaths, settings: EvaluationSettings, score_files: list[Path]) -> list[InputData]:
+    """What an evaluate run reads, as MLflow datasets: the target's tensors (its test labels) and the score folder
+    (the DVC output under ``paths.scores`` holding ``score_files``)."""
+    target = load_tensors(paths.tensors(settings.pair_config.target))
+    root = Path(paths.paths.scores)
+    folder = root / score_files[0].relative_to(root).parts[0]
+    return [InputData(target.directory, "test", split_sizes(target)),
+            InputData(folder, "scores", {"score_files": len(score_files)})]  # fmt: skip
+
+
+def scored_run_metrics(entry: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The headline test numbers (stable names: ``f1``, ``roc_auc``, ...) per run that wrote the scores: each seed's
+    train or baselines run (``train_run_id``), or the method's one run when it has no seeds."""
+    per_seed = entry.get("seeds") or {"": entry}
+    runs: dict[str, dict[str, float]] = {}
+    for values in per_seed.values():
+        scored = values.get("train_run_id")
+        if scored:
+            runs[str(scored)] = {key: float(values[key]) for key in HEADLINE_KEYS if values.get(key) is not None}
+    return runs
+
+
 def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
-    """The MLflow metric keys of one method's entry: ``test/<metric>`` (headline) and ``test/<rule>/<metric>``."""
-    metrics = {f"test/{key}": float(entry[key]) for key in HEADLINE_KEYS if entry.get(key) is not None}
+    """The MLflow metric keys of one method's entry: the headline under stable names (``f1``, ``roc_auc``, ... the
+    runs table's columns) and as ``test/<metric>``, per seed and per rule ``test/<rule>/<metric>``."""
+    headline = {key: float(entry[key]) for key in HEADLINE_KEYS if entry.get(key) is not None}
+    metrics = {**headline, **{f"test/{key}": value for key, value in headline.items()}}
     metrics.update({f"test/{key}_sd": float(entry[f"{key}_sd"]) for key in HEADLINE_KEYS
                     if entry.get(f"{key}_sd") is not None})  # fmt: skip
     for seed, values in entry.get("seeds", {}).items():

@@ -53,6 +53,7 @@ from zerolog.artifacts import (
     Status,
     SystemTensors,
     load_tensors,
+    method_spec,
     score_frame,
     write_scores,
 )
@@ -62,7 +63,7 @@ from zerolog.features.target_detector import TargetDetection, Weighting, pca_mix
 from zerolog.io import atomic_directory, write_json
 from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
-from zerolog.tracking import Tracker, flatten_params, inputs_md5
+from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 from zerolog.training.adapt import top_share_threshold
 from zerolog.training.loop import HISTORY_COLUMNS, planned_epochs, save_network, score, select_device, train
 from zerolog.training.methods import method_settings
@@ -443,6 +444,18 @@ def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]]
     return methods
 
 
+def _job_tags(job: MethodJob) -> dict[str, str]:
+    """A train run's own tags: its method, the method's kind and its model seed (``seed``; ``model_seed`` kept)."""
+    seed = str(job.seed)
+    return {"method": job.method, "kind": str(method_spec(job.method).kind), "seed": seed, "model_seed": seed}
+
+
+def _training_inputs(usable: list[SystemTensors], target: SystemTensors) -> list[InputData]:
+    """What a train run reads, as MLflow datasets: each labeled source's tensors and the target's (no labels)."""
+    sources = [InputData(tensors.directory, "train", split_sizes(tensors)) for tensors in usable]
+    return [*sources, InputData(target.directory, "target", split_sizes(target))]
+
+
 def train_pair(
     pair: str, pair_config: PairConfig, config: TrainConfig, seeds: list[int], tracking: MlflowConfig,
     paths: ArtifactPaths, detector_variance: float, detector_weighting: Weighting, seed: int,
@@ -487,10 +500,11 @@ def train_pair(
         ]  # fmt: skip
         run_ids = {
             job.name: stack.enter_context(tracker.run(
-                f"{pair}/{job.name}", {**tags, "method": job.method, "model_seed": str(job.seed)},
+                run_name(pair, job.method, job.seed), {**tags, **_job_tags(job)},
                 flatten_params({"train": config, "pairs": {pair: pair_config}, "seed": job.seed})))
             for job in jobs
         }  # fmt: skip
+        tracker.log_datasets(run_ids.values(), _training_inputs(usable, target))
         outcomes = _train_methods(jobs, method_workers(config, len(jobs)), tracker, run_ids)
         example = _input_example(usable)
         entries = [_record_method(tracker, run_ids[job.name], outcome, config, pair, folders, example)
