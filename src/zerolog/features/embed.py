@@ -64,6 +64,10 @@ SENTENCE_ENCODING_VERSION = 3
 # call shape, not across shapes, so changing it needs a new encoding version. 128: little filler waste on the bundled
 # templates (1.3x their tokens; 16 rows for every length: 3.9x), calls large enough for the matrix products to pay.
 SENTENCE_BATCH_TOKENS = 128
+# Torch threads while embedding (the previous count is restored after). 1: on the 2 shared cores it measured 127-142
+# templates/s against 20-31 with 2 (bench/embed_results.md), with the same bits, and it keeps the bits independent
+# of the machine's core count (one-at-a-time encoding with 1 and 2 threads differed for at least 215 of 501 templates).
+SENTENCE_TORCH_THREADS = 1
 
 # What a template made only of wildcards (e.g. BGL's "<*>:<*> <*>:<*>" register dumps) is embedded as,
 # so it gets a real, non-zero vector distinct from padding.
@@ -225,22 +229,29 @@ def embed_texts_sentence(texts: list[str], config: EmbedConfig) -> np.ndarray:
     (tests/features/test_embed.py checks positions and neighbours): the linear layers, attention, layer norm and
     pooling compute each row from that row alone with the shape's fixed blocking. The vectors of short texts thus
     differ from one-at-a-time encoding (SENTENCE_ENCODING_VERSION 2) in the 7th digit, hence version 3.
-    Speed (bench/embed_results.md, 501 bundled templates, 2 cores shared at load 4-7): 2.9x one-text-at-a-time
-    encoding, interleaved (8.4 vs 2.9 templates/s: ~0.12 s per template under that load instead of ~0.35 s); 98.5
-    templates/s (~10 ms each) in a quieter moment with 1 torch thread, which gives the same bits as 2.
+    Speed (bench/embed_results.md, 501 bundled templates, 2 shared cores at load 4-5, interleaved): 127 templates/s
+    (~8 ms per template) against 6.7 for one-text-at-a-time encoding on torch's default 2 threads (18.9x); against
+    the old encoding on 1 thread (55/s) the batching alone gives 2.6x, the rest is SENTENCE_TORCH_THREADS.
     """
+    import torch
+
     model = _load_sentence_model(resolve_sentence_model(config.model))
     vectors = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)  # (texts, dim)
     features = [_text_features(model, text) for text in texts]
     positions_by_length: dict[int, list[int]] = {}
     for position, text_features in enumerate(features):
         positions_by_length.setdefault(text_features["input_ids"].shape[1], []).append(position)
-    with tqdm(total=len(texts), desc="embed", unit="template", disable=len(texts) < 500) as progress:
-        for length, positions in sorted(positions_by_length.items()):
-            for start in range(0, len(positions), batch_rows(length)):
-                chunk = positions[start : start + batch_rows(length)]
-                vectors[chunk] = _encode_batch(model, [features[position] for position in chunk])
-                progress.update(len(chunk))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(SENTENCE_TORCH_THREADS)
+    try:
+        with tqdm(total=len(texts), desc="embed", unit="template", disable=len(texts) < 500) as progress:
+            for length, positions in sorted(positions_by_length.items()):
+                for start in range(0, len(positions), batch_rows(length)):
+                    chunk = positions[start : start + batch_rows(length)]
+                    vectors[chunk] = _encode_batch(model, [features[position] for position in chunk])
+                    progress.update(len(chunk))
+    finally:
+        torch.set_num_threads(previous_threads)
     return _unit_rows(vectors)
 
 
