@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui ui-check bench bench-detect bench-train parse-accuracy ablation ablation-smoke clean
+.PHONY: install pipeline run test test-all lint compare gate gate-full baseline-update ui ui-check bench bench-detect bench-train bench-embed parse-accuracy ablation ablation-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,11 @@ bench-detect: install
 ## the outputs and the profile split (bench/train_results.md; needs the tensors stage's data/tensors).
 bench-train: install
 	$(BIN)/python bench/train.py $(BENCH_TRAIN_ARGS)
+
+## Sentence embedding of the bundled templates, one at a time vs embed_texts_sentence: templates/s, ratio, equality
+## (bench/embed_results.md; options: BENCH_EMBED_ARGS="--repeats 5 --threads 1 2").
+bench-embed: install
+	$(BIN)/python bench/embed.py $(BENCH_EMBED_ARGS)
 
 ## Ablation of zerolog_adapt on every pair x params seeds (after the tensors stage; hours on 2 cores, not in `make run`):
 ## reports/ablation.md + metrics/ablation.json; arm runs cached in data/ablation/ (a rerun trains only what changed).

