@@ -3,7 +3,7 @@
 Where runs go: ``mlflow.tracking_uri`` from params, else the environment's ``MLFLOW_TRACKING_URI``, else
 ``sqlite:///<repository root>/mlflow.db`` with artifacts in ``<repository root>/mlartifacts``. The root is absolute and
 is the ORIGINAL repository even inside a ``dvc exp run --temp``/``--queue`` copy (DVC sets ``DVC_ROOT`` to it; a path
-under ``.dvc/tmp/exps/`` is recognised as well), so every experiment logs into one store.
+inside DVC's experiment folder ``exps`` under ``.dvc`` is recognised as well), so every experiment logs into one store.
 
 One experiment (``mlflow.experiment``), declared a model-training experiment (``EXPERIMENT_KIND_TAG``) and holding
 the runs table's default view (``RUNS_VIEW_KEY``: which columns show; ``experiment_url`` opens the UI on it). The
