@@ -5,39 +5,17 @@ What `make ui` serves: the runs of every pair and method, with their tags and me
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from evaluation_fixtures import make_params
 
 from zerolog.tracking import Tracker, flatten_params
+from zerolog.ui_check import free_port, wait_until_healthy
 
 METHODS = ("zerolog", "source_only", "dann", "meta")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow server at {url} not healthy after {timeout} s")
 
 
 @pytest.fixture()
@@ -66,7 +44,7 @@ def test_server_serves_every_pair_and_method(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
     params, expected = store
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
         str(Path(sys.executable).parent / "mlflow"), "server",
@@ -76,7 +54,7 @@ def test_server_serves_every_pair_and_method(store, tmp_path):
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - the server writes to it until the finally below
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_healthy(url, server, timeout=90)
+        wait_until_healthy(server, url, timeout=90)
         client = MlflowClient(tracking_uri=url)
         experiment = client.get_experiment_by_name(params.mlflow.experiment)
         assert experiment is not None
