@@ -340,6 +340,7 @@ class TrainConfig:
     methods: list[str]  # transfer methods of the method registry (zerolog.artifacts.METHODS)
     min_source_anomalies: int
     encoder: EncoderConfig
+    recurrence: Literal["unrolled", "fused"]  # how CPU training steps run the GRU (model/packed_gru.py)
     optimizer: OptimizerConfig
     batch_size: int
     score_batch_size: int

@@ -137,3 +137,71 @@ def test_unrolled_packed_gru_is_bit_identical_to_torch(layers: int) -> None:
         assert all(torch.equal(left, right) for left, right in zip(expected, actual, strict=True))
     with torch.no_grad():
         assert not unrolled_applies(gru, vectors)  # scoring keeps torch's kernel
+
+
+def _template_batch(seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sessions of frozen template vectors, as the trainer builds them: (9, 11, 12) from a table of 5 rows."""
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(5, 12, generator=generator, dtype=dtype)
+    _, lengths = _packed_batch(seed, sessions=9, longest=11, size=12)
+    return table[torch.randint(0, 5, (9, 11), generator=generator)], lengths
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fused_recurrence_gradients_pass_gradcheck(layers: int) -> None:
+    """train.recurrence fused: the hand-written backward is the derivative of its forward (float64 gradcheck against
+    finite differences), for every weight of both directions and for the input of a stacked layer."""
+    torch.manual_seed(6)
+    gru = nn.GRU(12, 3, num_layers=layers, batch_first=True, bidirectional=True).double()
+    vectors, lengths = _template_batch(6, torch.float64)
+    packed = pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
+    module = _Fused(gru)
+    names = [name for name, _ in module.named_parameters()]
+
+    def states(*weights: torch.Tensor) -> torch.Tensor:
+        return functional_call(module, dict(zip(names, weights, strict=True)), (packed,), strict=True).data
+
+    weights = tuple(parameter.detach().clone().requires_grad_() for parameter in gru.parameters())
+    assert torch.autograd.gradcheck(states, weights, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+class _Fused(nn.Module):
+    def __init__(self, gru: nn.GRU) -> None:
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, packed: PackedSequence) -> PackedSequence:
+        return packed_gru(self.gru, packed, fused=True)
+
+
+def test_fused_recurrence_gives_torch_states_and_gradients_to_float_precision() -> None:
+    """States and gradients equal to torch.nn.GRU's up to float32 rounding (sums in another order)."""
+    torch.manual_seed(7)
+    gru = nn.GRU(12, 7, num_layers=2, batch_first=True, bidirectional=True)
+    vectors, lengths = _template_batch(7, torch.float32)
+    packed = pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
+    outer = torch.randn(packed.data.shape[0], 14)
+    expected = gru(packed)[0].data
+    actual = packed_gru(gru, packed, fused=True).data
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+    expected_gradients = torch.autograd.grad((expected * outer).sum(), list(gru.parameters()))
+    actual_gradients = torch.autograd.grad((actual * outer).sum(), list(gru.parameters()))
+    for left, right in zip(expected_gradients, actual_gradients, strict=True):
+        torch.testing.assert_close(right, left, rtol=1e-5, atol=1e-6)
+
+
+def test_distinct_rows_project_each_template_once_and_fall_back_on_a_key_collision() -> None:
+    """Layer 0's input gates from the distinct rows equal the full projection; rows whose keys collide are refused."""
+    from zerolog.model.packed_gru import _distinct_rows
+
+    vectors, _ = _template_batch(8, torch.float32)
+    data = vectors.reshape(-1, 12)  # (99, 12) tokens of 5 templates
+    distinct = _distinct_rows(data)
+    assert distinct is not None
+    rows, inverse = distinct
+    assert rows.shape[0] <= 5 and torch.equal(rows[inverse], data)
+    weight, bias = torch.randn(21, 12), torch.randn(21)
+    expected = nn.functional.linear(data, weight, bias)
+    torch.testing.assert_close(nn.functional.linear(rows, weight, bias)[inverse], expected, rtol=1e-6, atol=1e-6)
+    colliding = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # keys 2.0 * 1.0 = 2.0 and 1.0 * 2.0 = 2.0: one key
+    assert _distinct_rows(colliding) is None

@@ -69,9 +69,10 @@ class AttentionPooling(nn.Module):
 class SessionEncoder(nn.Module):
     """(batch, seq_len, dim) template vectors + lengths → (batch, 2 * hidden_size) session embedding."""
 
-    def __init__(self, input_size: int, config: EncoderConfig) -> None:
+    def __init__(self, input_size: int, config: EncoderConfig, recurrence: str = "unrolled") -> None:
         super().__init__()
         self.input_size = input_size
+        self.fused = recurrence == "fused"  # train.recurrence: how training steps run the GRU (packed_gru.py)
         self.gru = nn.GRU(
             input_size=input_size,
             hidden_size=config.hidden_size,
@@ -95,7 +96,7 @@ class SessionEncoder(nn.Module):
         # Packing makes the backward direction start at each session's true last event, not at the padding.
         packed = pack_padded_sequence(vectors, lengths.cpu().long(), batch_first=True, enforce_sorted=False)
         if unrolled_applies(self.gru, vectors):  # training on the CPU: the same numbers, without aten's slice waste
-            packed_states = packed_gru(self.gru, packed)
+            packed_states = packed_gru(self.gru, packed, self.fused)
         else:
             packed_states, _ = self.gru(packed)
         states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=sequence_length)

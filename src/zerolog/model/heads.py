@@ -47,9 +47,11 @@ class ZeroLogModel(nn.Module):
     only the zero-padded vectors; lengths are then recovered from the padding).
     """
 
-    def __init__(self, input_size: int, encoder: EncoderConfig, discriminator_hidden_size: int) -> None:
+    def __init__(
+        self, input_size: int, encoder: EncoderConfig, discriminator_hidden_size: int, recurrence: str = "unrolled"
+    ) -> None:
         super().__init__()
-        self.encoder = SessionEncoder(input_size, encoder)
+        self.encoder = SessionEncoder(input_size, encoder, recurrence)
         self.classifier = AnomalyClassifier(self.encoder.output_size)
         self.discriminator = DomainDiscriminator(self.encoder.output_size, discriminator_hidden_size)
 

@@ -329,7 +329,7 @@ def validation_metrics(validation: ValidationScores, rule: str) -> dict[str, flo
 
 
 def build_model(input_size: int, config: TrainConfig) -> ZeroLogModel:
-    return ZeroLogModel(input_size, config.encoder, config.domain.discriminator_hidden_size)
+    return ZeroLogModel(input_size, config.encoder, config.domain.discriminator_hidden_size, config.recurrence)
 
 
 @dataclass
