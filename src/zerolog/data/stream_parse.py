@@ -1083,7 +1083,7 @@ def template_growth(summary: StreamSummary, warning: float) -> dict[str, Any]:
 
 
 def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse: ParseConfig) -> dict[str, Any]:
-    """``metrics/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
+    """``reports/data/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
     seconds = summary.seconds
     drain = system.drain
     return {
