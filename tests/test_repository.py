@@ -25,10 +25,11 @@ SKIPPED_FILES = {"dvc.lock"}
 MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|tmp|home|Users|root)/")
 SHARED_DATA = re.compile(r"\.\./shared\b")
 # Files a note may cite that live outside the repository: each is a hit unless a tracked file matches it.
+SCRATCH, FINDINGS, RESULTS = "scratch" + "/", "findings" + ".md", "RESULTS" + ".md"  # from parts, as above
 OUTSIDE_FILES = {
-    "scratch/": re.compile(r"(?<![\w.-])scratch(?=/)"),
-    "findings.md": re.compile(r"(?<![\w.-])findings\.md\b"),
-    "RESULTS.md": re.compile(r"(?<![\w.-])RESULTS\.md\b"),
+    SCRATCH: re.compile(r"(?<![\w.-])scratch(?=/)"),
+    FINDINGS: re.compile(r"(?<![\w.-])findings\.md\b"),
+    RESULTS: re.compile(r"(?<![\w.-])RESULTS\.md\b"),
 }
 # ``method.md §3``: the section must exist, as a heading of docs/method.md that carries the number.
 METHOD_SECTION = re.compile(r"method\.md,? §(\d+)")
@@ -101,9 +102,7 @@ def scan(root: Path, names: Iterable[str], tracked: Iterable[str], sections: set
     return hits
 
 
-@pytest.mark.skipif(
-    shutil.which("git") is None or not (REPOSITORY / ".git").exists(), reason="needs a git checkout"
-)
+@pytest.mark.skipif(shutil.which("git") is None or not (REPOSITORY / ".git").exists(), reason="needs a git checkout")
 def test_tracked_files_name_no_machine_paths_and_no_missing_files() -> None:
     tracked = tracked_files(REPOSITORY)
     sections = method_sections((REPOSITORY / METHOD_FILE).read_text(encoding="utf-8"))
@@ -113,13 +112,14 @@ def test_tracked_files_name_no_machine_paths_and_no_missing_files() -> None:
 
 def test_the_scan_names_file_and_line_of_each_bad_reference(tmp_path: Path) -> None:
     root = "/" + "home"  # built from parts: this file must not match the patterns it holds
+    missing_section = 7
     lines = [
         "fine: data/tmp/x, https://example.org/home/page, docs/method.md, tests/test_config.py",
         f"cache = '{root}/someone/zerolog/data'",
         "see " + "../" + "shared/loghub for the archives",
         "measured (" + "scratch" + "/research/" + "findings" + ".md)",
         "install breaks mlflow (" + "RESULTS" + ".md)",
-        "the pooling of method.md " + "§7",
+        f"the pooling of method.md §{missing_section}",
         "the template vectors (method.md " + "§3)",
     ]
     (tmp_path / "notes.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -130,11 +130,11 @@ def test_the_scan_names_file_and_line_of_each_bad_reference(tmp_path: Path) -> N
     assert hits == [
         f"notes.md:2: machine path '{root}/'",
         "notes.md:3: shared-data path '../" + "shared'",
-        "notes.md:4: names 'scratch/', which the repository does not hold",
-        "notes.md:4: names 'findings.md', which the repository does not hold",
-        "notes.md:5: names 'RESULTS.md', which the repository does not hold",
-        "notes.md:6: names method.md §7, which no heading of docs/method.md carries",
+        f"notes.md:4: names '{SCRATCH}', which the repository does not hold",
+        f"notes.md:4: names '{FINDINGS}', which the repository does not hold",
+        f"notes.md:5: names '{RESULTS}', which the repository does not hold",
+        f"notes.md:6: names method.md §{missing_section}, which no heading of docs/method.md carries",
     ]
     # A file the repository does hold may be named.
-    held = tracked | {"scratch/research/findings.md", "RESULTS.md"}
+    held = tracked | {f"{SCRATCH}research/{FINDINGS}", RESULTS}
     assert [hit for hit in scan(tmp_path, ["notes.md"], held, {"3"}) if "does not hold" in hit] == []
