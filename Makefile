@@ -41,9 +41,10 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
-## Lint and types (the CI runs them): ruff (style, imports, bugbear) and mypy on src/zerolog.
+## Lint and types (the CI runs them): ruff check (style, imports, bugbear), ruff format --check, mypy on src/zerolog.
 lint: install
 	$(BIN)/ruff check src tests pipeline bench
+	$(BIN)/ruff format --check src tests pipeline bench
 	$(BIN)/mypy
 
 ## DVC experiments side by side on the headline F1 (make compare COMPARE_ARGS="--metric roc_auc --methods pca_mixture").

@@ -39,7 +39,7 @@ def test_recorded_params_are_the_keys_a_stage_picks() -> None:
     assert stages["train-hdfs-bgl"]["params"] == [
         "evaluate.detectors.pca.variance", "evaluate.detectors.pca.weighting", "mlflow", "pairs.hdfs-bgl", "seed",
         "seeds", "train",
-    ]  # fmt: skip (zerolog_adapt's target detector: pca_mixture's PCA settings and the mixture's seed)
+    ]  # fmt: skip  # zerolog_adapt's target detector: pca_mixture's PCA settings and the mixture's seed
     assert stages["parse-hdfs_logs"]["params"] == [
         "datasets.hdfs_logs", "parse", "systems.hdfs.drain", "systems.hdfs.log_format",
         "systems.hdfs.regex", "systems.hdfs.timestamp",

@@ -173,7 +173,7 @@ class ArtifactPaths:
         return Path(self.paths.models) / pair
 
     def detector(self, system: str) -> Path:
-        """``models/target-<system>/detector/``: the system's recommended detector, persisted by the baselines stage
+        """``models/target-<system>/detector/``: the system's recommended detector, persisted by the selection stage
         (zerolog.detection.bundle) for ``zerolog detect``, the registry and serving."""
         return Path(self.paths.models) / f"target-{system}" / "detector"
 

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -453,13 +454,15 @@ def tar_member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> ta
     return info
 
 
+# An absolute member name in a folder the test may write to (the temporary folder), where a bad extraction would land.
+EVIL_ABSOLUTE = str(Path(tempfile.gettempdir()) / "zerolog-evil")
 UNSAFE = {
     "zip-parent": ("zip", [zip_member("../evil")], "'..'"),
-    "zip-absolute": ("zip", [zip_member("/tmp/zerolog-evil")], "absolute"),
+    "zip-absolute": ("zip", [zip_member(EVIL_ABSOLUTE)], "absolute"),
     "zip-nested-parent": ("zip", [zip_member("preprocessed/../../evil")], "'..'"),
     "zip-symlink": ("zip", [zip_member("link", stat.S_IFLNK | 0o777)], "symbolic link"),
     "tar-parent": ("tar.gz", [tar_member("../evil")], "'..'"),
-    "tar-absolute": ("tar.gz", [tar_member("/tmp/zerolog-evil")], "absolute"),
+    "tar-absolute": ("tar.gz", [tar_member(EVIL_ABSOLUTE)], "absolute"),
     "tar-symlink-out": ("tar.gz", [tar_member("OpenStack/link", tarfile.SYMTYPE, "../../outside")], "symbolic link"),
     "tar-symlink-absolute": ("tar.gz", [tar_member("link", tarfile.SYMTYPE, "/etc/passwd")], "symbolic link"),
     "tar-hardlink-out": ("tar.gz", [tar_member("link", tarfile.LNKTYPE, "../outside")], "hard link"),
@@ -484,7 +487,7 @@ def test_unsafe_archive_is_rejected(tmp_path: Path, server: ArchiveServer, case:
     assert not (Path(params.paths.archives) / archive).exists()
     assert not Path(params.paths.checksums).exists()
     assert not (tmp_path / "evil").exists() and not (workdir / "evil").exists()
-    assert not Path("/tmp/zerolog-evil").exists()
+    assert not Path(EVIL_ABSOLUTE).exists()
 
 
 # ----------------------------------------------------------------------------- mirror folder

@@ -293,7 +293,7 @@ def test_train_stage_records_pi_hat_and_its_threshold_as_the_evaluate_stage_read
     the evaluate stage's pi_hat rule on its scores: one detector, one number, end to end."""
     params = _stage_params(tmp_path, **{"evaluate.methods": ["zerolog_adapt", "pca_mixture", "loso"],
                                         "evaluate.baselines": ["pca_mixture", "pca"],
-                                        "evaluate.min_test_anomalies": 3, **LOSO_PCA})  # fmt: skip (~9 test anomalies)
+                                        "evaluate.min_test_anomalies": 3, **LOSO_PCA})  # fmt: skip  # ~9 test anomalies
     write_system(tmp_path / "tensors" / "hdfs", "hdfs", seed=1)
     write_system(tmp_path / "tensors" / "bgl", "bgl", seed=2, anomaly_share=0.1)
     call_stage("train", params, "hdfs-bgl")

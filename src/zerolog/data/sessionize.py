@@ -1,9 +1,9 @@
 """Stage sessionize: group one dataset's parsed lines into labeled sessions and split them train/val/test.
 
-Why: the model classifies sessions (event sequences), not lines (method.md §2). A session is a block or an
-instance (``key`` rule), a window of lines or seconds (``window`` rule), or a session given by a pre-parsed
-dataset. Labels come only from real ground truth (``label`` rules below); a session with no ground truth keeps
-a null label and is counted, never guessed.
+Why: the model classifies sessions (event sequences), not lines (docs/method.md, "Data and sessions"). A session is
+a block or an instance (``key`` rule), a window of lines or seconds (``window`` rule), or a session given by a
+pre-parsed dataset. Labels come only from real ground truth (``label`` rules below); a session with no ground truth
+keeps a null label and is counted, never guessed.
 
 Session rules (``datasets.<name>.session``):
 - ``key``: ``key_regex`` (one group) over each parsed line's ``content``; a line naming several keys joins each

@@ -48,7 +48,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -744,6 +744,33 @@ def check_file_counts(
         )
 
 
+class FilePiece(Protocol):
+    """Lines of one file read in one go: a chunk's ``PieceCounts`` here, a ``ChunkEvents`` in ``zerolog detect``."""
+
+    @property
+    def file_index(self) -> int: ...
+    @property
+    def lines(self) -> int: ...
+    @property
+    def status_counts(self) -> dict[str, int]: ...
+    @property
+    def first_bad_offset(self) -> int | None: ...
+
+
+def add_file_counts(file_counts: list[dict[str, Any]], first_bad: list[int | None], piece: FilePiece) -> int:
+    """Add ``piece``'s lines and status counts to its file's counts, in file order; the file's first bad line (for
+    ``check_file_counts``) is the first piece's with one. Returns the number (1-based, in its file) of the piece's
+    first line."""
+    counts = file_counts[piece.file_index]
+    first_line: int = counts["lines"] + 1
+    if first_bad[piece.file_index] is None and piece.first_bad_offset is not None:
+        first_bad[piece.file_index] = first_line + piece.first_bad_offset
+    counts["lines"] += piece.lines
+    for status, count in piece.status_counts.items():
+        counts[status] += count
+    return first_line
+
+
 @dataclass
 class StreamSummary:
     """What a parse counted (metrics), and the final templates with their line counts."""
@@ -820,14 +847,7 @@ class _Reconciler:
     def _take_piece(self, piece: PieceCounts) -> int:
         """Add one piece's counts to its file's (checking the files before it); returns its first line's number."""
         self.check_files(before=piece.file_index)
-        counts = self.summary.file_counts[piece.file_index]
-        first_line = counts["lines"] + 1
-        if self.first_bad[piece.file_index] is None and piece.first_bad_offset is not None:
-            self.first_bad[piece.file_index] = first_line + piece.first_bad_offset
-        counts["lines"] += piece.lines
-        for status, count in piece.status_counts.items():
-            counts[status] += count
-        return first_line
+        return add_file_counts(self.summary.file_counts, self.first_bad, piece)
 
     def _count_clusters(self, clusters: np.ndarray, first_position: int) -> None:
         """Lines per cluster, and each cluster's first line; ``first_position``: the chunk's first line's position."""
@@ -1083,7 +1103,7 @@ def template_growth(summary: StreamSummary, warning: float) -> dict[str, Any]:
 
 
 def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse: ParseConfig) -> dict[str, Any]:
-    """``metrics/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
+    """``reports/data/parse/<name>.json`` of a raw dataset: the parse stage's keys, plus a ``parallel`` block."""
     seconds = summary.seconds
     drain = system.drain
     return {

@@ -49,6 +49,7 @@ from zerolog.data.stream_parse import (
     STATUS_PARSED,
     STATUS_UNMATCHED,
     STATUSES,
+    add_file_counts,
     check_file_counts,
     line_layout,
 )
@@ -171,12 +172,7 @@ class _Collector:
         result = result.settled(continued, self.record_keys if continued else [])
         if result.record_keys is not None:
             self.record_keys = result.record_keys
-        first_line = entry["lines"] + 1
-        if self.first_bad[result.file_index] is None and result.first_bad_offset is not None:
-            self.first_bad[result.file_index] = first_line + result.first_bad_offset
-        entry["lines"] += result.lines
-        for status, count in result.status_counts.items():
-            entry[status] += count
+        first_line = add_file_counts(self.counts.files, self.first_bad, result)
         codes = self.codes.of_chunk(result)
         base = self.counts.events
         self.counts.events += len(codes)

@@ -19,8 +19,8 @@ The next-event model (DeepLog) is in ``deeplog.py`` (torch), LogLead's detectors
 Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessions, templates + 1) float, column 0
 (padding) always 0; ``train_rows`` (train sessions,) int64 rows of ``counts``.
 
-Ported from the issue-10 research (scratch/research/detector.py; measurements in its findings.md), reviewed: the
-scores are identical on the bundled data (tests/evaluation/test_detectors.py checks the hand-computable cases).
+Ported from the issue-10 research prototype (kept outside the repository), reviewed: the port's scores were identical
+to the prototype's on the bundled data (tests/evaluation/test_detectors.py checks the hand-computable cases).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def mine_invariants(
 
     The search stops once it holds as many invariants as the invariant space's estimated dimension (eigenvalues of
     X^T X below ``epsilon``, loglizer's reading) and skips supersets of a set that already holds one (the paper's
-    pruning). A template no train row holds gets the invariant "count == 0". Measured (research findings.md): on
+    pruning). A template no train row holds gets the invariant "count == 0". Measured in the issue-10 research: on
     unlabeled train rows that hold a few percent anomalies the budget goes to single-event "count == 0" invariants
     of rare events, so the paper's count relations (HDFS: opened = closed) are rarely reached.
     """

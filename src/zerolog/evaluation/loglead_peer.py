@@ -15,7 +15,7 @@ sessions, which reads labels: that setting would be an oracle and is not reprodu
 
 Why not a pip dependency: loglead 2.0.0 requires ``regex>=2024.5.15`` and logparser3 pins ``regex==2022.3.2`` (one
 resolve is impossible; every loglead release needs regex >= 2023.10.3), and a full install downgrades cachetools,
-which breaks ``import mlflow`` (measured, scratch/loglead/RESULTS.md). ``make install`` adds it with ``--no-deps``:
+which breaks ``import mlflow`` (measured when LogLead was added). ``make install`` adds it with ``--no-deps``:
 these two classes import only numpy. Where it is missing the baselines stage writes ``not_available`` with the
 reason. Import from the submodules: in 2.0.0, ``from loglead import RarityModel`` can return the module.
 """

@@ -1,7 +1,7 @@
 """stage selection: one system's detector recipe, chosen leave-one-system-out (zerolog.evaluation.selection).
 
 Reads the baselines stage's score files of every system and the labels of the OTHER systems only (the system's own
-labels are never opened here: ``tests/evaluation/test_loso.py`` poisons them and gets the same recipe). Writes
+labels are never opened here: ``tests/evaluation/test_selection.py`` poisons them and gets the same recipe). Writes
 ``scores/select-<system>/`` atomically:
 
 - ``loso/seed-<seed>.parquet``: the recipe's combined scores of every session of the system, one file per model

@@ -1,6 +1,6 @@
 """Stage embed: one semantic vector per distinct template text, every system in one space.
 
-Why one space: ZeroLog's encoder must be system-agnostic (method.md §1, §3), so a source system's
+Why one space: ZeroLog's encoder must be system-agnostic (docs/method.md §3), so a source system's
 "connection lost" and a target system's "connection timed out" must land near each other. Every distinct
 template of every ``paths.sessions/*/sessions.parquet`` is therefore cleaned the same way and embedded by the
 same model into ``paths.features/template_vectors.parquet`` (``template``, ``vector`` list<float32>; parquet
@@ -89,8 +89,8 @@ def clean_template(template: str) -> str:
     """Turn a template into plain lower-case words for a text embedder.
 
     Why: sentence models and n-gram hashing see words; "<*>", "blk_<*>", "addStoredBlock" and "node/link" are
-    parser artefacts and identifier spellings, not language. Inspired by MetaLog's tokenisation (method.md §3:
-    split on spaces and punctuation, split camelCase, lower-case), written anew here:
+    parser artefacts and identifier spellings, not language. Inspired by MetaLog's tokenisation (its code
+    splits on spaces and punctuation, splits camelCase, lower-cases), written anew here:
     1. wildcard markers (``<*>``, ``<NUM>``, ``<:IP:>``, ``.*``, ``*``) are removed;
     2. camelCase and ACRONYMWord boundaries become spaces;
     3. every run of non-alphanumeric characters (punctuation, ``_``) becomes a space;

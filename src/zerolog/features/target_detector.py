@@ -9,11 +9,11 @@ self-training pseudo-labels), and training must not import evaluation. One imple
 uses is the π̂ the evaluate stage's ``pi_hat`` rule reads from the baselines stage's score file
 (tests/training/test_adapt.py checks they are equal).
 
-The detector (research/findings.md, "the recommended product detector"): loglizer's PCA (Xu et al., SOSP 2009):
-weighted (tf-idf by default) event counts of the target's unlabeled TRAIN sessions, squared prediction error (SPE)
-off the subspace keeping ``variance`` of the train variance; the cut is where a 2-component Gaussian mixture on the
-sign-log1p train SPE puts equal posterior on both modes. π̂ = the share of train sessions at or above the cut.
-No label is read anywhere.
+The detector (the issue-10 research's recommended product detector; ``pca_mixture`` in docs/method.md, "Baselines"):
+loglizer's PCA (Xu et al., SOSP 2009): weighted (tf-idf by default) event counts of the target's unlabeled TRAIN
+sessions, squared prediction error (SPE) off the subspace keeping ``variance`` of the train variance; the cut is
+where a 2-component Gaussian mixture on the sign-log1p train SPE puts equal posterior on both modes. π̂ = the share
+of train sessions at or above the cut. No label is read anywhere.
 
 Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessions, templates + 1) float, column 0
 (padding) always 0; ``train_rows`` (train sessions,) int64 rows of ``counts``.

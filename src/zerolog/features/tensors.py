@@ -16,11 +16,11 @@ Output ``paths.tensors/<system>/`` (docs/architecture.md), plain ``.npy`` files 
 - ``meta.json``, ``session_ids.json``.
 
 Truncation keeps the FIRST ``tensors.max_len`` events of a longer session, as MetaLog cuts its sequences at a fixed
-length from the start (method.md §2). Why the head: a session's beginning is always there (sessions cut at a
-data boundary lose their end, not their start), and it keeps the sequence aligned with ``start_time``. The cost:
-an anomaly whose only sign comes after event max_len is invisible, so truncated sessions are counted and reported.
-``counts.npy`` counts the same truncated events, so every method (sequence model or count baseline) sees the same
-input.
+length from the start (docs/method.md, "Data and sessions"). Why the head: a session's beginning is always there
+(sessions cut at a data boundary lose their end, not their start), and it keeps the sequence aligned with
+``start_time``. The cost: an anomaly whose only sign comes after event max_len is invisible, so truncated sessions
+are counted and reported. ``counts.npy`` counts the same truncated events, so every method (sequence model or count
+baseline) sees the same input.
 
 The per-system vocabulary is this system's distinct templates in sorted order; row ``i`` of ``vectors.npy`` is the
 semantic vector (stage embed) of template ``meta.json["templates_list"][i - 1]``. Because the vectors live in one
