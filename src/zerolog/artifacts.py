@@ -234,7 +234,7 @@ def with_origins(message: str, paths: ArtifactPaths) -> str:
     for manifest in sorted(Path(paths.paths.raw).glob("*/manifest.json")):
         try:
             origins = read_json(manifest).get("origins") or {}
-        except (ValueError, OSError):
+        except (DataError, OSError):
             continue
         for copied, origin in origins.items():
             copy_path = str(manifest.parent / copied)
@@ -409,7 +409,7 @@ def load_tensors(directory: str | Path) -> SystemTensors:
     try:
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAY_FILES}
         meta = read_json(directory / "meta.json")
-    except (ValueError, OSError) as error:
+    except (DataError, ValueError, OSError) as error:
         raise DataError(f"{directory}: unreadable tensors: {error}") from None
     sessions, max_len = arrays["index"].shape
     expected = {

@@ -64,12 +64,7 @@ def read_pair_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
     results = {}
     for pair in settings.pairs:
         path = settings.paths.report(DETAILS) / f"{pair}.json"
-        if not path.is_file():
-            raise DataError(f"{path}: file not found (run the evaluate stage for pair {pair})")
-        try:
-            results[pair] = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        results[pair] = read_json(path, f"run the evaluate stage for pair {pair}")
         for key in ("status", "methods"):
             if key not in results[pair]:
                 raise DataError(f"{path}: missing key {key!r}")
@@ -351,12 +346,7 @@ def read_paper_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
     results = {}
     for pair in settings.paper.pairs:
         path = settings.paths.paper_metrics(pair)
-        if not path.is_file():
-            raise DataError(f"{path}: file not found (run the paper stage for pair {pair})")
-        try:
-            results[pair] = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        results[pair] = read_json(path, f"run the paper stage for pair {pair}")
         for key in ("protocol", "pair", "status", "methods"):
             if key not in results[pair]:
                 raise DataError(f"{path}: missing key {key!r}")

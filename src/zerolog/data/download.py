@@ -592,10 +592,7 @@ def _recorded_checksums(path: Path) -> dict[str, str]:
     """The archive sha256 values recorded on earlier downloads ({} when none were recorded yet)."""
     if not path.exists():
         return {}
-    try:
-        recorded = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    recorded = read_json(path)
     if not isinstance(recorded, dict) or not all(isinstance(value, str) for value in recorded.values()):
         raise DataError(f"{path}: expected a JSON object mapping archive names to sha256 strings")
     return recorded

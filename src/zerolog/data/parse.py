@@ -85,10 +85,7 @@ def read_manifest(params: Params, name: str, required: Sequence[str] = ()) -> tu
     path = folder / "manifest.json"
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (run pipeline/download.py {name})")
-    try:
-        manifest = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    manifest = read_json(path)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         raise DataError(f"{path}: files: missing key")

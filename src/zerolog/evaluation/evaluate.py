@@ -260,12 +260,7 @@ def _check_methods(config: EvaluateConfig) -> None:
 
 
 def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found ({missing})")
-    try:
-        value = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    value = read_json(path, missing)
     if not isinstance(value, dict):
         raise DataError(f"{path}: expected a JSON object")
     return value

@@ -156,10 +156,7 @@ def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, A
         if not path.is_file():
             pairs[pair] = {"status": "missing", "reason": f"{path}: file not found", "methods": {}}
             continue
-        try:
-            metrics = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        metrics = read_json(path)
         methods = {method: _method_numbers(entry) for method, entry in (metrics.get("methods") or {}).items()}
         pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods}
     return pairs
@@ -201,7 +198,7 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise GateError(f"{path}: baseline not found; record one with `python -m zerolog.evaluation.gate update`")
     try:
         baseline = read_json(path)
-    except ValueError as error:
+    except DataError as error:
         raise GateError(str(error)) from None
     if not isinstance(baseline, dict) or not isinstance(baseline.get("pairs"), dict):
         raise GateError(f"{path}: expected a JSON object with key 'pairs'")
