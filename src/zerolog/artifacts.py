@@ -1,5 +1,6 @@
 """The contracts between stages, each written once: where every artifact lives, split codes, statuses, score files,
-the tensors reader, and the method registry (which method is which kind, and which ones are ORACLE).
+the tensors reader, and the method registry (which method is which kind, which ones are ORACLE, and what each
+method the encoder trainer fits switches on in it).
 
 Why one module: a stage that writes a file and the stage that reads it must agree on its name, columns and codes.
 When that agreement is written twice it drifts; here it is written once, and every stage imports it. Formats are
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,27 @@ class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enu
 
 
 @dataclass(frozen=True)
+class MethodSettings:
+    """What one method switches on in the encoder trainer (training/loop.py), so that its methods differ only where
+    they must; zerolog.training.methods describes them."""
+
+    name: str
+    labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from
+    domain_loss: bool  # DANN: discriminator behind a gradient-reversal layer, source vs unlabeled target
+    meta_learning: bool  # first-order meta step (inner step on meta-train, outer on meta-test)
+    adapt: bool = False  # train.adapt: importance-weighted domain loss and self-training on the target (adapt.py)
+
+    @property
+    def oracle(self) -> bool:
+        """Reads target labels: an upper bound, never a zero-label result (the method registry says which)."""
+        return method_spec(self.name).oracle
+
+    @property
+    def uses_unlabeled_target(self) -> bool:
+        return self.domain_loss
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """One method of the results table."""
 
@@ -72,6 +94,7 @@ class MethodSpec:
     kind: MethodKind
     summary: str  # one line for the report
     stochastic: bool = True  # its result moves with the model seed: run once per seed of ``seeds``
+    trainer: MethodSettings | None = None  # its switches when the encoder trainer fits it, else None
 
     @property
     def oracle(self) -> bool:
@@ -83,15 +106,27 @@ class MethodSpec:
         return self.kind is MethodKind.TRANSFER
 
 
+def _trained(name: str, kind: MethodKind, summary: str, labeled_domain: Literal["source", "target"],
+             domain_loss: bool, meta_learning: bool, adapt: bool = False) -> MethodSpec:
+    """The registry entry of a method the encoder trainer fits, with its switches (the name written once)."""
+    settings = MethodSettings(name, labeled_domain, domain_loss, meta_learning, adapt)
+    return MethodSpec(name, kind, summary, trainer=settings)
+
+
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("zerolog", MethodKind.TRANSFER, "ZeroLog: GRU encoder, domain-adversarial + meta-learning"),
-        MethodSpec("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone"),
-        MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
-        MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
-        MethodSpec("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
-                   "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share"),
+        _trained("zerolog", MethodKind.TRANSFER, "ZeroLog: GRU encoder, domain-adversarial + meta-learning",
+                 "source", domain_loss=True, meta_learning=True),
+        _trained("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone",
+                 "source", domain_loss=False, meta_learning=False),
+        _trained("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning",
+                 "source", domain_loss=True, meta_learning=False),
+        _trained("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss",
+                 "source", domain_loss=False, meta_learning=True),
+        _trained("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
+                 "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share",
+                 "source", domain_loss=True, meta_learning=True, adapt=True),
         # Target-only, label-free: fit on the target's unlabeled train sessions (stage baselines,
         # zerolog.evaluation.detectors / deeplog / loglead_peer).
         MethodSpec("pca_mixture", MethodKind.TARGET_ONLY,
@@ -122,7 +157,8 @@ METHODS: dict[str, MethodSpec] = {
                    "the OTHER labeled systems' validation splits (leave-one-system-out)"),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),
-        MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
+        _trained("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels",
+                 "target", domain_loss=False, meta_learning=False),
     )
 }
 
