@@ -242,6 +242,11 @@ class ArtifactPaths:
         beside the results, not DVC metrics, which hold only the numbers a user compares between experiments."""
         return Path(self.paths.reports) / "data" / stage / f"{name}.json"
 
+    def evaluation_details(self, pair: str) -> Path:
+        """``reports/evaluate/<pair>.json``: every detail the evaluate stage measured of a pair (each rule, each
+        seed, bootstrap intervals); the report stage builds the results table from it."""
+        return self.report("evaluate") / f"{pair}.json"
+
     def pair_metrics(self, pair: str) -> Path:
         """``metrics/<pair>.json``: the evaluate stage's headline metrics of a pair."""
         return Path(self.paths.metrics) / f"{pair}.json"

@@ -50,7 +50,6 @@ from zerolog.plots import plot_pr_curves
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 
 PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
-DETAILS = "evaluate"  # reports/evaluate/<pair>.json
 HEADLINE_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc")
 
 
@@ -546,6 +545,6 @@ def evaluate_pair(
     with atomic_directory(plots) as directory:
         _write_plots(directory, evaluations, f"{pair}: {status}")
     _log_evaluations(tracking, settings, details, paths, plots / PR_FIGURE)
-    write_json(paths.report(DETAILS) / f"{pair}.json", details)
+    write_json(paths.evaluation_details(pair), details)
     write_json(paths.pair_metrics(pair), headline(details))
 
