@@ -178,6 +178,19 @@ def methods_of_kind(*kinds: MethodKind) -> list[str]:
 # ----------------------------------------------------------------------------- paths
 
 
+def score_file_name(method: str, seed: int) -> Path:
+    """A method's score file within its score folder: ``<method>/seed-<seed>.parquet`` for a stochastic method (one
+    per model seed), ``<method>.parquet`` for a deterministic one (``seed`` unused). The stages write it into a
+    folder they build atomically; ``ArtifactPaths.score_file`` places it in the folder's final location."""
+    return Path(method) / f"seed-{seed}.parquet" if method_spec(method).stochastic else Path(f"{method}.parquet")
+
+
+def checkpoint_name(method: str, seed: int) -> Path:
+    """A transfer method's network within its pair's model folder (``<method>/seed-<seed>/checkpoint.pt``); the
+    train stage writes it into a folder it builds atomically, ``ArtifactPaths.checkpoint`` places it."""
+    return Path(method) / f"seed-{seed}" / "checkpoint.pt"
+
+
 @dataclass(frozen=True)
 class ArtifactPaths:
     """Every artifact's location, from ``params.paths``: the only place a path is joined by hand."""
@@ -193,6 +206,10 @@ class ArtifactPaths:
     def parsed(self, dataset: str) -> Path:
         return Path(self.paths.parsed) / dataset
 
+    def parsed_lines(self, dataset: str) -> Path:
+        """``parsed/<dataset>/lines.parquet``: the parse stage's lines (a folder of Parquet parts read as one table)."""
+        return self.parsed(dataset) / "lines.parquet"
+
     def sessions(self, dataset: str) -> Path:
         return Path(self.paths.sessions) / dataset
 
@@ -207,6 +224,10 @@ class ArtifactPaths:
 
     def models(self, pair: str) -> Path:
         return Path(self.paths.models) / pair
+
+    def checkpoint(self, pair: str, method: str, seed: int) -> Path:
+        """The train stage's network of one transfer method and model seed of ``pair``."""
+        return self.models(pair) / checkpoint_name(method, seed)
 
     def detector(self, system: str) -> Path:
         """``models/target-<system>/detector/``: the system's recommended detector, persisted by the baselines stage
@@ -231,7 +252,7 @@ class ArtifactPaths:
         spec = method_spec(method)
         folder = (self.pair_scores(pair) if spec.per_pair else self.selected_scores(target)
                   if spec.kind is MethodKind.SELECTED else self.target_scores(target))
-        return folder / method / f"seed-{seed}.parquet" if spec.stochastic else folder / f"{method}.parquet"
+        return folder / score_file_name(method, seed)
 
     def stage_metrics(self, stage: str, name: str) -> Path:
         """``metrics/<stage>/<name>.json``: a stage's DVC metrics per dataset, system or pair."""
