@@ -67,8 +67,8 @@ class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enu
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """What one method switches on in the encoder trainer (training/loop.py), so that its methods differ only where
-    they must; zerolog.training.methods describes them."""
+    """What one method switches on in the encoder trainer (training/loop.py): one trainer, so that the trained
+    methods differ only where they must (zerolog.training.methods describes them)."""
 
     name: str
     labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from

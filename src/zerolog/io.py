@@ -83,7 +83,7 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: str | Path, missing: str | None = None) -> Any:
-    """The value of the JSON file ``path``; a DataError naming the file (and the line) when it is not valid JSON.
+    """The value of the JSON file ``path``; a DataError naming the file when it is not UTF-8 text or not valid JSON.
 
     Why one reader: every stage reports a bad input file as the same one-line message. With ``missing`` (what
     would write the file, such as "run the select stage"), an absent file is a DataError saying so; without it,
@@ -96,6 +96,8 @@ def read_json(path: str | Path, missing: str | None = None) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def write_parquet(target: str | Path, frame: pd.DataFrame) -> None:
