@@ -47,7 +47,7 @@ from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, load_tensors
 from zerolog.config import Params, TrainConfig, as_dict, load_params, parse_params, read_yaml
 from zerolog.errors import ZerologError
 from zerolog.features.target_detector import TargetDetection
-from zerolog.io import atomic_path, write_json, write_text
+from zerolog.io import atomic_path, read_json, write_json, write_text
 from zerolog.metrics import precision_recall_f1, ranking_metrics
 from zerolog.training.adapt import pseudo_labels, top_share_threshold
 from zerolog.training.loop import train
@@ -99,7 +99,7 @@ def _arm_configs(config: TrainConfig, arm: str) -> tuple[TrainConfig, TrainConfi
 
 def _done(folder: Path, digest: str) -> bool:
     record = folder / "run.json"
-    return record.is_file() and json.loads(record.read_text()).get("digest") == digest
+    return record.is_file() and read_json(record).get("digest") == digest
 
 
 def _phase(folder: Path, digest: str, config: TrainConfig, method: str, job: ArmJob, start_from: Path | None,
@@ -276,7 +276,7 @@ def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob]
     labels, split = np.asarray(target.labels).astype(np.int64), np.asarray(target.split)
     result: dict[str, Any] = {"rows": {row: {"seeds": {}} for row in ROWS}, "seconds": {}, "self_training": {}}
     for seed in seeds:
-        records = {(arm, phase): json.loads((_phase_folder(jobs[arm, seed], phase) / "run.json").read_text())
+        records = {(arm, phase): read_json(_phase_folder(jobs[arm, seed], phase) / "run.json")
                    for arm in ARMS for phase in ("base", "final")}  # fmt: skip
         for row, (arm, phase) in ROWS.items():
             frame = _target_frame(_phase_folder(jobs[arm, seed], phase))

@@ -1,5 +1,6 @@
 """The contracts between stages, each written once: where every artifact lives, split codes, statuses, score files,
-the tensors reader, and the method registry (which method is which kind, and which ones are ORACLE).
+the tensors reader, and the method registry (which method is which kind, which ones are ORACLE, and what each
+method the encoder trainer fits switches on in it).
 
 Why one module: a stage that writes a file and the stage that reads it must agree on its name, columns and codes.
 When that agreement is written twice it drifts; here it is written once, and every stage imports it. Formats are
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,27 @@ class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enu
 
 
 @dataclass(frozen=True)
+class MethodSettings:
+    """What one method switches on in the encoder trainer (training/loop.py): one trainer, so that the trained
+    methods differ only where they must (zerolog.training.methods describes them)."""
+
+    name: str
+    labeled_domain: Literal["source", "target"]  # whose train labels the classifier learns from
+    domain_loss: bool  # DANN: discriminator behind a gradient-reversal layer, source vs unlabeled target
+    meta_learning: bool  # first-order meta step (inner step on meta-train, outer on meta-test)
+    adapt: bool = False  # train.adapt: importance-weighted domain loss and self-training on the target (adapt.py)
+
+    @property
+    def oracle(self) -> bool:
+        """Reads target labels: an upper bound, never a zero-label result (the method registry says which)."""
+        return method_spec(self.name).oracle
+
+    @property
+    def uses_unlabeled_target(self) -> bool:
+        return self.domain_loss
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """One method of the results table."""
 
@@ -72,6 +94,7 @@ class MethodSpec:
     kind: MethodKind
     summary: str  # one line for the report
     stochastic: bool = True  # its result moves with the model seed: run once per seed of ``seeds``
+    trainer: MethodSettings | None = None  # its switches when the encoder trainer fits it, else None
 
     @property
     def oracle(self) -> bool:
@@ -83,15 +106,27 @@ class MethodSpec:
         return self.kind is MethodKind.TRANSFER
 
 
+def _trained(name: str, kind: MethodKind, summary: str, labeled_domain: Literal["source", "target"],
+             domain_loss: bool, meta_learning: bool, adapt: bool = False) -> MethodSpec:
+    """The registry entry of a method the encoder trainer fits, with its switches (the name written once)."""
+    settings = MethodSettings(name, labeled_domain, domain_loss, meta_learning, adapt)
+    return MethodSpec(name, kind, summary, trainer=settings)
+
+
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("zerolog", MethodKind.TRANSFER, "ZeroLog: GRU encoder, domain-adversarial + meta-learning"),
-        MethodSpec("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone"),
-        MethodSpec("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning"),
-        MethodSpec("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss"),
-        MethodSpec("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
-                   "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share"),
+        _trained("zerolog", MethodKind.TRANSFER, "ZeroLog: GRU encoder, domain-adversarial + meta-learning",
+                 "source", domain_loss=True, meta_learning=True),
+        _trained("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone",
+                 "source", domain_loss=False, meta_learning=False),
+        _trained("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning",
+                 "source", domain_loss=True, meta_learning=False),
+        _trained("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss",
+                 "source", domain_loss=False, meta_learning=True),
+        _trained("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
+                 "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share",
+                 "source", domain_loss=True, meta_learning=True, adapt=True),
         # Target-only, label-free: fit on the target's unlabeled train sessions (stage baselines,
         # zerolog.evaluation.detectors / deeplog / loglead_peer).
         MethodSpec("pca_mixture", MethodKind.TARGET_ONLY,
@@ -122,7 +157,8 @@ METHODS: dict[str, MethodSpec] = {
                    "the OTHER labeled systems' validation splits (leave-one-system-out)"),
         MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
                    stochastic=False),
-        MethodSpec("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels"),
+        _trained("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels",
+                 "target", domain_loss=False, meta_learning=False),
     )
 }
 
@@ -142,6 +178,19 @@ def methods_of_kind(*kinds: MethodKind) -> list[str]:
 # ----------------------------------------------------------------------------- paths
 
 
+def score_file_name(method: str, seed: int) -> Path:
+    """A method's score file within its score folder: ``<method>/seed-<seed>.parquet`` for a stochastic method (one
+    per model seed), ``<method>.parquet`` for a deterministic one (``seed`` unused). The stages write it into a
+    folder they build atomically; ``ArtifactPaths.score_file`` places it in the folder's final location."""
+    return Path(method) / f"seed-{seed}.parquet" if method_spec(method).stochastic else Path(f"{method}.parquet")
+
+
+def checkpoint_name(method: str, seed: int) -> Path:
+    """A transfer method's network within its pair's model folder (``<method>/seed-<seed>/checkpoint.pt``); the
+    train stage writes it into a folder it builds atomically, ``ArtifactPaths.checkpoint`` places it."""
+    return Path(method) / f"seed-{seed}" / "checkpoint.pt"
+
+
 @dataclass(frozen=True)
 class ArtifactPaths:
     """Every artifact's location, from ``params.paths``: the only place a path is joined by hand."""
@@ -157,6 +206,10 @@ class ArtifactPaths:
     def parsed(self, dataset: str) -> Path:
         return Path(self.paths.parsed) / dataset
 
+    def parsed_lines(self, dataset: str) -> Path:
+        """``parsed/<dataset>/lines.parquet``: the parse stage's lines (a folder of Parquet parts read as one table)."""
+        return self.parsed(dataset) / "lines.parquet"
+
     def sessions(self, dataset: str) -> Path:
         return Path(self.paths.sessions) / dataset
 
@@ -171,6 +224,10 @@ class ArtifactPaths:
 
     def models(self, pair: str) -> Path:
         return Path(self.paths.models) / pair
+
+    def checkpoint(self, pair: str, method: str, seed: int) -> Path:
+        """The train stage's network of one transfer method and model seed of ``pair``."""
+        return self.models(pair) / checkpoint_name(method, seed)
 
     def detector(self, system: str) -> Path:
         """``models/target-<system>/detector/``: the system's recommended detector, persisted by the selection stage
@@ -195,7 +252,7 @@ class ArtifactPaths:
         spec = method_spec(method)
         folder = (self.pair_scores(pair) if spec.per_pair else self.selected_scores(target)
                   if spec.kind is MethodKind.SELECTED else self.target_scores(target))
-        return folder / method / f"seed-{seed}.parquet" if spec.stochastic else folder / f"{method}.parquet"
+        return folder / score_file_name(method, seed)
 
     def stage_metrics(self, stage: str, name: str) -> Path:
         """``metrics/<stage>/<name>.json``: a stage's DVC metrics per dataset, system or pair."""
@@ -205,6 +262,11 @@ class ArtifactPaths:
         """``reports/data/<stage>/<name>.json``: what a data stage counted (lines, sessions, templates): committed
         beside the results, not DVC metrics, which hold only the numbers a user compares between experiments."""
         return Path(self.paths.reports) / "data" / stage / f"{name}.json"
+
+    def evaluation_details(self, pair: str) -> Path:
+        """``reports/evaluate/<pair>.json``: every detail the evaluate stage measured of a pair (each rule, each
+        seed, bootstrap intervals); the report stage builds the results table from it."""
+        return self.report("evaluate") / f"{pair}.json"
 
     def pair_metrics(self, pair: str) -> Path:
         """``metrics/<pair>.json``: the evaluate stage's headline metrics of a pair."""
@@ -234,7 +296,7 @@ def with_origins(message: str, paths: ArtifactPaths) -> str:
     for manifest in sorted(Path(paths.paths.raw).glob("*/manifest.json")):
         try:
             origins = read_json(manifest).get("origins") or {}
-        except (ValueError, OSError):
+        except (DataError, OSError):
             continue
         for copied, origin in origins.items():
             copy_path = str(manifest.parent / copied)
@@ -409,7 +471,7 @@ def load_tensors(directory: str | Path) -> SystemTensors:
     try:
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in ARRAY_FILES}
         meta = read_json(directory / "meta.json")
-    except (ValueError, OSError) as error:
+    except (DataError, ValueError, OSError) as error:
         raise DataError(f"{directory}: unreadable tensors: {error}") from None
     sessions, max_len = arrays["index"].shape
     expected = {

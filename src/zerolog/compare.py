@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zerolog.errors import ZerologError
+from zerolog.io import read_json
 
 PAIR_METRICS = "metrics/{pair}.json"
 DEFAULT_PAPER_METHOD = "zerolog"
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, default=None, help="read a saved `dvc exp show --json` instead")
     arguments = parser.parse_args(argv)
     try:
-        shown = json.loads(arguments.from_json.read_text()) if arguments.from_json else dvc_experiments(arguments.all)
+        shown = read_json(arguments.from_json) if arguments.from_json else dvc_experiments(arguments.all)
         rows = experiment_rows(shown)
         if not rows:
             raise CompareError("dvc exp show listed no experiment")

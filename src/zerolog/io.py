@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from zerolog.errors import DataError
+
 
 def _umask() -> int:
     current = os.umask(0)
@@ -80,12 +82,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, missing: str | None = None) -> Any:
+    """The value of the JSON file ``path``; a DataError naming the file when it is not UTF-8 text or not valid JSON.
+
+    Why one reader: every stage reports a bad input file as the same one-line message. With ``missing`` (what
+    would write the file, such as "run the select stage"), an absent file is a DataError saying so; without it,
+    the OSError of reading an absent file reaches the caller.
+    """
     path = Path(path)
+    if missing is not None and not path.is_file():
+        raise DataError(f"{path}: file not found ({missing})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
+        raise DataError(f"{path}: line {error.lineno}: invalid JSON: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def write_parquet(target: str | Path, frame: pd.DataFrame) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zerolog.artifacts import ArtifactPaths, MethodKind, method_spec
+from zerolog.artifacts import ArtifactPaths, MethodKind, Status, method_spec
 from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig, load_params
 from zerolog.detection.registry import register_recommended
 from zerolog.errors import DataError, ZerologError
@@ -33,7 +33,6 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 README_PAPER_START = "<!-- paper-protocol:start -->"
 README_PAPER_END = "<!-- paper-protocol:end -->"
-DETAILS = "evaluate"  # reports/evaluate/<pair>.json, written by the evaluate stage
 
 
 @dataclass(frozen=True)
@@ -63,13 +62,8 @@ def read_pair_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
     """``reports/evaluate/<pair>.json`` of every pair in params, in params order; DataError naming a missing file."""
     results = {}
     for pair in settings.pairs:
-        path = settings.paths.report(DETAILS) / f"{pair}.json"
-        if not path.is_file():
-            raise DataError(f"{path}: file not found (run the evaluate stage for pair {pair})")
-        try:
-            results[pair] = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        path = settings.paths.evaluation_details(pair)
+        results[pair] = read_json(path, f"run the evaluate stage for pair {pair}")
         for key in ("status", "methods"):
             if key not in results[pair]:
                 raise DataError(f"{path}: missing key {key!r}")
@@ -102,7 +96,7 @@ def _f1_cell(entry: dict[str, Any] | None) -> str:
     bootstrap interval."""
     if not entry:
         return "–"
-    if entry.get("status") != "evaluated":
+    if entry.get("status") != Status.EVALUATED:
         return "n/a"
     if entry.get("f1") is None:
         return "n/a"
@@ -116,7 +110,7 @@ def f1_matrix(results: dict[str, dict[str, Any]], methods: list[str]) -> np.ndar
     """(pairs, methods) headline F1; NaN where a pair or method was not evaluated."""
     matrix = np.full((len(results), len(methods)), np.nan)
     for row, result in enumerate(results.values()):
-        if result.get("status") != "evaluated":
+        if result.get("status") != Status.EVALUATED:
             continue
         for column, method in enumerate(methods):
             value = (result["methods"].get(method) or {}).get("f1")
@@ -134,7 +128,7 @@ def _best_of_kind(result: dict[str, Any], methods: list[str], kind: MethodKind, 
     entries = {method: result["methods"].get(method) for method in methods
                if method_spec(method).kind is kind and method != excluded}  # fmt: skip
     scored = {method: entry for method, entry in entries.items()
-              if entry and entry.get("status") == "evaluated" and entry.get("f1") is not None}  # fmt: skip
+              if entry and entry.get("status") == Status.EVALUATED and entry.get("f1") is not None}  # fmt: skip
     if not scored:
         return "n/a" if entries else "–"
     best = max(scored, key=lambda method: scored[method]["f1"])
@@ -161,7 +155,7 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     recipes: dict[str, str] = {}
     for pair, result in results.items():
-        if result["status"] != "evaluated":
+        if result["status"] != Status.EVALUATED:
             cells = [result["status"].replace("_", " ")] + ["–"] * (len(header) - 3)
         else:
             chosen = result["methods"].get(recommended) or {}
@@ -213,7 +207,7 @@ def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) 
     header = ["pair", "status", "measured on", *[method_label(method) for method in methods]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for pair, result in results.items():
-        if result["status"] != "evaluated":
+        if result["status"] != Status.EVALUATED:
             cells = ["–"] * len(methods)
         else:
             cells = [_f1_cell(result["methods"].get(method)) for method in methods]
@@ -248,7 +242,7 @@ def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -
         f"label rule: `{result.get('label_rule')}`."
     )
     lines.append("")
-    if result["status"] != "evaluated":
+    if result["status"] != Status.EVALUATED:
         lines += [f"**{result['status'].replace('_', ' ')}**: {result.get('reason')}", ""]
         return lines
     lines += _method_table(settings, result)
@@ -268,7 +262,7 @@ def _method_table(settings: ReportSettings, result: dict[str, Any]) -> list[str]
         entry = result["methods"].get(method)
         if entry is None:
             continue
-        if entry.get("status") != "evaluated":
+        if entry.get("status") != Status.EVALUATED:
             lines.append(f"| {method_label(method)} | – | n/a | n/a | n/a | – | – | – |")
             continue
         lines.append(
@@ -289,14 +283,14 @@ def _rule_table(settings: ReportSettings, result: dict[str, Any]) -> list[str]:
     lines.append("|---|" + "---|" * len(rules))
     for method in settings.evaluate.methods:
         entry = result["methods"].get(method)
-        if not entry or entry.get("status") != "evaluated":
+        if not entry or entry.get("status") != Status.EVALUATED:
             continue
         cells = []
         for rule in rules:
             values = entry["rules"].get(rule)
             if not values:
                 cells.append("–")
-            elif values.get("status") != "evaluated":
+            elif values.get("status") != Status.EVALUATED:
                 cells.append("n/a")
             else:
                 cells.append(f"{values['f1']:.3f} ({values['threshold']:.3g})")
@@ -309,7 +303,7 @@ def _problems(result: dict[str, Any]) -> list[str]:
     problems = [
         (method, entry.get("reason"))
         for method, entry in result["methods"].items()
-        if entry.get("status") != "evaluated" or entry.get("reason")
+        if entry.get("status") != Status.EVALUATED or entry.get("reason")
     ]
     problems += [
         (f"{method} / {rule}", values.get("reason"))
@@ -351,12 +345,7 @@ def read_paper_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
     results = {}
     for pair in settings.paper.pairs:
         path = settings.paths.paper_metrics(pair)
-        if not path.is_file():
-            raise DataError(f"{path}: file not found (run the paper stage for pair {pair})")
-        try:
-            results[pair] = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        results[pair] = read_json(path, f"run the paper stage for pair {pair}")
         for key in ("protocol", "pair", "status", "methods"):
             if key not in results[pair]:
                 raise DataError(f"{path}: missing key {key!r}")
@@ -374,7 +363,7 @@ def _paper_cells(result: dict[str, Any] | None, method: str) -> list[str]:
     if result is None:
         return ["not measured"] * 2
     entry = result["methods"].get(method)
-    if result["status"] != "evaluated" or not entry:
+    if result["status"] != Status.EVALUATED or not entry:
         return [f"{result['status'].replace('_', ' ')}"] * 2
     best = entry["best_epoch_oracle"]
     epochs = best.get("epochs", [best.get("epoch")])  # one best epoch per model seed
@@ -392,7 +381,7 @@ def _realistic_cells(result: dict[str, Any] | None) -> list[str]:
     """The realistic protocol's recommended detector (when evaluate declares one) and zerolog, headline F1."""
     if result is None:
         return ["not in `pairs`"] * 2
-    if result["status"] != "evaluated":
+    if result["status"] != Status.EVALUATED:
         return [result["status"].replace("_", " ")] * 2
     recommended = result.get("recommended")
     recommended_cell = "– (none declared)"
@@ -403,7 +392,7 @@ def _realistic_cells(result: dict[str, Any] | None) -> list[str]:
 
 def _f1_precision_cell(entry: dict[str, Any] | None) -> str:
     """Headline F1 with its interval, and the precision (the one figure FreeLog publishes)."""
-    if not entry or entry.get("status") != "evaluated" or entry.get("precision") is None:
+    if not entry or entry.get("status") != Status.EVALUATED or entry.get("precision") is None:
         return _f1_cell(entry)
     return f"{_f1_cell(entry)}, P {entry['precision']:.2f}"
 
@@ -446,7 +435,7 @@ def _paper_data_line(pair: str, result: dict[str, Any]) -> str:
         if "test" in data:
             text += f"; test = all {data['test']['sessions']} kept sessions (adapted on)"
         parts.append(text)
-    reason = ("" if result["status"] == "evaluated"
+    reason = ("" if result["status"] == Status.EVALUATED
               else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})")
     return f"- **{pair}**{reason}: " + "; ".join(parts) + "."
 
@@ -493,7 +482,7 @@ def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]
     lines += [headline_table(settings, results), ""]
     lines += ["## F1 per pair and method", "", summary_table(settings, results), ""]
     lines += ["![F1 heatmap](f1_heatmap.png)", ""]
-    not_evaluated = [(pair, result) for pair, result in results.items() if result["status"] != "evaluated"]
+    not_evaluated = [(pair, result) for pair, result in results.items() if result["status"] != Status.EVALUATED]
     if not_evaluated:
         lines += ["## Pairs not evaluated", ""]
         for pair, result in not_evaluated:
@@ -512,7 +501,7 @@ def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]
 def write_heatmap(path: Path, results: dict[str, dict[str, Any]], methods: list[str]) -> None:
     """F1 over pairs (rows) x methods (columns); grey 'n/a' where not evaluated."""
     row_labels = [
-        pair if result.get("status") == "evaluated" else f"{pair} ({result.get('status', '?').replace('_', ' ')})"
+        pair if result.get("status") == Status.EVALUATED else f"{pair} ({result.get('status', '?').replace('_', ' ')})"
         for pair, result in results.items()
     ]
     plot_heatmap(path, f1_matrix(results, methods), row_labels, [method_label(method) for method in methods],

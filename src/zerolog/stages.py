@@ -277,7 +277,7 @@ STAGES: list[Stage] = [
         ],
         outputs=lambda params, paths, pair: [
             _metric(paths.pair_metrics(pair)),
-            Output(paths.report("evaluate") / f"{pair}.json", cache=False),
+            Output(paths.evaluation_details(pair), cache=False),
             Output(paths.plots("evaluate", pair) / "pr", "plots", cache=False,
                    plot={"template": "simple", "x": "recall", "y": "precision"}),
             Output(paths.plots("evaluate", pair) / "confusion", "plots", cache=False,
@@ -308,7 +308,7 @@ STAGES: list[Stage] = [
         "report", "the results table, the F1 heatmap and the README block", None,
         "zerolog.report:build_report", _report_arguments,
         deps=lambda params, paths, _: [
-            *[paths.report("evaluate") / f"{pair}.json" for pair in params.pairs],
+            *[paths.evaluation_details(pair) for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
             *[paths.detector(target) for target in _targets(params)],  # registered (zerolog.detection.registry)
             SERVED_MODEL_CODE,  # the registered model's code (MLflow models-from-code): a path, never imported here

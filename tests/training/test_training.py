@@ -14,6 +14,8 @@ from conftest import call_stage, make_params
 from sklearn.metrics import roc_auc_score
 from training_fixtures import assert_same_weights, small_config, unlabeled, weights_of, write_system
 
+from zerolog.artifacts import METHODS as REGISTRY
+from zerolog.artifacts import MethodKind
 from zerolog.config import ClassBalanceConfig, Params
 from zerolog.training.loop import (
     _LabeledSampler,
@@ -41,6 +43,13 @@ def test_methods_are_settings_of_one_trainer() -> None:
     assert all(s.labeled_domain == "source" for s in METHODS.values() if not s.oracle)
     with pytest.raises(MethodError, match="unknown method 'dan'"):
         method_settings("dan")
+
+
+def test_the_trained_methods_are_those_of_the_method_registry_with_trainer_settings() -> None:
+    """One method table: the trainer's methods are read from the registry, in its order, never listed again."""
+    trained = [name for name, spec in REGISTRY.items() if spec.kind in (MethodKind.TRANSFER, MethodKind.ORACLE)]
+    assert list(METHODS) == trained
+    assert all(REGISTRY[name].trainer is settings for name, settings in METHODS.items())
 
 
 def test_domain_coefficient_schedule() -> None:

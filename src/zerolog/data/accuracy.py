@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import Params, load_params
 from zerolog.data.parse import grouping_accuracy
 from zerolog.errors import DataError, ZerologError
@@ -26,7 +27,7 @@ def parse_accuracy(params: Params) -> dict[str, float]:
     """GA per dataset of ``parse.ground_truth``; DataError naming the file when an input is missing or misaligned."""
     results = {}
     for name, truth in params.parse.ground_truth.items():
-        lines_path = Path(params.paths.parsed) / name / "lines.parquet"
+        lines_path = ArtifactPaths(params.paths).parsed_lines(name)
         truth_path = Path(params.paths.bundled) / truth
         for path in (lines_path, truth_path):  # lines.parquet is a folder of parts
             if not path.exists():

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import DataConfig, DatasetConfig, LoghubOrigin, Params
 from zerolog.errors import ChecksumError, DataError, DownloadError
 from zerolog.io import atomic_directory, read_json, write_json
@@ -93,7 +94,7 @@ def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
     for entry in entries:
         _check_nonempty_file(bundled / entry.path, entry.params_key)
     names = _destination_names(entries)
-    with atomic_directory(Path(params.paths.raw) / name) as output:
+    with atomic_directory(ArtifactPaths(params.paths).raw(name)) as output:
         for entry in entries:
             destination = output / names[entry.path]
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ def _download_loghub(params: Params, name: str, dataset: DatasetConfig, origin: 
         )
     archive_path, from_mirror, actual, unpinned = _verified_archive(params, origin.archive)
     names = _destination_names(entries)
-    with atomic_directory(Path(params.paths.raw) / name) as output:
+    with atomic_directory(ArtifactPaths(params.paths).raw(name)) as output:
         extract_folder = output / EXTRACT_FOLDER
         wanted = {entry.path: entry.params_key for entry in entries}
         members = _extract_members(archive_path, wanted, extract_folder, from_mirror)
@@ -592,10 +593,7 @@ def _recorded_checksums(path: Path) -> dict[str, str]:
     """The archive sha256 values recorded on earlier downloads ({} when none were recorded yet)."""
     if not path.exists():
         return {}
-    try:
-        recorded = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    recorded = read_json(path)
     if not isinstance(recorded, dict) or not all(isinstance(value, str) for value in recorded.values()):
         raise DataError(f"{path}: expected a JSON object mapping archive names to sha256 strings")
     return recorded

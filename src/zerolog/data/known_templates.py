@@ -65,10 +65,7 @@ def read_drain_state(path: Path) -> dict[str, Any]:
     """The tree a parse stage wrote; a DataError naming the file when it is missing or not a Drain state."""
     if not path.is_file():
         raise DataError(f"{path}: no Drain state (a raw dataset's parse writes it; rerun its parse stage)")
-    try:
-        state = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    state = read_json(path)
     if not isinstance(state, dict) or state.get("format_version") != 1 or "tree" not in state:
         raise DataError(f"{path}: not a Drain state of format_version 1")
     return state

@@ -81,14 +81,11 @@ def grouping_accuracy(predicted_event_ids: Sequence[Any], true_event_ids: Sequen
 def read_manifest(params: Params, name: str, required: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
     """Read ``paths.raw/<name>/manifest.json`` (written by the download stage); ``required`` files keys must exist."""
     dataset = dataset_config(params, name)
-    folder = Path(params.paths.raw) / name
-    path = folder / "manifest.json"
+    paths = ArtifactPaths(params.paths)
+    folder, path = paths.raw(name), paths.manifest(name)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (run pipeline/download.py {name})")
-    try:
-        manifest = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    manifest = read_json(path)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         raise DataError(f"{path}: files: missing key")
@@ -379,7 +376,7 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
         f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
     )
     miner = new_miner(system)
-    with atomic_directory(Path(params.paths.parsed) / name) as output:
+    with atomic_directory(ArtifactPaths(params.paths).parsed(name)) as output:
         summary = stream_parse_files(log_files, line_layout(system, dataset.label, dataset.multiline), miner,
                                      params.parse, output, format_key, progress)
         _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
@@ -479,7 +476,7 @@ def parse_dataset(params: Params, name: str) -> None:
         "seconds": round(seconds, 3),
         "lines_per_second": round(len(lines) / seconds, 1) if seconds > 0 else None,
     }
-    with atomic_directory(Path(params.paths.parsed) / name) as output:
+    with atomic_directory(ArtifactPaths(params.paths).parsed(name)) as output:
         write_lines(output, lines)
         write_parquet(output / "templates.parquet", templates)
     write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))

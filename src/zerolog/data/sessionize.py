@@ -723,7 +723,7 @@ def _load_events(
     part order, so the codes, events and key pairs are those of one pass over the file; ``content`` goes to the key
     rule part by part and is not kept.
     """
-    path = Path(params.paths.parsed) / name / "lines.parquet"
+    path = ArtifactPaths(params.paths).parsed_lines(name)
     if not path.exists():
         raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
     columns, group_column, has_level = _columns_to_read(path, params.datasets[name], collector)
@@ -834,7 +834,7 @@ def _group_sessions(params: Params, name: str, events: Events, collector: KeyCol
             multiple_files = len(np.unique(events.file_index)) > 1
             sessions = window_sessions(events, dataset.session, multiple_files, where)
     if not sessions.ids:
-        raise DataError(f"{Path(params.paths.parsed) / name / 'lines.parquet'}: no sessions ({where} found none)")
+        raise DataError(f"{ArtifactPaths(params.paths).parsed_lines(name)}: no sessions ({where} found none)")
     if len(set(sessions.ids)) != len(sessions.ids):
         raise DataError(f"{where}: session ids are not unique")
     return sessions
@@ -971,7 +971,7 @@ def sessionize_dataset(params: Params, name: str) -> None:
     """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and
     ``reports/data/sessionize/<name>.json``."""
     table, metrics = build_sessions(params, name)
-    with atomic_directory(Path(params.paths.sessions) / name) as output:
+    with atomic_directory(ArtifactPaths(params.paths).sessions(name)) as output:
         write_sessions(output / "sessions.parquet", table, {"label_rule": metrics["label_rule"], "dataset": name})
     write_json(ArtifactPaths(params.paths).data_report("sessionize", name), metrics)
     share = metrics["anomalous_share"]

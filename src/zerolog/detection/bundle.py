@@ -182,10 +182,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / META_FILE
     if not path.is_file():
         raise DataError(f"{folder}: no {META_FILE} (not a detector bundle; the selection stage writes one per system)")
-    try:
-        meta = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != KIND_PCA:
         raise DataError(f"{path}: not a {KIND_PCA} detector of format_version {FORMAT_VERSION}")
     return meta
@@ -239,7 +236,7 @@ def read_bundle(folder: str | Path) -> DetectorBundle:
     if (folder / DRAIN_FILE).is_file():
         try:
             known = KnownTemplates.from_state(read_json(folder / DRAIN_FILE))
-        except (ValueError, KeyError, TypeError) as error:
+        except (DataError, ValueError, KeyError, TypeError) as error:
             raise DataError(f"{folder / DRAIN_FILE}: not a Drain state ({error})") from None
     threshold = Threshold(**meta["threshold"])
     context = SystemContext.from_json(meta["system_params"], str(folder / META_FILE))

@@ -101,7 +101,7 @@ def _transfer(params: Params, paths: ArtifactPaths, pair: str, method: str, bund
     vocabulary = list(tensors.meta["templates_list"])
     if vocabulary != bundle.templates:
         raise DataError(f"{bundle.folder}: its template table differs from {paths.tensors(target)} (rerun dvc repro)")
-    checkpoint = paths.models(pair) / method / f"seed-{seed}" / "checkpoint.pt"
+    checkpoint = paths.checkpoint(pair, method, seed)
     parts = gru_parts(checkpoint, vocabulary, np.asarray(tensors.vectors), int(tensors.meta["max_len"]),
                       paths.template_vectors(), params.embed, params.train.score_batch_size)  # fmt: skip
     source = f"pair {pair}, method {method} (seed {seed}: {checkpoint})"

@@ -51,6 +51,7 @@ from zerolog.artifacts import (
     SystemTensors,
     load_tensors,
     method_spec,
+    score_file_name,
     score_frame,
     write_scores,
 )
@@ -261,7 +262,7 @@ def _detector(params: Params, arrays: SystemTensors, folder: Path, method: str, 
         except DataError as error:
             return {"status": "not_available", "reason": f"{arrays.system}: {method}: {error}"}
         decisions[str(seed)] = decision = _decision_metadata(detection, arrays.rows("train"))
-        path = folder / method / f"seed-{seed}.parquet" if stochastic else folder / f"{method}.parquet"
+        path = folder / score_file_name(method, seed)
         metadata = {"method": method, "detector": method, **decision, "mlflow_run_id": runs[str(seed)]}
         _write_method(path, arrays, detection.scores, {**metadata, "seed": seed} if stochastic else metadata)
     if not stochastic:
@@ -286,7 +287,7 @@ def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int
                 scores = neural_oracle_scores(params, arrays, seed, log)
             else:
                 scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)
-        _write_method(folder / "supervised_target" / f"seed-{seed}.parquet", arrays, scores,
+        _write_method(folder / score_file_name("supervised_target", seed), arrays, scores,
                       {"method": "supervised_target", "detector": oracle.model, "score_scale": "unit", "seed": seed,
                        "mlflow_run_id": run_id, "oracle": True, **counts})  # fmt: skip
         runs[str(seed)] = run_id

@@ -50,7 +50,6 @@ from zerolog.plots import plot_pr_curves
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 
 PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
-DETAILS = "evaluate"  # reports/evaluate/<pair>.json
 HEADLINE_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc")
 
 
@@ -260,12 +259,7 @@ def _check_methods(config: EvaluateConfig) -> None:
 
 
 def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found ({missing})")
-    try:
-        value = read_json(path)
-    except ValueError as error:
-        raise DataError(str(error)) from None
+    value = read_json(path, missing)
     if not isinstance(value, dict):
         raise DataError(f"{path}: expected a JSON object")
     return value
@@ -551,6 +545,6 @@ def evaluate_pair(
     with atomic_directory(plots) as directory:
         _write_plots(directory, evaluations, f"{pair}: {status}")
     _log_evaluations(tracking, settings, details, paths, plots / PR_FIGURE)
-    write_json(paths.report(DETAILS) / f"{pair}.json", details)
+    write_json(paths.evaluation_details(pair), details)
     write_json(paths.pair_metrics(pair), headline(details))
 

@@ -41,13 +41,12 @@ from typing import Any
 
 import yaml
 
-from zerolog.artifacts import METHODS
+from zerolog.artifacts import METHODS, Status
 from zerolog.config import ConfigError, GateConfig, Params, load_params, parse_params, read_yaml
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_json, write_text
 
 FULL_PROFILE = "full"
-EVALUATED = "evaluated"
 # Never copied into the scratch project when git cannot list the files (a folder that is not a git checkout).
 _NOT_COPIED = {".git", ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db"}
 
@@ -135,7 +134,7 @@ GATED_METRICS = {"F1": "f1", "ROC-AUC": "roc_auc"}
 def _method_numbers(entry: dict[str, Any]) -> dict[str, Any]:
     """One method's entry of ``metrics/<pair>.json`` as the gate reads it: each gated metric's value (the mean over
     seeds for a stochastic method), its sd across seeds, and how many seeds the mean holds (1 for one run)."""
-    evaluated = entry.get("status") == EVALUATED
+    evaluated = entry.get("status") == Status.EVALUATED
     numbers: dict[str, Any] = {"seeds": len(entry.get("seeds") or {}) or 1}
     for metric, key in GATED_METRICS.items():
         value = entry.get(key) if evaluated else None
@@ -156,10 +155,7 @@ def collect_f1(params: Params, metrics_directory: Path) -> dict[str, dict[str, A
         if not path.is_file():
             pairs[pair] = {"status": "missing", "reason": f"{path}: file not found", "methods": {}}
             continue
-        try:
-            metrics = read_json(path)
-        except ValueError as error:
-            raise DataError(str(error)) from None
+        metrics = read_json(path)
         methods = {method: _method_numbers(entry) for method, entry in (metrics.get("methods") or {}).items()}
         pairs[pair] = {"status": metrics.get("status"), "reason": metrics.get("reason"), "methods": methods}
     return pairs
@@ -201,7 +197,7 @@ def read_baseline(path: Path) -> dict[str, Any]:
         raise GateError(f"{path}: baseline not found; record one with `python -m zerolog.evaluation.gate update`")
     try:
         baseline = read_json(path)
-    except ValueError as error:
+    except DataError as error:
         raise GateError(str(error)) from None
     if not isinstance(baseline, dict) or not isinstance(baseline.get("pairs"), dict):
         raise GateError(f"{path}: expected a JSON object with key 'pairs'")
@@ -238,10 +234,10 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> Com
         now = current.get(pair)
         if now is None or now["status"] == "missing":
             failures.append(f"{pair}: missing pair ({now['reason'] if now else 'not in params.pairs'})")
-        elif expected.get("status") != EVALUATED:
-            if now["status"] == EVALUATED:
+        elif expected.get("status") != Status.EVALUATED:
+            if now["status"] == Status.EVALUATED:
                 notes.append(f"{pair}: now evaluated (baseline: {expected.get('status')}); run `update` to gate it")
-        elif now["status"] != EVALUATED:
+        elif now["status"] != Status.EVALUATED:
             failures.append(f"{pair}: status {now['status']} ({now['reason']}), the baseline was evaluated")
         else:
             pair_failures, pair_notes = _compare_pair(pair, expected, now)

@@ -29,6 +29,7 @@ from zerolog.artifacts import (
     ArtifactPaths,
     method_spec,
     read_scores,
+    score_file_name,
     score_frame,
     write_scores,
 )
@@ -130,7 +131,7 @@ def _write_scores(folder: Any, recipe: Recipe, target: SystemScores, seed: int, 
     for index, model_seed in enumerate(seeds):
         run = runs[index % len(runs)]
         frame = score_frame(target.system, target.split, np.arange(target.split.size), run.scores, domain="target")
-        write_scores(folder / METHOD / f"seed-{model_seed}.parquet", frame, {
+        write_scores(folder / score_file_name(METHOD, model_seed), frame, {
             "method": METHOD, "detector": recipe.key, "seed": model_seed, "threshold_source_val": None,
             DECISION_THRESHOLD: run.threshold, DECISION_RULE: f"{recipe.cut} cut on the combined train scores",
             PI_HAT: run.flagged_train_share, SCORE_SCALE: "unbounded", "mlflow_run_id": None})  # fmt: skip

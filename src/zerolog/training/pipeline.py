@@ -52,8 +52,10 @@ from zerolog.artifacts import (
     ArtifactPaths,
     Status,
     SystemTensors,
+    checkpoint_name,
     load_tensors,
     method_spec,
+    score_file_name,
     score_frame,
     write_scores,
 )
@@ -319,7 +321,7 @@ def _record_method(
     metadata = {"method": method, "pair": pair, "seed": outcome.seed,
                 "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id,
                 **outcome.adaptation}  # fmt: skip
-    write_scores(folders["scores"] / f"{name}.parquet", outcome.scores, metadata)
+    write_scores(folders["scores"] / score_file_name(method, outcome.seed), outcome.scores, metadata)
     (folders["plots"] / method).mkdir(exist_ok=True)
     write_history(folders["plots"] / f"{name}.csv", outcome.history)
     plot_training_history(folders["plots"] / f"{name}.png", outcome.history, f"{pair} {method} seed {outcome.seed}")
@@ -494,7 +496,7 @@ def train_pair(
         }
         jobs = [
             MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method,
-                      model_seed, str(folders["models"] / method / f"seed-{model_seed}" / "checkpoint.pt"),
+                      model_seed, str(folders["models"] / checkpoint_name(method, model_seed)),
                       detection if method_settings(method).adapt else None, pair)
             for method in config.methods if method not in unavailable for model_seed in seeds
         ]  # fmt: skip
