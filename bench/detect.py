@@ -56,12 +56,18 @@ def child_detect(arguments: dict[str, Any]) -> dict[str, Any]:
         result = run_detect(detector, [arguments["input"]], Path(arguments["output"]), options)
     print(summary_text(result), flush=True)
     counts = result.counts
-    measured = {"method": method, "lines": counts.total("lines"), "sessions": counts.sessions,
-                "flagged": counts.flagged, "seconds": result.seconds, "peak_rss_client_mib": result.peak_rss_mib}
+    measured = {
+        "method": method,
+        "lines": counts.total("lines"),
+        "sessions": counts.sessions,
+        "flagged": counts.flagged,
+        "seconds": result.seconds,
+        "peak_rss_client_mib": result.peak_rss_mib,
+    }
     if profiler is not None:  # the functions that took most time, their own time first (cProfile's tottime)
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).strip_dirs().sort_stats("tottime").print_stats(arguments["profile"])
-        measured["profile"] = text.getvalue()[text.getvalue().index("ncalls"):].rstrip()
+        measured["profile"] = text.getvalue()[text.getvalue().index("ncalls") :].rstrip()
     return measured
 
 
@@ -148,9 +154,13 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("--timeout", type=float, default=3600.0, help="stop the run past this many seconds")
     command.add_argument("--work", type=Path, default=BENCH / "output", help="inputs and outputs (ignored by git)")
     command.add_argument("--output", type=Path, default=BENCH / "detect_results.md", help="markdown report")
-    command.add_argument("--profile", type=int, default=25,
-                         help="also profile detect in one process (cProfile, workers 1: the chunks' work included) "
-                              "and report this many top functions; 0: no profile run")
+    command.add_argument(
+        "--profile",
+        type=int,
+        default=25,
+        help="also profile detect in one process (cProfile, workers 1: the chunks' work included) "
+        "and report this many top functions; 0: no profile run",
+    )
     arguments = command.parse_args(argv)
     sys.path[:0] = [str(REPOSITORY / "src"), str(BENCH)]  # this checkout's zerolog, as run_measured gives the child
     import generate
@@ -165,8 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_description()
     child = {"params": str(params_file), "input": str(input_path), "workers": arguments.workers,
              "output": str(arguments.work / "detections.parquet")}  # fmt: skip
-    parse_child = {"params": str(params_file), "log": str(input_path), "scratch": str(arguments.work / "parse-output"),
-                   "backend": "dask", "workers": arguments.workers}  # the parse stage's engine and default backend
+    parse_child = {
+        "params": str(params_file),
+        "log": str(input_path),
+        "scratch": str(arguments.work / "parse-output"),
+        "backend": "dask",
+        "workers": arguments.workers,
+    }  # the parse stage's engine and default backend
     parse = run_measured("parse", sys.executable, "parse", parse_child, arguments.work, arguments.memory_limit_gb,
                          arguments.timeout)  # fmt: skip
     measurement = run_measured("detect", sys.executable, "detect", child, arguments.work, arguments.memory_limit_gb,
@@ -174,16 +189,33 @@ def main(argv: list[str] | None = None) -> None:
     profiled = None
     if arguments.profile:
         profile_child = {**child, "workers": 1, "profile": arguments.profile}
-        profiled = run_measured("detect-profile", sys.executable, "detect", profile_child, arguments.work,
-                                arguments.memory_limit_gb, arguments.timeout, script=Path(__file__).resolve())
+        profiled = run_measured(
+            "detect-profile",
+            sys.executable,
+            "detect",
+            profile_child,
+            arguments.work,
+            arguments.memory_limit_gb,
+            arguments.timeout,
+            script=Path(__file__).resolve(),
+        )
     machine["load average at end"] = " ".join(f"{value:.2f}" for value in __import__("os").getloadavg())
     text = report(arguments, argv, machine, measurement, parse, input_path)
     if profiled is not None and profiled.status == "ok":
-        text += "\n".join([
-            "", "## Where detect's time goes (cProfile, one process)", "",
-            f"`zerolog detect` of the same input with `--workers 1` under cProfile ({profiled.wall_seconds:.1f} s "
-            "wall, profiler overhead included), the top functions by their own time:", "", "```",
-            profiled.result["profile"], "```", ""])
+        text += "\n".join(
+            [
+                "",
+                "## Where detect's time goes (cProfile, one process)",
+                "",
+                f"`zerolog detect` of the same input with `--workers 1` under cProfile ({profiled.wall_seconds:.1f} s "
+                "wall, profiler overhead included), the top functions by their own time:",
+                "",
+                "```",
+                profiled.result["profile"],
+                "```",
+                "",
+            ]
+        )
     arguments.output.write_text(text, encoding="utf-8")
     print(text)
 

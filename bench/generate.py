@@ -114,8 +114,14 @@ class _SampleTemplate:
         return self.text.format_map(self.slots(repetition, block_reuse))
 
 
-def generate(output: Path, lines: int, labels: Path | None = None, block_reuse: int = 1, sample: Path = SAMPLE,
-             sample_labels: Path = SAMPLE_LABELS) -> int:
+def generate(
+    output: Path,
+    lines: int,
+    labels: Path | None = None,
+    block_reuse: int = 1,
+    sample: Path = SAMPLE,
+    sample_labels: Path = SAMPLE_LABELS,
+) -> int:
     """Write ``lines`` generated lines to ``output`` (and block labels to ``labels``); returns the line count.
 
     Written to ``output`` with a ``.partial`` suffix and renamed at the end, so a killed run leaves no file
@@ -184,9 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output", type=Path, help="log file to write (e.g. bench/output/HDFS_full.log)")
     parser.add_argument("--lines", type=int, default=HDFS_V1_LINES, help=f"lines to write (default {HDFS_V1_LINES:,})")
     parser.add_argument("--labels", type=Path, default=None, help="also write BlockId,Label for the fresh block ids")
-    parser.add_argument("--block-reuse", type=int, default=1,
-                        help="consecutive repetitions sharing one set of fresh block ids "
-                             "(default 1: fresh every repetition)")
+    parser.add_argument(
+        "--block-reuse",
+        type=int,
+        default=1,
+        help="consecutive repetitions sharing one set of fresh block ids (default 1: fresh every repetition)",
+    )
     arguments = parser.parse_args(argv)
     written = generate(arguments.output, arguments.lines, arguments.labels, arguments.block_reuse)
     print(f"{arguments.output}: {written} lines", file=sys.stderr)

@@ -90,8 +90,14 @@ def child_logparser3(arguments: dict[str, Any]) -> dict[str, Any]:
     log = Path(arguments["log"])
     output = Path(arguments["scratch"])
     output.mkdir(parents=True, exist_ok=True)
-    parser = LogParser(log_format=arguments["log_format"], indir=str(log.parent), outdir=str(output),
-                       depth=arguments["depth"], st=arguments["st"], rex=arguments["regex"])
+    parser = LogParser(
+        log_format=arguments["log_format"],
+        indir=str(log.parent),
+        outdir=str(output),
+        depth=arguments["depth"],
+        st=arguments["st"],
+        rex=arguments["regex"],
+    )
     events: list[tuple[int, float]] = []
     loaded = parser.load_data
 
@@ -115,10 +121,14 @@ def child_logparser3(arguments: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     total = len(parser.df_log)
     templates = parser.df_log["EventTemplate"].nunique()
-    return {"lines": total, "seconds": seconds, "templates": int(templates),
-            "load_seconds": events[0][1] if events else None,
-            "loop_seconds": events[-1][1] - events[0][1] if len(events) > 1 else None,
-            **_progress_rates(events, total)}
+    return {
+        "lines": total,
+        "seconds": seconds,
+        "templates": int(templates),
+        "load_seconds": events[0][1] if events else None,
+        "loop_seconds": events[-1][1] - events[0][1] if len(events) > 1 else None,
+        **_progress_rates(events, total),
+    }
 
 
 def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +157,12 @@ def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
             if total % 10_000 == 0:
                 events.append((total, time.perf_counter() - started))
     events.append((total, time.perf_counter() - started))
-    return {"lines": total, "seconds": time.perf_counter() - started, "templates": len(miner.drain.clusters),
-            **_progress_rates(events, total)}
+    return {
+        "lines": total,
+        "seconds": time.perf_counter() - started,
+        "templates": len(miner.drain.clusters),
+        **_progress_rates(events, total),
+    }
 
 
 def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -182,17 +196,34 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
         output = Path(arguments["scratch"])
         shutil.rmtree(output, ignore_errors=True)
         output.mkdir(parents=True)
-        summary = stream_parse_files(files, line_layout(system, None, multiline), new_miner(system), params.parse,
-                                     output, "log_format", progress=progress)
+        summary = stream_parse_files(
+            files,
+            line_layout(system, None, multiline),
+            new_miner(system),
+            params.parse,
+            output,
+            "log_format",
+            progress=progress,
+        )
         lines, templates = summary.lines, len(summary.templates)
-        details = {"pool": summary.pool, "workers": summary.workers, "files": len(files),
-                   "chunks": len(summary.chunk_lines), "drain_clusters": summary.clusters,
-                   "miner_changes_after_sample": summary.miner_changes_after_sample,
-                   "matched_after_sample": summary.matched_after_sample}
+        details = {
+            "pool": summary.pool,
+            "workers": summary.workers,
+            "files": len(files),
+            "chunks": len(summary.chunk_lines),
+            "drain_clusters": summary.clusters,
+            "miner_changes_after_sample": summary.miner_changes_after_sample,
+            "matched_after_sample": summary.matched_after_sample,
+        }
         shutil.rmtree(output, ignore_errors=True)
     seconds = time.perf_counter() - started
-    return {"lines": lines, "seconds": seconds, "templates": templates, "parallel": details,
-            **_progress_rates(events, lines)}
+    return {
+        "lines": lines,
+        "seconds": seconds,
+        "templates": templates,
+        "parallel": details,
+        **_progress_rates(events, lines),
+    }
 
 
 def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -214,8 +245,12 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
         params = dataclasses.replace(params, sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
         stage_named("sessionize").call(params, arguments["dataset"])
         metrics = json.loads(paths.data_report("sessionize", arguments["dataset"]).read_text())
-        result = {"sessions": metrics["sessions"], "anomalous": metrics["anomalous"], "lines": metrics["lines"],
-                  "parallel": {"backend": parallel.backend, "workers": worker_count(parallel)}}
+        result = {
+            "sessions": metrics["sessions"],
+            "anomalous": metrics["anomalous"],
+            "lines": metrics["lines"],
+            "parallel": {"backend": parallel.backend, "workers": worker_count(parallel)},
+        }
     elif stage == "embed":
         stage_named("embed").call(params, "")
     elif stage == "tensors":
@@ -230,8 +265,13 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
         trained = train(params.train, [tensors], None, "source_only", params.seeds[0], progress=False)
         validated = int(tensors.rows("val").size)
         seen = trained.steps * params.train.batch_size
-        result = {"sessions": seen + validated, "train_sessions": seen, "validation_sessions": validated,
-                  "steps": trained.steps, "device": trained.device}
+        result = {
+            "sessions": seen + validated,
+            "train_sessions": seen,
+            "validation_sessions": validated,
+            "steps": trained.steps,
+            "device": trained.device,
+        }
     else:
         raise SystemExit(f"unknown stage {stage}")
     result["seconds"] = time.perf_counter() - started
@@ -268,8 +308,16 @@ class Measurement:
         return [peak for kind, peak in self.process_peaks.values() if kind == role]
 
 
-def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], work: Path, memory_limit_gb: float,
-                 timeout: float, script: Path | None = None) -> Measurement:
+def run_measured(
+    name: str,
+    python: str,
+    kind: str,
+    arguments: dict[str, Any],
+    work: Path,
+    memory_limit_gb: float,
+    timeout: float,
+    script: Path | None = None,
+) -> Measurement:
     """Run ``bench/run.py child <kind>`` (or ``script``, for tests) under ``python``; sample the tree's RSS; stop it
     past the limits. The child writes its result as JSON to the path given last on its command line."""
     import psutil
@@ -281,9 +329,13 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src"), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([python, str(script or Path(__file__).resolve()), "child", kind,
-                                    json.dumps(arguments), str(result_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=environment)
+        process = subprocess.Popen(
+            [python, str(script or Path(__file__).resolve()), "child", kind, json.dumps(arguments), str(result_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPOSITORY,
+            env=environment,
+        )
     done = threading.Event()
     limit_bytes = memory_limit_gb * 2**30
 
@@ -297,8 +349,11 @@ def run_measured(name: str, python: str, kind: str, arguments: dict[str, Any], w
             measurement.peak_tree_mib = max(measurement.peak_tree_mib, total / 2**20)
             elapsed = time.perf_counter() - started
             if total > limit_bytes or elapsed > timeout:
-                measurement.status = (f"stopped: RSS {total / 2**30:.1f} GiB > {memory_limit_gb} GiB"
-                                      if total > limit_bytes else f"stopped: over {timeout:.0f} s")
+                measurement.status = (
+                    f"stopped: RSS {total / 2**30:.1f} GiB > {memory_limit_gb} GiB"
+                    if total > limit_bytes
+                    else f"stopped: over {timeout:.0f} s"
+                )
                 _kill_tree(psutil, root)
                 return
             done.wait(0.1)
@@ -396,8 +451,9 @@ def prepare_inputs(work: Path, lines: int, drain_lines: int, block_reuse: int) -
 NOVA_LAYOUT = "openstack_devstack"
 
 
-def prepare_diverse_inputs(work: Path, lines: int, drain_lines: int, files: int,
-                           block_reuse: int) -> dict[str, tuple[Path, Path]]:
+def prepare_diverse_inputs(
+    work: Path, lines: int, drain_lines: int, files: int, block_reuse: int
+) -> dict[str, tuple[Path, Path]]:
     """Per kind of input (HDFS, nova file, nova folder): the whole input of ``lines`` lines and the prefix
     logparser3 parses (for the folder: the nova file's prefix, the same lines in one file)."""
     sys.path.insert(0, str(BENCH))
@@ -409,16 +465,21 @@ def prepare_diverse_inputs(work: Path, lines: int, drain_lines: int, files: int,
     nova = work / f"nova_{lines}.log"
     nova_prefix = work / f"nova_{drain_lines}.log"
     folder = work / f"nova_{lines}_in_{files}_files"
-    for path, make in ((hdfs, lambda: generate.generate(hdfs, lines, None, block_reuse)),
-                       (hdfs_prefix, lambda: generate.generate(hdfs_prefix, drain_lines, None, block_reuse)),
-                       (nova, lambda: generate_nova.generate(nova, lines)),
-                       (nova_prefix, lambda: generate_nova.generate(nova_prefix, drain_lines)),
-                       (folder, lambda: generate_nova.generate(folder, lines, files))):
+    for path, make in (
+        (hdfs, lambda: generate.generate(hdfs, lines, None, block_reuse)),
+        (hdfs_prefix, lambda: generate.generate(hdfs_prefix, drain_lines, None, block_reuse)),
+        (nova, lambda: generate_nova.generate(nova, lines)),
+        (nova_prefix, lambda: generate_nova.generate(nova_prefix, drain_lines)),
+        (folder, lambda: generate_nova.generate(folder, lines, files)),
+    ):
         if not path.exists():
             print(f"generating {path.name} ...", flush=True)
             make()
-    return {"generated HDFS, one file": (hdfs, hdfs_prefix), "nova (ids varied), one file": (nova, nova_prefix),
-            f"nova (ids varied), {files:,} files": (folder, nova_prefix)}
+    return {
+        "generated HDFS, one file": (hdfs, hdfs_prefix),
+        "nova (ids varied), one file": (nova, nova_prefix),
+        f"nova (ids varied), {files:,} files": (folder, nova_prefix),
+    }
 
 
 def bench_params(work: Path, full: Path, labels: Path, chunk_bytes: int | None) -> Path:
@@ -448,8 +509,13 @@ def bench_params(work: Path, full: Path, labels: Path, chunk_bytes: int | None) 
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(path.resolve())
-    manifest = {"dataset": "hdfs_logs", "kind": "raw", "source": "generated (bench/generate.py)",
-                "files": {"logs": [full.name], "labels": labels.name}, "sha256": {}}
+    manifest = {
+        "dataset": "hdfs_logs",
+        "kind": "raw",
+        "source": "generated (bench/generate.py)",
+        "files": {"logs": [full.name], "labels": labels.name},
+        "sha256": {},
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
@@ -473,9 +539,15 @@ def machine_description() -> dict[str, str]:
                 memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
     import pyarrow
 
-    return {"nproc": str(os.cpu_count()), "cores available": str(len(os.sched_getaffinity(0))), "CPU": cpu,
-            "RAM": memory, "load average at start": " ".join(f"{value:.2f}" for value in os.getloadavg()),
-            "Python": platform.python_version(), "pyarrow": pyarrow.__version__}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cores available": str(len(os.sched_getaffinity(0))),
+        "CPU": cpu,
+        "RAM": memory,
+        "load average at start": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+        "Python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+    }
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -483,9 +555,11 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 
 def parse_table(rows: list[tuple[str, str, Measurement]]) -> str:
-    header = ("| parser | input | lines | wall s | lines/s | lines/s first 10% | lines/s last 10% | templates "
-              "| peak RSS tree MiB | peak RSS largest process MiB | status |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    header = (
+        "| parser | input | lines | wall s | lines/s | lines/s first 10% | lines/s last 10% | templates "
+        "| peak RSS tree MiB | peak RSS largest process MiB | status |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    )
     body = []
     for label, input_name, measurement in rows:
         result = measurement.result
@@ -503,9 +577,11 @@ def parse_table(rows: list[tuple[str, str, Measurement]]) -> str:
 
 def pool_table(rows: list[tuple[str, Measurement]]) -> str:
     """The whole-file parse on each pool, side by side: throughput per worker and memory of each worker process."""
-    header = ("| pool | workers | lines | wall s | lines/s | lines/s per worker | lines/s first 10% | lines/s last 10% "
-              "| peak RSS per worker MiB | peak RSS client MiB | peak RSS tree MiB | status |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+    header = (
+        "| pool | workers | lines | wall s | lines/s | lines/s per worker | lines/s first 10% | lines/s last 10% "
+        "| peak RSS per worker MiB | peak RSS client MiB | peak RSS tree MiB | status |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"
+    )
     body = []
     for label, measurement in rows:
         result = measurement.result
@@ -524,16 +600,20 @@ def pool_table(rows: list[tuple[str, Measurement]]) -> str:
 
 
 def stage_table(rows: list[tuple[str, Measurement]]) -> str:
-    header = ("| stage | sessions | wall s | sessions/s | peak RSS tree MiB | peak RSS largest process MiB | status |\n"
-              "|---|---:|---:|---:|---:|---:|---|")
+    header = (
+        "| stage | sessions | wall s | sessions/s | peak RSS tree MiB | peak RSS largest process MiB | status |\n"
+        "|---|---:|---:|---:|---:|---:|---|"
+    )
     body = []
     for label, measurement in rows:
         sessions = measurement.result.get("sessions")
         seconds = measurement.result.get("seconds") or measurement.wall_seconds
         rate = sessions / seconds if sessions and seconds else None
-        body.append(f"| {label} | {_number(sessions)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
-                    f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} "
-                    f"| {measurement.status} |")
+        body.append(
+            f"| {label} | {_number(sessions)} | {_number(measurement.wall_seconds, 1)} | {_number(rate)} "
+            f"| {_number(measurement.peak_tree_mib)} | {_number(measurement.peak_process_mib)} "
+            f"| {measurement.status} |"
+        )
     return "\n".join([header, *body])
 
 
@@ -558,18 +638,27 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="workers of both pools (0: one per core)")
     parser.add_argument("--repeats", type=int, default=1, help="whole-file parses per pool, alternating pool and Dask")
     parser.add_argument("--drain3-python", default=None, help="a Python with drain3 installed (separate venv)")
-    parser.add_argument("--diverse-lines", type=int, default=1_000_000,
-                        help="lines of each diverse-parse input (generated HDFS, nova file, nova folder)")
+    parser.add_argument(
+        "--diverse-lines",
+        type=int,
+        default=1_000_000,
+        help="lines of each diverse-parse input (generated HDFS, nova file, nova folder)",
+    )
     parser.add_argument("--diverse-files", type=int, default=5_000, help="files of the nova folder")
-    parser.add_argument("--diverse-drain-lines", type=int, default=50_000,
-                        help="prefix of each diverse-parse input parsed by logparser3")
+    parser.add_argument(
+        "--diverse-drain-lines",
+        type=int,
+        default=50_000,
+        help="prefix of each diverse-parse input parsed by logparser3",
+    )
     parser.add_argument("--skip-diverse", action="store_true", help="no diverse-input parses")
     parser.add_argument("--skip-pipeline", action="store_true", help="parse only: no sessionize/tensors/train")
     parser.add_argument("--skip-full", action="store_true", help="prefix only: no full-size parse nor pipeline")
     parser.add_argument("--memory-limit-gb", type=float, default=10.0, help="stop a step whose tree RSS passes this")
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="stop a step running longer (seconds)")
-    parser.add_argument("--work", type=Path, default=BENCH / "output",
-                        help="generated inputs and outputs (ignored by git)")
+    parser.add_argument(
+        "--work", type=Path, default=BENCH / "output", help="generated inputs and outputs (ignored by git)"
+    )
     parser.add_argument("--output", type=Path, default=BENCH / "results.md", help="markdown report")
     return parser.parse_args(argv)
 
@@ -600,39 +689,97 @@ def main(argv: list[str] | None = None) -> None:
     from zerolog.data.stream_parse import header_regex
 
     system = load_params(params_path).systems["hdfs"]
-    common = {"log_format": system.log_format, "regex": system.regex, "depth": system.drain.depth,
-              "st": system.drain.similarity_threshold}
+    common = {
+        "log_format": system.log_format,
+        "regex": system.regex,
+        "depth": system.drain.depth,
+        "st": system.drain.similarity_threshold,
+    }
     run = _Run(f"{prefix.name} (first {min(arguments.drain_lines, arguments.lines):,} lines)", f"{full.name} (whole)")
 
     def step(name: str, python: str, kind: str, child_arguments: dict[str, Any]) -> Measurement:
         print(f"[{time.perf_counter() - bench_started:6.0f} s] {name} ...", flush=True)
-        measurement = run_measured(name, python, kind, child_arguments, work, arguments.memory_limit_gb,
-                                   arguments.stage_timeout)
-        print(f"         {measurement.status}, {measurement.wall_seconds:.1f} s, "
-              f"peak RSS {measurement.peak_tree_mib:.0f} MiB", flush=True)
+        measurement = run_measured(
+            name, python, kind, child_arguments, work, arguments.memory_limit_gb, arguments.stage_timeout
+        )
+        print(
+            f"         {measurement.status}, {measurement.wall_seconds:.1f} s, "
+            f"peak RSS {measurement.peak_tree_mib:.0f} MiB",
+            flush=True,
+        )
         return measurement
 
-    run.parses.append(("(a) logparser3 Drain, as is", run.prefix_name, step(
-        "logparser3-drain-prefix", sys.executable, "logparser3",
-        {**common, "log": str(prefix), "scratch": str(work / "logparser3-output")})))
-    run.parses.append(("(b) parse engine, one process", run.prefix_name, step(
-        "engine-prefix", sys.executable, "parse", {"params": str(params_path), "log": str(prefix),
-                                                   "scratch": str(work / "engine-prefix"), "backend": "processes",
-                                                   "workers": 1})))
+    run.parses.append(
+        (
+            "(a) logparser3 Drain, as is",
+            run.prefix_name,
+            step(
+                "logparser3-drain-prefix",
+                sys.executable,
+                "logparser3",
+                {**common, "log": str(prefix), "scratch": str(work / "logparser3-output")},
+            ),
+        )
+    )
+    run.parses.append(
+        (
+            "(b) parse engine, one process",
+            run.prefix_name,
+            step(
+                "engine-prefix",
+                sys.executable,
+                "parse",
+                {
+                    "params": str(params_path),
+                    "log": str(prefix),
+                    "scratch": str(work / "engine-prefix"),
+                    "backend": "processes",
+                    "workers": 1,
+                },
+            ),
+        )
+    )
     if arguments.drain3_python:
         regex, _ = header_regex(system.log_format)
-        run.parses.append(("(c) drain3 (separate venv)", run.prefix_name, step(
-            "drain3-prefix", arguments.drain3_python, "drain3",
-            {**common, "log": str(prefix), "header_regex": regex.pattern})))
+        run.parses.append(
+            (
+                "(c) drain3 (separate venv)",
+                run.prefix_name,
+                step(
+                    "drain3-prefix",
+                    arguments.drain3_python,
+                    "drain3",
+                    {**common, "log": str(prefix), "header_regex": regex.pattern},
+                ),
+            )
+        )
     if not arguments.skip_diverse:
         run.diverse = diverse_parses(arguments, work, params_path, step)
     if not arguments.skip_full:
         for repeat in range(1, arguments.repeats + 1):  # alternating, so that a change of load hits both alike
-            run.pools.append((f"(d) process pool, run {repeat}", step(f"pool-full-{repeat}", sys.executable, "parse", {
-                "params": str(params_path), "log": str(full), "scratch": str(work / "pool-full"),
-                "backend": "processes", "workers": arguments.workers})))
-            dask = step(f"dask-full-{repeat}", sys.executable, "parse", {
-                "params": str(params_path), "dataset": "hdfs_logs", "backend": "dask", "workers": arguments.workers})
+            run.pools.append(
+                (
+                    f"(d) process pool, run {repeat}",
+                    step(
+                        f"pool-full-{repeat}",
+                        sys.executable,
+                        "parse",
+                        {
+                            "params": str(params_path),
+                            "log": str(full),
+                            "scratch": str(work / "pool-full"),
+                            "backend": "processes",
+                            "workers": arguments.workers,
+                        },
+                    ),
+                )
+            )
+            dask = step(
+                f"dask-full-{repeat}",
+                sys.executable,
+                "parse",
+                {"params": str(params_path), "dataset": "hdfs_logs", "backend": "dask", "workers": arguments.workers},
+            )
             run.pools.append((f"(e) Dask LocalCluster, run {repeat}", dask))
         if not arguments.skip_pipeline and dask.status == "ok":  # on the last Dask run's output
             for repeat in range(1, arguments.repeats + 1):  # the chunk map of sessionize, alternating as above
@@ -642,8 +789,9 @@ def main(argv: list[str] | None = None) -> None:
                             "params": str(params_path), "stage": "sessionize", "dataset": "hdfs_logs",
                             "backend": backend, "workers": arguments.workers})))  # fmt: skip
             for stage in ("embed", "tensors", "train"):
-                measurement = step(stage, sys.executable, "stage",
-                                   {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"})
+                measurement = step(
+                    stage, sys.executable, "stage", {"params": str(params_path), "stage": stage, "dataset": "hdfs_logs"}
+                )
                 label = "train (1 epoch: steps x batch + validation scoring)" if stage == "train" else stage
                 run.stages.append((label, measurement))
                 if measurement.status != "ok":
@@ -658,36 +806,59 @@ def main(argv: list[str] | None = None) -> None:
 Step = Callable[[str, str, str, dict[str, Any]], Measurement]  # (name, python, child kind, arguments) -> measured
 
 
-def diverse_parses(arguments: argparse.Namespace, work: Path, params_path: Path,
-                   step: Step) -> list[tuple[str, Measurement, Measurement]]:
+def diverse_parses(
+    arguments: argparse.Namespace, work: Path, params_path: Path, step: Step
+) -> list[tuple[str, Measurement, Measurement]]:
     """Each diverse input parsed whole by the engine on a Dask LocalCluster (the default backend), and its prefix by
     logparser3: per input, (label, engine measurement, logparser3 measurement)."""
     from zerolog.config import load_params
 
     params = load_params(params_path)
-    inputs = prepare_diverse_inputs(work, arguments.diverse_lines, arguments.diverse_drain_lines,
-                                    arguments.diverse_files, arguments.block_reuse)
+    inputs = prepare_diverse_inputs(
+        work, arguments.diverse_lines, arguments.diverse_drain_lines, arguments.diverse_files, arguments.block_reuse
+    )
     rows, drained = [], {}
     for label, (log, prefix) in inputs.items():
         layout = None if label.startswith("generated HDFS") else NOVA_LAYOUT
         system = params.dataset_system(layout) if layout else params.systems["hdfs"]
         if prefix not in drained:
-            drained[prefix] = step(f"logparser3-{prefix.stem}", sys.executable, "logparser3", {
-                "log_format": system.log_format, "regex": system.regex, "depth": system.drain.depth,
-                "st": system.drain.similarity_threshold, "log": str(prefix),
-                "scratch": str(work / "logparser3-output")})
-        engine = step(f"dask-{log.stem}", sys.executable, "parse", {
-            "params": str(params_path), "log": str(log), "layout": layout, "scratch": str(work / "engine-diverse"),
-            "backend": "dask", "workers": arguments.workers})
+            drained[prefix] = step(
+                f"logparser3-{prefix.stem}",
+                sys.executable,
+                "logparser3",
+                {
+                    "log_format": system.log_format,
+                    "regex": system.regex,
+                    "depth": system.drain.depth,
+                    "st": system.drain.similarity_threshold,
+                    "log": str(prefix),
+                    "scratch": str(work / "logparser3-output"),
+                },
+            )
+        engine = step(
+            f"dask-{log.stem}",
+            sys.executable,
+            "parse",
+            {
+                "params": str(params_path),
+                "log": str(log),
+                "layout": layout,
+                "scratch": str(work / "engine-diverse"),
+                "backend": "dask",
+                "workers": arguments.workers,
+            },
+        )
         rows.append((label, engine, drained[prefix]))
     return rows
 
 
 def diverse_table(rows: list[tuple[str, Measurement, Measurement]]) -> list[str]:
     """The diverse-input parses side by side, with each input's ratio to the HDFS input and to logparser3."""
-    header = ("| input | files | lines | chunks | templates | lines matched in the client after the sample | wall s "
-              "| lines/s | / HDFS input's lines/s | logparser3 lines/s (prefix) | / logparser3 | peak RSS client MiB "
-              "| status |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    header = (
+        "| input | files | lines | chunks | templates | lines matched in the client after the sample | wall s "
+        "| lines/s | / HDFS input's lines/s | logparser3 lines/s (prefix) | / logparser3 | peak RSS client MiB "
+        "| status |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    )
     hdfs_rate = lines_per_second(rows[0][1])
     body = []
     for label, engine, drain in rows:
@@ -699,7 +870,8 @@ def diverse_table(rows: list[tuple[str, Measurement, Measurement]]) -> list[str]
             f"| {_number(details.get('matched_after_sample'))} | {_number(engine.wall_seconds, 1)} | {_number(rate)} "
             f"| **{_number(rate / hdfs_rate if rate and hdfs_rate else None, 2)}** | {_number(drain_rate)} "
             f"| **{_number(rate / drain_rate if rate and drain_rate else None, 1)}** "
-            f"| {_number(max(engine.peaks('client'), default=None))} | {engine.status} |")
+            f"| {_number(max(engine.peaks('client'), default=None))} | {engine.status} |"
+        )
     return [header, *body]
 
 
@@ -710,13 +882,16 @@ def _pool_ratios(pools: list[tuple[str, Measurement]], included: str) -> list[st
     if not ratios:
         return []
     each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
-    return [f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** "
-            f"(median of {len(ratios)} pair(s): {each}; "
-            f"whole runs: {included})."]
+    return [
+        f"Dask LocalCluster / process pool lines/s: **{statistics.median(ratios):.2f}** "
+        f"(median of {len(ratios)} pair(s): {each}; "
+        f"whole runs: {included})."
+    ]
 
 
-def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, argv: list[str] | None,
-           seconds: float) -> str:
+def report(
+    run: _Run, machine: dict[str, str], arguments: argparse.Namespace, argv: list[str] | None, seconds: float
+) -> str:
     """bench/results.md: the command, the machine, the tables and the ratios."""
     lines_out = ["# Benchmark: full-size path (bench/run.py)", ""]
     lines_out.append(f"Command: `{' '.join(['python bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`  ")
@@ -725,38 +900,60 @@ def report(run: _Run, machine: dict[str, str], arguments: argparse.Namespace, ar
     lines_out += ["", "The machine is shared (see the load averages): compare ratios measured in this one run.", ""]
     lines_out += ["## Parse: the same prefix", "", parse_table(run.parses), ""]
     drain_rate = lines_per_second(run.parses[0][2])
-    ratios = [f"- {label}: **{rate / drain_rate:.1f}x** logparser3 Drain's lines/s ({rate:,.0f} vs {drain_rate:,.0f})"
-              for label, _, measurement in run.parses[1:]
-              if (rate := lines_per_second(measurement)) and drain_rate]
+    ratios = [
+        f"- {label}: **{rate / drain_rate:.1f}x** logparser3 Drain's lines/s ({rate:,.0f} vs {drain_rate:,.0f})"
+        for label, _, measurement in run.parses[1:]
+        if (rate := lines_per_second(measurement)) and drain_rate
+    ]
     if not arguments.drain3_python:
         ratios.append("- drain3: skipped (no `--drain3-python`; it needs its own venv, see bench/README.md)")
     lines_out += ["Throughput against logparser3 (whole-run lines/s, load and output included):", "", *ratios, ""]
-    lines_out.append(f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
-                     "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
-                     "output). First/last 10% columns are the parse loop alone.")
+    lines_out.append(
+        f"logparser3's Drain parses only the first {min(arguments.drain_lines, arguments.lines):,} lines "
+        "(it is too slow for the whole file); its lines/s are whole-run (pandas load, parse loop, CSV "
+        "output). First/last 10% columns are the parse loop alone."
+    )
     if run.diverse:
-        lines_out += ["", "## Parse: diverse inputs, Dask LocalCluster (the default backend)", "",
-                      *diverse_table(run.diverse), "",
-                      "Goals (issue 20): each nova input at 0.5 or more of the HDFS input's lines/s, and each input "
-                      "above 10x logparser3's lines/s. Whole-run lines/s (cluster start, the sample mined in the "
-                      "client, the map, the parts written). logparser3 parses the first "
-                      f"{arguments.diverse_drain_lines:,} lines of the one-file form of each input (the folder holds "
-                      "the same lines as the nova file) and counts only the lines its format matches. The nova "
-                      "inputs: bench/generate_nova.py (the bundled DevStack nova log repeated, its ids varied per "
-                      "repetition; the folder cuts the same lines into files at record starts)."]
+        lines_out += [
+            "",
+            "## Parse: diverse inputs, Dask LocalCluster (the default backend)",
+            "",
+            *diverse_table(run.diverse),
+            "",
+            "Goals (issue 20): each nova input at 0.5 or more of the HDFS input's lines/s, and each input "
+            "above 10x logparser3's lines/s. Whole-run lines/s (cluster start, the sample mined in the "
+            "client, the map, the parts written). logparser3 parses the first "
+            f"{arguments.diverse_drain_lines:,} lines of the one-file form of each input (the folder holds "
+            "the same lines as the nova file) and counts only the lines its format matches. The nova "
+            "inputs: bench/generate_nova.py (the bundled DevStack nova log repeated, its ids varied per "
+            "repetition; the folder cuts the same lines into files at record starts).",
+        ]
     if run.pools:
-        lines_out += ["", f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster", "",
-                      pool_table(run.pools), ""]
+        lines_out += [
+            "",
+            f"## Parse: the whole input, {run.full_name}, process pool vs Dask LocalCluster",
+            "",
+            pool_table(run.pools),
+            "",
+        ]
         lines_out += _pool_ratios(run.pools, "pool or cluster start, the sample mined in the client, the map, parts")
         details = {label.split(",")[0]: measurement.result.get("parallel", {}) for label, measurement in run.pools}
         lines_out += ["", f"Settings: {json.dumps(details)}"]
     if run.session_pools:
-        lines_out += ["", f"## Sessionize: the whole input's parts, {run.full_name}, process pool vs Dask LocalCluster",
-                      "", pool_table(run.session_pools), ""]
+        lines_out += [
+            "",
+            f"## Sessionize: the whole input's parts, {run.full_name}, process pool vs Dask LocalCluster",
+            "",
+            pool_table(run.session_pools),
+            "",
+        ]
         lines_out += _pool_ratios(run.session_pools, "pool or cluster start, the map, the merge, grouping and writing")
-        lines_out += ["", "Workers read, filter and key the parts of lines.parquet (the chunk map); the client merges "
-                      "them in part order, groups, labels, splits and writes sessions.parquet. Lines/s: lines of "
-                      "lines.parquet over the stage's seconds. First/last 10% columns are parse-only (–)."]
+        lines_out += [
+            "",
+            "Workers read, filter and key the parts of lines.parquet (the chunk map); the client merges "
+            "them in part order, groups, labels, splits and writes sessions.parquet. Lines/s: lines of "
+            "lines.parquet over the stage's seconds. First/last 10% columns are parse-only (–).",
+        ]
     if run.stages:
         lines_out += ["", "## Session stages on the whole generated input", "", stage_table(run.stages), ""]
         lines_out.append("See bench/README.md (Memory of the session stages) for what each stage holds in memory.")

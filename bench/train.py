@@ -183,8 +183,13 @@ def child_profile(arguments: dict[str, Any]) -> dict[str, Any]:
         train(dataclasses.replace(config, max_steps_per_epoch=operator_steps), sources, target, arguments["method"],
               arguments["seed"], progress=False)  # fmt: skip
     table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=arguments["top"])
-    return {"seconds": seconds, "steps": arguments["profile_steps"], "split": split, "operators": table,
-            "operator_steps": operator_steps}
+    return {
+        "seconds": seconds,
+        "steps": arguments["profile_steps"],
+        "split": split,
+        "operators": table,
+        "operator_steps": operator_steps,
+    }
 
 
 #: The GRU kernels compared in one process: torch's own (old), the unrolled copy of it (bit-identical) and the fused

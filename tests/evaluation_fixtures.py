@@ -70,8 +70,14 @@ def write_tensors(
     np.save(directory / "vectors.npy", vectors)
     (directory / "session_ids.json").write_text(json.dumps([f"{system}-{row}" for row in range(sessions)]))
     dataset = params.systems[system].dataset
-    meta = {"system": system, "dataset": dataset, "label_rule": "generated", "sessions": sessions, "max_len": max_len,
-            "templates_list": [f"generated template {column}" for column in range(1, templates + 1)]}
+    meta = {
+        "system": system,
+        "dataset": dataset,
+        "label_rule": "generated",
+        "sessions": sessions,
+        "max_len": max_len,
+        "templates_list": [f"generated template {column}" for column in range(1, templates + 1)],
+    }
     arrays = {"labels": labels, "split": split, "counts": counts}
     if levels:
         level_counts = np.zeros((sessions, 3), dtype=np.int32)  # (sessions, [ERROR, INFO, WARNING])
@@ -145,12 +151,15 @@ def write_pair_scores(
     return paths
 
 
-def write_train_status(params: Params, pair: str, status: str = "ok", reason: str | None = None,
-                       methods: dict | None = None) -> None:
+def write_train_status(
+    params: Params, pair: str, status: str = "ok", reason: str | None = None, methods: dict | None = None
+) -> None:
     """scores/<pair>/training.json as the train stage writes it (pair status, per-method status)."""
     methods = methods if methods is not None else {m: {"status": "ok"} for m in params.train.methods}
-    write_json(ArtifactPaths(params.paths).pair_scores(pair) / TRAINING_SUMMARY,
-               {"pair": pair, "status": status, "reason": reason, "methods": methods})
+    write_json(
+        ArtifactPaths(params.paths).pair_scores(pair) / TRAINING_SUMMARY,
+        {"pair": pair, "status": status, "reason": reason, "methods": methods},
+    )
 
 
 def build_pair(params: Params, pair: str, separations: dict[str, float] | None = None) -> None:

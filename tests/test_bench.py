@@ -41,7 +41,9 @@ def test_generate_command_line_matches_the_function(tmp_path):
     target = tmp_path / "cli.log"
     completed = subprocess.run(
         [sys.executable, str(REPOSITORY / "bench" / "generate.py"), str(target), "--lines", "2500"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "2500 lines" in completed.stderr
     generate.generate(tmp_path / "function.log", 2500)
@@ -153,8 +155,14 @@ def test_pool_ratios_pair_each_pool_run_with_the_dask_run_after_it():
     def measured(seconds: float) -> bench_run.Measurement:
         return bench_run.Measurement(name="x", result={"lines": 1000, "seconds": seconds})
 
-    runs = [("pool", measured(1.0)), ("dask", measured(2.0)), ("pool", measured(2.0)), ("dask", measured(1.0)),
-            ("pool", measured(1.0)), ("dask", measured(1.25))]
+    runs = [
+        ("pool", measured(1.0)),
+        ("dask", measured(2.0)),
+        ("pool", measured(2.0)),
+        ("dask", measured(1.0)),
+        ("pool", measured(1.0)),
+        ("dask", measured(1.25)),
+    ]
     (line,) = bench_run._pool_ratios(runs, "the map")
     assert "**0.80**" in line and "0.50, 2.00, 0.80" in line and "whole runs: the map" in line
 

@@ -7,17 +7,25 @@ from zerolog.compare import changed_params, experiment_rows, main
 
 def _commit(name, rev, params, f1s, experiments=None):
     metrics = {f"metrics/{pair}.json": {"data": {"methods": methods}} for pair, methods in f1s.items()}
-    return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics},
-            "experiments": experiments}
+    return {
+        "rev": rev,
+        "name": name,
+        "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics},
+        "experiments": experiments,
+    }
 
 
 def _shown():
-    params = {"pairs": {"hdfs-bgl": {}, "bgl-hdfs": {}}, "evaluate": {"recommended": "pca_mixture",
-                                                                       "contamination_prior": 0.05}}
+    params = {
+        "pairs": {"hdfs-bgl": {}, "bgl-hdfs": {}},
+        "evaluate": {"recommended": "pca_mixture", "contamination_prior": 0.05},
+    }
     changed = json.loads(json.dumps(params))
     changed["evaluate"]["contamination_prior"] = 0.03
-    f1s = {"hdfs-bgl": {"pca_mixture": {"f1": 0.69}, "zerolog": {"f1": 0.4, "f1_sd": 0.05}},
-           "bgl-hdfs": {"pca_mixture": {"f1": 0.65}}}
+    f1s = {
+        "hdfs-bgl": {"pca_mixture": {"f1": 0.69}, "zerolog": {"f1": 0.4, "f1_sd": 0.05}},
+        "bgl-hdfs": {"pca_mixture": {"f1": 0.65}},
+    }
     experiment = {"name": "lower-prior", "revs": [_commit(None, "abc1234def", changed, {"hdfs-bgl": {}})]}
     return [_commit(None, "workspace", params, f1s), _commit("main", "0123456789", params, f1s, [experiment])]
 

@@ -87,73 +87,126 @@ def test_key_errors_name_the_file_and_key(path, value, message):
         ("systems.hdfs.dataset", "nonesuch", "systems.hdfs.dataset: unknown dataset 'nonesuch'"),
         ("datasets.bgl_logs.system", "vax", "datasets.bgl_logs.system: unknown system 'vax'"),
         ("systems.hdfs.log_format", "<Date> <Time> <Level>", "systems.hdfs.log_format: has no <Content> field"),
-        ("systems.hdfs.log_format", "<Date> <Date> <Content>",
-         "systems.hdfs.log_format: field <Date> must be a unique"),
+        (
+            "systems.hdfs.log_format",
+            "<Date> <Date> <Content>",
+            "systems.hdfs.log_format: field <Date> must be a unique",
+        ),
         ("systems.hdfs.log_format", "<Date> ( <Content>", "systems.hdfs.log_format: invalid regex"),
         ("systems.hdfs.timestamp.fields", ["Day"], "systems.hdfs.timestamp.fields: 'Day' is not a header field"),
         ("systems.bgl.regex", ["core\\.\\d+", "(unclosed"], "systems.bgl.regex[1]: invalid regex"),
-        ("systems.hdfs.log_format", "<Date> <status> <Content>",
-         "systems.hdfs.log_format: field <status> would overwrite"),
+        (
+            "systems.hdfs.log_format",
+            "<Date> <status> <Content>",
+            "systems.hdfs.log_format: field <status> would overwrite",
+        ),
         ("systems.hdfs.drain.depth", 2, "systems.hdfs.drain.depth: must be at least 3"),
         ("systems.bgl.drain.similarity_threshold", 0, "systems.bgl.drain.similarity_threshold: must lie in (0, 1]"),
         ("systems.bgl.drain.max_children", 0, "systems.bgl.drain.max_children: must be at least 1"),
         ("parse.chunk_bytes", 0, "parse.chunk_bytes: must be at least 1, got 0"),
         ("parse.sample_lines", -1, "parse.sample_lines: must be 0 or more, got -1"),
         ("parse.parallel.workers", -1, "parse.parallel.workers: must be 0 or more, got -1"),
-        ("parse.parallel", {"backend": "processes", "workers": 2, "scheduler_address": "tcp://scheduler:8786"},
-         "parse.parallel.scheduler_address: needs backend dask"),
+        (
+            "parse.parallel",
+            {"backend": "processes", "workers": 2, "scheduler_address": "tcp://scheduler:8786"},
+            "parse.parallel.scheduler_address: needs backend dask",
+        ),
         ("datasets.hdfs_logs.files", {"labels": "x.csv"}, "datasets.hdfs_logs.files: kind raw needs logs"),
         ("datasets.hdfs_logs.files.logs", [], "datasets.hdfs_logs.files.logs: expected a non-empty list"),
-        ("datasets.bgl_100k.files", {"events": "e.csv"},
-         "datasets.bgl_100k.files: kind events needs events, templates"),
-        ("datasets.hdfs_deeplog.files", {"normal": "n"},
-         "kind sessions needs normal, abnormal, templates or sessions"),
-        ("datasets.hdfs_logs.session", DELETE,
-         "datasets.hdfs_logs.session: missing key (required for kind raw)"),
-        ("datasets.bgl_100k.label", DELETE,
-         "datasets.bgl_100k.label: missing key (required for kind events)"),
-        ("datasets.hdfs_deeplog.label", {"rule": "source_file"},
-         "datasets.hdfs_deeplog.label: not allowed for kind sessions"),
-        ("datasets.hdfs_logs.session.key_regex", "blk_-?\\d+",
-         "datasets.hdfs_logs.session.key_regex: must have exactly 1 group"),
+        (
+            "datasets.bgl_100k.files",
+            {"events": "e.csv"},
+            "datasets.bgl_100k.files: kind events needs events, templates",
+        ),
+        ("datasets.hdfs_deeplog.files", {"normal": "n"}, "kind sessions needs normal, abnormal, templates or sessions"),
+        ("datasets.hdfs_logs.session", DELETE, "datasets.hdfs_logs.session: missing key (required for kind raw)"),
+        ("datasets.bgl_100k.label", DELETE, "datasets.bgl_100k.label: missing key (required for kind events)"),
+        (
+            "datasets.hdfs_deeplog.label",
+            {"rule": "source_file"},
+            "datasets.hdfs_deeplog.label: not allowed for kind sessions",
+        ),
+        (
+            "datasets.hdfs_logs.session.key_regex",
+            "blk_-?\\d+",
+            "datasets.hdfs_logs.session.key_regex: must have exactly 1 group",
+        ),
         ("datasets.hdfs_logs.session.key_regex", "(blk_", "datasets.hdfs_logs.session.key_regex: invalid regex"),
         ("datasets.hdfs_logs.session", {"rule": "key"}, "datasets.hdfs_logs.session.key_regex: missing key"),
-        ("datasets.bgl_logs.session", {"rule": "window", "size": 0, "step": 1},
-         "datasets.bgl_logs.session: size and step"),
-        ("datasets.bgl_logs.session.group_by", "Rack",
-         "datasets.bgl_logs.session.group_by: 'Rack' is not a header field"),
-        ("datasets.bgl_logs.label", {"rule": "line_field", "field": "Tag", "normal_value": "-"},
-         "datasets.bgl_logs.label.field: 'Tag'"),
-        ("datasets.bgl_logs.label", {"rule": "line_field"},
-         "datasets.bgl_logs.label: field and normal_value are required"),
-        ("datasets.bgl_logs.label", {"rule": "key_file"},
-         "datasets.bgl_logs.label.rule: key_file needs session rule key"),
-        ("datasets.openstack_2k.label", {"rule": "source_file"},
-         "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two"),
-        ("datasets.hdfs_logs.files.labels", DELETE,
-         "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)"),
+        (
+            "datasets.bgl_logs.session",
+            {"rule": "window", "size": 0, "step": 1},
+            "datasets.bgl_logs.session: size and step",
+        ),
+        (
+            "datasets.bgl_logs.session.group_by",
+            "Rack",
+            "datasets.bgl_logs.session.group_by: 'Rack' is not a header field",
+        ),
+        (
+            "datasets.bgl_logs.label",
+            {"rule": "line_field", "field": "Tag", "normal_value": "-"},
+            "datasets.bgl_logs.label.field: 'Tag'",
+        ),
+        (
+            "datasets.bgl_logs.label",
+            {"rule": "line_field"},
+            "datasets.bgl_logs.label: field and normal_value are required",
+        ),
+        (
+            "datasets.bgl_logs.label",
+            {"rule": "key_file"},
+            "datasets.bgl_logs.label.rule: key_file needs session rule key",
+        ),
+        (
+            "datasets.openstack_2k.label",
+            {"rule": "source_file"},
+            "datasets.openstack_2k.label.rule: source_file needs kind raw with at least two",
+        ),
+        (
+            "datasets.hdfs_logs.files.labels",
+            DELETE,
+            "datasets.hdfs_logs.files.labels: missing key (required for label rule key_file)",
+        ),
         ("datasets.hdfs_deeplog.anomaly_share", 1.5, "datasets.hdfs_deeplog.anomaly_share: must lie in (0, 1)"),
         # a dataset's own line layout, and the session-per-file rule
-        ("datasets.openstack_devstack.log_format", "<Level> <Component>",
-         "datasets.openstack_devstack.log_format: has no <Content>"),
-        ("datasets.openstack_devstack.log_format", "<Level> ( <Content>",
-         "datasets.openstack_devstack.log_format: invalid regex"),
-        ("datasets.openstack_devstack.timestamp", {"fields": ["Date"], "format": "%Y"},
-         "datasets.openstack_devstack.timestamp.fields: 'Date' is not a header field"),
-        ("datasets.openstack_devstack.timestamp", DELETE,
-         "systems.openstack.timestamp.fields: 'Date' is not a header field"),  # its own format, the system's timestamp
+        (
+            "datasets.openstack_devstack.log_format",
+            "<Level> <Component>",
+            "datasets.openstack_devstack.log_format: has no <Content>",
+        ),
+        (
+            "datasets.openstack_devstack.log_format",
+            "<Level> ( <Content>",
+            "datasets.openstack_devstack.log_format: invalid regex",
+        ),
+        (
+            "datasets.openstack_devstack.timestamp",
+            {"fields": ["Date"], "format": "%Y"},
+            "datasets.openstack_devstack.timestamp.fields: 'Date' is not a header field",
+        ),
+        (
+            "datasets.openstack_devstack.timestamp",
+            DELETE,
+            "systems.openstack.timestamp.fields: 'Date' is not a header field",
+        ),  # its own format, the system's timestamp
         ("datasets.hdfs_deeplog.log_format", "<Content>", "datasets.hdfs_deeplog.log_format: only for kind raw"),
         ("datasets.bgl_100k.session", {"rule": "file"}, "datasets.bgl_100k.session.rule: file needs kind raw"),
-        ("datasets.hdfs_logs.session", {"rule": "file", "key_regex": "[^/]+"},
-         "session.key_regex: must have exactly 1 group"),
+        (
+            "datasets.hdfs_logs.session",
+            {"rule": "file", "key_regex": "[^/]+"},
+            "session.key_regex: must have exactly 1 group",
+        ),
         ("datasets.hdfs_logs.session.rule", "files", "datasets.hdfs_logs.session.rule: 'files' is not one of"),
         ("evaluate.level_rule.levels", [], "evaluate.level_rule.levels: name at least one non-empty level"),
         ("evaluate.level_rule", DELETE, "evaluate.level_rule: missing key"),
-        ("evaluate.recommended", "magic",
-         "evaluate.recommended: unknown method 'magic'"),
+        ("evaluate.recommended", "magic", "evaluate.recommended: unknown method 'magic'"),
         ("evaluate.recommended", "supervised_target", "evaluate.recommended: supervised_target reads target labels"),
-        ("evaluate.baselines", ["pca_mixture", "level_rule", "supervised_target"],
-         "evaluate.methods[3]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)"),
+        (
+            "evaluate.baselines",
+            ["pca_mixture", "level_rule", "supervised_target"],
+            "evaluate.methods[3]: isolation_forest is not run by the baselines stage (add it to evaluate.baselines)",
+        ),
         ("evaluate.baselines", ["zerolog"], "evaluate.baselines[0]: zerolog is a transfer method"),
         ("evaluate.detectors.pca.weighting", "idf", "evaluate.detectors.pca.weighting: 'idf' is not one of"),
         ("evaluate.detectors.deeplog.epochs", 0, "evaluate.detectors.deeplog.epochs: must be at least 1"),
@@ -198,8 +251,17 @@ def test_params_survive_dvc_exp_run_set_param(tmp_path, override):
 
 
 @pytest.mark.parametrize(
-    "key", ["torch_threads", "method_workers", "batch_size", "score_batch_size", "epochs", "max_steps_per_epoch",
-            "checkpoint_every_epochs", "min_source_anomalies"],
+    "key",
+    [
+        "torch_threads",
+        "method_workers",
+        "batch_size",
+        "score_batch_size",
+        "epochs",
+        "max_steps_per_epoch",
+        "checkpoint_every_epochs",
+        "min_source_anomalies",
+    ],
 )
 def test_train_counts_must_be_positive(key):
     with pytest.raises(ConfigError, match=rf"params.yaml: train\.{key}: must be at least 1, got 0"):
@@ -224,6 +286,9 @@ def test_a_value_dvc_cannot_round_trip_is_refused_in_one_line() -> None:
     modified for good (zookeeper's official log format has two)."""
     raw = read_yaml(PARAMS_FILE.read_text(encoding="utf-8"))
     raw["systems"]["hdfs"]["log_format"] = "<Date> <Time> - <Level>  \\[<Node>\\] - <Content>"
-    with pytest.raises(ConfigError, match=r"systems\.hdfs\.log_format: two consecutive spaces at character 24 .*"
-                                          r"a space matches any run of whitespace"):
+    with pytest.raises(
+        ConfigError,
+        match=r"systems\.hdfs\.log_format: two consecutive spaces at character 24 .*"
+        r"a space matches any run of whitespace",
+    ):
         parse_params(raw)

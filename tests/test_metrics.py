@@ -92,8 +92,12 @@ def test_threshold_metrics_uses_greater_or_equal_and_reports_everything():
     scores = np.array([0.1, 0.5, 0.5, 0.9, 0.7])
     result = threshold_metrics(labels, scores, 0.5, "fixed_0.5", bootstrap_samples=20, confidence=0.9, seed=1)
     # predicted: 0.5, 0.5, 0.9, 0.7 -> tp 2, fp 2, fn 0
-    assert result.confusion.as_dict() == {"true_positives": 2, "false_positives": 2, "true_negatives": 1,
-                                          "false_negatives": 0}
+    assert result.confusion.as_dict() == {
+        "true_positives": 2,
+        "false_positives": 2,
+        "true_negatives": 1,
+        "false_negatives": 0,
+    }
     assert (result.precision, result.recall) == (0.5, 1.0)
     assert result.f1 == pytest.approx(2 / 3)
     flat = result.as_dict()

@@ -23,6 +23,7 @@ from zerolog.report import (
 def settings_of(params) -> ReportSettings:
     return ReportSettings(params.pairs, params.evaluate, ArtifactPaths(params.paths))
 
+
 SKIP_REASON = "no usable source (source openstack: 0 labeled anomalies in its train split)"
 
 
@@ -30,8 +31,13 @@ SKIP_REASON = "no usable source (source openstack: 0 labeled anomalies in its tr
 def reported(tmp_path_factory):
     """Every pair of params evaluated from generated inputs: HDFS and BGL targets evaluable, OpenStack not
     (2 test anomalies), OpenStack-only sources skipped; then the report stage."""
-    params = make_params(tmp_path_factory.mktemp("reported"), {"protocols": ["realistic"],  # paper: test_paper.py
-                                                               "selection.min_val_anomalies": 1})
+    params = make_params(
+        tmp_path_factory.mktemp("reported"),
+        {
+            "protocols": ["realistic"],  # paper: test_paper.py
+            "selection.min_val_anomalies": 1,
+        },
+    )
     write_tensors(params, "hdfs", sessions=500, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=500, anomaly_share=0.1, seed=2, levels=True)  # HDFS's data has no levels
     write_tensors(params, "openstack", sessions=300, anomaly_share=0.0, seed=3, test_anomalies=2)

@@ -34,6 +34,8 @@ OUTSIDE_FILES = {
 # ``method.md §3``: the section must exist, as a heading of docs/method.md that carries the number.
 METHOD_SECTION = re.compile(r"method\.md,? §(\d+)")
 METHOD_FILE = "docs/method.md"
+# A test module named by its path (``tests/training/test_adapt.py``) must be a tracked file.
+TEST_PATH = re.compile(r"(?<![\w./-])tests/[\w/]+\.py\b")
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -71,7 +73,7 @@ def missing_outside_files(tracked: Iterable[str]) -> set[str]:
     return set(OUTSIDE_FILES) - held
 
 
-def line_problems(line: str, missing: set[str], sections: set[str]) -> list[str]:
+def line_problems(line: str, missing: set[str], sections: set[str], tracked: set[str]) -> list[str]:
     """What is wrong with one line of a tracked file, one phrase each (empty: nothing)."""
     problems = [f"machine path {match.group(0)!r}" for match in MACHINE_PATH.finditer(line)]
     problems += [f"shared-data path {match.group(0)!r}" for match in SHARED_DATA.finditer(line)]
@@ -85,12 +87,16 @@ def line_problems(line: str, missing: set[str], sections: set[str]) -> list[str]
         for number in METHOD_SECTION.findall(line)
         if number not in sections
     ]
+    problems += [
+        f"names {path}, which is not a tracked file" for path in TEST_PATH.findall(line) if path not in tracked
+    ]
     return problems
 
 
 def scan(root: Path, names: Iterable[str], tracked: Iterable[str], sections: set[str]) -> list[str]:
     """Every problem of the text files ``names`` under ``root`` (``tracked``: every file the repository holds), as
     ``file:line: problem``."""
+    tracked = set(tracked)
     missing = missing_outside_files(tracked)
     hits = []
     for name in names:
@@ -98,7 +104,7 @@ def scan(root: Path, names: Iterable[str], tracked: Iterable[str], sections: set
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), start=1):
-            hits += [f"{name}:{number}: {problem}" for problem in line_problems(line, missing, sections)]
+            hits += [f"{name}:{number}: {problem}" for problem in line_problems(line, missing, sections, tracked)]
     return hits
 
 
@@ -121,11 +127,15 @@ def test_the_scan_names_file_and_line_of_each_bad_reference(tmp_path: Path) -> N
         "install breaks mlflow (" + "RESULTS" + ".md)",
         f"the pooling of method.md §{missing_section}",
         "the template vectors (method.md " + "§3)",
+        "checked by tests/test_" + "gone.py",
     ]
     (tmp_path / "notes.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "picture.png").write_bytes(b"\x89PNG\0" + f"{root}/someone".encode())
-    tracked = {"notes.md", "picture.png", "docs/method.md", "data/bundled/x.log", "reports/results.md"}
-    assert scanned_files(sorted(tracked)) == ["docs/method.md", "notes.md", "picture.png", "reports/results.md"]
+    tracked = {"notes.md", "picture.png", "docs/method.md", "data/bundled/x.log", "reports/results.md",
+               "tests/test_config.py"}  # fmt: skip
+    assert scanned_files(sorted(tracked)) == [
+        "docs/method.md", "notes.md", "picture.png", "reports/results.md", "tests/test_config.py"
+    ]  # fmt: skip
     hits = scan(tmp_path, ["notes.md", "picture.png"], tracked, method_sections("# Method\n## Vectors (§3)\n"))
     assert hits == [
         f"notes.md:2: machine path '{root}/'",
@@ -134,6 +144,7 @@ def test_the_scan_names_file_and_line_of_each_bad_reference(tmp_path: Path) -> N
         f"notes.md:4: names '{FINDINGS}', which the repository does not hold",
         f"notes.md:5: names '{RESULTS}', which the repository does not hold",
         f"notes.md:6: names method.md §{missing_section}, which no heading of docs/method.md carries",
+        "notes.md:8: names tests/test_" + "gone.py, which is not a tracked file",
     ]
     # A file the repository does hold may be named.
     held = tracked | {f"{SCRATCH}research/{FINDINGS}", RESULTS}

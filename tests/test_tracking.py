@@ -41,7 +41,10 @@ def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "src").mkdir()
     monkeypatch.chdir(tmp_path / "src")
-    assert resolve_tracking_uri(MlflowConfig(tracking_uri=None, experiment="x")) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert (
+        resolve_tracking_uri(MlflowConfig(tracking_uri=None, experiment="x"))
+        == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    )
 
 
 def test_repository_root_of_a_dvc_experiment_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -117,8 +120,9 @@ def test_train_pair_writes_outputs_and_one_mlflow_run_per_method(
         assert tags["dvc_experiment"] == "workspace" and len(tags["inputs_md5"]) == 32 and tags["git_commit"]
         # Only the stage's own params: MLflow never shows a value that did not produce the run's numbers.
         assert run.data.params["train.epochs"] == "2" and run.data.params["seed"] == str(params.seed)
-        assert set(run.data.params) == set(flatten_params({"train": params.train, "seed": 42,
-                                                           "pairs": {"hdfs-bgl": params.pairs["hdfs-bgl"]}}))
+        assert set(run.data.params) == set(
+            flatten_params({"train": params.train, "seed": 42, "pairs": {"hdfs-bgl": params.pairs["hdfs-bgl"]}})
+        )
         history = client.get_metric_history(run.info.run_id, "loss/classification")
         assert sorted(metric.step for metric in history) == [1, 2]
         assert "val/f1" in run.data.metrics and "final/val/f1" in run.data.metrics
@@ -193,8 +197,22 @@ def test_a_dataset_digest_is_the_dvc_lock_md5_of_its_output(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     outside = InputData(folder, "train", {"sessions": 3}).dataset()
     assert outside.digest == inputs_md5([folder / "split.npy"]) and outside.name == "tensors/hdfs"
-    lock = {"schema": "2.0", "stages": {"tensors-hdfs": {"cmd": "x", "outs": [
-        {"path": "data/tensors/hdfs", "hash": "md5", "md5": "0123456789abcdef0123456789abcdef.dir", "size": 1}]}}}
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "tensors-hdfs": {
+                "cmd": "x",
+                "outs": [
+                    {
+                        "path": "data/tensors/hdfs",
+                        "hash": "md5",
+                        "md5": "0123456789abcdef0123456789abcdef.dir",
+                        "size": 1,
+                    }
+                ],
+            }
+        },
+    }
     (tmp_path / "dvc.lock").write_text(json.dumps(lock))  # JSON is YAML
     dataset = InputData(folder, "train", {"sessions": 3}).dataset()
     assert dataset.digest == "0123456789abcdef0123456789abcdef.dir"

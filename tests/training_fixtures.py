@@ -44,12 +44,23 @@ def write_system(
         index[row, : lengths[row]] = sequence
         np.add.at(counts[row], sequence, 1)
     split = generator.choice(np.array([0, 1, 2], np.int8), size=sessions, p=[0.6, 0.2, 0.2])
-    arrays = {"index": index, "lengths": lengths, "labels": labels, "split": split, "vectors": vectors,
-              "counts": counts, "level_counts": np.zeros((sessions, 0), np.int32)}
+    arrays = {
+        "index": index,
+        "lengths": lengths,
+        "labels": labels,
+        "split": split,
+        "vectors": vectors,
+        "counts": counts,
+        "level_counts": np.zeros((sessions, 0), np.int32),
+    }
     for array_name, array in arrays.items():
         np.save(directory / f"{array_name}.npy", array)
-    meta = {"system": name, "sessions": sessions, "max_len": max_len,
-            "templates_list": [f"template {column}" for column in range(1, templates + 1)]}  # the tensors contract
+    meta = {
+        "system": name,
+        "sessions": sessions,
+        "max_len": max_len,
+        "templates_list": [f"template {column}" for column in range(1, templates + 1)],
+    }  # the tensors contract
     (directory / "meta.json").write_text(json.dumps(meta))
     (directory / "session_ids.json").write_text(json.dumps([f"{name}:{row}" for row in range(sessions)]))
     return load_tensors(directory)

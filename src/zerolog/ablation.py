@@ -412,8 +412,10 @@ def coverage(pairs: list[str], seeds: list[int], all_pairs: list[str], all_seeds
     ran = f"pairs {', '.join(pairs)} × model seeds {seeds}"
     if sorted(pairs) == sorted(all_pairs) and sorted(seeds) == sorted(all_seeds):
         return f"every pair of params.yaml × every model seed ({ran})"
-    return (f"**PARTIAL RUN**: {ran} only, {len(pairs)} of the {len(all_pairs)} pairs and {len(seeds)} of the "
-            f"{len(all_seeds)} model seeds of params.yaml; the other pairs and seeds were not run")
+    return (
+        f"**PARTIAL RUN**: {ran} only, {len(pairs)} of the {len(all_pairs)} pairs and {len(seeds)} of the "
+        f"{len(all_seeds)} model seeds of params.yaml; the other pairs and seeds were not run"
+    )
 
 
 def report(results: dict[str, Any], seeds: list[int], splits: list[str], seconds: float, workers: int,
@@ -475,14 +477,22 @@ def _params(overrides: list[str]) -> Params:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="ablation of zerolog_adapt on every pair and seed")
-    parser.add_argument("--split", choices=["val", "all"], default="all",
-                        help="val: development run, print validation tables only (nothing written but the cache)")
+    parser.add_argument(
+        "--split",
+        choices=["val", "all"],
+        default="all",
+        help="val: development run, print validation tables only (nothing written but the cache)",
+    )
     parser.add_argument("--seeds", type=int, nargs="*", help="model seeds (default: params seeds)")
     parser.add_argument("--pairs", nargs="*", help="pairs (default: every pair of params)")
     parser.add_argument("--workers", type=int, help="arm runs side by side (default: train.method_workers)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="development only (with --split val): params overrides, "
-                             "e.g. train.adapt.self_training.rule=detector")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="development only (with --split val): params overrides, e.g. train.adapt.self_training.rule=detector",
+    )
     arguments = parser.parse_args(argv)
     if arguments.set and arguments.split != "val":
         parser.error("--set is for development runs: use it with --split val (the committed report uses params.yaml)")

@@ -59,7 +59,7 @@ class MethodKind(str, Enum):  # noqa: UP042 - kept a str mixin, not StrEnum: enu
     RULE = "rule"  # a fixed rule, nothing fit (zero-label); scores per target
     ORACLE = "oracle"  # reads TARGET labels: an upper bound, never a zero-label result; scores per target
     SELECTED = "selected"  # a recipe of target-only detectors chosen on OTHER systems' labels (zero-label for the
-                           # target: leave-one-system-out); scores per target (stage selection)
+    # target: leave-one-system-out); scores per target (stage selection)
 
     def __str__(self) -> str:
         return self.value
@@ -106,8 +106,15 @@ class MethodSpec:
         return self.kind is MethodKind.TRANSFER
 
 
-def _trained(name: str, kind: MethodKind, summary: str, labeled_domain: Literal["source", "target"],
-             domain_loss: bool, meta_learning: bool, adapt: bool = False) -> MethodSpec:
+def _trained(
+    name: str,
+    kind: MethodKind,
+    summary: str,
+    labeled_domain: Literal["source", "target"],
+    domain_loss: bool,
+    meta_learning: bool,
+    adapt: bool = False,
+) -> MethodSpec:
     """The registry entry of a method the encoder trainer fits, with its switches (the name written once)."""
     settings = MethodSettings(name, labeled_domain, domain_loss, meta_learning, adapt)
     return MethodSpec(name, kind, summary, trainer=settings)
@@ -116,49 +123,108 @@ def _trained(name: str, kind: MethodKind, summary: str, labeled_domain: Literal[
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        _trained("zerolog", MethodKind.TRANSFER, "ZeroLog: GRU encoder, domain-adversarial + meta-learning",
-                 "source", domain_loss=True, meta_learning=True),
-        _trained("source_only", MethodKind.TRANSFER, "the same encoder trained on source labels alone",
-                 "source", domain_loss=False, meta_learning=False),
-        _trained("dann", MethodKind.TRANSFER, "the encoder with the domain-adversarial loss, no meta-learning",
-                 "source", domain_loss=True, meta_learning=False),
-        _trained("meta", MethodKind.TRANSFER, "the encoder with meta-learning, no domain loss",
-                 "source", domain_loss=False, meta_learning=True),
-        _trained("zerolog_adapt", MethodKind.TRANSFER, "ZeroLog + importance-weighted alignment + self-training on "
-                 "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share",
-                 "source", domain_loss=True, meta_learning=True, adapt=True),
+        _trained(
+            "zerolog",
+            MethodKind.TRANSFER,
+            "ZeroLog: GRU encoder, domain-adversarial + meta-learning",
+            "source",
+            domain_loss=True,
+            meta_learning=True,
+        ),
+        _trained(
+            "source_only",
+            MethodKind.TRANSFER,
+            "the same encoder trained on source labels alone",
+            "source",
+            domain_loss=False,
+            meta_learning=False,
+        ),
+        _trained(
+            "dann",
+            MethodKind.TRANSFER,
+            "the encoder with the domain-adversarial loss, no meta-learning",
+            "source",
+            domain_loss=True,
+            meta_learning=False,
+        ),
+        _trained(
+            "meta",
+            MethodKind.TRANSFER,
+            "the encoder with meta-learning, no domain loss",
+            "source",
+            domain_loss=False,
+            meta_learning=True,
+        ),
+        _trained(
+            "zerolog_adapt",
+            MethodKind.TRANSFER,
+            "ZeroLog + importance-weighted alignment + self-training on "
+            "pseudo-labels where it agrees with the target's PCA detector; cut at the top pi-hat share",
+            "source",
+            domain_loss=True,
+            meta_learning=True,
+            adapt=True,
+        ),
         # Target-only, label-free: fit on the target's unlabeled train sessions (stage baselines,
         # zerolog.evaluation.detectors / deeplog / loglead_peer).
-        MethodSpec("pca_mixture", MethodKind.TARGET_ONLY,
-                   "PCA SPE on tf-idf event counts, cut by a 2-component mixture on the train SPE (pi-hat)",
-                   stochastic=False),
+        MethodSpec(
+            "pca_mixture",
+            MethodKind.TARGET_ONLY,
+            "PCA SPE on tf-idf event counts, cut by a 2-component mixture on the train SPE (pi-hat)",
+            stochastic=False,
+        ),
         MethodSpec("isolation_forest", MethodKind.TARGET_ONLY, "IsolationForest on the target's event counts"),
-        MethodSpec("pca", MethodKind.TARGET_ONLY, "loglizer's PCA: SPE on tf-idf event counts, Q-statistic cut",
-                   stochastic=False),
-        MethodSpec("invariants_mining", MethodKind.TARGET_ONLY, "Invariants Mining: integer count invariants",
-                   stochastic=False),
-        MethodSpec("template_rarity", MethodKind.TARGET_ONLY, "rarity of the session's rarest template in train",
-                   stochastic=False),
-        MethodSpec("template_set_rarity", MethodKind.TARGET_ONLY, "rarity of the session's template set in train",
-                   stochastic=False),
+        MethodSpec(
+            "pca",
+            MethodKind.TARGET_ONLY,
+            "loglizer's PCA: SPE on tf-idf event counts, Q-statistic cut",
+            stochastic=False,
+        ),
+        MethodSpec(
+            "invariants_mining", MethodKind.TARGET_ONLY, "Invariants Mining: integer count invariants", stochastic=False
+        ),
+        MethodSpec(
+            "template_rarity",
+            MethodKind.TARGET_ONLY,
+            "rarity of the session's rarest template in train",
+            stochastic=False,
+        ),
+        MethodSpec(
+            "template_set_rarity",
+            MethodKind.TARGET_ONLY,
+            "rarity of the session's template set in train",
+            stochastic=False,
+        ),
         MethodSpec("deeplog", MethodKind.TARGET_ONLY, "DeepLog: LSTM next-event model, top-g misses"),
-        MethodSpec("loglead_rarity", MethodKind.TARGET_ONLY, "LogLead's RarityModel on event counts",
-                   stochastic=False),
+        MethodSpec("loglead_rarity", MethodKind.TARGET_ONLY, "LogLead's RarityModel on event counts", stochastic=False),
         MethodSpec("loglead_ngram", MethodKind.TARGET_ONLY, "LogLead's n-gram next-event model", stochastic=False),
         # PyOD off the shelf (its defaults: contamination 0.1 is its own cut)
         MethodSpec("pyod_iforest", MethodKind.TARGET_ONLY, "PyOD IForest, defaults (its cut: contamination 0.1)"),
-        MethodSpec("pyod_ecod", MethodKind.TARGET_ONLY, "PyOD ECOD, defaults (its cut: contamination 0.1)",
-                   stochastic=False),
-        MethodSpec("pyod_copod", MethodKind.TARGET_ONLY, "PyOD COPOD, defaults (its cut: contamination 0.1)",
-                   stochastic=False),
+        MethodSpec(
+            "pyod_ecod", MethodKind.TARGET_ONLY, "PyOD ECOD, defaults (its cut: contamination 0.1)", stochastic=False
+        ),
+        MethodSpec(
+            "pyod_copod", MethodKind.TARGET_ONLY, "PyOD COPOD, defaults (its cut: contamination 0.1)", stochastic=False
+        ),
         # The product's detector: the recipe chosen leave-one-system-out (stage selection, evaluation/selection.py);
         # one file per model seed (a deterministic recipe writes the same scores for each).
-        MethodSpec("loso", MethodKind.SELECTED, "the recipe of target-only detectors and label-free cut chosen on "
-                   "the OTHER labeled systems' validation splits (leave-one-system-out)"),
-        MethodSpec("level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous",
-                   stochastic=False),
-        _trained("supervised_target", MethodKind.ORACLE, "the encoder trained on the TARGET's labels",
-                 "target", domain_loss=False, meta_learning=False),
+        MethodSpec(
+            "loso",
+            MethodKind.SELECTED,
+            "the recipe of target-only detectors and label-free cut chosen on "
+            "the OTHER labeled systems' validation splits (leave-one-system-out)",
+        ),
+        MethodSpec(
+            "level_rule", MethodKind.RULE, "a session with a line at WARNING or above is anomalous", stochastic=False
+        ),
+        _trained(
+            "supervised_target",
+            MethodKind.ORACLE,
+            "the encoder trained on the TARGET's labels",
+            "target",
+            domain_loss=False,
+            meta_learning=False,
+        ),
     )
 }
 
@@ -250,8 +316,13 @@ class ArtifactPaths:
         """Where ``method``'s scores for ``pair`` live: per pair for transfer methods, else per target; one file per
         model seed for a stochastic method (``<method>/seed-<seed>.parquet``), one for a deterministic one."""
         spec = method_spec(method)
-        folder = (self.pair_scores(pair) if spec.per_pair else self.selected_scores(target)
-                  if spec.kind is MethodKind.SELECTED else self.target_scores(target))
+        folder = (
+            self.pair_scores(pair)
+            if spec.per_pair
+            else self.selected_scores(target)
+            if spec.kind is MethodKind.SELECTED
+            else self.target_scores(target)
+        )
         return folder / score_file_name(method, seed)
 
     def stage_metrics(self, stage: str, name: str) -> Path:
@@ -485,7 +556,8 @@ def load_tensors(directory: str | Path) -> SystemTensors:
         if arrays[name].shape != shape:
             raise DataError(f"{directory / (name + '.npy')}: shape {arrays[name].shape}, expected {shape}")
     if meta.get("sessions") != sessions or meta.get("max_len") != max_len:
-        raise DataError(f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape "
-                        f"{(sessions, max_len)}")
+        raise DataError(
+            f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape {(sessions, max_len)}"
+        )
     _check_tensor_values(directory, arrays)
     return SystemTensors(directory=directory, meta=meta, **arrays)

@@ -213,8 +213,9 @@ class ParseConfig:
         if self.template_growth_warning <= 0:
             raise ConfigError(f"parse.template_growth_warning: must be above 0, got {self.template_growth_warning}")
         if not 0 <= self.max_unreadable_time_share <= 1:
-            raise ConfigError(f"parse.max_unreadable_time_share: must lie in [0, 1], "
-                              f"got {self.max_unreadable_time_share}")
+            raise ConfigError(
+                f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}"
+            )
         if self.chunk_bytes < 1:
             raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
         if self.sample_lines < 0:
@@ -355,8 +356,15 @@ class TrainConfig:
     checkpoint_every_epochs: int
 
     def __post_init__(self) -> None:
-        for key in ("torch_threads", "method_workers", "batch_size", "score_batch_size", "epochs",
-                    "max_steps_per_epoch", "checkpoint_every_epochs"):
+        for key in (
+            "torch_threads",
+            "method_workers",
+            "batch_size",
+            "score_batch_size",
+            "epochs",
+            "max_steps_per_epoch",
+            "checkpoint_every_epochs",
+        ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}: must be at least 1, got {getattr(self, key)}")
         if self.min_source_anomalies < 1:
@@ -365,8 +373,10 @@ class TrainConfig:
             raise ConfigError("train.methods: name at least one method")
         for index, method in enumerate(self.methods):
             if method_spec(method, f"train.methods[{index}]").kind is not MethodKind.TRANSFER:
-                raise ConfigError(f"train.methods[{index}]: {method} is not a transfer method (the baselines stage "
-                                  "runs target-only methods and the oracle)")
+                raise ConfigError(
+                    f"train.methods[{index}]: {method} is not a transfer method (the baselines stage "
+                    "runs target-only methods and the oracle)"
+                )
 
 
 #: Every key of ``train`` (a stage that passes on a subset names the rest, e.g. the paper stage).
@@ -402,8 +412,9 @@ class IsolationForestConfig:
 
     def __post_init__(self) -> None:
         if self.n_estimators < 1:
-            raise ConfigError(f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, "
-                              f"got {self.n_estimators}")
+            raise ConfigError(
+                f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, got {self.n_estimators}"
+            )
 
 
 @dataclass(frozen=True)
@@ -473,8 +484,10 @@ class LogLeadConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.rarity_common_threshold < 1:
-            raise ConfigError(f"evaluate.detectors.loglead.rarity_common_threshold: must lie in (0, 1), got "
-                              f"{self.rarity_common_threshold}")
+            raise ConfigError(
+                f"evaluate.detectors.loglead.rarity_common_threshold: must lie in (0, 1), got "
+                f"{self.rarity_common_threshold}"
+            )
         if self.ngram_length < 2:
             raise ConfigError(f"evaluate.detectors.loglead.ngram_length: must be at least 2, got {self.ngram_length}")
 
@@ -501,14 +514,17 @@ class OracleConfig:
 
     def __post_init__(self) -> None:
         if self.min_train_anomalies < 1:
-            raise ConfigError(f"evaluate.oracle.min_train_anomalies: must be at least 1, "
-                              f"got {self.min_train_anomalies}")
+            raise ConfigError(
+                f"evaluate.oracle.min_train_anomalies: must be at least 1, got {self.min_train_anomalies}"
+            )
         if self.logistic_regularization <= 0:
-            raise ConfigError(f"evaluate.oracle.logistic_regularization: must be positive, "
-                              f"got {self.logistic_regularization}")
+            raise ConfigError(
+                f"evaluate.oracle.logistic_regularization: must be positive, got {self.logistic_regularization}"
+            )
         if self.logistic_max_iterations < 1:
-            raise ConfigError(f"evaluate.oracle.logistic_max_iterations: must be at least 1, "
-                              f"got {self.logistic_max_iterations}")
+            raise ConfigError(
+                f"evaluate.oracle.logistic_max_iterations: must be at least 1, got {self.logistic_max_iterations}"
+            )
 
 
 @dataclass(frozen=True)
@@ -552,28 +568,35 @@ class EvaluateConfig:
                     f"evaluate.primary_threshold_rule_by_method.{method}: target_val reads target labels (oracle only)"
                 )
         if "target_val" in self.threshold_rules:
-            raise ConfigError("evaluate.threshold_rules: target_val is oracle only; name it for supervised_target in "
-                              "evaluate.primary_threshold_rule_by_method")
+            raise ConfigError(
+                "evaluate.threshold_rules: target_val is oracle only; name it for supervised_target in "
+                "evaluate.primary_threshold_rule_by_method"
+            )
         if self.min_test_anomalies < 1:
             raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
         if self.pr_curve_points < 2:
             raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
         if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.SELECTED:  # persisted
-            raise ConfigError(f"evaluate.recommended: {self.recommended!r} is not the leave-one-system-out recipe "
-                              "(stage selection: loso)")
+            raise ConfigError(
+                f"evaluate.recommended: {self.recommended!r} is not the leave-one-system-out recipe "
+                "(stage selection: loso)"
+            )
 
     def _check_methods(self) -> None:
         """Every method is registered; the baselines stage runs each non-transfer method of the table; the
         recommended method is run (in the table or by the baselines stage) and is no oracle."""
         for index, method in enumerate(self.baselines):
             if method_spec(method, f"evaluate.baselines[{index}]").kind is MethodKind.TRANSFER:
-                raise ConfigError(f"evaluate.baselines[{index}]: {method} is a transfer method "
-                                  f"(the train stage runs it)")
+                raise ConfigError(
+                    f"evaluate.baselines[{index}]: {method} is a transfer method (the train stage runs it)"
+                )
         for index, method in enumerate(self.methods):
             spec = method_spec(method, f"evaluate.methods[{index}]")
             if spec.kind not in (MethodKind.TRANSFER, MethodKind.SELECTED) and method not in self.baselines:
-                raise ConfigError(f"evaluate.methods[{index}]: {method} is not run by the baselines stage "
-                                  "(add it to evaluate.baselines)")
+                raise ConfigError(
+                    f"evaluate.methods[{index}]: {method} is not run by the baselines stage "
+                    "(add it to evaluate.baselines)"
+                )
         if method_spec(self.recommended, "evaluate.recommended").oracle:
             raise ConfigError(f"evaluate.recommended: {self.recommended} reads target labels (oracle)")
 
@@ -660,8 +683,10 @@ class SelectionConfig:
             raise ConfigError(f"selection.members: name distinct detectors, got {self.members}")
         if not self.sizes or not all(1 <= size <= len(self.members) for size in self.sizes):
             raise ConfigError(f"selection.sizes: each must lie in 1..{len(self.members)}, got {self.sizes}")
-        for key, values, known in (("standings", self.standings, ("rank", "robust_z")),
-                                   ("combinations", self.combinations, ("mean", "max"))):
+        for key, values, known in (
+            ("standings", self.standings, ("rank", "robust_z")),
+            ("combinations", self.combinations, ("mean", "max")),
+        ):
             unknown = [value for value in values if value not in known]
             if not values or unknown:
                 raise ConfigError(f"selection.{key}: {unknown or 'empty'} (known: {', '.join(known)})")
@@ -671,8 +696,9 @@ class SelectionConfig:
             raise ConfigError(f"selection.min_val_anomalies: must be at least 1, got {self.min_val_anomalies}")
         parts = self.fallback.split("|")
         if len(parts) != 4 or not set(parts[0].split("+")) <= set(self.members):
-            raise ConfigError(f"selection.fallback: {self.fallback!r} is not members|standing|combination|cut of "
-                              "selection.members")
+            raise ConfigError(
+                f"selection.fallback: {self.fallback!r} is not members|standing|combination|cut of selection.members"
+            )
 
 
 @dataclass(frozen=True)
@@ -744,7 +770,6 @@ class Params:
     detect: DetectConfig
     mlflow: MlflowConfig
     source_file: str = field(default=str(PARAMS_FILE), compare=False)
-
 
     def dataset_system(self, dataset: str) -> SystemConfig:
         """The system settings a dataset is parsed with: its system's, with the dataset's own ``log_format`` and
@@ -924,8 +949,11 @@ def _check_session_and_label(name: str, dataset: DatasetConfig, fields: list[str
         _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
     if session is not None and session.rule == "file" and dataset.kind != "raw":
         raise ConfigError(f"{where}.session.rule: file needs kind raw (one session per log file)")
-    if (session is not None and session.group_by is not None
-            and (dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()])):
+    if (
+        session is not None
+        and session.group_by is not None
+        and (dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()])
+    ):
         raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
     if label is None:
         return
@@ -952,11 +980,13 @@ def _check_systems_and_datasets(params: Params) -> None:
             _check_regex(pattern, f"{where}.regex[{index}]")
         drain = system.drain
         if drain.depth < 3:
-            raise ConfigError(f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), "
-                              f"got {drain.depth}")
+            raise ConfigError(
+                f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), got {drain.depth}"
+            )
         if not 0 < drain.similarity_threshold <= 1:
-            raise ConfigError(f"{where}.drain.similarity_threshold: must lie in (0, 1], "
-                              f"got {drain.similarity_threshold}")
+            raise ConfigError(
+                f"{where}.drain.similarity_threshold: must lie in (0, 1], got {drain.similarity_threshold}"
+            )
         if drain.max_children < 1:
             raise ConfigError(f"{where}.drain.max_children: must be at least 1, got {drain.max_children}")
     for name, dataset in params.datasets.items():
@@ -1025,8 +1055,9 @@ def _check(params: Params) -> None:
             raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
     for index, member in enumerate(params.selection.members):
         if member not in params.evaluate.baselines or method_spec(member).kind is not MethodKind.TARGET_ONLY:
-            raise ConfigError(f"selection.members[{index}]: {member!r} is not a target-only detector of "
-                              "evaluate.baselines")
+            raise ConfigError(
+                f"selection.members[{index}]: {member!r} is not a target-only detector of evaluate.baselines"
+            )
     for name in params.parse.ground_truth:
         if name not in params.datasets or params.datasets[name].kind != "raw":
             raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")
@@ -1051,10 +1082,14 @@ def _check_round_trip(value: Any, where: str) -> None:
             _check_round_trip(item, f"{where}[{index}]")
     elif isinstance(value, str) and "  " in value:
         column = value.index("  ") + 1
-        hint = (" write one space: in a log format a space matches any run of whitespace"
-                if where.endswith("log_format") else " write one, or a regex such as ' {2}'")
-        raise ConfigError(f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;"
-                          f"{hint}")
+        hint = (
+            " write one space: in a log format a space matches any run of whitespace"
+            if where.endswith("log_format")
+            else " write one, or a regex such as ' {2}'"
+        )
+        raise ConfigError(
+            f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;{hint}"
+        )
 
 
 def _check_protocols(params: Params) -> None:
@@ -1108,9 +1143,7 @@ def read_yaml(text: str, where: str = "params.yaml") -> Any:
 def as_dict(config: Any) -> Any:
     """A plain-dict view of a config dataclass (for logging params to MLflow)."""
     if dataclasses.is_dataclass(config):
-        return {
-            f.name: as_dict(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "source_file"
-        }
+        return {f.name: as_dict(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "source_file"}
     if isinstance(config, dict):
         return {key: as_dict(value) for key, value in config.items()}
     if isinstance(config, list):

@@ -142,8 +142,9 @@ class DaskPool:
         self._cluster = None
         if address is None:
             # one thread per worker process: the mapped functions are CPU-bound Python (the GIL)
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+            self._cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
             self.client = Client(self._cluster)
             self.description = f"Dask LocalCluster ({workers} worker processes)"
         else:

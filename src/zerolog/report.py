@@ -44,6 +44,7 @@ class ReportSettings:
     paths: ArtifactPaths
     paper: PaperConfig | None = None  # the paper protocol's section when ``protocols`` lists it, else None
 
+
 # Published figures (the papers' own tables, docs/method.md). ZeroLog gives only its abstract's headline; FreeLog gives
 # per-pair PRECISION (%) only (wizwand summary of arXiv 2507.19806), no recall or F1.
 PUBLISHED_ZEROLOG = "F1 > 0.80 on every pair, with zero target labels (abstract; no per-pair figures published)"
@@ -168,8 +169,12 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
                      *_pi_hat_cells(result)]  # fmt: skip
         lines.append(f"| {pair} | {_data_cell(result)} | " + " | ".join(cells) + " |")
     chosen_line = "; ".join(f"{target}: `{recipe}`" for target, recipe in recipes.items())
-    lines += ["", f"Recipe of each target (members|standing|combination|cut; metrics/selection): {chosen_line}.",
-              "", _headline_note(settings)]
+    lines += [
+        "",
+        f"Recipe of each target (members|standing|combination|cut; metrics/selection): {chosen_line}.",
+        "",
+        _headline_note(settings),
+    ]
     return "\n".join(lines)
 
 
@@ -213,9 +218,10 @@ def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) 
             cells = [_f1_cell(result["methods"].get(method)) for method in methods]
         status = result["status"].replace("_", " ")
         lines.append(f"| {pair} | {status} | {_data_cell(result)} | " + " | ".join(cells) + " |")
-    rules = {method: settings.evaluate.primary_threshold_rule_by_method.get(method,
-                                                                            settings.evaluate.primary_threshold_rule)
-             for method in methods}
+    rules = {
+        method: settings.evaluate.primary_threshold_rule_by_method.get(method, settings.evaluate.primary_threshold_rule)
+        for method in methods
+    }
     rule_text = ", ".join(f"{method}: `{rule}`" for method, rule in rules.items())
     confidence = int(round(100 * settings.evaluate.bootstrap.confidence))
     lines.append("")
@@ -404,10 +410,15 @@ def paper_protocol_table(settings: ReportSettings, results: dict[str, dict[str, 
     methods = list(settings.paper.methods) if settings.paper is not None else ["zerolog"]
     header = ["pair", "published: ZeroLog F1", "published: FreeLog precision"]
     for method in methods:
-        header += [f"paper protocol: {method}, last epoch F1 (P / R)",
-                   f"paper protocol: {method}, best epoch F1 (ORACLE)"]
-    header += ["paper protocol: flag_all F1", "realistic: recommended detector F1 [95% CI], precision",
-               "realistic: zerolog F1 [95% CI], precision"]
+        header += [
+            f"paper protocol: {method}, last epoch F1 (P / R)",
+            f"paper protocol: {method}, best epoch F1 (ORACLE)",
+        ]
+    header += [
+        "paper protocol: flag_all F1",
+        "realistic: recommended detector F1 [95% CI], precision",
+        "realistic: zerolog F1 [95% CI], precision",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for pair in _paper_pairs(settings):
         published = PUBLISHED_FREELOG_PRECISION.get(pair)
@@ -435,8 +446,11 @@ def _paper_data_line(pair: str, result: dict[str, Any]) -> str:
         if "test" in data:
             text += f"; test = all {data['test']['sessions']} kept sessions (adapted on)"
         parts.append(text)
-    reason = ("" if result["status"] == Status.EVALUATED
-              else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})")
+    reason = (
+        ""
+        if result["status"] == Status.EVALUATED
+        else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})"
+    )
     return f"- **{pair}**{reason}: " + "; ".join(parts) + "."
 
 
@@ -460,8 +474,11 @@ def published_section(settings: ReportSettings, results: dict[str, dict[str, Any
     if settings.paper is None:
         lines += ["The paper protocol is not measured in this run (`protocols` does not list `paper`).", ""]
     else:
-        lines += [f"Paper protocol data ({settings.paper.epochs} epochs; data draw seed {settings.paper.seed}; "
-                  f"F1 as mean ± sd over the model seeds `seeds`):", ""]
+        lines += [
+            f"Paper protocol data ({settings.paper.epochs} epochs; data draw seed {settings.paper.seed}; "
+            f"F1 as mean ± sd over the model seeds `seeds`):",
+            "",
+        ]
         lines += [_paper_data_line(pair, result) for pair, result in paper_results.items()]
         lines.append("")
     lines += ["What differs from the paper's measurement:", ""]
@@ -547,7 +564,9 @@ def _report_metrics(settings: ReportSettings, results: dict[str, dict[str, Any]]
 def readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """The README results block: the headline table, the table of every method and a pointer to the full report."""
     return (
-        headline_table(settings, results) + "\n\n" + summary_table(settings, results)
+        headline_table(settings, results)
+        + "\n\n"
+        + summary_table(settings, results)
         + f"\n\nFull report with precision, recall, PR-AUC, ROC-AUC, every threshold rule and the published figures: "
         f"[`{settings.paths.report(RESULTS_FILE)}`]({settings.paths.report(RESULTS_FILE)})."
     )

@@ -68,7 +68,9 @@ class Stage:
         if self.each == "paper_pair":
             return paper_pairs(params)
         names: dict[str, Mapping[str, object]] = {
-            "dataset": params.datasets, "system": params.systems, "pair": params.pairs,
+            "dataset": params.datasets,
+            "system": params.systems,
+            "pair": params.pairs,
         }
         return list(names[self.each])
 
@@ -149,16 +151,32 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
 
 
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = ["seed", "train", "evaluate.baselines", "evaluate.detectors", "evaluate.oracle", "evaluate.level_rule",
-            "mlflow"]
+    keys = [
+        "seed",
+        "train",
+        "evaluate.baselines",
+        "evaluate.detectors",
+        "evaluate.oracle",
+        "evaluate.level_rule",
+        "mlflow",
+    ]
     return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
 
 
 def _select_arguments(params: Any, system: str) -> dict[str, Any]:
     # the bundle (zerolog.detection.fit): the system's params as its dataset reads them, the members' settings
     dataset = params.systems[system].dataset
-    keys = ["selection", "seed", "seeds", "mlflow", "systems", f"datasets.{dataset}", "parse.max_unmatched_share",
-            "evaluate.detectors.pca", "evaluate.detectors.loglead"]
+    keys = [
+        "selection",
+        "seed",
+        "seeds",
+        "mlflow",
+        "systems",
+        f"datasets.{dataset}",
+        "parse.max_unmatched_share",
+        "evaluate.detectors.pca",
+        "evaluate.detectors.loglead",
+    ]
     return {"params": declared(params, keys, "selection"), "system": system}
 
 

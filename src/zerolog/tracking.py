@@ -154,8 +154,11 @@ def runs_view() -> dict[str, Any]:
     """The runs table's default view (the UI's shared-view state, keys as MLflow 3.17's runs table names its
     columns): the Dataset and Models columns, the headline metrics and the run tags, newest runs first."""
     columns = [f"metrics.`{name}`" for name in HEADLINE_METRICS] + [f"tags.`{name}`" for name in RUNS_VIEW_TAGS]
-    return {"selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *columns],
-            "orderByKey": "attributes.start_time", "orderByAsc": False}
+    return {
+        "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", *columns],
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+    }
 
 
 @cache
@@ -191,8 +194,13 @@ class InputData:
         files, e.g. outside a DVC repository)."""
         files = [path for path in self.path.rglob("*") if path.is_file()] if self.path.is_dir() else [self.path]
         digest = dvc_md5(self.path) or inputs_md5(files)
-        return Dataset(name=f"{self.path.parent.name}/{self.path.name}", digest=digest, source_type="local",
-                       source=json.dumps({"uri": _display_path(self.path)}), profile=json.dumps(dict(self.profile)))
+        return Dataset(
+            name=f"{self.path.parent.name}/{self.path.name}",
+            digest=digest,
+            source_type="local",
+            source=json.dumps({"uri": _display_path(self.path)}),
+            profile=json.dumps(dict(self.profile)),
+        )
 
 
 def _display_path(path: Path) -> str:

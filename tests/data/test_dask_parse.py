@@ -74,8 +74,10 @@ def test_map_ordered_on_the_cluster_keeps_order_and_the_error_type(cluster):
         list(map_ordered(cluster, _fail_on, ((value,) for value in range(6)), ahead=2))
 
 
-@pytest.mark.parametrize(("name", "chunk_bytes"), [("hdfs_logs", 20_000), ("bgl_logs", 30_000),
-                                                   ("openstack_2k", 40_000), ("openstack_instances", 200_000)])
+@pytest.mark.parametrize(
+    ("name", "chunk_bytes"),
+    [("hdfs_logs", 20_000), ("bgl_logs", 30_000), ("openstack_2k", 40_000), ("openstack_instances", 200_000)],
+)
 def test_parse_on_a_local_cluster_equals_the_in_process_parse(tmp_path, cluster, name, chunk_bytes):
     """Chunks after a 300-line sample on the cluster's 2 workers, templates found by both the sample and the
     workers (reconciled in chunk order): the same lines.parquet and templates.parquet as one process."""
@@ -107,8 +109,11 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_no_line(tmp_path, cluste
             return
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # wait until a worker holds one of our chunk tasks, then kill it
-            busy = {address: keys for address, keys in client.processing().items()
-                    if any("parse_chunk_task" in str(key) for key in keys)}
+            busy = {
+                address: keys
+                for address, keys in client.processing().items()
+                if any("parse_chunk_task" in str(key) for key in keys)
+            }
             if busy:
                 address, keys = next(iter(busy.items()))
                 pid = client.run(os.getpid, workers=[address])[address]
@@ -148,8 +153,9 @@ def sessionized(params, name: str, parallel: ParallelConfig) -> tuple[bytes, dic
 IN_PROCESS = ParallelConfig(backend="dask", workers=1, scheduler_address=None)
 
 
-@pytest.mark.parametrize(("name", "chunk_bytes"), [("hdfs_logs", 20_000), ("bgl_logs", 30_000),
-                                                   ("openstack_instances", 200_000)])  # key, window, file rules
+@pytest.mark.parametrize(
+    ("name", "chunk_bytes"), [("hdfs_logs", 20_000), ("bgl_logs", 30_000), ("openstack_instances", 200_000)]
+)  # key, window, file rules
 def test_sessionize_on_a_local_cluster_equals_the_in_process_sessionize(tmp_path, cluster, name, chunk_bytes):
     """The parts of lines.parquet read and keyed by the cluster's 2 workers, merged in part order: the same
     sessions.parquet, byte for byte, and the same counts as one process reading the parts in turn."""

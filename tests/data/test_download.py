@@ -232,8 +232,11 @@ def test_a_folder_or_glob_of_logs_is_listed_sorted_in_the_manifest(tmp_path: Pat
     def edit(raw: dict) -> None:
         raw["paths"]["bundled"] = str(bundle)
         raw["datasets"]["hdfs_runs"] = {
-            "kind": "raw", "system": "hdfs", "files": {"logs": [logs], "labels": "HDFS/labels.csv"},
-            "session": {"rule": "file", "key_regex": "^([^/]+)/"}, "label": {"rule": "key_file"},
+            "kind": "raw",
+            "system": "hdfs",
+            "files": {"logs": [logs], "labels": "HDFS/labels.csv"},
+            "session": {"rule": "file", "key_regex": "^([^/]+)/"},
+            "label": {"rule": "key_file"},
             "split": {"method": "random"},
         }
 
@@ -254,8 +257,11 @@ def test_a_glob_that_finds_no_log_is_a_one_line_error(tmp_path: Path) -> None:
     def edit(raw: dict) -> None:
         raw["paths"]["bundled"] = str(bundle)
         raw["datasets"]["hdfs_runs"] = {
-            "kind": "raw", "system": "hdfs", "files": {"logs": ["HDFS/runs/*/*.txt"]},
-            "session": {"rule": "file"}, "split": {"method": "random"},
+            "kind": "raw",
+            "system": "hdfs",
+            "files": {"logs": ["HDFS/runs/*/*.txt"]},
+            "session": {"rule": "file"},
+            "split": {"method": "random"},
         }
 
     params = make_params(tmp_path, source="bundled", edit=edit)
@@ -541,9 +547,12 @@ def _runs_project(root: Path, logs: str) -> Path:
     shutil.copy(REPO / "pipeline" / "download.py", project / "pipeline" / "download.py")
     params = parse_params(raw, "params.yaml")
     stage = stage_named("download")
-    entry = {"cmd": "python pipeline/download.py runs", "params": ["data", "datasets.runs"],
-             "deps": ["pipeline/download.py", *map(str, stage.deps(params, ArtifactPaths(params.paths), "runs"))],
-             "outs": [str(output.path) for output in stage.outputs(params, ArtifactPaths(params.paths), "runs")]}
+    entry = {
+        "cmd": "python pipeline/download.py runs",
+        "params": ["data", "datasets.runs"],
+        "deps": ["pipeline/download.py", *map(str, stage.deps(params, ArtifactPaths(params.paths), "runs"))],
+        "outs": [str(output.path) for output in stage.outputs(params, ArtifactPaths(params.paths), "runs")],
+    }
     (project / "dvc.yaml").write_text(json.dumps({"stages": {"download-runs": entry}}), encoding="utf-8")
     (project / ".dvc").mkdir()
     (project / ".dvc" / "config").write_text("[core]\n    analytics = false\n    no_scm = true\n", encoding="utf-8")
@@ -561,9 +570,11 @@ def test_a_glob_or_folder_of_runs_goes_through_dvc_repro(tmp_path, logs):
     completed = subprocess.run([*dvc, "repro"], cwd=project, env=environment, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr + completed.stdout
     manifest = json.loads((project / "data" / "raw" / "runs" / "manifest.json").read_text())
-    assert manifest["files"]["logs"] == ["Campaign/Test_1/round_1/nova-api.log",
-                                         "Campaign/Test_1/round_1/nova-compute.log",
-                                         "Campaign/Test_2/round_1/nova-compute.log"]
+    assert manifest["files"]["logs"] == [
+        "Campaign/Test_1/round_1/nova-api.log",
+        "Campaign/Test_1/round_1/nova-compute.log",
+        "Campaign/Test_2/round_1/nova-compute.log",
+    ]
     assert manifest["empty_files"] == ["runs/Campaign/Test_2/round_1/nova-api.log"]
     folder = project / "bundle" / "runs" / "Campaign" / "Test_3" / "round_1"
     folder.mkdir(parents=True)
@@ -576,18 +587,31 @@ def _runs_params(root: Path, empty_files: str, contents: list[bytes]) -> Params:
     raw = read_yaml((REPO / "params.yaml").read_text(encoding="utf-8"))
     for key in ("bundled", "raw"):
         raw["paths"][key] = str(root / key)
-    raw["datasets"]["runs"] = {"kind": "raw", "system": "openstack", "files": {"logs": ["runs"]},
-                               "session": {"rule": "file"}, "split": {"method": "random"}, "empty_files": empty_files}
+    raw["datasets"]["runs"] = {
+        "kind": "raw",
+        "system": "openstack",
+        "files": {"logs": ["runs"]},
+        "session": {"rule": "file"},
+        "split": {"method": "random"},
+        "empty_files": empty_files,
+    }
     for run, content in enumerate(contents):
         (root / "bundled" / "runs" / f"run_{run}").mkdir(parents=True)
         (root / "bundled" / "runs" / f"run_{run}" / "app.log").write_bytes(content)
     return parse_params(raw, "params.yaml")
 
 
-@pytest.mark.parametrize(("empty_files", "contents", "error"), [
-    ("fail", [b"INFO a\n", b""], "run_1/app.log: file is empty (params datasets.runs.files.logs[0] (run_1/app.log))"),
-    ("skip", [b"", b""], "params datasets.runs.files.logs: every one of its 2 log files is empty"),
-])
+@pytest.mark.parametrize(
+    ("empty_files", "contents", "error"),
+    [
+        (
+            "fail",
+            [b"INFO a\n", b""],
+            "run_1/app.log: file is empty (params datasets.runs.files.logs[0] (run_1/app.log))",
+        ),
+        ("skip", [b"", b""], "params datasets.runs.files.logs: every one of its 2 log files is empty"),
+    ],
+)
 def test_empty_log_files_fail_by_rule_or_when_all_are_empty(tmp_path, empty_files, contents, error):
     params = _runs_params(tmp_path, empty_files, contents)
     with pytest.raises(DataError) as caught:

@@ -37,8 +37,19 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 BUNDLED = REPOSITORY / "data" / "bundled"
 DEVSTACK = BUNDLED / "OpenStack" / "devstack"
 SEQUENCES = Path(__file__).resolve().parents[1] / "fixtures" / "ait_openstack"
-OUTPUTS = ("raw", "parsed", "sessions", "features", "tensors", "models", "scores", "metrics", "plots", "reports",
-           "archives")
+OUTPUTS = (
+    "raw",
+    "parsed",
+    "sessions",
+    "features",
+    "tensors",
+    "models",
+    "scores",
+    "metrics",
+    "plots",
+    "reports",
+    "archives",
+)
 DEVSTACK_FORMAT = "(?=[A-Z]+ )<Level> <Component> <Content>"
 INSTANCE = re.compile(r"\[instance: ([0-9a-f-]{36})\]")
 
@@ -60,8 +71,11 @@ def run_data_stages(params: Params, name: str) -> tuple[pd.DataFrame, dict, dict
         call_stage(stage, params, name)
     table, _ = read_sessions(Path(params.paths.sessions) / name / "sessions.parquet")
     metrics = Path(params.paths.reports) / "data"
-    return (table, json.loads((metrics / "parse" / f"{name}.json").read_text()),
-            json.loads((metrics / "sessionize" / f"{name}.json").read_text()))
+    return (
+        table,
+        json.loads((metrics / "parse" / f"{name}.json").read_text()),
+        json.loads((metrics / "sessionize" / f"{name}.json").read_text()),
+    )
 
 
 def outputs_of(params: Params, name: str) -> list[Path]:
@@ -104,7 +118,11 @@ def test_one_session_per_file_with_labels_keyed_by_file_name(tmp_path):
         (runs / f"{uuid}.log").write_bytes(b"".join(lines))
     rows = [f"{uuid}.log,{labels[uuid]}" for uuid in instances] + ["not-in-the-log.log,Anomaly"]
     (tmp_path / "bundle" / "Nova" / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
-    params = params_with(tmp_path, tmp_path / "bundle", "nova_runs", f"""
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "nova_runs",
+        f"""
         kind: raw
         system: openstack
         files: {{logs: [Nova/runs/], labels: Nova/labels.csv}}
@@ -113,7 +131,8 @@ def test_one_session_per_file_with_labels_keyed_by_file_name(tmp_path):
         session: {{rule: file}}
         label: {{rule: key_file}}
         split: {{method: random}}
-    """)
+    """,
+    )
     table, _, metrics = run_data_stages(params, "nova_runs")
 
     manifest = json.loads((Path(params.paths.raw) / "nova_runs" / "manifest.json").read_text())
@@ -127,8 +146,7 @@ def test_one_session_per_file_with_labels_keyed_by_file_name(tmp_path):
     assert dict(zip(table["session_id"], table["templates"].map(len), strict=True)) == lengths
     assert table["start_time"].isna().all()  # this log carries no time
     assert all(
-        len(levels) == len(templates)
-        for levels, templates in zip(table["levels"], table["templates"], strict=True)
+        len(levels) == len(templates) for levels, templates in zip(table["levels"], table["templates"], strict=True)
     )
 
 
@@ -144,7 +162,11 @@ def test_one_session_per_folder_with_labels_keyed_by_folder_name(tmp_path):
     (tmp_path / "bundle" / "Nova" / "runs.csv").write_text(
         "run,label\n" + "".join(f"{uuid},{labels[uuid]}\n" for uuid in instances)
     )
-    params = params_with(tmp_path, tmp_path / "bundle", "nova_folders", f"""
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "nova_folders",
+        f"""
         kind: raw
         system: openstack
         files: {{logs: ['Nova/runs/*/*.log'], labels: Nova/runs.csv}}
@@ -153,7 +175,8 @@ def test_one_session_per_folder_with_labels_keyed_by_folder_name(tmp_path):
         session: {{rule: file, key_regex: '^([^/]+)/'}}
         label: {{rule: key_file}}
         split: {{method: random}}
-    """)
+    """,
+    )
     table, _, metrics = run_data_stages(params, "nova_folders")
     assert sorted(table["session_id"]) == sorted(instances)
     assert metrics["log_files"] == 8 and metrics["anomalous"] == 2
@@ -165,14 +188,19 @@ def test_one_session_per_folder_with_labels_keyed_by_folder_name(tmp_path):
 def test_an_empty_session_per_file_folder_is_a_one_line_error_and_writes_nothing(tmp_path):
     (tmp_path / "bundle" / "Nova" / "runs").mkdir(parents=True)
     (tmp_path / "bundle" / "Nova" / "labels.csv").write_text("file,label\na.log,normal\n")
-    params = params_with(tmp_path, tmp_path / "bundle", "nova_runs", """
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "nova_runs",
+        """
         kind: raw
         system: openstack
         files: {logs: [Nova/runs], labels: Nova/labels.csv}
         session: {rule: file}
         label: {rule: key_file}
         split: {method: random}
-    """)
+    """,
+    )
     with pytest.raises(DataError) as error:
         download_dataset(params, "nova_runs")
     message = str(error.value)
@@ -308,16 +336,18 @@ def test_sequence_files_labels_come_from_file_origin_and_id_k_is_template_line_k
 
 
 def test_sequence_anomalies_are_subsampled_to_the_stated_share(tmp_path):
-    params = params_with(tmp_path, sequence_bundle(tmp_path), "devstack_sequences",
-                         SEQUENCE_YAML + "    anomaly_share: 0.25\n")
+    params = params_with(
+        tmp_path, sequence_bundle(tmp_path), "devstack_sequences", SEQUENCE_YAML + "    anomaly_share: 0.25\n"
+    )
     table, _, metrics = run_data_stages(params, "devstack_sequences")
     assert metrics["subsampling"]["anomalous_available"] == 5 and metrics["subsampling"]["normal"] == 10
     assert metrics["anomalous"] == 3 == int(table["label"].sum())  # round(10 * 0.25 / 0.75)
 
 
 def test_sequence_line_without_a_key_is_keyed_by_its_file_and_line(tmp_path):
-    params = params_with(tmp_path, sequence_bundle(tmp_path, "59 78 83 85 84 13 52\n"), "devstack_sequences",
-                         SEQUENCE_YAML)
+    params = params_with(
+        tmp_path, sequence_bundle(tmp_path, "59 78 83 85 84 13 52\n"), "devstack_sequences", SEQUENCE_YAML
+    )
     table, _, _ = run_data_stages(params, "devstack_sequences")
     assert "test_abnormal:6" in set(table["session_id"])
 
@@ -325,13 +355,19 @@ def test_sequence_line_without_a_key_is_keyed_by_its_file_and_line(tmp_path):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        ("0fd3c5a4-cc70-4bd7-a8e3-3a4e2a8d18a2,59 3 None 13 52\n",
-         r"openstack_test_abnormal: line 6: event id 'None' is not in the template table .*OpenStack_templates\.csv"),
-        ("0fd3c5a4-cc70-4bd7-a8e3-3a4e2a8d18a2,59 3 93 13 52\n",
-         r"openstack_test_abnormal: line 6: event id '93' is not in the template table"),
-        ("11760334-ac63-4cc8-9086-578422af8c99,59 3 13 52\n",
-         r"openstack_test_abnormal: line 6: sequence key '11760334-ac63-4cc8-9086-578422af8c99' already at "
-         r"openstack_test_normal: line 1"),
+        (
+            "0fd3c5a4-cc70-4bd7-a8e3-3a4e2a8d18a2,59 3 None 13 52\n",
+            r"openstack_test_abnormal: line 6: event id 'None' is not in the template table .*OpenStack_templates\.csv",
+        ),
+        (
+            "0fd3c5a4-cc70-4bd7-a8e3-3a4e2a8d18a2,59 3 93 13 52\n",
+            r"openstack_test_abnormal: line 6: event id '93' is not in the template table",
+        ),
+        (
+            "11760334-ac63-4cc8-9086-578422af8c99,59 3 13 52\n",
+            r"openstack_test_abnormal: line 6: sequence key '11760334-ac63-4cc8-9086-578422af8c99' already at "
+            r"openstack_test_normal: line 1",
+        ),
     ],
     ids=["unmatched-line-id", "id-past-the-table", "duplicate-key"],
 )
@@ -356,12 +392,17 @@ def test_deeplog_id_files_by_params_alone(tmp_path):
     (bundle / "normal").write_text("\n".join(normal) + "\n")
     (bundle / "abnormal").write_text("\n".join(abnormal) + "\n")
     shutil.copyfile(BUNDLED / "HDFS" / "HDFS_templates.csv", bundle / "templates.csv")
-    params = params_with(tmp_path, tmp_path / "bundle", "blocks", """
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "blocks",
+        """
         kind: sessions
         system: hdfs
         files: {normal: HDFS/normal, abnormal: HDFS/abnormal, templates: HDFS/templates.csv}
         split: {method: random}
-    """)
+    """,
+    )
     table, _, metrics = run_data_stages(params, "blocks")
     assert (metrics["sessions"], metrics["anomalous"]) == (12, 4)
     templates = pd.read_csv(BUNDLED / "HDFS" / "HDFS_templates.csv").set_index("EventId")["EventTemplate"]
@@ -375,12 +416,17 @@ def test_jsonl_sessions_by_params_alone(tmp_path):
     with gzip.open(BUNDLED / "HDFS" / "sessions" / "hdfs_100k_sessions.jsonl.gz", "rt") as handle:
         records = [next(handle) for _ in range(30)]
     (bundle / "blocks.jsonl").write_text("".join(records))
-    params = params_with(tmp_path, tmp_path / "bundle", "blocks", """
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "blocks",
+        """
         kind: sessions
         system: hdfs
         files: {sessions: HDFS/blocks.jsonl}
         split: {method: random}
-    """)
+    """,
+    )
     table, _, metrics = run_data_stages(params, "blocks")
     expected = {json.loads(line)["block_id"]: json.loads(line)["label"] for line in records}
     assert dict(zip(table["session_id"], table["label"].astype(int), strict=True)) == expected
@@ -394,14 +440,19 @@ def test_events_csv_by_params_alone(tmp_path):
         rows = [next(handle) for _ in range(201)]  # header + 200 real lines
     (bundle / "events.csv").write_text("".join(rows))
     shutil.copyfile(BUNDLED / "BGL" / "BGL_100k_templates.csv", bundle / "templates.csv")
-    params = params_with(tmp_path, tmp_path / "bundle", "bgl_head", """
+    params = params_with(
+        tmp_path,
+        tmp_path / "bundle",
+        "bgl_head",
+        """
         kind: events
         system: bgl
         files: {events: BGL/events.csv, templates: BGL/templates.csv}
         session: {rule: window, size: 20, step: 20, unit: lines}
         label: {rule: line_field, field: label, normal_value: '-'}
         split: {method: chronological}
-    """)
+    """,
+    )
     table, _, metrics = run_data_stages(params, "bgl_head")
     assert metrics["sessions"] == 10 and table["templates"].map(len).tolist() == [20] * 10
     frame = pd.read_csv(bundle / "events.csv", dtype=str, keep_default_na=False)

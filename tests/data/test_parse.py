@@ -67,8 +67,12 @@ def test_header_fields_are_logparser3s(params, system, log_file):
     (chunk,) = plan_chunks([BUNDLED / log_file], 10**8)
     table, _ = parse_chunk(chunk, line_layout(settings, None), new_miner(settings))
     texts = (BUNDLED / log_file).read_text(encoding="utf-8").split("\n")[: table.num_rows]
-    columns = {field: table.column({"Level": "level", "Component": "component", "Content": "content"}.get(field, field))
-               .to_pylist() for field in fields}
+    columns = {
+        field: table.column(
+            {"Level": "level", "Component": "component", "Content": "content"}.get(field, field)
+        ).to_pylist()
+        for field in fields
+    }
     for offset, text in enumerate(texts):
         reference = reference_regex.search(text.strip())
         assert [columns[field][offset] for field in fields] == [reference.group(field) for field in fields]
@@ -79,8 +83,14 @@ def test_lines_are_split_on_newlines_and_numbered_as_the_file(params):
     line only; an empty line and a line of another format under a record continue it (multiline.start: header), with
     their stripped text as content; a last line without newline is kept."""
     last = b"081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 done  "
-    content = (b"081109 203615 148 INFO dfs.X: first\r\n" + b"second \xff\xfe bad\n" + b"\n" + b"no header here\n"
-               + b"".join(HDFS_LINES[:16]) + last)
+    content = (
+        b"081109 203615 148 INFO dfs.X: first\r\n"
+        + b"second \xff\xfe bad\n"
+        + b"\n"
+        + b"no header here\n"
+        + b"".join(HDFS_LINES[:16])
+        + last
+    )
     write_raw_logs(params, "hdfs_logs", {"HDFS_odd.log": content})
     params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.2))
     parse_dataset(params, "hdfs_logs")
@@ -326,11 +336,9 @@ def _too_many_unmatched(params):
 
 def _unknown_event_id(params):
     folder = build_raw_folder(params, "bgl_100k")
-    (folder / "BGL_100k_events.csv.gz").write_bytes(gzip.compress(
-        b"label,time,event_id\n"
-        b"-,2005-06-03-15.42.50.363779,E189\n"
-        b"-,2005-06-03-15.42.50.527847,E9999\n"
-    ))
+    (folder / "BGL_100k_events.csv.gz").write_bytes(
+        gzip.compress(b"label,time,event_id\n-,2005-06-03-15.42.50.363779,E189\n-,2005-06-03-15.42.50.527847,E9999\n")
+    )
     return "BGL_100k_events.csv.gz: line 3: unknown event id 'E9999'"
 
 
@@ -410,10 +418,20 @@ def test_epoch_seconds_timestamps_are_read_with_percent_s(tmp_path: Path) -> Non
 
 def test_a_timestamp_format_that_reads_nothing_fails_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     params = _epoch_log(tmp_path, ["1117838570", "1117838571", "1117838575"])
-    params = dataclasses.replace(params, systems={**params.systems, "hdfs": dataclasses.replace(
-        params.systems["hdfs"], timestamp=dataclasses.replace(params.systems["hdfs"].timestamp, format="%y%m%d"))})
-    with pytest.raises(DataError, match=r"^systems\.hdfs\.timestamp\.format: '%y%m%d' reads no time from 3 of 3 "
-                                        r"parsed lines of hdfs_logs \(100\.0% > parse\.max_unreadable_time_share"):
+    params = dataclasses.replace(
+        params,
+        systems={
+            **params.systems,
+            "hdfs": dataclasses.replace(
+                params.systems["hdfs"], timestamp=dataclasses.replace(params.systems["hdfs"].timestamp, format="%y%m%d")
+            ),
+        },
+    )
+    with pytest.raises(
+        DataError,
+        match=r"^systems\.hdfs\.timestamp\.format: '%y%m%d' reads no time from 3 of 3 "
+        r"parsed lines of hdfs_logs \(100\.0% > parse\.max_unreadable_time_share",
+    ):
         call_stage("parse", params, "hdfs_logs")
     assert not (Path(params.paths.parsed) / "hdfs_logs").exists()
 

@@ -59,8 +59,7 @@ def run(params, name: str) -> tuple[pd.DataFrame, dict, dict]:
 
 def hdfs_line(block_ids: list[str], message: str = "Receiving block {} src: /10.0.0.1:5 dest: /10.0.0.2:5") -> bytes:
     return (
-        f"081109 2036{len(block_ids):02d} 1 INFO dfs.DataNode$DataXceiver: "
-        f"{message.format(' '.join(block_ids))}\n"
+        f"081109 2036{len(block_ids):02d} 1 INFO dfs.DataNode$DataXceiver: {message.format(' '.join(block_ids))}\n"
     ).encode()
 
 
@@ -370,7 +369,10 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
         parse_dataset(params, "hdfs_logs")
         completed = subprocess.run(
             [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).resolve().parents[1])],
-            capture_output=True, text=True, check=True, cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPOSITORY,
         )
         peaks[lines] = int(completed.stdout.split()[-1])
         metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").read_text())
@@ -389,9 +391,14 @@ def test_continuation_events_join_their_records_key_sessions(params, workers):
     params = dataclasses.replace(
         with_dataset(params, "hdfs_logs", multiline=MultilineRule(start="header", events="each_line")),
         parse=dataclasses.replace(params.parse, chunk_bytes=2_000, sample_lines=0),
-        sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
-    write_raw_logs(params, "hdfs_logs", {"HDFS_tracebacks.log": b"".join(records)},
-                   {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+        sessionize=dataclasses.replace(params.sessionize, parallel=parallel),
+    )
+    write_raw_logs(
+        params,
+        "hdfs_logs",
+        {"HDFS_tracebacks.log": b"".join(records)},
+        {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()},
+    )
     table, _, _ = run(params, "hdfs_logs")
     lines = pd.read_parquet(Path(params.paths.parsed) / "hdfs_logs" / "lines.parquet")
     assert lines["status"].eq("continuation").sum() == 40 * 3 and lines["template"].notna().all()

@@ -59,8 +59,12 @@ RAW_DATASETS = (*TRUTH, "openstack_instances")
 
 def engine_params(tmp_path: Path, chunk_bytes: int, sample_lines: int, backend: str = "processes", workers: int = 1):
     params = project_params(tmp_path)
-    parse = dataclasses.replace(params.parse, chunk_bytes=chunk_bytes, sample_lines=sample_lines,
-                                parallel=ParallelConfig(backend=backend, workers=workers, scheduler_address=None))
+    parse = dataclasses.replace(
+        params.parse,
+        chunk_bytes=chunk_bytes,
+        sample_lines=sample_lines,
+        parallel=ParallelConfig(backend=backend, workers=workers, scheduler_address=None),
+    )
     return dataclasses.replace(params, parse=parse)
 
 
@@ -83,8 +87,16 @@ def logparser3_templates(contents: list[str], system, folder: Path) -> list[str]
     """Each message's template from logparser3's own Drain ``parse`` loop (its input DataFrame given directly)."""
     frame = pd.DataFrame({"LineId": range(1, len(contents) + 1), "Content": contents})
     drain = system.drain
-    parser = LogParser(log_format="<Content>", indir=str(folder), outdir=str(folder), rex=system.regex, keep_para=False,
-                       depth=drain.depth, st=drain.similarity_threshold, maxChild=drain.max_children)
+    parser = LogParser(
+        log_format="<Content>",
+        indir=str(folder),
+        outdir=str(folder),
+        rex=system.regex,
+        keep_para=False,
+        depth=drain.depth,
+        st=drain.similarity_threshold,
+        maxChild=drain.max_children,
+    )
     parser.load_data = lambda: setattr(parser, "df_log", frame.copy())
     parser.outputResult = lambda clusters: setattr(parser, "clusters", clusters)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -128,8 +140,11 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
             values = {field: found.group(field) for field in fields} if found else None
             rows.append((file_index, line_number, values, "parsed" if found else "unmatched"))
     each_line = multiline.events == "each_line"
-    messages = [values["Content"] for _, _, values, status in rows
-                if values and values["Content"].strip() and (status == "parsed" or each_line)]
+    messages = [
+        values["Content"]
+        for _, _, values, status in rows
+        if values and values["Content"].strip() and (status == "parsed" or each_line)
+    ]
     templates = iter(logparser3_templates(messages, system, scratch))
     columns: dict[str, list] = {"file_index": [], "line_number": [], "stamp": [], "template": [], "status": []}
     for field in fields:
@@ -150,15 +165,18 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
 
 
 def _reference_frame(columns: dict, fields: list[str], system, dataset) -> pd.DataFrame:
-    parsed = pd.to_datetime(pd.Series(columns["stamp"], dtype="object"), format=system.timestamp.format,
-                            errors="coerce", utc=True)
-    frame = pd.DataFrame({
-        "file_index": pd.Series(columns["file_index"], dtype="int16"),
-        "line_number": pd.Series(columns["line_number"], dtype="int64"),
-        "timestamp": ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64"),
-        "level": pd.Series(columns.get("Level", [None] * len(columns["status"])), dtype="string"),
-        "component": pd.Series(columns.get("Component", [None] * len(columns["status"])), dtype="string"),
-    })
+    parsed = pd.to_datetime(
+        pd.Series(columns["stamp"], dtype="object"), format=system.timestamp.format, errors="coerce", utc=True
+    )
+    frame = pd.DataFrame(
+        {
+            "file_index": pd.Series(columns["file_index"], dtype="int16"),
+            "line_number": pd.Series(columns["line_number"], dtype="int64"),
+            "timestamp": ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64"),
+            "level": pd.Series(columns.get("Level", [None] * len(columns["status"])), dtype="string"),
+            "component": pd.Series(columns.get("Component", [None] * len(columns["status"])), dtype="string"),
+        }
+    )
     for field in fields:
         if field not in ("Content", "Level", "Component"):
             frame[field] = pd.Series(columns[field], dtype="string")
@@ -331,8 +349,10 @@ def test_a_file_that_shrinks_after_planning_is_a_data_error(tmp_path):
         chunk.read()
 
 
-@pytest.mark.parametrize(("name", "chunk_bytes", "crossing"), [
-    ("openstack_2k", 3_000, 20), pytest.param("hdfs_logs", 700, 3, marks=pytest.mark.slow)])  # 7 s: 300 chunks
+@pytest.mark.parametrize(
+    ("name", "chunk_bytes", "crossing"),
+    [("openstack_2k", 3_000, 20), pytest.param("hdfs_logs", 700, 3, marks=pytest.mark.slow)],
+)  # 7 s: 300 chunks
 def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name, chunk_bytes, crossing):
     """Sessions (OpenStack instances, HDFS blocks) cut by 5 to 10-line chunks keep every line, in order, with the
     one-chunk parse's templates."""
@@ -347,8 +367,13 @@ def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name,
         outputs[size] = (lines, metrics["parallel"]["chunks"])
     (small, chunks), (whole, _) = outputs[chunk_bytes], outputs[10**8]
     pd.testing.assert_frame_equal(small, whole)
-    chunk_of_line = np.repeat(np.arange(chunks), [len(pd.read_parquet(path)) for path in sorted(
-        (tmp_path / str(chunk_bytes) / "parsed" / name / "lines.parquet").iterdir())])
+    chunk_of_line = np.repeat(
+        np.arange(chunks),
+        [
+            len(pd.read_parquet(path))
+            for path in sorted((tmp_path / str(chunk_bytes) / "parsed" / name / "lines.parquet").iterdir())
+        ],
+    )
     spans = pd.Series(chunk_of_line).groupby(small["session"]).nunique()
     assert (spans > 1).sum() >= crossing, "the test needs sessions that cross chunk boundaries"
 
@@ -372,10 +397,9 @@ def test_writing_a_part_twice_gives_the_same_part(tmp_path):
     written = part_path(parts, 0).read_bytes()
     assert not list(scratch.iterdir())
     assert write_part_task(0, [1], str(scratch), str(parts), layout, dictionary) == 2000
-    assert (
-        part_path(parts, 0).read_bytes() == written
-        and [path.name for path in parts.iterdir()] == ["part-000000.parquet"]
-    )
+    assert part_path(parts, 0).read_bytes() == written and [path.name for path in parts.iterdir()] == [
+        "part-000000.parquet"
+    ]
 
 
 def test_manifest_globs_expand_to_sorted_files(tmp_path):
@@ -383,8 +407,11 @@ def test_manifest_globs_expand_to_sorted_files(tmp_path):
     and a file listed twice are one-line errors naming the manifest."""
     params = engine_params(tmp_path, 10**8, 10**6)
     lines = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)
-    folder = write_raw_logs(params, "hdfs_logs", {"b-2.log": b"".join(lines[:30]), "a-1.log": b"".join(lines[30:50]),
-                                                  "c.txt": b"".join(lines[50:60])})
+    folder = write_raw_logs(
+        params,
+        "hdfs_logs",
+        {"b-2.log": b"".join(lines[:30]), "a-1.log": b"".join(lines[30:50]), "c.txt": b"".join(lines[50:60])},
+    )
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["logs"] = ["*-?.log", "c.txt"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -393,8 +420,11 @@ def test_manifest_globs_expand_to_sorted_files(tmp_path):
     parsed, _, metrics = read_output(params, "hdfs_logs")
     assert [entry["file"] for entry in metrics["files"]] == ["a-1.log", "b-2.log", "c.txt"]
     assert parsed.groupby("file_index").size().tolist() == [20, 30, 10]
-    for logs, message in ((["*.csv"], "'*.csv' matches no file"), (["*.log", "a-1.log"], "a-1.log is listed twice"),
-                          (["none.log"], "none.log: log file not found")):
+    for logs, message in (
+        (["*.csv"], "'*.csv' matches no file"),
+        (["*.log", "a-1.log"], "a-1.log is listed twice"),
+        (["none.log"], "none.log: log file not found"),
+    ):
         manifest["files"]["logs"] = logs
         with pytest.raises(DataError, match=message) as caught:
             log_file_paths(folder, manifest)
@@ -408,12 +438,19 @@ def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
     """A line of another format and a line with a bad byte keep their rows, numbers and statuses across chunks."""
     good = (BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:400]
     content = (
-        b"".join(good[:150]) + b"not an HDFS line\n" + b"".join(good[150:300]) + b"\xff\xfe bad\n"
+        b"".join(good[:150])
+        + b"not an HDFS line\n"
+        + b"".join(good[150:300])
+        + b"\xff\xfe bad\n"
         + b"".join(good[300:])
     )
     params = engine_params(tmp_path, chunk_bytes=5_000, sample_lines=0)
-    write_raw_logs(params, "hdfs_logs", {"HDFS_mixed.log": content},
-                   {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    write_raw_logs(
+        params,
+        "hdfs_logs",
+        {"HDFS_mixed.log": content},
+        {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()},
+    )
     parse_dataset(params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
     pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
@@ -425,16 +462,21 @@ def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
     assert metrics["parallel"]["chunks"] > 5
 
 
-@pytest.mark.parametrize(("start", "garbage_first", "first_bad"), [
-    ("header", True, 1), ("every_line", True, 1), ("every_line", False, 41)])
+@pytest.mark.parametrize(
+    ("start", "garbage_first", "first_bad"), [("header", True, 1), ("every_line", True, 1), ("every_line", False, 41)]
+)
 def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path, start, garbage_first, first_bad):
     """Lines that belong to no record (before a file's first header; any line that does not match under
     ``multiline.start: every_line``) count against parse.max_unmatched_share."""
     params = with_multiline(engine_params(tmp_path, chunk_bytes=1_000, sample_lines=0), "hdfs_logs", start)
     good = b"".join((BUNDLED / "HDFS/HDFS_2k.log").read_bytes().splitlines(keepends=True)[:40])
     content = b"garbage\n" * 10 + good if garbage_first else good + b"garbage\n" * 10
-    write_raw_logs(params, "hdfs_logs", {"HDFS_bad.log": content},
-                   {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
+    write_raw_logs(
+        params,
+        "hdfs_logs",
+        {"HDFS_bad.log": content},
+        {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()},
+    )
     with pytest.raises(DataError) as error:
         parse_dataset(params, "hdfs_logs")
     message = str(error.value)
@@ -469,7 +511,10 @@ def peak_rss_kib(log_file: Path, scratch: Path) -> tuple[int, int]:
     """(lines parsed, peak RSS in KiB) of a parse run in a fresh subprocess."""
     completed = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_SCRIPT, str(REPOSITORY / "params.yaml"), str(log_file), str(scratch)],
-        capture_output=True, text=True, check=True, cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPOSITORY,
     )
     lines, peak = completed.stdout.split()
     return int(lines), int(peak)
@@ -542,10 +587,16 @@ def test_timestamps_equal_pandas_on_valid_and_odd_values():
         for _ in range(3000):
             year, month, day = generator.randint(1960, 2070), generator.randint(0, 13), generator.randint(0, 32)
             hour, minute, second = generator.randint(0, 24), generator.randint(0, 60), generator.randint(0, 61)
-            text = (timestamp_format.replace("%Y", f"{year:04d}").replace("%y", f"{year % 100:02d}")
-                    .replace("%m", f"{month:02d}").replace("%d", f"{day:02d}").replace("%H", f"{hour:02d}")
-                    .replace("%M", f"{minute:02d}").replace("%S", f"{second:02d}")
-                    .replace("%f", str(generator.randint(0, 999_999)).zfill(6)[: generator.choice([6, 6, 3, 1])]))
+            text = (
+                timestamp_format.replace("%Y", f"{year:04d}")
+                .replace("%y", f"{year % 100:02d}")
+                .replace("%m", f"{month:02d}")
+                .replace("%d", f"{day:02d}")
+                .replace("%H", f"{hour:02d}")
+                .replace("%M", f"{minute:02d}")
+                .replace("%S", f"{second:02d}")
+                .replace("%f", str(generator.randint(0, 999_999)).zfill(6)[: generator.choice([6, 6, 3, 1])])
+            )
             if generator.random() < 0.05:
                 text = text[:-1]
             if generator.random() < 0.05:
@@ -576,7 +627,7 @@ def test_header_regex_gives_logparser3_fields_on_every_bundled_raw_log():
         linear, linear_fields = header_regex(log_format)
         assert linear_fields == fields
         logs = params.datasets[name].files["logs"]
-        for path in (logs if isinstance(logs, list) else [logs]):
+        for path in logs if isinstance(logs, list) else [logs]:
             with open_binary(BUNDLED / path) as handle:
                 texts = [line.strip() for line in handle.read().decode("utf-8", "replace").split("\n")]
             for text in texts:
@@ -616,11 +667,13 @@ def test_header_regex_costs_a_plain_lines_time_on_a_line_of_many_spaces(spaces):
 # ----------------------------------------------------------------------------- multi-line records
 
 
-TRACEBACK = (b"Traceback (most recent call last):\n"
-             b'  File "/usr/lib/python3/dist-packages/nova/compute/manager.py", line 2078, in _build_and_run\n'
-             b"    yield resources\n"
-             b"\n"
-             b"nova.exception.RescheduledException - Build of instance 42 was re-scheduled, timed out\n")
+TRACEBACK = (
+    b"Traceback (most recent call last):\n"
+    b'  File "/usr/lib/python3/dist-packages/nova/compute/manager.py", line 2078, in _build_and_run\n'
+    b"    yield resources\n"
+    b"\n"
+    b"nova.exception.RescheduledException - Build of instance 42 was re-scheduled, timed out\n"
+)
 
 
 def multiline_logs() -> dict[str, bytes]:
@@ -631,15 +684,24 @@ def multiline_logs() -> dict[str, bytes]:
     return {"a.log": b"".join(records[:150]), "b.log": b"orphan line\n" + TRACEBACK + b"".join(records[150:])}
 
 
-@pytest.mark.parametrize(("events", "chunk_bytes", "sample_lines", "workers"), [
-    ("first_line", 10**8, 10**6, 1), ("first_line", 2_000, 0, 1), ("first_line", 3_000, 200, 2),
-    ("each_line", 10**8, 10**6, 1), ("each_line", 2_000, 0, 1), ("each_line", 3_000, 200, 2)])
+@pytest.mark.parametrize(
+    ("events", "chunk_bytes", "sample_lines", "workers"),
+    [
+        ("first_line", 10**8, 10**6, 1),
+        ("first_line", 2_000, 0, 1),
+        ("first_line", 3_000, 200, 2),
+        ("each_line", 10**8, 10**6, 1),
+        ("each_line", 2_000, 0, 1),
+        ("each_line", 3_000, 200, 2),
+    ],
+)
 def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk_bytes, sample_lines, workers):
     """Continuation lines (tracebacks under a record) get status continuation wherever the chunks are cut, lines
     before a file's first record stay unmatched, and Drain sees a record's first line (first_line) or every
     non-blank line (each_line): line for line the reference's one pass over the files."""
-    params = with_multiline(engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers), "hdfs_logs",
-                            events=events)
+    params = with_multiline(
+        engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers), "hdfs_logs", events=events
+    )
     params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.05))
     logs = multiline_logs()
     write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
@@ -654,17 +716,19 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
     assert traceback_templates.notna().any() == (events == "each_line")
 
 
-@pytest.mark.parametrize(("chunk_bytes", "sample_lines", "workers"),
-                         [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)])
-def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(tmp_path, chunk_bytes, sample_lines,
-                                                                           workers):
+@pytest.mark.parametrize(
+    ("chunk_bytes", "sample_lines", "workers"), [(10**8, 10**6, 1), (8_000, 0, 1), (8_000, 200, 2)]
+)
+def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(
+    tmp_path, chunk_bytes, sample_lines, workers
+):
     """A folder of many small files (some opening with lines before their first record) is packed several files to
     a chunk (PackedChunk): line numbers, file indices, statuses and templates are the one pass's, and the parts are
     fewer than the files."""
     params = with_multiline(engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers), "hdfs_logs")
     params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.5))
     whole = b"".join(multiline_logs().values()).splitlines(keepends=True)
-    logs = {f"run-{index:02d}.log": b"".join(whole[index * 20: (index + 1) * 20]) for index in range(len(whole) // 20)}
+    logs = {f"run-{index:02d}.log": b"".join(whole[index * 20 : (index + 1) * 20]) for index in range(len(whole) // 20)}
     write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
     parse_dataset(params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
@@ -689,8 +753,11 @@ def test_templates_that_grow_with_the_input_are_flagged_with_the_unmasked_shapes
     exploding = [f"GET /v2/{index:032x}/servers status 200" for index in range(40)]
     growth = template_growth(_growth_summary(list(range(0, 400, 10)), 400, exploding), warning=0.5)
     assert growth["grows_with_input"] is True and growth["new_templates_by_half"] == {"first": 20, "second": 20}
-    assert growth["variable_token_shapes"][0] == {"shape": "/v0/<hex>/servers", "templates": 40,
-                                                 "example": f"/v2/{0:032x}/servers"}
+    assert growth["variable_token_shapes"][0] == {
+        "shape": "/v0/<hex>/servers",
+        "templates": 40,
+        "example": f"/v2/{0:032x}/servers",
+    }
     assert growth["templates_per_1000_lines"] == 100.0
     saturating = template_growth(_growth_summary([0, 3, 9, 40, 150, 390], 400, ["a <*>"] * 6), warning=0.5)
     assert saturating["grows_with_input"] is False and saturating["variable_token_shapes"] == []

@@ -316,8 +316,17 @@ def test_detect_on_a_dask_local_cluster_gives_the_in_process_rows(pipeline, tmp_
     them) gives the same rows as parsing in this process."""
     logs = [str(DEVSTACK)]
     alone = _detect(pipeline, "hdfs-openstack", "loso", "openstack", logs, tmp_path / "alone.parquet")
-    on_dask = _detect(pipeline, "hdfs-openstack", "loso", "openstack", logs, tmp_path / "dask.parquet",
-                      workers=2, backend="dask", chunk_bytes=200_000)  # several chunks: real work for the workers
+    on_dask = _detect(
+        pipeline,
+        "hdfs-openstack",
+        "loso",
+        "openstack",
+        logs,
+        tmp_path / "dask.parquet",
+        workers=2,
+        backend="dask",
+        chunk_bytes=200_000,
+    )  # several chunks: real work for the workers
     pd.testing.assert_frame_equal(on_dask, alone)
 
 
@@ -328,8 +337,12 @@ def test_multiline_records_give_the_same_rows_whatever_the_chunks(pipeline, tmp_
     lines = gzip.decompress(DEVSTACK.read_bytes()).splitlines(keepends=True)[:3_000]
     traceback = b"Traceback (most recent call last):\n  raise Timeout()\nnova.exception.Timeout - no reply\n"
     log = tmp_path / "nova.log"
-    log.write_bytes(b"".join(line + (traceback if b"[instance: " in line and position % 5 == 0 else b"")
-                             for position, line in enumerate(lines)))
+    log.write_bytes(
+        b"".join(
+            line + (traceback if b"[instance: " in line and position % 5 == 0 else b"")
+            for position, line in enumerate(lines)
+        )
+    )
     detector = from_pipeline(pipeline, "openstack", "hdfs-openstack", "loso", pipeline.detect.top_templates)
     multiline = MultilineRule(start="header", events=events)
     detector = dataclasses.replace(detector, context=dataclasses.replace(detector.context, multiline=multiline))

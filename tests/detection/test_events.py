@@ -72,8 +72,9 @@ def test_detect_scores_raw_lines_of_a_preparsed_system(pipeline, tmp_path, syste
     line is new exactly when its message fits none of the templates the detector was fit on."""
     _, _, sample, structured = SAMPLES[system]
     detector = from_pipeline(pipeline, system, pair, "loso", pipeline.detect.top_templates)
-    options = DetectOptions(top_templates=3, partition_bytes=pipeline.detect.partition_bytes,
-                            chunk_bytes=50_000, progress=False)  # several chunks
+    options = DetectOptions(
+        top_templates=3, partition_bytes=pipeline.detect.partition_bytes, chunk_bytes=50_000, progress=False
+    )  # several chunks
     result = run_detect(detector, [str(BUNDLED / sample)], tmp_path / "out.parquet", options)
     rows = pd.read_parquet(tmp_path / "out.parquet")
     if session_count is None:  # HDFS: one session per block named in the sample

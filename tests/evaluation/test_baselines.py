@@ -30,8 +30,15 @@ def _test_auc(frame, arrays):
     return roc_auc_score(labels[known], test["score"].to_numpy()[known])
 
 
-DETERMINISTIC = ["pca_mixture", "pca", "invariants_mining", "template_rarity", "template_set_rarity",
-                 "loglead_rarity", "loglead_ngram"]
+DETERMINISTIC = [
+    "pca_mixture",
+    "pca",
+    "invariants_mining",
+    "template_rarity",
+    "template_set_rarity",
+    "loglead_rarity",
+    "loglead_ngram",
+]
 STOCHASTIC = ["isolation_forest", "deeplog"]
 
 
@@ -54,8 +61,11 @@ def test_every_detector_follows_the_seed_contract_and_records_its_decision(tmp_p
         assert method_spec(method).stochastic == (method in STOCHASTIC)
         for seed in seeds:
             frame, metadata = read_scores(_score_path(params, method, seed))
-            assert metadata["method"] == method and "oracle" not in metadata and metadata.get("seed") == (
-                seed if method in STOCHASTIC else None)
+            assert (
+                metadata["method"] == method
+                and "oracle" not in metadata
+                and metadata.get("seed") == (seed if method in STOCHASTIC else None)
+            )
             assert list(frame["row"]) == list(range(400)) and set(frame["domain"]) == {"target"}
             assert list(frame["split"]) == [SPLIT_NAMES[int(code)] for code in arrays["split"]]
             assert {DECISION_THRESHOLD, DECISION_RULE, PI_HAT, SCORE_SCALE} <= set(metadata)
@@ -100,14 +110,23 @@ def test_detectors_read_no_label_and_fit_on_train_only(tmp_path):
 
 def test_a_detector_left_out_of_evaluate_baselines_is_not_run(tmp_path):
     baselines = ["pca_mixture", "isolation_forest", "level_rule", "supervised_target"]
-    params = make_params(tmp_path, {"evaluate.baselines": baselines, **loso_of("pca_mixture"),
-                                    "evaluate.methods": ["zerolog", "loso", *baselines]})
+    params = make_params(
+        tmp_path,
+        {
+            "evaluate.baselines": baselines,
+            **loso_of("pca_mixture"),
+            "evaluate.methods": ["zerolog", "loso", *baselines],
+        },
+    )
     write_tensors(params, "bgl", sessions=200, anomaly_share=0.1, seed=3)
     call_stage("baselines", params, "bgl")
     folder = Path(params.paths.scores) / "target-bgl"
     # no level field in these data: level_rule is not available, so no file
     assert sorted(path.name for path in folder.iterdir()) == [
-        "isolation_forest", "pca_mixture.parquet", "status.json"]  # and too few labeled anomalies for the oracle
+        "isolation_forest",
+        "pca_mixture.parquet",
+        "status.json",
+    ]  # and too few labeled anomalies for the oracle
 
 
 def test_loglead_not_installed_is_not_available_with_the_reason(tmp_path, monkeypatch):
@@ -139,8 +158,11 @@ def test_oracle_is_written_and_marked(tmp_path):
     assert _test_auc(frame, arrays) > 0.9
     status = json.loads((directory / "status.json").read_text())
     assert status["methods"]["supervised_target"] == {
-        "status": "written", "detector": "logistic_regression", "oracle": True,
-        "train_sessions": metadata["train_sessions"], "train_anomalies": metadata["train_anomalies"],
+        "status": "written",
+        "detector": "logistic_regression",
+        "oracle": True,
+        "train_sessions": metadata["train_sessions"],
+        "train_anomalies": metadata["train_anomalies"],
         "mlflow_run_ids": {"42": metadata["mlflow_run_id"]},
     }
 

@@ -20,8 +20,11 @@ PAIR = "hdfs-bgl"
 def only(*methods):
     """Params overrides: evaluate ``methods`` plus the recommended detector (pi-hat), which alone the baselines
     stage runs."""
-    return {"evaluate.methods": [*methods, "pca_mixture", "loso"], "evaluate.baselines": ["pca_mixture", "pca"],
-            **LOSO_PCA}
+    return {
+        "evaluate.methods": [*methods, "pca_mixture", "loso"],
+        "evaluate.baselines": ["pca_mixture", "pca"],
+        **LOSO_PCA,
+    }
 
 
 def _metrics(params, pair=PAIR):
@@ -158,7 +161,8 @@ def test_each_method_gets_an_evaluate_run_with_the_params_that_produced_it(evalu
         assert not any(key.startswith(("train.", "embed.", "parse.")) for key in run.data.params)
     zerolog = client.get_run(details["methods"]["zerolog"]["mlflow_run_id"])
     assert zerolog.data.metrics["test/fixed_0.5/f1"] == pytest.approx(
-        details["methods"]["zerolog"]["rules"]["fixed_0.5"]["f1"])
+        details["methods"]["zerolog"]["rules"]["fixed_0.5"]["f1"]
+    )
 
 
 def test_target_test_labels_do_not_move_any_threshold(evaluated):
@@ -248,16 +252,22 @@ def test_missing_scores_need_a_recorded_reason(tmp_path):
     with pytest.raises(DataError, match=r"dann/seed-42\.parquet: file not found"):
         evaluate_pair(params, PAIR)
     assert not (Path(params.paths.metrics) / f"{PAIR}.json").exists()
-    write_train_status(params, PAIR, methods={"zerolog": {"status": "ok"},
-                                              "dann": {"status": "failed", "reason": "diverged"}})
+    write_train_status(
+        params, PAIR, methods={"zerolog": {"status": "ok"}, "dann": {"status": "failed", "reason": "diverged"}}
+    )
     evaluate_pair(params, PAIR)
     assert _metrics(params)["methods"]["dann"] == {
-        "status": "not_available", "reason": "diverged", "kind": "transfer", "oracle": False}
+        "status": "not_available",
+        "reason": "diverged",
+        "kind": "transfer",
+        "oracle": False,
+    }
 
 
 def test_level_rule_is_reported_not_available_with_its_reason_where_the_target_has_no_levels(tmp_path):
-    params = make_params(tmp_path, {**only("zerolog", "level_rule"),
-                                    "evaluate.baselines": ["pca_mixture", "pca", "level_rule"]})
+    params = make_params(
+        tmp_path, {**only("zerolog", "level_rule"), "evaluate.baselines": ["pca_mixture", "pca", "level_rule"]}
+    )
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)  # no level field
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
@@ -303,18 +313,38 @@ def test_unknown_method_or_pair_is_a_config_error(tmp_path):
 
 
 def test_tracking_metrics_keys():
-    entry = {"f1": 0.5, "precision": 0.4, "recall": None, "pr_auc": 0.6, "roc_auc": 0.7,
-             "rules": {"fixed_0.5": {"status": "evaluated", "f1": 0.5, "precision": 0.4, "recall": 0.66,
-                                     "threshold": 0.5, "f1_ci": [0.4, 0.6]},
-                       "source_val": {"status": "not_applicable", "reason": "x"}}}
+    entry = {
+        "f1": 0.5,
+        "precision": 0.4,
+        "recall": None,
+        "pr_auc": 0.6,
+        "roc_auc": 0.7,
+        "rules": {
+            "fixed_0.5": {
+                "status": "evaluated",
+                "f1": 0.5,
+                "precision": 0.4,
+                "recall": 0.66,
+                "threshold": 0.5,
+                "f1_ci": [0.4, 0.6],
+            },
+            "source_val": {"status": "not_applicable", "reason": "x"},
+        },
+    }
     keys = tracking_metrics(entry)
     assert keys["test/f1"] == 0.5 and "test/recall" not in keys
     assert keys["test/fixed_0.5/f1_ci_low"] == 0.4 and not any(k.startswith("test/source_val") for k in keys)
 
 
 def test_stochastic_methods_report_mean_and_sd_over_model_seeds(tmp_path):
-    params = make_params(tmp_path, {"seeds": [42, 43, 44], **only("zerolog", "level_rule"),
-                                    "evaluate.baselines": ["pca_mixture", "pca", "level_rule"]})
+    params = make_params(
+        tmp_path,
+        {
+            "seeds": [42, 43, 44],
+            **only("zerolog", "level_rule"),
+            "evaluate.baselines": ["pca_mixture", "pca", "level_rule"],
+        },
+    )
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=400, anomaly_share=0.15, seed=2, levels=True)
     paths = write_pair_scores(params, PAIR, "zerolog", 1.5, seed=7)
@@ -357,10 +387,17 @@ def test_pi_hat_comes_from_the_recommended_detector_and_sets_the_transfer_method
 
 def test_without_a_pi_hat_the_rule_says_why(tmp_path):
     # a recipe that cannot cut (no such thresholder), no reference to choose another: the selection has none
-    params = make_params(tmp_path, {"evaluate.methods": ["zerolog", "template_rarity", "loso"],
-                                    "evaluate.baselines": ["template_rarity"], "selection.members": ["template_rarity"],
-                                    "selection.sizes": [1], "selection.cuts": ["no_such_cut"],
-                                    "selection.fallback": "template_rarity|rank|mean|no_such_cut"})
+    params = make_params(
+        tmp_path,
+        {
+            "evaluate.methods": ["zerolog", "template_rarity", "loso"],
+            "evaluate.baselines": ["template_rarity"],
+            "selection.members": ["template_rarity"],
+            "selection.sizes": [1],
+            "selection.cuts": ["no_such_cut"],
+            "selection.fallback": "template_rarity|rank|mean|no_such_cut",
+        },
+    )
     write_tensors(params, "hdfs", sessions=300, anomaly_share=0.1, seed=1)
     write_tensors(params, "bgl", sessions=300, anomaly_share=0.15, seed=2)
     write_pair_scores(params, PAIR, "zerolog", 2.0, seed=1)
@@ -369,8 +406,10 @@ def test_without_a_pi_hat_the_rule_says_why(tmp_path):
     call_stage("selection", params, "bgl")
     evaluate_pair(params, PAIR)
     details = _metrics(params)
-    assert details["pi_hat"]["estimate"] is None and "no score file of the recommended method loso" in details[
-        "pi_hat"]["reason"]
+    assert (
+        details["pi_hat"]["estimate"] is None
+        and "no score file of the recommended method loso" in details["pi_hat"]["reason"]
+    )
     loso = details["methods"]["loso"]
     assert loso["status"] == "not_available" and "selection.fallback cannot cut this system" in loso["reason"]
     zerolog = details["methods"]["zerolog"]

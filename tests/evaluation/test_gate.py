@@ -29,8 +29,12 @@ def _pair_metrics(status="evaluated", f1s=None, reason=None):
     return {
         "status": status,
         "reason": reason,
-        "methods": {m: {"status": "evaluated", "f1": v, "roc_auc": 0.9} if v is not None
-                    else {"status": "not_available", "reason": "x"} for m, v in f1s.items()},
+        "methods": {
+            m: {"status": "evaluated", "f1": v, "roc_auc": 0.9}
+            if v is not None
+            else {"status": "not_available", "reason": "x"}
+            for m, v in f1s.items()
+        },
     }
 
 
@@ -83,10 +87,14 @@ def test_drop_within_tolerance_passes_and_beyond_fails_naming_pair_method_and_dr
     "current,expected",
     [
         ({}, "hdfs-bgl: missing pair"),
-        ({"hdfs-bgl": {"status": "missing", "reason": "metrics/hdfs-bgl.json: file not found", "methods": {}}},
-         "hdfs-bgl: missing pair (metrics/hdfs-bgl.json: file not found)"),
-        ({"hdfs-bgl": {"status": "not_evaluable", "reason": "3 anomalies", "methods": {}}},
-         "hdfs-bgl: status not_evaluable (3 anomalies)"),
+        (
+            {"hdfs-bgl": {"status": "missing", "reason": "metrics/hdfs-bgl.json: file not found", "methods": {}}},
+            "hdfs-bgl: missing pair (metrics/hdfs-bgl.json: file not found)",
+        ),
+        (
+            {"hdfs-bgl": {"status": "not_evaluable", "reason": "3 anomalies", "methods": {}}},
+            "hdfs-bgl: status not_evaluable (3 anomalies)",
+        ),
         (_current({}), "hdfs-bgl / level_rule: missing method"),
         (_current({"level_rule": _numbers(None)}), "hdfs-bgl / level_rule: no F1 now"),
     ],
@@ -122,15 +130,26 @@ def test_every_number_a_committed_baseline_gates_can_fail(profile_file):
     """Issue 11: a gate whose numbers cannot fall below their tolerance guards nothing. Each guarded number of the
     committed baselines, lowered by just more than its tolerance, fails the gate naming it."""
     baseline = json.loads(profile_file.read_text())
-    guarded = [(pair, method, metric, guard) for pair, entry in baseline["pairs"].items()
-               for method, guards in entry.get("guards", {}).items() for metric, guard in guards.items()]
+    guarded = [
+        (pair, method, metric, guard)
+        for pair, entry in baseline["pairs"].items()
+        for method, guards in entry.get("guards", {}).items()
+        for metric, guard in guards.items()
+    ]
     assert guarded, f"{profile_file}: gates nothing"
     for pair, method, metric, guard in guarded:
         assert guard["value"] - guard["tolerance"] > 0
-        current = {name: {"status": entry["status"], "reason": entry["reason"],
-                          "methods": {m: {key: g["value"] for key, g in gs.items()} | {"seeds": 99}
-                                      for m, gs in entry.get("guards", {}).items()}}
-                   for name, entry in baseline["pairs"].items()}
+        current = {
+            name: {
+                "status": entry["status"],
+                "reason": entry["reason"],
+                "methods": {
+                    m: {key: g["value"] for key, g in gs.items()} | {"seeds": 99}
+                    for m, gs in entry.get("guards", {}).items()
+                },
+            }
+            for name, entry in baseline["pairs"].items()
+        }
         assert compare(baseline, current).passed
         current[pair]["methods"][method][metric] = guard["value"] - guard["tolerance"] - 1e-3
         failures = compare(baseline, current).failures
@@ -145,8 +164,9 @@ def test_update_then_check_from_the_command_line(tmp_path, capsys):
     _write_metrics(tmp_path, "bgl-hdfs", _pair_metrics("not_evaluable", reason="9 anomalies"))
     assert main(["update", "--params", str(params)]) == 0
     baseline = json.loads((tmp_path / "full.baseline.json").read_text())
-    assert baseline["pairs"]["hdfs-bgl"]["guards"] == {"level_rule": {"F1": {"value": 0.81, "tolerance": 0.05},
-                                                                      "ROC-AUC": {"value": 0.9, "tolerance": 0.05}}}
+    assert baseline["pairs"]["hdfs-bgl"]["guards"] == {
+        "level_rule": {"F1": {"value": 0.81, "tolerance": 0.05}, "ROC-AUC": {"value": 0.9, "tolerance": 0.05}}
+    }
     assert "zerolog" in baseline["pairs"]["hdfs-bgl"]["not_gated"]  # one draw of a stochastic method
     assert baseline["profile"] == "full"
 
@@ -268,5 +288,10 @@ def test_collect_reads_roc_auc_beside_f1_and_the_seeds_of_a_mean(tmp_path):
     metrics["methods"]["zerolog"].update(roc_auc=0.69, roc_auc_sd=0.02, seeds={"42": {}, "43": {}})
     _write_metrics(tmp_path, "hdfs-bgl", metrics)
     collected = collect_f1(params, tmp_path / "metrics")
-    assert collected["hdfs-bgl"]["methods"]["zerolog"] == {"seeds": 2, "F1": 0.0, "F1 sd": None, "ROC-AUC": 0.69,
-                                                           "ROC-AUC sd": 0.02}
+    assert collected["hdfs-bgl"]["methods"]["zerolog"] == {
+        "seeds": 2,
+        "F1": 0.0,
+        "F1 sd": None,
+        "ROC-AUC": 0.69,
+        "ROC-AUC sd": 0.02,
+    }

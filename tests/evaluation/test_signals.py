@@ -100,9 +100,9 @@ def test_diagnose_writes_the_report_and_metrics(tmp_path: Path) -> None:
     assert metrics["split"] == "val" and set(metrics["systems"]) == {"a", "b"}
     for system in ("a", "b"):
         aucs = metrics["systems"][system]["roc_auc"]
-        assert {
-            "novelty:template_set", "novelty:rarest_template", "probe:a", "probe:b", "severity:emergency"
-        } <= set(aucs)
+        assert {"novelty:template_set", "novelty:rarest_template", "probe:a", "probe:b", "severity:emergency"} <= set(
+            aucs
+        )
         assert aucs["novelty:rarest_template"] > 0.9
     assert metrics["systems"]["b"]["roc_auc"]["probe:a"] < 0.5  # a's labels teach the opposite of b's
     shown = metrics["systems"]["b"]["templates"]
@@ -121,9 +121,12 @@ def test_a_validation_split_without_anomalies_is_a_one_line_error(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("setting", "value", "key"),
-    [("systems", ["hdfs"], "diagnose.systems"), ("severity_anchors", [" "], "diagnose.severity_anchors"),
-     ("probe_regularization", 0.0, "diagnose.probe_regularization"),
-     ("templates_shown", 0, "diagnose.templates_shown")],
+    [
+        ("systems", ["hdfs"], "diagnose.systems"),
+        ("severity_anchors", [" "], "diagnose.severity_anchors"),
+        ("probe_regularization", 0.0, "diagnose.probe_regularization"),
+        ("templates_shown", 0, "diagnose.templates_shown"),
+    ],
 )
 def test_invalid_diagnose_settings_name_their_key(setting: str, value, key: str) -> None:
     config = load_params(REPOSITORY / "params.yaml").diagnose

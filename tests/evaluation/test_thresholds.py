@@ -134,6 +134,7 @@ def test_pi_hat_rule_flags_the_top_pi_hat_share_of_the_methods_own_train_scores(
     assert np.mean(scores >= threshold.value) == pytest.approx(0.03, abs=0.001)
     # It does not depend on the contamination prior, and without a pi-hat it says why.
     assert choose_threshold("pi_hat", _inputs(target_train_scores=scores, pi_hat=0.03), 0.4, 0, False).value == (
-        threshold.value)
+        threshold.value
+    )
     missing = choose_threshold("pi_hat", _inputs(pi_hat_reason="no cut: one mode"), 0.05, 0, False)
     assert not missing.applicable and missing.reason == "no pi-hat: no cut: one mode"

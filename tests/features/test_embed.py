@@ -79,7 +79,7 @@ def cosine(left: np.ndarray, right: np.ndarray) -> float:
             "<*> <*> <*> BGLERR_IDO_PKT_TIMEOUT connection lost to node/link/service card",
             "bglerr ido pkt timeout connection lost to node link service card",
         ),
-        ('[instance: <*>] Attempting claim: memory <*> MB, disk <*> GB', "instance attempting claim memory mb disk gb"),
+        ("[instance: <*>] Attempting claim: memory <*> MB, disk <*> GB", "instance attempting claim memory mb disk gb"),
         ("<:IP:> connected <NUM> times", "connected times"),
         ("value 0x1f3a and 1234 on ipv4", "value and on ipv4"),
         ("<*>:<*> <*>:<*> <*>:<*>", EMPTY_TEMPLATE_TEXT),
@@ -264,8 +264,23 @@ def test_sentence_vector_does_not_depend_on_the_other_texts_of_the_run(tmp_path:
 # ----------------------------------------------------------------------------- sentence embedder: batches of one shape
 
 # Words that the packaged model's tokenizer keeps whole (one token each): texts of n of them have n + 2 tokens.
-ONE_TOKEN_WORDS = ["connection", "lost", "node", "link", "service", "card", "block", "received", "size", "error",
-                   "disk", "memory", "file", "open", "close"]
+ONE_TOKEN_WORDS = [
+    "connection",
+    "lost",
+    "node",
+    "link",
+    "service",
+    "card",
+    "block",
+    "received",
+    "size",
+    "error",
+    "disk",
+    "memory",
+    "file",
+    "open",
+    "close",
+]
 
 
 def same_length_texts(count: int, words: int, seed: int) -> list[str]:

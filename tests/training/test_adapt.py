@@ -230,8 +230,12 @@ def test_target_labels_never_reach_zerolog_adapt(systems, detection) -> None:
 def test_a_round_without_enough_agreed_anomalies_trains_without_the_pseudo_task(systems, detection) -> None:
     source, target = systems
     config = adapt_config("none", rounds=1, per_round=1, epochs=1, max_steps_per_epoch=3)
-    config = dataclasses.replace(config, adapt=dataclasses.replace(
-        config.adapt, self_training=dataclasses.replace(config.adapt.self_training, min_pseudo_anomalies=10_000)))
+    config = dataclasses.replace(
+        config,
+        adapt=dataclasses.replace(
+            config.adapt, self_training=dataclasses.replace(config.adapt.self_training, min_pseudo_anomalies=10_000)
+        ),
+    )
     result = train(config, [source], unlabeled(target), "zerolog_adapt", seed=2, progress=False, detection=detection)
     assert result.self_training[0]["used"] is False and np.isnan(result.history[1]["loss/pseudo"])
 
@@ -286,8 +290,11 @@ def _stage_params(tmp_path: Path, **overrides):
 
 
 @pytest.mark.slow  # 10 s: a whole train stage with zerolog_adapt (off by default; its parts are tested above)
-@pytest.mark.xfail(strict=True, reason="known since the selection stage (issue 19): zerolog_adapt trains with the "
-                   "pca_mixture pi-hat, the evaluate stage's pi_hat rule reads evaluate.recommended's (loso)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known since the selection stage (issue 19): zerolog_adapt trains with the "
+    "pca_mixture pi-hat, the evaluate stage's pi_hat rule reads evaluate.recommended's (loso)",
+)
 def test_train_stage_records_pi_hat_and_its_threshold_as_the_evaluate_stage_reads_them(tmp_path: Path) -> None:
     """The train stage's π̂ is the baselines stage's (pca_mixture score file), and zerolog_adapt's recorded cut is
     the evaluate stage's pi_hat rule on its scores: one detector, one number, end to end."""

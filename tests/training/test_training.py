@@ -230,8 +230,15 @@ def test_checkpoint_round_trip_with_weights_only(systems, tmp_path: Path) -> Non
     assert_same_weights(result.model.cpu(), model)
     rows = source.rows("val")
     np.testing.assert_allclose(score(model, source, rows), score(result.model, source, rows), rtol=1e-6)
-    again = train(config, [source], unlabeled(target), "dann", seed=0, progress=False,
-                  checkpoint_path=tmp_path / "twice" / "checkpoint.pt")
+    again = train(
+        config,
+        [source],
+        unlabeled(target),
+        "dann",
+        seed=0,
+        progress=False,
+        checkpoint_path=tmp_path / "twice" / "checkpoint.pt",
+    )
     assert_same_weights(again.model, result.model)
     # identical content gives identical bytes (DVC hashes the file): no temporary name inside the archive
     assert (tmp_path / "twice" / "checkpoint.pt").read_bytes() == path.read_bytes()
@@ -252,12 +259,22 @@ def test_training_resumes_from_a_checkpoint_exactly(systems, tmp_path: Path, met
     def crash_in_epoch_two(row: dict[str, float]) -> None:
         if row["epoch"] == 2:
             raise _Interrupted  # before epoch 2's checkpoint is written: the file holds epoch 1
+
     with pytest.raises(_Interrupted):
-        train(config, [source], unlabeled(target), method, seed=5, progress=False,
-              checkpoint_path=tmp_path / "checkpoint.pt", on_epoch=crash_in_epoch_two)
+        train(
+            config,
+            [source],
+            unlabeled(target),
+            method,
+            seed=5,
+            progress=False,
+            checkpoint_path=tmp_path / "checkpoint.pt",
+            on_epoch=crash_in_epoch_two,
+        )
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    resumed = train(config, [source], unlabeled(target), method, seed=5, progress=False,
-                    resume_from=tmp_path / "checkpoint.pt")
+    resumed = train(
+        config, [source], unlabeled(target), method, seed=5, progress=False, resume_from=tmp_path / "checkpoint.pt"
+    )
     assert_same_weights(resumed.model, whole.model)
     assert [row["epoch"] for row in resumed.history] == [2, 3] and resumed.steps == whole.steps
 
@@ -317,6 +334,12 @@ def test_mixed_precision_is_a_no_op_on_cpu(systems) -> None:
     source, target = systems
     config = small_config(epochs=1, max_steps_per_epoch=3)
     plain = train(config, [source], unlabeled(target), "zerolog", seed=3, progress=False)
-    mixed = train(dataclasses.replace(config, mixed_precision=True, device="cpu"), [source], unlabeled(target),
-                  "zerolog", seed=3, progress=False)
+    mixed = train(
+        dataclasses.replace(config, mixed_precision=True, device="cpu"),
+        [source],
+        unlabeled(target),
+        "zerolog",
+        seed=3,
+        progress=False,
+    )
     assert_same_weights(plain.model, mixed.model)

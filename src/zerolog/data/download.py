@@ -562,8 +562,14 @@ def _write_manifest(
             files[entry.key].append(names[entry.path])  # type: ignore[union-attr]
     sha256 = {names[entry.path]: _sha256_with_progress(output / names[entry.path]) for entry in entries}
     origins = {names[entry.path]: str(origin_root / entry.path) for entry in entries}  # what the user edits
-    manifest = {"dataset": name, "kind": dataset.kind, "source": source, "files": files, "sha256": sha256,
-                "origins": origins}
+    manifest = {
+        "dataset": name,
+        "kind": dataset.kind,
+        "source": source,
+        "files": files,
+        "sha256": sha256,
+        "origins": origins,
+    }
     if empty_files:
         manifest["empty_files"] = list(empty_files)
     write_json(output / MANIFEST_NAME, manifest)

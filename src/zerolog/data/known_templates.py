@@ -173,14 +173,14 @@ def _distinct_pairs(lines_folder: Path) -> Iterator[tuple[list[str], list[str]]]
     for batch in iter_line_batches(lines_folder, columns, CHECK_BATCH_LINES, read_dictionary=["status", "template"]):
         status = batch.column("status")
         # parsed lines, and continuation lines that were Drain messages (multiline.events each_line: a template)
-        parsed = pa.array([text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()],
-                          type=pa.bool_())
+        parsed = pa.array(
+            [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
+        )
         kept = pa.table(
             {"content": batch.column("content"), "template": pc.cast(batch.column("template"), pa.string())}
         )
         kept = (
-            kept.filter(pc.fill_null(pc.and_(parsed.take(status.indices), pc.is_valid(kept.column("template"))),
-                                     False))
+            kept.filter(pc.fill_null(pc.and_(parsed.take(status.indices), pc.is_valid(kept.column("template"))), False))
             .group_by(["content", "template"])
             .aggregate([])
         )

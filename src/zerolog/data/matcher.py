@@ -89,8 +89,14 @@ class DrainMiner:
     def __init__(self, settings: DrainConfig, masking: list[str]) -> None:
         """``settings``: a system's Drain settings (params ``systems.<name>.drain``); ``masking``: the system's
         regexes, replaced by ``<*>`` in order."""
-        self.parser = DrainLogParser(log_format="<Content>", rex=list(masking), keep_para=False, depth=settings.depth,
-                                     st=settings.similarity_threshold, maxChild=settings.max_children)
+        self.parser = DrainLogParser(
+            log_format="<Content>",
+            rex=list(masking),
+            keep_para=False,
+            depth=settings.depth,
+            st=settings.similarity_threshold,
+            maxChild=settings.max_children,
+        )
         self.masking = list(masking)
         # logparser3 calls regex.sub(pattern, "<*>", line) per pattern in order; compiled once here, same engine.
         self._patterns = [regex.compile(pattern) for pattern in self.masking]
@@ -131,8 +137,16 @@ class DrainMiner:
 
         copy = DrainMiner.__new__(DrainMiner)
         state = self.__dict__.copy()
-        state.update(root=cut(self.root), clusters=clusters, is_copy=True, _cache={}, _last_leaf=None,
-                     _representatives={}, _representative_texts={}, leaf_version=list(self.leaf_version))
+        state.update(
+            root=cut(self.root),
+            clusters=clusters,
+            is_copy=True,
+            _cache={},
+            _last_leaf=None,
+            _representatives={},
+            _representative_texts={},
+            leaf_version=list(self.leaf_version),
+        )
         copy.__dict__.update(state)
         return pickle.dumps(copy, pickle.HIGHEST_PROTOCOL)
 
@@ -147,8 +161,9 @@ class DrainMiner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         depth, st, max_child = state.pop("_parser_settings")
         self.__dict__.update(state)
-        self.parser = DrainLogParser(log_format="<Content>", rex=list(self.masking), keep_para=False,
-                                     depth=depth, st=st, maxChild=max_child)
+        self.parser = DrainLogParser(
+            log_format="<Content>", rex=list(self.masking), keep_para=False, depth=depth, st=st, maxChild=max_child
+        )
         self.parser.fastMatch = self._fast_match
 
     # ------------------------------------------------------------------ messages

@@ -270,7 +270,9 @@ def _read_sequences(folder: Path, files: dict[str, Any], events: _SessionEvents)
         path = _session_file(folder, files, key)
         sessions = empty = blank = 0
         for line_number, session_key, event_ids in tqdm(
-            datasets.read_sequence_file(path, templates, templates_path), desc=f"read {path.name}", unit="session",
+            datasets.read_sequence_file(path, templates, templates_path),
+            desc=f"read {path.name}",
+            unit="session",
             disable=None,
         ):
             if session_key is None and not event_ids:
@@ -285,8 +287,9 @@ def _read_sequences(folder: Path, files: dict[str, Any], events: _SessionEvents)
             sessions += 1
             empty += not event_ids
             events.add(file_index, line_number, session_key, label, event_ids, [templates[e] for e in event_ids])
-        file_counts.append({"file": path.name, "label": label, "sessions": sessions, "empty_sessions": empty,
-                            "blank_lines": blank})
+        file_counts.append(
+            {"file": path.name, "label": label, "sessions": sessions, "empty_sessions": empty, "blank_lines": blank}
+        )
     if not seen:
         raise DataError(f"{folder}: no sequence in {', '.join(str(files[key]) for key, _ in SEQUENCE_FILES)}")
     return file_counts
@@ -377,8 +380,15 @@ def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None]
     )
     miner = new_miner(system)
     with atomic_directory(ArtifactPaths(params.paths).parsed(name)) as output:
-        summary = stream_parse_files(log_files, line_layout(system, dataset.label, dataset.multiline), miner,
-                                     params.parse, output, format_key, progress)
+        summary = stream_parse_files(
+            log_files,
+            line_layout(system, dataset.label, dataset.multiline),
+            miner,
+            params.parse,
+            output,
+            format_key,
+            progress,
+        )
         _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
                      params.parse.max_unreadable_time_share)  # fmt: skip
         write_drain_state(output / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
@@ -413,20 +423,31 @@ def _warn_on_continuations(metrics: dict[str, Any], share: float, format_key: st
     lets fail to match: records the log format does not fit are read as continuation lines."""
     lines, continuation = metrics["lines"], metrics.get("continuation", 0)
     if lines and continuation / lines > share:
-        print(f"warning: {metrics['dataset']}: {continuation:,} of {lines:,} lines ({continuation / lines:.1%}) "
-              f"continue a multi-line record, above parse.max_unmatched_share {share}: if some are records, "
-              f"{format_key} is too strict for them (README 'Multi-line records')", file=sys.stderr)
+        print(
+            f"warning: {metrics['dataset']}: {continuation:,} of {lines:,} lines ({continuation / lines:.1%}) "
+            f"continue a multi-line record, above parse.max_unmatched_share {share}: if some are records, "
+            f"{format_key} is too strict for them (README 'Multi-line records')",
+            file=sys.stderr,
+        )
 
 
 def _report(metrics: dict[str, Any]) -> None:
     growth = metrics.get("template_growth") or {}
     if growth.get("grows_with_input"):
         halves, shapes = growth["new_templates_by_half"], growth["variable_token_shapes"]
-        advice = ("mask the variable tokens (README 'Masks'), most common unmasked: " + ", ".join(
-            f"{entry['shape']!r} ({entry['templates']:,} templates)" for entry in shapes)) if shapes else (
-            "no value-like token is left unmasked: the later lines carry message types the earlier ones lack")
-        print(f"warning: {metrics['dataset']}: templates grow with the input ({halves['first']:,} first seen in the "
-              f"first half of the lines, {halves['second']:,} in the second): {advice}", file=sys.stderr)
+        advice = (
+            (
+                "mask the variable tokens (README 'Masks'), most common unmasked: "
+                + ", ".join(f"{entry['shape']!r} ({entry['templates']:,} templates)" for entry in shapes)
+            )
+            if shapes
+            else ("no value-like token is left unmasked: the later lines carry message types the earlier ones lack")
+        )
+        print(
+            f"warning: {metrics['dataset']}: templates grow with the input ({halves['first']:,} first seen in the "
+            f"first half of the lines, {halves['second']:,} in the second): {advice}",
+            file=sys.stderr,
+        )
     print(
         f"{metrics['dataset']}: {metrics['lines']} lines, {metrics['parsed']} parsed, "
         f"{metrics['unmatched']} unmatched, {metrics['non_utf8']} non-UTF-8, "

@@ -411,8 +411,11 @@ def file_sessions(events: Events, rule: SessionRule, log_paths: list[str]) -> Se
     first, positions, offsets = flat_groups(event_codes[keyed])
     names = list(codes)
     ids = [names[code] for code in event_codes[keyed[first]]]
-    counts = {"log_files": len(log_paths), "files_without_key": int((code_of_file < 0).sum()),
-              "lines_without_key": int(len(events) - len(keyed))}
+    counts = {
+        "log_files": len(log_paths),
+        "files_without_key": int((code_of_file < 0).sum()),
+        "lines_without_key": int(len(events) - len(keyed)),
+    }
     return Sessions(ids, keyed[positions].astype(np.int64), offsets, counts)
 
 
@@ -479,20 +482,28 @@ def session_labels(
                 f"{label_path}: none of its {len(table)} keys names a session of the log (its first key "
                 f"{next(iter(table))!r}, the first session {sessions.ids[0]!r}); check datasets.{name}.session"
             )
-        return labels, rule.rule, {
-            "keys_missing_from_label_file": len(sessions.ids) - found,
-            "label_file_keys": len(table),
-            "label_file_keys_without_session": len(table) - found,
-        }
+        return (
+            labels,
+            rule.rule,
+            {
+                "keys_missing_from_label_file": len(sessions.ids) - found,
+                "label_file_keys": len(table),
+                "label_file_keys_without_session": len(table) - found,
+            },
+        )
     if rule.rule == "key_list":
         listed, skipped = datasets.read_key_list(label_path)
         labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids], dtype="float64")
         present = set(sessions.ids)
-        return labels, rule.rule, {
-            "listed_keys": len(listed),
-            "listed_keys_found": sum(key in present for key in listed),
-            "label_file_lines_skipped": skipped,
-        }
+        return (
+            labels,
+            rule.rule,
+            {
+                "listed_keys": len(listed),
+                "listed_keys_found": sum(key in present for key in listed),
+                "label_file_lines_skipped": skipped,
+            },
+        )
     raise ConfigError(f"{where}.rule: unknown rule {rule.rule!r}")
 
 
@@ -603,8 +614,11 @@ class _EventChunks:
 
     group_column: str | None
     has_level: bool
-    chunks: dict[str, list[np.ndarray]] = field(default_factory=lambda: {
-        key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")})
+    chunks: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {
+            key: [] for key in ("file_index", "line_number", "timestamp", "labels", "templates", "groups", "levels")
+        }
+    )
     template_codes: dict[str, int] = field(default_factory=dict)
     group_codes: dict[str, int] = field(default_factory=dict)
     level_codes: dict[str, int] = field(default_factory=dict)
@@ -662,8 +676,9 @@ def _usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The lines of a batch that have a template: parsed lines, and continuation lines Drain saw
     (``multiline.events: each_line``); status is read as dictionary indices."""
     status = batch.column("status")
-    parsed = pa.array([text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()],
-                      type=pa.bool_())
+    parsed = pa.array(
+        [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
+    )
     usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
     return batch.filter(pc.fill_null(usable, False))
 
@@ -714,9 +729,7 @@ def _part_results(parallel: ParallelConfig, parts: list[Path], arguments: tuple[
         yield from map_ordered(pool, _read_part, items, PARTS_AHEAD_PER_WORKER * pool.workers)
 
 
-def _load_events(
-    params: Params, name: str, collector: KeyCollector | None = None
-) -> tuple[Events, dict[str, int]]:
+def _load_events(params: Params, name: str, collector: KeyCollector | None = None) -> tuple[Events, dict[str, int]]:
     """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
 
     The parts of ``lines.parquet`` are read by ``_read_part`` (on workers when there are several) and merged here in
@@ -885,8 +898,15 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
     keep = np.ones(len(labels), dtype=bool)
     if dataset.anomaly_share is not None:
         keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
-    table = _kept_table(events, sessions, labels, keep, lambda labels, start_times, file_indices: assign_splits(
-        labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng))
+    table = _kept_table(
+        events,
+        sessions,
+        labels,
+        keep,
+        lambda labels, start_times, file_indices: assign_splits(
+            labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng
+        ),
+    )
     metrics = {**session_metrics(name, table, label_rule), **counts, **sessions.counts, **label_counts}
     by = dataset.split.stratify_by
     metrics["split_method"] = dataset.split.method + (f", stratified by {by}" if by else "")

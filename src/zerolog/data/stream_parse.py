@@ -292,8 +292,9 @@ def _plain_chunks(path: Path, file_index: int, chunk_bytes: int, counter: Iterat
         start = 0
         while start < size:
             end = _end_of_line(handle, min(start + chunk_bytes, size) - 1, size)
-            yield LineChunk(index=next(counter), file_index=file_index, path=str(path), start=start, end=end,
-                            starts_file=start == 0)
+            yield LineChunk(
+                index=next(counter), file_index=file_index, path=str(path), start=start, end=end, starts_file=start == 0
+            )
             start = end
 
 
@@ -452,7 +453,7 @@ def _split_headers(texts: list[str | None], layout: LineLayout, file_starts: Seq
                 headers.rows.append(empty_row)
                 continue
             headers.status_codes[offset] = 3 if in_record else 1
-            headers.rows.append(empty_row[:content_position] + (stripped,) + empty_row[content_position + 1:])
+            headers.rows.append(empty_row[:content_position] + (stripped,) + empty_row[content_position + 1 :])
             if layout.continuation_events and stripped:
                 headers.message_contents.append(stripped)
                 headers.message_offsets.append(offset)
@@ -724,7 +725,11 @@ def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
 
 
 def check_file_counts(
-    path: Path, counts: dict[str, Any], first_bad_line: int | None, max_share: float, where: str,
+    path: Path,
+    counts: dict[str, Any],
+    first_bad_line: int | None,
+    max_share: float,
+    where: str,
     skip_empty: bool = False,
 ) -> None:
     """Refuse an empty file (unless ``skip_empty``: the dataset's ``empty_files: skip``, the caller counts it), a
@@ -802,14 +807,19 @@ class _Reconciler:
     """The client's side of the map: takes chunk summaries in chunk order, reconciles them with the live miner,
     writes each chunk's cluster indices to ``scratch`` and keeps the counts and per-file checks."""
 
-    def __init__(self, log_files: Sequence[Path], miner: DrainMiner, scratch: Path, parse: ParseConfig, where: str,
-                 progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        log_files: Sequence[Path],
+        miner: DrainMiner,
+        scratch: Path,
+        parse: ParseConfig,
+        where: str,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         self.log_files, self.miner, self.scratch, self.where, self.progress = log_files, miner, scratch, where, progress
         self.max_share = parse.max_unmatched_share
         self.summary = StreamSummary()
-        self.summary.file_counts = [
-            {"file": path.name, "lines": 0, **dict.fromkeys(STATUSES, 0)} for path in log_files
-        ]
+        self.summary.file_counts = [{"file": path.name, "lines": 0, **dict.fromkeys(STATUSES, 0)} for path in log_files]
         self.first_bad: list[int | None] = [None] * len(log_files)
         self.checked_files = 0
         self.cluster_counts = np.zeros(0, dtype=np.int64)
@@ -817,8 +827,15 @@ class _Reconciler:
         self.empty_count = 0
         gzipped = any(path.suffix == ".gz" for path in log_files)
         total = None if gzipped else sum(path.stat().st_size for path in log_files)
-        self.bar = tqdm(total=total, desc=f"parse {log_files[0].parent.name}", unit="B", unit_scale=True, leave=False,
-                        mininterval=1.0, disable=None)
+        self.bar = tqdm(
+            total=total,
+            desc=f"parse {log_files[0].parent.name}",
+            unit="B",
+            unit_scale=True,
+            leave=False,
+            mininterval=1.0,
+            disable=None,
+        )
 
     def take(self, result: ChunkSummary) -> None:
         summary = self.summary
@@ -867,8 +884,13 @@ class _Reconciler:
         """Check every file before index ``before`` (complete once a later file's chunk arrives) not yet checked."""
         while self.checked_files < before:
             index = self.checked_files
-            check_file_counts(self.log_files[index], self.summary.file_counts[index], self.first_bad[index],
-                              self.max_share, self.where)
+            check_file_counts(
+                self.log_files[index],
+                self.summary.file_counts[index],
+                self.first_bad[index],
+                self.max_share,
+                self.where,
+            )
             self.checked_files += 1
 
     def templates(self) -> tuple[pd.DataFrame, list[int]]:
@@ -915,8 +937,15 @@ class TemplateDictionary:
         return cls(texts, [ids[text] for text in texts])
 
 
-def write_part_task(index: int, first_line_numbers: list[int], scratch: str, parts: str, layout: LineLayout,
-                    dictionary: TemplateDictionary, leading: tuple[int, bool] = (0, False)) -> int:
+def write_part_task(
+    index: int,
+    first_line_numbers: list[int],
+    scratch: str,
+    parts: str,
+    layout: LineLayout,
+    dictionary: TemplateDictionary,
+    leading: tuple[int, bool] = (0, False),
+) -> int:
     """Turn chunk ``index``'s draft and cluster indices into its part of ``lines.parquet``; returns its rows.
     ``first_line_numbers``: each piece's first line number in its file (the pieces' lines follow from the draft's
     file indices); ``leading``: the chunk's lines before its first header and whether they continue a record
@@ -969,8 +998,9 @@ def _line_numbers(file_indices: np.ndarray, first_line_numbers: list[int]) -> np
 # ----------------------------------------------------------------------------- driver
 
 
-def _with_copies(chunks: Iterator[PackedChunk], layout: LineLayout, miner: DrainMiner, pool: Pool,
-                 scratch: str) -> Iterator[tuple[PackedChunk, LineLayout, Any, str]]:
+def _with_copies(
+    chunks: Iterator[PackedChunk], layout: LineLayout, miner: DrainMiner, pool: Pool, scratch: str
+) -> Iterator[tuple[PackedChunk, LineLayout, Any, str]]:
     """``parse_chunk_task`` arguments per chunk, with a copy of the miner as it is when the chunk is drawn
     (``map_ordered`` draws it just before sending it); a new copy is shared only when the miner has changed."""
     version, shared = -1, None
@@ -980,13 +1010,15 @@ def _with_copies(chunks: Iterator[PackedChunk], layout: LineLayout, miner: Drain
         yield chunk, layout, shared, scratch
 
 
-def _write_parts(pool: Pool, summary: StreamSummary, miner: DrainMiner, layout: LineLayout, scratch: Path,
-                 parts: Path) -> None:
+def _write_parts(
+    pool: Pool, summary: StreamSummary, miner: DrainMiner, layout: LineLayout, scratch: Path, parts: Path
+) -> None:
     """Every chunk's part, on the pool; each must hold exactly its chunk's lines (nothing lost, nothing twice)."""
     dictionary = pool.share(TemplateDictionary.of(miner))
-    items = ((index, first, str(scratch), str(parts), layout, dictionary, leading)
-             for index, (first, leading) in enumerate(zip(summary.chunk_first_lines, summary.chunk_leading,
-                                                          strict=True)))
+    items = (
+        (index, first, str(scratch), str(parts), layout, dictionary, leading)
+        for index, (first, leading) in enumerate(zip(summary.chunk_first_lines, summary.chunk_leading, strict=True))
+    )
     ahead = CHUNKS_AHEAD_PER_WORKER * pool.workers
     for index, rows in enumerate(map_ordered(pool, write_part_task, items, ahead)):
         if rows != summary.chunk_lines[index]:
@@ -1037,8 +1069,11 @@ def stream_parse_files(
         pool_context = open_pool(parse.parallel, "parse.parallel") if remote else contextlib.nullcontext(InlinePool())
         with pool_context as pool:
             summary.pool, summary.workers = pool.description, pool.workers
-            arguments = _with_copies(rest, layout, miner, pool, str(scratch)) if remote else (
-                (chunk, layout, miner, str(scratch)) for chunk in rest)
+            arguments = (
+                _with_copies(rest, layout, miner, pool, str(scratch))
+                if remote
+                else ((chunk, layout, miner, str(scratch)) for chunk in rest)
+            )
             for result in map_ordered(pool, parse_chunk_task, arguments, CHUNKS_AHEAD_PER_WORKER * pool.workers):
                 reconciler.take(result)
             reconciler.check_files(before=len(log_files))
@@ -1110,8 +1145,12 @@ def parse_metrics(name: str, summary: StreamSummary, system: SystemConfig, parse
         "dataset": name,
         "kind": "raw",
         "parser": "Drain",
-        "parser_settings": {"masking": list(system.regex), "depth": drain.depth,
-                            "similarity_threshold": drain.similarity_threshold, "max_children": drain.max_children},
+        "parser_settings": {
+            "masking": list(system.regex),
+            "depth": drain.depth,
+            "similarity_threshold": drain.similarity_threshold,
+            "max_children": drain.max_children,
+        },
         "lines": summary.lines,
         "parsed": summary.status_counts[STATUS_PARSED],
         "unmatched": summary.status_counts[STATUS_UNMATCHED],

@@ -122,12 +122,16 @@ def _fixed_width(array: pa.Array, plan: list[tuple[str, str]]) -> tuple[np.ndarr
     has_fraction = any(value == "f" for kind, value in plan if kind == "directive")
     if has_fraction and not 1 <= fraction_width <= 9:
         return np.zeros(len(array), dtype=bool), 0
-    pattern = "^" + "".join(
-        re.escape(value)
-        if kind == "literal"
-        else (rf"\d{{{fraction_width}}}" if value == "f" else _DIRECTIVES[value][1])
-        for kind, value in plan
-    ) + "$"
+    pattern = (
+        "^"
+        + "".join(
+            re.escape(value)
+            if kind == "literal"
+            else (rf"\d{{{fraction_width}}}" if value == "f" else _DIRECTIVES[value][1])
+            for kind, value in plan
+        )
+        + "$"
+    )
     matches = pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
     return matches & (lengths == width), fraction_width
 

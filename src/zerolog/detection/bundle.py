@@ -173,9 +173,16 @@ def _read_recipe(folder: Path, meta: dict[str, Any], holding: np.ndarray) -> Rec
     if arrays["train_scores"].shape[0] != len(recipe.members):
         raise DataError(f"{folder}: recipe_train_scores.npy has {arrays['train_scores'].shape[0]} rows for "
                         f"{len(recipe.members)} members")  # fmt: skip
-    return RecipeState(recipe, float(meta["recipe"]["threshold"]), int(meta["recipe"]["train_sessions"]), holding,
-                       dict(zip(sets["set"].astype(str), sets["sessions"].astype(int), strict=True)),
-                       arrays["rarity_weights"], arrays["vocabulary"].astype(bool), arrays["train_scores"])
+    return RecipeState(
+        recipe,
+        float(meta["recipe"]["threshold"]),
+        int(meta["recipe"]["train_sessions"]),
+        holding,
+        dict(zip(sets["set"].astype(str), sets["sessions"].astype(int), strict=True)),
+        arrays["rarity_weights"],
+        arrays["vocabulary"].astype(bool),
+        arrays["train_scores"],
+    )
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -199,8 +206,10 @@ def _read_subspace(folder: Path, meta: dict[str, Any]) -> PcaSubspace:
     weighting = meta["pca"]["weighting"]
     agree = idf.shape == mean.shape and components.ndim == 2 and components.shape[1:] == mean.shape
     if weighting not in WEIGHTINGS or not agree:
-        raise DataError(f"{folder}: PCA arrays disagree (weighting {weighting}, idf {idf.shape}, mean {mean.shape}, "
-                        f"components {components.shape})")
+        raise DataError(
+            f"{folder}: PCA arrays disagree (weighting {weighting}, idf {idf.shape}, mean {mean.shape}, "
+            f"components {components.shape})"
+        )
     return PcaSubspace(weighting, idf, mean, components, int(meta["pca"]["train_sessions"]))
 
 

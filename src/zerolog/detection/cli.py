@@ -22,8 +22,11 @@ DEFAULT_OUTPUT = "detections.parquet"
 
 
 def parser() -> argparse.ArgumentParser:
-    command = argparse.ArgumentParser(prog="zerolog detect", description="Apply a trained detector to new raw logs: "
-                                      "one row per session with its score, flag and the templates that weigh most.")
+    command = argparse.ArgumentParser(
+        prog="zerolog detect",
+        description="Apply a trained detector to new raw logs: "
+        "one row per session with its score, flag and the templates that weigh most.",
+    )
     command.add_argument("logs", nargs="+", help="log files, folders, or - for standard input")
     command.add_argument("--system", required=True, help="the system the logs come from (params systems.<name>)")
     command.add_argument("--pair", help="a source->target pair of the last dvc repro (its target must be --system)")
@@ -32,8 +35,9 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"output file (default {DEFAULT_OUTPUT})")
     command.add_argument("--format", choices=("parquet", "csv"), help="output format (default: from the extension)")
     command.add_argument("--workers", type=int, default=1, help="processes parsing chunks (1: this process)")
-    command.add_argument("--dask", action="store_true",
-                         help="parse the chunks on a dask.distributed LocalCluster of --workers workers")
+    command.add_argument(
+        "--dask", action="store_true", help="parse the chunks on a dask.distributed LocalCluster of --workers workers"
+    )
     command.add_argument("--scheduler", help="parse the chunks on the Dask cluster at this address (tcp://host:8786)")
     command.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")

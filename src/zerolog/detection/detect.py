@@ -228,8 +228,10 @@ class _Output:
         schema = OUTPUT_SCHEMA.with_metadata({key: json.dumps(value) for key, value in metadata.items()})
         self.csv = output_format == "csv"
         if self.csv:
-            self._writer: Any = pa_csv.CSVWriter(str(path), pa.schema([(f.name, pa.string() if f.name == "top_templates"
-                                                                       else f.type) for f in OUTPUT_SCHEMA]))
+            self._writer: Any = pa_csv.CSVWriter(
+                str(path),
+                pa.schema([(f.name, pa.string() if f.name == "top_templates" else f.type) for f in OUTPUT_SCHEMA]),
+            )
         else:
             self._writer = pq.ParquetWriter(str(path), schema)
 
@@ -323,8 +325,9 @@ def _parsed_chunks(detector: LoadedDetector, files: list[InputFile], options: De
     system = SystemConfig(context.dataset, context.log_format, context.timestamp, context.regex, context.drain)
     layout = line_layout(system, None, context.multiline)  # detect reads no labels
     keying = SessionKeying.of(detector.rule)
-    config = ParallelConfig(backend=options.backend, workers=options.workers,
-                            scheduler_address=options.scheduler_address)
+    config = ParallelConfig(
+        backend=options.backend, workers=options.workers, scheduler_address=options.scheduler_address
+    )
     with open_pool(config, "--scheduler" if options.scheduler_address else "--workers") as pool:
         shared = pool.share(Pickled.of(detector.known) if pool.workers > 1 else detector.known)
         items = ((chunk, layout, shared, keying) for chunk in chunks(files, options.chunk_bytes))

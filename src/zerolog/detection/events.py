@@ -88,8 +88,14 @@ class ChunkEvents:
             counts = continued_counts(self.status_counts, self.leading_unmatched)
             waiting = np.repeat(np.arange(self.leading_events, dtype=np.int64), len(previous_keys))
             keys = previous_keys * self.leading_events
-            return replace(self, status_counts=counts, first_bad_offset=self.first_bad_if_continued, leading_end=0,
-                           key_events=np.concatenate([waiting, self.key_events]), keys=[*keys, *self.keys])
+            return replace(
+                self,
+                status_counts=counts,
+                first_bad_offset=self.first_bad_if_continued,
+                leading_end=0,
+                key_events=np.concatenate([waiting, self.key_events]),
+                keys=[*keys, *self.keys],
+            )
         dropped = self.leading_events
         if not dropped:
             return replace(self, leading_end=0)
@@ -99,12 +105,18 @@ class ChunkEvents:
         remap[used] = -1 - np.arange(len(used), dtype=np.int32)
         codes = np.where(codes < 0, remap[np.maximum(-1 - codes, 0)], codes).astype(np.int32)
         kept = self.key_events >= dropped
-        return replace(self, leading_end=0, leading_events=0, offsets=self.offsets[dropped:], codes=codes,
-                       unknown_keys=[self.unknown_keys[index] for index in used],
-                       timestamps=self.timestamps[dropped:],
-                       groups=None if self.groups is None else self.groups[dropped:],
-                       key_events=self.key_events[kept] - dropped,
-                       keys=[key for key, keep in zip(self.keys, kept.tolist(), strict=True) if keep])
+        return replace(
+            self,
+            leading_end=0,
+            leading_events=0,
+            offsets=self.offsets[dropped:],
+            codes=codes,
+            unknown_keys=[self.unknown_keys[index] for index in used],
+            timestamps=self.timestamps[dropped:],
+            groups=None if self.groups is None else self.groups[dropped:],
+            key_events=self.key_events[kept] - dropped,
+            keys=[key for key, keep in zip(self.keys, kept.tolist(), strict=True) if keep],
+        )
 
 
 def _template_codes(known: KnownTemplates, keys: list[str],
@@ -190,8 +202,9 @@ def detect_chunk_task(chunk: LineChunk, layout: LineLayout, shared: Pickled | Kn
     key_events, keys, record_keys = np.zeros(0, dtype=np.int64), list[str](), None
     if keying.rule == "key":
         continuation = pc.not_equal(table.column("status").take(taken), STATUS_PARSED).to_pylist()
-        key_events, keys, record_keys = _session_keys(table.column("content").take(taken).to_pylist(), continuation,
-                                                      str(keying.key_regex), leading_events)
+        key_events, keys, record_keys = _session_keys(
+            table.column("content").take(taken).to_pylist(), continuation, str(keying.key_regex), leading_events
+        )
     timestamps = pc.fill_null(table.column("timestamp").take(taken), np.nan).to_numpy(zero_copy_only=False)
     return ChunkEvents(
         index=chunk.index, file_index=chunk.file_index, lines=summary.lines, raw_bytes=summary.raw_bytes,

@@ -91,8 +91,9 @@ def write_system_detector(params: Any, arrays: SystemTensors, recipe: Recipe | N
     templates = list(arrays.meta["templates_list"])
     raw = (parsed / DRAIN_STATE_FILE).is_file()
     # a pre-parsed dataset: its template texts (loghub <*> texts) matched on raw messages; others are new
-    known = known_templates_of_dataset(parsed) if raw else KnownTemplates.of_table(templates, context.drain,
-                                                                                   context.regex)
+    known = (
+        known_templates_of_dataset(parsed) if raw else KnownTemplates.of_table(templates, context.drain, context.regex)
+    )
     threshold = Threshold(state.threshold, f"{recipe.key}: combined score >= its {recipe.cut} cut on the train "
                           "scores", float(decision["pi_hat"]))  # fmt: skip
     example = example_lines(params, context.dataset) if raw else []
@@ -113,8 +114,11 @@ def run_select_stage(params: Any, system: str) -> None:
     if entry["bundle"] is None:
         print(f"selection {system}: no detector persisted: {entry['reason']}", flush=True)
         return
-    print(f"selection {system}: {entry['recipe']} persisted in {entry['bundle']} (cut {entry['threshold']:.6g}, "
-          f"pi-hat {entry['pi_hat']:.3f})", flush=True)
+    print(
+        f"selection {system}: {entry['recipe']} persisted in {entry['bundle']} (cut {entry['threshold']:.6g}, "
+        f"pi-hat {entry['pi_hat']:.3f})",
+        flush=True,
+    )
 
 
 __all__ = ["run_select_stage", "system_context", "write_system_detector"]

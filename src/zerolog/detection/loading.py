@@ -51,8 +51,10 @@ def _parser_of(bundle: DetectorBundle, where: str) -> KnownTemplates:
     if bundle.known is None:
         raise DataError(f"{where}: no known templates (a bundle of an older zerolog: rerun dvc repro)")
     if bundle.context.session is None:
-        raise DataError(f"{where}: dataset {bundle.context.dataset} has no session rule for raw lines (set "
-                        f"datasets.{bundle.context.dataset}.session, e.g. {{rule: key, key_regex: ...}})")
+        raise DataError(
+            f"{where}: dataset {bundle.context.dataset} has no session rule for raw lines (set "
+            f"datasets.{bundle.context.dataset}.session, e.g. {{rule: key, key_regex: ...}})"
+        )
     return bundle.known
 
 
@@ -118,14 +120,17 @@ def from_pipeline(params: Params, system: str, pair: str, method: str, top: int)
     target = params.pairs[pair].target
     check_system(target, system, f"pair {pair} (target {target})")
     if spec.oracle:
-        raise ConfigError(f"--method {method}: an ORACLE reads the target's labels; detect applies zero-label "
-                          "detectors")
+        raise ConfigError(
+            f"--method {method}: an ORACLE reads the target's labels; detect applies zero-label detectors"
+        )
     paths = ArtifactPaths(params.paths)
     bundle = read_bundle(paths.detector(system))
     if spec.kind is not MethodKind.TRANSFER:
         if method != bundle.method:
-            raise ConfigError(f"--method {method}: the persisted detector of {system} is {bundle.method} "
-                              f"(evaluate.recommended); transfer methods: zerolog, source_only, dann, meta")
+            raise ConfigError(
+                f"--method {method}: the persisted detector of {system} is {bundle.method} "
+                f"(evaluate.recommended); transfer methods: zerolog, source_only, dann, meta"
+            )
         return from_bundle(bundle, system, top, f"pair {pair}, method {method} ({paths.detector(system)})")
     known = _parser_of(bundle, str(bundle.folder))
     scorer, threshold, source = _transfer(params, paths, pair, method, bundle, top)

@@ -45,8 +45,11 @@ def registered_name(pattern: str, system: str) -> str:
 
 def _settings(detect: DetectConfig, chunk_bytes: int) -> dict[str, int]:
     """What the served model reads new lines with (params ``detect`` and ``parse.chunk_bytes``)."""
-    return {"top_templates": detect.top_templates, "partition_bytes": detect.partition_bytes,
-            "chunk_bytes": chunk_bytes}
+    return {
+        "top_templates": detect.top_templates,
+        "partition_bytes": detect.partition_bytes,
+        "chunk_bytes": chunk_bytes,
+    }
 
 
 def bundle_digest(folder: Path, settings: str) -> str:
@@ -69,8 +72,14 @@ def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: Det
         return {"name": name, "version": None, "method": None, "reason": reason}
     bundle = read_bundle(folder)  # a damaged bundle fails here, in one line, not in the registry
     if not bundle.reads_raw_lines:
-        return {"name": name, "version": None, "method": bundle.method, "reason": (
-            f"the bundle of dataset {bundle.context.dataset} cannot read raw lines (no template table or sessions)")}
+        return {
+            "name": name,
+            "version": None,
+            "method": bundle.method,
+            "reason": (
+                f"the bundle of dataset {bundle.context.dataset} cannot read raw lines (no template table or sessions)"
+            ),
+        }
     settings_text = json.dumps(_settings(detect, chunk_bytes), sort_keys=True) + "\n"
     digest = bundle_digest(folder, settings_text)
     version = tracker.registered_version(name, "bundle_md5", digest)
@@ -82,8 +91,10 @@ def register_system(tracker: Any, paths: ArtifactPaths, system: str, detect: Det
         if version is None:
             tags = {"system": system, "method": bundle.method, "bundle_md5": digest, "selection_rule": SELECTION_RULE,
                     "threshold": str(bundle.threshold.value), "pi_hat": str(bundle.threshold.pi_hat)}  # fmt: skip
-            description = (f"{bundle.method}, the recommended detector of {system} ({SELECTION_RULE}). Input: raw log "
-                           "lines (column 'line'); output: one row per session (score, flagged, top_templates).")
+            description = (
+                f"{bundle.method}, the recommended detector of {system} ({SELECTION_RULE}). Input: raw log "
+                "lines (column 'line'); output: one row per session (score, flagged, top_templates)."
+            )
             with tracker.run(f"register {system}", {"stage": "report", "target": system, **tags}, {}) as run_id:
                 tracker.log_datasets([run_id], [bundle_input(bundle)])
                 version = tracker.register_detector(run_id, name, SERVED_MODEL,

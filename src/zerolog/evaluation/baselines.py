@@ -283,7 +283,8 @@ def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int
         with _tracked(params, arrays, "supervised_target", oracle.model, seed) as (tracker, run_id):
             if oracle.model == "neural":
                 log = lambda row, run_id=run_id, tracker=tracker: tracker.log_metrics(  # noqa: E731
-                    run_id, row, step=int(row["epoch"]))
+                    run_id, row, step=int(row["epoch"])
+                )
                 scores = neural_oracle_scores(params, arrays, seed, log)
             else:
                 scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)

@@ -117,9 +117,7 @@ def _null_vector(columns: np.ndarray) -> np.ndarray:
     return right[-1]
 
 
-def _integer_invariant(
-    vector: np.ndarray, columns: np.ndarray, support: float, scales: list[int]
-) -> np.ndarray | None:
+def _integer_invariant(vector: np.ndarray, columns: np.ndarray, support: float, scales: list[int]) -> np.ndarray | None:
     """Small integer coefficients theta with ``columns @ theta == 0`` on >= ``support`` of the rows, or None: the
     null vector scaled so its smallest non-zero magnitude is 1, times each scale, rounded (Lou et al. search small
     integers)."""

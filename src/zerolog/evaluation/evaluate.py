@@ -327,7 +327,8 @@ def _over_seeds(per_seed: dict[str, MethodEvaluation]) -> MethodEvaluation:
         if values.get("status") == str(Status.EVALUATED):
             for key in ("f1", "precision", "recall"):
                 rules[rule][key], rules[rule][f"{key}_sd"] = _mean_sd(
-                    [evaluation.entry["rules"][rule].get(key) for evaluation in per_seed.values()])
+                    [evaluation.entry["rules"][rule].get(key) for evaluation in per_seed.values()]
+                )
     entry["rules"] = rules
     return MethodEvaluation(entry, first.pr_points, first.decisions)
 
@@ -547,4 +548,3 @@ def evaluate_pair(
     _log_evaluations(tracking, settings, details, paths, plots / PR_FIGURE)
     write_json(paths.evaluation_details(pair), details)
     write_json(paths.pair_metrics(pair), headline(details))
-

@@ -282,7 +282,9 @@ def project_files(root: Path) -> list[Path]:
     try:
         listing = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=root, check=True, capture_output=True,
+            cwd=root,
+            check=True,
+            capture_output=True,
         ).stdout
         return [Path(name) for name in listing.decode("utf-8").split("\0") if name and (root / name).is_file()]
     except (subprocess.CalledProcessError, FileNotFoundError):

@@ -160,8 +160,12 @@ def select_recipe(system: str, config: SelectionConfig, seed: int, seeds: list[i
     fallback = Recipe.from_key(config.fallback)
     if choice.recipe is None and not references:  # nothing labeled to judge on: the declared fallback, said so
         usable = applies(fallback, target, seed, combined)
-        choice = Choice(fallback if usable else None, choice.references, choice.table,
-                        f"{choice.reason}; selection.fallback {'used' if usable else 'cannot cut this system'}")
+        choice = Choice(
+            fallback if usable else None,
+            choice.references,
+            choice.table,
+            f"{choice.reason}; selection.fallback {'used' if usable else 'cannot cut this system'}",
+        )
     summary = {"system": system, "criterion_rule": config.criterion, **_recipe_summary(choice, skipped)}
     with atomic_directory(paths.selected_scores(system)) as folder:
         if choice.recipe is not None:

@@ -358,8 +358,12 @@ def _measure_method(run: _PairRun, method: str, seed: int, tracker: Tracker, plo
         last_scores = score(model, run.target, run.test.rows, run.train_config.score_batch_size)
         entry = method_entry(run.test.labels, last_scores, curve, run.test.threshold, run_id)
         curve.to_csv(plots / f"{name}.csv", index=False)
-        plot_paper_curve(plots / f"{name}.png", curve, run.config.threshold,
-                         f"{run.pair} {method} seed {seed}: paper protocol, target F1 per epoch (ORACLE view)")
+        plot_paper_curve(
+            plots / f"{name}.png",
+            curve,
+            run.config.threshold,
+            f"{run.pair} {method} seed {seed}: paper protocol, target F1 per epoch (ORACLE view)",
+        )
         tracker.log_metrics(run_id, {
             "last_epoch/f1": entry["f1"], "last_epoch/precision": entry["precision"],
             "last_epoch/recall": entry["recall"], "best_epoch_oracle/f1": entry["best_epoch_oracle"]["f1"],
@@ -367,8 +371,11 @@ def _measure_method(run: _PairRun, method: str, seed: int, tracker: Tracker, plo
             "flag_all/f1": flag_all_entry(run.test.labels)["f1"], "time/seconds": seconds,
         }, step=run.config.epochs)  # fmt: skip
         tracker.log_artifacts(run_id, [plots / f"{name}.csv", plots / f"{name}.png"], "plots")
-    print(f"paper {run.pair} {method} seed {seed}: {run.config.epochs} epochs in {seconds:.1f} s; target F1 last epoch "
-          f"{entry['f1']:.3f}, best epoch (ORACLE) {entry['best_epoch_oracle']['f1']:.3f}", flush=True)
+    print(
+        f"paper {run.pair} {method} seed {seed}: {run.config.epochs} epochs in {seconds:.1f} s; target F1 last epoch "
+        f"{entry['f1']:.3f}, best epoch (ORACLE) {entry['best_epoch_oracle']['f1']:.3f}",
+        flush=True,
+    )
     return entry
 
 

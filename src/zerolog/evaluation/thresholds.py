@@ -152,8 +152,9 @@ def choose_threshold(
     if rule == "pi_hat":
         if inputs.pi_hat is None:
             return Threshold(rule, None, reason=f"no pi-hat: {inputs.pi_hat_reason}")
-        return Threshold(rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat),
-                         detail={"pi_hat": inputs.pi_hat})
+        return Threshold(
+            rule, quantile_threshold(inputs.target_train_scores, inputs.pi_hat), detail={"pi_hat": inputs.pi_hat}
+        )
     if rule == "target_val":
         if not is_oracle_method:
             return Threshold(rule, None, reason="reads target labels: allowed for the supervised oracle only")

@@ -363,8 +363,7 @@ def _previous_vectors(path: Path, expected_fingerprint: dict[str, object]) -> di
     if previous.metadata.get("fingerprint") != json.dumps(expected_fingerprint, sort_keys=True):
         return {}
     return {
-        clean_template(template): vector
-        for template, vector in zip(previous.templates, previous.vectors, strict=True)
+        clean_template(template): vector for template, vector in zip(previous.templates, previous.vectors, strict=True)
     }
 
 
@@ -412,9 +411,13 @@ def embed_templates(config: EmbedConfig, tracking: MlflowConfig, paths: Artifact
         raise DataError(f"{paths.paths.sessions}: the sessions hold no templates")
     cleaned = [clean_template(template) for template in templates]
     vectors, new_texts, seconds = _vectors_for(cleaned, config, output)
-    metadata = {"method": config.method, "model": model_description(config), "dim": str(vectors.shape[1]),
-                "cleaning": str(CLEANING_VERSION),
-                "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True)}
+    metadata = {
+        "method": config.method,
+        "model": model_description(config),
+        "dim": str(vectors.shape[1]),
+        "cleaning": str(CLEANING_VERSION),
+        "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True),
+    }
     write_template_vectors(output, templates, vectors, metadata)
     embedded_now = set(new_texts)
     counts = {"templates": len(templates), "distinct_texts": len(set(cleaned)), "embedded": len(new_texts),

@@ -116,8 +116,14 @@ def fit_pca_subspace(train_counts: np.ndarray, variance: float, weighting: Weigh
     pca = PCA(svd_solver="full").fit(weighted_train - mean)
     kept = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)  # fewest reaching the share
     kept = min(kept, len(pca.explained_variance_ratio_))
-    return PcaSubspace(weighting, idf, mean, np.ascontiguousarray(pca.components_[:kept]), train.shape[0],
-                       residual_variances=pca.explained_variance_[kept:])
+    return PcaSubspace(
+        weighting,
+        idf,
+        mean,
+        np.ascontiguousarray(pca.components_[:kept]),
+        train.shape[0],
+        residual_variances=pca.explained_variance_[kept:],
+    )
 
 
 __all__ = ["WEIGHTINGS", "PcaSubspace", "Weighting", "fit_pca_subspace", "tfidf_weights"]

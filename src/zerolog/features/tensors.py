@@ -205,9 +205,7 @@ def _read_level_counts(path: Path, session_count: int) -> tuple[list[str], np.nd
             width = len(vocabulary)
             cells = rows[valid] * width + np.asarray(codes, dtype=np.int64)
             blocks.append(
-                np.bincount(cells, minlength=len(lengths) * width)
-                .reshape(len(lengths), width)
-                .astype(np.int32)
+                np.bincount(cells, minlength=len(lengths) * width).reshape(len(lengths), width).astype(np.int32)
             )
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"{path}: unreadable parquet: {error}") from None

@@ -138,7 +138,11 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, input_gates: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor, sizes: list[int],
+        ctx: Any,
+        input_gates: torch.Tensor,
+        weight_hh: torch.Tensor,
+        bias_hh: torch.Tensor,
+        sizes: list[int],
         reverse: bool,
     ) -> torch.Tensor:
         # input_gates (tokens, 3 * hidden) packed order; weight_hh (3 * hidden, hidden); sizes: sessions per step

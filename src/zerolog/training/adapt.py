@@ -26,7 +26,7 @@ target's unlabeled train counts, cut by a 2-component mixture; π̂ = its flagge
    pseudo task and says so in the history. ``rounds: 0`` switches it off.
 
 No target label is read: pseudo-labels are a function of the model's scores and the detector's scores only
-(tests/test_adapt.py permutes the target's labels and gets identical weights).
+(tests/training/test_adapt.py permutes the target's labels and gets identical weights).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def configure_torch(config: TrainConfig, device: torch.device, seed: int) -> Non
 
     ``torch.use_deterministic_algorithms`` is switched on for CUDA only: on CPU it sends the GRU to a slow
     fallback (measured 15x slower forward and backward, torch 2.13), while the CPU kernels are already
-    deterministic for a fixed thread count (tests/test_training.py checks identical weights for one seed).
+    deterministic for a fixed thread count (tests/training/test_training.py checks identical weights for one seed).
     """
     torch.set_num_threads(max(1, min(config.torch_threads, os.cpu_count() or 1)))
     if device.type == "cuda":

@@ -1,7 +1,7 @@
 """Stage train: every transfer method of ``train.methods`` on one source→target pair (docs/architecture.md).
 
 ``train_pair`` writes, atomically (all or nothing):
-- ``models/<pair>/<method>/checkpoint.pt`` (loop.save_checkpoint: weights, optimiser, step; training can resume),
+- ``models/<pair>/<method>/seed-<s>/checkpoint.pt`` (loop.save_checkpoint: weights, optimiser, step; it can resume),
 - ``scores/<pair>/<method>.parquet``: P(anomaly) of the sources' val rows and the target's train/val/test rows, no
   labels; metadata ``method``, ``pair``, ``threshold_source_val``, ``mlflow_run_id``,
 - ``scores/<pair>/training.json``: the pair's status (``ok`` or ``skipped`` with the reason), the sources used and
@@ -204,7 +204,9 @@ def _with_epoch_lines(
 
 
 def run_method_job(
-    job: MethodJob, on_epoch: Callable[[dict[str, float]], None] | None = None, progress: bool = False,
+    job: MethodJob,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    progress: bool = False,
     epoch_lines: bool | None = None,
 ) -> MethodOutcome:
     """Train ``job.method`` (loop.train) and score its rows; the target is loaded WITHOUT labels.
@@ -409,10 +411,7 @@ def _train_methods(
             for row in outcome.history:
                 _log_epoch(tracker, run_ids[job.name], row)
         return outcomes
-    return [
-        run_method_job(job, on_epoch=_epoch_logger(tracker, run_ids[job.name]), progress=True)
-        for job in jobs
-    ]
+    return [run_method_job(job, on_epoch=_epoch_logger(tracker, run_ids[job.name]), progress=True) for job in jobs]
 
 
 def target_detection(
@@ -422,7 +421,7 @@ def target_detection(
 
     The baselines stage's ``pca_mixture`` (the recommended detector) computed by the same functions
     (features.target_detector) with the same settings and seed, here in-process: the train stage does not wait for
-    the baselines stage, and its π̂ equals the one in that stage's score file (tests/test_adapt.py).
+    the baselines stage, and its π̂ equals the one in that stage's score file (tests/training/test_adapt.py).
     """
     try:
         return pca_mixture_detection(np.asarray(target.counts), np.asarray(target.split), variance, weighting,
