@@ -104,12 +104,12 @@ def _packed_batch(seed: int, sessions: int, longest: int, size: int) -> tuple[to
 class _Wrapped(nn.Module):
     """The GRU's packed states by torch's kernel or by packed_gru, callable through functional_call (θ')."""
 
-    def __init__(self, gru: nn.GRU, unrolled: bool) -> None:
+    def __init__(self, gru: nn.GRU, unrolled: bool, fused: bool = False) -> None:
         super().__init__()
-        self.gru, self.unrolled = gru, unrolled
+        self.gru, self.unrolled, self.fused = gru, unrolled, fused
 
     def forward(self, packed: PackedSequence) -> PackedSequence:
-        return packed_gru(self.gru, packed) if self.unrolled else self.gru(packed)[0]
+        return packed_gru(self.gru, packed, self.fused) if self.unrolled else self.gru(packed)[0]
 
 
 @pytest.mark.parametrize("layers", [1, 2])
@@ -155,7 +155,7 @@ def test_fused_recurrence_gradients_pass_gradcheck(layers: int) -> None:
     gru = nn.GRU(12, 3, num_layers=layers, batch_first=True, bidirectional=True).double()
     vectors, lengths = _template_batch(6, torch.float64)
     packed = pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
-    module = _Fused(gru)
+    module = _Wrapped(gru, unrolled=True, fused=True)
     names = [name for name, _ in module.named_parameters()]
 
     def states(*weights: torch.Tensor) -> torch.Tensor:
@@ -163,15 +163,6 @@ def test_fused_recurrence_gradients_pass_gradcheck(layers: int) -> None:
 
     weights = tuple(parameter.detach().clone().requires_grad_() for parameter in gru.parameters())
     assert torch.autograd.gradcheck(states, weights, eps=1e-6, atol=1e-7, fast_mode=True)
-
-
-class _Fused(nn.Module):
-    def __init__(self, gru: nn.GRU) -> None:
-        super().__init__()
-        self.gru = gru
-
-    def forward(self, packed: PackedSequence) -> PackedSequence:
-        return packed_gru(self.gru, packed, fused=True)
 
 
 def test_fused_recurrence_gives_torch_states_and_gradients_to_float_precision() -> None:

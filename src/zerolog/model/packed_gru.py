@@ -201,6 +201,7 @@ class _Recurrence(torch.autograd.Function):
                 gradient.unsqueeze(1), hidden_factors[rows].view(size, 3, -1), out=gates_hidden[rows].view(size, 3, -1)
             ).view(size, -1)  # (size, 3 * hidden)
             carried = torch.addmm(gradient * update[rows], gates, weight_hh)  # dL/dh_{t-1}, (size, hidden)
-        factors_input = torch.cat([reset_factor, update_factor, new_factor], 1)
-        gates_input = hidden_gradient.repeat(1, 3).mul_(factors_input)  # (tokens, 3 * hidden)
+        # dL/d(input gates): the r and z parts equal the hidden gates' (formed in the loop); the n part lacks r.
+        hidden_size = hidden_gradient.shape[1]
+        gates_input = torch.cat([gates_hidden[:, : 2 * hidden_size], hidden_gradient * new_factor], 1)
         return gates_input, gates_hidden.t() @ previous, gates_hidden.sum(0), None, None
