@@ -69,6 +69,9 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, RecordingParams):
         value._record.add(value._path)
         return value._value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a stage's typed section holding views
+        return dataclasses.replace(value, **{field.name: unwrap(getattr(value, field.name))
+                                             for field in dataclasses.fields(value) if field.init})  # fmt: skip
     if isinstance(value, dict):
         return {key: unwrap(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

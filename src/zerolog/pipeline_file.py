@@ -101,7 +101,7 @@ def import_closure(module: str) -> tuple[Path, ...]:
 def recorded_params(stage: Stage, params: Params, item: str) -> list[str]:
     """The params keys ``stage``'s arguments read for ``item``."""
     view = RecordingParams(params)
-    unwrap(stage.arguments(view, item))
+    unwrap(stage.build_section(view, item))
     return minimal_keys(view.recorded)
 
 

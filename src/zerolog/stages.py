@@ -24,6 +24,7 @@ from zerolog.artifacts import ArtifactPaths, with_origins
 from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
 from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
+from zerolog import runner
 from zerolog.params_access import declared, unwrap
 
 Each = Literal["dataset", "system", "pair", "paper_pair"]
@@ -36,8 +37,10 @@ NETWORK_CODE = Path("src/zerolog/training/served_network.py")
 
 @dataclass(frozen=True)
 class Output:
-    """One declared output of a stage: a DVC out, metric or plot."""
+    """One declared output of a stage: a DVC out, metric or plot. ``name`` is how the stage's result asks for it
+    (``outputs["tensors"]``, zerolog.runner.Outputs); a path without a suffix is a folder."""
 
+    name: str
     path: Path
     kind: Literal["outs", "metrics", "plots"] = "outs"
     cache: bool = True
@@ -47,19 +50,29 @@ class Output:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the pipeline; per dataset, system or pair when ``each`` is set."""
+    """One stage of the pipeline; per dataset, system or pair when ``each`` is set.
+
+    ``section``, ``load`` and ``core`` name the stage's three functions (``module:function``, all in the stage's
+    module, imported only when the stage runs): the typed settings it receives (built from params; the generator
+    records the keys read, which become the stage's params in ``dvc.yaml``), the reader of its declared deps and its
+    pure computation. zerolog.runner runs them and writes ``outputs``.
+    """
 
     name: str
     summary: str
     each: Each | None
-    function: str  # "module:function"
-    arguments: Callable[[Any, str], dict[str, Any]]  # (params or a recording view, item) -> keyword arguments
+    section: str  # "module:function": (params, item) -> the stage's typed section
+    load: str  # "module:function": (section, ArtifactPaths) -> inputs
+    core: str  # "module:function": (section, inputs) -> zerolog.runner.Result
     deps: Callable[[Params, ArtifactPaths, str], list[Path]]
     outputs: Callable[[Params, ArtifactPaths, str], list[Output]]
+    # TRANSITION (removed when every stage is converted): the old entry, (params view, item) -> keyword arguments
+    legacy_function: str = ""
+    legacy_arguments: Callable[[Any, str], dict[str, Any]] | None = None
 
     @property
     def module(self) -> str:
-        return self.function.split(":")[0]
+        return (self.core or self.legacy_function).split(":")[0]
 
     def items(self, params: Params) -> list[str]:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
@@ -78,15 +91,28 @@ class Stage:
         """DVC allows letters, digits, ``_`` and ``-`` in a stage name: ``train-hdfs-bgl``; ``+`` becomes ``_``."""
         return f"{self.name}-{item.replace('+', '_')}" if item else self.name
 
-    def call(self, params: Params, item: str) -> None:
-        """Run the stage's function for ``item`` with the arguments its declaration picks from ``params``."""
+    def build_section(self, params: Any, item: str) -> Any:
+        """The stage's typed section for ``item`` (``params`` may be a recording view: zerolog.params_access)."""
+        if self.legacy_arguments is not None:
+            return self.legacy_arguments(params, item)
+        return _resolve(self.section)(params, item)
+
+    def call(self, params: Params, item: str) -> Any:
+        """Run the stage for ``item`` through the one runner; returns its result."""
         if self.each and item not in self.items(params):
             raise ConfigError(f"{params.source_file}: {self.each} {item!r} is not in params (stage {self.name})")
-        self.resolve()(**self.arguments(params, item))
+        if self.legacy_arguments is not None:
+            return _resolve(self.legacy_function)(**self.legacy_arguments(params, item))
+        paths = ArtifactPaths(params.paths)
+        outputs = {output.name: output.path for output in self.outputs(params, paths, item)}
+        invocation = runner.Run(self.name, item, self.build_section(params, item), paths, _resolve(self.load),
+                                _resolve(self.core), outputs)  # fmt: skip
+        return runner.run(invocation)
 
-    def resolve(self) -> Callable[..., Any]:
-        module, function = self.function.split(":")
-        return getattr(importlib.import_module(module), function)
+
+def _resolve(name: str) -> Callable[..., Any]:
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def paper_pairs(params: Params) -> list[str]:
@@ -107,8 +133,8 @@ def _bundled_files(params: Params, dataset: str) -> list[Path]:
     return list(dict.fromkeys(Path(params.paths.bundled) / glob_root(name) for name in names))
 
 
-def _metric(path: Path) -> Output:
-    return Output(path, "metrics", cache=False)
+def _metric(name: str, path: Path) -> Output:
+    return Output(name, path, "metrics", cache=False)
 
 
 # ----------------------------------------------------------------------------- the stages
@@ -131,11 +157,6 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
 
 def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
-
-
-def _tensors_arguments(params: Any, system: str) -> dict[str, Any]:
-    return {"system": system, "dataset": params.systems[system].dataset, "config": params.tensors,
-            "paths": _paths(params)}  # fmt: skip
 
 
 def _paths(params: Any) -> ArtifactPaths:
@@ -211,82 +232,83 @@ def _targets(params: Params) -> list[str]:
 STAGES: list[Stage] = [
     Stage(
         "download", "copy (bundled) or fetch (loghub) one dataset", "dataset",
-        "zerolog.data.download:download_dataset", _download_arguments,
+        "", "", "", legacy_function="zerolog.data.download:download_dataset", legacy_arguments=_download_arguments,
         deps=lambda params, paths, dataset: _bundled_files(params, dataset),
-        outputs=lambda params, paths, dataset: [Output(paths.raw(dataset))],
+        outputs=lambda params, paths, dataset: [Output("raw", paths.raw(dataset))],
     ),
     Stage(
         "parse", "parse one dataset's logs into lines and templates", "dataset",
-        "zerolog.data.parse:parse_dataset", _parse_arguments,
+        "", "", "", legacy_function="zerolog.data.parse:parse_dataset", legacy_arguments=_parse_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.parsed(dataset)), Output(paths.data_report("parse", dataset), cache=False)
+            Output("parsed", paths.parsed(dataset)), Output("report", paths.data_report("parse", dataset), cache=False)
         ],
     ),
     Stage(
         "sessionize", "group one dataset's lines into labeled, split sessions", "dataset",
-        "zerolog.data.sessionize:sessionize_dataset", _sessionize_arguments,
+        "", "", "", legacy_function="zerolog.data.sessionize:sessionize_dataset", legacy_arguments=_sessionize_arguments,
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output(paths.sessions(dataset)), Output(paths.data_report("sessionize", dataset), cache=False)
+            Output("sessions", paths.sessions(dataset)), Output("report", paths.data_report("sessionize", dataset), cache=False)
         ],
     ),
     Stage(
         "embed", "embed every template of every dataset into one semantic space", None,
-        "zerolog.features.embed:embed_templates", _embed_arguments,
+        "", "", "", legacy_function="zerolog.features.embed:embed_templates", legacy_arguments=_embed_arguments,
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
-            Output(paths.template_vectors(), persist=True), Output(paths.data_report("embed", "embed"), cache=False)
+            Output("vectors", paths.template_vectors(), persist=True), Output("report", paths.data_report("embed", "embed"), cache=False)
         ],
     ),
     Stage(
         "tensors", "one system's sessions as padded template-index sequences, labels, splits, counts", "system",
-        "zerolog.features.tensors:build_tensors", _tensors_arguments,
+        "zerolog.features.tensors:tensors_section", "zerolog.features.tensors:load_tensor_inputs",
+        "zerolog.features.tensors:compute_tensors",
         deps=lambda params, paths, system: [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
         outputs=lambda params, paths, system: [
-            Output(paths.tensors(system)), Output(paths.data_report("tensors", system), cache=False)
+            Output("tensors", paths.tensors(system)), Output("report", paths.data_report("tensors", system), cache=False)
         ],
     ),
     Stage(
         "train", "every transfer method on one source->target pair", "pair",
-        "zerolog.training.pipeline:train_pair", _train_arguments,
+        "", "", "", legacy_function="zerolog.training.pipeline:train_pair", legacy_arguments=_train_arguments,
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             NETWORK_CODE,  # the logged model's code (MLflow models-from-code): a path, never imported here
         ],
         outputs=lambda params, paths, pair: [
-            Output(paths.models(pair)),
-            Output(paths.pair_scores(pair)),
-            Output(paths.plots("train", pair), "plots", cache=False,
+            Output("models", paths.models(pair)),
+            Output("scores", paths.pair_scores(pair)),
+            Output("plots", paths.plots("train", pair), "plots", cache=False,
                    plot={"template": "linear", "x": "epoch", "y": "val/f1"}),
         ],
     ),
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
         "system",
-        "zerolog.evaluation.baselines:run_target_baselines", _baselines_arguments,
+        "", "", "", legacy_function="zerolog.evaluation.baselines:run_target_baselines", legacy_arguments=_baselines_arguments,
         deps=lambda params, paths, system: [paths.tensors(system)],
-        outputs=lambda params, paths, system: [Output(paths.target_scores(system))],
+        outputs=lambda params, paths, system: [Output("scores", paths.target_scores(system))],
     ),
     Stage(
         "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
         "system",
-        "zerolog.detection.fit:run_select_stage", _select_arguments,
+        "", "", "", legacy_function="zerolog.detection.fit:run_select_stage", legacy_arguments=_select_arguments,
         deps=lambda params, paths, system: [
             *[paths.tensors(other) for other in params.systems],
             *[paths.target_scores(other) for other in params.systems],
             paths.raw(params.systems[system].dataset), paths.parsed(params.systems[system].dataset),
         ],
         outputs=lambda params, paths, system: [
-            Output(paths.selected_scores(system)), Output(paths.detector(system)),
-            _metric(paths.stage_metrics("selection", system)),
+            Output("scores", paths.selected_scores(system)), Output("detector", paths.detector(system)),
+            _metric("metrics", paths.stage_metrics("selection", system)),
         ],
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
-        "zerolog.evaluation.evaluate:evaluate_pair", _evaluate_arguments,
+        "", "", "", legacy_function="zerolog.evaluation.evaluate:evaluate_pair", legacy_arguments=_evaluate_arguments,
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             paths.pair_scores(pair),
@@ -294,37 +316,37 @@ STAGES: list[Stage] = [
             paths.selected_scores(params.pairs[pair].target),
         ],
         outputs=lambda params, paths, pair: [
-            _metric(paths.pair_metrics(pair)),
-            Output(paths.evaluation_details(pair), cache=False),
-            Output(paths.plots("evaluate", pair) / "pr", "plots", cache=False,
+            _metric("metrics", paths.pair_metrics(pair)),
+            Output("details", paths.evaluation_details(pair), cache=False),
+            Output("pr", paths.plots("evaluate", pair) / "pr", "plots", cache=False,
                    plot={"template": "simple", "x": "recall", "y": "precision"}),
-            Output(paths.plots("evaluate", pair) / "confusion", "plots", cache=False,
+            Output("confusion", paths.plots("evaluate", pair) / "confusion", "plots", cache=False,
                    plot={"template": "confusion", "x": "actual", "y": "predicted"}),
-            Output(paths.plots("evaluate", pair) / "pr_curves.png", "plots", cache=False),
+            Output("pr_curves", paths.plots("evaluate", pair) / "pr_curves.png", "plots", cache=False),
         ],
     ),
     Stage(
         "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
-        "paper_pair", "zerolog.evaluation.paper:measure_paper_pair", _paper_arguments,
+        "paper_pair", "", "", "", legacy_function="zerolog.evaluation.paper:measure_paper_pair", legacy_arguments=_paper_arguments,
         deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
         outputs=lambda params, paths, pair: [
-            _metric(paths.paper_metrics(pair)),
-            Output(paths.paper_plots(pair), "plots", cache=False,
+            _metric("metrics", paths.paper_metrics(pair)),
+            Output("plots", paths.paper_plots(pair), "plots", cache=False,
                    plot={"template": "linear", "x": "epoch", "y": "target/f1"}),
         ],
     ),
     Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
-        "zerolog.evaluation.signals:diagnose", _diagnose_arguments,
+        "", "", "", legacy_function="zerolog.evaluation.signals:diagnose", legacy_arguments=_diagnose_arguments,
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
         outputs=lambda params, paths, _: [
-            Output(paths.report("transfer_signals.md"), cache=False),
-            Output(paths.report("transfer_signals.json"), cache=False),
+            Output("markdown", paths.report("transfer_signals.md"), cache=False),
+            Output("numbers", paths.report("transfer_signals.json"), cache=False),
         ],
     ),
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
-        "zerolog.report:build_report", _report_arguments,
+        "", "", "", legacy_function="zerolog.report:build_report", legacy_arguments=_report_arguments,
         deps=lambda params, paths, _: [
             *[paths.evaluation_details(pair) for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
@@ -332,8 +354,8 @@ STAGES: list[Stage] = [
             SERVED_MODEL_CODE,  # the registered model's code (MLflow models-from-code): a path, never imported here
         ],
         outputs=lambda params, paths, _: [
-            Output(paths.report("results.md"), cache=False),
-            Output(paths.report("f1_heatmap.png"), "plots", cache=False),
+            Output("results", paths.report("results.md"), cache=False),
+            Output("heatmap", paths.report("f1_heatmap.png"), "plots", cache=False),
         ],
     ),
 ]  # fmt: skip

@@ -43,10 +43,11 @@ import torch
 from torch.utils.data import Dataset
 
 from zerolog.artifacts import LEVEL_COUNTS_FILE, PADDING, SPLIT_CODES, UNLABELED, ArtifactPaths, SystemTensors
-from zerolog.config import TensorsConfig
+from zerolog.config import Params, TensorsConfig
 from zerolog.errors import DataError
 from zerolog.features.embed import read_template_vectors
-from zerolog.io import atomic_directory, write_json
+from zerolog.io import write_json
+from zerolog.runner import Outputs
 
 # ----------------------------------------------------------------------------- building
 
@@ -342,32 +343,72 @@ def _meta(system: str, dataset: str, sessions: _Sessions, vocabulary: _Vocabular
     }  # fmt: skip
 
 
-def build_tensors(system: str, dataset: str, config: TensorsConfig, paths: ArtifactPaths) -> None:
-    """Stage tensors: write ``tensors/<system>/`` (the module docstring's files) and ``reports/data/tensors/
-    <system>.json`` (counts: sessions per split, truncated sessions, templates) from ``sessions/<dataset>/`` and the
-    shared template vectors. Written atomically: a failure leaves the previous directory untouched."""
-    sessions_path = paths.sessions_file(dataset)
-    sessions = _read_sessions(sessions_path, config.max_len)
+@dataclass(frozen=True)
+class TensorsSection:
+    """Stage tensors' settings: the system, the dataset whose sessions it reads, ``tensors.*``."""
+
+    system: str
+    dataset: str
+    config: TensorsConfig
+
+
+def tensors_section(params: Params, system: str) -> TensorsSection:
+    return TensorsSection(system, params.systems[system].dataset, params.tensors)
+
+
+@dataclass(frozen=True)
+class TensorsInputs:
+    sessions: _Sessions
+    vocabulary: _Vocabulary
+    level_names: list[str]
+    level_counts: np.ndarray  # (sessions, levels) int32
+
+
+def load_tensor_inputs(section: TensorsSection, paths: ArtifactPaths) -> TensorsInputs:
+    """The dataset's sessions (the first max_len events of each), this system's vocabulary and its level counts."""
+    sessions_path = paths.sessions_file(section.dataset)
+    sessions = _read_sessions(sessions_path, section.config.max_len)
     vocabulary = _vocabulary(sessions, paths.template_vectors(), sessions_path)
-    sequences = _sequences(sessions, vocabulary, config.max_len)
-    level_names, level_counts = _read_level_counts(sessions_path, sequences.sessions)  # (sessions, levels)
-    meta = _meta(system, dataset, sessions, vocabulary, config.max_len, level_names)
-    width = sequences.templates + 1
-    with atomic_directory(paths.tensors(system)) as directory:
-        _write_npy_rows(directory / "index.npy", np.int32, (sequences.sessions, config.max_len),
+    level_names, level_counts = _read_level_counts(sessions_path, len(sessions.session_ids))
+    return TensorsInputs(sessions, vocabulary, level_names, level_counts)
+
+
+@dataclass(frozen=True)
+class TensorsResult:
+    """``tensors/<system>/`` (the module docstring's files) and its counts (``reports/data/tensors/<system>.json``)."""
+
+    sequences: _Sequences
+    inputs: TensorsInputs
+    meta: dict[str, Any]
+
+    def metrics(self) -> dict[str, Any]:
+        summary = {key: self.meta[key] for key in ("sessions", "splits", "truncated", "max_len", "longest_session",
+                                                   "templates", "dim", "level_names")}  # fmt: skip
+        return {**summary, "missing_vectors": 0}  # a missing vector stops the stage in load
+
+    def write(self, outputs: Outputs) -> None:
+        directory, sequences, max_len = outputs["tensors"], self.sequences, self.meta["max_len"]
+        width = sequences.templates + 1
+        _write_npy_rows(directory / "index.npy", np.int32, (sequences.sessions, max_len),
                         sequences.index_blocks(READ_SESSIONS))  # fmt: skip
         _write_npy_rows(directory / "counts.npy", np.float32, (sequences.sessions, width),
                         sequences.count_blocks(max(1, COUNT_CELLS // width)))  # fmt: skip
         np.save(directory / "lengths.npy", sequences.lengths)
-        np.save(directory / "labels.npy", sessions.labels)
-        np.save(directory / "split.npy", sessions.split)
-        np.save(directory / "vectors.npy", vocabulary.vectors)
-        np.save(directory / LEVEL_COUNTS_FILE, level_counts)
-        (directory / "session_ids.json").write_text(json.dumps(sessions.session_ids), encoding="utf-8")
-        (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    summary = {key: meta[key] for key in ("sessions", "splits", "truncated", "max_len", "longest_session",
-                                          "templates", "dim", "level_names")}  # fmt: skip
-    write_json(paths.data_report("tensors", system), {**summary, "missing_vectors": 0})  # a missing one stops here
+        np.save(directory / "labels.npy", self.inputs.sessions.labels)
+        np.save(directory / "split.npy", self.inputs.sessions.split)
+        np.save(directory / "vectors.npy", self.inputs.vocabulary.vectors)
+        np.save(directory / LEVEL_COUNTS_FILE, self.inputs.level_counts)
+        (directory / "session_ids.json").write_text(json.dumps(self.inputs.sessions.session_ids), encoding="utf-8")
+        (directory / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json(outputs["report"], self.metrics())
+
+
+def compute_tensors(section: TensorsSection, inputs: TensorsInputs) -> TensorsResult:
+    """Stage tensors: the sessions as padded index sequences over this system's vocabulary, with counts."""
+    sequences = _sequences(inputs.sessions, inputs.vocabulary, section.config.max_len)
+    meta = _meta(section.system, section.dataset, inputs.sessions, inputs.vocabulary, section.config.max_len,
+                 inputs.level_names)  # fmt: skip
+    return TensorsResult(sequences, inputs, meta)
 
 
 # ----------------------------------------------------------------------------- torch view
