@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zerolog.artifacts import SystemTensors
+from zerolog.artifacts import ArtifactPaths, SystemTensors
 from zerolog.config import Params, parse_params, read_yaml
 from zerolog.stages import stage_named
 
@@ -78,9 +78,32 @@ def loso_of(member: str) -> dict[str, object]:
 LOSO_PCA = loso_of("pca")
 
 
-def call_stage(name: str, params: Params, item: str = "") -> None:
-    """Run stage ``name`` for ``item`` as pipeline/<name>.py does: only its declared params reach the function."""
-    stage_named(name).call(params, item)
+def _output_files(params: Params) -> dict[Path, tuple[int, int]]:
+    """Every file under the params' output folders, with its (size, modification time)."""
+    roots = [Path(getattr(params.paths, name)) for name in OUTPUT_PATHS]
+    return {
+        path: (path.stat().st_size, path.stat().st_mtime_ns)
+        for root in roots
+        if root.exists()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def call_stage(name: str, params: Params, item: str = "") -> Any:
+    """Run stage ``name`` for ``item`` as pipeline/<name>.py does (through the stage table and zerolog.runner) and
+    return its result; fails when the stage created, changed or removed a file outside its declared outputs."""
+    stage = stage_named(name)
+    before = _output_files(params)
+    result = stage.call(params, item)
+    after = _output_files(params)
+    declared = [output.path for output in stage.outputs(params, ArtifactPaths(params.paths), item)]
+    touched = {path for path in after.keys() | before.keys() if before.get(path) != after.get(path)}
+    undeclared = sorted(
+        str(path) for path in touched if not any(path == out or out in path.parents for out in declared)
+    )
+    assert not undeclared, f"stage {name} {item} wrote outside its declared outputs: {undeclared}"
+    return result
 
 
 @pytest.fixture(scope="module")
