@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from zerolog.artifacts import ArtifactPaths, SystemTensors
-from zerolog.config import Params, parse_params, read_yaml
+from zerolog.config import Params
+from zerolog.config_loader import parse_params, read_yaml
 from zerolog.stages import stage_named
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from zerolog.config import Params, load_params
+from zerolog.config import Params
+from zerolog.config_loader import load_params
 from zerolog.io import sha256_file
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from pathlib import Path
 
 import pytest
 
-from zerolog.config import ConfigError, Params, load_params, parse_params, read_yaml
+from zerolog.config import ConfigError, Params
+from zerolog.config_loader import load_params, parse_params, read_yaml
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 RAW = read_yaml(PARAMS_FILE.read_text(encoding="utf-8"))
@@ -67,8 +69,14 @@ def test_the_project_params_load():
         ("systems.hdfs.regex", "blk_", "systems.hdfs.regex: expected a list, got 'blk_'"),
         ("datasets.bgl_logs.session.size", "20", "datasets.bgl_logs.session.size"),
         ("datasets.hdfs_logs.files", ["HDFS_2k.log"], "datasets.hdfs_logs.files: expected a mapping"),
+        ("datasets.hdfs_logs.files.logs", [5], "datasets.hdfs_logs.files.logs[0]: expected a string, got 5"),
+        ("train.optimizer.betas", [0.9, "x"], "train.optimizer.betas[1]: expected a number, got 'x'"),
+        ("train.mixed_precision", 1, "train.mixed_precision: expected true or false, got 1"),
+        # what YAML reads but params cannot hold (an unquoted date, a key that is no string)
+        ("seed", datetime.date(2026, 1, 1), "seed: expected a string, number, true or false, list or mapping"),
+        ("data.archives", {1: None}, "data.archives: key 1 is not a string"),
         # bad literals
-        ("parse.parallel.backend", "ray", "parse.parallel.backend: 'ray' is not one of 'dask', 'processes'"),
+        ("parse.parallel.backend", "ray", "parse.parallel.backend: 'ray' is not one of 'dask' or 'processes'"),
         ("datasets.hdfs_logs.kind", "logs", "datasets.hdfs_logs.kind: 'logs' is not one of"),
         ("datasets.hdfs_logs.label.rule", "guess", "datasets.hdfs_logs.label.rule: 'guess' is not one of"),
         ("datasets.hdfs_logs.split.method", "shuffle", "datasets.hdfs_logs.split.method: 'shuffle' is not one of"),

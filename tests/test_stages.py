@@ -9,7 +9,8 @@ import pytest
 import yaml
 from conftest import REPOSITORY, call_stage, make_params
 
-from zerolog.config import PairConfig, load_params, parse_params, read_yaml
+from zerolog.config import PairConfig
+from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import ConfigError
 from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap
 from zerolog.pipeline_file import import_closure, pipeline_definition, render

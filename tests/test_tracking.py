@@ -15,7 +15,8 @@ from conftest import call_stage, make_params
 from mlflow.tracking import MlflowClient
 from training_fixtures import write_system
 
-from zerolog.config import MlflowConfig, load_params
+from zerolog.config import MlflowConfig
+from zerolog.config_loader import load_params
 from zerolog.tracking import (
     EXPERIMENT_KIND_TAG,
     RUNS_VIEW_KEY,

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from zerolog.artifacts import SystemTensors, load_tensors
-from zerolog.config import TrainConfig, load_params
+from zerolog.config import TrainConfig
+from zerolog.config_loader import load_params
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, load_tensors
-from zerolog.config import Params, TrainConfig, as_dict, load_params, parse_params, read_yaml
+from zerolog.config import Params, TrainConfig, as_dict
+from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import ZerologError
 from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path, read_json, write_json, write_text

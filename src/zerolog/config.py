@@ -1,25 +1,25 @@
-"""Typed configuration: one frozen dataclass per params.yaml section, validated on load.
+"""Typed configuration: one frozen dataclass per params.yaml section, with the checks of its own fields.
 
 Why: a mistyped key in params.yaml must fail at once with a message that names it
 (``params.yaml: train.optimizer.learnig_rate: unknown key``), not silently fall back to a
 default three stages later. Every hyperparameter lives in params.yaml; the dataclasses
 below carry no defaults for hyperparameters, only for keys that are genuinely optional.
+Loading, type checks and the checks across sections: zerolog.config_loader.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
-from zerolog.artifacts import MethodKind, method_spec
+from pydantic import ConfigDict
+
 from zerolog.errors import ConfigError
+from zerolog.methods import MethodKind, method_spec
 
-__all__ = ["ConfigError", "Params", "load_params", "parse_params", "read_yaml", "as_dict"]
+__all__ = ["ConfigError", "Params", "as_dict"]
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -338,7 +338,7 @@ class TrainConfig:
     mixed_precision: bool  # bfloat16 autocast of the training steps, on CUDA only (a no-op on CPU)
     torch_threads: int  # CPU threads for torch (capped at the machine's cores), shared by the method workers
     method_workers: int  # stage train on CPU: methods trained side by side in this many processes; 1: in turn
-    methods: list[str]  # transfer methods of the method registry (zerolog.artifacts.METHODS)
+    methods: list[str]  # transfer methods of the method registry (zerolog.methods.METHODS)
     min_source_anomalies: int
     encoder: EncoderConfig
     recurrence: Literal["unrolled", "fused"]  # how CPU training steps run the GRU (model/packed_gru.py)
@@ -749,6 +749,9 @@ class MlflowConfig:
 class Params:
     """The whole of params.yaml."""
 
+    # an unknown key is refused, in every section: they inherit the config of Params (zerolog.config_loader)
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     seed: int  # the data: splits, subsampling, bootstrap resamples (one fixed split for every model seed)
     seeds: list[int]  # the models: a stochastic method is run once per seed; metrics report mean and sd over them
     paths: Paths
@@ -785,359 +788,6 @@ class Params:
             regex=system.regex,
             drain=system.drain,
         )
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a type annotation and build nested dataclasses."""
-    origin = get_origin(annotation)
-    if annotation is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        options = get_args(annotation)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ConfigError(f"{where}: must not be null")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, where)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not {_type_name(annotation)}")
-    if origin is Literal:
-        if value not in get_args(annotation):
-            allowed = ", ".join(repr(choice) for choice in get_args(annotation))
-            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_type,) = get_args(annotation)
-        return [_convert(item, item_type, f"{where}[{index}]") for index, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        key_type, item_type = get_args(annotation)
-        return {
-            _convert(key, key_type, f"{where}"): _convert(item, item_type, f"{where}.{key}")
-            for key, item in value.items()
-        }
-    if dataclasses.is_dataclass(annotation):
-        assert isinstance(annotation, type)  # a field's annotation is a dataclass, never an instance of one
-        return _build(annotation, value, where)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {_type_name(annotation)}")
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown and missing keys."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'top level'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source_file"}
-    prefix = f"{where}." if where else ""
-    for key in raw:
-        if key not in fields:
-            raise ConfigError(f"{prefix}{key}: unknown key (expected one of {', '.join(fields)})")
-    values = {}
-    for name, spec in fields.items():
-        if name not in raw:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{prefix}{name}: missing key")
-            continue
-        values[name] = _convert(raw[name], hints[name], f"{prefix}{name}")
-    return cls(**values)
-
-
-def log_format_fields(log_format: str) -> list[str]:
-    """The ``<Field>`` names of a loghub log format, in order."""
-    return re.findall(r"<([^<>]+)>", log_format)
-
-
-#: Header fields stored in lines.parquet under a lower-case name (stage parse); group_by may use either name.
-LOWER_CASE_FIELDS = {"Level": "level", "Component": "component"}
-
-#: Columns of lines.parquet (stage parse) that no other log-format field may be named after.
-RESERVED_LINE_COLUMNS = (
-    "file_index", "line_number", "timestamp", "level", "component", "content",
-    "event_id", "template", "label", "status", "session_key",
-)  # fmt: skip
-
-#: Which ``files`` keys each dataset kind needs (sessions: one of the alternatives).
-DATASET_FILES: dict[str, list[tuple[str, ...]]] = {
-    "raw": [("logs",)],
-    "events": [("events", "templates")],
-    "sessions": [
-        ("normal", "abnormal", "templates"),
-        ("sessions",),
-        ("train", "test_normal", "test_abnormal", "templates"),
-    ],
-}
-
-
-def _check_regex(pattern: str, where: str, groups: int | None = None) -> None:
-    try:
-        compiled = re.compile(pattern)
-    except re.error as error:
-        raise ConfigError(f"{where}: invalid regex {pattern!r} ({error})") from None
-    if groups is not None and compiled.groups != groups:
-        raise ConfigError(f"{where}: must have exactly {groups} group(s), has {compiled.groups}")
-
-
-def _check_line_layout(log_format: str, timestamp: TimestampConfig, where_format: str, where_timestamp: str) -> None:
-    """A log format (and the timestamp fields it must hold) that stage parse can compile."""
-    fields = log_format_fields(log_format)
-    if "Content" not in fields:
-        raise ConfigError(f"{where_format}: has no <Content> field")
-    for field_name in fields:
-        if not field_name.isidentifier() or fields.count(field_name) > 1:
-            raise ConfigError(f"{where_format}: field <{field_name}> must be a unique identifier")
-        if field_name not in LOWER_CASE_FIELDS and field_name in RESERVED_LINE_COLUMNS:
-            raise ConfigError(f"{where_format}: field <{field_name}> would overwrite the column {field_name!r}")
-    _check_regex(re.sub(r"<[^<>]+>", "(.*?)", log_format), where_format)
-    for field_name in timestamp.fields:
-        if field_name not in fields or field_name == "Content":
-            raise ConfigError(f"{where_timestamp}.fields: {field_name!r} is not a header field of the log format")
-
-
-def _check_dataset_layout(params: Params, name: str, dataset: DatasetConfig) -> list[str]:
-    """Check a dataset's own log format / timestamp (raw only); return the fields of the format it is parsed with."""
-    where = f"datasets.{name}"
-    if dataset.kind != "raw":
-        for key in ("log_format", "timestamp"):
-            if getattr(dataset, key) is not None:
-                raise ConfigError(f"{where}.{key}: only for kind raw (kind {dataset.kind} is not parsed from lines)")
-    system = params.dataset_system(name)
-    if dataset.log_format is not None or dataset.timestamp is not None:
-        format_owner = where if dataset.log_format is not None else f"systems.{dataset.system}"
-        time_owner = where if dataset.timestamp is not None else f"systems.{dataset.system}"
-        _check_line_layout(system.log_format, system.timestamp, f"{format_owner}.log_format", f"{time_owner}.timestamp")
-    return log_format_fields(system.log_format)
-
-
-def _check_session_and_label(name: str, dataset: DatasetConfig, fields: list[str]) -> None:
-    """Cross-key checks of a dataset's session and label rules against its kind, files and log format."""
-    where = f"datasets.{name}"
-    session, label = dataset.session, dataset.label
-    logs = dataset.files.get("logs")
-    if session is not None and session.rule in ("key", "file") and session.key_regex:
-        _check_regex(session.key_regex, f"{where}.session.key_regex", groups=1)
-    if session is not None and session.rule == "file" and dataset.kind != "raw":
-        raise ConfigError(f"{where}.session.rule: file needs kind raw (one session per log file)")
-    if (
-        session is not None
-        and session.group_by is not None
-        and (dataset.kind != "raw" or session.group_by not in [*fields, *LOWER_CASE_FIELDS.values()])
-    ):
-        raise ConfigError(f"{where}.session.group_by: {session.group_by!r} is not a header field of the log format")
-    if label is None:
-        return
-    if label.rule in ("key_file", "key_list"):
-        if session is None or session.rule not in ("key", "file"):
-            raise ConfigError(f"{where}.label.rule: {label.rule} needs session rule key or file")
-        if "labels" not in dataset.files:
-            raise ConfigError(f"{where}.files.labels: missing key (required for label rule {label.rule})")
-    if label.rule == "source_file" and (dataset.kind != "raw" or not isinstance(logs, list) or len(logs) < 2):
-        raise ConfigError(f"{where}.label.rule: source_file needs kind raw with at least two log files")
-    if label.rule == "line_field":
-        if label.field is None or label.normal_value is None:
-            raise ConfigError(f"{where}.label: field and normal_value are required for rule line_field")
-        if dataset.kind == "raw" and (label.field not in fields or label.field == "Content"):
-            raise ConfigError(f"{where}.label.field: {label.field!r} is not a header field of the log format")
-
-
-def _check_systems_and_datasets(params: Params) -> None:
-    """Cross-key checks of systems.* and datasets.* (stages parse and sessionize)."""
-    for name, system in params.systems.items():
-        where = f"systems.{name}"
-        _check_line_layout(system.log_format, system.timestamp, f"{where}.log_format", f"{where}.timestamp")
-        for index, pattern in enumerate(system.regex):
-            _check_regex(pattern, f"{where}.regex[{index}]")
-        drain = system.drain
-        if drain.depth < 3:
-            raise ConfigError(
-                f"{where}.drain.depth: must be at least 3 (root, a token layer, leaves), got {drain.depth}"
-            )
-        if not 0 < drain.similarity_threshold <= 1:
-            raise ConfigError(
-                f"{where}.drain.similarity_threshold: must lie in (0, 1], got {drain.similarity_threshold}"
-            )
-        if drain.max_children < 1:
-            raise ConfigError(f"{where}.drain.max_children: must be at least 1, got {drain.max_children}")
-    for name, dataset in params.datasets.items():
-        where = f"datasets.{name}"
-        alternatives = DATASET_FILES[dataset.kind]
-        if not any(all(key in dataset.files for key in keys) for keys in alternatives):
-            expected = " or ".join(", ".join(keys) for keys in alternatives)
-            raise ConfigError(f"{where}.files: kind {dataset.kind} needs {expected}")
-        logs = dataset.files.get("logs")
-        if dataset.kind == "raw" and (not isinstance(logs, list) or not logs):
-            raise ConfigError(f"{where}.files.logs: expected a non-empty list of log files")
-        if dataset.kind == "sessions" and dataset.label is not None:
-            raise ConfigError(f"{where}.label: not allowed for kind sessions (the sessions carry their labels)")
-        if dataset.kind == "sessions" and dataset.session is not None and dataset.session.rule != "key":
-            # the sessions come made; a key rule only groups the system's raw lines in zerolog detect
-            raise ConfigError(f"{where}.session.rule: kind sessions takes rule key only (raw lines in zerolog detect)")
-        fields = _check_dataset_layout(params, name, dataset)
-        _check_session_and_label(name, dataset, fields)
-
-
-def _check_parallel(config: ParallelConfig, where: str) -> None:
-    if config.workers < 0:
-        raise ConfigError(f"{where}.workers: must be 0 or more, got {config.workers}")
-    if config.scheduler_address is not None and config.backend != "dask":
-        raise ConfigError(f"{where}.scheduler_address: needs backend dask (backend is {config.backend})")
-
-
-def _check(params: Params) -> None:
-    """Cross-key checks that types alone cannot express."""
-    if not params.seeds or len(set(params.seeds)) != len(params.seeds):
-        raise ConfigError(f"seeds: name at least one seed, each once, got {params.seeds}")
-    fractions = params.sessionize.split
-    total = fractions.train + fractions.val + fractions.test
-    if abs(total - 1.0) > 1e-6 or min(fractions.train, fractions.val, fractions.test) < 0:
-        raise ConfigError(f"sessionize.split: train + val + test must be non-negative and sum to 1, got {total}")
-    for name, system_config in params.systems.items():
-        if system_config.dataset not in params.datasets:
-            raise ConfigError(f"systems.{name}.dataset: unknown dataset {system_config.dataset!r}")
-    for name, dataset in params.datasets.items():
-        where = f"datasets.{name}"
-        if dataset.system not in params.systems:
-            raise ConfigError(f"{where}.system: unknown system {dataset.system!r}")
-        if dataset.kind in ("raw", "events"):
-            if dataset.session is None:
-                raise ConfigError(f"{where}.session: missing key (required for kind {dataset.kind})")
-            if dataset.label is None and dataset.kind == "events":
-                raise ConfigError(f"{where}.label: missing key (required for kind events)")
-        if dataset.session is not None:
-            rule = dataset.session
-            if rule.rule == "key" and not rule.key_regex:
-                raise ConfigError(f"{where}.session.key_regex: missing key (required for rule key)")
-            if rule.rule == "window" and (not rule.size or not rule.step or rule.size <= 0 or rule.step <= 0):
-                raise ConfigError(f"{where}.session: size and step must be positive integers for rule window")
-        if dataset.anomaly_share is not None and not 0 < dataset.anomaly_share < 1:
-            raise ConfigError(f"{where}.anomaly_share: must lie in (0, 1), got {dataset.anomaly_share}")
-    _check_systems_and_datasets(params)
-    for name, pair in params.pairs.items():
-        for system in [*pair.sources, pair.target]:
-            if system not in params.systems:
-                raise ConfigError(f"pairs.{name}: unknown system {system!r}")
-        if not pair.sources or pair.target in pair.sources:
-            raise ConfigError(f"pairs.{name}: sources must be non-empty and must not include the target")
-    _check_protocols(params)
-    for index, system in enumerate(params.diagnose.systems):
-        if system not in params.systems:
-            raise ConfigError(f"diagnose.systems[{index}]: unknown system {system!r}")
-    for index, member in enumerate(params.selection.members):
-        if member not in params.evaluate.baselines or method_spec(member).kind is not MethodKind.TARGET_ONLY:
-            raise ConfigError(
-                f"selection.members[{index}]: {member!r} is not a target-only detector of evaluate.baselines"
-            )
-    for name in params.parse.ground_truth:
-        if name not in params.datasets or params.datasets[name].kind != "raw":
-            raise ConfigError(f"parse.ground_truth.{name}: not a raw dataset of datasets")
-    if not 0 <= params.parse.max_unmatched_share <= 1:
-        raise ConfigError("parse.max_unmatched_share: must lie in [0, 1]")
-    _check_parallel(params.parse.parallel, "parse.parallel")
-    _check_parallel(params.sessionize.parallel, "sessionize.parallel")
-    if params.tensors.max_len <= 0:
-        raise ConfigError("tensors.max_len: must be positive")
-    if not 0 < params.evaluate.contamination_prior < 1:
-        raise ConfigError("evaluate.contamination_prior: must lie in (0, 1)")
-
-
-def _check_round_trip(value: Any, where: str) -> None:
-    """Refuse strings that DVC's lock file cannot keep: it writes long values folded at a space, and a fold inside a
-    run of spaces drops one of them, so ``dvc status`` would call the stage modified forever (measured with dvc 3)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_round_trip(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_round_trip(item, f"{where}[{index}]")
-    elif isinstance(value, str) and "  " in value:
-        column = value.index("  ") + 1
-        hint = (
-            " write one space: in a log format a space matches any run of whitespace"
-            if where.endswith("log_format")
-            else " write one, or a regex such as ' {2}'"
-        )
-        raise ConfigError(
-            f"{where}: two consecutive spaces at character {column} do not survive DVC's lock file;{hint}"
-        )
-
-
-def _check_protocols(params: Params) -> None:
-    """``realistic`` is always measured (the headline the report and the gate read); ``paper`` pairs exist."""
-    if len(set(params.protocols)) != len(params.protocols):
-        raise ConfigError(f"protocols: name each protocol once, got {params.protocols}")
-    if "realistic" not in params.protocols:
-        raise ConfigError(f"protocols: must include realistic (the headline protocol), got {params.protocols}")
-    for index, pair in enumerate(params.paper.pairs):
-        if pair not in params.pairs:
-            raise ConfigError(f"paper.pairs[{index}]: unknown pair {pair!r} (not in pairs)")
-
-
-def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:
-    """Validate an already-loaded params mapping; errors are prefixed with ``source_file``."""
-    try:
-        _check_round_trip(raw, "")
-        params = _build(Params, raw, "")
-        _check(params)
-    except ConfigError as error:
-        raise ConfigError(f"{source_file}: {error}") from None
-    return dataclasses.replace(params, source_file=source_file)
-
-
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Load and validate params.yaml."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    return parse_params(read_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
-
-
-def read_yaml(text: str, where: str = "params.yaml") -> Any:
-    """Parse YAML the way DVC does (ruamel.yaml, YAML 1.2), into plain dicts and lists.
-
-    Why not PyYAML: ``dvc exp run -S key=value`` rewrites params.yaml with ruamel.yaml, which may drop quotes that
-    only a YAML 1.1 parser needs (a regex like ``blk_-?\\d+`` in a flow list comes back unquoted and PyYAML refuses
-    it). Reading with the same parser family as the writer keeps ``dvc exp run -S`` working.
-    """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        return YAML(typ="safe", pure=True).load(text)
-    except YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        raise ConfigError(f"{where}:{line} invalid YAML: {getattr(error, 'problem', None) or error}") from None
 
 
 def as_dict(config: Any) -> Any:

@@ -27,7 +27,8 @@ import yaml
 
 import zerolog
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, Params, load_params
+from zerolog.config import ConfigError, Params
+from zerolog.config_loader import load_params
 from zerolog.errors import ZerologError
 from zerolog.io import write_text
 from zerolog.params_access import RecordingParams, minimal_keys, unwrap

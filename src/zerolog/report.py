@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from zerolog.artifacts import ArtifactPaths, MethodKind, Status, method_spec
-from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig, load_params
+from zerolog.artifacts import ArtifactPaths, Status
+from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig
+from zerolog.config_loader import load_params
 from zerolog.detection.registry import register_recommended
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_text
+from zerolog.methods import MethodKind, method_spec
 from zerolog.plots import plot_heatmap
 
 RESULTS_FILE = "results.md"
@@ -199,7 +201,7 @@ def _headline_note(settings: ReportSettings) -> str:
 
 
 def _kinds_line(methods: list[str]) -> str:
-    """Which method is of which kind (artifacts.METHODS)."""
+    """Which method is of which kind (methods.METHODS)."""
     by_kind: dict[str, list[str]] = {}
     for method in methods:
         by_kind.setdefault(str(method_spec(method).kind), []).append(method)

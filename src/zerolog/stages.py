@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from zerolog import runner
 from zerolog.artifacts import ArtifactPaths, with_origins
-from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
+from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params
+from zerolog.config_loader import load_params
 from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
 from zerolog.params_access import declared, unwrap

@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     project's store, new or older, and print the address that opens the UI on its training runs."""
     import argparse
 
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
 
     parser = argparse.ArgumentParser(description="print the MLflow UI address of the project's runs table")
     parser.add_argument("--server", default="http://127.0.0.1:5000", help="where `mlflow ui` listens")

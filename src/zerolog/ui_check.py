@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from zerolog.config import load_params
+from zerolog.config_loader import load_params
 from zerolog.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker
 
 SCREENSHOT = Path("reports") / "mlflow-ui.png"

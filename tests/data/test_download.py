@@ -20,7 +20,8 @@ import pytest
 from http_server import ArchiveServer
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import Params, parse_params, read_yaml
+from zerolog.config import Params
+from zerolog.config_loader import parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.errors import ChecksumError, DataError, DownloadError
 from zerolog.stages import stage_named

@@ -27,7 +27,8 @@ import pandas as pd
 import pytest
 from conftest import call_stage
 
-from zerolog.config import Params, parse_params, read_yaml
+from zerolog.config import Params
+from zerolog.config_loader import parse_params, read_yaml
 from zerolog.data.download import download_dataset
 from zerolog.data.parse import parse_dataset
 from zerolog.data.sessionize import read_sessions, sessionize_dataset

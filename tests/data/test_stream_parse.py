@@ -27,7 +27,8 @@ import pytest
 from logparser.Drain import LogParser
 from raw_fixtures import BUNDLED, REPOSITORY, build_raw_folder, import_bench, project_params, write_raw_logs
 
-from zerolog.config import MultilineRule, ParallelConfig, load_params
+from zerolog.config import MultilineRule, ParallelConfig
+from zerolog.config_loader import load_params
 from zerolog.data.datasets import open_binary, template_event_id
 from zerolog.data.matcher import DrainMiner
 from zerolog.data.parse import grouping_accuracy, log_file_paths, parse_dataset, read_manifest
@@ -492,7 +493,8 @@ def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path, sta
 PEAK_RSS_SCRIPT = """
 import dataclasses, sys, tempfile
 from pathlib import Path
-from zerolog.config import MultilineRule, ParallelConfig, load_params
+from zerolog.config import MultilineRule, ParallelConfig
+from zerolog.config_loader import load_params
 from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
 params = load_params(sys.argv[1])
 parse = dataclasses.replace(params.parse, chunk_bytes=1_400_000, sample_lines=10_000,

@@ -10,17 +10,9 @@ from conftest import call_stage, loso_of
 from evaluation_fixtures import make_params, write_tensors
 from sklearn.metrics import roc_auc_score
 
-from zerolog.artifacts import (
-    DECISION_RULE,
-    DECISION_THRESHOLD,
-    PI_HAT,
-    SCORE_SCALE,
-    SPLIT_NAMES,
-    MethodKind,
-    method_spec,
-    read_scores,
-)
+from zerolog.artifacts import DECISION_RULE, DECISION_THRESHOLD, PI_HAT, SCORE_SCALE, SPLIT_NAMES, read_scores
 from zerolog.errors import DataError
+from zerolog.methods import MethodKind, method_spec
 
 
 def _test_auc(frame, arrays):

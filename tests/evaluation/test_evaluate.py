@@ -9,10 +9,12 @@ import pytest
 from conftest import LOSO_PCA, REPOSITORY, call_stage
 from evaluation_fixtures import build_pair, make_params, write_pair_scores, write_tensors, write_train_status
 
-from zerolog.artifacts import method_spec, read_scores
-from zerolog.config import ConfigError, load_params
+from zerolog.artifacts import read_scores
+from zerolog.config import ConfigError
+from zerolog.config_loader import load_params
 from zerolog.errors import DataError
 from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
+from zerolog.methods import method_spec
 
 PAIR = "hdfs-bgl"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zerolog.config import ConfigError, GateConfig, load_params, read_yaml
+from zerolog.config import ConfigError, GateConfig
+from zerolog.config_loader import load_params, read_yaml
 from zerolog.evaluation.gate import (
     Profile,
     apply_overrides,
@@ -209,7 +210,7 @@ def test_overrides_are_typed_and_must_name_existing_keys():
 
 
 def test_the_repository_quick_profile_applies_cleanly():
-    from zerolog.config import load_params, parse_params
+    from zerolog.config_loader import load_params, parse_params
     from zerolog.evaluation.gate import load_profile
 
     params = load_params()

@@ -14,7 +14,8 @@ from conftest import REPOSITORY, call_stage
 from evaluation_fixtures import build_pair, make_params, write_tensors
 
 from zerolog.artifacts import ArtifactPaths, load_tensors
-from zerolog.config import PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, load_params, parse_params, read_yaml
+from zerolog.config import PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError
+from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import DataError
 from zerolog.evaluation.paper import (
     EXCLUDED,

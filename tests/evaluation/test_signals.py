@@ -13,7 +13,8 @@ from conftest import call_stage
 from sklearn.metrics import roc_auc_score
 from training_fixtures import write_system
 
-from zerolog.config import ConfigError, load_params
+from zerolog.config import ConfigError
+from zerolog.config_loader import load_params
 from zerolog.errors import DataError
 from zerolog.evaluation.signals import (
     fit_probe,

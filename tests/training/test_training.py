@@ -14,9 +14,9 @@ from conftest import call_stage, make_params
 from sklearn.metrics import roc_auc_score
 from training_fixtures import assert_same_weights, small_config, unlabeled, weights_of, write_system
 
-from zerolog.artifacts import METHODS as REGISTRY
-from zerolog.artifacts import MethodKind
 from zerolog.config import ClassBalanceConfig, Params
+from zerolog.methods import METHODS as REGISTRY
+from zerolog.methods import MethodKind
 from zerolog.training.loop import (
     _LabeledSampler,
     _train_pool,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import Params, load_params
+from zerolog.config import Params
+from zerolog.config_loader import load_params
 from zerolog.data.parse import grouping_accuracy
 from zerolog.errors import DataError, ZerologError
 

@@ -50,16 +50,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import (
-    LOWER_CASE_FIELDS,
-    ConfigError,
-    ParallelConfig,
-    Params,
-    SessionRule,
-    SplitFractions,
-    SplitRule,
-)
-from zerolog.data import datasets
+from zerolog.config import ConfigError, ParallelConfig, Params, SessionRule, SplitFractions, SplitRule
+from zerolog.data import LOWER_CASE_FIELDS, datasets
 from zerolog.data.parse import dataset_config, read_line_schema, read_manifest
 from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts
 from zerolog.errors import DataError

@@ -57,8 +57,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from zerolog.config import LOWER_CASE_FIELDS, LabelRule, MultilineRule, ParseConfig, SystemConfig
-from zerolog.data import datasets
+from zerolog.config import LabelRule, MultilineRule, ParseConfig, SystemConfig
+from zerolog.data import LOWER_CASE_FIELDS, datasets
 from zerolog.data.matcher import WILDCARD, DrainMiner
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zerolog.config import load_params
+from zerolog.config_loader import load_params
 from zerolog.errors import ZerologError
 
 DEFAULT_OUTPUT = "detections.parquet"

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from zerolog.artifacts import ArtifactPaths, MethodKind, load_tensors, method_spec, read_scores
+from zerolog.artifacts import ArtifactPaths, load_tensors, read_scores
 from zerolog.config import ConfigError, Params, SessionRule
 from zerolog.data.known_templates import KnownTemplates
 from zerolog.detection.bundle import DetectorBundle, SystemContext, Threshold, read_bundle
 from zerolog.detection.scoring import GruScorer, PcaScorer, Scorer
 from zerolog.errors import DataError
+from zerolog.methods import MethodKind, method_spec
 
 
 @dataclass

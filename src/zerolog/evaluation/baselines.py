@@ -1,7 +1,7 @@
 """Stage baselines: the target-only label-free detectors, the level rule and the supervised ORACLE, per system.
 
 Every method of ``evaluate.baselines`` runs on one target system; each writes one score file per model seed when it
-is stochastic (``artifacts.METHODS``), one file otherwise.
+is stochastic (``methods.METHODS``), one file otherwise.
 
 - Target-only detectors (kind ``target_only``; zerolog.evaluation.detectors, deeplog, loglead_peer): each is fit on
   the target's TRAIN sessions only and never reads a label; ``evaluate.detectors`` holds their settings.
@@ -47,10 +47,8 @@ from zerolog.artifacts import (
     SPLIT_CODES,
     TARGET_STATUS,
     ArtifactPaths,
-    MethodKind,
     SystemTensors,
     load_tensors,
-    method_spec,
     score_file_name,
     score_frame,
     write_scores,
@@ -60,6 +58,7 @@ from zerolog.errors import DataError
 from zerolog.evaluation import detectors, loglead_peer
 from zerolog.evaluation.detectors import Detection
 from zerolog.io import atomic_directory, write_json
+from zerolog.methods import MethodKind, method_spec
 
 # ----------------------------------------------------------------------------- target-only detectors
 

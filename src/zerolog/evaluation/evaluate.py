@@ -33,11 +33,9 @@ from zerolog.artifacts import (
     TARGET_STATUS,
     TRAINING_SUMMARY,
     ArtifactPaths,
-    MethodKind,
     Status,
     SystemTensors,
     load_tensors,
-    method_spec,
     read_scores,
 )
 from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig
@@ -45,6 +43,7 @@ from zerolog.errors import DataError
 from zerolog.evaluation.loso import RECIPE_FILE
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import atomic_directory, read_json, write_json
+from zerolog.methods import MethodKind, method_spec
 from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
 from zerolog.plots import plot_pr_curves
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes

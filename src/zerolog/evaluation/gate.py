@@ -41,10 +41,12 @@ from typing import Any
 
 import yaml
 
-from zerolog.artifacts import METHODS, Status
-from zerolog.config import ConfigError, GateConfig, Params, load_params, parse_params, read_yaml
+from zerolog.artifacts import Status
+from zerolog.config import ConfigError, GateConfig, Params
+from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_json, write_text
+from zerolog.methods import METHODS
 
 FULL_PROFILE = "full"
 # Never copied into the scratch project when git cannot list the files (a folder that is not a git checkout).

@@ -27,7 +27,6 @@ from zerolog.artifacts import (
     PI_HAT,
     SCORE_SCALE,
     ArtifactPaths,
-    method_spec,
     read_scores,
     score_file_name,
     score_frame,
@@ -46,6 +45,7 @@ from zerolog.evaluation.selection import (
     choose_recipe,
 )
 from zerolog.io import atomic_directory, write_json, write_parquet
+from zerolog.methods import method_spec
 from zerolog.tracking import Tracker, flatten_params
 
 METHOD = "loso"

@@ -9,7 +9,7 @@
 | ``zerolog_adapt`` | source train (+ pseudo-labeled target) | yes, importance-weighted | yes | + train.adapt |
 | ``supervised_target`` | TARGET train | no | no | ORACLE: same encoder on the target's own labels (stage baselines) |
 
-The switches of each method live in its entry of the method registry (``zerolog.artifacts.METHODS``), beside its
+The switches of each method live in its entry of the method registry (``zerolog.methods.METHODS``), beside its
 kind; this module is the trainer's view of them.
 
 All but ``supervised_target`` read no target label: the target enters only as an unlabeled batch of the domain loss
@@ -18,9 +18,9 @@ All but ``supervised_target`` read no target label: the target enters only as an
 
 from __future__ import annotations
 
-from zerolog.artifacts import METHODS as REGISTRY
-from zerolog.artifacts import MethodSettings
 from zerolog.errors import ZerologError
+from zerolog.methods import METHODS as REGISTRY
+from zerolog.methods import MethodSettings
 
 
 class MethodError(ZerologError, ValueError):
@@ -28,7 +28,7 @@ class MethodError(ZerologError, ValueError):
 
 
 #: The methods the trainer fits, in registry order: their switches live in the method registry
-#: (``zerolog.artifacts.METHODS``), beside their kind, so that a method's name is written once.
+#: (``zerolog.methods.METHODS``), beside their kind, so that a method's name is written once.
 METHODS: dict[str, MethodSettings] = {name: spec.trainer for name, spec in REGISTRY.items() if spec.trainer}
 
 

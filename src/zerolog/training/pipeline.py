@@ -54,7 +54,6 @@ from zerolog.artifacts import (
     SystemTensors,
     checkpoint_name,
     load_tensors,
-    method_spec,
     score_file_name,
     score_frame,
     write_scores,
@@ -63,6 +62,7 @@ from zerolog.config import ConfigError, MlflowConfig, PairConfig, TrainConfig
 from zerolog.errors import DataError
 from zerolog.features.target_detector import TargetDetection, Weighting, pca_mixture_detection
 from zerolog.io import atomic_directory, write_json
+from zerolog.methods import method_spec
 from zerolog.model import ZeroLogModel
 from zerolog.plots import plot_training_history, status_image
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
