@@ -52,6 +52,7 @@ def test_the_project_params_load():
         # unknown keys, at several depths
         ("sesion", 1, "sesion: unknown key"),
         ("parse.parsr", "Drain", "parse.parsr: unknown key"),
+        ("source_file", "x.yaml", "source_file: unknown key"),  # a field of Params set by the loader, not a key
         ("datasets.hdfs_logs.sesion", {"rule": "key"}, "datasets.hdfs_logs.sesion: unknown key"),
         ("datasets.bgl_logs.label.normal", "-", "datasets.bgl_logs.label.normal: unknown key"),
         ("systems.hdfs.timestamp.zone", "UTC", "systems.hdfs.timestamp.zone: unknown key"),

@@ -272,6 +272,8 @@ def parse_params(raw: Any, source_file: str = str(PARAMS_FILE)) -> Params:
     """Validate an already-loaded params mapping; errors are prefixed with ``source_file``."""
     try:
         _check_values(raw, "")
+        if isinstance(raw, dict) and "source_file" in raw:  # a field of Params, not a key of the file
+            raise ConfigError("source_file: unknown key")
         try:
             params = _PARAMS.validate_json(json.dumps(raw), strict=True)
         except ValidationError as error:  # an unknown key first (a renamed key is also missing), else the deepest
