@@ -155,10 +155,6 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
     return {"params": declared(params, ["seed", "sessionize", f"datasets.{dataset}"], "sessionize"), "name": dataset}
 
 
-def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
-
-
 def _paths(params: Any) -> ArtifactPaths:
     return ArtifactPaths(unwrap(params.paths))
 
@@ -206,10 +202,6 @@ def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
             "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
-def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
-
-
 def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
     """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
     are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
@@ -254,7 +246,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "embed", "embed every template of every dataset into one semantic space", None,
-        "", "", "", legacy_function="zerolog.features.embed:embed_templates", legacy_arguments=_embed_arguments,
+        "zerolog.features.embed:embed_section", "zerolog.features.embed:load_embed_inputs",
+        "zerolog.features.embed:compute_embed",
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
             Output("vectors", paths.template_vectors(), persist=True), Output("report", paths.data_report("embed", "embed"), cache=False)
@@ -337,7 +330,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
-        "", "", "", legacy_function="zerolog.evaluation.signals:diagnose", legacy_arguments=_diagnose_arguments,
+        "zerolog.evaluation.signals:diagnose_section", "zerolog.evaluation.signals:load_diagnose_inputs",
+        "zerolog.evaluation.signals:compute_diagnose",
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
         outputs=lambda params, paths, _: [
             Output("markdown", paths.report("transfer_signals.md"), cache=False),
