@@ -197,11 +197,6 @@ def _select_arguments(params: Any, system: str) -> dict[str, Any]:
     return {"params": declared(params, keys, "selection"), "system": system}
 
 
-def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.evaluate, "seed": params.seed,
-            "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
-
-
 def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
     """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
     are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
@@ -301,7 +296,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
-        "", "", "", legacy_function="zerolog.evaluation.evaluate:evaluate_pair", legacy_arguments=_evaluate_arguments,
+        "zerolog.evaluation.evaluate:evaluate_section", "zerolog.evaluation.evaluate:load_evaluate_inputs",
+        "zerolog.evaluation.evaluate:compute_evaluate",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             paths.pair_scores(pair),
