@@ -206,12 +206,6 @@ def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
             "trainer": trainer, "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
-def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
-            "paths": _paths(params), "detect": params.detect, "chunk_bytes": params.parse.chunk_bytes}  # fmt: skip
-
-
 def _targets(params: Params) -> list[str]:
     return list(dict.fromkeys(pair.target for pair in params.pairs.values()))
 
@@ -336,7 +330,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
-        "", "", "", legacy_function="zerolog.report:build_report", legacy_arguments=_report_arguments,
+        "zerolog.report:report_section", "zerolog.report:load_report_inputs", "zerolog.report:compute_report",
         deps=lambda params, paths, _: [
             *[paths.evaluation_details(pair) for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],
