@@ -266,11 +266,6 @@ def evaluate_method(
 # ----------------------------------------------------------------------------- the pair
 
 
-def _check_methods(config: EvaluateConfig) -> None:
-    for index, method in enumerate(config.methods):
-        method_spec(method, f"evaluate.methods[{index}]")
-
-
 def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
     value = read_json(path, missing)
     if not isinstance(value, dict):
@@ -510,7 +505,6 @@ class EvaluateInputs:
 
 
 def load_evaluate_inputs(settings: EvaluationSettings, paths: ArtifactPaths) -> EvaluateInputs:
-    _check_methods(settings.config)
     pair, pair_config = settings.pair, settings.pair_config
     training = _read_json_object(paths.pair_scores(pair) / TRAINING_SUMMARY, f"run the train stage for pair {pair}")
     systems = {system: load_tensors(paths.tensors(system)) for system in [*pair_config.sources, pair_config.target]}
