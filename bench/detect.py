@@ -42,7 +42,7 @@ SYSTEM, DATASET, PAIR = "hdfs", "hdfs_logs", "bgl-hdfs"  # a pair whose target i
 
 def child_detect(arguments: dict[str, Any]) -> dict[str, Any]:
     """The command's own functions, in the measured subprocess; the summary goes to the step's log."""
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
     from zerolog.detection.detect import DetectOptions, run_detect, summary_text
     from zerolog.detection.loading import from_pipeline
 

@@ -168,7 +168,8 @@ def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
 def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
     """The parse engine on one file (``stream_parse_files``) with the given backend and workers, or (``dataset``)
     the parse stage of the bench pipeline (``parse_raw_dataset``)."""
-    from zerolog.config import ParallelConfig, load_params
+    from zerolog.config import ParallelConfig
+    from zerolog.config_loader import load_params
     from zerolog.data.parse import parse_raw_dataset
     from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
 
@@ -229,7 +230,7 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
 def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
     """One pipeline stage on the bench params (sessionize, embed, tensors, train one epoch)."""
     from zerolog.artifacts import ArtifactPaths
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
     from zerolog.stages import stage_named
 
     params = load_params(arguments["params"])
@@ -685,7 +686,7 @@ def main(argv: list[str] | None = None) -> None:
     full, labels, prefix = prepare_inputs(work, arguments.lines, arguments.drain_lines, arguments.block_reuse)
     params_path = bench_params(work, full, labels, arguments.chunk_bytes)
 
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
     from zerolog.data.stream_parse import header_regex
 
     system = load_params(params_path).systems["hdfs"]
@@ -811,7 +812,7 @@ def diverse_parses(
 ) -> list[tuple[str, Measurement, Measurement]]:
     """Each diverse input parsed whole by the engine on a Dask LocalCluster (the default backend), and its prefix by
     logparser3: per input, (label, engine measurement, logparser3 measurement)."""
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
 
     params = load_params(params_path)
     inputs = prepare_diverse_inputs(

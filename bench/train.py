@@ -56,7 +56,7 @@ def _configure(arguments: dict[str, Any], steps: int) -> tuple[Any, list[Any], A
     import dataclasses
 
     from zerolog.artifacts import load_tensors
-    from zerolog.config import load_params
+    from zerolog.config_loader import load_params
 
     params = load_params(arguments["params"])  # each side's own params.yaml (its schema may differ)
     config = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=steps, device="cpu")

@@ -13,7 +13,9 @@ from zerolog.report import (
     README_END,
     README_START,
     ReportSettings,
+    compute_report,
     f1_matrix,
+    load_report_inputs,
     read_pair_metrics,
     replace_between_markers,
     update_readme_results,
@@ -21,7 +23,11 @@ from zerolog.report import (
 
 
 def settings_of(params) -> ReportSettings:
-    return ReportSettings(params.pairs, params.evaluate, ArtifactPaths(params.paths))
+    return ReportSettings(params.pairs, params.evaluate)
+
+
+def pair_metrics(params) -> dict:
+    return read_pair_metrics(settings_of(params), ArtifactPaths(params.paths))
 
 
 SKIP_REASON = "no usable source (source openstack: 0 labeled anomalies in its train split)"
@@ -61,7 +67,7 @@ def _results(params) -> str:
 
 def test_table_has_every_pair_and_method_with_the_data_measured_on(reported):
     text = _results(reported)
-    metrics = read_pair_metrics(settings_of(reported))
+    metrics = pair_metrics(reported)
     header = next(line for line in text.splitlines() if line.startswith("| pair | status | measured on"))
     for method in reported.evaluate.methods:
         assert method in header
@@ -82,7 +88,7 @@ def test_table_has_every_pair_and_method_with_the_data_measured_on(reported):
 
 def test_details_name_rules_auc_and_precision_recall(reported):
     text = _results(reported)
-    metrics = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]
+    metrics = pair_metrics(reported)["hdfs-bgl"]["methods"]
     zerolog = metrics["zerolog"]
     assert zerolog["threshold_rule"] == "pi_hat"  # params: the transfer methods' headline rule
     line = next(row for row in text.split("### hdfs-bgl")[1].splitlines() if row.startswith("| zerolog | `pi_hat`"))
@@ -105,7 +111,7 @@ def test_published_figures_and_the_subset_note(reported):
     for figure in ("81.12%", "79.34%", "73.59%", "71.34%", "F1 > 0.80"):
         assert figure in text
     assert "full HDFS_v1, BGL and OpenStack datasets" in text and "bundled subsets" in text
-    ours = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["zerolog"]
+    ours = pair_metrics(reported)["hdfs-bgl"]["methods"]["zerolog"]
     row = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl | > 0.80"))
     assert "| 81.12% |" in row and row.endswith(f"{ours['f1']:.3f} [{ours['f1_ci'][0]:.3f}, {ours['f1_ci'][1]:.3f}], "
                                                  f"P {ours['precision']:.2f} |")  # fmt: skip
@@ -116,7 +122,7 @@ def test_published_figures_and_the_subset_note(reported):
 def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
     data = (Path(reported.paths.reports) / "f1_heatmap.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    results = read_pair_metrics(settings_of(reported))
+    results = pair_metrics(reported)
     matrix = f1_matrix(results, reported.evaluate.methods)
     pairs = list(results)
     assert np.isnan(matrix[pairs.index("hdfs-openstack")]).all()
@@ -128,7 +134,7 @@ def test_heatmap_is_a_png_and_nan_where_not_evaluated(reported):
 
 def test_level_rule_is_a_column_of_the_table(reported):
     text = _results(reported)
-    entry = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["level_rule"]
+    entry = pair_metrics(reported)["hdfs-bgl"]["methods"]["level_rule"]
     assert entry["threshold_rule"] == "detector" and entry["oracle"] is False  # its own decision: a flagged line
     row = next(line for line in text.splitlines() if line.startswith("| hdfs-bgl |"))
     assert f"{entry['f1']:.3f}" in row
@@ -138,7 +144,7 @@ def test_headline_names_the_recommended_detector_the_best_baselines_and_pi_hat(r
     """The headline row: the recommended detector, zerolog, the best OTHER target-only detector and the best rule
     by test F1 (named), the oracle, pi-hat beside the true test share; kinds listed under the full table."""
     text = _results(reported)
-    result = read_pair_metrics(settings_of(reported))["hdfs-bgl"]
+    result = pair_metrics(reported)["hdfs-bgl"]
     recommended = reported.evaluate.recommended
     assert result["recommended"] == recommended
     header = next(line for line in text.splitlines() if line.startswith("| pair | measured on | recommended:"))
@@ -173,8 +179,18 @@ def test_report_run_holds_both_artifacts(reported):
     (run,) = client.search_runs([experiment.experiment_id], "tags.stage = 'report' and attributes.run_name = 'report'")
     names = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "report")}
     assert names == {"report/results.md", "report/f1_heatmap.png"}
-    zerolog = read_pair_metrics(settings_of(reported))["hdfs-bgl"]["methods"]["zerolog"]["f1"]
+    zerolog = pair_metrics(reported)["hdfs-bgl"]["methods"]["zerolog"]["f1"]
     assert run.data.metrics["f1/hdfs-bgl/zerolog"] == pytest.approx(zerolog)
+
+
+def test_the_core_computes_the_written_report_and_its_metrics_from_the_inputs_alone(reported):
+    inputs = load_report_inputs(settings_of(reported), ArtifactPaths(reported.paths))
+    result = compute_report(settings_of(reported), inputs)
+    assert result.markdown == _results(reported)
+    assert result.metrics()["f1/hdfs-bgl/zerolog"] == pytest.approx(
+        inputs.results["hdfs-bgl"]["methods"]["zerolog"]["f1"]
+    )
+    assert not any(key.startswith("f1/hdfs-openstack/") for key in result.metrics())  # not evaluable: no number
 
 
 def test_report_registers_each_targets_detector_with_its_run_and_data(reported):
@@ -201,7 +217,7 @@ def test_report_registers_each_targets_detector_with_its_run_and_data(reported):
 def test_readme_block_is_replaced_between_markers(reported, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{README_START}\nold table\n{README_END}\n\nafter\n", encoding="utf-8")
-    update_readme_results(settings_of(reported), readme)
+    update_readme_results(settings_of(reported), ArtifactPaths(reported.paths), readme)
     text = readme.read_text(encoding="utf-8")
     assert "old table" not in text and text.startswith("# title") and text.endswith("after\n")
     assert "| pair | status | measured on" in text.split(README_START)[1].split(README_END)[0]
@@ -214,7 +230,7 @@ def test_readme_without_proper_markers_fails_and_stays_untouched(reported, tmp_p
     readme = tmp_path / "README.md"
     readme.write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match="README.md"):
-        update_readme_results(settings_of(reported), readme)
+        update_readme_results(settings_of(reported), ArtifactPaths(reported.paths), readme)
     assert readme.read_text(encoding="utf-8") == content
 
 

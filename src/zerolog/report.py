@@ -13,21 +13,24 @@ stage output (README is committed by hand).
 
 from __future__ import annotations
 
+import shutil
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zerolog.artifacts import ArtifactPaths, Status
-from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig
+from zerolog.config import DetectConfig, EvaluateConfig, MlflowConfig, PairConfig, PaperConfig, Params
 from zerolog.config_loader import load_params
 from zerolog.detection.registry import register_recommended
 from zerolog.errors import DataError, ZerologError
 from zerolog.io import read_json, write_text
 from zerolog.methods import MethodKind, method_spec
 from zerolog.plots import plot_heatmap
+from zerolog.runner import Outputs
 
 RESULTS_FILE = "results.md"
 HEATMAP_FILE = "f1_heatmap.png"
@@ -39,12 +42,21 @@ README_PAPER_END = "<!-- paper-protocol:end -->"
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """What the report reads from params: the pairs, the evaluate section (methods, rules) and where files live."""
+    """Stage report's settings: the pairs, ``evaluate.*`` (methods, rules), the paper protocol's section when
+    ``protocols`` lists it; for the registry: where runs go, ``detect.*`` and ``parse.chunk_bytes`` (the README
+    refresh, ``python -m zerolog.report``, needs none of these three)."""
 
     pairs: dict[str, PairConfig]
     evaluate: EvaluateConfig
-    paths: ArtifactPaths
     paper: PaperConfig | None = None  # the paper protocol's section when ``protocols`` lists it, else None
+    tracking: MlflowConfig | None = None
+    detect: DetectConfig | None = None
+    chunk_bytes: int = 0
+
+
+def report_section(params: Params, _: str) -> ReportSettings:
+    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
+    return ReportSettings(params.pairs, params.evaluate, paper, params.mlflow, params.detect, params.parse.chunk_bytes)
 
 
 # Published figures (the papers' own tables, docs/method.md). ZeroLog gives only its abstract's headline; FreeLog gives
@@ -61,16 +73,21 @@ PUBLISHED_NOTE = (
 # ----------------------------------------------------------------------------- reading
 
 
-def read_pair_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
+def read_pair_metrics(settings: ReportSettings, paths: ArtifactPaths) -> dict[str, dict[str, Any]]:
     """``reports/evaluate/<pair>.json`` of every pair in params, in params order; DataError naming a missing file."""
     results = {}
     for pair in settings.pairs:
-        path = settings.paths.evaluation_details(pair)
+        path = paths.evaluation_details(pair)
         results[pair] = read_json(path, f"run the evaluate stage for pair {pair}")
         for key in ("status", "methods"):
             if key not in results[pair]:
                 raise DataError(f"{path}: missing key {key!r}")
     return results
+
+
+def _status(result: dict[str, Any]) -> str:
+    """A pair's status as words (``not evaluable``)."""
+    return str(result.get("status", "?")).replace("_", " ")
 
 
 def method_label(method: str) -> str:
@@ -99,9 +116,7 @@ def _f1_cell(entry: dict[str, Any] | None) -> str:
     bootstrap interval."""
     if not entry:
         return "–"
-    if entry.get("status") != Status.EVALUATED:
-        return "n/a"
-    if entry.get("f1") is None:
+    if entry.get("status") != Status.EVALUATED or entry.get("f1") is None:
         return "n/a"
     spread = ""
     if len(entry.get("seeds") or {}) > 1 and entry.get("f1_sd") is not None:
@@ -159,7 +174,7 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
     recipes: dict[str, str] = {}
     for pair, result in results.items():
         if result["status"] != Status.EVALUATED:
-            cells = [result["status"].replace("_", " ")] + ["–"] * (len(header) - 3)
+            cells = [_status(result)] + ["–"] * (len(header) - 3)
         else:
             chosen = result["methods"].get(recommended) or {}
             recipes[result.get("target", pair)] = str(chosen.get("detector") or chosen.get("reason") or "n/a")
@@ -185,8 +200,7 @@ FORMER = "pca_mixture"
 
 
 def _headline_note(settings: ReportSettings) -> str:
-    rules = settings.evaluate.primary_threshold_rule_by_method
-    recommended = settings.evaluate.recommended
+    rules, recommended = settings.evaluate.primary_threshold_rule_by_method, settings.evaluate.recommended
     return (
         f"F1 on the target's test split (mean ± sd over the model seeds `seeds` where a method depends on them; "
         f"the first seed's bootstrap interval). `{recommended}` (`evaluate.recommended`) is the recipe the stage "
@@ -218,8 +232,7 @@ def summary_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) 
             cells = ["–"] * len(methods)
         else:
             cells = [_f1_cell(result["methods"].get(method)) for method in methods]
-        status = result["status"].replace("_", " ")
-        lines.append(f"| {pair} | {status} | {_data_cell(result)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {pair} | {_status(result)} | {_data_cell(result)} | " + " | ".join(cells) + " |")
     rules = {
         method: settings.evaluate.primary_threshold_rule_by_method.get(method, settings.evaluate.primary_threshold_rule)
         for method in methods
@@ -251,7 +264,7 @@ def _pair_details(settings: ReportSettings, pair: str, result: dict[str, Any]) -
     )
     lines.append("")
     if result["status"] != Status.EVALUATED:
-        lines += [f"**{result['status'].replace('_', ' ')}**: {result.get('reason')}", ""]
+        lines += [f"**{_status(result)}**: {result.get('reason')}", ""]
         return lines
     lines += _method_table(settings, result)
     lines += _rule_table(settings, result)
@@ -345,14 +358,14 @@ PAPER_DIFFERENCES = (
 )
 
 
-def read_paper_metrics(settings: ReportSettings) -> dict[str, dict[str, Any]]:
+def read_paper_metrics(settings: ReportSettings, paths: ArtifactPaths) -> dict[str, dict[str, Any]]:
     """``metrics/paper/<pair>.json`` of every pair of ``paper.pairs``; empty when the paper protocol is not measured;
     DataError naming a missing or malformed file."""
     if settings.paper is None:
         return {}
     results = {}
     for pair in settings.paper.pairs:
-        path = settings.paths.paper_metrics(pair)
+        path = paths.paper_metrics(pair)
         results[pair] = read_json(path, f"run the paper stage for pair {pair}")
         for key in ("protocol", "pair", "status", "methods"):
             if key not in results[pair]:
@@ -372,7 +385,7 @@ def _paper_cells(result: dict[str, Any] | None, method: str) -> list[str]:
         return ["not measured"] * 2
     entry = result["methods"].get(method)
     if result["status"] != Status.EVALUATED or not entry:
-        return [f"{result['status'].replace('_', ' ')}"] * 2
+        return [_status(result)] * 2
     best = entry["best_epoch_oracle"]
     epochs = best.get("epochs", [best.get("epoch")])  # one best epoch per model seed
     return [f"{_mean_sd(entry, 'f1')} ({_number(entry['precision'], 2)} / {_number(entry['recall'], 2)})",
@@ -390,7 +403,7 @@ def _realistic_cells(result: dict[str, Any] | None) -> list[str]:
     if result is None:
         return ["not in `pairs`"] * 2
     if result["status"] != Status.EVALUATED:
-        return [result["status"].replace("_", " ")] * 2
+        return [_status(result)] * 2
     recommended = result.get("recommended")
     recommended_cell = "– (none declared)"
     if recommended:
@@ -448,17 +461,13 @@ def _paper_data_line(pair: str, result: dict[str, Any]) -> str:
         if "test" in data:
             text += f"; test = all {data['test']['sessions']} kept sessions (adapted on)"
         parts.append(text)
-    reason = (
-        ""
-        if result["status"] == Status.EVALUATED
-        else f" ({result['status'].replace('_', ' ')}: {result.get('reason')})"
-    )
+    reason = "" if result["status"] == Status.EVALUATED else f" ({_status(result)}: {result.get('reason')})"
     return f"- **{pair}**{reason}: " + "; ".join(parts) + "."
 
 
-def published_section(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> list[str]:
+def published_section(settings: ReportSettings, results: dict[str, dict[str, Any]],
+                      paper_results: dict[str, dict[str, Any]]) -> list[str]:  # fmt: skip
     """The published figures beside ours under the paper's protocol and under the realistic one, with what differs."""
-    paper_results = read_paper_metrics(settings)
     lines = ["## Published figures beside ours: the paper's protocol and the realistic one", ""]
     lines.append(f"- ZeroLog: {PUBLISHED_ZEROLOG}. FreeLog (same group): per-pair precision only.")
     lines.append(
@@ -489,7 +498,8 @@ def published_section(settings: ReportSettings, results: dict[str, dict[str, Any
     return lines
 
 
-def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
+def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]],
+                     paper_results: dict[str, dict[str, Any]]) -> str:  # fmt: skip
     """The whole of reports/results.md."""
     lines = ["# Results", ""]
     lines.append(
@@ -505,9 +515,9 @@ def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]
     if not_evaluated:
         lines += ["## Pairs not evaluated", ""]
         for pair, result in not_evaluated:
-            lines.append(f"- **{pair}** ({result['status'].replace('_', ' ')}): {result.get('reason')}")
+            lines.append(f"- **{pair}** ({_status(result)}): {result.get('reason')}")
         lines.append("")
-    lines += published_section(settings, results)
+    lines += published_section(settings, results, paper_results)
     lines += ["## Details per pair", ""]
     for pair, result in results.items():
         lines += _pair_details(settings, pair, result)
@@ -520,7 +530,7 @@ def results_markdown(settings: ReportSettings, results: dict[str, dict[str, Any]
 def write_heatmap(path: Path, results: dict[str, dict[str, Any]], methods: list[str]) -> None:
     """F1 over pairs (rows) x methods (columns); grey 'n/a' where not evaluated."""
     row_labels = [
-        pair if result.get("status") == Status.EVALUATED else f"{pair} ({result.get('status', '?').replace('_', ' ')})"
+        pair if result.get("status") == Status.EVALUATED else f"{pair} ({_status(result)})"
         for pair, result in results.items()
     ]
     plot_heatmap(path, f1_matrix(results, methods), row_labels, [method_label(method) for method in methods],
@@ -530,47 +540,64 @@ def write_heatmap(path: Path, results: dict[str, dict[str, Any]], methods: list[
 # ----------------------------------------------------------------------------- stage and README
 
 
-def build_report(pairs: dict[str, PairConfig], evaluate: EvaluateConfig, paper: PaperConfig | None,
-                 tracking: MlflowConfig, paths: ArtifactPaths, detect: DetectConfig,
-                 chunk_bytes: int) -> None:  # fmt: skip
-    """Stage report: write ``reports/results.md`` and ``reports/f1_heatmap.png``; log both to an MLflow run; register
-    each target's recommended detector in the MLflow Model Registry (zerolog.detection.registry).
-    ``paper``: the paper protocol's section when it is measured (its metrics go beside the published figures)."""
-    from zerolog.tracking import Tracker, flatten_params
-
-    settings = ReportSettings(pairs, evaluate, paths, paper)
-    results = read_pair_metrics(settings)
-    markdown_path, heatmap_path = paths.report(RESULTS_FILE), paths.report(HEATMAP_FILE)
-    write_heatmap(heatmap_path, results, evaluate.methods)
-    write_text(markdown_path, results_markdown(settings, results))
-    tracker = Tracker(tracking)
-    logged = flatten_params({"pairs": pairs, "evaluate": evaluate, **({"paper": paper} if paper else {})})
-    with tracker.run("report", {"stage": "report", "pairs": ",".join(pairs)}, logged) as run_id:
-        tracker.log_metrics(run_id, _report_metrics(settings, results))
-        tracker.log_artifacts(run_id, [markdown_path, heatmap_path], "report")
-    targets = list(dict.fromkeys(pair.target for pair in pairs.values()))
-    register_recommended(targets, tracking, paths, detect, chunk_bytes)
+@dataclass(frozen=True)
+class ReportInputs:
+    results: dict[str, dict[str, Any]]  # reports/evaluate/<pair>.json by pair
+    paper_results: dict[str, dict[str, Any]]  # metrics/paper/<pair>.json by pair (none when not measured)
+    bundles: ArtifactPaths  # where each target's detector bundle lies: registered in track (zerolog.detection.registry)
 
 
-def _report_metrics(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Headline F1 per pair and method as MLflow metrics ``f1/<pair>/<method>`` of the report run."""
-    metrics = {}
-    matrix = f1_matrix(results, settings.evaluate.methods)
-    for row, pair in enumerate(results):
-        for column, method in enumerate(settings.evaluate.methods):
-            if not np.isnan(matrix[row, column]):
-                metrics[f"f1/{pair}/{method}"] = float(matrix[row, column])
-    return metrics
+def load_report_inputs(settings: ReportSettings, paths: ArtifactPaths) -> ReportInputs:
+    return ReportInputs(read_pair_metrics(settings, paths), read_paper_metrics(settings, paths), paths)
 
 
-def readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
+@dataclass(frozen=True)
+class ReportResult:
+    """``reports/results.md`` and ``reports/f1_heatmap.png``, both logged to the stage's MLflow run; each target's
+    recommended detector registered in the MLflow Model Registry."""
+
+    settings: ReportSettings
+    inputs: ReportInputs
+    markdown: str
+    written: dict[str, Path] = field(default_factory=dict)  # the temporary files (for track)
+
+    def metrics(self) -> dict[str, float]:
+        """Headline F1 per pair and method as MLflow metrics ``f1/<pair>/<method>``."""
+        methods, results = self.settings.evaluate.methods, self.inputs.results
+        matrix = f1_matrix(results, methods)
+        return {f"f1/{pair}/{method}": float(matrix[row, column]) for row, pair in enumerate(results)
+                for column, method in enumerate(methods) if not np.isnan(matrix[row, column])}  # fmt: skip
+
+    def write(self, outputs: Outputs) -> None:
+        write_heatmap(outputs["heatmap"], self.inputs.results, self.settings.evaluate.methods)
+        outputs["results"].write_text(self.markdown, encoding="utf-8")
+        self.written.update({RESULTS_FILE: outputs["results"], HEATMAP_FILE: outputs["heatmap"]})
+
+    def track(self, tracker: Any, run_id: str) -> None:
+        settings = self.settings
+        with tempfile.TemporaryDirectory() as scratch:  # logged under their own names, not the temporary ones
+            for name, path in self.written.items():
+                shutil.copyfile(path, Path(scratch) / name)
+            tracker.log_artifacts(run_id, [Path(scratch) / name for name in self.written], "report")
+        tracker.set_tags(run_id, {"pairs": ",".join(settings.pairs)})
+        assert settings.tracking is not None and settings.detect is not None
+        targets = list(dict.fromkeys(pair.target for pair in settings.pairs.values()))
+        register_recommended(targets, settings.tracking, self.inputs.bundles, settings.detect, settings.chunk_bytes)
+
+
+def compute_report(settings: ReportSettings, inputs: ReportInputs) -> ReportResult:
+    """Stage report: the results table (``paper``: the paper protocol's metrics beside the published figures)."""
+    return ReportResult(settings, inputs, results_markdown(settings, inputs.results, inputs.paper_results))
+
+
+def readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]], report: Path) -> str:
     """The README results block: the headline table, the table of every method and a pointer to the full report."""
     return (
         headline_table(settings, results)
         + "\n\n"
         + summary_table(settings, results)
         + f"\n\nFull report with precision, recall, PR-AUC, ROC-AUC, every threshold rule and the published figures: "
-        f"[`{settings.paths.report(RESULTS_FILE)}`]({settings.paths.report(RESULTS_FILE)})."
+        f"[`{report}`]({report})."
     )
 
 
@@ -587,24 +614,25 @@ def replace_between_markers(text: str, block: str, where: str, first: str = READ
     return text[: start + len(first)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def paper_readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
+def paper_readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]],
+                       paper_results: dict[str, dict[str, Any]], report: Path) -> str:  # fmt: skip
     """The README's paper-protocol block: the published figures beside ours under both protocols."""
     return (
-        paper_protocol_table(settings, results, read_paper_metrics(settings))
+        paper_protocol_table(settings, results, paper_results)
         + f"\n\nData sizes per pair, what differs from the paper and the published figures' sources: "
-        f"[`{settings.paths.report(RESULTS_FILE)}`]({settings.paths.report(RESULTS_FILE)})."
+        f"[`{report}`]({report})."
     )
 
 
-def update_readme_results(settings: ReportSettings, readme: Path = Path("README.md")) -> None:
+def update_readme_results(settings: ReportSettings, paths: ArtifactPaths, readme: Path = Path("README.md")) -> None:
     """Rewrite README's results block from the current metrics; README is untouched on any error."""
     if not readme.is_file():
         raise DataError(f"{readme}: file not found")
     text = readme.read_text(encoding="utf-8")
-    results = read_pair_metrics(settings)
-    updated = replace_between_markers(text, readme_block(settings, results), str(readme))
+    results, report = read_pair_metrics(settings, paths), paths.report(RESULTS_FILE)
+    updated = replace_between_markers(text, readme_block(settings, results, report), str(readme))
     if settings.paper is not None:  # the paper protocol is measured: its block too
-        block = paper_readme_block(settings, results)
+        block = paper_readme_block(settings, results, read_paper_metrics(settings, paths), report)
         updated = replace_between_markers(updated, block, str(readme), README_PAPER_START, README_PAPER_END)
     if updated != text:
         write_text(readme, updated)
@@ -617,9 +645,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m zerolog.report [README.md]")
     try:
         params = load_params()
-        paper = params.paper if "paper" in params.protocols else None
-        settings = ReportSettings(params.pairs, params.evaluate, ArtifactPaths(params.paths), paper)
-        update_readme_results(settings, Path(arguments[0]) if arguments else Path("README.md"))
+        readme = Path(arguments[0]) if arguments else Path("README.md")
+        update_readme_results(report_section(params, ""), ArtifactPaths(params.paths), readme)
     except ZerologError as error:
         sys.exit(f"error: {error}")
 

@@ -156,10 +156,6 @@ def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
     return {"params": declared(params, ["seed", "sessionize", f"datasets.{dataset}"], "sessionize"), "name": dataset}
 
 
-def _embed_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"config": params.embed, "tracking": params.mlflow, "paths": _paths(params)}
-
-
 def _paths(params: Any) -> ArtifactPaths:
     return ArtifactPaths(unwrap(params.paths))
 
@@ -202,15 +198,6 @@ def _select_arguments(params: Any, system: str) -> dict[str, Any]:
     return {"params": declared(params, keys, "selection"), "system": system}
 
 
-def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.evaluate, "seed": params.seed,
-            "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
-
-
-def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
-    return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
-
-
 def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
     """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
     are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
@@ -218,12 +205,6 @@ def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
     trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
     return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
             "trainer": trainer, "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
-
-
-def _report_arguments(params: Any, _: str) -> dict[str, Any]:
-    paper = params.paper if "paper" in params.protocols else None  # the paper protocol's section, when measured
-    return {"pairs": params.pairs, "evaluate": params.evaluate, "paper": paper, "tracking": params.mlflow,
-            "paths": _paths(params), "detect": params.detect, "chunk_bytes": params.parse.chunk_bytes}  # fmt: skip
 
 
 def _targets(params: Params) -> list[str]:
@@ -255,7 +236,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "embed", "embed every template of every dataset into one semantic space", None,
-        "", "", "", legacy_function="zerolog.features.embed:embed_templates", legacy_arguments=_embed_arguments,
+        "zerolog.features.embed:embed_section", "zerolog.features.embed:load_embed_inputs",
+        "zerolog.features.embed:compute_embed",
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
             Output("vectors", paths.template_vectors(), persist=True), Output("report", paths.data_report("embed", "embed"), cache=False)
@@ -309,7 +291,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
-        "", "", "", legacy_function="zerolog.evaluation.evaluate:evaluate_pair", legacy_arguments=_evaluate_arguments,
+        "zerolog.evaluation.evaluate:evaluate_section", "zerolog.evaluation.evaluate:load_evaluate_inputs",
+        "zerolog.evaluation.evaluate:compute_evaluate",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             paths.pair_scores(pair),
@@ -338,7 +321,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
-        "", "", "", legacy_function="zerolog.evaluation.signals:diagnose", legacy_arguments=_diagnose_arguments,
+        "zerolog.evaluation.signals:diagnose_section", "zerolog.evaluation.signals:load_diagnose_inputs",
+        "zerolog.evaluation.signals:compute_diagnose",
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
         outputs=lambda params, paths, _: [
             Output("markdown", paths.report("transfer_signals.md"), cache=False),
@@ -347,7 +331,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
-        "", "", "", legacy_function="zerolog.report:build_report", legacy_arguments=_report_arguments,
+        "zerolog.report:report_section", "zerolog.report:load_report_inputs", "zerolog.report:compute_report",
         deps=lambda params, paths, _: [
             *[paths.evaluation_details(pair) for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],

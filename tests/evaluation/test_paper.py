@@ -35,6 +35,7 @@ from zerolog.report import (
     ReportSettings,
     published_section,
     read_pair_metrics,
+    read_paper_metrics,
     update_readme_results,
 )
 from zerolog.training.loop import score, train
@@ -295,10 +296,12 @@ def test_the_report_sets_published_paper_and_realistic_figures_side_by_side(meas
         call_stage("selection", params, system)
     build_pair(params, PAIR)
     call_stage("evaluate", params, PAIR)
-    settings = ReportSettings({PAIR: params.pairs[PAIR]}, params.evaluate, ArtifactPaths(params.paths),
-                              dataclasses.replace(params.paper, pairs=[PAIR]))  # fmt: skip
-    results = read_pair_metrics(settings)
-    text = "\n".join(published_section(settings, results))
+    settings = ReportSettings(
+        {PAIR: params.pairs[PAIR]}, params.evaluate, dataclasses.replace(params.paper, pairs=[PAIR])
+    )
+    paths = ArtifactPaths(params.paths)
+    results = read_pair_metrics(settings, paths)
+    text = "\n".join(published_section(settings, results, read_paper_metrics(settings, paths)))
     row = next(line for line in text.splitlines() if line.startswith(f"| {PAIR} |"))
     zerolog = metrics["methods"]["zerolog"]
     assert "81.12%" in row and f"{zerolog['f1']:.3f}" in row
@@ -312,6 +315,6 @@ def test_the_report_sets_published_paper_and_realistic_figures_side_by_side(meas
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- results:start -->\nSTALE-BLOCK\n<!-- results:end -->\n"
                       f"{README_PAPER_START}\nSTALE-BLOCK\n{README_PAPER_END}\n", encoding="utf-8")  # fmt: skip
-    update_readme_results(settings, readme)
+    update_readme_results(settings, paths, readme)
     updated = readme.read_text(encoding="utf-8")
     assert "STALE-BLOCK" not in updated and row in updated

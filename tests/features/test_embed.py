@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import call_stage
 
 from zerolog.config import ConfigError
 from zerolog.errors import DataError
@@ -26,6 +25,7 @@ from zerolog.features.embed import (
     read_template_vectors,
     resolve_sentence_model,
 )
+from zerolog.stages import stage_named
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -35,8 +35,8 @@ def make_params(tmp_path: Path, **embed_settings):
     return conftest.make_params(tmp_path, {f"embed.{key}": value for key, value in embed_settings.items()})
 
 
-def embed_templates(params) -> None:
-    call_stage("embed", params)
+def embed_templates(params):
+    return stage_named("embed").call(params, "")
 
 
 def write_sessions(root: Path, dataset: str, sessions: list[list[str]]) -> Path:
@@ -150,9 +150,10 @@ def test_embed_templates_writes_vectors_and_metrics(tmp_path: Path) -> None:
     write_sessions(sessions_root, "source", [["<*> connection lost", "Receiving block <*>"], ["<*> connection lost"]])
     # "connection lost <*>" cleans to the same text as "<*> connection lost": one text, two templates
     write_sessions(sessions_root, "target", [["connection lost <*>", "connectionTimedOut"]])
-    embed_templates(params)
+    result = embed_templates(params)
 
     stored = read_template_vectors(Path(params.paths.features) / "template_vectors.parquet")
+    assert stored.templates == result.templates and np.array_equal(stored.vectors, result.vectors)
     expected = ["<*> connection lost", "Receiving block <*>", "connection lost <*>", "connectionTimedOut"]
     assert stored.templates == sorted(expected)
     assert stored.vectors.shape == (4, 32)
@@ -167,7 +168,8 @@ def test_embed_templates_writes_vectors_and_metrics(tmp_path: Path) -> None:
     assert metrics["templates"] == 4 and metrics["distinct_texts"] == 3
     assert metrics["embedded"] == 3 and metrics["reused"] == 0
     assert metrics["dim"] == 32 and metrics["method"] == "hashing"
-    assert "seconds" not in metrics  # timings go to MLflow, not to committed files
+    assert metrics == result.counts and "seconds" not in metrics  # timings go to MLflow, not to committed files
+    assert result.metrics()["seconds"] >= result.metrics()["encode_seconds"] >= 0
 
 
 def test_collect_templates_errors(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ Writes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +40,15 @@ from zerolog.artifacts import (
     load_tensors,
     read_scores,
 )
-from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig
+from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig, Params
 from zerolog.errors import DataError
 from zerolog.evaluation.loso import RECIPE_FILE
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
-from zerolog.io import atomic_directory, read_json, write_json
+from zerolog.io import read_json, write_json
 from zerolog.methods import MethodKind, method_spec
 from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
 from zerolog.plots import plot_pr_curves
+from zerolog.runner import Outputs
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 
 PR_FIGURE = "pr_curves.png"  # plots/evaluate/<pair>/: every method's PR curve in one figure
@@ -54,13 +57,14 @@ HEADLINE_KEYS = ("f1", "precision", "recall", "pr_auc", "roc_auc")
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """What the evaluation of one pair needs beside the files: its config, the pair and the seed."""
+    """Stage evaluate's settings: the pair, ``evaluate.*``, the data seed, the model seeds, where runs go."""
 
     pair: str
     pair_config: PairConfig
     config: EvaluateConfig
     seed: int  # the data seed: bootstrap resamples, mixture initialisation
     seeds: list[int]  # the model seeds: a stochastic method has one score file per seed
+    tracking: MlflowConfig | None = None  # None: the detect command's use (zerolog.detection.loading)
 
     def headline_rule(self, method: str) -> str:
         return self.config.primary_threshold_rule_by_method.get(method, self.config.primary_threshold_rule)
@@ -214,13 +218,22 @@ def _rule_entry(
     return entry
 
 
+@dataclass(frozen=True)
+class ScoreFile:
+    """One read score file of a method (of one model seed)."""
+
+    path: Path
+    frame: pd.DataFrame
+    metadata: dict[str, Any]
+
+
 def evaluate_method(
-    method: str, path: Path, settings: EvaluationSettings, test: TestSplit,
+    method: str, score_file: ScoreFile, settings: EvaluationSettings, test: TestSplit,
     target: SystemTensors, systems: dict[str, SystemTensors], pi_hat: PiHat,
 ) -> MethodEvaluation:  # fmt: skip
     """Thresholds from label-free inputs first, then the target's test labels, once, for every rule."""
     spec = method_spec(method)
-    frame, metadata = read_scores(path)
+    path, frame, metadata = score_file.path, score_file.frame, score_file.metadata
     inputs, by_split = rule_inputs(frame, metadata, path, spec.oracle, target, systems, pi_hat)
     headline_rule = settings.headline_rule(method)
     rules = list(dict.fromkeys([*settings.config.threshold_rules, headline_rule]))
@@ -250,11 +263,6 @@ def evaluate_method(
 
 
 # ----------------------------------------------------------------------------- the pair
-
-
-def _check_methods(config: EvaluateConfig) -> None:
-    for index, method in enumerate(config.methods):
-        method_spec(method, f"evaluate.methods[{index}]")
 
 
 def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
@@ -351,11 +359,6 @@ def read_pi_hat(settings: EvaluationSettings, paths: ArtifactPaths, target: str,
     return PiHat(method, float(value))
 
 
-def pi_hat_by_seed(settings: EvaluationSettings, paths: ArtifactPaths, target: str) -> dict[str, PiHat]:
-    """pi-hat under each model seed (one file, so one value, when the recommended method is deterministic)."""
-    return {str(seed): read_pi_hat(settings, paths, target, seed) for seed in settings.seeds}
-
-
 def pi_hat_entry(pi_hats: dict[str, PiHat], target: SystemTensors, test: TestSplit) -> dict[str, Any]:
     """pi-hat beside the true anomaly shares of the target's labeled test and train sessions (labels read here for
     the report only; pi-hat was fixed without them)."""
@@ -374,25 +377,42 @@ def pi_hat_entry(pi_hats: dict[str, PiHat], target: SystemTensors, test: TestSpl
     return entry
 
 
+def _read_method_scores(settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any],
+                        target: str) -> dict[str, dict[str, ScoreFile] | str | DataError]:  # fmt: skip
+    """Every method of ``evaluate.methods``: its score files by model seed (one file when it is deterministic), or
+    the recorded reason it has none (or the error that it has none unexplained)."""
+    read: dict[str, dict[str, ScoreFile] | str | DataError] = {}
+    for method in settings.config.methods:
+        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
+        files = {str(seed): paths.score_file(method, settings.pair, target, seed) for seed in seeds}
+        missing = [path for path in files.values() if not path.is_file()]
+        if missing:  # an unexplained one is an error, raised when the evaluation reaches the method (in order)
+            try:
+                read[method] = _why_missing(method, training, paths, target) or DataError(
+                    f"{missing[0]}: file not found (method {method} of evaluate.methods)"
+                )
+            except DataError as error:
+                read[method] = error
+        else:
+            read[method] = {seed: ScoreFile(path, *read_scores(path)) for seed, path in files.items()}
+    return read
+
+
 def _evaluate_methods(
-    settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any], test: TestSplit,
+    settings: EvaluationSettings, scores: dict[str, dict[str, ScoreFile] | str | DataError], test: TestSplit,
     target: SystemTensors, systems: dict[str, SystemTensors], pi_hats: dict[str, PiHat],
 ) -> dict[str, MethodEvaluation]:  # fmt: skip
     """Every method of ``evaluate.methods``, under every model seed when it is stochastic (one file otherwise)."""
     evaluations: dict[str, MethodEvaluation] = {}
-    for method in settings.config.methods:
-        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
-        files = {str(seed): paths.score_file(method, settings.pair, target.system, seed) for seed in seeds}
-        missing = [path for path in files.values() if not path.is_file()]
-        if missing:
-            reason = _why_missing(method, training, paths, target.system)
-            if reason is None:
-                raise DataError(f"{missing[0]}: file not found (method {method} of evaluate.methods)")
-            evaluations[method] = _not_available(method, reason)
+    for method, files in scores.items():
+        if isinstance(files, DataError):
+            raise files
+        if isinstance(files, str):
+            evaluations[method] = _not_available(method, files)
             continue
-        per_seed = {seed: evaluate_method(method, path, settings, test, target, systems, pi_hats[seed])
-                    for seed, path in files.items()}  # fmt: skip
-        evaluations[method] = _over_seeds(per_seed) if method_spec(method).stochastic else per_seed[str(seeds[0])]
+        per_seed = {seed: evaluate_method(method, file, settings, test, target, systems, pi_hats[seed])
+                    for seed, file in files.items()}  # fmt: skip
+        evaluations[method] = _over_seeds(per_seed) if method_spec(method).stochastic else next(iter(per_seed.values()))
     return evaluations
 
 
@@ -433,64 +453,6 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _write_plots(directory: Path, evaluations: dict[str, MethodEvaluation], title: str) -> None:
-    (directory / "pr").mkdir()
-    (directory / "confusion").mkdir()
-    curves = {}
-    for method, evaluation in evaluations.items():
-        if evaluation.pr_points is not None:
-            evaluation.pr_points.to_csv(directory / "pr" / f"{method}.csv", index=False)
-            curves[method] = (evaluation.pr_points, evaluation.entry.get("pr_auc"), bool(evaluation.entry["oracle"]))
-        if evaluation.decisions is not None:
-            evaluation.decisions.to_csv(directory / "confusion" / f"{method}.csv", index=False)
-    # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
-    if not any((directory / "pr").iterdir()):
-        pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(directory / "pr" / "none.csv", index=False)
-    if not any((directory / "confusion").iterdir()):
-        pd.DataFrame(columns=["actual", "predicted"]).to_csv(directory / "confusion" / "none.csv", index=False)
-    plot_pr_curves(directory / PR_FIGURE, curves, title)
-
-
-def _log_evaluations(tracking: MlflowConfig, settings: EvaluationSettings, details: dict[str, Any],
-                     paths: ArtifactPaths, figure: Path) -> None:  # fmt: skip
-    """One MLflow run per evaluated method, holding the evaluate params that produced its numbers.
-
-    The run is keyed by the method's exact inputs (score file, labels, splits, params): evaluating the same inputs
-    again reuses it, so a rerun neither duplicates runs nor changes the run id recorded in the details.
-    """
-    tracker = Tracker(tracking)
-    logged = flatten_params({"evaluate": settings.config, "pairs": {settings.pair: settings.pair_config},
-                             "seed": settings.seed, "seeds": settings.seeds})  # fmt: skip
-    systems = [*settings.pair_config.sources, settings.pair_config.target]
-    labels = [paths.tensors(system) / f"{name}.npy" for system in systems for name in ("labels", "split")]
-    for method, entry in details["methods"].items():
-        if entry.get("status") != str(Status.EVALUATED):
-            continue
-        seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
-        tags = {"pair": settings.pair, "sources": ",".join(settings.pair_config.sources),
-                "target": settings.pair_config.target, "method": method, "kind": entry["kind"], "stage": "evaluate",
-                "seed": ",".join(map(str, seeds)), "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
-        score_files = [paths.score_file(method, settings.pair, settings.pair_config.target, seed) for seed in seeds]
-        key = inputs_md5([*score_files, *labels], {**logged, "method": method})
-        with tracker.run(f"{run_name(settings.pair, method)} evaluate", tags, logged, key=key) as run_id:
-            tracker.log_metrics(run_id, tracking_metrics(entry))
-            tracker.log_artifacts(run_id, [figure], "plots")
-            tracker.log_datasets([run_id], _evaluation_inputs(paths, settings, score_files))
-        for scored_run, metrics in scored_run_metrics(entry).items():
-            tracker.add_metrics(scored_run, metrics)
-        entry["mlflow_run_id"] = run_id
-
-
-def _evaluation_inputs(paths: ArtifactPaths, settings: EvaluationSettings, score_files: list[Path]) -> list[InputData]:
-    """What an evaluate run reads, as MLflow datasets: the target's tensors (its test labels) and the score folder
-    (the DVC output under ``paths.scores`` holding ``score_files``)."""
-    target = load_tensors(paths.tensors(settings.pair_config.target))
-    root = Path(paths.paths.scores)
-    folder = root / score_files[0].relative_to(root).parts[0]
-    return [InputData(target.directory, "test", split_sizes(target)),
-            InputData(folder, "scores", {"score_files": len(score_files)})]  # fmt: skip
-
-
 def scored_run_metrics(entry: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The headline test numbers (stable names: ``f1``, ``roc_auc``, ...) per run that wrote the scores: each seed's
     train or baselines run (``train_run_id``), or the method's one run when it has no seeds."""
@@ -522,28 +484,125 @@ def tracking_metrics(entry: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def evaluate_pair(
-    pair: str, pair_config: PairConfig, config: EvaluateConfig, seed: int, seeds: list[int], tracking: MlflowConfig,
-    paths: ArtifactPaths,
-) -> None:  # fmt: skip
-    """Stage evaluate: write ``metrics/<pair>.json``, ``reports/evaluate/<pair>.json`` and the plots of one pair."""
-    _check_methods(config)
-    settings = EvaluationSettings(pair, pair_config, config, seed, seeds)
+def evaluate_section(params: Params, pair: str) -> EvaluationSettings:
+    return EvaluationSettings(pair, params.pairs[pair], params.evaluate, params.seed, params.seeds, params.mlflow)
+
+
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """The pair's training summary, its systems' tensors, every method's score files (read only when the pair is
+    evaluated) and pi-hat per model seed; the paths of what the MLflow runs record as their inputs."""
+
+    training: dict[str, Any]
+    systems: dict[str, SystemTensors]
+    scores: dict[
+        str, dict[str, ScoreFile] | str | DataError
+    ]  # method -> score file per model seed, or why there is none
+    pi_hats: dict[str, PiHat]
+    label_files: list[Path]  # labels.npy and split.npy of every system of the pair
+    scores_root: Path  # paths.scores
+
+
+def load_evaluate_inputs(settings: EvaluationSettings, paths: ArtifactPaths) -> EvaluateInputs:
+    pair, pair_config = settings.pair, settings.pair_config
     training = _read_json_object(paths.pair_scores(pair) / TRAINING_SUMMARY, f"run the train stage for pair {pair}")
     systems = {system: load_tensors(paths.tensors(system)) for system in [*pair_config.sources, pair_config.target]}
     target = systems[pair_config.target]
+    scores: dict[str, dict[str, ScoreFile] | str | DataError] = {}
+    pi_hats: dict[str, PiHat] = {}
+    if _pair_status(settings, training, target, _test_split(target))[0] is Status.EVALUATED:
+        pi_hats = {str(seed): read_pi_hat(settings, paths, target.system, seed) for seed in settings.seeds}
+        scores = _read_method_scores(settings, paths, training, target.system)
+    labels = [paths.tensors(system) / f"{name}.npy" for system in systems for name in ("labels", "split")]
+    return EvaluateInputs(training, systems, scores, pi_hats, labels, Path(paths.paths.scores))
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """``metrics/<pair>.json`` (the headline), ``reports/evaluate/<pair>.json`` (every detail) and the plots; one
+    MLflow run per evaluated method."""
+
+    settings: EvaluationSettings
+    inputs: EvaluateInputs
+    status: Status
+    details: dict[str, Any]
+    evaluations: dict[str, MethodEvaluation]
+    written: dict[str, Path] = field(default_factory=dict)  # the temporary details file and figure (for track)
+
+    def metrics(self) -> dict[str, Any]:
+        return headline(self.details)
+
+    def write(self, outputs: Outputs) -> None:
+        curves = {}
+        for method, evaluation in self.evaluations.items():
+            if evaluation.pr_points is not None:
+                evaluation.pr_points.to_csv(outputs["pr"] / f"{method}.csv", index=False)
+                curves[method] = (
+                    evaluation.pr_points,
+                    evaluation.entry.get("pr_auc"),
+                    bool(evaluation.entry["oracle"]),
+                )
+            if evaluation.decisions is not None:
+                evaluation.decisions.to_csv(outputs["confusion"] / f"{method}.csv", index=False)
+        # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
+        if not any(outputs["pr"].iterdir()):
+            pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(outputs["pr"] / "none.csv", index=False)
+        if not any(outputs["confusion"].iterdir()):
+            pd.DataFrame(columns=["actual", "predicted"]).to_csv(outputs["confusion"] / "none.csv", index=False)
+        plot_pr_curves(outputs["pr_curves"], curves, f"{self.settings.pair}: {self.status}")
+        write_json(outputs["details"], self.details)
+        write_json(outputs["metrics"], headline(self.details))
+        self.written.update(details=outputs["details"], figure=outputs["pr_curves"])
+
+    def track(self, tracker: Tracker, _: str) -> None:
+        """One MLflow run per evaluated method, holding the evaluate params that produced its numbers; the headline
+        numbers also go to each run that wrote the scores. The run is keyed by the method's exact inputs (score
+        file, labels, splits, params): evaluating the same inputs again reuses it, so a rerun neither duplicates
+        runs nor changes the run id recorded in the details (rewritten here with each method's run)."""
+        settings, inputs = self.settings, self.inputs
+        logged = flatten_params({"evaluate": settings.config, "pairs": {settings.pair: settings.pair_config},
+                                 "seed": settings.seed, "seeds": settings.seeds})  # fmt: skip
+        target = inputs.systems[settings.pair_config.target]
+        with tempfile.TemporaryDirectory() as scratch:
+            figure = Path(scratch) / PR_FIGURE  # logged under its own name, not the temporary one
+            shutil.copyfile(self.written["figure"], figure)
+            for method, entry in self.details["methods"].items():
+                if entry.get("status") != str(Status.EVALUATED):
+                    continue
+                files = inputs.scores[method]
+                assert isinstance(files, dict)
+                score_files = [file.path for file in files.values()]
+                tags = {"pair": settings.pair, "sources": ",".join(settings.pair_config.sources),
+                        "target": settings.pair_config.target, "method": method, "kind": entry["kind"],
+                        "stage": "evaluate", "seed": ",".join(files),
+                        "train_run_id": str(entry.get("train_run_id") or "")}  # fmt: skip
+                key = inputs_md5([*score_files, *inputs.label_files], {**logged, "method": method})
+                folder = inputs.scores_root / score_files[0].relative_to(inputs.scores_root).parts[0]
+                with tracker.run(f"{run_name(settings.pair, method)} evaluate", tags, logged, key=key) as run_id:
+                    tracker.log_metrics(run_id, tracking_metrics(entry))
+                    tracker.log_artifacts(run_id, [figure], "plots")
+                    tracker.log_datasets(
+                        [run_id],
+                        [
+                            InputData(target.directory, "test", split_sizes(target)),
+                            InputData(folder, "scores", {"score_files": len(score_files)}),
+                        ],
+                    )
+                for scored_run, metrics in scored_run_metrics(entry).items():
+                    tracker.add_metrics(scored_run, metrics)
+                entry["mlflow_run_id"] = run_id
+        write_json(self.written["details"], self.details)
+
+
+def compute_evaluate(settings: EvaluationSettings, inputs: EvaluateInputs) -> EvaluateResult:
+    """Stage evaluate: every method of one pair on the target's test split, under every threshold rule."""
+    target = inputs.systems[settings.pair_config.target]
     test = _test_split(target)
-    status, reason = _pair_status(settings, training, target, test)
-    details = _details(settings, training, target, test, status, reason)
+    status, reason = _pair_status(settings, inputs.training, target, test)
+    details = _details(settings, inputs.training, target, test, status, reason)
     evaluations: dict[str, MethodEvaluation] = {}
     if status is Status.EVALUATED:
-        pi_hats = pi_hat_by_seed(settings, paths, target.system)  # label-free: before any test label is read
-        evaluations = _evaluate_methods(settings, paths, training, test, target, systems, pi_hats)
+        evaluations = _evaluate_methods(settings, inputs.scores, test, target, inputs.systems, inputs.pi_hats)
         details["methods"] = {method: evaluation.entry for method, evaluation in evaluations.items()}
-        details["pi_hat"] = pi_hat_entry(pi_hats, target, test)
-    plots = paths.plots("evaluate", pair)
-    with atomic_directory(plots) as directory:
-        _write_plots(directory, evaluations, f"{pair}: {status}")
-    _log_evaluations(tracking, settings, details, paths, plots / PR_FIGURE)
-    write_json(paths.evaluation_details(pair), details)
-    write_json(paths.pair_metrics(pair), headline(details))
+        details["pi_hat"] = pi_hat_entry(inputs.pi_hats, target, test)
+    return EvaluateResult(settings, inputs, status, details, evaluations)

@@ -34,13 +34,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, SystemTensors, load_tensors
-from zerolog.config import DiagnoseConfig, EmbedConfig
+from zerolog.config import DiagnoseConfig, EmbedConfig, Params
 from zerolog.errors import DataError
 from zerolog.features.embed import embed_texts
-from zerolog.io import write_json, write_text
-
-REPORT_FILE = "transfer_signals.md"
-NUMBERS_FILE = "transfer_signals.json"  # the same numbers, for tools
+from zerolog.io import write_json
+from zerolog.runner import Outputs
 
 
 @dataclass(frozen=True)
@@ -157,15 +155,13 @@ def template_table(source: str, view: SystemView, template_scores: np.ndarray, s
     ]
 
 
-def _labeled_views(config: DiagnoseConfig, paths: ArtifactPaths) -> dict[str, SystemView]:
-    views = {}
-    for system in config.systems:
-        view = system_view(load_tensors(paths.tensors(system)), system)
-        validation_labels = view.labels[view.rows("val")]
-        if not 0 < validation_labels.sum() < validation_labels.size:
-            raise DataError(f"diagnose: system {system}: its validation split needs both normal and anomalous sessions")
-        views[system] = view
-    return views
+def _check_labeled(view: SystemView) -> SystemView:
+    validation_labels = view.labels[view.rows("val")]
+    if not 0 < validation_labels.sum() < validation_labels.size:
+        raise DataError(
+            f"diagnose: system {view.system}: its validation split needs both normal and anomalous sessions"
+        )
+    return view
 
 
 def _signals(views: dict[str, SystemView], config: DiagnoseConfig, anchors: np.ndarray,
@@ -188,10 +184,43 @@ def _signals(views: dict[str, SystemView], config: DiagnoseConfig, anchors: np.n
     return signals, templates
 
 
-def diagnose(config: DiagnoseConfig, embed: EmbedConfig, seed: int, paths: ArtifactPaths) -> None:
-    """Measure every signal on every labeled system's validation split; write the report and its numbers."""
-    views = _labeled_views(config, paths)
-    signals, templates = _signals(views, config, anchor_vectors(config, embed), seed)
+@dataclass(frozen=True)
+class DiagnoseSection:
+    """Stage diagnose's settings: ``diagnose.*``, ``embed.*`` (anchors are embedded like the templates), ``seed``."""
+
+    config: DiagnoseConfig
+    embed: EmbedConfig
+    seed: int
+
+
+def diagnose_section(params: Params, _: str) -> DiagnoseSection:
+    return DiagnoseSection(params.diagnose, params.embed, params.seed)
+
+
+def load_diagnose_inputs(section: DiagnoseSection, paths: ArtifactPaths) -> dict[str, SystemView]:
+    """Every system of ``diagnose.systems``, checked to hold both classes in its validation split."""
+    return {system: _check_labeled(system_view(load_tensors(paths.tensors(system)), system))
+            for system in section.config.systems}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DiagnoseResult:
+    """``reports/transfer_signals.json`` (the numbers) and ``reports/transfer_signals.md`` (the report)."""
+
+    results: dict[str, Any]
+
+    def metrics(self) -> dict[str, Any]:
+        return self.results
+
+    def write(self, outputs: Outputs) -> None:
+        write_json(outputs["numbers"], self.results)
+        outputs["markdown"].write_text(signals_markdown(self.results), encoding="utf-8")
+
+
+def compute_diagnose(section: DiagnoseSection, views: dict[str, SystemView]) -> DiagnoseResult:
+    """Measure every signal on every labeled system's validation split."""
+    config = section.config
+    signals, templates = _signals(views, config, anchor_vectors(config, section.embed), section.seed)
     results: dict[str, Any] = {"split": "val", "systems": {}}
     for system, view in views.items():
         validation = view.rows("val")
@@ -203,13 +232,12 @@ def diagnose(config: DiagnoseConfig, embed: EmbedConfig, seed: int, paths: Artif
             "roc_auc": {name: _auc(labels, scores[validation]) for name, scores in signals[system].items()},
             "templates": templates[system],
         }
-    write_json(paths.report(NUMBERS_FILE), results)
-    write_text(paths.report(REPORT_FILE), signals_markdown(results))
     for system, entry in results["systems"].items():
         print(
             f"{system}: "
             + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None)
         )
+    return DiagnoseResult(results)
 
 
 # ----------------------------------------------------------------------------- report

@@ -32,7 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,9 +41,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, EmbedConfig, MlflowConfig
+from zerolog.config import ConfigError, EmbedConfig, MlflowConfig, Params
 from zerolog.errors import DataError
 from zerolog.io import atomic_path, write_json
+from zerolog.runner import Outputs
 
 if TYPE_CHECKING:  # torch is imported where a sentence model runs: it is slow to import
     import torch
@@ -351,31 +352,77 @@ def write_template_vectors(
         pq.write_table(table, temporary)
 
 
-def _previous_vectors(path: Path, expected_fingerprint: dict[str, object]) -> dict[str, np.ndarray]:
-    """Cleaned text -> vector from a previous vectors file with the same fingerprint; empty when none fits."""
+def _previous_vectors(path: Path) -> TemplateVectors | None:
+    """The previous output (``persist: true`` keeps it across runs), or None when there is none or it is unreadable."""
     if not path.is_file():
-        return {}
+        return None
     try:
-        previous = read_template_vectors(path)
+        return read_template_vectors(path)
     except DataError as error:
         LOGGER.warning("not reusing previous vectors: %s", error)
-        return {}
-    if previous.metadata.get("fingerprint") != json.dumps(expected_fingerprint, sort_keys=True):
-        return {}
-    return {
-        clean_template(template): vector for template, vector in zip(previous.templates, previous.vectors, strict=True)
-    }
+        return None
 
 
 # ----------------------------------------------------------------------------- the stage
 
 
-def _vectors_for(
-    cleaned: list[str], config: EmbedConfig, output: Path
-) -> tuple[np.ndarray, list[str], dict[str, float]]:
-    """(templates, dim) vectors of the cleaned texts: the previous output's where its fingerprint matches, the rest
-    embedded now. Returns the vectors, the texts embedded now, and the model-load and encoding seconds."""
-    known = _previous_vectors(output, fingerprint(config, cleaned))
+@dataclass(frozen=True)
+class EmbedSection:
+    """Stage embed's settings: ``embed.*`` and where its MLflow run goes."""
+
+    embed: EmbedConfig
+    tracking: MlflowConfig
+
+
+def embed_section(params: Params, _: str) -> EmbedSection:
+    return EmbedSection(params.embed, params.mlflow)
+
+
+@dataclass(frozen=True)
+class EmbedInputs:
+    templates: list[str]  # every distinct template of every dataset's sessions, sorted
+    previous: TemplateVectors | None  # the stage's previous output
+
+
+def load_embed_inputs(section: EmbedSection, paths: ArtifactPaths) -> EmbedInputs:
+    templates = collect_templates(paths.paths.sessions)
+    if not templates:
+        raise DataError(f"{paths.paths.sessions}: the sessions hold no templates")
+    return EmbedInputs(templates, _previous_vectors(paths.template_vectors()))
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """``features/template_vectors.parquet`` and its counts (``reports/data/embed/embed.json``); the timings go to
+    MLflow only."""
+
+    templates: list[str]
+    vectors: np.ndarray  # (templates, dim) float32
+    metadata: dict[str, str]
+    counts: dict[str, Any]
+    seconds: dict[str, float]
+
+    def metrics(self) -> dict[str, Any]:
+        return {**self.counts, **self.seconds}
+
+    def write(self, outputs: Outputs) -> None:
+        write_template_vectors(outputs["vectors"], self.templates, self.vectors, self.metadata)
+        write_json(outputs["report"], self.counts)
+
+
+def compute_embed(section: EmbedSection, inputs: EmbedInputs) -> EmbedResult:
+    """Stage embed: every template cleaned (``clean_template``), each distinct cleaned text embedded once with
+    ``embed.method``; vectors of the previous output are reused where its fingerprint matches."""
+    started = time.perf_counter()
+    config, templates = section.embed, inputs.templates
+    cleaned = [clean_template(template) for template in templates]
+    expected = json.dumps(fingerprint(config, cleaned), sort_keys=True)
+    previous = inputs.previous
+    known: dict[str, np.ndarray] = {}
+    if previous is not None and previous.metadata.get("fingerprint") == expected:
+        known = {
+            clean_template(text): vector for text, vector in zip(previous.templates, previous.vectors, strict=True)
+        }
     new_texts = [text for text in sorted(set(cleaned)) if text not in known]
     LOGGER.info("embed: %d templates, %d distinct texts, %d to embed", len(cleaned), len(set(cleaned)), len(new_texts))
     load_started = time.perf_counter()
@@ -386,45 +433,16 @@ def _vectors_for(
         fresh = embed_texts(new_texts, config)  # (new texts, dim)
         known_dim = next(iter(known.values())).shape[0] if known else fresh.shape[1]
         if fresh.shape != (len(new_texts), known_dim):
-            raise DataError(f"{output}: embedder returned shape {fresh.shape}, expected {(len(new_texts), known_dim)}")
+            raise DataError(f"embed: the embedder returned shape {fresh.shape}, expected {(len(new_texts), known_dim)}")
         known.update(zip(new_texts, fresh, strict=True))
-    seconds = {
-        "model_load_seconds": encode_started - load_started,
-        "encode_seconds": time.perf_counter() - encode_started,
-    }
-    return np.stack([known[text] for text in cleaned]).astype(np.float32), new_texts, seconds
-
-
-def embed_templates(config: EmbedConfig, tracking: MlflowConfig, paths: ArtifactPaths) -> None:
-    """Stage embed: write ``features/template_vectors.parquet`` and ``reports/data/embed/embed.json`` (counts).
-
-    Collects every distinct template of every dataset's sessions, cleans it (``clean_template``), embeds each
-    distinct cleaned text once with ``embed.method``, reusing vectors of the previous output where its
-    fingerprint matches; only texts not found there are embedded. Timings go to an MLflow run (stage embed).
-    """
-    from zerolog.tracking import Tracker, flatten_params
-
-    started = time.perf_counter()
-    output = paths.template_vectors()
-    templates = collect_templates(paths.paths.sessions)
-    if not templates:
-        raise DataError(f"{paths.paths.sessions}: the sessions hold no templates")
-    cleaned = [clean_template(template) for template in templates]
-    vectors, new_texts, seconds = _vectors_for(cleaned, config, output)
-    metadata = {
-        "method": config.method,
-        "model": model_description(config),
-        "dim": str(vectors.shape[1]),
-        "cleaning": str(CLEANING_VERSION),
-        "fingerprint": json.dumps(fingerprint(config, cleaned), sort_keys=True),
-    }
-    write_template_vectors(output, templates, vectors, metadata)
+    vectors = np.stack([known[text] for text in cleaned]).astype(np.float32)
+    metadata = {"method": config.method, "model": model_description(config), "dim": str(vectors.shape[1]),
+                "cleaning": str(CLEANING_VERSION), "fingerprint": expected}  # fmt: skip
     embedded_now = set(new_texts)
     counts = {"templates": len(templates), "distinct_texts": len(set(cleaned)), "embedded": len(new_texts),
               "reused": sum(1 for text in cleaned if text not in embedded_now), "dim": int(vectors.shape[1]),
               "method": config.method, "model": model_description(config)}  # fmt: skip
-    write_json(paths.data_report("embed", "embed"), counts)
-    tracker = Tracker(tracking)
-    with tracker.run("embed", {"stage": "embed"}, flatten_params({"embed": config})) as run_id:
-        tracker.log_metrics(run_id, {**{key: value for key, value in counts.items() if isinstance(value, int)},
-                                     **seconds, "seconds": time.perf_counter() - started})  # fmt: skip
+    now = time.perf_counter()
+    seconds = {"model_load_seconds": encode_started - load_started, "encode_seconds": now - encode_started,
+               "seconds": now - started}  # fmt: skip
+    return EmbedResult(templates, vectors, metadata, counts, seconds)
