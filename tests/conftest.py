@@ -78,9 +78,9 @@ def loso_of(member: str) -> dict[str, object]:
 LOSO_PCA = loso_of("pca")
 
 
-def call_stage(name: str, params: Params, item: str = "") -> None:
-    """Run stage ``name`` for ``item`` as pipeline/<name>.py does: only its declared params reach the function."""
-    stage_named(name).call(params, item)
+def call_stage(name: str, params: Params, item: str = "", **options: Any) -> Any:
+    """Run stage ``name`` for ``item`` as pipeline/<name>.py does (only its declared params reach it); its result."""
+    return stage_named(name).call(params, item, **options)
 
 
 @pytest.fixture(scope="module")
