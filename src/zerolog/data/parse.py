@@ -41,16 +41,13 @@ from zerolog.config import (
 from zerolog.data import datasets
 from zerolog.data.known_templates import DRAIN_STATE_FILE, write_drain_state
 from zerolog.data.stream_parse import (
-    EMPTY_TEMPLATE,
     STATUS_NON_UTF8,
     STATUS_PARSED,
     STATUS_UNMATCHED,
-    iter_line_batches,
     line_labels,
     line_layout,
     new_miner,
     parse_metrics,
-    read_line_schema,
     stream_parse_files,
     write_lines,
 )
@@ -558,19 +555,3 @@ def _stream_raw(section: ParseSection, inputs: ParseInputs, folder: Path,
     metrics["empty_files_skipped"] = len(inputs.manifest.get("empty_files", []))  # download's empty_files: skip
     _warn_on_continuations(metrics, section.parse.max_unmatched_share, format_key)
     return metrics
-
-
-__all__ = [
-    "EMPTY_TEMPLATE",
-    "STATUS_NON_UTF8",
-    "STATUS_PARSED",
-    "STATUS_UNMATCHED",
-    "grouping_accuracy",
-    "iter_line_batches",
-    "line_labels",
-    "log_file_paths",
-    "parse_timestamps",
-    "read_line_schema",
-    "read_manifest",
-    "template_table",
-]

@@ -62,8 +62,8 @@ from zerolog.config import (
     SplitRule,
 )
 from zerolog.data import datasets
-from zerolog.data.parse import read_line_schema, read_manifest
-from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts
+from zerolog.data.parse import read_manifest
+from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts, read_line_schema
 from zerolog.errors import DataError
 from zerolog.io import write_json
 from zerolog.parallel import InlinePool, map_ordered, open_pool, worker_count
@@ -292,13 +292,6 @@ class KeyCollector:
             offsets,
             {"lines_without_key": self.without_key, "lines_with_several_keys": self.several_keys},
         )
-
-
-def key_sessions(contents: list[str | None], key_regex: str) -> Sessions:
-    """``key`` rule on a list of contents (one per event, in order): see ``KeyCollector``."""
-    collector = KeyCollector(key_regex)
-    collector.add(contents, 0)
-    return collector.sessions()
 
 
 def _window_bounds_lines(size: int, step: int, count: int) -> list[tuple[int, int]]:
@@ -1090,7 +1083,6 @@ __all__ = [
     "assign_splits",
     "file_sessions",
     "flat_groups",
-    "key_sessions",
     "keys_in",
     "preparsed_sessions",
     "read_sessions",
