@@ -76,7 +76,8 @@ def build_detector(work: Path) -> Path:
     import yaml
 
     from zerolog.artifacts import ArtifactPaths
-    from zerolog.config import as_dict, parse_params, read_yaml
+    from zerolog.config import as_dict
+    from zerolog.config_loader import parse_params, read_yaml
     from zerolog.stages import stage_named
 
     folder = work / "pipeline"

@@ -167,11 +167,11 @@ def child_drain3(arguments: dict[str, Any]) -> dict[str, Any]:
 
 def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
     """The parse engine on one file (``stream_parse_files``) with the given backend and workers, or (``dataset``)
-    the parse stage of the bench pipeline (``parse_raw_dataset``)."""
+    the parse stage of the bench pipeline."""
     from zerolog.config import ParallelConfig
     from zerolog.config_loader import load_params
-    from zerolog.data.parse import parse_raw_dataset
     from zerolog.data.stream_parse import line_layout, new_miner, stream_parse_files
+    from zerolog.stages import stage_named
 
     started = time.perf_counter()
     params = load_params(arguments["params"])
@@ -183,10 +183,7 @@ def child_parse(arguments: dict[str, Any]) -> dict[str, Any]:
         events.append((lines, time.perf_counter() - started))
 
     if arguments.get("dataset"):
-        parse_raw_dataset(params, arguments["dataset"], progress)
-        metrics = json.loads(
-            (Path(params.paths.reports) / "data" / "parse" / f"{arguments['dataset']}.json").read_text()
-        )
+        metrics = stage_named("parse").call(params, arguments["dataset"], progress=progress).metrics()
         lines, templates, details = metrics["lines"], metrics["templates"], metrics["parallel"]
     else:
         layout_of = arguments.get("layout")  # a dataset whose log format the input has (default: the system hdfs)
@@ -244,8 +241,7 @@ def child_stage(arguments: dict[str, Any]) -> dict[str, Any]:
 
         parallel = ParallelConfig(backend=arguments["backend"], workers=arguments["workers"], scheduler_address=None)
         params = dataclasses.replace(params, sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
-        stage_named("sessionize").call(params, arguments["dataset"])
-        metrics = json.loads(paths.data_report("sessionize", arguments["dataset"]).read_text())
+        metrics = stage_named("sessionize").call(params, arguments["dataset"]).metrics()
         result = {
             "sessions": metrics["sessions"],
             "anomalous": metrics["anomalous"],
@@ -488,7 +484,7 @@ def bench_params(work: Path, full: Path, labels: Path, chunk_bytes: int | None) 
     file (raw folder with a manifest, the file linked), system hdfs trained on it, hashing embeddings, one epoch."""
     import yaml
 
-    from zerolog.config import read_yaml
+    from zerolog.config_loader import read_yaml
 
     raw = read_yaml((REPOSITORY / "params.yaml").read_text(encoding="utf-8"), "params.yaml")
     root = work / "pipeline"

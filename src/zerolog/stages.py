@@ -13,6 +13,7 @@ import closure of the stage's module (``zerolog.pipeline_file``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -98,8 +99,9 @@ class Stage:
             return self.legacy_arguments(params, item)
         return _resolve(self.section)(params, item)
 
-    def call(self, params: Params, item: str) -> Any:
-        """Run the stage for ``item`` through the one runner; returns its result."""
+    def call(self, params: Params, item: str, **options: Any) -> Any:
+        """Run the stage for ``item`` through the one runner; returns its result. ``options`` go to the core as
+        keyword arguments (not params: a benchmark's progress callback)."""
         if self.each and item not in self.items(params):
             raise ConfigError(f"{params.source_file}: {self.each} {item!r} is not in params (stage {self.name})")
         if self.legacy_arguments is not None:
@@ -107,7 +109,7 @@ class Stage:
         paths = ArtifactPaths(params.paths)
         outputs = {output.name: output.path for output in self.outputs(params, paths, item)}
         invocation = runner.Run(self.name, item, self.build_section(params, item), paths, _resolve(self.load),
-                                _resolve(self.core), outputs)  # fmt: skip
+                                functools.partial(_resolve(self.core), **options), outputs)  # fmt: skip
         return runner.run(invocation)
 
 
@@ -141,19 +143,6 @@ def _metric(name: str, path: Path) -> Output:
 # ----------------------------------------------------------------------------- the stages
 
 
-def _download_arguments(params: Any, dataset: str) -> dict[str, Any]:
-    return {"params": declared(params, ["data", f"datasets.{dataset}"], "download"), "name": dataset}
-
-
-def _parse_arguments(params: Any, dataset: str) -> dict[str, Any]:
-    system = params.datasets[dataset].system
-    keys = ["parse", f"datasets.{dataset}"]
-    keys += [f"systems.{system}.{key}" for key in ("log_format", "regex", "timestamp", "drain")]
-    return {"params": declared(params, keys, "parse"), "name": dataset}
-
-
-def _sessionize_arguments(params: Any, dataset: str) -> dict[str, Any]:
-    return {"params": declared(params, ["seed", "sessionize", f"datasets.{dataset}"], "sessionize"), "name": dataset}
 
 
 def _paths(params: Any) -> ArtifactPaths:
@@ -214,13 +203,15 @@ def _targets(params: Params) -> list[str]:
 STAGES: list[Stage] = [
     Stage(
         "download", "copy (bundled) or fetch (loghub) one dataset", "dataset",
-        "", "", "", legacy_function="zerolog.data.download:download_dataset", legacy_arguments=_download_arguments,
+        "zerolog.data.download:download_section", "zerolog.data.download:load_download_inputs",
+        "zerolog.data.download:compute_download",
         deps=lambda params, paths, dataset: _bundled_files(params, dataset),
         outputs=lambda params, paths, dataset: [Output("raw", paths.raw(dataset))],
     ),
     Stage(
         "parse", "parse one dataset's logs into lines and templates", "dataset",
-        "", "", "", legacy_function="zerolog.data.parse:parse_dataset", legacy_arguments=_parse_arguments,
+        "zerolog.data.parse:parse_section", "zerolog.data.parse:load_parse_inputs",
+        "zerolog.data.parse:compute_parse",
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
             Output("parsed", paths.parsed(dataset)), Output("report", paths.data_report("parse", dataset), cache=False)
@@ -228,10 +219,12 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "sessionize", "group one dataset's lines into labeled, split sessions", "dataset",
-        "", "", "", legacy_function="zerolog.data.sessionize:sessionize_dataset", legacy_arguments=_sessionize_arguments,
+        "zerolog.data.sessionize:sessionize_section", "zerolog.data.sessionize:load_sessionize_inputs",
+        "zerolog.data.sessionize:compute_sessionize",
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output("sessions", paths.sessions(dataset)), Output("report", paths.data_report("sessionize", dataset), cache=False)
+            Output("sessions", paths.sessions(dataset)),
+            Output("report", paths.data_report("sessionize", dataset), cache=False),
         ],
     ),
     Stage(
@@ -240,7 +233,8 @@ STAGES: list[Stage] = [
         "zerolog.features.embed:compute_embed",
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
-            Output("vectors", paths.template_vectors(), persist=True), Output("report", paths.data_report("embed", "embed"), cache=False)
+            Output("vectors", paths.template_vectors(), persist=True),
+            Output("report", paths.data_report("embed", "embed"), cache=False),
         ],
     ),
     Stage(
@@ -251,7 +245,8 @@ STAGES: list[Stage] = [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
         outputs=lambda params, paths, system: [
-            Output("tensors", paths.tensors(system)), Output("report", paths.data_report("tensors", system), cache=False)
+            Output("tensors", paths.tensors(system)),
+            Output("report", paths.data_report("tensors", system), cache=False),
         ],
     ),
     Stage(

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import call_stage
 from distributed import get_task_stream
 from raw_fixtures import build_raw_folder, project_params
 
 from zerolog.config import ParallelConfig
-from zerolog.data.parse import parse_dataset, parse_raw_dataset
-from zerolog.data.sessionize import sessionize_dataset
 from zerolog.data.stream_parse import line_parts
 from zerolog.errors import DataError
 from zerolog.parallel import DaskPool, map_ordered
@@ -54,7 +53,7 @@ def parsed(params, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 def in_process(tmp_path: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     params = cluster_params(tmp_path / "in-process", 10**8, 10**7, None)
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     return parsed(params, name)
 
 
@@ -84,7 +83,7 @@ def test_parse_on_a_local_cluster_equals_the_in_process_parse(tmp_path, cluster,
     expected_lines, expected_templates, expected_metrics = in_process(tmp_path, name)
     params = cluster_params(tmp_path / "cluster", chunk_bytes, 300, cluster.address)
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     lines, templates, metrics = parsed(params, name)
     pd.testing.assert_frame_equal(lines, expected_lines)
     pd.testing.assert_frame_equal(templates, expected_templates)
@@ -122,7 +121,7 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_no_line(tmp_path, cluste
                 return
             time.sleep(0.001)
 
-    parse_raw_dataset(params, name, progress=kill_a_busy_worker)
+    call_stage("parse", params, name, progress=kill_a_busy_worker)
     lines, templates, metrics = parsed(params, name)
     assert killed and killed[0][1], "no worker was killed while it held a chunk"
     pd.testing.assert_frame_equal(lines, expected_lines)
@@ -139,13 +138,13 @@ def parsed_in_parts(tmp_path: Path, name: str, chunk_bytes: int):
     """Params whose parse wrote ``name``'s lines.parquet in many parts (in this process), and the part count."""
     params = cluster_params(tmp_path, chunk_bytes, 100, None)
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     return params, len(line_parts(Path(params.paths.parsed) / name / "lines.parquet"))
 
 
 def sessionized(params, name: str, parallel: ParallelConfig) -> tuple[bytes, dict]:
     params = dataclasses.replace(params, sessionize=dataclasses.replace(params.sessionize, parallel=parallel))
-    sessionize_dataset(params, name)
+    call_stage("sessionize", params, name)
     metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / f"{name}.json").read_text())
     return (Path(params.paths.sessions) / name / "sessions.parquet").read_bytes(), metrics
 

@@ -17,13 +17,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import call_stage
 from http_server import ArchiveServer
 
 from zerolog.artifacts import ArtifactPaths
 from zerolog.config import Params
 from zerolog.config_loader import parse_params, read_yaml
-from zerolog.data.download import download_dataset
-from zerolog.errors import ChecksumError, DataError, DownloadError
+from zerolog.errors import ChecksumError, ConfigError, DataError, DownloadError
 from zerolog.stages import stage_named
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,9 +167,10 @@ def check_loghub_output(params: Params, dataset: str, members: dict[str, bytes])
 @pytest.mark.parametrize("dataset", sorted(RAW_PARAMS["datasets"]))
 def test_bundled_mode_copies_every_file_and_writes_manifest(tmp_path: Path, dataset: str) -> None:
     params = make_params(tmp_path, source="bundled")
-    download_dataset(params, dataset)
+    result = call_stage("download", params, dataset)
     folder = Path(params.paths.raw) / dataset
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert result.metrics()["files"] == len(manifest["sha256"])
     assert manifest["dataset"] == dataset and manifest["source"] == "bundled"
     assert manifest["kind"] == params.datasets[dataset].kind
     files = params.datasets[dataset].files
@@ -197,7 +198,7 @@ def test_bundled_mode_rejects_missing_or_empty_file(tmp_path: Path, problem: str
 
     params = make_params(tmp_path, source="bundled", edit=edit)
     with pytest.raises(DataError) as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     message = assert_one_line(error)
     assert "HDFS_2k_block_labels.csv" in message and "datasets.hdfs_logs.files.labels" in message
     assert ("empty" if problem == "empty" else "missing") in message
@@ -242,7 +243,7 @@ def test_a_folder_or_glob_of_logs_is_listed_sorted_in_the_manifest(tmp_path: Pat
         }
 
     params = make_params(tmp_path, source="bundled", edit=edit)
-    download_dataset(params, "hdfs_runs")
+    call_stage("download", params, "hdfs_runs")
     folder = Path(params.paths.raw) / "hdfs_runs"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["files"] == {"logs": expected, "labels": "labels.csv"}  # paths below the folder, sorted
@@ -267,20 +268,20 @@ def test_a_glob_that_finds_no_log_is_a_one_line_error(tmp_path: Path) -> None:
 
     params = make_params(tmp_path, source="bundled", edit=edit)
     with pytest.raises(DataError) as error:
-        download_dataset(params, "hdfs_runs")
+        call_stage("download", params, "hdfs_runs")
     message = assert_one_line(error)
     assert "HDFS/runs/*/*.txt: no log file in this pattern (params datasets.hdfs_runs.files.logs[0])" in message
     assert_no_output(params, "hdfs_runs")
 
 
 def test_unknown_dataset_is_a_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="datasets.no_such_data: unknown dataset"):
-        download_dataset(make_params(tmp_path, source="bundled"), "no_such_data")
+    with pytest.raises(ConfigError, match="dataset 'no_such_data' is not in params"):
+        call_stage("download", make_params(tmp_path, source="bundled"), "no_such_data")
 
 
 def test_loghub_mode_copies_datasets_without_loghub_origin_from_bundle(tmp_path: Path) -> None:
     params = make_params(tmp_path, source="loghub")  # base_url is unreachable: must not be used
-    download_dataset(params, "openstack_2k")
+    call_stage("download", params, "openstack_2k")
     manifest = json.loads((Path(params.paths.raw) / "openstack_2k" / "manifest.json").read_text())
     assert manifest["source"] == "bundled"
     assert manifest["files"] == {"logs": ["OpenStack_2k.log"], "labels": "anomaly_labels.txt"}
@@ -296,7 +297,7 @@ def test_good_archive_is_extracted_and_its_checksum_recorded_then_enforced(
     dataset, archive, members, builder = CASES[kind]
     server.serve(archive, GOOD_ARCHIVES[kind])
     params = make_params(tmp_path, base_url=server.url)
-    download_dataset(params, dataset)
+    call_stage("download", params, dataset)
 
     check_loghub_output(params, dataset, members)
     assert [request.range for request in server.requests_for(archive)] == [None]
@@ -305,7 +306,7 @@ def test_good_archive_is_extracted_and_its_checksum_recorded_then_enforced(
     assert archive_path.read_bytes() == GOOD_ARCHIVES[kind]
 
     # a second run reuses the verified cached archive without asking the server again
-    download_dataset(params, dataset)
+    call_stage("download", params, dataset)
     check_loghub_output(params, dataset, members)
     assert len(server.requests_for(archive)) == 1
 
@@ -315,7 +316,7 @@ def test_good_archive_is_extracted_and_its_checksum_recorded_then_enforced(
     altered = builder({name: content + b"altered\n" for name, content in members.items()})
     server.serve(archive, altered)
     with pytest.raises(ChecksumError) as error:
-        download_dataset(params, dataset)
+        call_stage("download", params, dataset)
     message = assert_one_line(error)
     assert archive in message and sha256(GOOD_ARCHIVES[kind]) in message and sha256(altered) in message
     assert_no_output(params, dataset)
@@ -325,11 +326,11 @@ def test_good_archive_is_extracted_and_its_checksum_recorded_then_enforced(
 def test_cached_archive_that_changed_on_disk_is_rejected_and_removed(tmp_path: Path, server: ArchiveServer) -> None:
     server.serve("HDFS_v1.zip", GOOD_ARCHIVES["zip"])
     params = make_params(tmp_path, base_url=server.url)
-    download_dataset(params, "hdfs_logs")
+    call_stage("download", params, "hdfs_logs")
     archive_path = Path(params.paths.archives) / "HDFS_v1.zip"
     archive_path.write_bytes(GOOD_ARCHIVES["zip"][:-10])  # truncated on disk
     with pytest.raises(ChecksumError) as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     assert sha256(GOOD_ARCHIVES["zip"]) in assert_one_line(error)
     assert not archive_path.exists()
 
@@ -341,7 +342,7 @@ def test_corrupt_archive_fails_pinned_checksum_and_leaves_nothing(tmp_path: Path
     server.serve("HDFS_v1.zip", bytes(corrupt))
     params = make_params(tmp_path, base_url=server.url, archives={"HDFS_v1.zip": sha256(good)})
     with pytest.raises(ChecksumError) as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     message = assert_one_line(error)
     assert "HDFS_v1.zip" in message and sha256(good) in message and sha256(bytes(corrupt)) in message
     assert "data.archives.HDFS_v1.zip" in message
@@ -355,7 +356,7 @@ def test_truncated_transfer_is_an_error_and_writes_no_output(tmp_path: Path, ser
     server.state.drop_after_bytes = [100]  # Content-Length says the whole archive, the body stops at 100 bytes
     params = make_params(tmp_path, base_url=server.url)
     with pytest.raises(DownloadError) as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     message = assert_one_line(error)
     assert "HDFS_v1.zip" in message and "truncated" in message
     assert f"received 100 of {len(GOOD_ARCHIVES['zip'])} bytes" in message
@@ -371,12 +372,12 @@ def test_run_after_server_dropped_connection_resumes_from_part_file(tmp_path: Pa
     server.state.drop_after_bytes = [cut]
     params = make_params(tmp_path, base_url=server.url)
     with pytest.raises(DownloadError, match="kept in .* for the next run to resume"):
-        download_dataset(params, "openstack_instances")
+        call_stage("download", params, "openstack_instances")
     part = Path(params.paths.archives) / "OpenStack.tar.gz.part"
     assert part.read_bytes() == good[:cut]
     assert_no_output(params, "openstack_instances")
 
-    download_dataset(params, "openstack_instances")
+    call_stage("download", params, "openstack_instances")
     assert [request.range for request in server.requests_for("OpenStack.tar.gz")] == [None, f"bytes={cut}-"]
     assert (Path(params.paths.archives) / "OpenStack.tar.gz").read_bytes() == good
     assert not part.exists()
@@ -388,7 +389,7 @@ def test_retries_resume_within_one_run(tmp_path: Path, server: ArchiveServer) ->
     server.serve("HDFS_v1.zip", good)
     server.state.drop_after_bytes = [100, 200]
     params = make_params(tmp_path, base_url=server.url, retries=2)
-    download_dataset(params, "hdfs_logs")
+    call_stage("download", params, "hdfs_logs")
     assert [request.range for request in server.requests_for("HDFS_v1.zip")] == [None, "bytes=100-", "bytes=300-"]
     check_loghub_output(params, "hdfs_logs", HDFS_MEMBERS)
 
@@ -400,7 +401,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server: Archiv
     part = Path(params.paths.archives) / "HDFS_v1.zip.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * 50)  # stale bytes that appending would keep
-    download_dataset(params, "hdfs_logs")
+    call_stage("download", params, "hdfs_logs")
     assert [request.range for request in server.requests_for("HDFS_v1.zip")] == ["bytes=50-"]
     assert (Path(params.paths.archives) / "HDFS_v1.zip").read_bytes() == GOOD_ARCHIVES["zip"]
     check_loghub_output(params, "hdfs_logs", HDFS_MEMBERS)
@@ -412,7 +413,7 @@ def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: ArchiveSe
     part = Path(params.paths.archives) / "HDFS_v1.zip.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(GOOD_ARCHIVES["zip"])  # every byte arrived, the run died before the rename
-    download_dataset(params, "hdfs_logs")
+    call_stage("download", params, "hdfs_logs")
     assert [request.range for request in server.requests_for("HDFS_v1.zip")] == [f"bytes={len(GOOD_ARCHIVES['zip'])}-"]
     check_loghub_output(params, "hdfs_logs", HDFS_MEMBERS)
 
@@ -420,7 +421,7 @@ def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: ArchiveSe
 def test_missing_file_on_server_is_not_retried(tmp_path: Path, server: ArchiveServer) -> None:
     params = make_params(tmp_path, base_url=server.url, retries=3)
     with pytest.raises(DownloadError, match=r"HDFS_v1.zip: download from .* failed: HTTP 404"):
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     assert len(server.requests_for("HDFS_v1.zip")) == 1
     assert_no_output(params, "hdfs_logs")
 
@@ -428,7 +429,7 @@ def test_missing_file_on_server_is_not_retried(tmp_path: Path, server: ArchiveSe
 def test_unreachable_server_fails_after_retries(tmp_path: Path, server: ArchiveServer) -> None:
     params = make_params(tmp_path, base_url="http://127.0.0.1:9/files", retries=1)  # port 9: nothing listens
     with pytest.raises(DownloadError, match=r"failed after 2 attempt\(s\)") as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     assert_one_line(error)
     assert_no_output(params, "hdfs_logs")
 
@@ -438,7 +439,7 @@ def test_member_missing_from_archive_names_params_key(tmp_path: Path, server: Ar
     server.serve("HDFS_v1.zip", build_zip(members))
     params = make_params(tmp_path, base_url=server.url)
     with pytest.raises(DataError, match=r"anomaly_label.csv.*datasets.hdfs_logs.loghub.labels") as error:
-        download_dataset(params, "hdfs_logs")
+        call_stage("download", params, "hdfs_logs")
     assert_one_line(error)
     assert_no_output(params, "hdfs_logs")
     assert not Path(params.paths.checksums).exists()  # an archive that did not work out is never recorded
@@ -487,7 +488,7 @@ def test_unsafe_archive_is_rejected(tmp_path: Path, server: ArchiveServer, case:
     workdir.mkdir()
     params = make_params(workdir, base_url=server.url)
     with pytest.raises(DownloadError) as error:
-        download_dataset(params, dataset)
+        call_stage("download", params, dataset)
     message = assert_one_line(error)
     assert archive in message and "rejected" in message and reason in message
     assert_no_output(params, dataset)
@@ -505,7 +506,7 @@ def test_mirror_folder_is_used_instead_of_the_url(tmp_path: Path) -> None:
     mirror.mkdir()
     (mirror / "OpenStack.tar.gz").write_bytes(GOOD_ARCHIVES["tar.gz"])
     params = make_params(tmp_path, mirror=mirror)  # base_url is unreachable
-    download_dataset(params, "openstack_instances")
+    call_stage("download", params, "openstack_instances")
     check_loghub_output(params, "openstack_instances", OPENSTACK_MEMBERS)
     recorded = json.loads(Path(params.paths.checksums).read_text())
     assert recorded == {"OpenStack.tar.gz": sha256(GOOD_ARCHIVES["tar.gz"])}
@@ -513,7 +514,7 @@ def test_mirror_folder_is_used_instead_of_the_url(tmp_path: Path) -> None:
     changed = build_tar({name: content[::-1] for name, content in OPENSTACK_MEMBERS.items()})
     (mirror / "OpenStack.tar.gz").write_bytes(changed)
     with pytest.raises(ChecksumError) as error:
-        download_dataset(params, "openstack_instances")
+        call_stage("download", params, "openstack_instances")
     message = assert_one_line(error)
     assert sha256(GOOD_ARCHIVES["tar.gz"]) in message and sha256(changed) in message
     assert (mirror / "OpenStack.tar.gz").exists()  # the user's mirror file is never deleted
@@ -521,7 +522,7 @@ def test_mirror_folder_is_used_instead_of_the_url(tmp_path: Path) -> None:
 
     (mirror / "OpenStack.tar.gz").unlink()
     with pytest.raises(DownloadError, match=r"OpenStack.tar.gz: archive not found .*data.mirror"):
-        download_dataset(params, "openstack_instances")
+        call_stage("download", params, "openstack_instances")
 
 
 # ----------------------------------------------------------------------------- folders of runs under dvc repro
@@ -616,6 +617,6 @@ def _runs_params(root: Path, empty_files: str, contents: list[bytes]) -> Params:
 def test_empty_log_files_fail_by_rule_or_when_all_are_empty(tmp_path, empty_files, contents, error):
     params = _runs_params(tmp_path, empty_files, contents)
     with pytest.raises(DataError) as caught:
-        download_dataset(params, "runs")
+        call_stage("download", params, "runs")
     assert str(caught.value).endswith(error) and "\n" not in str(caught.value)
     assert not (tmp_path / "raw" / "runs").exists()

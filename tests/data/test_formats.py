@@ -29,9 +29,7 @@ from conftest import call_stage
 
 from zerolog.config import Params
 from zerolog.config_loader import parse_params, read_yaml
-from zerolog.data.download import download_dataset
-from zerolog.data.parse import parse_dataset
-from zerolog.data.sessionize import read_sessions, sessionize_dataset
+from zerolog.data.sessionize import read_sessions
 from zerolog.errors import DataError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -203,7 +201,7 @@ def test_an_empty_session_per_file_folder_is_a_one_line_error_and_writes_nothing
     """,
     )
     with pytest.raises(DataError) as error:
-        download_dataset(params, "nova_runs")
+        call_stage("download", params, "nova_runs")
     message = str(error.value)
     assert "\n" not in message and "Nova/runs: no log file in this folder" in message
     assert "datasets.nova_runs.files.logs[0]" in message
@@ -263,10 +261,10 @@ def test_a_label_file_that_names_no_session_is_a_one_line_error_and_writes_nothi
     bundle, _ = devstack_excerpt
     # Sessions keyed by the bare uuid, while the label file's keys read `instance: <uuid>`.
     params = params_with(tmp_path, bundle, "devstack_bare", devstack_dataset_yaml(r"\[instance: ([0-9a-f-]{36})\]"))
-    download_dataset(params, "devstack_bare")
-    parse_dataset(params, "devstack_bare")
+    call_stage("download", params, "devstack_bare")
+    call_stage("parse", params, "devstack_bare")
     with pytest.raises(DataError) as error:
-        sessionize_dataset(params, "devstack_bare")
+        call_stage("sessionize", params, "devstack_bare")
     message = str(error.value)
     assert "\n" not in message and "instance_labels.csv: none of its 1313 keys names a session" in message
     assert "'instance: afcf8235-2a42-4a95-8f6c-ee9c70d41f09'" in message  # the file's first key
@@ -374,9 +372,9 @@ def test_sequence_line_without_a_key_is_keyed_by_its_file_and_line(tmp_path):
 )
 def test_bad_sequence_is_a_one_line_error_and_writes_nothing(tmp_path, extra, message):
     params = params_with(tmp_path, sequence_bundle(tmp_path, extra), "devstack_sequences", SEQUENCE_YAML)
-    download_dataset(params, "devstack_sequences")
+    call_stage("download", params, "devstack_sequences")
     with pytest.raises(DataError, match=message) as error:
-        parse_dataset(params, "devstack_sequences")
+        call_stage("parse", params, "devstack_sequences")
     assert "\n" not in str(error.value)
     assert not (Path(params.paths.parsed) / "devstack_sequences").exists()
     assert not (Path(params.paths.reports) / "data" / "parse" / "devstack_sequences.json").exists()

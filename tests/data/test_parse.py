@@ -23,7 +23,7 @@ from raw_fixtures import (
 
 from zerolog.config import ConfigError, Params
 from zerolog.data.datasets import template_event_id
-from zerolog.data.parse import grouping_accuracy, parse_dataset, parse_timestamps
+from zerolog.data.parse import grouping_accuracy, parse_timestamps
 from zerolog.data.stream_parse import header_regex, line_layout, new_miner, parse_chunk, plan_chunks
 from zerolog.errors import DataError
 
@@ -93,8 +93,10 @@ def test_lines_are_split_on_newlines_and_numbered_as_the_file(params):
     )
     write_raw_logs(params, "hdfs_logs", {"HDFS_odd.log": content})
     params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.2))
-    parse_dataset(params, "hdfs_logs")
+    result = call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_parsed(params, "hdfs_logs")
+    assert result.metrics() == metrics  # the report is the result's metrics, timings left out
+    assert "seconds" not in metrics and metrics["lines"] == 21
     assert lines["line_number"].tolist() == list(range(1, 22))
     assert lines["status"].tolist() == ["parsed", "non_utf8", "continuation", "continuation"] + ["parsed"] * 17
     assert lines["content"].iloc[0] == "first" and lines["content"].iloc[20] == "PacketResponder 1 done"
@@ -141,7 +143,7 @@ def test_grouping_accuracy_needs_equal_lengths():
 def test_grouping_accuracy_against_loghub_ground_truth(params, name, truth, minimum):
     """Drain with params' settings groups the 2k samples at least as well as required (loghub's hand labels)."""
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     lines, templates, metrics = read_parsed(params, name)
     expected = pd.read_csv(BUNDLED / truth)
     assert len(lines) == len(expected) == metrics["lines"] == metrics["parsed"] == 2000
@@ -160,7 +162,7 @@ def test_parse_accuracy_command_reports_each_ground_truth(params):
 
     for name in params.parse.ground_truth:
         build_raw_folder(params, name)
-        parse_dataset(params, name)
+        call_stage("parse", params, name)
     results = parse_accuracy(params)
     assert set(results) == {"hdfs_logs", "bgl_logs", "openstack_2k"}
     lines, _, _ = read_parsed(params, "bgl_logs")
@@ -173,7 +175,7 @@ def test_parse_accuracy_rejects_lines_that_are_not_the_sample(params):
     from zerolog.data.accuracy import parse_accuracy
 
     build_raw_folder(params, "hdfs_logs")
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     wrong = dataclasses.replace(params.parse, ground_truth={"hdfs_logs": params.parse.ground_truth["bgl_logs"]})
     with pytest.raises(DataError, match="lines are not the 2000 lines of"):
         parse_accuracy(dataclasses.replace(params, parse=wrong))
@@ -181,7 +183,7 @@ def test_parse_accuracy_rejects_lines_that_are_not_the_sample(params):
 
 def test_bgl_line_labels_and_timestamps_come_from_the_header(params):
     build_raw_folder(params, "bgl_logs")
-    parse_dataset(params, "bgl_logs")
+    call_stage("parse", params, "bgl_logs")
     lines, _, metrics = read_parsed(params, "bgl_logs")
     expected = pd.read_csv(BUNDLED / "BGL" / "BGL_2k.log_structured.csv", keep_default_na=False)
     assert lines["label"].tolist() == (expected["Label"] != "-").astype(int).tolist()
@@ -202,7 +204,7 @@ def test_skipped_lines_keep_their_numbers_and_status(params):
     garbage, non_utf8 = b"this line has no HDFS header\n", b"081109 203615 148 INFO dfs.X: caf\xe9 \xff\n"
     content = b"".join(original[:40] + [garbage] + original[40:70] + [non_utf8] + original[70:])
     write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": content})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_parsed(params, "hdfs_logs")
 
     assert lines["line_number"].tolist() == list(range(1, 103))
@@ -223,7 +225,7 @@ def test_skipped_lines_keep_their_numbers_and_status(params):
 def test_unparseable_timestamps_are_null_and_counted(params):
     content = b"".join(HDFS_LINES[:20]).replace(b"081109 203615", b"08x109 203615", 1)
     write_raw_logs(params, "hdfs_logs", {"HDFS_slice.log": content})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_parsed(params, "hdfs_logs")
     assert metrics["timestamps_unparseable"] == 1
     assert np.isnan(lines["timestamp"].iloc[0]) and lines["timestamp"].iloc[1:].notna().all()
@@ -236,7 +238,7 @@ def test_multi_file_dataset_shares_one_template_set(params):
         with gzip.open(Path(params.paths.bundled) / source, "rb") as handle:
             logs[Path(source).stem] = b"".join(handle.readlines()[:150])
     write_raw_logs(params, "openstack_instances", logs)
-    parse_dataset(params, "openstack_instances")
+    call_stage("parse", params, "openstack_instances")
     lines, templates, metrics = read_parsed(params, "openstack_instances")
     assert lines.groupby("file_index")["line_number"].apply(list).tolist() == [list(range(1, 151))] * 2
     assert [entry["lines"] for entry in metrics["files"]] == [150, 150]
@@ -251,7 +253,7 @@ def test_masking_regexes_reach_drain(params):
     """The system's masking regexes are applied before Drain: block ids do not split a template."""
     contents = b"".join(b"081109 2036%02d 1 INFO dfs.X: open file blk_%d now\n" % (i, i * 7) for i in range(20))
     write_raw_logs(params, "hdfs_logs", {"HDFS_masked.log": contents})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, templates, _ = read_parsed(params, "hdfs_logs")
     assert lines["template"].unique().tolist() == ["open file <*> now"] and templates["count"].tolist() == [20]
 
@@ -263,7 +265,7 @@ def test_events_dataset_maps_event_ids_to_templates(params):
         head = [next(handle) for _ in range(501)]  # header + 500 lines
     with gzip.open(lines_path, "wt", encoding="utf-8") as handle:
         handle.writelines(head)
-    parse_dataset(params, "bgl_100k")
+    call_stage("parse", params, "bgl_100k")
     lines, templates, metrics = read_parsed(params, "bgl_100k")
     table = pd.read_csv(BUNDLED / "BGL" / "BGL_100k_templates.csv").set_index("EventId")["EventTemplate"]
     rows = pd.read_csv(lines_path, dtype=str, keep_default_na=False)
@@ -278,7 +280,7 @@ def test_events_dataset_maps_event_ids_to_templates(params):
 
 def test_deeplog_sessions_become_one_row_per_event(params):
     write_deeplog_raw(params, normal=b"5 5 22 11 9 \n5 22 \n", abnormal=b"5 22 7 \n")
-    parse_dataset(params, "hdfs_deeplog")
+    call_stage("parse", params, "hdfs_deeplog")
     lines, _, _ = read_parsed(params, "hdfs_deeplog")
     assert lines["session_key"].tolist() == ["normal:1"] * 5 + ["normal:2"] * 2 + ["abnormal:1"] * 3
     assert lines["line_number"].tolist() == [1] * 5 + [2] * 2 + [1] * 3
@@ -298,7 +300,7 @@ def test_jsonl_sessions_keep_block_ids_and_labels(params):
     with gzip.open(folder / "sessions.jsonl.gz", "wt") as handle:
         handle.writelines(json.dumps(record) + "\n" for record in records)
     write_manifest(folder, "hdfs_100k", "sessions", {"sessions": "sessions.jsonl.gz"})
-    parse_dataset(params, "hdfs_100k")
+    call_stage("parse", params, "hdfs_100k")
     lines, templates, _ = read_parsed(params, "hdfs_100k")
     assert lines["session_key"].tolist() == ["blk_1", "blk_1", "blk_-2"]
     assert lines["label"].tolist() == [0, 0, 1] and lines["line_number"].tolist() == [1, 1, 2]
@@ -366,7 +368,7 @@ def _missing_manifest(params):
 def test_bad_input_is_a_one_line_data_error_and_writes_nothing(params, make, name):
     message = make(params)
     with pytest.raises(DataError) as caught:
-        parse_dataset(params, name)
+        call_stage("parse", params, name)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert outputs_absent(params, name)
 
@@ -374,21 +376,21 @@ def test_bad_input_is_a_one_line_data_error_and_writes_nothing(params, make, nam
 def test_unmatched_share_error_names_the_first_bad_line(params):
     _too_many_unmatched(params)
     with pytest.raises(DataError, match=r"first at line 1$"):
-        parse_dataset(params, "hdfs_logs")
+        call_stage("parse", params, "hdfs_logs")
 
 
 def test_unmatched_lines_below_the_limit_are_kept(params):
     lines = list(HDFS_LINES[:100])
     lines[0] = b"no header here\n"  # before the first record: belongs to none
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     assert read_parsed(params, "hdfs_logs")[2]["unmatched"] == 1
 
 
 def test_an_unknown_dataset_is_a_config_error_and_writes_nothing(params):
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(HDFS_LINES[:10])})
-    with pytest.raises(ConfigError, match=r"datasets\.nonesuch: unknown dataset"):
-        parse_dataset(params, "nonesuch")
+    with pytest.raises(ConfigError, match="dataset 'nonesuch' is not in params"):
+        call_stage("parse", params, "nonesuch")
     assert outputs_absent(params, "nonesuch")
 
 
@@ -441,7 +443,7 @@ def test_many_continuation_lines_warn_that_the_format_may_be_too_strict(params, 
     the stage says so (and still writes its output: long tracebacks are legitimate)."""
     lines = list(HDFS_LINES[:50]) + [b"081109 203615 148 INFO no colon after the component here\n"] * 10
     write_raw_logs(params, "hdfs_logs", {"HDFS_2k.log": b"".join(lines)})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     message = capsys.readouterr().err
     assert "warning: hdfs_logs: 10 of 60 lines (16.7%) continue a multi-line record" in message
     assert "systems.hdfs.log_format is too strict" in message

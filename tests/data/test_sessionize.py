@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import call_stage
 from raw_fixtures import (
     BUNDLED,
     REPOSITORY,
@@ -23,12 +24,10 @@ from raw_fixtures import (
 )
 
 from zerolog.config import LabelRule, MultilineRule, ParallelConfig, SessionRule, SplitFractions, SplitRule
-from zerolog.data.parse import parse_dataset
 from zerolog.data.sessionize import (
     any_anomalous,
     assign_splits,
     read_sessions,
-    sessionize_dataset,
     split_sizes,
     subsample_anomalies,
 )
@@ -50,10 +49,11 @@ def with_dataset(params, name: str, **changes):
 
 
 def run(params, name: str) -> tuple[pd.DataFrame, dict, dict]:
-    parse_dataset(params, name)
-    sessionize_dataset(params, name)
+    call_stage("parse", params, name)
+    result = call_stage("sessionize", params, name)
     table, metadata = read_sessions(Path(params.paths.sessions) / name / "sessions.parquet")
     metrics = json.loads((Path(params.paths.reports) / "data" / "sessionize" / f"{name}.json").read_text())
+    assert result.metrics() == metrics and len(result.table) == len(table)  # the report is the result's metrics
     return table, metadata, metrics
 
 
@@ -312,7 +312,7 @@ def test_bgl_100k_windows_and_split_metrics(params):
 
 def test_missing_parsed_lines_is_a_data_error_and_writes_nothing(params):
     with pytest.raises(DataError, match="hdfs_logs/lines.parquet: parsed lines not found"):
-        sessionize_dataset(params, "hdfs_logs")
+        call_stage("sessionize", params, "hdfs_logs")
     assert not (Path(params.paths.sessions) / "hdfs_logs").exists()
     assert not (Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").exists()
 
@@ -320,18 +320,18 @@ def test_missing_parsed_lines_is_a_data_error_and_writes_nothing(params):
 def test_bad_label_file_names_file_and_line_and_writes_nothing(params):
     labels = b"BlockId,Label\nblk_1,Normal\nblk_2,Broken\n"
     write_raw_logs(params, "hdfs_logs", {"tiny.log": hdfs_line(["blk_1"]) + hdfs_line(["blk_2"])}, {"labels": labels})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     with pytest.raises(DataError, match=r"labels: line 3: label must be Anomaly or Normal, got 'Broken'"):
-        sessionize_dataset(params, "hdfs_logs")
+        call_stage("sessionize", params, "hdfs_logs")
     assert not (Path(params.paths.sessions) / "hdfs_logs").exists()
     assert not (Path(params.paths.reports) / "data" / "sessionize" / "hdfs_logs.json").exists()
 
 
 def test_missing_label_file_in_manifest_is_a_data_error(params):
     write_raw_logs(params, "hdfs_logs", {"tiny.log": hdfs_line(["blk_1"])})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     with pytest.raises(DataError, match="manifest.json: files.labels: missing key"):
-        sessionize_dataset(params, "hdfs_logs")
+        call_stage("sessionize", params, "hdfs_logs")
 
 
 # ----------------------------------------------------------------------------- memory
@@ -342,9 +342,10 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from raw_fixtures import project_params
 import zerolog.data.sessionize as sessionize
+from zerolog.stages import stage_named
 sessionize.BATCH_LINES = 10_000  # small batches and row groups, so that neither input fits in one
 sessionize.WRITE_SESSIONS = 1_000
-sessionize.sessionize_dataset(project_params(Path(sys.argv[1])), "hdfs_logs")
+stage_named("sessionize").call(project_params(Path(sys.argv[1])), "hdfs_logs")
 # VmHWM, not ru_maxrss: Linux carries the forking parent's (pytest's) RSS over exec into ru_maxrss.
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
@@ -366,7 +367,7 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
         labels = root / "labels.csv"
         generate.generate(generated, lines, labels, block_reuse=20)
         write_raw_logs(params, "hdfs_logs", {"HDFS.log": generated.read_bytes()}, {"labels": labels.read_bytes()})
-        parse_dataset(params, "hdfs_logs")
+        call_stage("parse", params, "hdfs_logs")
         completed = subprocess.run(
             [sys.executable, "-c", PEAK_RSS_SCRIPT, str(root), str(Path(__file__).resolve().parents[1])],
             capture_output=True,

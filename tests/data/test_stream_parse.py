@@ -24,14 +24,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import call_stage
 from logparser.Drain import LogParser
 from raw_fixtures import BUNDLED, REPOSITORY, build_raw_folder, import_bench, project_params, write_raw_logs
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.config import MultilineRule, ParallelConfig
 from zerolog.config_loader import load_params
 from zerolog.data.datasets import open_binary, template_event_id
 from zerolog.data.matcher import DrainMiner
-from zerolog.data.parse import grouping_accuracy, log_file_paths, parse_dataset, read_manifest
+from zerolog.data.parse import grouping_accuracy, log_file_paths, read_manifest
 from zerolog.data.stream_parse import (
     LineChunk,
     StreamSummary,
@@ -118,7 +120,7 @@ def reference_lines(params, name: str, scratch: Path) -> pd.DataFrame:
     dataset = params.datasets[name]
     system = params.systems[dataset.system]
     multiline = dataset.multiline
-    folder, manifest = read_manifest(params, name, ["logs"])
+    folder, manifest = read_manifest(ArtifactPaths(params.paths), name, "raw", ["logs"])
     fields, regex = LogParser(system.log_format).generate_logformat_regex(system.log_format)
     rows = []
     for file_index, path in enumerate(log_file_paths(folder, manifest)):
@@ -226,7 +228,7 @@ def test_parse_equals_logparser3_line_for_line(tmp_path, reference, name, chunk_
     """Same lines (values, dtypes) as logparser3's Drain over the whole input, and templates.parquet counts them."""
     params = engine_params(tmp_path, chunk_bytes, sample_lines, workers=workers)
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     lines, templates, metrics = read_output(params, name)
     pd.testing.assert_frame_equal(lines, reference[name])
     counts = lines.loc[lines["event_id"].notna()].groupby(["event_id", "template"]).size()
@@ -250,7 +252,7 @@ def test_grouping_accuracy_against_loghub_ground_truth(tmp_path, reference, name
     hand-made templates (*_structured.csv)."""
     params = engine_params(tmp_path, chunk_bytes=7_000, sample_lines=200)
     build_raw_folder(params, name)
-    parse_dataset(params, name)
+    call_stage("parse", params, name)
     lines, _, _ = read_output(params, name)
     truth = pd.read_csv(BUNDLED / TRUTH[name])["EventId"]
     assert grouping_accuracy(lines["event_id"], reference[name]["event_id"]) == 1.0
@@ -361,7 +363,7 @@ def test_chunk_boundary_inside_a_session_keeps_the_session_whole(tmp_path, name,
     for size in (chunk_bytes, 10**8):
         params = engine_params(tmp_path / str(size), size, sample_lines=0)
         build_raw_folder(params, name)
-        parse_dataset(params, name)
+        call_stage("parse", params, name)
         lines, _, metrics = read_output(params, name)
         key_regex = params.datasets[name].session.key_regex
         lines["session"] = lines["content"].str.extract(key_regex, expand=False)
@@ -417,7 +419,7 @@ def test_manifest_globs_expand_to_sorted_files(tmp_path):
     manifest["files"]["logs"] = ["*-?.log", "c.txt"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert [path.name for path in log_file_paths(folder, manifest)] == ["a-1.log", "b-2.log", "c.txt"]
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     parsed, _, metrics = read_output(params, "hdfs_logs")
     assert [entry["file"] for entry in metrics["files"]] == ["a-1.log", "b-2.log", "c.txt"]
     assert parsed.groupby("file_index").size().tolist() == [20, 30, 10]
@@ -452,7 +454,7 @@ def test_unmatched_and_non_utf8_lines_keep_their_rows(tmp_path):
         {"HDFS_mixed.log": content},
         {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()},
     )
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
     pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
     assert lines.loc[lines["status"] != "parsed", ["line_number", "status", "content"]].values.tolist() == [
@@ -479,7 +481,7 @@ def test_too_many_bad_lines_is_a_one_line_error_and_writes_nothing(tmp_path, sta
         {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()},
     )
     with pytest.raises(DataError) as error:
-        parse_dataset(params, "hdfs_logs")
+        call_stage("parse", params, "hdfs_logs")
     message = str(error.value)
     assert "\n" not in message and "HDFS_bad.log" in message and f"first at line {first_bad}" in message
     parsed = Path(params.paths.parsed)
@@ -707,7 +709,7 @@ def test_multiline_records_equal_one_pass_over_the_files(tmp_path, events, chunk
     params = dataclasses.replace(params, parse=dataclasses.replace(params.parse, max_unmatched_share=0.05))
     logs = multiline_logs()
     write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
     pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
     orphans = 1 + TRACEBACK.count(b"\n")
@@ -732,7 +734,7 @@ def test_many_small_files_packed_into_chunks_equal_one_pass_over_the_files(
     whole = b"".join(multiline_logs().values()).splitlines(keepends=True)
     logs = {f"run-{index:02d}.log": b"".join(whole[index * 20 : (index + 1) * 20]) for index in range(len(whole) // 20)}
     write_raw_logs(params, "hdfs_logs", logs, {"labels": (BUNDLED / "HDFS/HDFS_2k_block_labels.csv").read_bytes()})
-    parse_dataset(params, "hdfs_logs")
+    call_stage("parse", params, "hdfs_logs")
     lines, _, metrics = read_output(params, "hdfs_logs")
     pd.testing.assert_frame_equal(lines, reference_lines(params, "hdfs_logs", tmp_path))
     assert lines["file_index"].nunique() == len(logs) > 20
@@ -772,6 +774,6 @@ def test_template_first_lines_do_not_depend_on_the_chunks(tmp_path):
     for chunk_bytes in (10**8, 20_000):
         params = engine_params(tmp_path / str(chunk_bytes), chunk_bytes=chunk_bytes, sample_lines=0)
         build_raw_folder(params, "hdfs_logs")
-        parse_dataset(params, "hdfs_logs")
+        call_stage("parse", params, "hdfs_logs")
         reports.append(read_output(params, "hdfs_logs")[2]["template_growth"])
     assert reports[0] == reports[1] and reports[0]["new_templates_by_half"] == {"first": 12, "second": 4}

@@ -7,7 +7,7 @@ so the raw folder must be complete and trustworthy or absent. Hence:
 - loghub mode fetches the public archive (Zenodo record 8196385) with a resumable, retried, length-checked
   transfer, checks its sha256 (pinned in ``data.archives``, or recorded in ``paths.checksums`` on first use and
   enforced after), and extracts only safe members (no absolute paths, no ``..``, no links out, no devices);
-- the raw folder appears only when everything succeeded (``atomic_directory``); a bad archive is removed.
+- the raw folder appears only when everything succeeded (the runner commits it atomically); a bad archive is removed.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from tqdm import tqdm
 
 from zerolog.artifacts import ArtifactPaths
 from zerolog.config import DataConfig, DatasetConfig, LoghubOrigin, Params
 from zerolog.errors import ChecksumError, DataError, DownloadError
-from zerolog.io import atomic_directory, read_json, write_json
+from zerolog.io import read_json, write_json
+from zerolog.runner import Outputs
 
 CHUNK_BYTES = 1 << 20  # read and hash in 1 MiB chunks
 PROGRESS_MIN_BYTES = 32 << 20  # hashing or extracting less than this takes well under a second: no progress bar
@@ -64,42 +66,89 @@ def glob_root(path: str) -> str:
     return str(PurePosixPath(*parts[:plain])) if plain else "."
 
 
-# ----------------------------------------------------------------------------- entry point
+# ----------------------------------------------------------------------------- the stage
 
 
-def download_dataset(params: Params, name: str) -> None:
-    """Write ``paths.raw/<name>/`` (the dataset's files and ``manifest.json``) atomically.
+@dataclass(frozen=True)
+class DownloadSection:
+    """Stage download's settings: the dataset, its ``datasets.<name>`` section and ``data``."""
 
-    With ``data.source: loghub`` a dataset that has a ``loghub`` origin is fetched from the archive;
-    every other dataset (or every dataset with ``data.source: bundled``) is copied from ``paths.bundled``.
-    """
-    dataset = params.datasets[name] if name in params.datasets else None  # noqa: SIM401  # a declared view has no .get
-    if dataset is None:
-        known = ", ".join(params.datasets)
-        raise DataError(f"{params.source_file}: datasets.{name}: unknown dataset (known: {known})")
-    if params.data.source == "loghub" and dataset.loghub is not None:
-        _download_loghub(params, name, dataset, dataset.loghub)
-    else:
-        _copy_bundled(params, name, dataset)
+    dataset: str
+    config: DatasetConfig
+    data: DataConfig
+    source_file: str  # the params file, named in error messages
 
-
-# ----------------------------------------------------------------------------- bundled mode
+    @property
+    def loghub(self) -> LoghubOrigin | None:
+        """The archive origin when ``data.source: loghub`` and the dataset has one (else: copied from the bundle)."""
+        return self.config.loghub if self.data.source == "loghub" else None
 
 
-def _copy_bundled(params: Params, name: str, dataset: DatasetConfig) -> None:
-    """Copy the dataset's bundled files into raw/<name>/ and write the manifest (source: bundled)."""
-    bundled = Path(params.paths.bundled)
+def download_section(params: Params, dataset: str) -> DownloadSection:
+    return DownloadSection(dataset, params.datasets[dataset], params.data, params.source_file)
+
+
+@dataclass(frozen=True)
+class DownloadInputs:
+    """Where the dataset's files come from: the bundle's files, or the verified archive's members."""
+
+    entries: list[FileEntry]
+    names: dict[str, str]  # entry path -> its file name in raw/<name>/
+    origin: Path  # the bundle folder, or the archive
+    empty: list[str] = field(default_factory=list)  # bundled: empty log files skipped (empty_files: skip)
+    from_mirror: bool = False
+    # loghub, no sha256 pinned: (paths.checksums, archive, its sha256), recorded once the archive extracted
+    record: tuple[Path, str, str] | None = None
+
+
+def load_download_inputs(section: DownloadSection, paths: ArtifactPaths) -> DownloadInputs:
+    """The bundle's files (checked), or the loghub archive, fetched and verified (``paths.archives``)."""
+    name, dataset = section.dataset, section.config
+    if section.loghub is not None:
+        return _loghub_inputs(section, paths, section.loghub)
+    bundled = Path(paths.paths.bundled)
     entries = _expand_logs(bundled, _file_entries(dataset.files, f"datasets.{name}.files"))
     entries, empty = _without_empty_logs(bundled, entries, dataset, f"datasets.{name}")
     for entry in entries:
         _check_nonempty_file(bundled / entry.path, entry.params_key)
-    names = _destination_names(entries)
-    with atomic_directory(ArtifactPaths(params.paths).raw(name)) as output:
-        for entry in entries:
-            destination = output / names[entry.path]
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(bundled / entry.path, destination)
-        _write_manifest(output, name, dataset, "bundled", entries, names, bundled, empty)
+    return DownloadInputs(entries, _destination_names(entries), bundled, empty)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """``paths.raw/<name>/``: the dataset's files and ``manifest.json``."""
+
+    section: DownloadSection
+    inputs: DownloadInputs
+
+    def metrics(self) -> dict[str, Any]:
+        return {"files": len(self.inputs.entries), "empty_files_skipped": len(self.inputs.empty)}
+
+    def write(self, outputs: Outputs) -> None:
+        output, inputs, section = outputs["raw"], self.inputs, self.section
+        if section.loghub is None:
+            for entry in inputs.entries:
+                destination = output / inputs.names[entry.path]
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(inputs.origin / entry.path, destination)
+        else:
+            _extract_entries(inputs, output)
+        source = "bundled" if section.loghub is None else "loghub"
+        _write_manifest(output, section.dataset, section.config, source, inputs.entries, inputs.names, inputs.origin,
+                        inputs.empty)  # fmt: skip
+        if inputs.record is not None:
+            # First download of an archive that params leave unpinned: record its sha256 only now that it
+            # extracted safely with every member the dataset needs; every later run enforces it.
+            _record_checksum(*inputs.record)
+
+
+def compute_download(section: DownloadSection, inputs: DownloadInputs) -> DownloadResult:
+    """Stage download: with ``data.source: loghub`` a dataset that has a ``loghub`` origin comes from the archive,
+    every other dataset (or every dataset with ``data.source: bundled``) from ``paths.bundled``."""
+    return DownloadResult(section, inputs)
+
+
+# ----------------------------------------------------------------------------- bundled mode
 
 
 def _without_empty_logs(
@@ -132,51 +181,50 @@ def _is_empty_file(path: Path) -> bool:
 # ----------------------------------------------------------------------------- loghub mode
 
 
-def _download_loghub(params: Params, name: str, dataset: DatasetConfig, origin: LoghubOrigin) -> None:
-    """Fetch (or take from the mirror) the dataset's archive, verify it, extract its members into raw/<name>/."""
-    where = f"datasets.{name}.loghub"
+def _loghub_inputs(section: DownloadSection, paths: ArtifactPaths, origin: LoghubOrigin) -> DownloadInputs:
+    """The archive's members the dataset needs, the archive fetched (or taken from the mirror) and verified."""
+    name, dataset, where = section.dataset, section.config, f"datasets.{section.dataset}.loghub"
     entries = _file_entries(
         {"logs": origin.logs} | ({"labels": origin.labels} if origin.labels is not None else {}), where
     )
     if {entry.key for entry in entries} != set(dataset.files):
         raise DataError(
-            f"{params.source_file}: {where}: keys {sorted({entry.key for entry in entries})} must match "
+            f"{section.source_file}: {where}: keys {sorted({entry.key for entry in entries})} must match "
             f"datasets.{name}.files keys {sorted(dataset.files)}"
         )
-    if origin.archive not in params.data.archives:
+    if origin.archive not in section.data.archives:
         raise DataError(
-            f"{params.source_file}: data.archives: no entry for {origin.archive!r} (named by {where}.archive)"
+            f"{section.source_file}: data.archives: no entry for {origin.archive!r} (named by {where}.archive)"
         )
-    archive_path, from_mirror, actual, unpinned = _verified_archive(params, origin.archive)
-    names = _destination_names(entries)
-    with atomic_directory(ArtifactPaths(params.paths).raw(name)) as output:
-        extract_folder = output / EXTRACT_FOLDER
-        wanted = {entry.path: entry.params_key for entry in entries}
-        members = _extract_members(archive_path, wanted, extract_folder, from_mirror)
-        for entry in entries:
-            extracted = extract_folder / members[entry.path]
-            _check_nonempty_file(extracted, entry.params_key, archive=archive_path)
-            destination = output / names[entry.path]
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(extracted, destination)
-        shutil.rmtree(extract_folder)
-        _write_manifest(output, name, dataset, "loghub", entries, names, Path(str(archive_path)))
-    if unpinned:
-        # First download of an archive that params leave unpinned: record its sha256 only now that it
-        # extracted safely with every member the dataset needs; every later run enforces it.
-        _record_checksum(Path(params.paths.checksums), origin.archive, actual)
+    archive_path, from_mirror, actual, unpinned = _verified_archive(section, paths, origin.archive)
+    record = (Path(paths.paths.checksums), origin.archive, actual) if unpinned else None
+    return DownloadInputs(entries, _destination_names(entries), archive_path, from_mirror=from_mirror, record=record)
 
 
-def _verified_archive(params: Params, archive: str) -> tuple[Path, bool, str, bool]:
+def _extract_entries(inputs: DownloadInputs, output: Path) -> None:
+    """Extract the archive's members into ``output`` (their names in raw/<name>/), through a temporary folder."""
+    extract_folder = output / EXTRACT_FOLDER
+    wanted = {entry.path: entry.params_key for entry in inputs.entries}
+    members = _extract_members(inputs.origin, wanted, extract_folder, inputs.from_mirror)
+    for entry in inputs.entries:
+        extracted = extract_folder / members[entry.path]
+        _check_nonempty_file(extracted, entry.params_key, archive=inputs.origin)
+        destination = output / inputs.names[entry.path]
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(extracted, destination)
+    shutil.rmtree(extract_folder)
+
+
+def _verified_archive(section: DownloadSection, paths: ArtifactPaths, archive: str) -> tuple[Path, bool, str, bool]:
     """Return (archive path, whether it is the user's mirror file, its sha256, whether no sha256 was expected).
 
     The expected sha256 comes from ``data.archives`` or, when that is null, from ``paths.checksums``.
     A mismatch raises ChecksumError and removes the bad archive (a mirror file is left to its owner).
     """
-    data = params.data
-    checksums_path = Path(params.paths.checksums)
+    data = section.data
+    checksums_path = Path(paths.paths.checksums)
     if data.archives[archive] is not None:
-        expected, expected_from = data.archives[archive], f"{params.source_file} data.archives.{archive}"
+        expected, expected_from = data.archives[archive], f"{section.source_file} data.archives.{archive}"
     else:
         expected, expected_from = _recorded_checksums(checksums_path).get(archive), str(checksums_path)
 
@@ -186,7 +234,7 @@ def _verified_archive(params: Params, archive: str) -> tuple[Path, bool, str, bo
             raise DownloadError(f"{archive_path}: archive not found in the mirror folder (params data.mirror)")
         from_mirror = True
     else:
-        archive_path = Path(params.paths.archives) / archive
+        archive_path = Path(paths.paths.archives) / archive
         from_mirror = False
         if not archive_path.is_file():
             part_path = archive_path.with_name(archive_path.name + ".part")

@@ -28,26 +28,33 @@ import pandas as pd
 from tqdm import tqdm
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, DatasetConfig, LabelRule, Params, SystemConfig
+from zerolog.config import (
+    ConfigError,
+    DatasetConfig,
+    DrainConfig,
+    LabelRule,
+    Params,
+    ParseConfig,
+    SystemConfig,
+    TimestampConfig,
+)
 from zerolog.data import datasets
 from zerolog.data.known_templates import DRAIN_STATE_FILE, write_drain_state
 from zerolog.data.stream_parse import (
-    EMPTY_TEMPLATE,
     STATUS_NON_UTF8,
     STATUS_PARSED,
     STATUS_UNMATCHED,
-    iter_line_batches,
     line_labels,
     line_layout,
     new_miner,
     parse_metrics,
-    read_line_schema,
     stream_parse_files,
     write_lines,
 )
 from zerolog.data.timestamps import parse_timestamps
 from zerolog.errors import DataError
-from zerolog.io import atomic_directory, read_json, write_json, write_parquet
+from zerolog.io import read_json, write_json, write_parquet
+from zerolog.runner import Outputs
 
 #: Log files of one dataset at most: ``file_index`` is an int16.
 MAX_LOG_FILES = 32_767
@@ -78,10 +85,11 @@ def grouping_accuracy(predicted_event_ids: Sequence[Any], true_event_ids: Sequen
 # ----------------------------------------------------------------------------- manifest
 
 
-def read_manifest(params: Params, name: str, required: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
-    """Read ``paths.raw/<name>/manifest.json`` (written by the download stage); ``required`` files keys must exist."""
-    dataset = dataset_config(params, name)
-    paths = ArtifactPaths(params.paths)
+def read_manifest(
+    paths: ArtifactPaths, name: str, kind: str, required: Sequence[str] = ()
+) -> tuple[Path, dict[str, Any]]:
+    """Read ``paths.raw/<name>/manifest.json`` (written by the download stage) of a dataset of ``kind``;
+    ``required`` files keys must exist."""
     folder, path = paths.raw(name), paths.manifest(name)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (run pipeline/download.py {name})")
@@ -92,16 +100,9 @@ def read_manifest(params: Params, name: str, required: Sequence[str] = ()) -> tu
     for key in required:
         if key not in files:
             raise DataError(f"{path}: files.{key}: missing key")
-    if dataset.kind == "raw" and (not isinstance(files.get("logs"), list) or not files["logs"]):
+    if kind == "raw" and (not isinstance(files.get("logs"), list) or not files["logs"]):
         raise DataError(f"{path}: files.logs: expected a non-empty list of log files")
     return folder, manifest
-
-
-def dataset_config(params: Params, name: str) -> DatasetConfig:
-    """The ``datasets.<name>`` section, or a ConfigError naming the unknown dataset."""
-    if name not in params.datasets:
-        raise ConfigError(f"datasets.{name}: unknown dataset (expected one of {', '.join(params.datasets)})")
-    return params.datasets[name]
 
 
 # ----------------------------------------------------------------------------- kinds
@@ -123,15 +124,13 @@ def _normal_value(rule: LabelRule, name: str) -> str:
     return rule.normal_value
 
 
-def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
+def _parse_events(section: ParseSection, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Map a pre-parsed ``events`` dataset (CSV of ``label,time,event_id``, one row a log line) onto lines.
 
     ``line_number`` is the row's position among the data rows (the line of the original log it stands for);
     error messages name the CSV's own line (row + 1 for the header).
     """
-    dataset = params.datasets[name]
-    system = params.systems[dataset.system]
-    rule = dataset.label
+    name, rule = section.dataset, section.config.label
     events_path = folder / manifest["files"]["events"]
     templates = datasets.read_template_table(folder / manifest["files"]["templates"])
     label_column = rule.field if rule is not None and rule.rule == "line_field" else None
@@ -146,7 +145,7 @@ def _parse_events(params: Params, name: str, folder: Path, manifest: dict[str, A
         {
             "file_index": pd.Series(np.zeros(len(frame)), dtype="int16"),
             "line_number": pd.Series(np.arange(1, len(frame) + 1), dtype="int64"),
-            "timestamp": parse_timestamps(frame["time"].replace("", None), system.timestamp.format),
+            "timestamp": parse_timestamps(frame["time"].replace("", None), section.system_timestamp.format),
             "level": pd.Series([None] * len(frame), dtype="string"),
             "component": pd.Series([None] * len(frame), dtype="string"),
             "content": pd.Series([None] * len(frame), dtype="string"),
@@ -295,7 +294,7 @@ def _read_sequences(folder: Path, files: dict[str, Any], events: _SessionEvents)
     return file_counts
 
 
-def _parse_sessions(params: Params, name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
+def _parse_sessions(name: str, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Map a pre-parsed ``sessions`` dataset onto one row per event with its ``session_key`` and session label.
 
     Three layouts, told apart by the ``files`` keys: JSON lines (``sessions``), DeepLog id files (``normal``,
@@ -365,50 +364,17 @@ def log_file_paths(folder: Path, manifest: dict[str, Any]) -> list[Path]:
     return paths
 
 
-def parse_raw_dataset(params: Params, name: str, progress: Callable[[int], None] | None = None) -> None:
-    """Stage parse of a ``raw`` dataset: Drain over the manifest's log files (``stream_parse_files``) into
-    ``paths.parsed/<name>/``, metrics into ``reports/data/parse/<name>.json``; nothing written on error.
-    ``progress``: called with the lines done after each chunk (the benchmark's timer)."""
-    dataset = dataset_config(params, name)
-    if dataset.kind != "raw":
-        raise ConfigError(f"datasets.{name}.kind: Drain parses raw logs, not {dataset.kind}")
-    folder, manifest = read_manifest(params, name, ["logs"])
-    log_files = log_file_paths(folder, manifest)
-    system = params.dataset_system(name)  # the system's settings with the dataset's own log_format / timestamp
-    format_key = (
-        f"datasets.{name}.log_format" if dataset.log_format is not None else f"systems.{dataset.system}.log_format"
-    )
-    miner = new_miner(system)
-    with atomic_directory(ArtifactPaths(params.paths).parsed(name)) as output:
-        summary = stream_parse_files(
-            log_files,
-            line_layout(system, dataset.label, dataset.multiline),
-            miner,
-            params.parse,
-            output,
-            format_key,
-            progress,
-        )
-        _check_times(name, dataset, system, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable,
-                     params.parse.max_unreadable_time_share)  # fmt: skip
-        write_drain_state(output / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
-    metrics = parse_metrics(name, summary, system, params.parse)
-    metrics["empty_files_skipped"] = len(manifest.get("empty_files", []))  # the download stage's empty_files: skip
-    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
-    _report(metrics)
-    _warn_on_continuations(metrics, params.parse.max_unmatched_share, format_key)
-
-
-def _check_times(name: str, dataset: DatasetConfig, system: SystemConfig, parsed: int, unreadable: int,
-                 limit: float) -> None:  # fmt: skip
-    """A wrong timestamp format must not leave every time empty in silence: above ``limit`` of the parsed lines
-    without a time, the parse fails naming the format's key (nothing is written)."""
+def _check_times(section: ParseSection, parsed: int, unreadable: int) -> None:
+    """A wrong timestamp format must not leave every time empty in silence: above
+    ``parse.max_unreadable_time_share`` of the parsed lines without a time, the parse fails naming the format's key
+    (nothing is written)."""
+    system, limit = section.system, section.parse.max_unreadable_time_share
     if not system.timestamp.fields or not parsed or unreadable / parsed <= limit:
         return
-    key = f"datasets.{name}.timestamp" if dataset.timestamp is not None else f"systems.{dataset.system}.timestamp"
     raise DataError(
-        f"{key}.format: {system.timestamp.format!r} reads no time from {unreadable} of {parsed} parsed lines of "
-        f"{name} ({unreadable / parsed:.1%} > parse.max_unreadable_time_share = {limit}); '%s' reads epoch seconds"
+        f"{section.key('timestamp')}.format: {system.timestamp.format!r} reads no time from {unreadable} of {parsed} "
+        f"parsed lines of {section.dataset} ({unreadable / parsed:.1%} > parse.max_unreadable_time_share = {limit}); "
+        "'%s' reads epoch seconds"
     )
 
 
@@ -457,66 +423,135 @@ def _report(metrics: dict[str, Any]) -> None:
     )
 
 
-def parse_dataset(params: Params, name: str) -> None:
-    """Stage parse: write ``paths.parsed/<name>/{lines.parquet/,templates.parquet}`` (raw logs: and ``drain.json``)
-    and ``reports/data/parse/<name>.json``.
+@dataclass(frozen=True)
+class ParseSection:
+    """Stage parse's settings: the dataset, its section, its system's parse keys and ``parse``."""
 
-    Everything is computed before anything is written, so an error leaves no output behind.
-    """
-    dataset = dataset_config(params, name)
-    if dataset.kind == "raw":
-        parse_raw_dataset(params, name)
-        return
-    required = {"events": ["events", "templates"], "sessions": []}[dataset.kind]
-    folder, manifest = read_manifest(params, name, required)
+    dataset: str
+    config: DatasetConfig
+    system_log_format: str
+    system_timestamp: TimestampConfig
+    regex: list[str]
+    drain: DrainConfig
+    parse: ParseConfig
+
+    @property
+    def system(self) -> SystemConfig:
+        """The system settings the dataset is parsed with: the dataset's own ``log_format`` and ``timestamp`` where
+        it names them (``Params.dataset_system``)."""
+        config = self.config
+        log_format = config.log_format if config.log_format is not None else self.system_log_format
+        timestamp = config.timestamp if config.timestamp is not None else self.system_timestamp
+        return SystemConfig(self.dataset, log_format, timestamp, self.regex, self.drain)
+
+    def key(self, field_name: str) -> str:
+        """The params key that sets the system's ``log_format`` or ``timestamp`` for this dataset."""
+        own = getattr(self.config, field_name) is not None
+        return f"datasets.{self.dataset}.{field_name}" if own else f"systems.{self.config.system}.{field_name}"
+
+
+def parse_section(params: Params, dataset: str) -> ParseSection:
+    config = params.datasets[dataset]
+    system = params.systems[config.system]
+    return ParseSection(dataset, config, system.log_format, system.timestamp, system.regex, system.drain, params.parse)
+
+
+@dataclass(frozen=True)
+class ParseInputs:
+    """A raw dataset's log files (streamed by the core), or a pre-parsed dataset's table, read here."""
+
+    manifest: dict[str, Any]
+    log_files: list[Path] = field(default_factory=list)
+    table: ParsedTable | None = None
+    seconds: float = 0.0  # reading the pre-parsed table
+
+
+def load_parse_inputs(section: ParseSection, paths: ArtifactPaths) -> ParseInputs:
+    kind = section.config.kind
+    required = {"raw": ["logs"], "events": ["events", "templates"], "sessions": []}[kind]
+    folder, manifest = read_manifest(paths, section.dataset, kind, required)
+    if kind == "raw":
+        return ParseInputs(manifest, log_file_paths(folder, manifest))
     started = time.perf_counter()
-    if dataset.kind == "events":
-        table = _parse_events(params, name, folder, manifest)
+    if kind == "events":
+        table = _parse_events(section, folder, manifest)
     else:
-        table = _parse_sessions(params, name, folder, manifest)
-    lines = table.lines
-    templates = template_table(lines)
-    seconds = time.perf_counter() - started
+        table = _parse_sessions(section.dataset, folder, manifest)
+    return ParseInputs(manifest, table=table, seconds=time.perf_counter() - started)
 
+
+@dataclass
+class ParseResult:
+    """``paths.parsed/<name>/`` and its counts (``reports/data/parse/<name>.json``, timings left out).
+
+    ``fill`` writes the parsed folder it is given and returns the metrics: a raw dataset's lines are parsed while
+    they stream into that folder's Parquet parts (memory stays bounded), so its metrics exist once it has run.
+    """
+
+    fill: Callable[[Path], dict[str, Any]]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        return self.report
+
+    def write(self, outputs: Outputs) -> None:
+        metrics = self.fill(outputs["parsed"])
+        self.report = _without_timings(metrics)
+        write_json(outputs["report"], self.report)
+        _report(metrics)
+
+
+def compute_parse(section: ParseSection, inputs: ParseInputs, progress: Callable[[int], None] | None = None
+                  ) -> ParseResult:  # fmt: skip
+    """Stage parse: Drain over a raw dataset's log files (``stream_parse_files``), or a pre-parsed dataset's table.
+    ``progress``: called with the lines done after each chunk (the benchmark's timer)."""
+    if section.config.kind == "raw":
+        return ParseResult(lambda folder: _stream_raw(section, inputs, folder, progress))
+    assert inputs.table is not None
+    lines = inputs.table.lines
+    templates = template_table(lines)
+    seconds = inputs.seconds
     status_counts = lines["status"].value_counts()
     parsed = lines["status"] == STATUS_PARSED
+    kind = section.config.kind
     metrics = {
-        "dataset": name,
-        "kind": dataset.kind,
-        "parser": table.parser,
-        "parser_settings": table.parser_settings,
+        "dataset": section.dataset,
+        "kind": kind,
+        "parser": inputs.table.parser,
+        "parser_settings": inputs.table.parser_settings,
         "lines": int(len(lines)),
         "parsed": int(status_counts.get(STATUS_PARSED, 0)),
         "unmatched": int(status_counts.get(STATUS_UNMATCHED, 0)),
         "non_utf8": int(status_counts.get(STATUS_NON_UTF8, 0)),
         "templates": int(len(templates)),
-        "timestamps_unparseable": int((lines["timestamp"].isna() & parsed).sum()) if dataset.kind != "sessions" else 0,
+        "timestamps_unparseable": int((lines["timestamp"].isna() & parsed).sum()) if kind != "sessions" else 0,
         "labeled_lines": int(lines["label"].notna().sum()),
         "anomalous_lines": int((lines["label"] == 1).sum()),
-        "files": table.file_counts,
+        "files": inputs.table.file_counts,
         "seconds": round(seconds, 3),
         "lines_per_second": round(len(lines) / seconds, 1) if seconds > 0 else None,
     }
-    with atomic_directory(ArtifactPaths(params.paths).parsed(name)) as output:
-        write_lines(output, lines)
-        write_parquet(output / "templates.parquet", templates)
-    write_json(ArtifactPaths(params.paths).data_report("parse", name), _without_timings(metrics))
-    _report(metrics)
+
+    def fill(folder: Path) -> dict[str, Any]:
+        write_lines(folder, lines)
+        write_parquet(folder / "templates.parquet", templates)
+        return metrics
+
+    return ParseResult(fill)
 
 
-__all__ = [
-    "EMPTY_TEMPLATE",
-    "STATUS_NON_UTF8",
-    "STATUS_PARSED",
-    "STATUS_UNMATCHED",
-    "grouping_accuracy",
-    "iter_line_batches",
-    "line_labels",
-    "log_file_paths",
-    "parse_dataset",
-    "parse_raw_dataset",
-    "parse_timestamps",
-    "read_line_schema",
-    "read_manifest",
-    "template_table",
-]
+def _stream_raw(section: ParseSection, inputs: ParseInputs, folder: Path,
+                progress: Callable[[int], None] | None) -> dict[str, Any]:  # fmt: skip
+    """Drain over the raw dataset's log files into ``folder`` (lines.parquet parts as they come, templates.parquet,
+    drain.json); its metrics. A DataError (unmatched share, unreadable times) leaves the folder to the runner."""
+    system, dataset = section.system, section.config
+    miner = new_miner(system)
+    format_key = section.key("log_format")
+    summary = stream_parse_files(inputs.log_files, line_layout(system, dataset.label, dataset.multiline), miner,
+                                 section.parse, folder, format_key, progress)  # fmt: skip
+    _check_times(section, summary.status_counts[STATUS_PARSED], summary.timestamps_unparseable)
+    write_drain_state(folder / DRAIN_STATE_FILE, miner)  # the final tree: zerolog detect matches new lines on it
+    metrics = parse_metrics(section.dataset, summary, system, section.parse)
+    metrics["empty_files_skipped"] = len(inputs.manifest.get("empty_files", []))  # download's empty_files: skip
+    _warn_on_continuations(metrics, section.parse.max_unmatched_share, format_key)
+    return metrics

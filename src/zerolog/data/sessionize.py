@@ -50,13 +50,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zerolog.artifacts import ArtifactPaths
-from zerolog.config import ConfigError, ParallelConfig, Params, SessionRule, SplitFractions, SplitRule
+from zerolog.config import (
+    ConfigError,
+    DatasetConfig,
+    ParallelConfig,
+    Params,
+    SessionizeConfig,
+    SessionRule,
+    SplitFractions,
+    SplitRule,
+)
 from zerolog.data import LOWER_CASE_FIELDS, datasets
-from zerolog.data.parse import dataset_config, read_line_schema, read_manifest
-from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts
+from zerolog.data.parse import read_manifest
+from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts, read_line_schema
 from zerolog.errors import DataError
-from zerolog.io import atomic_directory, atomic_path, write_json
+from zerolog.io import write_json
 from zerolog.parallel import InlinePool, map_ordered, open_pool, worker_count
+from zerolog.runner import Outputs
 
 SPLITS = ("train", "val", "test")
 
@@ -283,13 +293,6 @@ class KeyCollector:
         )
 
 
-def key_sessions(contents: list[str | None], key_regex: str) -> Sessions:
-    """``key`` rule on a list of contents (one per event, in order): see ``KeyCollector``."""
-    collector = KeyCollector(key_regex)
-    collector.add(contents, 0)
-    return collector.sessions()
-
-
 def _window_bounds_lines(size: int, step: int, count: int) -> list[tuple[int, int]]:
     """Windows of ``size`` positions every ``step``; the last one ends at ``count`` (it may be shorter)."""
     bounds = []
@@ -446,10 +449,10 @@ def _any_anomalous_per_session(line_labels: np.ndarray, sessions: Sessions) -> n
 
 
 def session_labels(
-    params: Params, name: str, events: Events, sessions: Sessions
+    dataset: DatasetConfig, name: str, events: Events, sessions: Sessions, label_file: LabelFile | None = None
 ) -> tuple[np.ndarray, str, dict[str, Any]]:
-    """Labels (float: 1, 0, NaN unknown) of every session, the rule used, and what the rule counted."""
-    dataset = params.datasets[name]
+    """Labels (float: 1, 0, NaN unknown) of every session, the rule used, and what the rule counted;
+    ``label_file``: the manifest's label file, read for a ``key_file`` or ``key_list`` rule."""
     where = f"datasets.{name}.label"
     if dataset.kind == "sessions":
         return _any_anomalous_per_session(events.labels, sessions), PREPARSED_LABEL_RULE, {}
@@ -461,10 +464,11 @@ def session_labels(
     if rule.rule == "source_file":
         labels = np.where(events.file_index[sessions.first_positions] == 0, 1.0, 0.0)
         return labels, rule.rule, {}
-    folder, manifest = read_manifest(params, name, ["labels"])
-    label_path = folder / manifest["files"]["labels"]
+    if rule.rule not in LABEL_FILE_RULES or label_file is None:
+        raise ConfigError(f"{where}.rule: unknown rule {rule.rule!r}")
+    label_path = label_file.path
     if rule.rule == "key_file":
-        table = datasets.read_key_file(label_path)
+        table = label_file.content
         labels = np.array([float(table[key]) if key in table else np.nan for key in sessions.ids], dtype="float64")
         found = int(np.count_nonzero(~np.isnan(labels)))
         if found == 0:
@@ -483,20 +487,31 @@ def session_labels(
                 "label_file_keys_without_session": len(table) - found,
             },
         )
-    if rule.rule == "key_list":
-        listed, skipped = datasets.read_key_list(label_path)
-        labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids], dtype="float64")
-        present = set(sessions.ids)
-        return (
-            labels,
-            rule.rule,
-            {
-                "listed_keys": len(listed),
-                "listed_keys_found": sum(key in present for key in listed),
-                "label_file_lines_skipped": skipped,
-            },
-        )
-    raise ConfigError(f"{where}.rule: unknown rule {rule.rule!r}")
+    listed, skipped = label_file.content  # key_list
+    labels = np.array([1.0 if key in listed else 0.0 for key in sessions.ids], dtype="float64")
+    present = set(sessions.ids)
+    return (
+        labels,
+        rule.rule,
+        {
+            "listed_keys": len(listed),
+            "listed_keys_found": sum(key in present for key in listed),
+            "label_file_lines_skipped": skipped,
+        },
+    )
+
+
+#: The label rules that read the manifest's ``labels`` file.
+LABEL_FILE_RULES = ("key_file", "key_list")
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    """The manifest's label file and what it holds: ``{key: label}`` (key_file) or ``(listed keys, lines skipped)``
+    (key_list)."""
+
+    path: Path
+    content: Any
 
 
 # ----------------------------------------------------------------------------- subsampling and splits
@@ -721,22 +736,23 @@ def _part_results(parallel: ParallelConfig, parts: list[Path], arguments: tuple[
         yield from map_ordered(pool, _read_part, items, PARTS_AHEAD_PER_WORKER * pool.workers)
 
 
-def _load_events(params: Params, name: str, collector: KeyCollector | None = None) -> tuple[Events, dict[str, int]]:
-    """The parsed events of a dataset (rows with a template), in file order, and the lines left out.
+def _load_events(path: Path, config: DatasetConfig, parallel: ParallelConfig, name: str,
+                 collector: KeyCollector | None = None) -> tuple[Events, dict[str, int]]:  # fmt: skip
+    """The parsed events of a dataset (rows with a template of ``lines.parquet`` at ``path``), in file order, and
+    the lines left out.
 
     The parts of ``lines.parquet`` are read by ``_read_part`` (on workers when there are several) and merged here in
     part order, so the codes, events and key pairs are those of one pass over the file; ``content`` goes to the key
     rule part by part and is not kept.
     """
-    path = ArtifactPaths(params.paths).parsed_lines(name)
     if not path.exists():
         raise DataError(f"{path}: parsed lines not found (run pipeline/parse.py {name})")
-    columns, group_column, has_level = _columns_to_read(path, params.datasets[name], collector)
+    columns, group_column, has_level = _columns_to_read(path, config, collector)
     chunks = _EventChunks(group_column, has_level)
     key_regex = None if collector is None else collector.key_regex
     lines = events_so_far = 0
     arguments = (columns, group_column, has_level, key_regex)
-    for part in _part_results(params.sessionize.parallel, line_parts(path), arguments):
+    for part in _part_results(parallel, line_parts(path), arguments):
         lines += part.lines
         if part.events is None:
             continue
@@ -821,25 +837,25 @@ def _key_collector(dataset: Any, where: str) -> KeyCollector | None:
     return KeyCollector(dataset.session.key_regex)
 
 
-def _group_sessions(params: Params, name: str, events: Events, collector: KeyCollector | None) -> Sessions:
+def _group_sessions(section: SessionizeSection, inputs: SessionizeInputs) -> Sessions:
     """The dataset's sessions by its rule: pre-parsed, a key in each line, one per file, or windows."""
-    dataset = dataset_config(params, name)
-    where = f"datasets.{name}.session"
+    dataset, events = section.config, inputs.events
+    where = f"datasets.{section.dataset}.session"
     if dataset.kind == "sessions":
         sessions = preparsed_sessions(events)
-    elif collector is not None:
-        sessions = collector.sessions()
+    elif inputs.collector is not None:
+        sessions = inputs.collector.sessions()
     else:
         # kinds raw and events: load_params refuses them without a session rule
         assert dataset.session is not None
         if dataset.session.rule == "file":
-            _, manifest = read_manifest(params, name, ["logs"])
-            sessions = file_sessions(events, dataset.session, list(manifest["files"]["logs"]))
+            assert inputs.log_paths is not None
+            sessions = file_sessions(events, dataset.session, inputs.log_paths)
         else:
             multiple_files = len(np.unique(events.file_index)) > 1
             sessions = window_sessions(events, dataset.session, multiple_files, where)
     if not sessions.ids:
-        raise DataError(f"{ArtifactPaths(params.paths).parsed_lines(name)}: no sessions ({where} found none)")
+        raise DataError(f"{inputs.lines_path}: no sessions ({where} found none)")
     if len(set(sessions.ids)) != len(sessions.ids):
         raise DataError(f"{where}: session ids are not unique")
     return sessions
@@ -878,14 +894,83 @@ def _kept_table(
     )
 
 
-def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, Any]]:
-    """The sessions of one dataset (the rows of ``sessions.parquet``) and its metrics; writes nothing."""
-    dataset = dataset_config(params, name)
+@dataclass(frozen=True)
+class SessionizeSection:
+    """Stage sessionize's settings: the dataset, its section, ``sessionize`` and the data ``seed``."""
+
+    dataset: str
+    config: DatasetConfig
+    sessionize: SessionizeConfig
+    seed: int
+
+
+def sessionize_section(params: Params, dataset: str) -> SessionizeSection:
+    return SessionizeSection(dataset, params.datasets[dataset], params.sessionize, params.seed)
+
+
+@dataclass
+class SessionizeInputs:
+    """The parsed events (and, for the key rule, the keys collected while they streamed by), what the rules read
+    from the manifest (log paths of the file rule, the label file)."""
+
+    events: Events
+    counts: dict[str, int]
+    lines_path: Path
+    collector: KeyCollector | None = None
+    log_paths: list[str] | None = None
+    label_file: LabelFile | None = None
+
+
+def load_sessionize_inputs(section: SessionizeSection, paths: ArtifactPaths) -> SessionizeInputs:
+    """The parsed lines as compact events (``lines.parquet`` streamed part by part), and the manifest's files that
+    the session and label rules read."""
+    name, dataset = section.dataset, section.config
     collector = _key_collector(dataset, f"datasets.{name}.session")
-    events, counts = _load_events(params, name, collector)
-    sessions = _group_sessions(params, name, events, collector)
-    labels, label_rule, label_counts = session_labels(params, name, events, sessions)
-    subsample_rng, split_rng = (np.random.default_rng(seed) for seed in np.random.SeedSequence(params.seed).spawn(2))
+    lines_path = paths.parsed_lines(name)
+    events, counts = _load_events(lines_path, dataset, section.sessionize.parallel, name, collector)
+    inputs = SessionizeInputs(events, counts, lines_path, collector)
+    if dataset.kind != "sessions" and dataset.session is not None and dataset.session.rule == "file":
+        inputs.log_paths = list(read_manifest(paths, name, dataset.kind, ["logs"])[1]["files"]["logs"])
+    rule = dataset.label.rule if dataset.label is not None and dataset.kind != "sessions" else None
+    if rule in LABEL_FILE_RULES:
+        folder, manifest = read_manifest(paths, name, dataset.kind, ["labels"])
+        path = folder / manifest["files"]["labels"]
+        inputs.label_file = LabelFile(
+            path, datasets.read_key_file(path) if rule == "key_file" else datasets.read_key_list(path)
+        )
+    return inputs
+
+
+@dataclass(frozen=True)
+class SessionizeResult:
+    """``paths.sessions/<name>/sessions.parquet`` and its counts (``reports/data/sessionize/<name>.json``)."""
+
+    dataset: str
+    table: SessionTable
+    report: dict[str, Any]
+
+    def metrics(self) -> dict[str, Any]:
+        return self.report
+
+    def write(self, outputs: Outputs) -> None:
+        metrics = self.report
+        metadata = {"label_rule": metrics["label_rule"], "dataset": self.dataset}
+        write_sessions(outputs["sessions"] / "sessions.parquet", self.table, metadata)
+        write_json(outputs["report"], metrics)
+        share = metrics["anomalous_share"]
+        print(
+            f"{self.dataset}: {metrics['sessions']} sessions, "
+            f"{'n/a' if share is None else f'{share:.2%}'} anomalous ({metrics['label_rule']}), "
+            f"{metrics['unlabeled']} unlabeled, length mean {metrics['mean_length']:.1f} max {metrics['max_length']}"
+        )
+
+
+def compute_sessionize(section: SessionizeSection, inputs: SessionizeInputs) -> SessionizeResult:
+    """Stage sessionize: the sessions of one dataset (the rows of ``sessions.parquet``) and its metrics."""
+    name, dataset, events = section.dataset, section.config, inputs.events
+    sessions = _group_sessions(section, inputs)
+    labels, label_rule, label_counts = session_labels(dataset, name, events, sessions, inputs.label_file)
+    subsample_rng, split_rng = (np.random.default_rng(seed) for seed in np.random.SeedSequence(section.seed).spawn(2))
     subsampling: dict[str, Any] | None = None
     keep = np.ones(len(labels), dtype=bool)
     if dataset.anomaly_share is not None:
@@ -896,17 +981,17 @@ def build_sessions(params: Params, name: str) -> tuple[SessionTable, dict[str, A
         labels,
         keep,
         lambda labels, start_times, file_indices: assign_splits(
-            labels, start_times, file_indices, dataset.split, params.sessionize.split, split_rng
+            labels, start_times, file_indices, dataset.split, section.sessionize.split, split_rng
         ),
     )
-    metrics = {**session_metrics(name, table, label_rule), **counts, **sessions.counts, **label_counts}
+    metrics = {**session_metrics(name, table, label_rule), **inputs.counts, **sessions.counts, **label_counts}
     by = dataset.split.stratify_by
     metrics["split_method"] = dataset.split.method + (f", stratified by {by}" if by else "")
     if dataset.split.method == "random":
         metrics["split_method"] += ", stratified by label"
     if subsampling is not None:
         metrics["subsampling"] = subsampling
-    return table, metrics
+    return SessionizeResult(name, table, metrics)
 
 
 def session_metrics(name: str, table: SessionTable, label_rule: str) -> dict[str, Any]:
@@ -973,25 +1058,10 @@ def write_sessions(target: Path, table: SessionTable, metadata: dict[str, str]) 
     schema = SESSION_SCHEMA.with_metadata(
         {**_pandas_metadata(), **{key.encode(): value.encode() for key, value in metadata.items()}}
     )
-    with atomic_path(target) as temporary, pq.ParquetWriter(temporary, schema) as writer:
+    with pq.ParquetWriter(target, schema) as writer:
         for start in range(0, len(table), WRITE_SESSIONS):
             part = table.arrow(start, min(start + WRITE_SESSIONS, len(table)))
             writer.write_table(part.replace_schema_metadata(schema.metadata))
-
-
-def sessionize_dataset(params: Params, name: str) -> None:
-    """Stage sessionize: write ``paths.sessions/<name>/sessions.parquet`` and
-    ``reports/data/sessionize/<name>.json``."""
-    table, metrics = build_sessions(params, name)
-    with atomic_directory(ArtifactPaths(params.paths).sessions(name)) as output:
-        write_sessions(output / "sessions.parquet", table, {"label_rule": metrics["label_rule"], "dataset": name})
-    write_json(ArtifactPaths(params.paths).data_report("sessionize", name), metrics)
-    share = metrics["anomalous_share"]
-    print(
-        f"{name}: {metrics['sessions']} sessions, "
-        f"{'n/a' if share is None else f'{share:.2%}'} anomalous ({metrics['label_rule']}), "
-        f"{metrics['unlabeled']} unlabeled, length mean {metrics['mean_length']:.1f} max {metrics['max_length']}"
-    )
 
 
 def read_sessions(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -1010,15 +1080,12 @@ __all__ = [
     "Sessions",
     "any_anomalous",
     "assign_splits",
-    "build_sessions",
     "file_sessions",
     "flat_groups",
-    "key_sessions",
     "keys_in",
     "preparsed_sessions",
     "read_sessions",
     "session_labels",
-    "sessionize_dataset",
     "split_sizes",
     "subsample_anomalies",
     "window_sessions",

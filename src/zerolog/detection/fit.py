@@ -52,7 +52,7 @@ def system_context(params: Any, system: str, max_len: int) -> SystemContext:
 def example_lines(params: Any, dataset: str) -> list[str]:
     """The first ``EXAMPLE_LINES`` lines of a raw dataset's first log file (as the download stage listed them), for
     the registered model's input example."""
-    folder, manifest = read_manifest(params, dataset, ["logs"])
+    folder, manifest = read_manifest(ArtifactPaths(params.paths), dataset, params.datasets[dataset].kind, ["logs"])
     lines: list[str] = []
     for _, text in iterate_text_lines(log_file_paths(folder, manifest)[0]):
         lines.append(text)
