@@ -171,36 +171,6 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
             "detector_weighting": params.evaluate.detectors.pca.weighting, "seed": params.seed}  # fmt: skip
 
 
-def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = [
-        "seed",
-        "train",
-        "evaluate.baselines",
-        "evaluate.detectors",
-        "evaluate.oracle",
-        "evaluate.level_rule",
-        "mlflow",
-    ]
-    return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
-
-
-def _select_arguments(params: Any, system: str) -> dict[str, Any]:
-    # the bundle (zerolog.detection.fit): the system's params as its dataset reads them, the members' settings
-    dataset = params.systems[system].dataset
-    keys = [
-        "selection",
-        "seed",
-        "seeds",
-        "mlflow",
-        "systems",
-        f"datasets.{dataset}",
-        "parse.max_unmatched_share",
-        "evaluate.detectors.pca",
-        "evaluate.detectors.loglead",
-    ]
-    return {"params": declared(params, keys, "selection"), "system": system}
-
-
 def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
     return {"pair": pair, "pair_config": params.pairs[pair], "config": params.evaluate, "seed": params.seed,
             "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
@@ -288,14 +258,16 @@ STAGES: list[Stage] = [
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
         "system",
-        "", "", "", legacy_function="zerolog.evaluation.baselines:run_target_baselines", legacy_arguments=_baselines_arguments,
+        "zerolog.evaluation.baselines:baselines_section", "zerolog.evaluation.baselines:load_baselines_inputs",
+        "zerolog.evaluation.baselines:compute_baselines",
         deps=lambda params, paths, system: [paths.tensors(system)],
         outputs=lambda params, paths, system: [Output("scores", paths.target_scores(system))],
     ),
     Stage(
         "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
         "system",
-        "", "", "", legacy_function="zerolog.detection.fit:run_select_stage", legacy_arguments=_select_arguments,
+        "zerolog.evaluation.loso:selection_section", "zerolog.evaluation.loso:load_selection_inputs",
+        "zerolog.evaluation.loso:compute_selection",
         deps=lambda params, paths, system: [
             *[paths.tensors(other) for other in params.systems],
             *[paths.target_scores(other) for other in params.systems],

@@ -29,6 +29,7 @@ from zerolog.artifacts import (
     DECISION_RULE,
     DECISION_THRESHOLD,
     PI_HAT,
+    RECIPE_FILE,
     SPLIT_CODES,
     TARGET_STATUS,
     TRAINING_SUMMARY,
@@ -42,7 +43,6 @@ from zerolog.artifacts import (
 )
 from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig
 from zerolog.errors import DataError
-from zerolog.evaluation.loso import RECIPE_FILE
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import atomic_directory, read_json, write_json
 from zerolog.metrics import check_binary, pr_curve, ranking_metrics, threshold_metrics
