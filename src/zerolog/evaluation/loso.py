@@ -93,13 +93,11 @@ def member_scores(paths: ArtifactPaths, system: str, members: list[str], seeds: 
     return found
 
 
-def system_scores(paths: ArtifactPaths, system: str, config: SelectionConfig, seeds: list[int],
-                  with_labels: bool) -> SystemScores:  # fmt: skip
-    """One system for the selection; its labels only when ``with_labels`` (a reference, never the chosen-for)."""
+def reference_scores(paths: ArtifactPaths, system: str, config: SelectionConfig, seeds: list[int]) -> SystemScores:
+    """A reference system for the selection, with its labels (never the system whose recipe is chosen)."""
     tensors = _load_tensors(paths.tensors(system))
-    labels = np.asarray(tensors.labels) if with_labels and tensors.labels is not None else None
-    split = np.asarray(tensors.split)
-    return SystemScores(system, split, member_scores(paths, system, config.members, seeds), labels)
+    labels = None if tensors.labels is None else np.asarray(tensors.labels)
+    return SystemScores(system, np.asarray(tensors.split), member_scores(paths, system, config.members, seeds), labels)
 
 
 def references_of(paths: ArtifactPaths, system: str, systems: list[str], config: SelectionConfig,
@@ -112,7 +110,7 @@ def references_of(paths: ArtifactPaths, system: str, systems: list[str], config:
         if not paths.target_scores(other).is_dir() or not paths.tensors(other).is_dir():
             skipped[other] = "no tensors or baselines scores (its stages have not run)"
             continue
-        candidate = system_scores(paths, other, config, seeds, with_labels=True)
+        candidate = reference_scores(paths, other, config, seeds)
         labels = candidate.labels
         anomalies = 0 if labels is None else int((labels[candidate.rows(1)] == 1).sum())
         if anomalies < config.min_val_anomalies:
@@ -188,9 +186,10 @@ class SelectionInputs:
 
 
 def load_selection_inputs(section: SelectionSection, paths: ArtifactPaths) -> SelectionInputs:
-    target = system_scores(paths, section.system, section.config, section.seeds, with_labels=False)
+    tensors = _load_tensors(paths.tensors(section.system))  # its labels are never read
+    members = member_scores(paths, section.system, section.config.members, section.seeds)
+    target = SystemScores(section.system, np.asarray(tensors.split), members)
     references, skipped = references_of(paths, section.system, section.systems, section.config, section.seeds)
-    tensors = _load_tensors(paths.tensors(section.system))
     parsed = paths.parsed(section.dataset)
     if not (parsed / DRAIN_STATE_FILE).is_file():  # a pre-parsed dataset: no Drain tree, no raw lines
         return SelectionInputs(target, references, skipped, tensors, None, [])
@@ -213,7 +212,8 @@ def _bundle(section: SelectionSection, inputs: SelectionInputs, recipe: Recipe, 
                             max_len=int(tensors.meta["max_len"]), multiline=dataset.multiline,
                             empty_files=dataset.empty_files)  # fmt: skip
     templates = list(tensors.meta["templates_list"])
-    known = inputs.known or KnownTemplates.of_table(templates, layout.drain, layout.regex)
+    pre_parsed = inputs.known is None  # its template texts, matched on raw messages; other lines are new
+    known = KnownTemplates.of_table(templates, layout.drain, layout.regex) if pre_parsed else inputs.known
     threshold = Threshold(run.threshold, f"{recipe.key}: combined score >= its {recipe.cut} cut on the train scores",
                           run.flagged_train_share)  # fmt: skip
     return {"method": METHOD, "context": context, "templates": templates, "known": known, "threshold": threshold,
