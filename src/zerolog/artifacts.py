@@ -196,6 +196,7 @@ PI_HAT = "pi_hat"  # float | null: the share of the target's TRAIN sessions the 
 SCORE_SCALE = "score_scale"  # "unit" (scores in [0, 1]) or "unbounded"
 TRAINING_SUMMARY = "training.json"  # scores/<pair>/: the train stage's status of the pair and of each method
 TARGET_STATUS = "status.json"  # scores/target-<system>/: the baselines stage's status of each method
+RECIPE_FILE = "recipe.json"  # scores/select-<system>/: the selection stage's choice and its evidence
 
 
 def score_frame(system: str, split: np.ndarray, rows: np.ndarray, scores: np.ndarray, domain: str) -> pd.DataFrame:

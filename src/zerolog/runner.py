@@ -137,6 +137,6 @@ def run(stage: Run) -> Result:
     inputs = stage.load(stage.section, stage.paths)
     result = stage.core(stage.section, inputs)
     with _temporary_outputs(stage.stage, stage.outputs) as outputs:
+        _record(stage, result)  # first: a result may write the ids of the runs it logged (the baselines' score files)
         result.write(outputs)
-        _record(stage, result)
     return result

@@ -27,7 +27,7 @@ from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigE
 from zerolog.config_loader import load_params
 from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
-from zerolog.params_access import declared, unwrap
+from zerolog.params_access import unwrap
 
 Each = Literal["dataset", "system", "pair", "paper_pair"]
 
@@ -157,34 +157,6 @@ def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
             "detector_weighting": params.evaluate.detectors.pca.weighting, "seed": params.seed}  # fmt: skip
 
 
-def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
-    keys = [
-        "seed",
-        "train",
-        "evaluate.baselines",
-        "evaluate.detectors",
-        "evaluate.oracle",
-        "evaluate.level_rule",
-        "mlflow",
-    ]
-    return {"params": declared(params, keys, "baselines"), "system": system, "seeds": params.seeds}
-
-
-def _select_arguments(params: Any, system: str) -> dict[str, Any]:
-    # the bundle (zerolog.detection.fit): the system's params as its dataset reads them, the members' settings
-    dataset = params.systems[system].dataset
-    keys = [
-        "selection",
-        "seed",
-        "seeds",
-        "mlflow",
-        "systems",
-        f"datasets.{dataset}",
-        "parse.max_unmatched_share",
-        "evaluate.detectors.pca",
-        "evaluate.detectors.loglead",
-    ]
-    return {"params": declared(params, keys, "selection"), "system": system}
 
 
 def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
@@ -266,14 +238,16 @@ STAGES: list[Stage] = [
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
         "system",
-        "", "", "", legacy_function="zerolog.evaluation.baselines:run_target_baselines", legacy_arguments=_baselines_arguments,
+        "zerolog.evaluation.baselines:baselines_section", "zerolog.evaluation.baselines:load_baselines_inputs",
+        "zerolog.evaluation.baselines:compute_baselines",
         deps=lambda params, paths, system: [paths.tensors(system)],
         outputs=lambda params, paths, system: [Output("scores", paths.target_scores(system))],
     ),
     Stage(
         "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
         "system",
-        "", "", "", legacy_function="zerolog.detection.fit:run_select_stage", legacy_arguments=_select_arguments,
+        "zerolog.evaluation.loso:selection_section", "zerolog.evaluation.loso:load_selection_inputs",
+        "zerolog.evaluation.loso:compute_selection",
         deps=lambda params, paths, system: [
             *[paths.tensors(other) for other in params.systems],
             *[paths.target_scores(other) for other in params.systems],

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from zerolog.artifacts import DECISION_RULE, DECISION_THRESHOLD, PI_HAT, SCORE_SCALE, SPLIT_NAMES, read_scores
 from zerolog.errors import DataError
 from zerolog.methods import MethodKind, method_spec
+from zerolog.stages import stage_named
 
 
 def _test_auc(frame, arrays):
@@ -42,9 +43,15 @@ def _score_path(params, method, seed=42):
 def test_every_detector_follows_the_seed_contract_and_records_its_decision(tmp_path):
     params = make_params(tmp_path, {"seeds": [42, 43]})
     arrays = write_tensors(params, "bgl", sessions=400, anomaly_share=0.08, seed=1)
-    call_stage("baselines", params, "bgl")
+    result = stage_named("baselines").call(params, "bgl")
     status = json.loads((Path(params.paths.scores) / "target-bgl" / "status.json").read_text())
-    assert set(status["methods"]) == set(params.evaluate.baselines)
+    assert set(status["methods"]) == set(params.evaluate.baselines) == set(result.methods)
+    for method, entry in result.methods.items():  # the files are the result's, with the ids of the runs it logged
+        assert status["methods"][method] == json.loads(json.dumps(entry.status())), method
+        for fit in entry.fits:
+            frame, metadata = read_scores(Path(params.paths.scores) / "target-bgl" / fit.file)
+            np.testing.assert_array_equal(frame["score"].to_numpy(), fit.scores)
+            assert metadata["mlflow_run_id"] == fit.metadata["mlflow_run_id"] is not None, method
     available = [method for method in DETERMINISTIC + STOCHASTIC if status["methods"][method]["status"] == "written"]
     assert set(DETERMINISTIC + STOCHASTIC) - set(available) <= {"loglead_rarity", "loglead_ngram"}  # not installed
     for method in available:

@@ -13,6 +13,7 @@ from zerolog.config import DeepLogConfig
 from zerolog.errors import DataError
 from zerolog.evaluation import detectors
 from zerolog.evaluation.deeplog import deeplog, next_event_windows
+from zerolog.features.target_detector import NoMixtureCut, pca_mixture_detection, train_pca
 
 
 def workflow_counts(sessions: int, anomaly_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +73,7 @@ def test_pca_residual_is_zero_inside_the_train_subspace_and_positive_off_it():
     train = workflows[np.arange(90) % 3] * (1 + np.arange(90) % 4)[:, None]  # (90, 9) rank-3 counts
     anomaly = workflows[0] + np.eye(9)[8] * 2  # a workflow plus an event never seen in train
     for weighting in ("tfidf", "log1p", "raw"):
-        spe, _ = detectors.pca_residuals(np.vstack([train, anomaly]), np.arange(90), 0.99, weighting)
+        spe = train_pca(np.vstack([train, anomaly]), np.arange(90), 0.99, weighting).spe(np.vstack([train, anomaly]))
         assert spe.shape == (91,)
         assert np.all(spe[:90] < 1e-9) and spe[90] > 0.5, weighting
 
@@ -88,23 +89,28 @@ def test_q_statistic_matches_jackson_mudholkar_by_hand():
     assert low < high  # a stricter alpha moves the cut up
 
 
+def _split(sessions: int, train: np.ndarray) -> np.ndarray:
+    split = np.full(sessions, 2, dtype=np.int8)
+    split[train] = 0
+    return split
+
+
 def test_pca_mixture_finds_the_anomaly_share_without_a_label():
     counts, labels = varied_counts(1000, 0.06, seed=2)
-    detection = detectors.pca_mixture(counts, TRAIN, variance=0.95, weighting="tfidf", seed=0)
-    assert detection.decision_threshold is not None
-    flagged = detection.scores >= detection.decision_threshold
+    detection = pca_mixture_detection(counts, _split(1000, TRAIN), variance=0.95, weighting="tfidf", seed=0)
+    flagged = detection.scores >= detection.threshold
     assert np.array_equal(flagged, labels == 1)  # two clean modes: the cut lands in the gap
-    assert detection.flagged_share(TRAIN) == pytest.approx(labels[TRAIN].mean())  # pi-hat = the true train share
+    assert detection.pi_hat == pytest.approx(labels[TRAIN].mean())  # pi-hat = the true train share
 
 
 def test_pca_mixture_has_no_cut_without_two_modes_and_pca_refuses_identical_rows():
     counts = np.zeros((50, 5))
     counts[:, 1] = 1 + np.arange(50) % 2  # one workflow, two lengths: SPE is 0 for every row
-    detection = detectors.pca_mixture(counts, np.arange(40), 0.95, "raw", seed=0)
-    assert detection.decision_threshold is None and "no mixture cut" in detection.decision_rule
-    assert detection.flagged_share(np.arange(40)) is None
+    with pytest.raises(NoMixtureCut) as raised:
+        pca_mixture_detection(counts, _split(50, np.arange(40)), 0.95, "raw", seed=0)
+    assert raised.value.scores.shape == (50,) and np.all(raised.value.scores < 1e-9)
     with pytest.raises(DataError, match="all identical"):
-        detectors.pca_residuals(np.ones((10, 4)), np.arange(10), 0.95, "raw")
+        train_pca(np.ones((10, 4)), np.arange(10), 0.95, "raw")
 
 
 # ----------------------------------------------------------------------------- Invariants Mining

@@ -10,10 +10,11 @@ import pytest
 from conftest import call_stage
 from evaluation_fixtures import make_params, write_tensors
 
-from zerolog.artifacts import ArtifactPaths, read_scores
+from zerolog.artifacts import ArtifactPaths, load_tensors, read_scores
 from zerolog.config import SelectionConfig
 from zerolog.detection.bundle import read_bundle
 from zerolog.evaluation.selection import Recipe, SystemScores, apply_recipe, candidate_recipes, choose_recipe, standing
+from zerolog.stages import stage_named
 
 SYSTEMS = {"hdfs": (0.1, 1), "bgl": (0.15, 2), "openstack": (0.2, 3)}  # anomaly share, generator seed
 
@@ -69,9 +70,13 @@ def test_a_targets_own_labels_cannot_change_its_recipe(selected):
 
 def test_the_recipes_scores_cut_and_bundle_agree(selected):
     """The score file holds the recipe's cut and the share of train sessions it flags; the bundle of zerolog detect
-    holds the same recipe and scores the system's sessions as the score file does (checked when it is written)."""
+    holds the same recipe and scores the system's sessions as the score file does."""
+    result = stage_named("selection").call(selected, "bgl")
     paths = ArtifactPaths(selected.paths)
     frame, metadata = read_scores(paths.score_file("loso", "", "bgl", selected.seeds[0]))
+    assert result.choice.recipe is not None and result.choice.recipe.key == metadata["detector"]
+    assert result.runs[0].threshold == metadata["decision_threshold"]
+    np.testing.assert_array_equal(result.runs[0].scores, frame.sort_values("row")["score"].to_numpy())
     train = frame[frame["split"] == "train"]["score"].to_numpy()
     assert metadata["pi_hat"] == pytest.approx(np.mean(train >= metadata["decision_threshold"]))
     assert 0 < metadata["pi_hat"] < 0.5
@@ -79,6 +84,9 @@ def test_the_recipes_scores_cut_and_bundle_agree(selected):
     assert bundle.method == "loso" and bundle.recipe is not None
     assert bundle.recipe.recipe.key == metadata["detector"] == _recipe(selected)["recipe"]["key"]
     assert bundle.threshold.value == pytest.approx(metadata["decision_threshold"])
+    counts = np.asarray(load_tensors(paths.tensors("bgl")).counts, dtype=np.float64)  # (sessions, V + 1)
+    ours = bundle.recipe.score(counts, np.zeros((counts.shape[0], 0)), bundle.subspace.spe(counts))
+    np.testing.assert_allclose(ours, frame.sort_values("row")["score"].to_numpy(), rtol=1e-9, atol=1e-12)
     metrics = json.loads((Path(selected.paths.metrics) / "selection" / "bgl.json").read_text())
     assert metrics["recipe"]["key"] == metadata["detector"] and set(metrics["validation_f1"]) == {"hdfs", "openstack"}
 

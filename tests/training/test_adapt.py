@@ -118,37 +118,41 @@ def test_self_training_config_is_validated() -> None:
 
 @pytest.mark.parametrize("weighting", ["tfidf", "log1p"])
 def test_target_detector_is_the_baselines_pca_mixture(systems, weighting: str) -> None:
-    """One home: the trainer's detector and the baselines stage's pca_mixture give the same scores, cut and pi-hat;
+    """One home: the trainer's detector is the baselines stage's pca_mixture (same scores, cut and pi-hat);
     evaluation's PCA and mixture cut are the features layer's functions, not copies."""
-    from zerolog.evaluation import detectors, thresholds
+    from types import SimpleNamespace
+
+    from zerolog.evaluation import baselines, detectors, thresholds
     from zerolog.features import target_detector
 
-    assert detectors.pca_residuals is target_detector.pca_residuals
+    assert detectors.train_pca is target_detector.train_pca
     assert thresholds.mixture_threshold is target_detector.mixture_threshold
     _, target = systems
     counts, train_rows = np.asarray(target.counts), target.rows("train")
     ours = pca_mixture_detection(counts, np.asarray(target.split), 0.95, weighting, seed=3)
-    theirs = detectors.pca_mixture(counts, train_rows, 0.95, weighting, 3)
+    config = SimpleNamespace(pca=SimpleNamespace(variance=0.95, weighting=weighting))  # evaluate.detectors.pca
+    theirs = baselines.DETECTORS["pca_mixture"](target, config, 3)
     np.testing.assert_array_equal(ours.scores, theirs.scores)
     assert ours.threshold == theirs.decision_threshold and ours.pi_hat == theirs.flagged_share(train_rows)
     assert 0 < ours.pi_hat < 1 and ours.scores.shape == (target.sessions,)
 
 
 @pytest.mark.parametrize("weighting", ["tfidf", "log1p", "raw"])
-def test_zerolog_detect_pca_state_scores_as_the_target_detector(systems, weighting: str) -> None:
-    """One PCA: the state zerolog detect persists (zerolog.features.pca) scores as the pi-hat and baselines PCA."""
-    from zerolog.detection import bundle, fit
+def test_zerolog_detect_pca_state_is_the_target_detectors(systems, weighting: str) -> None:
+    """One PCA: the state zerolog detect persists (zerolog.features.pca) is the pi-hat and baselines PCA's."""
+    from zerolog.detection import bundle
+    from zerolog.evaluation import loso
     from zerolog.features import pca
-    from zerolog.features.target_detector import pca_residuals
+    from zerolog.features.target_detector import train_pca
 
-    assert fit.fit_pca_subspace is pca.fit_pca_subspace and bundle.PcaSubspace is pca.PcaSubspace
+    assert loso.train_pca is train_pca and bundle.PcaSubspace is pca.PcaSubspace
     _, target = systems
     counts, train_rows = np.asarray(target.counts, dtype=np.float64), target.rows("train")
-    subspace = pca.fit_pca_subspace(counts[train_rows], 0.95, weighting)
-    spe, residual_variances = pca_residuals(counts, train_rows, 0.95, weighting)
-    np.testing.assert_array_equal(subspace.spe(counts), spe)
-    np.testing.assert_array_equal(subspace.residual_variances, residual_variances)
-    assert len(subspace.components) + len(residual_variances) == min(len(train_rows), counts.shape[1])
+    subspace = train_pca(counts, train_rows, 0.95, weighting)
+    expected = pca.fit_pca_subspace(counts[train_rows], 0.95, weighting)
+    np.testing.assert_array_equal(subspace.spe(counts), expected.spe(counts))
+    np.testing.assert_array_equal(subspace.residual_variances, expected.residual_variances)
+    assert len(subspace.components) + len(subspace.residual_variances) == min(len(train_rows), counts.shape[1])
 
 
 def test_target_detector_without_two_modes_is_a_data_error() -> None:

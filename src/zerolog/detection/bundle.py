@@ -1,7 +1,7 @@
 """The persisted detector of a system: one folder, one documented format, everything scoring new lines needs.
 
-``models/target-<system>/detector/`` (``ArtifactPaths.detector``), written by the baselines stage for the system's
-recommended detector (``evaluate.recommended``), registered by the report stage in the MLflow Model Registry, read by
+``models/target-<system>/detector/`` (``ArtifactPaths.detector``), written by the selection stage for the system's
+chosen recipe (zerolog.evaluation.loso), registered by the report stage in the MLflow Model Registry, read by
 ``zerolog detect`` and by the served model. No pickle anywhere: JSON, Parquet and ``.npy`` (read with
 ``allow_pickle=False``), so reading a bundle cannot run code.
 
@@ -41,7 +41,7 @@ from zerolog.detection.recipe import RecipeState
 from zerolog.errors import DataError
 from zerolog.evaluation.selection import Recipe
 from zerolog.features.pca import WEIGHTINGS, PcaSubspace
-from zerolog.io import atomic_directory, read_json, write_json, write_parquet
+from zerolog.io import read_json, write_json, write_parquet
 
 FORMAT_VERSION = 1
 META_FILE = "detector.json"
@@ -118,8 +118,8 @@ class DetectorBundle:
 def write_bundle(folder: Path, method: str, context: SystemContext, templates: list[str], subspace: PcaSubspace,
                  threshold: Threshold, known: KnownTemplates | None, train_sessions_holding: np.ndarray,
                  example: list[str], recipe: RecipeState | None = None) -> None:  # fmt: skip
-    """Write a bundle folder atomically (a failure leaves the previous one). ``train_sessions_holding`` (V + 1,)
-    train sessions holding each column (the template table's ``train_sessions``); ``example``: raw lines."""
+    """Write a bundle into the (empty) ``folder`` (the runner commits it atomically). ``train_sessions_holding``
+    (V + 1,) train sessions holding each column (the template table's ``train_sessions``); ``example``: raw lines."""
     if subspace.columns != len(templates) + 1:
         raise DataError(f"{folder}: {subspace.columns} count columns for {len(templates)} templates + padding")
     meta = {
@@ -138,18 +138,17 @@ def write_bundle(folder: Path, method: str, context: SystemContext, templates: l
         "train_sessions": pd.Series(np.asarray(train_sessions_holding)[1:], dtype="int64"),
         "weight": pd.Series(subspace.idf[1:] if subspace.weighting == "tfidf" else np.ones(len(templates))),
     })  # fmt: skip
-    with atomic_directory(folder) as output:
-        (output / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        write_parquet(output / TEMPLATES_FILE, table)
-        for name in ARRAY_NAMES:  # .npy, not .npz: a zip member carries the time it was written
-            np.save(output / f"{name}.npy", np.asarray(getattr(subspace, name), dtype=np.float64), allow_pickle=False)
-        if known is not None:
-            state = json.dumps(known.state(), separators=(",", ":"), sort_keys=True)
-            (output / DRAIN_FILE).write_text(state + "\n", encoding="utf-8")
-        if example:
-            (output / EXAMPLE_FILE).write_text("".join(f"{line}\n" for line in example), encoding="utf-8")
-        if recipe is not None:
-            _write_recipe(output, recipe)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_parquet(folder / TEMPLATES_FILE, table)
+    for name in ARRAY_NAMES:  # .npy, not .npz: a zip member carries the time it was written
+        np.save(folder / f"{name}.npy", np.asarray(getattr(subspace, name), dtype=np.float64), allow_pickle=False)
+    if known is not None:
+        state = json.dumps(known.state(), separators=(",", ":"), sort_keys=True)
+        (folder / DRAIN_FILE).write_text(state + "\n", encoding="utf-8")
+    if example:
+        (folder / EXAMPLE_FILE).write_text("".join(f"{line}\n" for line in example), encoding="utf-8")
+    if recipe is not None:
+        _write_recipe(folder, recipe)
 
 
 def _write_recipe(output: Path, recipe: RecipeState) -> None:
@@ -214,15 +213,14 @@ def _read_subspace(folder: Path, meta: dict[str, Any]) -> PcaSubspace:
 
 
 def not_persisted_reason(folder: str | Path) -> str | None:
-    """Why the baselines stage wrote no detector in ``folder`` (its ``NOT_PERSISTED_FILE``), or None."""
+    """Why the selection stage wrote no detector in ``folder`` (its ``NOT_PERSISTED_FILE``), or None."""
     marker = Path(folder) / NOT_PERSISTED_FILE
     return str(read_json(marker)["reason"]) if marker.is_file() else None
 
 
 def write_not_persisted(folder: str | Path, method: str, reason: str) -> None:
-    """The stage's declared output when ``evaluate.recommended`` has no persisted form: a record saying why."""
-    with atomic_directory(Path(folder)) as output:
-        write_json(output / NOT_PERSISTED_FILE, {"method": method, "reason": reason})
+    """The stage's declared output (an empty folder) when no recipe was chosen: a record saying why."""
+    write_json(Path(folder) / NOT_PERSISTED_FILE, {"method": method, "reason": reason})
 
 
 def read_bundle(folder: str | Path) -> DetectorBundle:

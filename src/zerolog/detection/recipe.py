@@ -68,9 +68,8 @@ class RecipeState:
         model.fit(sparse.csr_matrix(train[:, vocabulary]))
         weights = np.zeros(train.shape[1])
         weights[vocabulary] = model.score_vector
-        state = cls(recipe, threshold, int(train.shape[0]), present.sum(axis=0).astype(np.int64), sets, weights,
-                    vocabulary, np.zeros((0, 0)))  # fmt: skip
-        return state
+        return cls(recipe, threshold, int(train.shape[0]), present.sum(axis=0).astype(np.int64), sets, weights,
+                   vocabulary, np.zeros((0, 0)))  # fmt: skip
 
     def member_scores(self, member: str, counts: np.ndarray, new: np.ndarray, spe: np.ndarray) -> np.ndarray:
         """(sessions,) one member's scores; ``counts`` (sessions, V + 1) of known columns, ``new`` (sessions,
@@ -96,14 +95,6 @@ class RecipeState:
             model.predict(sparse.csr_matrix(counts[:, self.vocabulary]))
             return np.asarray(model.scores, dtype=np.float64)
         raise DataError(f"recipe member {member!r} cannot be scored (servable: {SERVABLE})")
-
-    def with_train_scores(self, counts: np.ndarray, train_rows: np.ndarray, spe: np.ndarray) -> RecipeState:
-        """The state with each member's train scores (the reference of the rank standing)."""
-        train = np.asarray(counts, dtype=np.float64)[train_rows]
-        new = np.zeros((train.shape[0], 0))
-        scores = np.vstack([self.member_scores(member, train, new, spe[train_rows]) for member in self.recipe.members])
-        return RecipeState(self.recipe, self.threshold, self.train_sessions, self.holding, self.set_counts,
-                           self.rarity_weights, self.vocabulary, scores)  # fmt: skip
 
     def score(self, counts: np.ndarray, new: np.ndarray, spe: np.ndarray) -> np.ndarray:
         """(sessions,) the recipe's combined score (zerolog.evaluation.selection.combined_scores, same steps)."""

@@ -28,9 +28,9 @@ reason).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,14 @@ from zerolog.artifacts import (
     score_frame,
     write_scores,
 )
-from zerolog.config import DetectorsConfig, LevelRuleConfig, OracleConfig, Params
+from zerolog.config import DetectorsConfig, LevelRuleConfig, MlflowConfig, OracleConfig, Params, TrainConfig
 from zerolog.errors import DataError
 from zerolog.evaluation import detectors, loglead_peer
 from zerolog.evaluation.detectors import Detection
-from zerolog.io import atomic_directory, write_json
+from zerolog.features.target_detector import NoMixtureCut, pca_mixture_detection
+from zerolog.io import write_json
 from zerolog.methods import MethodKind, method_spec
+from zerolog.runner import Outputs
 
 # ----------------------------------------------------------------------------- target-only detectors
 
@@ -72,13 +74,22 @@ def _deeplog(arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detec
     return deeplog(arrays.index, arrays.lengths, arrays.rows("train"), arrays.vectors.shape[0], config.deeplog, seed)
 
 
+def _pca_mixture(arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detection:
+    """zerolog.features.target_detector's detector (the one the train stage reads pi-hat from); no cut (None, with
+    the reason) when the train SPE shows no two modes. ``seed``: the mixture's initialisation only."""
+    try:
+        found = pca_mixture_detection(arrays.counts, arrays.split, config.pca.variance, config.pca.weighting, seed)
+    except NoMixtureCut as error:
+        return Detection(error.scores, "unbounded", None, f"no mixture cut: {error}")
+    return Detection(found.scores, "unbounded", found.threshold, "SPE >= the 2-component mixture cut on the train SPE")
+
+
 def _pyod(method: str, arrays: SystemTensors, config: DetectorsConfig, seed: int) -> Detection:
     return detectors.pyod_detector(method, arrays.counts, arrays.rows("train"), seed)
 
 
 DETECTORS: dict[str, Detector] = {
-    "pca_mixture": lambda arrays, config, seed: detectors.pca_mixture(
-        arrays.counts, arrays.rows("train"), config.pca.variance, config.pca.weighting, seed),
+    "pca_mixture": _pca_mixture,
     "isolation_forest": lambda arrays, config, seed: detectors.isolation_forest(
         arrays.counts, arrays.rows("train"), config.isolation_forest.n_estimators, seed),
     "pca": lambda arrays, config, seed: detectors.pca_q_statistic(
@@ -171,61 +182,82 @@ def logistic_oracle_scores(
     return model.predict_proba(features)[:, 1]
 
 
-def neural_oracle_scores(params: Params, tensors: SystemTensors, seed: int,
+def neural_oracle_scores(config: TrainConfig, tensors: SystemTensors, seed: int,
                          on_epoch: Callable[[dict[str, float]], None] | None) -> np.ndarray:  # fmt: skip
     """P(anomaly) for every row from the training stage's model (method ``supervised_target``, the same encoder and
     trainer as every zero-label method) trained on the target's own train labels and validated on its val labels.
     """
     from zerolog.training.loop import score, train
 
-    result = train(params.train, [], tensors, "supervised_target", seed, progress=True, on_epoch=on_epoch)
-    return score(result.model, tensors, np.arange(tensors.sessions), params.train.score_batch_size)
+    result = train(config, [], tensors, "supervised_target", seed, progress=True, on_epoch=on_epoch)
+    return score(result.model, tensors, np.arange(tensors.sessions), config.score_batch_size)
 
 
 # ----------------------------------------------------------------------------- stage
 
 
-def _logged_params(params: Params, method: str) -> dict[str, str]:
-    """The params behind one baseline's numbers (MLflow must show no other)."""
-    from zerolog.tracking import flatten_params
+@dataclass(frozen=True)
+class BaselinesSection:
+    """Stage baselines' settings: the system, ``evaluate.baselines`` and the settings of its methods, the seeds."""
 
+    system: str
+    seed: int  # the data seed: a deterministic detector's only seed (pca_mixture's mixture initialisation)
+    seeds: list[int]  # model seeds of the stochastic detectors and the oracle
+    methods: list[str]  # evaluate.baselines
+    detectors: DetectorsConfig
+    oracle: OracleConfig
+    level_rule: LevelRuleConfig
+    train: TrainConfig  # the neural oracle's trainer
+    tracking: MlflowConfig
+
+
+def baselines_section(params: Params, system: str) -> BaselinesSection:
     evaluate = params.evaluate
-    logged: dict[str, Any] = {"evaluate": {}}
-    if method in DETECTOR_SETTINGS:
-        section = DETECTOR_SETTINGS[method]
-        logged["evaluate"] = {"detectors": {section: getattr(evaluate.detectors, section)}}
-    elif method == "level_rule":
-        logged["evaluate"] = {"level_rule": evaluate.level_rule}
-    elif method == "supervised_target":
-        logged["evaluate"] = {"oracle": evaluate.oracle}
-    if method == "supervised_target" and evaluate.oracle.model == "neural":
-        logged["train"] = params.train
-    return flatten_params(logged)
+    return BaselinesSection(system, params.seed, params.seeds, evaluate.baselines, evaluate.detectors, evaluate.oracle,
+                            evaluate.level_rule, params.train, params.mlflow)  # fmt: skip
 
 
-@contextlib.contextmanager
-def _tracked(params: Params, arrays: SystemTensors, method: str, detector: str,
-             seed: int | None) -> Iterator[tuple[Any, str]]:  # fmt: skip
-    """An MLflow run for one baseline of one system and model seed (pair ``target-<system>``), with the system's
-    tensors as its input dataset; yields (tracker, run id)."""
-    from zerolog.tracking import InputData, Tracker, run_name, split_sizes
-
-    system = arrays.system
-    tags = {"pair": f"target-{system}", "sources": "", "target": system, "method": method, "detector": detector,
-            "kind": str(method_spec(method).kind), "stage": "baselines"}  # fmt: skip
-    logged = _logged_params(params, method)
-    if seed is not None:
-        tags["model_seed"] = tags["seed"] = logged["seed"] = str(seed)
-    tracker = Tracker(params.mlflow)
-    with tracker.run(run_name(f"target-{system}", method, seed), tags, logged) as run_id:
-        tracker.log_datasets([run_id], [InputData(arrays.directory, "target", split_sizes(arrays))])
-        yield tracker, run_id
+def load_baselines_inputs(section: BaselinesSection, paths: ArtifactPaths) -> SystemTensors:
+    return load_tensors(paths.tensors(section.system))
 
 
-def _write_method(path: Path, arrays: SystemTensors, scores: np.ndarray, metadata: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = score_frame(arrays.system, arrays.split, np.arange(arrays.sessions), scores, domain="target")
-    write_scores(path, frame, {"threshold_source_val": None, **metadata})
+@dataclass
+class Fit:
+    """One method for one seed: its score file and its MLflow run (pair ``target-<system>``), whose id the score
+    file and ``status.json`` carry (set by ``BaselinesResult.track``)."""
+
+    method: str
+    key: str  # the seed it ran with, as status.json's ``mlflow_run_ids`` key
+    seed: int | None  # the model seed in the run's name and tags (None: a deterministic method)
+    scores: np.ndarray  # (sessions,) float64
+    metadata: dict[str, Any]  # the score file's; ``mlflow_run_id`` None until tracked
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # the neural oracle's epoch rows
+
+    @classmethod
+    def of(cls, scores: np.ndarray, key: str, model_seed: int | None, metadata: dict[str, Any], **extra: Any) -> Fit:
+        """The score file's metadata in the contract's key order, the run id to come."""
+        metadata = {"threshold_source_val": None, **metadata, "mlflow_run_id": None, **extra}
+        return cls(metadata["method"], key, model_seed, scores, metadata)
+
+    @property
+    def file(self) -> Path:
+        return score_file_name(self.method, self.seed or 0)  # <method>.parquet for a deterministic method
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of ``evaluate.baselines``: its ``status.json`` entry (run ids aside) and its fits."""
+
+    entry: dict[str, Any]
+    fits: list[Fit] = field(default_factory=list)
+    one_run: bool = False  # status.json names the run as ``mlflow_run_id`` (the level rule), else per seed
+
+    def status(self) -> dict[str, Any]:
+        runs = {fit.key: fit.metadata["mlflow_run_id"] for fit in self.fits}
+        if not self.fits:
+            return self.entry
+        return {**self.entry, **({"mlflow_run_id": runs[""]} if self.one_run else {"mlflow_run_ids": runs})}
 
 
 def _decision_metadata(detection: Detection, train_rows: np.ndarray) -> dict[str, Any]:
@@ -234,95 +266,141 @@ def _decision_metadata(detection: Detection, train_rows: np.ndarray) -> dict[str
             PI_HAT: detection.flagged_share(train_rows), SCORE_SCALE: detection.score_scale}  # fmt: skip
 
 
-def _fit_once(params: Params, arrays: SystemTensors, method: str, seed: int, stochastic: bool) -> tuple[Detection, str]:
-    """One detector fit and scored under its own MLflow run; returns (detection, run id). Prints the fit time."""
-    with _tracked(params, arrays, method, method, seed if stochastic else None) as (tracker, run_id):
-        started = time.perf_counter()
-        detection = DETECTORS[method](arrays, params.evaluate.detectors, seed)
-        seconds = time.perf_counter() - started
-        pi_hat = detection.flagged_share(arrays.rows("train"))
-        tracker.log_metrics(run_id, {"seconds": seconds, **({} if pi_hat is None else {"pi_hat": pi_hat})})
-    print(f"baselines {arrays.system}: {method}{f' seed {seed}' if stochastic else ''}: {seconds:.1f} s", flush=True)
-    return detection, run_id
-
-
-def _detector(params: Params, arrays: SystemTensors, folder: Path, method: str, seeds: list[int]) -> dict[str, Any]:
+def _detector(section: BaselinesSection, arrays: SystemTensors, method: str) -> Method:
     """One target-only detector: once per model seed when stochastic, else once (seeded with the data seed: only
     pca_mixture's mixture initialisation reads it). A detector that cannot fit this system is not available."""
     reason = unavailable_reason(method, arrays)
     if reason is not None:
-        return {"status": "not_available", "reason": reason}
+        return Method({"status": "not_available", "reason": reason})
     stochastic = method_spec(method).stochastic
-    runs: dict[str, str] = {}
-    decisions: dict[str, dict[str, Any]] = {}
-    for seed in seeds if stochastic else [params.seed]:
+    fits = []
+    for seed in section.seeds if stochastic else [section.seed]:
+        started = time.perf_counter()
         try:
-            detection, runs[str(seed)] = _fit_once(params, arrays, method, seed, stochastic)
+            detection = DETECTORS[method](arrays, section.detectors, seed)
         except DataError as error:
-            return {"status": "not_available", "reason": f"{arrays.system}: {method}: {error}"}
-        decisions[str(seed)] = decision = _decision_metadata(detection, arrays.rows("train"))
-        path = folder / score_file_name(method, seed)
-        metadata = {"method": method, "detector": method, **decision, "mlflow_run_id": runs[str(seed)]}
-        _write_method(path, arrays, detection.scores, {**metadata, "seed": seed} if stochastic else metadata)
+            return Method({"status": "not_available", "reason": f"{arrays.system}: {method}: {error}"})
+        seconds = time.perf_counter() - started
+        print(
+            f"baselines {arrays.system}: {method}{f' seed {seed}' if stochastic else ''}: {seconds:.1f} s", flush=True
+        )
+        decision = _decision_metadata(detection, arrays.rows("train"))
+        metadata = {"method": method, "detector": method, **decision}
+        fit = Fit.of(detection.scores, str(seed), seed if stochastic else None, metadata,
+                     **({"seed": seed} if stochastic else {}))  # fmt: skip
+        pi_hat = decision[PI_HAT]
+        fit.metrics.update({"seconds": seconds, **({} if pi_hat is None else {"pi_hat": pi_hat})})
+        fits.append(fit)
     if not stochastic:
-        return {"status": "written", **decision, "mlflow_run_ids": runs}
-    per_seed = {seed: {key: values[key] for key in (DECISION_THRESHOLD, PI_HAT)} for seed, values in decisions.items()}
-    return {"status": "written", DECISION_RULE: decision[DECISION_RULE], "seeds": per_seed, "mlflow_run_ids": runs}
+        return Method({"status": "written", **decision}, fits)
+    per_seed = {fit.key: {key: fit.metadata[key] for key in (DECISION_THRESHOLD, PI_HAT)} for fit in fits}
+    return Method({"status": "written", DECISION_RULE: decision[DECISION_RULE], "seeds": per_seed}, fits)
 
 
-def _oracle(params: Params, arrays: SystemTensors, folder: Path, seeds: list[int]) -> dict[str, Any]:
-    oracle = params.evaluate.oracle
+def _oracle(section: BaselinesSection, arrays: SystemTensors) -> Method:
+    oracle = section.oracle
     train_rows, reason = oracle_training_rows(arrays, oracle)
     if train_rows is None:
-        return {"status": "not_available", "reason": reason, "oracle": True}
+        return Method({"status": "not_available", "reason": reason, "oracle": True})
     assert arrays.labels is not None
     counts = {"train_sessions": int(train_rows.size), "train_anomalies": int((arrays.labels[train_rows] == 1).sum())}
-    runs = {}
-    for seed in seeds:
-        with _tracked(params, arrays, "supervised_target", oracle.model, seed) as (tracker, run_id):
-            if oracle.model == "neural":
-                log = lambda row, run_id=run_id, tracker=tracker: tracker.log_metrics(  # noqa: E731
-                    run_id, row, step=int(row["epoch"])
-                )
-                scores = neural_oracle_scores(params, arrays, seed, log)
-            else:
-                scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)
-        _write_method(folder / score_file_name("supervised_target", seed), arrays, scores,
-                      {"method": "supervised_target", "detector": oracle.model, "score_scale": "unit", "seed": seed,
-                       "mlflow_run_id": run_id, "oracle": True, **counts})  # fmt: skip
-        runs[str(seed)] = run_id
-    return {"status": "written", "detector": oracle.model, "oracle": True, **counts, "mlflow_run_ids": runs}
+    fits = []
+    for seed in section.seeds:
+        history: list[dict[str, float]] = []
+        if oracle.model == "neural":
+            scores = neural_oracle_scores(section.train, arrays, seed, history.append)
+        else:
+            scores = logistic_oracle_scores(arrays.counts, arrays.labels, train_rows, oracle, seed)
+        metadata = {"method": "supervised_target", "detector": oracle.model, "score_scale": "unit", "seed": seed}
+        fit = Fit.of(scores, str(seed), seed, metadata, oracle=True, **counts)
+        fit.history.extend(history)
+        fits.append(fit)
+    return Method({"status": "written", "detector": oracle.model, "oracle": True, **counts}, fits)
 
 
-def _level_rule(params: Params, arrays: SystemTensors, folder: Path) -> dict[str, Any]:
+def _level_rule(section: BaselinesSection, arrays: SystemTensors) -> Method:
     """The level rule's scores (deterministic: one file, with an MLflow run like every baseline's). Its own decision:
     a flagged line (score 1)."""
-    scores, reason = level_rule_scores(arrays, params.evaluate.level_rule)
+    scores, reason = level_rule_scores(arrays, section.level_rule)
     if scores is None:
-        return {"status": "not_available", "reason": reason}
-    with _tracked(params, arrays, "level_rule", "level_rule", None) as (tracker, run_id):
-        tracker.log_metrics(run_id, {"flagged_sessions": float(scores.sum())})
-    levels = list(params.evaluate.level_rule.levels)
+        return Method({"status": "not_available", "reason": reason})
+    levels = list(section.level_rule.levels)
     detection = Detection(scores, "unit", 1.0, f"any line at a level of {levels}")
     decision = _decision_metadata(detection, arrays.rows("train"))
-    _write_method(folder / "level_rule.parquet", arrays, scores,
-                  {"method": "level_rule", "detector": "level_rule", "levels": levels, **decision,
-                   "mlflow_run_id": run_id})  # fmt: skip
-    return {"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()), "pi_hat": decision[PI_HAT],
-            "mlflow_run_id": run_id}  # fmt: skip
+    fit = Fit.of(scores, "", None, {"method": "level_rule", "detector": "level_rule", "levels": levels, **decision})
+    fit.metrics["flagged_sessions"] = float(scores.sum())
+    return Method({"status": "written", "levels": levels, "flagged_sessions": int(scores.sum()),
+                   "pi_hat": decision[PI_HAT]}, [fit], one_run=True)  # fmt: skip
 
 
-def run_target_baselines(params: Params, system: str, seeds: list[int]) -> None:
-    """Stage baselines: write ``scores/target-<system>/`` (the scores of every method of ``evaluate.baselines``, per
-    model seed where the method is stochastic, and ``status.json``) atomically."""
-    arrays = load_tensors(ArtifactPaths(params.paths).tensors(system))
-    status: dict[str, Any] = {"system": system, "dataset": arrays.dataset, "seeds": list(seeds), "methods": {}}
-    with atomic_directory(ArtifactPaths(params.paths).target_scores(system)) as folder:
-        for method in params.evaluate.baselines:
-            if method == "level_rule":
-                status["methods"][method] = _level_rule(params, arrays, folder)
-            elif method_spec(method).kind is MethodKind.ORACLE:
-                status["methods"][method] = _oracle(params, arrays, folder, seeds)
-            else:
-                status["methods"][method] = _detector(params, arrays, folder, method, seeds)
+@dataclass(frozen=True)
+class BaselinesResult:
+    """``scores/target-<system>/``: every method's score files and ``status.json``; one MLflow run per fit."""
+
+    section: BaselinesSection
+    arrays: SystemTensors
+    methods: dict[str, Method]
+
+    def metrics(self) -> dict[str, Any]:
+        return {method: {fit.key or "rule": fit.metrics for fit in entry.fits}
+                for method, entry in self.methods.items()}  # fmt: skip
+
+    def _logged_params(self, method: str) -> dict[str, str]:
+        """The params behind one baseline's numbers (MLflow must show no other)."""
+        from zerolog.tracking import flatten_params
+
+        section = self.section
+        logged: dict[str, Any] = {"evaluate": {}}
+        if method in DETECTOR_SETTINGS:
+            name = DETECTOR_SETTINGS[method]
+            logged["evaluate"] = {"detectors": {name: getattr(section.detectors, name)}}
+        elif method == "level_rule":
+            logged["evaluate"] = {"level_rule": section.level_rule}
+        elif method == "supervised_target":
+            logged["evaluate"] = {"oracle": section.oracle}
+        if method == "supervised_target" and section.oracle.model == "neural":
+            logged["train"] = section.train
+        return flatten_params(logged)
+
+    def track(self, tracker: Any, _: str) -> None:
+        """One run per fit, with the system's tensors as its input dataset; its id goes into the score file."""
+        from zerolog.tracking import InputData, run_name, split_sizes
+
+        system = self.arrays.system
+        for fit in (fit for method in self.methods.values() for fit in method.fits):
+            kind = str(method_spec(fit.method).kind)
+            tags = {"pair": f"target-{system}", "sources": "", "target": system, "method": fit.method,
+                    "detector": fit.metadata["detector"], "kind": kind, "stage": "baselines"}  # fmt: skip
+            logged = self._logged_params(fit.method)
+            if fit.seed is not None:
+                tags["model_seed"] = tags["seed"] = logged["seed"] = str(fit.seed)
+            with tracker.run(run_name(f"target-{system}", fit.method, fit.seed), tags, logged) as run_id:
+                tracker.log_datasets([run_id], [InputData(self.arrays.directory, "target", split_sizes(self.arrays))])
+                for row in fit.history:
+                    tracker.log_metrics(run_id, row, step=int(row["epoch"]))
+                if fit.metrics:
+                    tracker.log_metrics(run_id, fit.metrics)
+            fit.metadata["mlflow_run_id"] = run_id
+
+    def write(self, outputs: Outputs) -> None:
+        folder, arrays = outputs["scores"], self.arrays
+        for fit in (fit for method in self.methods.values() for fit in method.fits):
+            (folder / fit.file).parent.mkdir(parents=True, exist_ok=True)
+            frame = score_frame(arrays.system, arrays.split, np.arange(arrays.sessions), fit.scores, domain="target")
+            write_scores(folder / fit.file, frame, fit.metadata)
+        status = {"system": arrays.system, "dataset": arrays.dataset, "seeds": list(self.section.seeds),
+                  "methods": {method: entry.status() for method, entry in self.methods.items()}}  # fmt: skip
         write_json(folder / TARGET_STATUS, status)
+
+
+def compute_baselines(section: BaselinesSection, arrays: SystemTensors) -> BaselinesResult:
+    """Stage baselines: every method of ``evaluate.baselines`` on the system (per model seed where stochastic)."""
+    methods = {}
+    for method in section.methods:
+        if method == "level_rule":
+            methods[method] = _level_rule(section, arrays)
+        elif method_spec(method).kind is MethodKind.ORACLE:
+            methods[method] = _oracle(section, arrays)
+        else:
+            methods[method] = _detector(section, arrays, method)
+    return BaselinesResult(section, arrays, methods)

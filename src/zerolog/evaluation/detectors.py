@@ -9,11 +9,11 @@ The threshold rules of the evaluate stage (thresholds.py) read that decision as 
 |---|---|---|---|
 | ``isolation_forest`` | Liu, Ting, Zhou (ICDM 2008) | anomaly score s(x) in (0, 1] | s >= 0.5 |
 | ``pca_q_statistic`` | Xu et al. (SOSP 2009), loglizer | squared prediction error (SPE) | Jackson-Mudholkar Q_alpha |
-| ``pca_mixture`` | the same SPE | SPE | 2-component mixture cut on the train SPE |
 | ``invariants_mining`` | Lou et al. (USENIX ATC 2010) | violated invariants | any violation |
 | ``template_rarity`` | (rarity within the target) | -log share of train sessions holding the rarest template | none |
 | ``template_set_rarity`` | (rarity within the target) | -log share of train sessions with this template set | none |
 
+``pca_mixture`` (the same SPE, cut by a 2-component mixture on the train SPE) is zerolog.features.target_detector's.
 The next-event model (DeepLog) is in ``deeplog.py`` (torch), LogLead's detectors in ``loglead.py``.
 
 Arrays (the tensors layout, zerolog.artifacts.SystemTensors): ``counts`` (sessions, templates + 1) float, column 0
@@ -33,8 +33,7 @@ from typing import Literal
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from zerolog.errors import DataError
-from zerolog.features.target_detector import Weighting, mixture_threshold, pca_residuals
+from zerolog.features.target_detector import Weighting, train_pca
 from zerolog.features.target_detector import train_matrix as _train_matrix
 
 
@@ -88,24 +87,9 @@ def pca_q_statistic(
     counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting, c_alpha: float
 ) -> Detection:
     """loglizer's PCA detector: SPE with the Q-statistic cut (c_alpha 3.2905: loglizer's default, alpha ~ 0.001)."""
-    spe, residual_eigenvalues = pca_residuals(counts, train_rows, variance, weighting)
-    threshold = q_statistic_threshold(residual_eigenvalues, c_alpha)
+    subspace = train_pca(counts, train_rows, variance, weighting)
+    spe, threshold = subspace.spe(counts), q_statistic_threshold(subspace.residual_variances, c_alpha)
     return Detection(spe, "unbounded", threshold, f"SPE >= Q_alpha (Jackson-Mudholkar, c_alpha {c_alpha})")
-
-
-def pca_mixture(
-    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting, seed: int
-) -> Detection:
-    """The same SPE, cut where a 2-component Gaussian mixture on sign-log1p(SPE) of the TRAIN rows gives equal
-    posteriors (thresholds.mixture_threshold, the ``target_mixture`` rule). Its flagged share of the train rows is
-    the label-free anomaly share pi-hat. No cut (None, with the reason) when the train SPE shows no two modes.
-    ``seed``: the mixture's initialisation only (the PCA is deterministic)."""
-    spe, _ = pca_residuals(counts, train_rows, variance, weighting)
-    try:
-        threshold, _ = mixture_threshold(spe[train_rows], False, seed)
-    except DataError as error:
-        return Detection(spe, "unbounded", None, f"no mixture cut: {error}")
-    return Detection(spe, "unbounded", threshold, "SPE >= the 2-component mixture cut on the train SPE")
 
 
 # ----------------------------------------------------------------------------- Invariants Mining (Lou et al.)

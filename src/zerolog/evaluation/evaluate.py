@@ -18,9 +18,8 @@ Writes
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from zerolog.artifacts import (
     DECISION_RULE,
     DECISION_THRESHOLD,
     PI_HAT,
+    RECIPE_FILE,
     SPLIT_CODES,
     TARGET_STATUS,
     TRAINING_SUMMARY,
@@ -42,7 +42,6 @@ from zerolog.artifacts import (
 )
 from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig, Params
 from zerolog.errors import DataError
-from zerolog.evaluation.loso import RECIPE_FILE
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import read_json, write_json
 from zerolog.methods import MethodKind, method_spec
@@ -527,21 +526,19 @@ class EvaluateResult:
     status: Status
     details: dict[str, Any]
     evaluations: dict[str, MethodEvaluation]
-    written: dict[str, Path] = field(default_factory=dict)  # the temporary details file and figure (for track)
 
     def metrics(self) -> dict[str, Any]:
         return headline(self.details)
 
+    def _curves(self) -> dict[str, tuple[pd.DataFrame, float | None, bool]]:
+        """Each evaluated method's PR points, PR-AUC and whether it is an ORACLE: the PR figure's curves."""
+        return {method: (evaluation.pr_points, evaluation.entry.get("pr_auc"), bool(evaluation.entry["oracle"]))
+                for method, evaluation in self.evaluations.items() if evaluation.pr_points is not None}  # fmt: skip
+
     def write(self, outputs: Outputs) -> None:
-        curves = {}
         for method, evaluation in self.evaluations.items():
             if evaluation.pr_points is not None:
                 evaluation.pr_points.to_csv(outputs["pr"] / f"{method}.csv", index=False)
-                curves[method] = (
-                    evaluation.pr_points,
-                    evaluation.entry.get("pr_auc"),
-                    bool(evaluation.entry["oracle"]),
-                )
             if evaluation.decisions is not None:
                 evaluation.decisions.to_csv(outputs["confusion"] / f"{method}.csv", index=False)
         # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
@@ -549,23 +546,22 @@ class EvaluateResult:
             pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(outputs["pr"] / "none.csv", index=False)
         if not any(outputs["confusion"].iterdir()):
             pd.DataFrame(columns=["actual", "predicted"]).to_csv(outputs["confusion"] / "none.csv", index=False)
-        plot_pr_curves(outputs["pr_curves"], curves, f"{self.settings.pair}: {self.status}")
+        plot_pr_curves(outputs["pr_curves"], self._curves(), f"{self.settings.pair}: {self.status}")
         write_json(outputs["details"], self.details)
         write_json(outputs["metrics"], headline(self.details))
-        self.written.update(details=outputs["details"], figure=outputs["pr_curves"])
 
     def track(self, tracker: Tracker, _: str) -> None:
         """One MLflow run per evaluated method, holding the evaluate params that produced its numbers; the headline
         numbers also go to each run that wrote the scores. The run is keyed by the method's exact inputs (score
         file, labels, splits, params): evaluating the same inputs again reuses it, so a rerun neither duplicates
-        runs nor changes the run id recorded in the details (rewritten here with each method's run)."""
+        runs nor changes the run id recorded in the details (the runner records before the result writes)."""
         settings, inputs = self.settings, self.inputs
         logged = flatten_params({"evaluate": settings.config, "pairs": {settings.pair: settings.pair_config},
                                  "seed": settings.seed, "seeds": settings.seeds})  # fmt: skip
         target = inputs.systems[settings.pair_config.target]
         with tempfile.TemporaryDirectory() as scratch:
             figure = Path(scratch) / PR_FIGURE  # logged under its own name, not the temporary one
-            shutil.copyfile(self.written["figure"], figure)
+            plot_pr_curves(figure, self._curves(), f"{settings.pair}: {self.status}")
             for method, entry in self.details["methods"].items():
                 if entry.get("status") != str(Status.EVALUATED):
                     continue
@@ -591,7 +587,6 @@ class EvaluateResult:
                 for scored_run, metrics in scored_run_metrics(entry).items():
                     tracker.add_metrics(scored_run, metrics)
                 entry["mlflow_run_id"] = run_id
-        write_json(self.written["details"], self.details)
 
 
 def compute_evaluate(settings: EvaluationSettings, inputs: EvaluateInputs) -> EvaluateResult:

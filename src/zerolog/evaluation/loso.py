@@ -2,7 +2,7 @@
 
 Reads the baselines stage's score files of every system and the labels of the OTHER systems only (the system's own
 labels are never opened here: ``tests/evaluation/test_selection.py`` poisons them and gets the same recipe). Writes
-``scores/select-<system>/`` atomically:
+``scores/select-<system>/``:
 
 - ``loso/seed-<seed>.parquet``: the recipe's combined scores of every session of the system, one file per model
   seed (a recipe of deterministic members writes the same scores for each), with its cut (``decision_threshold``)
@@ -10,11 +10,21 @@ labels are never opened here: ``tests/evaluation/test_selection.py`` poisons the
 - ``recipe.json``: the choice, the reference systems (and those skipped, with the reason), the criterion's value and
   the best candidates; ``candidates.parquet``: every candidate's validation F1 on every reference;
 
-and ``metrics/selection/<system>.json`` (the recipe and its validation F1 per reference), with one MLflow run.
+``metrics/selection/<system>.json`` (the recipe and its validation F1 per reference), and the chosen recipe in
+persisted form, ``models/target-<system>/detector/`` (zerolog.detection.bundle: what ``zerolog detect``, the registry
+and serving read). The bundle is the stage's own result, nothing scored twice: the members' train scores are the
+baselines stage's (the ones the recipe was chosen and cut on), the cut and pi-hat the stage's; what the score files
+cannot hold is fit once here, on the system's train rows: the PCA state (``train_pca``, the pca member's settings)
+and the rarity tables (zerolog.detection.recipe). Its system params are the dataset's own layout
+(``Params.dataset_system``), session rule, ``parse.max_unmatched_share`` and the tensors' ``max_len``; its known
+templates the parse stage's Drain tree and exceptions or, for a pre-parsed dataset, its template texts
+(``KnownTemplates.of_table``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +35,33 @@ from zerolog.artifacts import (
     DECISION_RULE,
     DECISION_THRESHOLD,
     PI_HAT,
+    RECIPE_FILE,
     SCORE_SCALE,
     ArtifactPaths,
+    SystemTensors,
     read_scores,
     score_file_name,
     score_frame,
     write_scores,
 )
 from zerolog.artifacts import load_tensors as _load_tensors
-from zerolog.config import MlflowConfig, SelectionConfig
+from zerolog.config import (
+    DatasetConfig,
+    LogLeadConfig,
+    MlflowConfig,
+    Params,
+    PcaConfig,
+    SelectionConfig,
+    SystemConfig,
+)
+from zerolog.data.datasets import iterate_text_lines
+from zerolog.data.known_templates import DRAIN_STATE_FILE, KnownTemplates, known_templates_of_dataset
+from zerolog.data.parse import log_file_paths
+from zerolog.detection.bundle import SystemContext, Threshold, write_bundle, write_not_persisted
+from zerolog.detection.recipe import RecipeState
 from zerolog.errors import DataError
 from zerolog.evaluation.selection import (
+    Applied,
     Choice,
     CombinedScores,
     Recipe,
@@ -44,14 +70,15 @@ from zerolog.evaluation.selection import (
     candidate_recipes,
     choose_recipe,
 )
-from zerolog.io import atomic_directory, write_json, write_parquet
+from zerolog.features.target_detector import train_pca
+from zerolog.io import read_json, write_json, write_parquet
 from zerolog.methods import method_spec
-from zerolog.tracking import Tracker, flatten_params
+from zerolog.runner import Outputs
 
 METHOD = "loso"
-RECIPE_FILE = "recipe.json"
 CANDIDATES_FILE = "candidates.parquet"
 SHOWN_CANDIDATES = 10  # recipe.json lists this many best candidates beside the choice
+EXAMPLE_LINES = 20  # raw lines kept in the bundle as the registered model's input example
 
 
 def member_scores(paths: ArtifactPaths, system: str, members: list[str], seeds: list[int]) -> dict[str, list[Any]]:
@@ -66,13 +93,11 @@ def member_scores(paths: ArtifactPaths, system: str, members: list[str], seeds: 
     return found
 
 
-def system_scores(paths: ArtifactPaths, system: str, config: SelectionConfig, seeds: list[int],
-                  with_labels: bool) -> SystemScores:  # fmt: skip
-    """One system for the selection; its labels only when ``with_labels`` (a reference, never the chosen-for)."""
+def reference_scores(paths: ArtifactPaths, system: str, config: SelectionConfig, seeds: list[int]) -> SystemScores:
+    """A reference system for the selection, with its labels (never the system whose recipe is chosen)."""
     tensors = _load_tensors(paths.tensors(system))
-    labels = np.asarray(tensors.labels) if with_labels and tensors.labels is not None else None
-    split = np.asarray(tensors.split)
-    return SystemScores(system, split, member_scores(paths, system, config.members, seeds), labels)
+    labels = None if tensors.labels is None else np.asarray(tensors.labels)
+    return SystemScores(system, np.asarray(tensors.split), member_scores(paths, system, config.members, seeds), labels)
 
 
 def references_of(paths: ArtifactPaths, system: str, systems: list[str], config: SelectionConfig,
@@ -85,7 +110,7 @@ def references_of(paths: ArtifactPaths, system: str, systems: list[str], config:
         if not paths.target_scores(other).is_dir() or not paths.tensors(other).is_dir():
             skipped[other] = "no tensors or baselines scores (its stages have not run)"
             continue
-        candidate = system_scores(paths, other, config, seeds, with_labels=True)
+        candidate = reference_scores(paths, other, config, seeds)
         labels = candidate.labels
         anomalies = 0 if labels is None else int((labels[candidate.rows(1)] == 1).sum())
         if anomalies < config.min_val_anomalies:
@@ -123,67 +148,138 @@ def _recipe_summary(choice: Choice, skipped: dict[str, str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _write_scores(folder: Any, recipe: Recipe, target: SystemScores, seed: int, seeds: list[int],
-                  combined: CombinedScores) -> dict[str, Any]:  # fmt: skip
-    """The recipe's score file per model seed; returns the cut and pi-hat per seed."""
-    runs = apply_recipe(recipe, target, seed, combined)
-    decisions = {}
-    for index, model_seed in enumerate(seeds):
-        run = runs[index % len(runs)]
-        frame = score_frame(target.system, target.split, np.arange(target.split.size), run.scores, domain="target")
-        write_scores(folder / score_file_name(METHOD, model_seed), frame, {
-            "method": METHOD, "detector": recipe.key, "seed": model_seed, "threshold_source_val": None,
-            DECISION_THRESHOLD: run.threshold, DECISION_RULE: f"{recipe.cut} cut on the combined train scores",
-            PI_HAT: run.flagged_train_share, SCORE_SCALE: "unbounded", "mlflow_run_id": None})  # fmt: skip
-        decisions[str(model_seed)] = {"threshold": run.threshold, "pi_hat": run.flagged_train_share}
-    return decisions
+@dataclass(frozen=True)
+class SelectionSection:
+    """Stage selection's settings: ``selection.*``, the seeds, the systems (every other one may be a reference), and
+    what the bundle holds: the system's params as its dataset reads them, its members' settings."""
+
+    system: str
+    config: SelectionConfig
+    seed: int
+    seeds: list[int]
+    systems: list[str]
+    dataset: str
+    layout: SystemConfig  # the system's log format, timestamp, masks and Drain as the dataset reads them
+    dataset_config: DatasetConfig
+    max_unmatched_share: float  # parse.max_unmatched_share
+    pca: PcaConfig  # the bundle's PCA state (the pca member's settings)
+    loglead: LogLeadConfig  # the loglead_rarity member's settings
+    tracking: MlflowConfig
+
+
+def selection_section(params: Params, system: str) -> SelectionSection:
+    dataset = params.systems[system].dataset
+    return SelectionSection(system, params.selection, params.seed, params.seeds, list(params.systems), dataset,
+                            Params.dataset_system(params, dataset), params.datasets[dataset],
+                            params.parse.max_unmatched_share, params.evaluate.detectors.pca,
+                            params.evaluate.detectors.loglead, params.mlflow)  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Selected:
-    """What the stage chose for the system: the recipe (None, with the reason, when nothing could be chosen) and
-    its cut and pi-hat on the system's train sessions (first model seed)."""
+class SelectionInputs:
+    target: SystemScores  # the system, without its labels
+    references: list[SystemScores]
+    skipped: dict[str, str]  # the other systems that cannot judge a recipe, and why
+    tensors: SystemTensors  # the system's counts (the bundle's members are fit on its train rows) and template table
+    known: KnownTemplates | None  # a raw dataset's final Drain tree and exceptions (None: pre-parsed)
+    example: list[str]  # a raw dataset's first lines, the registered model's input example
 
-    recipe: Recipe | None
-    decision: dict[str, Any] | None
-    reason: str | None
+
+def load_selection_inputs(section: SelectionSection, paths: ArtifactPaths) -> SelectionInputs:
+    tensors = _load_tensors(paths.tensors(section.system))  # its labels are never read
+    members = member_scores(paths, section.system, section.config.members, section.seeds)
+    target = SystemScores(section.system, np.asarray(tensors.split), members)
+    references, skipped = references_of(paths, section.system, section.systems, section.config, section.seeds)
+    parsed = paths.parsed(section.dataset)
+    if not (parsed / DRAIN_STATE_FILE).is_file():  # a pre-parsed dataset: no Drain tree, no raw lines
+        return SelectionInputs(target, references, skipped, tensors, None, [])
+    logs = log_file_paths(paths.raw(section.dataset), read_json(paths.manifest(section.dataset)))
+    example = [text for _, text in itertools.islice(iterate_text_lines(logs[0]), EXAMPLE_LINES)]
+    return SelectionInputs(target, references, skipped, tensors, known_templates_of_dataset(parsed), example)
 
 
-def select_recipe(system: str, config: SelectionConfig, seed: int, seeds: list[int], tracking: MlflowConfig,
-                  paths: ArtifactPaths, systems: list[str]) -> Selected:  # fmt: skip
-    """stage selection: choose the system's recipe on the other labeled systems, apply it to the system's sessions."""
-    target = system_scores(paths, system, config, seeds, with_labels=False)
-    references, skipped = references_of(paths, system, systems, config, seeds)
+def _bundle(section: SelectionSection, inputs: SelectionInputs, recipe: Recipe, run: Applied) -> dict[str, Any]:
+    """What ``write_bundle`` persists of the chosen recipe: the members fit on the system's train rows, their train
+    scores (the baselines stage's, which the selection read: nothing is scored again), the cut the stage found."""
+    tensors, layout, dataset = inputs.tensors, section.layout, section.dataset_config
+    counts, train_rows = np.asarray(tensors.counts, dtype=np.float64), tensors.rows("train")  # (sessions, V + 1)
+    loglead = (section.loglead.rarity_threshold, section.loglead.rarity_common_threshold)
+    state = RecipeState.fit(recipe, run.threshold, counts, train_rows, loglead)
+    train_scores = np.vstack([inputs.target.members[member][0][train_rows] for member in recipe.members])
+    context = SystemContext(system=section.system, dataset=section.dataset, log_format=layout.log_format,
+                            timestamp=layout.timestamp, regex=list(layout.regex), drain=layout.drain,
+                            session=dataset.session, max_unmatched_share=section.max_unmatched_share,
+                            max_len=int(tensors.meta["max_len"]), multiline=dataset.multiline,
+                            empty_files=dataset.empty_files)  # fmt: skip
+    templates = list(tensors.meta["templates_list"])
+    pre_parsed = inputs.known is None  # its template texts, matched on raw messages; other lines are new
+    known = KnownTemplates.of_table(templates, layout.drain, layout.regex) if pre_parsed else inputs.known
+    threshold = Threshold(run.threshold, f"{recipe.key}: combined score >= its {recipe.cut} cut on the train scores",
+                          run.flagged_train_share)  # fmt: skip
+    return {"method": METHOD, "context": context, "templates": templates, "known": known, "threshold": threshold,
+            "subspace": train_pca(counts, train_rows, section.pca.variance, section.pca.weighting),
+            "train_sessions_holding": state.holding, "example": inputs.example,
+            "recipe": dataclasses.replace(state, train_scores=train_scores)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """``scores/select-<system>/`` (the module docstring), ``metrics/selection/<system>.json`` and the bundle
+    ``models/target-<system>/detector/`` (zerolog.detection.bundle; a record of why, when nothing was chosen)."""
+
+    section: SelectionSection
+    choice: Choice
+    summary: dict[str, Any]  # recipe.json
+    runs: list[Applied]  # the recipe on the system, per model seed of its members ([] without a recipe)
+    split: np.ndarray  # (sessions,) the system's split codes
+    bundle: dict[str, Any] | None  # write_bundle's arguments; None: nothing chosen
+
+    def metrics(self) -> dict[str, Any]:
+        return {key: self.summary[key] for key in ("system", "recipe", "reason", "references", "criterion",
+                                                    "validation_f1")}  # fmt: skip
+
+    def write(self, outputs: Outputs) -> None:
+        folder, recipe = outputs["scores"], self.choice.recipe
+        for index, model_seed in enumerate(self.section.seeds):
+            if recipe is None:
+                break
+            run = self.runs[index % len(self.runs)]
+            frame = score_frame(self.section.system, self.split, np.arange(self.split.size), run.scores, "target")
+            write_scores(folder / score_file_name(METHOD, model_seed), frame, {
+                "method": METHOD, "detector": recipe.key, "seed": model_seed, "threshold_source_val": None,
+                DECISION_THRESHOLD: run.threshold, DECISION_RULE: f"{recipe.cut} cut on the combined train scores",
+                PI_HAT: run.flagged_train_share, SCORE_SCALE: "unbounded", "mlflow_run_id": None})  # fmt: skip
+        rows = [(key, reference, value) for key, values in self.choice.table.items()
+                for reference, value in values.items()]  # fmt: skip
+        write_parquet(folder / CANDIDATES_FILE, pd.DataFrame(rows, columns=["recipe", "reference", "validation_f1"]))
+        write_json(folder / RECIPE_FILE, self.summary)
+        write_json(outputs["metrics"], self.metrics())
+        if self.bundle is None:
+            write_not_persisted(outputs["detector"], METHOD, str(self.choice.reason))
+        else:
+            write_bundle(outputs["detector"], **self.bundle)
+
+
+def compute_selection(section: SelectionSection, inputs: SelectionInputs) -> SelectionResult:
+    """Stage selection: the system's recipe chosen on the other labeled systems, applied to its own sessions (per
+    model seed), and its persisted form."""
+    config, target, seed = section.config, inputs.target, section.seed
     combined = CombinedScores()  # the target's combined scores, shared by the eligibility check and the score files
     runnable = [recipe for recipe in candidate_recipes(config) if applies(recipe, target, seed, combined)]
-    choice = choose_recipe(runnable, references, seed)
+    choice = choose_recipe(runnable, inputs.references, seed)
     fallback = Recipe.from_key(config.fallback)
-    if choice.recipe is None and not references:  # nothing labeled to judge on: the declared fallback, said so
+    if choice.recipe is None and not inputs.references:  # nothing labeled to judge on: the declared fallback, said so
         usable = applies(fallback, target, seed, combined)
-        choice = Choice(
-            fallback if usable else None,
-            choice.references,
-            choice.table,
-            f"{choice.reason}; selection.fallback {'used' if usable else 'cannot cut this system'}",
-        )
-    summary = {"system": system, "criterion_rule": config.criterion, **_recipe_summary(choice, skipped)}
-    with atomic_directory(paths.selected_scores(system)) as folder:
-        if choice.recipe is not None:
-            summary["decisions"] = _write_scores(folder, choice.recipe, target, seed, seeds, combined)
-        rows = [(key, reference, value) for key, values in choice.table.items() for reference, value in values.items()]
-        write_parquet(folder / CANDIDATES_FILE, pd.DataFrame(rows, columns=["recipe", "reference", "validation_f1"]))
-        write_json(folder / RECIPE_FILE, summary)
-    metrics = {key: summary[key] for key in ("system", "recipe", "reason", "references", "criterion", "validation_f1")}
-    tracker = Tracker(tracking)
-    tags = {"target": system, "method": METHOD, "kind": str(method_spec(METHOD).kind), "stage": "selection",
-            "recipe": "" if choice.recipe is None else choice.recipe.key}  # fmt: skip
-    logged = flatten_params({"selection": config, "seed": seed})
-    with tracker.run(f"selection-{system}/{METHOD}", tags, logged) as run_id:  # its id stays out of the outputs
-        tracker.log_metrics(run_id, {f"val/{reference}/f1": value
-                                     for reference, value in (summary["validation_f1"] or {}).items()})  # fmt: skip
-    write_json(paths.stage_metrics("selection", system), metrics)
-    print(f"selection {system}: {summary['recipe']['key'] if choice.recipe else choice.reason} "
+        reason = f"{choice.reason}; selection.fallback {'used' if usable else 'cannot cut this system'}"
+        choice = Choice(fallback if usable else None, choice.references, choice.table, reason)
+    summary = {"system": section.system, "criterion_rule": config.criterion, **_recipe_summary(choice, inputs.skipped)}
+    runs = [] if choice.recipe is None else apply_recipe(choice.recipe, target, seed, combined)
+    if choice.recipe is not None:
+        summary["decisions"] = {str(model_seed): {"threshold": runs[index % len(runs)].threshold,
+                                                  "pi_hat": runs[index % len(runs)].flagged_train_share}
+                                for index, model_seed in enumerate(section.seeds)}  # fmt: skip
+    bundle = None if choice.recipe is None else _bundle(section, inputs, choice.recipe, runs[0])
+    print(f"selection {section.system}: {choice.recipe.key if choice.recipe else choice.reason} "
           f"(worst-case validation F1 {summary['criterion']} on {', '.join(choice.references) or 'no reference'})",
           flush=True)  # fmt: skip
-    decisions = summary.get("decisions") or {}
-    return Selected(choice.recipe, decisions.get(str(seeds[0])), choice.reason)
+    return SelectionResult(section, choice, summary, runs, target.split, bundle)

@@ -2,7 +2,7 @@
 
 Why here (the features layer, numpy + scikit-learn only): two stages use it and they sit in different layers. The
 baselines stage scores the target with it (method ``pca_mixture``, ``evaluate.recommended``:
-zerolog.evaluation.detectors.pca_mixture wraps :func:`pca_residuals` and :func:`mixture_threshold`), and the evaluate
+zerolog.evaluation.baselines reads :func:`pca_mixture_detection`), and the evaluate
 stage's ``target_mixture`` rule is :func:`mixture_threshold` (re-exported by zerolog.evaluation.thresholds). The
 train stage needs the same detector for ``zerolog_adapt`` (its π̂ weights the domain loss, its flags make the
 self-training pseudo-labels), and training must not import evaluation. One implementation, so the π̂ the trainer
@@ -29,7 +29,7 @@ from sklearn.mixture import GaussianMixture
 
 from zerolog.artifacts import SPLIT_CODES
 from zerolog.errors import DataError
-from zerolog.features.pca import Weighting, fit_pca_subspace
+from zerolog.features.pca import PcaSubspace, Weighting, fit_pca_subspace
 
 # Probability-like scores are clipped this far inside (0, 1) before the logit (float32 sigmoids saturate).
 _LOGIT_EPSILON = 1e-6
@@ -57,13 +57,10 @@ def train_matrix(counts: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
     return np.asarray(counts, dtype=np.float64)[train_rows]
 
 
-def pca_residuals(
-    counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting
-) -> tuple[np.ndarray, np.ndarray]:
-    """loglizer's PCA view (zerolog.features.pca): (SPE of every row off the normal subspace of the TRAIN rows,
-    the residual eigenvalues)."""
-    subspace = fit_pca_subspace(train_matrix(counts, train_rows), variance, weighting)
-    return subspace.spe(counts), subspace.residual_variances
+def train_pca(counts: np.ndarray, train_rows: np.ndarray, variance: float, weighting: Weighting) -> PcaSubspace:
+    """loglizer's PCA subspace (zerolog.features.pca) of the TRAIN rows of ``counts``: the SPE of ``pca``,
+    ``pca_mixture`` and the PCA state of the persisted detector (zerolog.detection.bundle)."""
+    return fit_pca_subspace(train_matrix(counts, train_rows), variance, weighting)
 
 
 def to_separable_scale(scores: np.ndarray, unit_scale: bool) -> np.ndarray:
@@ -115,16 +112,29 @@ def mixture_threshold(train_scores: np.ndarray, unit_scale: bool, seed: int) -> 
     return from_separable_scale(cut, unit_scale), detail
 
 
+class NoMixtureCut(DataError):
+    """The train scores show no two modes to cut between; ``scores`` are every session's all the same."""
+
+    def __init__(self, message: str, scores: np.ndarray) -> None:
+        super().__init__(message)
+        self.scores = scores
+
+
 def pca_mixture_detection(
     counts: np.ndarray, split: np.ndarray, variance: float, weighting: Weighting, seed: int
 ) -> TargetDetection:
-    """PCA SPE fit on the TRAIN rows of ``counts`` (sessions, features), cut by the train mixture: the baselines
-    stage's ``pca_mixture`` (same functions, same settings ``evaluate.detectors.pca``, same seed ``params.seed``).
+    """The ``pca_mixture`` detector, its one assembly: PCA SPE fit on the TRAIN rows of ``counts`` (sessions,
+    features), cut by the train mixture (settings ``evaluate.detectors.pca``, seed ``params.seed``). The baselines
+    stage scores the target with it, the train stage reads its pi-hat.
 
-    DataError (with the reason) when the system has too few train sessions or the SPE has no two modes.
+    DataError (with the reason) when the system has too few train sessions; :class:`NoMixtureCut` when the SPE has
+    no two modes.
     """
     train_rows = np.flatnonzero(np.asarray(split) == SPLIT_CODES["train"])
-    scores, _ = pca_residuals(counts, train_rows, variance, weighting)  # (sessions,)
-    threshold, _ = mixture_threshold(scores[train_rows], unit_scale=False, seed=seed)
+    scores = train_pca(counts, train_rows, variance, weighting).spe(counts)  # (sessions,)
+    try:
+        threshold, _ = mixture_threshold(scores[train_rows], unit_scale=False, seed=seed)
+    except DataError as error:
+        raise NoMixtureCut(str(error), scores) from None
     pi_hat = float(np.mean(scores[train_rows] >= threshold))
     return TargetDetection("pca_mixture", scores, threshold, pi_hat)
