@@ -13,10 +13,9 @@ stage output (README is committed by hand).
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -559,7 +558,6 @@ class ReportResult:
     settings: ReportSettings
     inputs: ReportInputs
     markdown: str
-    written: dict[str, Path] = field(default_factory=dict)  # the temporary files (for track)
 
     def metrics(self) -> dict[str, float]:
         """Headline F1 per pair and method as MLflow metrics ``f1/<pair>/<method>``."""
@@ -568,17 +566,19 @@ class ReportResult:
         return {f"f1/{pair}/{method}": float(matrix[row, column]) for row, pair in enumerate(results)
                 for column, method in enumerate(methods) if not np.isnan(matrix[row, column])}  # fmt: skip
 
+    def _write_files(self, markdown: Path, heatmap: Path) -> None:
+        write_heatmap(heatmap, self.inputs.results, self.settings.evaluate.methods)
+        markdown.write_text(self.markdown, encoding="utf-8")
+
     def write(self, outputs: Outputs) -> None:
-        write_heatmap(outputs["heatmap"], self.inputs.results, self.settings.evaluate.methods)
-        outputs["results"].write_text(self.markdown, encoding="utf-8")
-        self.written.update({RESULTS_FILE: outputs["results"], HEATMAP_FILE: outputs["heatmap"]})
+        self._write_files(outputs["results"], outputs["heatmap"])
 
     def track(self, tracker: Any, run_id: str) -> None:
         settings = self.settings
-        with tempfile.TemporaryDirectory() as scratch:  # logged under their own names, not the temporary ones
-            for name, path in self.written.items():
-                shutil.copyfile(path, Path(scratch) / name)
-            tracker.log_artifacts(run_id, [Path(scratch) / name for name in self.written], "report")
+        with tempfile.TemporaryDirectory() as scratch:  # the runner records before the result writes its outputs
+            files = [Path(scratch) / RESULTS_FILE, Path(scratch) / HEATMAP_FILE]
+            self._write_files(*files)
+            tracker.log_artifacts(run_id, files, "report")
         tracker.set_tags(run_id, {"pairs": ",".join(settings.pairs)})
         assert settings.tracking is not None and settings.detect is not None
         targets = list(dict.fromkeys(pair.target for pair in settings.pairs.values()))
