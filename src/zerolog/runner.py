@@ -71,6 +71,13 @@ class Tracked(Protocol):
     def track(self, tracker: Any, run_id: str) -> None: ...
 
 
+class OwnRuns(Protocol):
+    """A result whose MLflow runs are its own, one per method and seed (train, paper), and no stage run: the runner
+    has it track them BEFORE it writes, since its outputs name the runs' ids."""
+
+    def track_runs(self, tracker: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class Run:
     """One stage invocation as the runner sees it (the stage table builds it from a row)."""
@@ -137,6 +144,12 @@ def run(stage: Run) -> Result:
     inputs = stage.load(stage.section, stage.paths)
     result = stage.core(stage.section, inputs)
     with _temporary_outputs(stage.stage, stage.outputs) as outputs:
-        result.write(outputs)
-        _record(stage, result)
+        if hasattr(result, "track_runs"):  # OwnRuns
+            from zerolog.tracking import Tracker
+
+            result.track_runs(Tracker(stage.section.tracking))
+            result.write(outputs)
+        else:
+            result.write(outputs)
+            _record(stage, result)
     return result

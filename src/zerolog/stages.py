@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from zerolog.artifacts import ArtifactPaths, with_origins
-from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params, load_params
+from zerolog.config import ConfigError, Params, load_params
 from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
 from zerolog import runner
@@ -163,14 +163,6 @@ def _paths(params: Any) -> ArtifactPaths:
     return ArtifactPaths(unwrap(params.paths))
 
 
-def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
-    # zerolog_adapt's target detector: the baselines stage's pca_mixture (its PCA settings, the data seed)
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seeds": params.seeds,
-            "tracking": params.mlflow, "paths": _paths(params),
-            "detector_variance": params.evaluate.detectors.pca.variance,
-            "detector_weighting": params.evaluate.detectors.pca.weighting, "seed": params.seed}  # fmt: skip
-
-
 def _baselines_arguments(params: Any, system: str) -> dict[str, Any]:
     keys = [
         "seed",
@@ -208,15 +200,6 @@ def _evaluate_arguments(params: Any, pair: str) -> dict[str, Any]:
 
 def _diagnose_arguments(params: Any, _: str) -> dict[str, Any]:
     return {"config": params.diagnose, "embed": params.embed, "seed": params.seed, "paths": _paths(params)}
-
-
-def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
-    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
-    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
-    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
-    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
-            "trainer": trainer, "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _report_arguments(params: Any, _: str) -> dict[str, Any]:
@@ -273,7 +256,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "train", "every transfer method on one source->target pair", "pair",
-        "", "", "", legacy_function="zerolog.training.pipeline:train_pair", legacy_arguments=_train_arguments,
+        "zerolog.training.pipeline:train_section", "zerolog.training.pipeline:load_train_inputs",
+        "zerolog.training.pipeline:compute_train",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             NETWORK_CODE,  # the logged model's code (MLflow models-from-code): a path, never imported here
@@ -327,7 +311,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
-        "paper_pair", "", "", "", legacy_function="zerolog.evaluation.paper:measure_paper_pair", legacy_arguments=_paper_arguments,
+        "paper_pair", "zerolog.evaluation.paper:paper_section", "zerolog.evaluation.paper:load_paper_inputs",
+        "zerolog.evaluation.paper:compute_paper",
         deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
         outputs=lambda params, paths, pair: [
             _metric("metrics", paths.paper_metrics(pair)),
