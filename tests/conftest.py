@@ -91,12 +91,12 @@ def _output_files(params: Params) -> dict[Path, tuple[int, int]]:
     }
 
 
-def call_stage(name: str, params: Params, item: str = "", **options: Any) -> Any:
+def call_stage(name: str, params: Params, item: str = "", progress: Any = None) -> Any:
     """Run stage ``name`` for ``item`` as pipeline/<name>.py does (through the stage table and zerolog.runner) and
     return its result; fails when the stage created, changed or removed a file outside its declared outputs."""
     stage = stage_named(name)
     before = _output_files(params)
-    result = stage.call(params, item, **options)
+    result = stage.call(params, item, progress)
     after = _output_files(params)
     declared = [output.path for output in stage.outputs(params, ArtifactPaths(params.paths), item)]
     touched = {path for path in after.keys() | before.keys() if before.get(path) != after.get(path)}

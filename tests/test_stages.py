@@ -12,7 +12,7 @@ from conftest import REPOSITORY, call_stage, make_params
 from zerolog.config import PairConfig
 from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import ConfigError
-from zerolog.params_access import RecordingParams, UndeclaredParamsError, declared, minimal_keys, unwrap
+from zerolog.params_access import RecordingParams, minimal_keys, unwrap
 from zerolog.pipeline_file import import_closure, pipeline_definition, render
 from zerolog.stages import STAGES, stage_named
 
@@ -46,20 +46,6 @@ def test_recorded_params_are_the_keys_a_stage_picks() -> None:
         "systems.hdfs.regex", "systems.hdfs.timestamp",
     ]  # fmt: skip
     assert "evaluate" in stages["evaluate-hdfs-bgl"]["params"] and "train" not in stages["evaluate-hdfs-bgl"]["params"]
-
-
-def test_a_stage_cannot_read_an_undeclared_key() -> None:
-    params = load_params(REPOSITORY / "params.yaml")
-    view = declared(params, ["parse", "systems.hdfs.regex"], "parse")
-    assert view.parse.max_unmatched_share == params.parse.max_unmatched_share
-    assert view.systems["hdfs"].regex == params.systems["hdfs"].regex
-    assert view.paths == params.paths  # where artifacts live is always readable
-    with pytest.raises(UndeclaredParamsError, match="'train'"):
-        _ = view.train
-    with pytest.raises(UndeclaredParamsError, match="'systems.hdfs.log_format'"):
-        _ = view.systems["hdfs"].log_format
-    with pytest.raises(UndeclaredParamsError, match="iterated params key 'systems'"):
-        list(view.systems)
 
 
 def test_recording_keeps_the_depth_at_which_a_value_leaves_the_view() -> None:

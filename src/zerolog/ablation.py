@@ -32,10 +32,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,12 +42,13 @@ import numpy as np
 import pandas as pd
 
 from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, load_tensors
-from zerolog.config import Params, TrainConfig, as_dict
+from zerolog.config import ParallelConfig, Params, TrainConfig, as_dict
 from zerolog.config_loader import load_params, parse_params, read_yaml
 from zerolog.errors import ZerologError
 from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path, read_json, write_json, write_text
 from zerolog.metrics import precision_recall_f1, ranking_metrics
+from zerolog.parallel import map_ordered, open_pool
 from zerolog.training.adapt import pseudo_labels, top_share_threshold
 from zerolog.training.loop import train
 from zerolog.training.pipeline import scores_of, target_detection
@@ -197,18 +196,13 @@ def _cached(job: ArmJob) -> bool:
 
 
 def run_jobs(jobs: list[ArmJob], workers: int) -> None:
-    """Every job not cached, in ``workers`` spawned processes (in turn here with one); a line per finished arm."""
+    """Every job not cached, in ``workers`` spawned processes (zerolog.parallel; in turn here with one); a line per
+    finished arm."""
     missing = [job for job in jobs if not _cached(job)]
     print(f"ablation: {len(jobs) - len(missing)} of {len(jobs)} arm runs cached, {len(missing)} to train", flush=True)
-    if workers == 1:
-        for job in missing:
-            run_arm(job)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(run_arm, job): job for job in missing}
-        for done, future in enumerate(as_completed(futures), 1):
-            record = future.result()
+    with open_pool(ParallelConfig("processes", workers, None), "ablation --workers") as pool:
+        records = map_ordered(pool, run_arm, [(job,) for job in missing], ahead=len(missing))
+        for done, record in enumerate(records, 1):
             print(f"[{done}/{len(missing)}] {record['pair']} {record['arm']} seed {record['seed']}: rounds "
                   f"{record['self_training']}", flush=True)  # fmt: skip
 

@@ -1,10 +1,10 @@
 """Which params keys a piece of code reads, recorded while it reads them.
 
 Why: ``dvc.yaml`` must name every params key a stage depends on, or editing that key leaves a stale output. Each
-stage declares, in one function (``zerolog.stages``), which parts of params.yaml its library function receives;
-running that function on a :class:`RecordingParams` view gives the exact dotted keys, and the generator writes them
-into ``dvc.yaml``. The same function builds the stage's real arguments at run time, so what a stage reads and what
-DVC tracks cannot drift apart.
+stage builds its typed section (the only params its core sees) in one function named by its row in
+``zerolog.stages``; running that function on a :class:`RecordingParams` view gives the exact dotted keys, and the
+generator writes them into ``dvc.yaml``. The same function builds the real section at run time, so what a stage
+reads and what DVC tracks cannot drift apart.
 
 A key is recorded at the depth at which its value leaves the view: ``params.train`` handed on whole records
 ``train``; ``params.systems["hdfs"].log_format`` records ``systems.hdfs.log_format``; a scalar read on the way
@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-from zerolog.config import ConfigError
 
 
 class RecordingParams:
@@ -94,76 +92,3 @@ def minimal_keys(keys: set[str]) -> list[str]:
 
 #: Not hyperparameters: where artifacts live (DVC tracks the paths as deps and outs) and the params file's name.
 ALWAYS_READABLE = frozenset({"paths", "source_file"})
-
-
-class UndeclaredParamsError(ConfigError):
-    """A stage read a params key that its declaration (and so dvc.yaml) does not name: a bug, reported in one line."""
-
-
-class DeclaredParams:
-    """The params a stage declared, and nothing else: reading any other key raises :class:`UndeclaredParamsError`.
-
-    ``paths`` is always readable: where artifacts live is not a hyperparameter, and DVC tracks the paths themselves
-    as the stage's deps and outs. Iterating a mapping is allowed only when the whole mapping is declared, so that
-    a stage cannot silently see a subset of ``pairs`` or ``systems``.
-    """
-
-    __slots__ = ("_value", "_path", "_declared", "_stage")
-
-    def __init__(self, value: Any, declared: frozenset[str], stage: str, path: str = "") -> None:
-        object.__setattr__(self, "_value", value)
-        object.__setattr__(self, "_path", path)
-        object.__setattr__(self, "_declared", declared)
-        object.__setattr__(self, "_stage", stage)
-
-    def _child(self, name: str, value: Any) -> Any:
-        path = f"{self._path}.{name}" if self._path else name
-        if (
-            path in ALWAYS_READABLE
-            or path in self._declared
-            or any(path.startswith(f"{key}.") for key in self._declared)
-        ):
-            return value
-        if any(key.startswith(f"{path}.") for key in self._declared):
-            return DeclaredParams(value, self._declared, self._stage, path)
-        raise UndeclaredParamsError(
-            f"stage {self._stage} read params key {path!r}, which its declaration in zerolog/stages.py does not name"
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        method = getattr(type(self._value), name, None)
-        if callable(method) and not isinstance(method, type):
-            return method.__get__(self)  # a helper method (Params.dataset_system) reads through this same view
-        return self._child(name, getattr(self._value, name))
-
-    def __getitem__(self, key: str) -> Any:
-        return self._child(str(key), self._value[key])
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._value
-
-    def __iter__(self) -> Iterator[str]:
-        raise UndeclaredParamsError(
-            f"stage {self._stage} iterated params key {self._path!r}, of which it declares only a part"
-        )
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("params are read-only")
-
-
-def declared(view: Any, keys: list[str], stage: str) -> Any:
-    """``view`` narrowed to ``keys``: each key is read through ``view`` (recorded when ``view`` records) and the
-    result lets the stage read those keys only."""
-    for key in keys:
-        node = view
-        for part in key.split("."):
-            node = node[part] if isinstance(node, Mapping) or _is_mapping_view(node) else getattr(node, part)
-        unwrap(node)
-    real = view._value if isinstance(view, RecordingParams) else view
-    return DeclaredParams(real, frozenset(keys), stage)
-
-
-def _is_mapping_view(node: Any) -> bool:
-    return isinstance(node, RecordingParams) and isinstance(node._value, Mapping)

@@ -71,6 +71,13 @@ class Tracked(Protocol):
     def track(self, tracker: Any, run_id: str) -> None: ...
 
 
+class OwnRuns(Protocol):
+    """A result whose MLflow runs are its own, one per method and seed (train, paper), and no stage run: the runner
+    has it track them BEFORE it writes, since its outputs name the runs' ids."""
+
+    def track_runs(self, tracker: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class Run:
     """One stage invocation as the runner sees it (the stage table builds it from a row)."""
@@ -116,14 +123,17 @@ def numeric_leaves(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, fl
 
 
 def _record(run: Run, result: Result) -> None:
-    """One MLflow run per stage invocation (when the section carries ``tracking``): its metrics, then what the
-    result logs itself."""
+    """When the section carries ``tracking``: one MLflow run per stage invocation with the result's metrics and what
+    the result logs itself (``Tracked``), or, for a result with ``OwnRuns``, its own runs only."""
     tracking = getattr(run.section, "tracking", None)
     if tracking is None:
         return
     from zerolog.tracking import Tracker, flatten_params
 
     tracker = Tracker(tracking)
+    if hasattr(result, "track_runs"):
+        result.track_runs(tracker)
+        return
     name = f"{run.stage} {run.item}".strip()
     settings = {key: value for key, value in vars(run.section).items() if key != "tracking"}
     with tracker.run(name, {"stage": run.stage, "item": run.item}, flatten_params(settings)) as run_id:
@@ -137,6 +147,6 @@ def run(stage: Run) -> Result:
     inputs = stage.load(stage.section, stage.paths)
     result = stage.core(stage.section, inputs)
     with _temporary_outputs(stage.stage, stage.outputs) as outputs:
-        _record(stage, result)  # first: a result may write the ids of the runs it logged (the baselines' score files)
+        _record(stage, result)  # before write: outputs name the ids of the runs logged (score files, details)
         result.write(outputs)
     return result

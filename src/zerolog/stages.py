@@ -23,11 +23,10 @@ from typing import Any, Literal
 
 from zerolog import runner
 from zerolog.artifacts import ArtifactPaths, with_origins
-from zerolog.config import PAPER_KEYS, PAPER_OWN_TRAIN_KEYS, TRAIN_KEYS, ConfigError, PaperConfig, Params
+from zerolog.config import ConfigError, Params
 from zerolog.config_loader import load_params
 from zerolog.data.download import glob_root
 from zerolog.errors import ZerologError
-from zerolog.params_access import unwrap
 
 Each = Literal["dataset", "system", "pair", "paper_pair"]
 
@@ -68,13 +67,10 @@ class Stage:
     core: str  # "module:function": (section, inputs) -> zerolog.runner.Result
     deps: Callable[[Params, ArtifactPaths, str], list[Path]]
     outputs: Callable[[Params, ArtifactPaths, str], list[Output]]
-    # TRANSITION (removed when every stage is converted): the old entry, (params view, item) -> keyword arguments
-    legacy_function: str = ""
-    legacy_arguments: Callable[[Any, str], dict[str, Any]] | None = None
 
     @property
     def module(self) -> str:
-        return (self.core or self.legacy_function).split(":")[0]
+        return self.core.split(":")[0]
 
     def items(self, params: Params) -> list[str]:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
@@ -95,21 +91,18 @@ class Stage:
 
     def build_section(self, params: Any, item: str) -> Any:
         """The stage's typed section for ``item`` (``params`` may be a recording view: zerolog.params_access)."""
-        if self.legacy_arguments is not None:
-            return self.legacy_arguments(params, item)
         return _resolve(self.section)(params, item)
 
-    def call(self, params: Params, item: str, **options: Any) -> Any:
-        """Run the stage for ``item`` through the one runner; returns its result. ``options`` go to the core as
-        keyword arguments (not params: a benchmark's progress callback)."""
+    def call(self, params: Params, item: str, progress: Callable[[int], None] | None = None) -> runner.Result:
+        """Run the stage for ``item`` through the one runner; returns its result. ``progress`` (not a param: the
+        benchmark's timer of the parse stage) goes to the core."""
         if self.each and item not in self.items(params):
             raise ConfigError(f"{params.source_file}: {self.each} {item!r} is not in params (stage {self.name})")
-        if self.legacy_arguments is not None:
-            return _resolve(self.legacy_function)(**self.legacy_arguments(params, item))
         paths = ArtifactPaths(params.paths)
         outputs = {output.name: output.path for output in self.outputs(params, paths, item)}
-        invocation = runner.Run(self.name, item, self.build_section(params, item), paths, _resolve(self.load),
-                                functools.partial(_resolve(self.core), **options), outputs)  # fmt: skip
+        core = _resolve(self.core) if progress is None else functools.partial(_resolve(self.core), progress=progress)
+        invocation = runner.Run(self.name, item, self.build_section(params, item), paths, _resolve(self.load), core,
+                                outputs)  # fmt: skip
         return runner.run(invocation)
 
 
@@ -141,31 +134,6 @@ def _metric(name: str, path: Path) -> Output:
 
 
 # ----------------------------------------------------------------------------- the stages
-
-
-
-
-def _paths(params: Any) -> ArtifactPaths:
-    return ArtifactPaths(unwrap(params.paths))
-
-
-def _train_arguments(params: Any, pair: str) -> dict[str, Any]:
-    # zerolog_adapt's target detector: the baselines stage's pca_mixture (its PCA settings, the data seed)
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": params.train, "seeds": params.seeds,
-            "tracking": params.mlflow, "paths": _paths(params),
-            "detector_variance": params.evaluate.detectors.pca.variance,
-            "detector_weighting": params.evaluate.detectors.pca.weighting, "seed": params.seed}  # fmt: skip
-
-
-
-
-def _paper_arguments(params: Any, pair: str) -> dict[str, Any]:
-    """The paper section but its pair list (adding a pair to ``paper.pairs`` leaves the other pairs' stages as they
-    are), and the ``train`` keys the trainer reads but the ones ``paper`` sets."""
-    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
-    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
-    return {"pair": pair, "pair_config": params.pairs[pair], "config": PaperConfig(pairs=[pair], **settings),
-            "trainer": trainer, "seeds": params.seeds, "tracking": params.mlflow, "paths": _paths(params)}  # fmt: skip
 
 
 def _targets(params: Params) -> list[str]:
@@ -223,7 +191,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "train", "every transfer method on one source->target pair", "pair",
-        "", "", "", legacy_function="zerolog.training.pipeline:train_pair", legacy_arguments=_train_arguments,
+        "zerolog.training.pipeline:train_section", "zerolog.training.pipeline:load_train_inputs",
+        "zerolog.training.pipeline:compute_train",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             NETWORK_CODE,  # the logged model's code (MLflow models-from-code): a path, never imported here
@@ -280,7 +249,8 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
-        "paper_pair", "", "", "", legacy_function="zerolog.evaluation.paper:measure_paper_pair", legacy_arguments=_paper_arguments,
+        "paper_pair", "zerolog.evaluation.paper:paper_section", "zerolog.evaluation.paper:load_paper_inputs",
+        "zerolog.evaluation.paper:compute_paper",
         deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
         outputs=lambda params, paths, pair: [
             _metric("metrics", paths.paper_metrics(pair)),

@@ -205,7 +205,7 @@ def test_the_oracle_curve_never_reaches_the_trainer(tmp_path):
     config = paper_train_config(trainer, params.paper)
     results = []
     for curve_labels in (labels, np.random.default_rng(0).permutation(labels)):
-        model, curve, _ = train_with_curve(config, [source_view], target_view, "zerolog", 5,
+        model, curve, _, _ = train_with_curve(config, [source_view], target_view, "zerolog", 5,
                                            TargetTest(rows, curve_labels, 0.5))  # fmt: skip
         results.append(score(model, target_view, rows))
         assert len(curve) == params.paper.epochs

@@ -20,7 +20,8 @@ What differs from the paper (window rules, data sizes, MiniLM instead of GloVe, 
 in the README and reports/results.md.
 
 Outputs, atomically: ``metrics/paper/<pair>.json`` (``protocol``, ``pair``, ``methods``, data sizes, subsampling)
-and ``plots/paper/<pair>/<method>.csv|png`` (per-epoch curves); one MLflow run per pair and method.
+and ``plots/paper/<pair>/<method>-seed-<s>.csv|png`` (per-epoch curves); one MLflow run per pair, method and seed,
+logged after training (:meth:`PaperResult.track_runs`).
 """
 
 from __future__ import annotations
@@ -39,11 +40,21 @@ import numpy as np
 import pandas as pd
 
 from zerolog.artifacts import SPLIT_CODES, ArtifactPaths, Status, SystemTensors, load_tensors
-from zerolog.config import MlflowConfig, PairConfig, PaperConfig, TrainConfig
+from zerolog.config import (
+    PAPER_KEYS,
+    PAPER_OWN_TRAIN_KEYS,
+    TRAIN_KEYS,
+    MlflowConfig,
+    PairConfig,
+    PaperConfig,
+    Params,
+    TrainConfig,
+)
 from zerolog.errors import DataError
-from zerolog.io import atomic_directory, write_json
+from zerolog.io import write_json
 from zerolog.metrics import confusion_counts, precision_recall_f1, ranking_metrics
 from zerolog.plots import plot_paper_curve, status_image
+from zerolog.runner import Outputs
 from zerolog.tracking import Tracker, flatten_params, inputs_md5
 from zerolog.training.loop import HISTORY_COLUMNS, load_checkpoint, score, train
 
@@ -52,6 +63,7 @@ FLAG_ALL = "flag_all"  # reference row: every session anomalous (not a method of
 EXCLUDED = SPLIT_CODES["test"]  # split code of the sessions a view leaves out: the trainer reads train and val only
 ORACLE_SELECTION = "best epoch by target F1 (reads target labels: ORACLE, as the public ZeroLog code)"
 TARGET_COLUMNS = ("target/f1", "target/precision", "target/recall", "target/pr_auc", "target/roc_auc")
+Logged = tuple[dict[str, float], int]  # (metrics, epoch): what a method's MLflow run logs at step epoch
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -189,19 +201,19 @@ class TargetCurve:
     trainer never sees this object, the target's labels live only here, and the checkpoint is only read.
     """
 
-    def __init__(self, target: SystemTensors, test: TargetTest, checkpoint: Path, batch_size: int,
-                 log: Any = None) -> None:  # fmt: skip
+    def __init__(self, target: SystemTensors, test: TargetTest, checkpoint: Path, batch_size: int) -> None:
         self.target, self.test = target, test  # target: its view WITHOUT labels
         self.checkpoint, self.batch_size = checkpoint, batch_size
-        self.log = log  # (metrics, epoch) -> None, e.g. MLflow; None: nothing logged
+        self.logged: list[Logged] = []  # (metrics, epoch) for MLflow, in the order they came
         self.history: dict[int, dict[str, float]] = {}
         self.metrics: dict[int, dict[str, Any]] = {}
 
     def on_epoch(self, row: dict[str, float]) -> None:
         """The trainer's callback: keep the epoch's history row, score the newest checkpoint if not yet scored."""
         self.history[int(row["epoch"])] = dict(row)
-        if self.log is not None:
-            self.log({key: value for key, value in row.items() if key not in ("epoch", "step")}, int(row["epoch"]))
+        self.logged.append(
+            ({key: value for key, value in row.items() if key not in ("epoch", "step")}, int(row["epoch"]))
+        )
         if self.checkpoint.is_file():
             model, checkpoint = load_checkpoint(self.checkpoint)
             self.record(int(checkpoint["epoch"]), model)
@@ -211,9 +223,8 @@ class TargetCurve:
         if epoch not in self.metrics:
             scores = score(model, self.target, self.test.rows, self.batch_size)  # (test sessions,) P(anomalous)
             self.metrics[epoch] = decision_metrics(self.test.labels, scores, self.test.threshold)
-            if self.log is not None:
-                self.log({f"oracle/target/{key}": self.metrics[epoch][key] for key in ("f1", "precision", "recall")},
-                         epoch)  # fmt: skip
+            decision = {f"oracle/target/{key}": self.metrics[epoch][key] for key in ("f1", "precision", "recall")}
+            self.logged.append((decision, epoch))
         return self.metrics[epoch]
 
     def frame(self, epochs: int) -> pd.DataFrame:
@@ -231,19 +242,19 @@ class TargetCurve:
 
 
 def train_with_curve(config: TrainConfig, sources: list[SystemTensors], target: SystemTensors, method: str,
-                     seed: int, test: TargetTest, log: Any = None) -> tuple[Any, pd.DataFrame, float]:  # fmt: skip
+                     seed: int, test: TargetTest) -> tuple[Any, pd.DataFrame, float, list[Logged]]:  # fmt: skip
     """Train ``method`` with the repo's trainer (``target`` WITHOUT labels) while ``TargetCurve`` scores every epoch
-    on ``test``. Returns (the last-epoch model, the per-epoch curve, seconds)."""
+    on ``test``. Returns (the last-epoch model, the per-epoch curve, seconds, the per-epoch (metrics, epoch) to log)."""
     if target.labels is not None:
         raise DataError(f"{target.directory}: the target must reach the trainer without labels (labels given)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zerolog-paper-") as folder:
-        curve = TargetCurve(target, test, Path(folder) / "checkpoint.pt", config.score_batch_size, log)
+        curve = TargetCurve(target, test, Path(folder) / "checkpoint.pt", config.score_batch_size)
         result = train(config, sources, target, method, seed, progress=False,
                        checkpoint_path=curve.checkpoint, on_epoch=curve.on_epoch)  # fmt: skip
         curve.record(result.epochs, result.model)
         frame = curve.frame(result.epochs)
-    return result.model, frame, time.perf_counter() - started
+    return result.model, frame, time.perf_counter() - started, curve.logged
 
 
 # ----------------------------------------------------------------------------- one pair
@@ -257,7 +268,7 @@ def paper_train_config(trainer: Mapping[str, Any], config: PaperConfig) -> Train
 
 
 def method_entry(labels: np.ndarray, last_scores: np.ndarray, curve: pd.DataFrame, threshold: float,
-                 run_id: str) -> dict[str, Any]:  # fmt: skip
+                 run_id: str | None) -> dict[str, Any]:  # fmt: skip
     """A method's metrics: the LAST epoch (its own result, headline f1/precision/recall) and the best epoch by target
     F1, marked ORACLE."""
     last = decision_metrics(labels, last_scores, threshold)
@@ -295,25 +306,10 @@ def _two_classes(tensors: SystemTensors) -> str | None:
     return f"{tensors.system}: {int(np.sum(labels == 1))} anomalous and {int(np.sum(labels == 0))} normal sessions"
 
 
-@dataclass(frozen=True)
-class _PairRun:
-    """What measuring one method of a pair needs (built once per pair by :func:`measure_paper_pair`)."""
-
-    pair: str
-    pair_config: PairConfig
-    config: PaperConfig
-    train_config: TrainConfig
-    sources: list[SystemTensors]  # protocol views WITH labels
-    target: SystemTensors  # protocol view WITHOUT labels
-    test: TargetTest  # the target's kept rows (train + dev) and their labels: the evaluator's side only
-    tags: dict[str, str]
-
-
-def _measure_seeds(run: _PairRun, method: str, seeds: list[int], tracker: Tracker, plots: Path) -> dict[str, Any]:
-    """``method`` once per model seed (the data draw stays ``paper.seed``): the mean over seeds, with ``<key>_sd``,
-    of the last epoch's numbers and of the best epoch's (ORACLE), and each seed's entry under ``seeds``. One run is a
-    draw: the same trainer's zero-label F1 moves with float rounding (issue 10)."""
-    per_seed = {seed: _measure_method(run, method, seed, tracker, plots) for seed in seeds}
+def _aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A method's entry over its model seeds (the data draw stays ``paper.seed``): the mean over seeds, with
+    ``<key>_sd``, of the last epoch's numbers and of the best epoch's (ORACLE), and each seed's entry under ``seeds``.
+    One run is a draw: the same trainer's zero-label F1 moves with float rounding (issue 10)."""
     entries = list(per_seed.values())
     entry = {**entries[0], "seeds": {str(seed): _seed_summary(value) for seed, value in per_seed.items()}}
     entry.pop("mlflow_run_id", None)
@@ -341,95 +337,156 @@ def _mean_and_sd(values: list[float | None]) -> tuple[float | None, float | None
     return float(np.mean(present)), float(np.std(present, ddof=1)) if len(present) > 1 else None  # one run: no sd
 
 
-def _measure_method(run: _PairRun, method: str, seed: int, tracker: Tracker, plots: Path) -> dict[str, Any]:
-    """Train ``method`` with model seed ``seed`` under the protocol, write its curve (csv, png), log its MLflow run;
-    its metrics entry."""
-    logged: dict[str, Any] = flatten_params(
-        {"paper": run.config, "train": run.train_config, "pairs": {run.pair: run.pair_config}}
-    )
-    logged["model_seed"] = seed
-    name = f"{method}-seed-{seed}"
-    with tracker.run(f"paper/{run.pair}/{method}/seed-{seed}", {**run.tags, "method": method, "seed": str(seed)},
-                     logged) as run_id:  # fmt: skip
-        model, curve, seconds = train_with_curve(
-            run.train_config, run.sources, run.target, method, seed, run.test,
-            log=lambda metrics, epoch: tracker.log_metrics(run_id, metrics, step=epoch),
-        )  # fmt: skip
-        last_scores = score(model, run.target, run.test.rows, run.train_config.score_batch_size)
-        entry = method_entry(run.test.labels, last_scores, curve, run.test.threshold, run_id)
-        curve.to_csv(plots / f"{name}.csv", index=False)
-        plot_paper_curve(
-            plots / f"{name}.png",
-            curve,
-            run.config.threshold,
-            f"{run.pair} {method} seed {seed}: paper protocol, target F1 per epoch (ORACLE view)",
+@dataclass(frozen=True)
+class PaperSection:
+    """Stage paper's settings: the pair, ``paper.*`` but its pair list (adding a pair to ``paper.pairs`` leaves the
+    other pairs' stages as they are), the trainer's (``train.*`` but the keys ``paper`` sets), the model seeds."""
+
+    pair: str
+    pair_config: PairConfig
+    config: PaperConfig
+    train_config: TrainConfig
+    seeds: list[int]
+    tracking: MlflowConfig
+
+
+def paper_section(params: Params, pair: str) -> PaperSection:
+    settings = {key: getattr(params.paper, key) for key in PAPER_KEYS if key != "pairs"}
+    trainer = {key: getattr(params.train, key) for key in TRAIN_KEYS if key not in PAPER_OWN_TRAIN_KEYS}
+    config = PaperConfig(pairs=[pair], **settings)
+    return PaperSection(pair, params.pairs[pair], config, paper_train_config(trainer, config), params.seeds,
+                        params.mlflow)  # fmt: skip
+
+
+def load_paper_inputs(section: PaperSection, paths: ArtifactPaths) -> dict[str, SystemTensors]:
+    """The tensors of the pair's sources and target, by system."""
+    return {
+        name: load_tensors(paths.tensors(name)) for name in [*section.pair_config.sources, section.pair_config.target]
+    }
+
+
+@dataclass
+class SeedRun:
+    """One method trained with one model seed under the protocol: its metrics entry, curve and what MLflow logs."""
+
+    method: str
+    seed: int
+    entry: dict[str, Any]  # method_entry: its mlflow_run_id set by PaperResult.track_runs
+    curve: pd.DataFrame  # per epoch: the trainer's history and the target metrics (ORACLE)
+    epoch_metrics: list[Logged]  # (metrics, epoch), as TargetCurve collected them
+    final_metrics: dict[str, Any]  # logged at step paper.epochs
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-seed-{self.seed}"
+
+
+@dataclass
+class PaperResult:
+    """``metrics/paper/<pair>.json`` and ``plots/paper/<pair>/``; one MLflow run per method and seed (the runner
+    tracks them before it writes: the metrics name their ids)."""
+
+    section: PaperSection
+    document: dict[str, Any]  # the metrics file but its methods, status and reason
+    status: Status
+    reason: str | None = None
+    runs: list[SeedRun] = field(default_factory=list)
+    flag_all: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    input_files: list[Path] = field(default_factory=list)  # what the runs' inputs_md5 tag digests
+
+    def metrics(self) -> dict[str, Any]:
+        return self.document
+
+    def _plot(self, folder: Path, run: SeedRun) -> list[Path]:
+        csv, png = folder / f"{run.name}.csv", folder / f"{run.name}.png"
+        run.curve.to_csv(csv, index=False)
+        title = f"{self.section.pair} {run.method} seed {run.seed}: paper protocol, target F1 per epoch (ORACLE view)"
+        plot_paper_curve(png, run.curve, self.section.config.threshold, title)
+        return [csv, png]
+
+    def track_runs(self, tracker: Tracker) -> None:
+        section = self.section
+        tags = {**self.tags, "inputs_md5": inputs_md5(self.input_files)} if self.runs else {}
+        logged: dict[str, Any] = flatten_params(
+            {"paper": section.config, "train": section.train_config, "pairs": {section.pair: section.pair_config}}
         )
-        tracker.log_metrics(run_id, {
-            "last_epoch/f1": entry["f1"], "last_epoch/precision": entry["precision"],
-            "last_epoch/recall": entry["recall"], "best_epoch_oracle/f1": entry["best_epoch_oracle"]["f1"],
-            "best_epoch_oracle/epoch": entry["best_epoch_oracle"]["epoch"],
-            "flag_all/f1": flag_all_entry(run.test.labels)["f1"], "time/seconds": seconds,
-        }, step=run.config.epochs)  # fmt: skip
-        tracker.log_artifacts(run_id, [plots / f"{name}.csv", plots / f"{name}.png"], "plots")
+        for run in self.runs:
+            name = f"paper/{section.pair}/{run.method}/seed-{run.seed}"
+            with tracker.run(name, {**tags, "method": run.method, "seed": str(run.seed)},
+                             {**logged, "model_seed": str(run.seed)}) as run_id:  # fmt: skip
+                for metrics, epoch in run.epoch_metrics:
+                    tracker.log_metrics(run_id, metrics, step=epoch)
+                tracker.log_metrics(run_id, run.final_metrics, step=section.config.epochs)
+                with tempfile.TemporaryDirectory() as folder:
+                    tracker.log_artifacts(run_id, self._plot(Path(folder), run), "plots")
+            run.entry["mlflow_run_id"] = run_id
+
+    def write(self, outputs: Outputs) -> None:
+        plots, pair = outputs["plots"], self.section.pair
+        if self.status != Status.EVALUATED:
+            status_image(plots / "status.png",
+                         f"{pair} (paper protocol): {self.status.value.replace('_', ' ')} — {self.reason}")  # fmt: skip
+        methods: dict[str, Any] = {}
+        for run in self.runs:
+            self._plot(plots, run)
+            methods.setdefault(run.method, {})[run.seed] = run.entry
+        document = {**self.document, "methods": {method: _aggregate(per_seed) for method, per_seed in methods.items()}}
+        if self.status == Status.EVALUATED:
+            document["methods"][FLAG_ALL] = self.flag_all
+        write_json(outputs["metrics"], {**document, "status": str(self.status), "reason": self.reason})
+
+
+def _measure(section: PaperSection, sources: list[SystemTensors], target: SystemTensors, test: TargetTest,
+             method: str, seed: int) -> SeedRun:  # fmt: skip
+    """Train ``method`` with model seed ``seed`` under the protocol; its metrics entry and curve."""
+    config = section.train_config
+    model, curve, seconds, epoch_metrics = train_with_curve(config, sources, target, method, seed, test)
+    last_scores = score(model, target, test.rows, config.score_batch_size)
+    entry = method_entry(test.labels, last_scores, curve, test.threshold, None)
+    final = {
+        "last_epoch/f1": entry["f1"], "last_epoch/precision": entry["precision"],
+        "last_epoch/recall": entry["recall"], "best_epoch_oracle/f1": entry["best_epoch_oracle"]["f1"],
+        "best_epoch_oracle/epoch": entry["best_epoch_oracle"]["epoch"],
+        "flag_all/f1": flag_all_entry(test.labels)["f1"], "time/seconds": seconds,
+    }  # fmt: skip
     print(
-        f"paper {run.pair} {method} seed {seed}: {run.config.epochs} epochs in {seconds:.1f} s; target F1 last epoch "
-        f"{entry['f1']:.3f}, best epoch (ORACLE) {entry['best_epoch_oracle']['f1']:.3f}",
+        f"paper {section.pair} {method} seed {seed}: {section.config.epochs} epochs in {seconds:.1f} s; target F1 last "
+        f"epoch {entry['f1']:.3f}, best epoch (ORACLE) {entry['best_epoch_oracle']['f1']:.3f}",
         flush=True,
     )
-    return entry
+    return SeedRun(method, seed, entry, curve, epoch_metrics, final)
 
 
-def _write_unmeasured(paths: ArtifactPaths, pair: str, document: dict[str, Any], status: Status, reason: str) -> None:
-    with atomic_directory(paths.paper_plots(pair)) as plots:
-        status_image(plots / "status.png", f"{pair} (paper protocol): {status.value.replace('_', ' ')} — {reason}")
-        write_json(paths.paper_metrics(pair), {**document, "status": str(status), "reason": reason})
-
-
-def measure_paper_pair(pair: str, pair_config: PairConfig, config: PaperConfig, trainer: dict[str, Any],
-                       seeds: list[int], tracking: MlflowConfig, paths: ArtifactPaths) -> None:  # fmt: skip
-    """Stage paper for ``pair`` (module docstring): ``metrics/paper/<pair>.json`` and ``plots/paper/<pair>/``.
-
-    ``trainer``: the ``train.*`` settings the trainer reads, but the ones ``paper`` sets (config.PAPER_OWN_TRAIN_KEYS).
-    """
+def compute_paper(section: PaperSection, systems: dict[str, SystemTensors]) -> PaperResult:
+    """Stage paper for a pair (module docstring)."""
     started = time.perf_counter()
-    names = [*pair_config.sources, pair_config.target]
-    systems = {name: load_tensors(paths.tensors(name)) for name in names}
+    pair, pair_config, config = section.pair, section.pair_config, section.config
     document: dict[str, Any] = {
         "protocol": PROTOCOL, "pair": pair, "sources": list(pair_config.sources), "target": pair_config.target,
         "anomaly_share": config.anomaly_share, "dev_share": config.dev_share, "threshold": config.threshold,
-        "epochs": config.epochs, "seed": config.seed, "seeds": list(seeds), "data": {}, "methods": {},
+        "epochs": config.epochs, "seed": config.seed, "seeds": list(section.seeds), "data": {}, "methods": {},
     }  # fmt: skip
     one_class = [reason for reason in map(_two_classes, systems.values()) if reason]
     if one_class:
         status = Status.NOT_EVALUABLE if _two_classes(systems[pair_config.target]) else Status.SKIPPED
-        _write_unmeasured(paths, pair, document, status, "needs both classes: " + "; ".join(one_class))
-        return
-    samples = {name: sample_domain(systems[name], "target" if name == pair_config.target else "source", config)
-               for name in names}  # fmt: skip
+        return PaperResult(section, document, status, "needs both classes: " + "; ".join(one_class))
+    samples = {name: sample_domain(tensors, "target" if name == pair_config.target else "source", config)
+               for name, tensors in systems.items()}  # fmt: skip
     document["data"] = {name: sample.summary for name, sample in samples.items()}
-    reason = _skip_reason(samples, pair_config.sources, trainer["min_source_anomalies"])
+    reason = _skip_reason(samples, pair_config.sources, section.train_config.min_source_anomalies)
     if reason is not None:
-        _write_unmeasured(paths, pair, document, Status.SKIPPED, reason)
-        return
+        return PaperResult(section, document, Status.SKIPPED, reason)
     target, target_sample = systems[pair_config.target], samples[pair_config.target]
     test_rows = target_sample.kept_rows
-    run = _PairRun(
-        pair, pair_config, config, paper_train_config(trainer, config),
-        [protocol_view(systems[name], samples[name], with_labels=True) for name in pair_config.sources],
-        protocol_view(target, target_sample, with_labels=False),
-        TargetTest(test_rows, np.asarray(target.labels)[test_rows].astype(np.int64), config.threshold),
-        {"stage": "paper", "protocol": PROTOCOL, "pair": pair, "sources": ",".join(pair_config.sources),
-         "target": pair_config.target, "inputs_md5": inputs_md5(_input_files(systems.values()))},
-    )  # fmt: skip
-    tracker = Tracker(tracking)
-    with atomic_directory(paths.paper_plots(pair)) as plots:
-        for method in config.methods:
-            document["methods"][method] = _measure_seeds(run, method, list(seeds), tracker, plots)
-        document["methods"][FLAG_ALL] = flag_all_entry(run.test.labels)
-        write_json(paths.paper_metrics(pair), {**document, "status": str(Status.EVALUATED), "reason": None})
+    test = TargetTest(test_rows, np.asarray(target.labels)[test_rows].astype(np.int64), config.threshold)
+    sources = [protocol_view(systems[name], samples[name], with_labels=True) for name in pair_config.sources]
+    target_view = protocol_view(target, target_sample, with_labels=False)
+    runs = [_measure(section, sources, target_view, test, method, seed) for method in config.methods
+            for seed in section.seeds]  # fmt: skip
+    tags = {"stage": "paper", "protocol": PROTOCOL, "pair": pair, "sources": ",".join(pair_config.sources),
+            "target": pair_config.target}  # fmt: skip
+    input_files = [tensors.directory / f"{name}.npy" for tensors in systems.values()
+                   for name in ("index", "lengths", "labels", "split", "vectors")]  # fmt: skip
     print(f"paper {pair}: stage done in {time.perf_counter() - started:.1f} s", flush=True)
-
-
-def _input_files(systems: Any) -> list[Path]:
-    return [tensors.directory / f"{name}.npy" for tensors in systems
-            for name in ("index", "lengths", "labels", "split", "vectors")]  # fmt: skip
+    return PaperResult(section, document, Status.EVALUATED, None, runs, flag_all_entry(test.labels), tags, input_files)

@@ -1,6 +1,6 @@
 """Stage train: every transfer method of ``train.methods`` on one source→target pair (docs/architecture.md).
 
-``train_pair`` writes, atomically (all or nothing):
+The stage writes, atomically (all or nothing: zerolog.runner):
 - ``models/<pair>/<method>/seed-<s>/checkpoint.pt`` (loop.save_checkpoint: weights, optimiser, step; it can resume),
 - ``scores/<pair>/<method>.parquet``: P(anomaly) of the sources' val rows and the target's train/val/test rows, no
   labels; metadata ``method``, ``pair``, ``threshold_source_val``, ``mlflow_run_id``,
@@ -13,7 +13,7 @@ On CPU the methods train side by side in ``train.method_workers`` spawned proces
 ``torch_threads // method_workers`` torch threads: the GRU's small matrix products gain little from a second thread
 (a zerolog epoch: 14.1 s on one, 11.7 s on two), so two methods at once finish a pair sooner. Each method is seeded
 on its own, so its result depends on its thread count only, not on what runs beside it. MLflow runs are written by
-this process alone.
+this process alone, after training (:meth:`PairTraining.track_runs`): one per method and seed.
 
 A source is usable only with at least ``train.min_source_anomalies`` labeled anomalies in its train split. With no
 usable source the outputs still exist, saying ``status: skipped`` and why: nothing is trained, nothing faked. A
@@ -29,22 +29,17 @@ method is recorded ``not_available`` with the reason, and the other methods trai
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import multiprocessing
 import resource
 import sys
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from zerolog.artifacts import (
     SPLIT_CODES,
@@ -58,13 +53,15 @@ from zerolog.artifacts import (
     score_frame,
     write_scores,
 )
-from zerolog.config import ConfigError, MlflowConfig, PairConfig, TrainConfig
+from zerolog.config import ConfigError, MlflowConfig, PairConfig, ParallelConfig, Params, TrainConfig
 from zerolog.errors import DataError
 from zerolog.features.target_detector import TargetDetection, Weighting, pca_mixture_detection
-from zerolog.io import atomic_directory, write_json
+from zerolog.io import write_json
 from zerolog.methods import method_spec
 from zerolog.model import ZeroLogModel
+from zerolog.parallel import map_ordered, open_pool
 from zerolog.plots import plot_training_history, status_image
+from zerolog.runner import Outputs
 from zerolog.tracking import InputData, Tracker, flatten_params, inputs_md5, run_name, split_sizes
 from zerolog.training.adapt import top_share_threshold
 from zerolog.training.loop import HISTORY_COLUMNS, planned_epochs, save_network, score, select_device, train
@@ -141,7 +138,6 @@ class MethodJob:
     target_directory: str
     method: str
     seed: int
-    checkpoint_path: str
     detection: TargetDetection | None = None  # the target detector's scores and pi-hat (zerolog_adapt only)
     pair: str = ""  # named in the per-epoch progress lines only
 
@@ -158,6 +154,7 @@ class MethodOutcome:
     method: str
     seed: int
     weights: dict[str, Any]  # state dict, CPU tensors
+    checkpoint: bytes  # loop.save_checkpoint's file after the last epoch (weights, optimiser, step: it can resume)
     history: list[dict[str, float]]
     threshold: float | None
     threshold_source_val: float | None
@@ -188,57 +185,27 @@ def epoch_line(job: MethodJob, row: dict[str, float]) -> str:
             f"source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
 
 
-def _with_epoch_lines(
-    job: MethodJob, on_epoch: Callable[[dict[str, float]], None] | None, epoch_lines: bool
-) -> Callable[[dict[str, float]], None] | None:
-    """``on_epoch``, printing :func:`epoch_line` first when ``epoch_lines`` (flushed: worker processes share stdout)."""
-    if not epoch_lines:
-        return on_epoch
-
-    def report(row: dict[str, float]) -> None:
-        print(epoch_line(job, row), flush=True)
-        if on_epoch is not None:
-            on_epoch(row)
-
-    return report
-
-
-def run_method_job(
-    job: MethodJob,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    progress: bool = False,
-    epoch_lines: bool | None = None,
-) -> MethodOutcome:
+def run_method_job(job: MethodJob, progress: bool = False, epoch_lines: bool | None = None) -> MethodOutcome:
     """Train ``job.method`` (loop.train) and score its rows; the target is loaded WITHOUT labels.
 
     ``epoch_lines``: print a line per epoch (default: when stdout is not a terminal, e.g. CI logs or ``dvc repro``
-    piped, where progress bars show nothing for minutes)."""
+    piped, where progress bars show nothing for minutes; flushed: worker processes share stdout)."""
     if epoch_lines is None:
         epoch_lines = not sys.stdout.isatty()
     sources = [load_tensors(directory) for directory in job.source_directories]
     target = dataclasses.replace(load_tensors(job.target_directory), labels=None)
-    result = train(
-        job.config, sources, target, job.method, job.seed, progress=progress and not epoch_lines,
-        checkpoint_path=job.checkpoint_path, on_epoch=_with_epoch_lines(job, on_epoch, epoch_lines),
-        detection=job.detection,
-    )  # fmt: skip
+    on_epoch = (lambda row: print(epoch_line(job, row), flush=True)) if epoch_lines else None
+    with tempfile.TemporaryDirectory(prefix="zerolog-train-") as folder:
+        checkpoint = Path(folder) / "checkpoint.pt"
+        result = train(job.config, sources, target, job.method, job.seed, progress=progress and not epoch_lines,
+                       checkpoint_path=checkpoint, on_epoch=on_epoch, detection=job.detection)  # fmt: skip
+        checkpoint_bytes = checkpoint.read_bytes()
     scores = scores_of(result.model, sources, target, job.config.score_batch_size)
-    return MethodOutcome(
-        method=job.method,
-        seed=job.seed,
-        weights={name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()},
-        history=result.history,
-        threshold=result.threshold,
-        threshold_source_val=result.threshold_source_val,
-        seconds=result.seconds,
-        seconds_per_epoch=result.seconds_per_epoch,
-        steps=result.steps,
-        epochs=result.epochs,
-        device=result.device,
-        scores=scores,
-        peak_rss_mb=_peak_rss_mb(),
-        adaptation=_adaptation_summary(result.pi_hat, result.domain_weights, result.self_training, scores),
-    )
+    weights = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
+    adaptation = _adaptation_summary(result.pi_hat, result.domain_weights, result.self_training, scores)
+    return MethodOutcome(job.method, job.seed, weights, checkpoint_bytes, result.history, result.threshold,
+                         result.threshold_source_val, result.seconds, result.seconds_per_epoch, result.steps,
+                         result.epochs, result.device, scores, _peak_rss_mb(), adaptation)  # fmt: skip
 
 
 def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None, rounds: list[dict[str, Any]],
@@ -252,47 +219,23 @@ def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None
             "domain_weights": domain_weights, "self_training": rounds}  # fmt: skip
 
 
-def _run_in_worker(job: MethodJob) -> MethodOutcome:
-    return run_method_job(job)
-
-
-def run_method_jobs_in_parallel(jobs: list[MethodJob], workers: int) -> list[MethodOutcome]:
-    """``jobs`` in ``workers`` spawned processes, each with ``torch_threads // workers`` threads; outcomes in order.
+def run_method_jobs(jobs: list[MethodJob], workers: int) -> list[MethodOutcome]:
+    """``jobs`` in ``workers`` spawned processes (zerolog.parallel), each with ``torch_threads // workers`` threads,
+    or in turn here with one worker; outcomes in order.
 
     Each job is seeded and deterministic on its own, so the outcome of a method does not depend on which other
     method shares the machine, only on its thread count (the same as ``method_workers: 1`` with that many threads).
-    A line per finished method is printed, and (outside a terminal) each worker prints a line per epoch
-    (:func:`epoch_line`), so a CI log shows progress every epoch, not once per method (issue 12).
+    Outside a terminal each job prints a line per epoch (:func:`epoch_line`), so a CI log shows progress every epoch,
+    not once per method (issue 12).
     """
-    threads = max(1, jobs[0].config.torch_threads // workers)
-    jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
-    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, job): job.name for job in jobs}
-        with tqdm(total=len(futures), desc=f"train {len(jobs)} method runs ({workers} workers)", unit="run") as bar:
-            for future in as_completed(futures):
-                outcome = future.result()  # a worker's error surfaces here, as raised
-                final = outcome.history[-1] if outcome.history else {}
-                f1 = final.get("val/f1", math.nan)
-                tqdm.write(f"{futures[future]}: {outcome.epochs} epochs, source val/f1 {f1:.3f}")
-                bar.update(1)
-        return [future.result() for future in futures]
+    if workers > 1:
+        threads = max(1, jobs[0].config.torch_threads // workers)
+        jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
+    with open_pool(ParallelConfig("processes", workers, None), "train.method_workers") as pool:
+        return list(map_ordered(pool, run_method_job, [(job, workers == 1) for job in jobs], ahead=len(jobs)))
 
 
-# ----------------------------------------------------------------------------- recording one method
-
-
-def _log_epoch(tracker: Tracker, run_id: str, row: dict[str, float]) -> None:
-    tracker.log_metrics(run_id, {k: v for k, v in row.items() if k not in ("epoch", "step")}, step=int(row["epoch"]))
-
-
-def _epoch_logger(tracker: Tracker, run_id: str) -> Callable[[dict[str, float]], None]:
-    """``on_epoch`` of one job: each epoch's row goes to the job's MLflow run ``run_id``."""
-
-    def log(row: dict[str, float]) -> None:
-        _log_epoch(tracker, run_id, row)
-
-    return log
+# ----------------------------------------------------------------------------- one method's records
 
 
 def _method_entry(outcome: MethodOutcome, config: TrainConfig, run_id: str) -> dict[str, Any]:
@@ -314,19 +257,22 @@ def _method_entry(outcome: MethodOutcome, config: TrainConfig, run_id: str) -> d
     }
 
 
-def _record_method(
-    tracker: Tracker, run_id: str, outcome: MethodOutcome, config: TrainConfig, pair: str,
-    folders: dict[str, Path], example: np.ndarray,
-) -> dict[str, Any]:  # fmt: skip
-    """Write one method run's score file, history and plot; log its final metrics, timings, plots and model."""
-    method, name = outcome.method, f"{outcome.method}/seed-{outcome.seed}"
-    metadata = {"method": method, "pair": pair, "seed": outcome.seed,
-                "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id,
-                **outcome.adaptation}  # fmt: skip
-    write_scores(folders["scores"] / score_file_name(method, outcome.seed), outcome.scores, metadata)
-    (folders["plots"] / method).mkdir(exist_ok=True)
-    write_history(folders["plots"] / f"{name}.csv", outcome.history)
-    plot_training_history(folders["plots"] / f"{name}.png", outcome.history, f"{pair} {method} seed {outcome.seed}")
+def _write_plots(folder: Path, outcome: MethodOutcome, pair: str) -> list[Path]:
+    """``<method>/seed-<s>.csv`` (per-epoch history) and ``.png`` (training curves) under ``folder``."""
+    csv, png = (folder / outcome.method / f"seed-{outcome.seed}{suffix}" for suffix in (".csv", ".png"))
+    csv.parent.mkdir(exist_ok=True)
+    write_history(csv, outcome.history)
+    plot_training_history(png, outcome.history, f"{pair} {outcome.method} seed {outcome.seed}")
+    return [png, csv]
+
+
+def _track_method(tracker: Tracker, run_id: str, outcome: MethodOutcome, config: TrainConfig, pair: str,
+                  example: np.ndarray) -> None:  # fmt: skip
+    """Log one method run's per-epoch history (step = epoch), final metrics, timings, plots and model."""
+    for row in outcome.history:
+        tracker.log_metrics(
+            run_id, {k: v for k, v in row.items() if k not in ("epoch", "step")}, step=int(row["epoch"])
+        )
     final = outcome.history[-1] if outcome.history else {}
     tracker.log_metrics(
         run_id,
@@ -343,15 +289,47 @@ def _record_method(
         },
         step=outcome.epochs,
     )
-    tracker.log_artifacts(run_id, [folders["plots"] / f"{name}.png", folders["plots"] / f"{name}.csv"], "plots")
     with tempfile.TemporaryDirectory() as folder:
+        tracker.log_artifacts(run_id, _write_plots(Path(folder), outcome, pair), "plots")
         network = Path(folder) / "network.pt"
         save_network(network, outcome.weights, config)
         tracker.log_model(run_id, network, example)
-    return _method_entry(outcome, config, run_id)
 
 
 # ----------------------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Stage train's settings: the pair, ``train.*``, the model seeds, and the target detector of ``zerolog_adapt``
+    (evaluate.detectors.pca's variance and weighting, the data ``seed``: the baselines stage's ``pca_mixture``)."""
+
+    pair: str
+    pair_config: PairConfig
+    config: TrainConfig
+    seeds: list[int]
+    tracking: MlflowConfig
+    detector_variance: float
+    detector_weighting: Weighting
+    seed: int
+
+
+def train_section(params: Params, pair: str) -> TrainSection:
+    detector = params.evaluate.detectors.pca
+    return TrainSection(pair, params.pairs[pair], params.train, params.seeds, params.mlflow, detector.variance,
+                        detector.weighting, params.seed)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    sources: list[SystemTensors]  # the pair's sources, with labels
+    target: SystemTensors  # WITHOUT labels: nothing of the stage can read them
+
+
+def load_train_inputs(section: TrainSection, paths: ArtifactPaths) -> TrainInputs:
+    target = load_tensors(paths.tensors(section.pair_config.target))
+    return TrainInputs([load_tensors(paths.tensors(source)) for source in section.pair_config.sources],
+                       dataclasses.replace(target, labels=None))  # fmt: skip
 
 
 def _check_methods(config: TrainConfig) -> None:
@@ -360,17 +338,14 @@ def _check_methods(config: TrainConfig) -> None:
             raise ConfigError(f"train.methods: {method} reads target labels; the baselines stage trains it")
 
 
-def _usable_sources(
-    pair_config: PairConfig, config: TrainConfig, paths: ArtifactPaths
-) -> tuple[list[SystemTensors], dict[str, str]]:
+def _usable_sources(sources: list[SystemTensors], config: TrainConfig) -> tuple[list[SystemTensors], dict[str, str]]:
     """Sources with at least ``train.min_source_anomalies`` labeled train anomalies, and why the others are not."""
     usable: list[SystemTensors] = []
     skipped: dict[str, str] = {}
-    for source in pair_config.sources:
-        tensors = load_tensors(paths.tensors(source))
+    for tensors in sources:
         anomalies = train_anomaly_count(tensors)
         if anomalies < config.min_source_anomalies:
-            skipped[source] = (
+            skipped[tensors.system] = (
                 f"{anomalies} labeled anomalies in its train split, fewer than train.min_source_anomalies"
                 f" = {config.min_source_anomalies}"
             )
@@ -389,29 +364,6 @@ def _skip_reason(pair_config: PairConfig, usable: list[SystemTensors], skipped: 
         alone = usable[0].system
         return f"only {alone} is usable ({reasons}): the same experiment as {alone}-{pair_config.target}"
     return None
-
-
-def _write_skipped(paths: ArtifactPaths, pair: str, summary: dict[str, Any]) -> None:
-    status = {"pair": pair, "status": str(Status.SKIPPED), "reason": summary["reason"]}
-    with atomic_directory(paths.models(pair)) as models:
-        write_json(models / "status.json", status)
-    with atomic_directory(paths.pair_scores(pair)) as scores:
-        write_json(scores / TRAINING_SUMMARY, summary)
-    with atomic_directory(paths.plots("train", pair)) as plots:
-        status_image(plots / "status.png", f"{pair}: skipped — {summary['reason']}")
-
-
-def _train_methods(
-    jobs: list[MethodJob], workers: int, tracker: Tracker, run_ids: dict[str, str]
-) -> list[MethodOutcome]:
-    """Every job, in worker processes or (one worker) in turn here, with per-epoch metrics logged to MLflow."""
-    if workers > 1:
-        outcomes = run_method_jobs_in_parallel(jobs, workers)
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            for row in outcome.history:
-                _log_epoch(tracker, run_ids[job.name], row)
-        return outcomes
-    return [run_method_job(job, on_epoch=_epoch_logger(tracker, run_ids[job.name]), progress=True) for job in jobs]
 
 
 def target_detection(
@@ -434,21 +386,10 @@ def _adapt_methods(config: TrainConfig) -> list[str]:
     return [method for method in config.methods if method_settings(method).adapt]
 
 
-def _method_entries(outcomes: list[MethodOutcome], entries: list[dict[str, Any]],
-                    unavailable: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    """training.json's ``methods``: per method its status and, per seed, what ``_method_entry`` keeps; methods that
-    could not run, with the reason."""
-    methods: dict[str, Any] = {name: {"status": str(Status.NOT_AVAILABLE), "reason": reason}
-                               for name, reason in unavailable.items()}  # fmt: skip
-    for outcome, entry in zip(outcomes, entries, strict=True):
-        methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = entry
-    return methods
-
-
-def _job_tags(job: MethodJob) -> dict[str, str]:
+def _job_tags(outcome: MethodOutcome) -> dict[str, str]:
     """A train run's own tags: its method, the method's kind and its model seed (``seed``; ``model_seed`` kept)."""
-    seed = str(job.seed)
-    return {"method": job.method, "kind": str(method_spec(job.method).kind), "seed": seed, "model_seed": seed}
+    seed = str(outcome.seed)
+    return {"method": outcome.method, "kind": str(method_spec(outcome.method).kind), "seed": seed, "model_seed": seed}
 
 
 def _training_inputs(usable: list[SystemTensors], target: SystemTensors) -> list[InputData]:
@@ -457,59 +398,96 @@ def _training_inputs(usable: list[SystemTensors], target: SystemTensors) -> list
     return [*sources, InputData(target.directory, "target", split_sizes(target))]
 
 
-def train_pair(
-    pair: str, pair_config: PairConfig, config: TrainConfig, seeds: list[int], tracking: MlflowConfig,
-    paths: ArtifactPaths, detector_variance: float, detector_weighting: Weighting, seed: int,
-) -> None:  # fmt: skip
-    """Stage train for ``pair`` (module docstring): every method of ``train.methods`` once per model seed.
+@dataclass
+class PairTraining:
+    """Stage train's result: the pair's summary (training.json but its methods) and every method run's outcome.
 
-    ``detector_variance`` and ``detector_weighting`` (evaluate.detectors.pca) and ``seed`` (the data seed, the
-    mixture's) set the target detector of ``zerolog_adapt``: those of the baselines stage's ``pca_mixture``."""
+    Its MLflow runs (one per method and seed, :meth:`track_runs`) are opened after training, and their ids go into
+    the score files and training.json: the runner tracks it before it writes."""
+
+    section: TrainSection
+    summary: dict[str, Any]  # pair, sources, sources_skipped, target, seeds, status, reason
+    outcomes: list[MethodOutcome] = dataclasses.field(default_factory=list)
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # method -> why it could not run
+    usable: list[SystemTensors] = dataclasses.field(default_factory=list)
+    target: SystemTensors | None = None
+    input_files: list[Path] = dataclasses.field(default_factory=list)  # what the runs' inputs_md5 tag digests
+    run_ids: dict[str, str] = dataclasses.field(default_factory=dict)  # "<method>/seed-<s>" -> MLflow run id
+
+    def metrics(self) -> dict[str, Any]:
+        return self.summary
+
+    def track_runs(self, tracker: Tracker) -> None:
+        """One MLflow run per method and seed: tags, params, datasets, per-epoch metrics, plots and the model."""
+        if not self.outcomes or self.target is None:
+            return
+        section = self.section
+        pair, target = section.pair, section.pair_config.target
+        tags = {"pair": pair, "sources": ",".join(self.summary["sources"]), "target": target, "stage": "train",
+                "inputs_md5": inputs_md5(self.input_files)}  # fmt: skip
+        example = _input_example(self.usable)
+        for outcome in self.outcomes:
+            params = flatten_params({"train": section.config, "pairs": {section.pair: section.pair_config},
+                                     "seed": outcome.seed})  # fmt: skip
+            with tracker.run(run_name(section.pair, outcome.method, outcome.seed), {**tags, **_job_tags(outcome)},
+                             params) as run_id:  # fmt: skip
+                tracker.log_datasets([run_id], _training_inputs(self.usable, self.target))
+                _track_method(tracker, run_id, outcome, section.config, section.pair, example)
+            self.run_ids[f"{outcome.method}/seed-{outcome.seed}"] = run_id
+
+    def write(self, outputs: Outputs) -> None:
+        models, scores, plots = outputs["models"], outputs["scores"], outputs["plots"]
+        pair = self.section.pair
+        if self.summary["status"] == str(Status.SKIPPED):
+            write_json(models / "status.json", {"pair": pair, "status": str(Status.SKIPPED),
+                                                "reason": self.summary["reason"]})  # fmt: skip
+            write_json(scores / TRAINING_SUMMARY, self.summary)
+            status_image(plots / "status.png", f"{pair}: skipped — {self.summary['reason']}")
+            return
+        methods: dict[str, Any] = {name: {"status": str(Status.NOT_AVAILABLE), "reason": reason}
+                                   for name, reason in self.unavailable.items()}  # fmt: skip
+        for outcome in self.outcomes:
+            run_id = self.run_ids[f"{outcome.method}/seed-{outcome.seed}"]
+            checkpoint = models / checkpoint_name(outcome.method, outcome.seed)
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_bytes(outcome.checkpoint)
+            metadata = {"method": outcome.method, "pair": pair, "seed": outcome.seed,
+                        "threshold_source_val": outcome.threshold_source_val, "mlflow_run_id": run_id,
+                        **outcome.adaptation}  # fmt: skip
+            write_scores(scores / score_file_name(outcome.method, outcome.seed), outcome.scores, metadata)
+            _write_plots(plots, outcome, pair)
+            entry = _method_entry(outcome, self.section.config, run_id)
+            methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = (
+                entry
+            )
+        write_json(scores / TRAINING_SUMMARY, {**self.summary, "methods": methods})
+
+
+def compute_train(section: TrainSection, inputs: TrainInputs) -> PairTraining:
+    """Stage train for a pair (module docstring): every method of ``train.methods`` once per model seed."""
+    config, pair_config = section.config, section.pair_config
     _check_methods(config)
-    usable, skipped = _usable_sources(pair_config, config, paths)
+    usable, skipped = _usable_sources(inputs.sources, config)
     summary: dict[str, Any] = {
-        "pair": pair, "sources": [tensors.system for tensors in usable], "sources_skipped": skipped,
-        "target": pair_config.target, "seeds": list(seeds),
+        "pair": section.pair, "sources": [tensors.system for tensors in usable], "sources_skipped": skipped,
+        "target": pair_config.target, "seeds": list(section.seeds),
     }  # fmt: skip
     reason = _skip_reason(pair_config, usable, skipped)
     if reason is not None:
-        _write_skipped(paths, pair, {**summary, "status": str(Status.SKIPPED), "reason": reason})
-        return
-
-    # The target without its labels: nothing below can read them.
-    target = dataclasses.replace(load_tensors(paths.tensors(pair_config.target)), labels=None)
+        return PairTraining(section, {**summary, "status": str(Status.SKIPPED), "reason": reason})
+    target = inputs.target
     detection, unavailable = None, {}
     if _adapt_methods(config):
-        detection, reason = target_detection(target, detector_variance, detector_weighting, seed)
+        detection, reason = target_detection(target, section.detector_variance, section.detector_weighting,
+                                             section.seed)  # fmt: skip
         unavailable = {method: reason for method in _adapt_methods(config) if reason is not None}
     input_files = [tensors.directory / f"{name}.npy" for tensors in usable for name in (*_TRAINING_FILES, "labels")]
     input_files += [target.directory / f"{name}.npy" for name in (*_TRAINING_FILES, *(["counts"] if detection else []))]
-    tags = {"pair": pair, "sources": ",".join(summary["sources"]), "target": pair_config.target,
-            "stage": "train", "inputs_md5": inputs_md5(input_files)}  # fmt: skip
-    tracker = Tracker(tracking)
-    with contextlib.ExitStack() as stack:
-        folders = {
-            "models": stack.enter_context(atomic_directory(paths.models(pair))),
-            "scores": stack.enter_context(atomic_directory(paths.pair_scores(pair))),
-            "plots": stack.enter_context(atomic_directory(paths.plots("train", pair))),
-        }
-        jobs = [
-            MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method,
-                      model_seed, str(folders["models"] / checkpoint_name(method, model_seed)),
-                      detection if method_settings(method).adapt else None, pair)
-            for method in config.methods if method not in unavailable for model_seed in seeds
-        ]  # fmt: skip
-        run_ids = {
-            job.name: stack.enter_context(tracker.run(
-                run_name(pair, job.method, job.seed), {**tags, **_job_tags(job)},
-                flatten_params({"train": config, "pairs": {pair: pair_config}, "seed": job.seed})))
-            for job in jobs
-        }  # fmt: skip
-        tracker.log_datasets(run_ids.values(), _training_inputs(usable, target))
-        outcomes = _train_methods(jobs, method_workers(config, len(jobs)), tracker, run_ids)
-        example = _input_example(usable)
-        entries = [_record_method(tracker, run_ids[job.name], outcome, config, pair, folders, example)
-                   for job, outcome in zip(jobs, outcomes, strict=True)]  # fmt: skip
-        methods = _method_entries(outcomes, entries, unavailable)
-        write_json(folders["scores"] / TRAINING_SUMMARY, {**summary, "status": str(Status.OK), "reason": None,
-                                                          "methods": methods})  # fmt: skip
+    jobs = [
+        MethodJob(config, [str(tensors.directory) for tensors in usable], str(target.directory), method, model_seed,
+                  detection if method_settings(method).adapt else None, section.pair)
+        for method in config.methods if method not in unavailable for model_seed in section.seeds
+    ]  # fmt: skip
+    outcomes = run_method_jobs(jobs, method_workers(config, len(jobs)))
+    return PairTraining(section, {**summary, "status": str(Status.OK), "reason": None}, outcomes, unavailable, usable,
+                        target, input_files)  # fmt: skip
