@@ -240,7 +240,7 @@ def _raw() -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("protocols", ["realistic", "paperish"], "protocols[1]: 'paperish' is not one of 'realistic', 'paper'"),
+        ("protocols", ["realistic", "paperish"], "protocols[1]: 'paperish' is not one of 'realistic' or 'paper'"),
         ("protocols", ["paper"], "protocols: must include realistic"),
         ("protocols", ["realistic", "realistic"], "protocols: name each protocol once"),
         ("paper.pairs", ["hdfs-vax"], "paper.pairs[0]: unknown pair 'hdfs-vax'"),
