@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
@@ -162,3 +163,27 @@ def test_an_error_about_a_downloaded_copy_names_the_file_the_user_edits(tmp_path
     copy = Path(params.paths.raw) / "hdfs_logs" / "HDFS_2k.log"
     message = with_origins(f"{copy}: line 7: unreadable", ArtifactPaths(params.paths))
     assert message == f"{copy} (a copy of {Path(params.paths.bundled) / 'HDFS' / 'HDFS_2k.log'}): line 7: unreadable"
+
+
+LAYERS = ("data", "features", "model", "training", "evaluation", "detection")  # docs/architecture.md's order
+
+
+def _imported_layers(path: Path) -> set[str]:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        imported.update(name.split(".")[1] for name in names if name.startswith("zerolog.") and "." in name)
+    return imported
+
+
+def test_every_layer_imports_only_its_own_and_the_ones_before_it() -> None:
+    package = REPOSITORY / "src" / "zerolog"
+    climbs = [
+        f"{path.relative_to(package)} imports zerolog.{other}"
+        for layer in LAYERS
+        for path in sorted((package / layer).glob("*.py"))
+        for other in _imported_layers(path)
+        if other in LAYERS and LAYERS.index(other) > LAYERS.index(layer)
+    ]
+    assert not climbs

@@ -215,8 +215,8 @@ STAGES: list[Stage] = [
     Stage(
         "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
         "system",
-        "zerolog.evaluation.loso:selection_section", "zerolog.evaluation.loso:load_selection_inputs",
-        "zerolog.evaluation.loso:compute_selection",
+        "zerolog.detection.loso:selection_section", "zerolog.detection.loso:load_selection_inputs",
+        "zerolog.detection.loso:compute_selection",
         deps=lambda params, paths, system: [
             *[paths.tensors(other) for other in params.systems],
             *[paths.target_scores(other) for other in params.systems],

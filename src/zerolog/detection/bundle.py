@@ -1,7 +1,7 @@
 """The persisted detector of a system: one folder, one documented format, everything scoring new lines needs.
 
 ``models/target-<system>/detector/`` (``ArtifactPaths.detector``), written by the selection stage for the system's
-chosen recipe (zerolog.evaluation.loso), registered by the report stage in the MLflow Model Registry, read by
+chosen recipe (zerolog.detection.loso), registered by the report stage in the MLflow Model Registry, read by
 ``zerolog detect`` and by the served model. No pickle anywhere: JSON, Parquet and ``.npy`` (read with
 ``allow_pickle=False``), so reading a bundle cannot run code.
 

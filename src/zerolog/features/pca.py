@@ -2,7 +2,7 @@
 
 The baselines stage's ``pca`` and ``pca_mixture`` rows, the train stage's pi-hat
 (zerolog.features.target_detector) and the detector that ``zerolog detect`` persists and loads
-(zerolog.evaluation.loso, zerolog.detection.bundle) all fit and score with :func:`fit_pca_subspace` and
+(zerolog.detection.loso, zerolog.detection.bundle) all fit and score with :func:`fit_pca_subspace` and
 :class:`PcaSubspace`; it sits in the features layer (numpy + scikit-learn) because training must not import
 evaluation or detection.
 
