@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,11 @@ def test_every_layer_imports_only_its_own_and_the_ones_before_it() -> None:
         if other in LAYERS and LAYERS.index(other) > LAYERS.index(layer)
     ]
     assert not climbs
+
+
+def test_every_row_reaches_its_three_functions_in_one_hop() -> None:
+    """A stage's module holds ``<name>_section``, ``load_<name>_inputs`` and ``compute_<name>``: the runner's shape."""
+    for stage in STAGES:
+        module = importlib.import_module(stage.module)
+        for function in (f"{stage.name}_section", f"load_{stage.name}_inputs", f"compute_{stage.name}"):
+            assert callable(getattr(module, function, None)), f"{stage.module} lacks {function}"

@@ -53,24 +53,31 @@ class Output:
 class Stage:
     """One stage of the pipeline; per dataset, system or pair when ``each`` is set.
 
-    ``section``, ``load`` and ``core`` name the stage's three functions (``module:function``, all in the stage's
-    module, imported only when the stage runs): the typed settings it receives (built from params; the generator
-    records the keys read, which become the stage's params in ``dvc.yaml``), the reader of its declared deps and its
-    pure computation. zerolog.runner runs them and writes ``outputs``.
+    ``module`` holds the stage's three functions, named after the stage (imported only when it runs):
+    ``<name>_section(params, item)``, the typed settings it receives (the generator records the keys read, which
+    become the stage's params in ``dvc.yaml``); ``load_<name>_inputs(section, paths)``, the reader of its declared
+    deps; ``compute_<name>(section, inputs) -> Result``, its pure core. zerolog.runner runs them and writes
+    ``outputs``.
     """
 
     name: str
     summary: str
     each: Each | None
-    section: str  # "module:function": (params, item) -> the stage's typed section
-    load: str  # "module:function": (section, ArtifactPaths) -> inputs
-    core: str  # "module:function": (section, inputs) -> zerolog.runner.Result
+    module: str
     deps: Callable[[Params, ArtifactPaths, str], list[Path]]
     outputs: Callable[[Params, ArtifactPaths, str], list[Output]]
 
     @property
-    def module(self) -> str:
-        return self.core.split(":")[0]
+    def section(self) -> str:
+        return f"{self.module}:{self.name}_section"
+
+    @property
+    def load(self) -> str:
+        return f"{self.module}:load_{self.name}_inputs"
+
+    @property
+    def core(self) -> str:
+        return f"{self.module}:compute_{self.name}"
 
     def items(self, params: Params) -> list[str]:
         """The datasets, systems or pairs this stage runs for ([""] for a single stage)."""
@@ -142,25 +149,21 @@ def _targets(params: Params) -> list[str]:
 
 STAGES: list[Stage] = [
     Stage(
-        "download", "copy (bundled) or fetch (loghub) one dataset", "dataset",
-        "zerolog.data.download:download_section", "zerolog.data.download:load_download_inputs",
-        "zerolog.data.download:compute_download",
+        "download", "copy (bundled) or fetch (loghub) one dataset", "dataset", "zerolog.data.download",
         deps=lambda params, paths, dataset: _bundled_files(params, dataset),
         outputs=lambda params, paths, dataset: [Output("raw", paths.raw(dataset))],
     ),
     Stage(
-        "parse", "parse one dataset's logs into lines and templates", "dataset",
-        "zerolog.data.parse:parse_section", "zerolog.data.parse:load_parse_inputs",
-        "zerolog.data.parse:compute_parse",
+        "parse", "parse one dataset's logs into lines and templates", "dataset", "zerolog.data.parse",
         deps=lambda params, paths, dataset: [paths.raw(dataset)],
         outputs=lambda params, paths, dataset: [
-            Output("parsed", paths.parsed(dataset)), Output("report", paths.data_report("parse", dataset), cache=False)
+            Output("parsed", paths.parsed(dataset)),
+            Output("report", paths.data_report("parse", dataset), cache=False),
         ],
     ),
     Stage(
         "sessionize", "group one dataset's lines into labeled, split sessions", "dataset",
-        "zerolog.data.sessionize:sessionize_section", "zerolog.data.sessionize:load_sessionize_inputs",
-        "zerolog.data.sessionize:compute_sessionize",
+        "zerolog.data.sessionize",
         deps=lambda params, paths, dataset: [paths.raw(dataset), paths.parsed(dataset)],
         outputs=lambda params, paths, dataset: [
             Output("sessions", paths.sessions(dataset)),
@@ -168,9 +171,7 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
-        "embed", "embed every template of every dataset into one semantic space", None,
-        "zerolog.features.embed:embed_section", "zerolog.features.embed:load_embed_inputs",
-        "zerolog.features.embed:compute_embed",
+        "embed", "embed every template of every dataset into one semantic space", None, "zerolog.features.embed",
         deps=lambda params, paths, _: [paths.sessions(dataset) for dataset in params.datasets],
         outputs=lambda params, paths, _: [
             Output("vectors", paths.template_vectors(), persist=True),
@@ -179,8 +180,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "tensors", "one system's sessions as padded template-index sequences, labels, splits, counts", "system",
-        "zerolog.features.tensors:tensors_section", "zerolog.features.tensors:load_tensor_inputs",
-        "zerolog.features.tensors:compute_tensors",
+        "zerolog.features.tensors",
         deps=lambda params, paths, system: [
             paths.sessions(params.systems[system].dataset), paths.template_vectors()
         ],
@@ -190,9 +190,7 @@ STAGES: list[Stage] = [
         ],
     ),
     Stage(
-        "train", "every transfer method on one source->target pair", "pair",
-        "zerolog.training.pipeline:train_section", "zerolog.training.pipeline:load_train_inputs",
-        "zerolog.training.pipeline:compute_train",
+        "train", "every transfer method on one source->target pair", "pair", "zerolog.training.pipeline",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             NETWORK_CODE,  # the logged model's code (MLflow models-from-code): a path, never imported here
@@ -206,17 +204,13 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "baselines", "target-only label-free detectors, the level rule and the supervised ORACLE on one system",
-        "system",
-        "zerolog.evaluation.baselines:baselines_section", "zerolog.evaluation.baselines:load_baselines_inputs",
-        "zerolog.evaluation.baselines:compute_baselines",
+        "system", "zerolog.evaluation.baselines",
         deps=lambda params, paths, system: [paths.tensors(system)],
         outputs=lambda params, paths, system: [Output("scores", paths.target_scores(system))],
     ),
     Stage(
         "selection", "one system's detector recipe, chosen on the OTHER labeled systems (leave-one-system-out)",
-        "system",
-        "zerolog.detection.loso:selection_section", "zerolog.detection.loso:load_selection_inputs",
-        "zerolog.detection.loso:compute_selection",
+        "system", "zerolog.detection.loso",
         deps=lambda params, paths, system: [
             *[paths.tensors(other) for other in params.systems],
             *[paths.target_scores(other) for other in params.systems],
@@ -229,8 +223,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "evaluate", "every method of one pair on the target's test split, label-free thresholds", "pair",
-        "zerolog.evaluation.evaluate:evaluate_section", "zerolog.evaluation.evaluate:load_evaluate_inputs",
-        "zerolog.evaluation.evaluate:compute_evaluate",
+        "zerolog.evaluation.evaluate",
         deps=lambda params, paths, pair: [
             *[paths.tensors(system) for system in _pair_systems(params, pair)],
             paths.pair_scores(pair),
@@ -249,8 +242,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "paper", "one pair under the published protocol: 1:1 classes, test = adaptation set, best epoch ORACLE",
-        "paper_pair", "zerolog.evaluation.paper:paper_section", "zerolog.evaluation.paper:load_paper_inputs",
-        "zerolog.evaluation.paper:compute_paper",
+        "paper_pair", "zerolog.evaluation.paper",
         deps=lambda params, paths, pair: [paths.tensors(system) for system in _pair_systems(params, pair)],
         outputs=lambda params, paths, pair: [
             _metric("metrics", paths.paper_metrics(pair)),
@@ -260,8 +252,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "diagnose", "which label-free signals rank anomalies in every labeled system (validation splits)", None,
-        "zerolog.evaluation.signals:diagnose_section", "zerolog.evaluation.signals:load_diagnose_inputs",
-        "zerolog.evaluation.signals:compute_diagnose",
+        "zerolog.evaluation.signals",
         deps=lambda params, paths, _: [paths.tensors(system) for system in params.diagnose.systems],
         outputs=lambda params, paths, _: [
             Output("markdown", paths.report("transfer_signals.md"), cache=False),
@@ -270,7 +261,7 @@ STAGES: list[Stage] = [
     ),
     Stage(
         "report", "the results table, the F1 heatmap and the README block", None,
-        "zerolog.report:report_section", "zerolog.report:load_report_inputs", "zerolog.report:compute_report",
+        "zerolog.report",
         deps=lambda params, paths, _: [
             *[paths.evaluation_details(pair) for pair in params.pairs],
             *[paths.paper_metrics(pair) for pair in paper_pairs(params)],

@@ -364,7 +364,7 @@ class TensorsInputs:
     level_counts: np.ndarray  # (sessions, levels) int32
 
 
-def load_tensor_inputs(section: TensorsSection, paths: ArtifactPaths) -> TensorsInputs:
+def load_tensors_inputs(section: TensorsSection, paths: ArtifactPaths) -> TensorsInputs:
     """The dataset's sessions (the first max_len events of each), this system's vocabulary and its level counts."""
     sessions_path = paths.sessions_file(section.dataset)
     sessions = _read_sessions(sessions_path, section.config.max_len)
