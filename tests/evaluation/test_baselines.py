@@ -13,7 +13,6 @@ from sklearn.metrics import roc_auc_score
 from zerolog.artifacts import DECISION_RULE, DECISION_THRESHOLD, PI_HAT, SCORE_SCALE, SPLIT_NAMES, read_scores
 from zerolog.errors import DataError
 from zerolog.methods import MethodKind, method_spec
-from zerolog.stages import stage_named
 
 
 def _test_auc(frame, arrays):
@@ -43,7 +42,7 @@ def _score_path(params, method, seed=42):
 def test_every_detector_follows_the_seed_contract_and_records_its_decision(tmp_path):
     params = make_params(tmp_path, {"seeds": [42, 43]})
     arrays = write_tensors(params, "bgl", sessions=400, anomaly_share=0.08, seed=1)
-    result = stage_named("baselines").call(params, "bgl")
+    result = call_stage("baselines", params, "bgl")
     status = json.loads((Path(params.paths.scores) / "target-bgl" / "status.json").read_text())
     assert set(status["methods"]) == set(params.evaluate.baselines) == set(result.methods)
     for method, entry in result.methods.items():  # the files are the result's, with the ids of the runs it logged

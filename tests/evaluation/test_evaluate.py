@@ -15,7 +15,6 @@ from zerolog.config_loader import load_params
 from zerolog.errors import DataError
 from zerolog.evaluation.evaluate import HEADLINE_KEYS, tracking_metrics
 from zerolog.methods import method_spec
-from zerolog.stages import stage_named
 
 PAIR = "hdfs-bgl"
 
@@ -41,7 +40,7 @@ def _headline(params, pair=PAIR):
 
 
 def evaluate_pair(params, pair):
-    return stage_named("evaluate").call(params, pair)
+    return call_stage("evaluate", params, pair)
 
 
 @pytest.fixture(scope="module")

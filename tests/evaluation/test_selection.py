@@ -14,7 +14,6 @@ from zerolog.artifacts import ArtifactPaths, load_tensors, read_scores
 from zerolog.config import SelectionConfig
 from zerolog.detection.bundle import read_bundle
 from zerolog.evaluation.selection import Recipe, SystemScores, apply_recipe, candidate_recipes, choose_recipe, standing
-from zerolog.stages import stage_named
 
 SYSTEMS = {"hdfs": (0.1, 1), "bgl": (0.15, 2), "openstack": (0.2, 3)}  # anomaly share, generator seed
 
@@ -71,7 +70,7 @@ def test_a_targets_own_labels_cannot_change_its_recipe(selected):
 def test_the_recipes_scores_cut_and_bundle_agree(selected):
     """The score file holds the recipe's cut and the share of train sessions it flags; the bundle of zerolog detect
     holds the same recipe and scores the system's sessions as the score file does."""
-    result = stage_named("selection").call(selected, "bgl")
+    result = call_stage("selection", selected, "bgl")
     paths = ArtifactPaths(selected.paths)
     frame, metadata = read_scores(paths.score_file("loso", "", "bgl", selected.seeds[0]))
     assert result.choice.recipe is not None and result.choice.recipe.key == metadata["detector"]

@@ -24,7 +24,6 @@ from zerolog.evaluation.signals import (
     system_view,
     template_set_novelty,
 )
-from zerolog.stages import stage_named
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DIM = 16
@@ -97,7 +96,7 @@ def test_diagnose_writes_the_report_and_metrics(tmp_path: Path) -> None:
     write_system(tmp_path / "tensors" / "a", "a", sessions=300, table=table_a, seed=21)
     write_system(tmp_path / "tensors" / "b", "b", sessions=300, table=table_b, seed=22)
     params = write_params(tmp_path, ["a", "b"])
-    result = stage_named("diagnose").call(params, "")
+    result = call_stage("diagnose", params, "")
     metrics = json.loads((tmp_path / "reports" / "transfer_signals.json").read_text())
     assert metrics == json.loads(json.dumps(result.results))  # the result is what the stage wrote
     assert metrics["split"] == "val" and set(metrics["systems"]) == {"a", "b"}

@@ -25,7 +25,6 @@ from zerolog.features.embed import (
     read_template_vectors,
     resolve_sentence_model,
 )
-from zerolog.stages import stage_named
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -36,7 +35,7 @@ def make_params(tmp_path: Path, **embed_settings):
 
 
 def embed_templates(params):
-    return stage_named("embed").call(params, "")
+    return conftest.call_stage("embed", params, "")
 
 
 def write_sessions(root: Path, dataset: str, sessions: list[list[str]]) -> Path:

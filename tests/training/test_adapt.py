@@ -140,8 +140,7 @@ def test_target_detector_is_the_baselines_pca_mixture(systems, weighting: str) -
 @pytest.mark.parametrize("weighting", ["tfidf", "log1p", "raw"])
 def test_zerolog_detect_pca_state_is_the_target_detectors(systems, weighting: str) -> None:
     """One PCA: the state zerolog detect persists (zerolog.features.pca) is the pi-hat and baselines PCA's."""
-    from zerolog.detection import bundle
-    from zerolog.detection import loso
+    from zerolog.detection import bundle, loso
     from zerolog.features import pca
     from zerolog.features.target_detector import train_pca
 
