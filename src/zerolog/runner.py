@@ -20,10 +20,14 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from zerolog.artifacts import ArtifactPaths
 from zerolog.errors import ZerologError
 from zerolog.io import atomic_directory, atomic_path
+
+if TYPE_CHECKING:  # mlflow is imported only by the stages that record
+    from zerolog.tracking import Tracker
 
 
 class OutputError(ZerologError):
@@ -68,14 +72,14 @@ class Result(Protocol):
 class Tracked(Protocol):
     """A result that logs more than its metrics (models, per-seed runs, figures) into the stage's MLflow run."""
 
-    def track(self, tracker: Any, run_id: str) -> None: ...
+    def track(self, tracker: Tracker, run_id: str) -> None: ...
 
 
 class OwnRuns(Protocol):
     """A result whose MLflow runs are its own, one per method and seed (train, paper), and no stage run: the runner
     has it track them BEFORE it writes, since its outputs name the runs' ids."""
 
-    def track_runs(self, tracker: Any) -> None: ...
+    def track_runs(self, tracker: Tracker) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,9 @@ class Run:
 
     stage: str
     item: str
-    section: Any
-    paths: Any  # ArtifactPaths: where the declared inputs live (the core never sees it)
-    load: Callable[[Any, Any], Any]  # (section, paths) -> inputs, through the artifacts readers of the declared deps
+    section: Any  # the stage's own frozen dataclass
+    paths: ArtifactPaths  # where the declared inputs live (the core never sees it)
+    load: Callable[[Any, ArtifactPaths], Any]  # (section, paths) -> inputs: the artifacts readers of the declared deps
     core: Callable[[Any, Any], Result]  # (section, inputs) -> result
     outputs: dict[str, Path]  # every declared output (outs, metrics and plots alike) by name
 
