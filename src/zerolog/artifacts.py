@@ -330,14 +330,6 @@ class SystemTensors:
         return read_json(self.directory / "session_ids.json")
 
 
-def _check_tensor_values(directory: Path, arrays: dict[str, np.ndarray]) -> None:
-    labels, split = np.asarray(arrays["labels"]), np.asarray(arrays["split"])
-    if labels.size and not np.isin(labels, (UNLABELED, 0, 1)).all():
-        raise DataError(f"{directory / 'labels.npy'}: values must be -1, 0 or 1")
-    if split.size and not np.isin(split, list(SPLIT_CODES.values())).all():
-        raise DataError(f"{directory / 'split.npy'}: values must be 0 (train), 1 (val) or 2 (test)")
-
-
 def load_tensors(directory: str | Path) -> SystemTensors:
     """Open ``tensors/<system>/`` lazily (``mmap_mode="r"``) and check that shapes and codes agree."""
     directory = Path(directory)
@@ -365,5 +357,8 @@ def load_tensors(directory: str | Path) -> SystemTensors:
         raise DataError(
             f"{directory / 'meta.json'}: sessions/max_len disagree with index.npy shape {(sessions, max_len)}"
         )
-    _check_tensor_values(directory, arrays)
+    if not np.isin(arrays["labels"], (UNLABELED, 0, 1)).all():
+        raise DataError(f"{directory / 'labels.npy'}: values must be -1, 0 or 1")
+    if not np.isin(arrays["split"], list(SPLIT_CODES.values())).all():
+        raise DataError(f"{directory / 'split.npy'}: values must be 0 (train), 1 (val) or 2 (test)")
     return SystemTensors(directory=directory, meta=meta, **arrays)

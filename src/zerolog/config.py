@@ -10,11 +10,13 @@ Loading, type checks and the checks across sections: zerolog.config_loader.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import AfterValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 
 from zerolog.errors import ConfigError
 from zerolog.methods import MethodKind, method_spec
@@ -22,6 +24,29 @@ from zerolog.methods import MethodKind, method_spec
 __all__ = ["ConfigError", "Params", "as_dict"]
 
 PARAMS_FILE = Path("params.yaml")
+
+
+def _checked(rule: str, holds: Callable[[Any], bool]) -> AfterValidator:
+    """A field's own check, run by pydantic as params.yaml loads; config_loader reports "<key>: <rule>, got <value>"."""
+
+    def check(value: Any) -> Any:
+        if not holds(value):
+            raise PydanticCustomError("field_check", rule, {"value": value})
+        return value
+
+    return AfterValidator(check)
+
+
+def _distinct(values: list[Any]) -> bool:
+    return bool(values) and len(set(values)) == len(values)
+
+
+Count = Annotated[int, _checked("must be at least 1", lambda value: value >= 1)]
+ZeroOrMore = Annotated[int, _checked("must be 0 or more", lambda value: value >= 0)]
+Positive = Annotated[float, _checked("must be positive", lambda value: value > 0)]
+Share = Annotated[float, _checked("must lie in (0, 1)", lambda value: 0 < value < 1)]  # open interval
+Fraction = Annotated[float, _checked("must lie in [0, 1]", lambda value: 0 <= value <= 1)]  # closed interval
+UpToOne = Annotated[float, _checked("must lie in (0, 1]", lambda value: 0 < value <= 1)]
 
 
 # ----------------------------------------------------------------------------- sections
@@ -55,18 +80,12 @@ class DataConfig:
     source: Literal["bundled", "loghub"]
     mirror: str | None
     base_url: str
-    timeout_seconds: float
-    retries: int
-    retry_wait_seconds: float
+    timeout_seconds: Positive
+    retries: ZeroOrMore
+    retry_wait_seconds: Annotated[float, _checked("must be 0 or more", lambda value: value >= 0)]
     archives: dict[str, str | None]
 
     def __post_init__(self) -> None:
-        if self.timeout_seconds <= 0:
-            raise ConfigError(f"data.timeout_seconds: must be positive, got {self.timeout_seconds}")
-        if self.retries < 0:
-            raise ConfigError(f"data.retries: must be 0 or more, got {self.retries}")
-        if self.retry_wait_seconds < 0:
-            raise ConfigError(f"data.retry_wait_seconds: must be 0 or more, got {self.retry_wait_seconds}")
         for archive, digest in self.archives.items():
             if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
                 raise ConfigError(f"data.archives.{archive}: expected a lower-case hex sha256 or null, got {digest!r}")
@@ -87,9 +106,10 @@ class TimestampConfig:
 class DrainConfig:
     """Drain's settings (He et al., ICWS 2017; logparser3's ``Drain.LogParser`` arguments depth, st, maxChild)."""
 
-    depth: int  # depth of the prefix tree, counting the root and the leaf layer (logparser3's depth)
-    similarity_threshold: float  # a message joins a cluster when its token similarity reaches this (st)
-    max_children: int  # children per inner node before further tokens share the "<*>" child (maxChild)
+    # depth of the prefix tree, counting the root and the leaf layer (logparser3's depth)
+    depth: Annotated[int, _checked("must be at least 3 (root, a token layer, leaves)", lambda value: value >= 3)]
+    similarity_threshold: UpToOne  # a message joins a cluster when its token similarity reaches this (st)
+    max_children: Count  # children per inner node before further tokens share the "<*>" child (maxChild)
 
 
 @dataclass(frozen=True)
@@ -171,7 +191,7 @@ class DatasetConfig:
     loghub: LoghubOrigin | None = None
     session: SessionRule | None = None
     label: LabelRule | None = None
-    anomaly_share: float | None = None  # subsample anomalous sessions (seeded) to this share of labeled ones
+    anomaly_share: Share | None = None  # subsample anomalous sessions (seeded) to this share of labeled ones
     # raw only: this dataset's own line layout, where it differs from its system's (the system's masking regexes and
     # parser settings still apply). Why: one system's logs come in several layouts (loghub's OpenStack vs DevStack).
     log_format: str | None = None  # null: systems.<system>.log_format
@@ -193,7 +213,7 @@ class ParallelConfig:
     """Where a stage maps its work (src/zerolog/parallel.py): a Dask cluster or a local process pool."""
 
     backend: Literal["dask", "processes"]  # dask: a LocalCluster, or the cluster at scheduler_address
-    workers: int  # worker processes; 0: one per available CPU core; 1: in this process (no pool)
+    workers: ZeroOrMore  # worker processes; 0: one per available CPU core; 1: in this process (no pool)
     scheduler_address: str | None  # dask: an existing cluster's scheduler (e.g. tcp://host:8786); null: LocalCluster
 
 
@@ -201,25 +221,16 @@ class ParallelConfig:
 class ParseConfig:
     """Stage parse (src/zerolog/data/parse.py; raw logs: src/zerolog/data/stream_parse.py, Drain)."""
 
-    max_unmatched_share: float  # per log file: fail when more lines than this miss the log format or are not UTF-8
-    max_unreadable_time_share: float  # fail when the timestamp format reads no time from more parsed lines than this
-    chunk_bytes: int  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
-    sample_lines: int  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
+    max_unmatched_share: Fraction  # per log file: fail when more lines than this miss the log format or are not UTF-8
+    max_unreadable_time_share: Fraction  # fail when the timestamp format reads no time from more parsed lines than this
+    chunk_bytes: Count  # bytes of log per chunk (whole lines; the unit of work of a worker and one Parquet part)
+    sample_lines: (
+        ZeroOrMore  # leading lines (at least the first chunk) mined by Drain in the main process before any worker
+    )
     parallel: ParallelConfig  # where the chunks are parsed
     ground_truth: dict[str, str]  # dataset -> loghub *_structured.csv under paths.bundled (make parse-accuracy)
-    template_growth_warning: float  # flag templates that grow with the input (second half / first half of the lines)
-
-    def __post_init__(self) -> None:
-        if self.template_growth_warning <= 0:
-            raise ConfigError(f"parse.template_growth_warning: must be above 0, got {self.template_growth_warning}")
-        if not 0 <= self.max_unreadable_time_share <= 1:
-            raise ConfigError(
-                f"parse.max_unreadable_time_share: must lie in [0, 1], got {self.max_unreadable_time_share}"
-            )
-        if self.chunk_bytes < 1:
-            raise ConfigError(f"parse.chunk_bytes: must be at least 1, got {self.chunk_bytes}")
-        if self.sample_lines < 0:
-            raise ConfigError(f"parse.sample_lines: must be 0 or more, got {self.sample_lines}")
+    # flag templates that grow with the input (second half / first half of the lines)
+    template_growth_warning: Annotated[float, _checked("must be above 0", lambda value: value > 0)]
 
 
 @dataclass(frozen=True)
@@ -246,7 +257,7 @@ class EmbedConfig:
     hashing_dimensions: int  # hashing: vector length
     hashing_ngram_range: list[int]  # hashing: [low, high] character n-gram lengths (words are unigrams)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # here, not in the field types: a dataclasses.replace is checked too
         if self.hashing_dimensions < 1:
             raise ConfigError(f"embed.hashing_dimensions: must be at least 1, got {self.hashing_dimensions}")
         low_high = self.hashing_ngram_range
@@ -258,7 +269,9 @@ class EmbedConfig:
 class TensorsConfig:
     """Session tensors (src/zerolog/features/tensors.py)."""
 
-    max_len: int  # sessions longer than this keep their first max_len events (counted and reported)
+    max_len: Annotated[
+        int, _checked("must be positive", lambda value: value > 0)
+    ]  # sessions longer than this keep their first max_len events (counted and reported)
 
 
 @dataclass(frozen=True)
@@ -312,7 +325,7 @@ class SelfTrainingConfig:
     normal_share: float  # pseudo-normal: within the lowest normal_share of the scores the rule reads
     min_pseudo_anomalies: int  # a round with fewer agreed anomalies trains without the pseudo-labeled task
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # here, not in the field types: direct construction is checked too
         if self.rounds < 0:
             raise ConfigError(f"train.adapt.self_training.rounds: must be 0 or more, got {self.rounds}")
         for key in ("epochs_per_round", "min_pseudo_anomalies"):
@@ -336,39 +349,26 @@ class TrainConfig:
 
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool  # bfloat16 autocast of the training steps, on CUDA only (a no-op on CPU)
-    torch_threads: int  # CPU threads for torch (capped at the machine's cores), shared by the method workers
-    method_workers: int  # stage train on CPU: methods trained side by side in this many processes; 1: in turn
+    torch_threads: Count  # CPU threads for torch (capped at the machine's cores), shared by the method workers
+    method_workers: Count  # stage train on CPU: methods trained side by side in this many processes; 1: in turn
     methods: list[str]  # transfer methods of the method registry (zerolog.methods.METHODS)
-    min_source_anomalies: int
+    min_source_anomalies: Count
     encoder: EncoderConfig
     recurrence: Literal["unrolled", "fused"]  # how CPU training steps run the GRU (model/packed_gru.py)
     optimizer: OptimizerConfig
-    batch_size: int
-    score_batch_size: int
-    epochs: int
-    max_steps_per_epoch: int
+    batch_size: Count
+    score_batch_size: Count
+    epochs: Count
+    max_steps_per_epoch: Count
     gradient_clip_norm: float | None
     class_balance: ClassBalanceConfig
     domain: DomainConfig
     meta: MetaConfig
     adapt: AdaptConfig  # method zerolog_adapt only
     threshold: Literal["fixed_0.5", "source_val"]
-    checkpoint_every_epochs: int
+    checkpoint_every_epochs: Count
 
     def __post_init__(self) -> None:
-        for key in (
-            "torch_threads",
-            "method_workers",
-            "batch_size",
-            "score_batch_size",
-            "epochs",
-            "max_steps_per_epoch",
-            "checkpoint_every_epochs",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be at least 1, got {getattr(self, key)}")
-        if self.min_source_anomalies < 1:
-            raise ConfigError(f"train.min_source_anomalies: must be at least 1, got {self.min_source_anomalies}")
         if not self.methods:
             raise ConfigError("train.methods: name at least one method")
         for index, method in enumerate(self.methods):
@@ -394,84 +394,51 @@ ThresholdRule = Literal[
 class BootstrapConfig:
     """Percentile bootstrap of F1 over the target test sessions, seeded with ``params.seed``."""
 
-    samples: int
-    confidence: float
-
-    def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise ConfigError(f"evaluate.bootstrap.samples: must be at least 1, got {self.samples}")
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"evaluate.bootstrap.confidence: must lie in (0, 1), got {self.confidence}")
+    samples: Count
+    confidence: Share
 
 
 @dataclass(frozen=True)
 class IsolationForestConfig:
     """scikit-learn's IsolationForest on the target's train event counts (method ``isolation_forest``)."""
 
-    n_estimators: int  # number of trees
-
-    def __post_init__(self) -> None:
-        if self.n_estimators < 1:
-            raise ConfigError(
-                f"evaluate.detectors.isolation_forest.n_estimators: must be at least 1, got {self.n_estimators}"
-            )
+    n_estimators: Count  # number of trees
 
 
 @dataclass(frozen=True)
 class PcaConfig:
     """loglizer's PCA (methods ``pca`` and ``pca_mixture``): SPE of weighted counts off the train subspace."""
 
-    variance: float  # share of the train variance the normal subspace keeps (loglizer's default 0.95)
+    variance: Share  # share of the train variance the normal subspace keeps (loglizer's default 0.95)
     weighting: Literal["tfidf", "log1p", "raw"]  # how counts are weighted before the PCA (loglizer: tfidf)
-    c_alpha: float  # pca: the Q-statistic's normal quantile (loglizer's 3.2905, alpha ~ 0.001)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.variance < 1:
-            raise ConfigError(f"evaluate.detectors.pca.variance: must lie in (0, 1), got {self.variance}")
-        if self.c_alpha <= 0:
-            raise ConfigError(f"evaluate.detectors.pca.c_alpha: must be positive, got {self.c_alpha}")
+    c_alpha: Positive  # pca: the Q-statistic's normal quantile (loglizer's 3.2905, alpha ~ 0.001)
 
 
 @dataclass(frozen=True)
 class InvariantsMiningConfig:
     """Invariants Mining (Lou et al. 2010; method ``invariants_mining``)."""
 
-    support: float  # an invariant must hold on at least this share of the train sessions
-    epsilon: float  # eigenvalues of X^T X below it count toward the invariant space's dimension (the search budget)
-    max_size: int  # largest event set searched
-    scales: list[int]  # integer multiples tried when rounding a null vector to small integer coefficients
-
-    def __post_init__(self) -> None:
-        where = "evaluate.detectors.invariants_mining"
-        if not 0 < self.support <= 1:
-            raise ConfigError(f"{where}.support: must lie in (0, 1], got {self.support}")
-        if self.epsilon <= 0:
-            raise ConfigError(f"{where}.epsilon: must be positive, got {self.epsilon}")
-        if self.max_size < 1:
-            raise ConfigError(f"{where}.max_size: must be at least 1, got {self.max_size}")
-        if not self.scales or min(self.scales) < 1:
-            raise ConfigError(f"{where}.scales: name at least one positive integer, got {self.scales}")
+    support: UpToOne  # an invariant must hold on at least this share of the train sessions
+    epsilon: Positive  # eigenvalues of X^T X below it count toward the invariant space's dimension (the search budget)
+    max_size: Count  # largest event set searched
+    # integer multiples tried when rounding a null vector to small integer coefficients
+    scales: Annotated[
+        list[int], _checked("name at least one positive integer", lambda scales: min(scales, default=0) >= 1)
+    ]
 
 
 @dataclass(frozen=True)
 class DeepLogConfig:
     """DeepLog's next-event LSTM (method ``deeplog``), trained on the target's unlabeled train sessions."""
 
-    window: int  # events of history
-    top_g: int  # an event outside the g most likely predictions is a miss
-    hidden_size: int
-    layers: int
-    epochs: int  # passes over the distinct (history, next event) pairs
-    batch_size: int
-    learning_rate: float
-    threads: int  # torch CPU threads (1: a small LSTM spends a second thread's time waiting, measured 4.6x the CPU)
-
-    def __post_init__(self) -> None:
-        for key in ("window", "top_g", "hidden_size", "layers", "epochs", "batch_size", "threads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"evaluate.detectors.deeplog.{key}: must be at least 1, got {getattr(self, key)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"evaluate.detectors.deeplog.learning_rate: must be positive, got {self.learning_rate}")
+    window: Count  # events of history
+    top_g: Count  # an event outside the g most likely predictions is a miss
+    hidden_size: Count
+    layers: Count
+    epochs: Count  # passes over the distinct (history, next event) pairs
+    batch_size: Count
+    learning_rate: Positive
+    threads: Count  # torch CPU threads (1: a small LSTM spends a second thread's time waiting, measured 4.6x the CPU)
 
 
 @dataclass(frozen=True)
@@ -479,17 +446,10 @@ class LogLeadConfig:
     """LogLead's own detectors (methods ``loglead_rarity``, ``loglead_ngram``), with LogLead's defaults."""
 
     rarity_threshold: float  # RarityModel flags score > this (AnomalyDetector.train_RarityModel's 250)
-    rarity_common_threshold: float  # templates above this share of train events weigh 0
-    ngram_length: int  # n of the next-event n-gram model (LogLead's 5)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.rarity_common_threshold < 1:
-            raise ConfigError(
-                f"evaluate.detectors.loglead.rarity_common_threshold: must lie in (0, 1), got "
-                f"{self.rarity_common_threshold}"
-            )
-        if self.ngram_length < 2:
-            raise ConfigError(f"evaluate.detectors.loglead.ngram_length: must be at least 2, got {self.ngram_length}")
+    rarity_common_threshold: Share  # templates above this share of train events weigh 0
+    ngram_length: Annotated[
+        int, _checked("must be at least 2", lambda value: value >= 2)
+    ]  # n of the n-gram model (LogLead's 5)
 
 
 @dataclass(frozen=True)
@@ -508,23 +468,9 @@ class OracleConfig:
     """The supervised target oracle (upper bound): trained on the target's own train labels."""
 
     model: Literal["neural", "logistic_regression"]  # neural: the training stage's encoder; else counts + LR
-    min_train_anomalies: int  # fewer labeled anomalies in the target's train split: no oracle (status written)
-    logistic_regularization: float  # logistic_regression: inverse regularization strength C
-    logistic_max_iterations: int
-
-    def __post_init__(self) -> None:
-        if self.min_train_anomalies < 1:
-            raise ConfigError(
-                f"evaluate.oracle.min_train_anomalies: must be at least 1, got {self.min_train_anomalies}"
-            )
-        if self.logistic_regularization <= 0:
-            raise ConfigError(
-                f"evaluate.oracle.logistic_regularization: must be positive, got {self.logistic_regularization}"
-            )
-        if self.logistic_max_iterations < 1:
-            raise ConfigError(
-                f"evaluate.oracle.logistic_max_iterations: must be at least 1, got {self.logistic_max_iterations}"
-            )
+    min_train_anomalies: Count  # fewer labeled anomalies in the target's train split: no oracle (status written)
+    logistic_regularization: Positive  # logistic_regression: inverse regularization strength C
+    logistic_max_iterations: Count
 
 
 @dataclass(frozen=True)
@@ -532,11 +478,10 @@ class LevelRuleConfig:
     """The label-free ``level_rule`` baseline (stage baselines): a session is anomalous when any of its lines has one
     of these levels (compared case-insensitively). No score to threshold: the rule itself decides."""
 
-    levels: list[str]
-
-    def __post_init__(self) -> None:
-        if not self.levels or not all(level.strip() for level in self.levels):
-            raise ConfigError(f"evaluate.level_rule.levels: name at least one non-empty level, got {self.levels}")
+    levels: Annotated[
+        list[str],
+        _checked("name at least one non-empty level", lambda levels: bool(levels) and all(map(str.strip, levels))),
+    ]
 
 
 @dataclass(frozen=True)
@@ -549,13 +494,14 @@ class EvaluateConfig:
     threshold_rules: list[ThresholdRule]
     primary_threshold_rule: ThresholdRule  # the rule behind each method's headline F1
     primary_threshold_rule_by_method: dict[str, ThresholdRule]  # where the primary rule cannot apply
-    contamination_prior: float
-    min_test_anomalies: int
+    contamination_prior: Share
+    min_test_anomalies: Count
     bootstrap: BootstrapConfig
     detectors: DetectorsConfig
     level_rule: LevelRuleConfig
     oracle: OracleConfig
-    pr_curve_points: int  # at most this many points per method in the PR-curve plot data
+    # at most this many points per method in the PR-curve plot data
+    pr_curve_points: Annotated[int, _checked("must be at least 2", lambda value: value >= 2)]
 
     def __post_init__(self) -> None:
         if self.primary_threshold_rule == "target_val":
@@ -572,10 +518,6 @@ class EvaluateConfig:
                 "evaluate.threshold_rules: target_val is oracle only; name it for supervised_target in "
                 "evaluate.primary_threshold_rule_by_method"
             )
-        if self.min_test_anomalies < 1:
-            raise ConfigError(f"evaluate.min_test_anomalies: must be at least 1, got {self.min_test_anomalies}")
-        if self.pr_curve_points < 2:
-            raise ConfigError(f"evaluate.pr_curve_points: must be at least 2, got {self.pr_curve_points}")
         if method_spec(self.recommended, "evaluate.recommended").kind is not MethodKind.SELECTED:  # persisted
             raise ConfigError(
                 f"evaluate.recommended: {self.recommended!r} is not the leave-one-system-out recipe "
@@ -617,27 +559,19 @@ class PaperConfig:
     target's test set = every kept target session (the ones it adapted on), P(anomalous) >= ``threshold``, the last
     epoch and the best epoch by target F1 (ORACLE: it reads target labels, as the public code does)."""
 
-    pairs: list[str]  # pairs of ``pairs`` measured under this protocol
-    methods: list[str]  # transfer methods trained per pair (the trainer of stage train, train.* settings)
-    anomaly_share: float  # share of anomalies kept in each domain: the majority class is subsampled (seeded)
-    dev_share: float  # share of each domain's kept sessions in dev (the rest in train), stratified by label
-    threshold: float  # decision: P(anomalous) >= threshold (the public code: 0.5)
-    epochs: int  # training epochs (train.epochs is the realistic protocol's)
+    pairs: Annotated[list[str], _checked("name at least one pair, each once", _distinct)]  # of ``pairs``
+    # transfer methods trained per pair (the trainer of stage train, train.* settings)
+    methods: Annotated[list[str], _checked("name at least one method, each once", _distinct)]
+    anomaly_share: Share  # share of anomalies kept in each domain: the majority class is subsampled (seeded)
+    dev_share: Share  # share of each domain's kept sessions in dev (the rest in train), stratified by label
+    threshold: Share  # decision: P(anomalous) >= threshold (the public code: 0.5)
+    epochs: Count  # training epochs (train.epochs is the realistic protocol's)
     seed: int  # subsampling, the train/dev split and the model
 
     def __post_init__(self) -> None:
-        if not self.pairs or len(set(self.pairs)) != len(self.pairs):
-            raise ConfigError(f"paper.pairs: name at least one pair, each once, got {self.pairs}")
-        if not self.methods or len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"paper.methods: name at least one method, each once, got {self.methods}")
         for index, method in enumerate(self.methods):
             if method_spec(method, f"paper.methods[{index}]").kind is not MethodKind.TRANSFER:
                 raise ConfigError(f"paper.methods[{index}]: {method} is not a transfer method")
-        for key in ("anomaly_share", "dev_share", "threshold"):
-            if not 0 < getattr(self, key) < 1:
-                raise ConfigError(f"paper.{key}: must lie in (0, 1), got {getattr(self, key)}")
-        if self.epochs < 1:
-            raise ConfigError(f"paper.epochs: must be at least 1, got {self.epochs}")
 
 
 #: Every key of ``paper``.
@@ -653,7 +587,7 @@ class DiagnoseConfig:
     probe_regularization: float  # inverse regularization strength C of the linear probe
     templates_shown: int  # templates listed per source -> system, at each end of the probe's ranking
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # here, not in the field types: a dataclasses.replace is checked too
         if len(set(self.systems)) < 2:
             raise ConfigError(f"diagnose.systems: name at least two distinct systems, got {self.systems}")
         if not self.severity_anchors or not all(text.strip() for text in self.severity_anchors):
@@ -670,17 +604,23 @@ class SelectionConfig:
     on the other labeled systems' validation splits."""
 
     criterion: Literal["worst_case"]  # the highest lowest validation F1 over the reference systems
-    members: list[str]  # target-only detectors of evaluate.baselines a recipe may combine
+    members: Annotated[
+        list[str], _checked("name distinct detectors", _distinct)
+    ]  # target-only detectors of evaluate.baselines a recipe may combine
     sizes: list[int]  # recipes: every group of this many members (1: each member alone)
     standings: list[str]  # rank | robust_z: a member's score against its own train scores
     combinations: list[str]  # mean | max of the members' standings
-    cuts: list[str]  # mixture | otsu | a PyThresh thresholder's module name (pythresh.thresholds.<name>)
-    min_val_anomalies: int  # a system is a reference only with this many labeled anomalies in its validation split
+    # mixture | otsu | a PyThresh thresholder's module name (pythresh.thresholds.<name>)
+    cuts: Annotated[
+        list[str],
+        _checked(
+            "name mixture, otsu or PyThresh thresholders", lambda cuts: bool(cuts) and all(map(str.isidentifier, cuts))
+        ),
+    ]
+    min_val_anomalies: Count  # a system is a reference only with this many labeled anomalies in its validation split
     fallback: str  # the recipe (members|standing|combination|cut) of a system no other labeled system can judge
 
     def __post_init__(self) -> None:
-        if not self.members or len(set(self.members)) != len(self.members):
-            raise ConfigError(f"selection.members: name distinct detectors, got {self.members}")
         if not self.sizes or not all(1 <= size <= len(self.members) for size in self.sizes):
             raise ConfigError(f"selection.sizes: each must lie in 1..{len(self.members)}, got {self.sizes}")
         for key, values, known in (
@@ -690,10 +630,6 @@ class SelectionConfig:
             unknown = [value for value in values if value not in known]
             if not values or unknown:
                 raise ConfigError(f"selection.{key}: {unknown or 'empty'} (known: {', '.join(known)})")
-        if not self.cuts or not all(cut.isidentifier() for cut in self.cuts):
-            raise ConfigError(f"selection.cuts: name mixture, otsu or PyThresh thresholders, got {self.cuts}")
-        if self.min_val_anomalies < 1:
-            raise ConfigError(f"selection.min_val_anomalies: must be at least 1, got {self.min_val_anomalies}")
         parts = self.fallback.split("|")
         if len(parts) != 4 or not set(parts[0].split("+")) <= set(self.members):
             raise ConfigError(
@@ -705,19 +641,15 @@ class SelectionConfig:
 class GateConfig:
     """CI quality gate: F1 per pair and method against a committed baseline (src/zerolog/evaluation/gate.py)."""
 
-    tolerance: float  # fail when an F1 or ROC-AUC falls more than this below its baseline
+    # fail when an F1 or ROC-AUC falls more than this below its baseline
+    tolerance: Annotated[float, _checked("must lie in [0, 1)", lambda value: 0 <= value < 1)]
     baseline: str  # baseline of the full profile (the default pipeline's metrics)
     profiles: dict[str, str]  # profile name -> YAML file of `-S` overrides and that profile's baseline
-    min_seeds: int  # a stochastic method is gated on its mean over at least this many model seeds, never on one draw
-    seed_sd_multiplier: float  # its tolerance: max(tolerance, this x sd x sqrt(2 / seeds)), sd across its seeds
+    # a stochastic method is gated on its mean over at least this many model seeds, never on one draw
+    min_seeds: Annotated[int, _checked("must be at least 2 (a mean needs seeds)", lambda value: value >= 2)]
+    seed_sd_multiplier: Positive  # its tolerance: max(tolerance, this x sd x sqrt(2 / seeds)), sd across its seeds
 
     def __post_init__(self) -> None:
-        if not 0 <= self.tolerance < 1:
-            raise ConfigError(f"gate.tolerance: must lie in [0, 1), got {self.tolerance}")
-        if self.min_seeds < 2:
-            raise ConfigError(f"gate.min_seeds: must be at least 2 (a mean needs seeds), got {self.min_seeds}")
-        if self.seed_sd_multiplier <= 0:
-            raise ConfigError(f"gate.seed_sd_multiplier: must be positive, got {self.seed_sd_multiplier}")
         if "full" in self.profiles:
             raise ConfigError("gate.profiles.full: reserved for the default pipeline (baseline gate.baseline)")
 
@@ -726,15 +658,12 @@ class GateConfig:
 class DetectConfig:
     """``zerolog detect`` and the registry (src/zerolog/detection/): how new logs are read and what is reported."""
 
-    top_templates: int  # templates listed per session, those that weigh most in its score
-    partition_bytes: int  # input bytes per on-disk partition of the events while sessions are collected (memory bound)
+    top_templates: Count  # templates listed per session, those that weigh most in its score
+    # input bytes per on-disk partition of the events while sessions are collected (memory bound)
+    partition_bytes: Annotated[int, _checked("must be at least 1 MiB", lambda value: value >= 1 << 20)]
     registered_model: str  # MLflow registered-model name of a system's recommended detector; {system} is replaced
 
     def __post_init__(self) -> None:
-        if self.top_templates < 1:
-            raise ConfigError(f"detect.top_templates: must be at least 1, got {self.top_templates}")
-        if self.partition_bytes < 1 << 20:
-            raise ConfigError(f"detect.partition_bytes: must be at least 1 MiB, got {self.partition_bytes}")
         if "{system}" not in self.registered_model or not self.registered_model.replace("{system}", "x").strip():
             raise ConfigError(f"detect.registered_model: must contain {{system}}, got {self.registered_model!r}")
 
@@ -753,7 +682,9 @@ class Params:
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     seed: int  # the data: splits, subsampling, bootstrap resamples (one fixed split for every model seed)
-    seeds: list[int]  # the models: a stochastic method is run once per seed; metrics report mean and sd over them
+    seeds: Annotated[
+        list[int], _checked("name at least one seed, each once", _distinct)
+    ]  # the models: a stochastic method is run once per seed; metrics report mean and sd over them
     paths: Paths
     data: DataConfig
     systems: dict[str, SystemConfig]

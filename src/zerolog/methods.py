@@ -197,8 +197,3 @@ def method_spec(name: str, where: str = "method") -> MethodSpec:
     if name not in METHODS:
         raise ConfigError(f"{where}: unknown method {name!r} (known: {', '.join(METHODS)})")
     return METHODS[name]
-
-
-def methods_of_kind(*kinds: MethodKind) -> list[str]:
-    """Registered method names of the given kinds, in registry order."""
-    return [name for name, spec in METHODS.items() if spec.kind in kinds]

@@ -173,11 +173,7 @@ def dvc_md5(path: str | Path) -> str | None:
     lock = Path("dvc.lock")
     if not lock.is_file():
         return None
-    try:
-        relative = Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return None
-    return _dvc_lock_outputs(lock.resolve(), lock.stat().st_mtime).get(relative)
+    return _dvc_lock_outputs(lock.resolve(), lock.stat().st_mtime).get(_display_path(Path(path)))  # relative paths
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,16 @@ Weighting = Literal["tfidf", "log1p", "raw"]
 WEIGHTINGS = ("tfidf", "log1p", "raw")
 
 
+def _weighted(counts: np.ndarray, weighting: Weighting, idf: np.ndarray | float) -> np.ndarray:
+    """(sessions, columns) counts as the PCA sees them; ``idf``: each column's tf-idf weight."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if weighting == "tfidf":
+        return counts * idf
+    if weighting == "log1p":
+        return np.log1p(counts)
+    return counts
+
+
 def tfidf_weights(train_counts: np.ndarray) -> np.ndarray:
     """(templates + 1,) loglizer's idf, log(N / df) over the train rows; a column no train row holds weighs as
     df = 1 (the rarest)."""
@@ -66,32 +76,15 @@ class PcaSubspace:
     def columns(self) -> int:
         return int(self.mean.shape[0])
 
-    def weigh(self, counts: np.ndarray) -> np.ndarray:
-        """(sessions, columns) counts of the state's own columns as the PCA sees them."""
-        counts = np.asarray(counts, dtype=np.float64)
-        if self.weighting == "tfidf":
-            return counts * self.idf
-        if self.weighting == "log1p":
-            return np.log1p(counts)
-        return counts
-
-    def weigh_unseen(self, counts: np.ndarray) -> np.ndarray:
-        """(sessions, extra) counts of templates the state has no column for, weighted as an unseen column."""
-        counts = np.asarray(counts, dtype=np.float64)
-        if self.weighting == "tfidf":
-            return counts * np.log(self.train_sessions / 1.0)
-        if self.weighting == "log1p":
-            return np.log1p(counts)
-        return counts
-
     def residuals(self, counts: np.ndarray, unseen_counts: np.ndarray | None = None) -> np.ndarray:
         """(sessions, columns + extra) residual of every row off the subspace; ``unseen_counts`` (sessions, extra)
         are counts of templates without a column (their residual is their weighted count)."""
-        centred = self.weigh(counts) - self.mean  # (sessions, columns)
+        centred = _weighted(counts, self.weighting, self.idf) - self.mean  # (sessions, columns)
         residual = centred - (centred @ self.components.T) @ self.components
         if unseen_counts is None or unseen_counts.shape[1] == 0:
             return residual
-        return np.concatenate([residual, self.weigh_unseen(unseen_counts)], axis=1)
+        unseen = _weighted(unseen_counts, self.weighting, np.log(self.train_sessions / 1.0))  # weighed as df = 1
+        return np.concatenate([residual, unseen], axis=1)
 
     def spe(self, counts: np.ndarray, unseen_counts: np.ndarray | None = None) -> np.ndarray:
         """(sessions,) squared prediction error."""
@@ -108,8 +101,7 @@ def fit_pca_subspace(train_counts: np.ndarray, variance: float, weighting: Weigh
     if train.shape[0] < 2:
         raise DataError(f"{train.shape[0]} train session(s): too few to fit a detector on")
     idf = tfidf_weights(train)
-    unfitted = PcaSubspace(weighting, idf, np.zeros(train.shape[1]), np.zeros((0, train.shape[1])), train.shape[0])
-    weighted_train = unfitted.weigh(train)  # (train, templates + 1)
+    weighted_train = _weighted(train, weighting, idf)  # (train, templates + 1)
     mean = weighted_train.mean(axis=0)
     if not np.any(weighted_train - mean):
         raise DataError("pca: the target's train count vectors are all identical; no subspace to fit")

@@ -126,17 +126,12 @@ def _read_sessions(path: Path, max_len: int) -> _Sessions:
         # with it, Arrow reads ahead and holds several row groups at once.
         leaves = [column.path for column in pq.ParquetFile(path).schema if column.path.startswith("templates.")]
         reader = pq.ParquetFile(path, pre_buffer=False, read_dictionary=leaves[:1])
-        schema = reader.schema_arrow
-    except (OSError, pa.ArrowException) as error:
-        raise DataError(f"{path}: unreadable parquet: {error}") from None
-    for column in ("session_id", "templates", "label", "split"):
-        if column not in schema.names:
-            raise DataError(f"{path}: missing column {column!r}")
-    if reader.metadata.num_rows == 0:
-        raise DataError(f"{path}: no sessions")
-    metadata = schema.metadata or {}
-    label_rule = metadata.get(b"label_rule")
-    try:
+        for column in ("session_id", "templates", "label", "split"):
+            if column not in reader.schema_arrow.names:
+                raise DataError(f"{path}: missing column {column!r}")
+        if reader.metadata.num_rows == 0:
+            raise DataError(f"{path}: no sessions")
+        label_rule = (reader.schema_arrow.metadata or {}).get(b"label_rule")
         table = reader.read(columns=["session_id", "label", "split"], use_threads=False)
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"{path}: unreadable parquet: {error}") from None
