@@ -567,13 +567,9 @@ class EvaluateResult:
                 with tracker.run(f"{run_name(settings.pair, method)} evaluate", tags, logged, key=key) as run_id:
                     tracker.log_metrics(run_id, tracking_metrics(entry))
                     tracker.log_artifacts(run_id, [figure], "plots")
-                    tracker.log_datasets(
-                        [run_id],
-                        [
-                            InputData(target.directory, "test", split_sizes(target)),
-                            InputData(folder, "scores", {"score_files": len(score_files)}),
-                        ],
-                    )
+                    datasets = [InputData(target.directory, "test", split_sizes(target)),
+                                InputData(folder, "scores", {"score_files": len(score_files)})]  # fmt: skip
+                    tracker.log_datasets([run_id], datasets)
                 for scored_run, metrics in scored_run_metrics(entry).items():
                     tracker.add_metrics(scored_run, metrics)
                 entry["mlflow_run_id"] = run_id
