@@ -123,27 +123,21 @@ def _source_validation(
     source_frame = frame[(frame["domain"] == "source") & (frame["split"] == "val")]
     if not len(source_frame):
         return None, None
-    scores, labels = [], []
+    parts = []
     for system, group in source_frame.groupby("system", sort=True):
         if system == target.system or str(system) not in systems:
             raise DataError(f"{path}: source rows of system {system}, which is not a source of this pair")
-        tensors = systems[str(system)]
-        _check_rows(group, tensors, path)
-        assert tensors.labels is not None
-        group_labels = np.asarray(tensors.labels)[group["row"].to_numpy(dtype=np.int64)]
-        known = group_labels >= 0
-        scores.append(group["score"].to_numpy(dtype=np.float64)[known])
-        labels.append(group_labels[known].astype(np.int64))
-    return np.concatenate(scores), np.concatenate(labels)
+        _check_rows(group, systems[str(system)], path)
+        parts.append(_labeled_scores(group, systems[str(system)]))
+    return np.concatenate([scores for scores, _ in parts]), np.concatenate([labels for _, labels in parts])
 
 
-def _target_validation(by_split: dict[str, pd.DataFrame], target: SystemTensors) -> tuple[np.ndarray, np.ndarray]:
-    """The target's labeled validation scores and labels: the ORACLE's own selection rule only."""
-    assert target.labels is not None
-    rows = by_split["val"]["row"].to_numpy(dtype=np.int64)
-    labels = np.asarray(target.labels)[rows]
+def _labeled_scores(frame: pd.DataFrame, tensors: SystemTensors) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of ``frame``'s rows that carry a label in ``tensors``, and those labels."""
+    assert tensors.labels is not None
+    labels = np.asarray(tensors.labels)[frame["row"].to_numpy(dtype=np.int64)]
     known = labels >= 0
-    return by_split["val"]["score"].to_numpy(dtype=np.float64)[known], labels[known].astype(np.int64)
+    return frame["score"].to_numpy(dtype=np.float64)[known], labels[known].astype(np.int64)
 
 
 def rule_inputs(
@@ -160,7 +154,7 @@ def rule_inputs(
     source_scores, source_labels = _source_validation(frame, target, systems, path)
     target_val_scores = target_val_labels = None
     if oracle:
-        target_val_scores, target_val_labels = _target_validation(by_split, target)
+        target_val_scores, target_val_labels = _labeled_scores(by_split["val"], target)  # the ORACLE's rule only
     from_training = metadata.get("threshold_source_val")
     decision = metadata.get(DECISION_THRESHOLD)
     inputs = RuleInputs(
