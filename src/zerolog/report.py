@@ -155,14 +155,6 @@ def _best_of_kind(result: dict[str, Any], methods: list[str], kind: MethodKind, 
     return f"{best}: {_f1_cell(scored[best])}"
 
 
-def _pi_hat_cells(result: dict[str, Any]) -> list[str]:
-    """pi-hat (label-free, the recommended detector's flagged share of the target's train sessions) and the true
-    anomaly share of the target's test split."""
-    pi_hat = result.get("pi_hat") or {}
-    estimate = "n/a" if pi_hat.get("estimate") is None else f"{pi_hat['estimate']:.3f}"
-    return [estimate, _number(pi_hat.get("true_share_test"))]
-
-
 def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """Per pair: the recommended detector (``evaluate.recommended``), the paper's method (zerolog), the best other
     target-only detector and the best rule, the oracle, and pi-hat beside the true share."""
@@ -180,12 +172,14 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
         else:
             chosen = result["methods"].get(recommended) or {}
             recipes[result.get("target", pair)] = str(chosen.get("detector") or chosen.get("reason") or "n/a")
+            pi_hat = result.get("pi_hat") or {}  # label-free: the recommended detector's flagged share of train
+            estimate = "n/a" if pi_hat.get("estimate") is None else f"{pi_hat['estimate']:.3f}"
             cells = [_f1_cell(chosen), _f1_cell(result["methods"].get(FORMER)),
                      _f1_cell(result["methods"].get("zerolog")),
                      _best_of_kind(result, methods, MethodKind.TARGET_ONLY, recommended),
                      _best_of_kind(result, methods, MethodKind.RULE, None),
                      *[_f1_cell(result["methods"].get(method)) for method in oracles],
-                     *_pi_hat_cells(result)]  # fmt: skip
+                     estimate, _number(pi_hat.get("true_share_test"))]  # fmt: skip
         lines.append(f"| {pair} | {_data_cell(result)} | " + " | ".join(cells) + " |")
     chosen_line = "; ".join(f"{target}: `{recipe}`" for target, recipe in recipes.items())
     lines += [
@@ -368,12 +362,6 @@ def read_paper_metrics(settings: ReportSettings, paths: ArtifactPaths) -> dict[s
             for pair in pairs}  # fmt: skip
 
 
-def _paper_pairs(settings: ReportSettings) -> list[str]:
-    """The pairs with published figures, then the other pairs measured under the paper protocol."""
-    measured = list(settings.paper.pairs) if settings.paper is not None else []
-    return list(dict.fromkeys([*PUBLISHED_FREELOG_PRECISION, *measured]))
-
-
 def _paper_cells(result: dict[str, Any] | None, method: str) -> list[str]:
     """Last epoch F1 (P / R) and best epoch F1 (ORACLE) of ``method`` under the paper protocol."""
     if result is None:
@@ -430,7 +418,8 @@ def paper_protocol_table(settings: ReportSettings, results: dict[str, dict[str, 
         "realistic: zerolog F1 [95% CI], precision",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for pair in _paper_pairs(settings):
+    measured = list(settings.paper.pairs) if settings.paper is not None else []
+    for pair in dict.fromkeys([*PUBLISHED_FREELOG_PRECISION, *measured]):  # the pairs with published figures first
         published = PUBLISHED_FREELOG_PRECISION.get(pair)
         cells = ["> 0.80 (abstract; pairs not named)", "–" if published is None else f"{published:.2f}%"]
         paper = paper_results.get(pair)
