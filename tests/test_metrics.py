@@ -90,7 +90,7 @@ def test_bootstrap_of_perfect_predictions_is_a_point():
 def test_threshold_metrics_uses_greater_or_equal_and_reports_everything():
     labels = np.array([0, 0, 1, 1, 0])
     scores = np.array([0.1, 0.5, 0.5, 0.9, 0.7])
-    result = threshold_metrics(labels, scores, 0.5, "fixed_0.5", bootstrap_samples=20, confidence=0.9, seed=1)
+    result = threshold_metrics(labels, scores, 0.5, bootstrap_samples=20, confidence=0.9, seed=1)
     # predicted: 0.5, 0.5, 0.9, 0.7 -> tp 2, fp 2, fn 0
     assert result.confusion.as_dict() == {
         "true_positives": 2,

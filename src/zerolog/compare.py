@@ -89,14 +89,8 @@ def table(rows: list[dict[str, Any]], pairs: list[str], methods: list[str], metr
     lines = ["  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
              for line in [header, *body]]  # fmt: skip
     changes = [f"  {row['name']}: {changed_params(row['params'], baseline) or '(as the baseline)'}" for row in rows]
-    return "\n".join(
-        [
-            f"{metric} under the headline rule (mean±sd over seeds for trained methods)",
-            *lines,
-            "params changed against the baseline commit:",
-            *changes,
-        ]
-    )
+    title = f"{metric} under the headline rule (mean±sd over seeds for trained methods)"
+    return "\n".join([title, *lines, "params changed against the baseline commit:", *changes])
 
 
 def dvc_experiments(all_commits: bool) -> list[dict[str, Any]]:

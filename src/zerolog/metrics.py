@@ -12,7 +12,7 @@ whose denominator is zero is 0.0 (sklearn's ``zero_division=0``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,19 +31,13 @@ class ConfusionCounts:
     false_negatives: int
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "true_positives": self.true_positives,
-            "false_positives": self.false_positives,
-            "true_negatives": self.true_negatives,
-            "false_negatives": self.false_negatives,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class ThresholdMetrics:
-    """Precision, recall and F1 of one method on one test split under one threshold rule."""
+    """Precision, recall and F1 of one method on one test split under one threshold."""
 
-    rule: str
     threshold: float
     precision: float
     recall: float
@@ -54,15 +48,9 @@ class ThresholdMetrics:
 
     def as_dict(self) -> dict[str, object]:
         """Flat enough for `dvc metrics show`: scalars, the CI pair and the confusion counts."""
-        return {
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "threshold": self.threshold,
-            "f1_ci": [self.f1_ci[0], self.f1_ci[1]],
-            "oracle": self.oracle,
-            **self.confusion.as_dict(),
-        }
+        flat = asdict(self)
+        confusion = flat.pop("confusion")
+        return {**flat, "f1_ci": list(self.f1_ci), **confusion}
 
 
 def check_binary(labels: np.ndarray, scores: np.ndarray, where: str) -> None:
@@ -184,18 +172,16 @@ def threshold_metrics(
     labels: np.ndarray,
     scores: np.ndarray,
     threshold: float,
-    rule: str,
     bootstrap_samples: int,
     confidence: float,
     seed: int,
     oracle: bool = False,
 ) -> ThresholdMetrics:
-    """Every thresholded metric of one method on one test split under one rule's threshold."""
+    """Every thresholded metric of one method on one test split at ``threshold``."""
     predictions = np.asarray(scores) >= threshold
     counts = confusion_counts(labels, predictions)
     precision, recall, f1 = _ratios(counts.true_positives, counts.false_positives, counts.false_negatives)
     return ThresholdMetrics(
-        rule=rule,
         threshold=float(threshold),
         precision=float(precision),
         recall=float(recall),

@@ -69,15 +69,8 @@ def plot_paper_curve(path: Path, curve: pd.DataFrame, threshold: float, title: s
         label = "source dev F1 (best cut)" if column == "val/f1" else f"{column} at P >= {threshold:g} (ORACLE)"
         scores.plot(curve["epoch"], curve[column], label=label, linestyle="--" if column == "val/f1" else "-")
     best = curve.loc[curve["target/f1"].idxmax()]
-    scores.scatter(
-        [best["epoch"]],
-        [best["target/f1"]],
-        marker="*",
-        s=90,
-        color="black",
-        zorder=3,
-        label=f"best target F1 {best['target/f1']:.3f} (epoch {int(best['epoch'])}, ORACLE)",
-    )
+    scores.scatter([best["epoch"]], [best["target/f1"]], marker="*", s=90, color="black", zorder=3,
+                   label=f"best target F1 {best['target/f1']:.3f} (epoch {int(best['epoch'])}, ORACLE)")  # fmt: skip
     scores.set(xlabel="epoch", ylim=(0, 1.02))
     scores.legend(fontsize=7)
     figure.suptitle(title)

@@ -72,16 +72,19 @@ PUBLISHED_NOTE = (
 # ----------------------------------------------------------------------------- reading
 
 
+def _read_checked(path: Path, stage: str, pair: str, keys: tuple[str, ...]) -> Any:
+    """A pair's JSON file written by ``stage``; DataError naming a missing file or a missing key."""
+    result = read_json(path, f"run the {stage} stage for pair {pair}")
+    missing = [key for key in keys if key not in result]
+    if missing:
+        raise DataError(f"{path}: missing key {missing[0]!r}")
+    return result
+
+
 def read_pair_metrics(settings: ReportSettings, paths: ArtifactPaths) -> dict[str, dict[str, Any]]:
     """``reports/evaluate/<pair>.json`` of every pair in params, in params order; DataError naming a missing file."""
-    results = {}
-    for pair in settings.pairs:
-        path = paths.evaluation_details(pair)
-        results[pair] = read_json(path, f"run the evaluate stage for pair {pair}")
-        for key in ("status", "methods"):
-            if key not in results[pair]:
-                raise DataError(f"{path}: missing key {key!r}")
-    return results
+    return {pair: _read_checked(paths.evaluation_details(pair), "evaluate", pair, ("status", "methods"))
+            for pair in settings.pairs}  # fmt: skip
 
 
 def _status(result: dict[str, Any]) -> str:
@@ -152,14 +155,6 @@ def _best_of_kind(result: dict[str, Any], methods: list[str], kind: MethodKind, 
     return f"{best}: {_f1_cell(scored[best])}"
 
 
-def _pi_hat_cells(result: dict[str, Any]) -> list[str]:
-    """pi-hat (label-free, the recommended detector's flagged share of the target's train sessions) and the true
-    anomaly share of the target's test split."""
-    pi_hat = result.get("pi_hat") or {}
-    estimate = "n/a" if pi_hat.get("estimate") is None else f"{pi_hat['estimate']:.3f}"
-    return [estimate, _number(pi_hat.get("true_share_test"))]
-
-
 def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]]) -> str:
     """Per pair: the recommended detector (``evaluate.recommended``), the paper's method (zerolog), the best other
     target-only detector and the best rule, the oracle, and pi-hat beside the true share."""
@@ -177,12 +172,14 @@ def headline_table(settings: ReportSettings, results: dict[str, dict[str, Any]])
         else:
             chosen = result["methods"].get(recommended) or {}
             recipes[result.get("target", pair)] = str(chosen.get("detector") or chosen.get("reason") or "n/a")
+            pi_hat = result.get("pi_hat") or {}  # label-free: the recommended detector's flagged share of train
+            estimate = "n/a" if pi_hat.get("estimate") is None else f"{pi_hat['estimate']:.3f}"
             cells = [_f1_cell(chosen), _f1_cell(result["methods"].get(FORMER)),
                      _f1_cell(result["methods"].get("zerolog")),
                      _best_of_kind(result, methods, MethodKind.TARGET_ONLY, recommended),
                      _best_of_kind(result, methods, MethodKind.RULE, None),
                      *[_f1_cell(result["methods"].get(method)) for method in oracles],
-                     *_pi_hat_cells(result)]  # fmt: skip
+                     estimate, _number(pi_hat.get("true_share_test"))]  # fmt: skip
         lines.append(f"| {pair} | {_data_cell(result)} | " + " | ".join(cells) + " |")
     chosen_line = "; ".join(f"{target}: `{recipe}`" for target, recipe in recipes.items())
     lines += [
@@ -360,22 +357,9 @@ PAPER_DIFFERENCES = (
 def read_paper_metrics(settings: ReportSettings, paths: ArtifactPaths) -> dict[str, dict[str, Any]]:
     """``metrics/paper/<pair>.json`` of every pair of ``paper.pairs``; empty when the paper protocol is not measured;
     DataError naming a missing or malformed file."""
-    if settings.paper is None:
-        return {}
-    results = {}
-    for pair in settings.paper.pairs:
-        path = paths.paper_metrics(pair)
-        results[pair] = read_json(path, f"run the paper stage for pair {pair}")
-        for key in ("protocol", "pair", "status", "methods"):
-            if key not in results[pair]:
-                raise DataError(f"{path}: missing key {key!r}")
-    return results
-
-
-def _paper_pairs(settings: ReportSettings) -> list[str]:
-    """The pairs with published figures, then the other pairs measured under the paper protocol."""
-    measured = list(settings.paper.pairs) if settings.paper is not None else []
-    return list(dict.fromkeys([*PUBLISHED_FREELOG_PRECISION, *measured]))
+    pairs = settings.paper.pairs if settings.paper is not None else []
+    return {pair: _read_checked(paths.paper_metrics(pair), "paper", pair, ("protocol", "pair", "status", "methods"))
+            for pair in pairs}  # fmt: skip
 
 
 def _paper_cells(result: dict[str, Any] | None, method: str) -> list[str]:
@@ -434,7 +418,8 @@ def paper_protocol_table(settings: ReportSettings, results: dict[str, dict[str, 
         "realistic: zerolog F1 [95% CI], precision",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for pair in _paper_pairs(settings):
+    measured = list(settings.paper.pairs) if settings.paper is not None else []
+    for pair in dict.fromkeys([*PUBLISHED_FREELOG_PRECISION, *measured]):  # the pairs with published figures first
         published = PUBLISHED_FREELOG_PRECISION.get(pair)
         cells = ["> 0.80 (abstract; pairs not named)", "–" if published is None else f"{published:.2f}%"]
         paper = paper_results.get(pair)
@@ -590,17 +575,6 @@ def compute_report(settings: ReportSettings, inputs: ReportInputs) -> ReportResu
     return ReportResult(settings, inputs, results_markdown(settings, inputs.results, inputs.paper_results))
 
 
-def readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]], report: Path) -> str:
-    """The README results block: the headline table, the table of every method and a pointer to the full report."""
-    return (
-        headline_table(settings, results)
-        + "\n\n"
-        + summary_table(settings, results)
-        + f"\n\nFull report with precision, recall, PR-AUC, ROC-AUC, every threshold rule and the published figures: "
-        f"[`{report}`]({report})."
-    )
-
-
 def replace_between_markers(text: str, block: str, where: str, first: str = README_START,
                             last: str = README_END) -> str:  # fmt: skip
     """Replace what lies between ``first`` and ``last`` (the results markers by default); DataError when the markers
@@ -614,25 +588,22 @@ def replace_between_markers(text: str, block: str, where: str, first: str = READ
     return text[: start + len(first)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def paper_readme_block(settings: ReportSettings, results: dict[str, dict[str, Any]],
-                       paper_results: dict[str, dict[str, Any]], report: Path) -> str:  # fmt: skip
-    """The README's paper-protocol block: the published figures beside ours under both protocols."""
-    return (
-        paper_protocol_table(settings, results, paper_results)
-        + f"\n\nData sizes per pair, what differs from the paper and the published figures' sources: "
-        f"[`{report}`]({report})."
-    )
-
-
 def update_readme_results(settings: ReportSettings, paths: ArtifactPaths, readme: Path = Path("README.md")) -> None:
-    """Rewrite README's results block from the current metrics; README is untouched on any error."""
+    """Rewrite README's results block (the headline table, the table of every method, a pointer to the full report)
+    and, when the paper protocol is measured, its paper-protocol block from the current metrics; README is untouched
+    on any error."""
     if not readme.is_file():
         raise DataError(f"{readme}: file not found")
     text = readme.read_text(encoding="utf-8")
     results, report = read_pair_metrics(settings, paths), paths.report(RESULTS_FILE)
-    updated = replace_between_markers(text, readme_block(settings, results, report), str(readme))
-    if settings.paper is not None:  # the paper protocol is measured: its block too
-        block = paper_readme_block(settings, results, read_paper_metrics(settings, paths), report)
+    link = f"[`{report}`]({report})"
+    tables = f"{headline_table(settings, results)}\n\n{summary_table(settings, results)}"
+    full = "Full report with precision, recall, PR-AUC, ROC-AUC, every threshold rule and the published figures"
+    updated = replace_between_markers(text, f"{tables}\n\n{full}: {link}.", str(readme))
+    if settings.paper is not None:
+        table = paper_protocol_table(settings, results, read_paper_metrics(settings, paths))
+        sources = "Data sizes per pair, what differs from the paper and the published figures' sources"
+        block = f"{table}\n\n{sources}: {link}."
         updated = replace_between_markers(updated, block, str(readme), README_PAPER_START, README_PAPER_END)
     if updated != text:
         write_text(readme, updated)

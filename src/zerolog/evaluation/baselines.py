@@ -1,29 +1,17 @@
 """Stage baselines: the target-only label-free detectors, the level rule and the supervised ORACLE, per system.
 
-Every method of ``evaluate.baselines`` runs on one target system; each writes one score file per model seed when it
-is stochastic (``methods.METHODS``), one file otherwise.
+Every method of ``evaluate.baselines`` runs on one target system, one score file per model seed when it is stochastic
+(``methods.METHODS``), one file otherwise:
+- target-only detectors (detectors, deeplog, loglead_peer; settings ``evaluate.detectors``) are fit on the target's
+  TRAIN sessions only and never read a label. Each records its own decision and the train share it flags
+  (``pi_hat``): the recommended detector's (``evaluate.recommended``) is the evaluate stage's ``pi_hat`` rule;
+- ``level_rule``: anomalous when any line has a level in ``evaluate.level_rule.levels``; no fit, no label; not
+  available where the data carries no level field;
+- ``supervised_target``: the ORACLE upper bound, trained on the target's own train LABELS (``evaluate.oracle``:
+  the train stage's network, or a count-vector logistic regression); not trained with too few labeled anomalies.
 
-- Target-only detectors (kind ``target_only``; zerolog.evaluation.detectors, deeplog, loglead_peer): each is fit on
-  the target's TRAIN sessions only and never reads a label; ``evaluate.detectors`` holds their settings.
-  ``pca_mixture`` is the product's recommended detector (``evaluate.recommended``): its flagged share of the train
-  sessions is pi-hat, the label-free anomaly share the evaluate stage's ``pi_hat`` rule uses.
-- ``level_rule`` (kind ``rule``): a session is anomalous when any of its lines has a level in
-  ``evaluate.level_rule.levels`` (WARNING and above). Score 1 or 0, decided by the rule itself; no fit, no label. Not
-  available, with the reason, where the system's data carries no level field (``meta.json`` ``level_names`` empty).
-- ``supervised_target``: the ORACLE upper bound, trained on the target's own train LABELS. It is no zero-label method;
-  it shows how far a fully labeled target could go. ``evaluate.oracle.model: neural`` trains the train stage's own
-  encoder and loop (zerolog.training.loop, method ``supervised_target``; validation on the target's val labels);
-  ``logistic_regression`` is a count-vector oracle without torch. With fewer than ``min_train_anomalies`` labeled
-  anomalies in the target's train split it is not trained, and ``status.json`` says why.
-
-Score-file metadata (``artifacts``: DECISION_THRESHOLD, DECISION_RULE, PI_HAT, SCORE_SCALE): every detector records
-its own decision (the evaluate stage's ``detector`` rule) and the train share that decision flags (``pi_hat``).
-Each method and seed gets an MLflow run (pair ``target-<system>``) with its fit time (``seconds``); its id is the
-score file's ``mlflow_run_id``, so the evaluate stage adds the test metrics to it.
-
-Writes ``scores/target-<system>/`` atomically: the score files (the contract of docs/architecture.md, domain
-``target``) and ``status.json`` (per method: ``written`` with its decision and pi-hat, or ``not_available`` with the
-reason).
+Each method and seed gets an MLflow run (pair ``target-<system>``) whose id the score file carries, so the evaluate
+stage adds the test metrics to it. ``status.json`` says per method ``written`` or ``not_available`` with the reason.
 """
 
 from __future__ import annotations

@@ -95,16 +95,11 @@ def pca_q_statistic(
 # ----------------------------------------------------------------------------- Invariants Mining (Lou et al.)
 
 
-def _null_vector(columns: np.ndarray) -> np.ndarray:
-    """(k,) the right singular vector of the smallest singular value of ``columns`` (rows, k)."""
-    _, _, right = np.linalg.svd(columns, full_matrices=True)
-    return right[-1]
-
-
-def _integer_invariant(vector: np.ndarray, columns: np.ndarray, support: float, scales: list[int]) -> np.ndarray | None:
+def _integer_invariant(columns: np.ndarray, support: float, scales: list[int]) -> np.ndarray | None:
     """Small integer coefficients theta with ``columns @ theta == 0`` on >= ``support`` of the rows, or None: the
-    null vector scaled so its smallest non-zero magnitude is 1, times each scale, rounded (Lou et al. search small
-    integers)."""
+    null vector of ``columns`` (rows, k) scaled so its smallest non-zero magnitude is 1, times each scale, rounded
+    (Lou et al. search small integers)."""
+    vector = np.linalg.svd(columns, full_matrices=True)[2][-1]  # (k,) right singular vector of the smallest value
     nonzero = np.abs(vector) > 1e-8
     if not nonzero.any():
         return None
@@ -146,7 +141,7 @@ def mine_invariants(
         if any(earlier <= set(subset) for earlier in found):
             continue
         columns = matrix[:, subset]
-        theta = _integer_invariant(_null_vector(columns), columns, support, scales)
+        theta = _integer_invariant(columns, support, scales)
         if theta is not None:
             found.append(set(subset))
             columns_of_invariant: tuple[int, ...] = tuple(int(seen[column]) + 1 for column in subset)

@@ -3,17 +3,10 @@
 This is the only place the target's test labels are read (``tensors/<target>/labels.npy``, joined to the score
 files by row), once, after every threshold has been fixed from label-free inputs (thresholds.py).
 
-Writes
-- ``metrics/<pair>.json`` (DVC metrics, committed): the headline numbers a user compares: status, the test split's
-  size and anomalies, and per method its kind, headline threshold rule, F1, precision, recall, PR-AUC, ROC-AUC;
-- ``reports/evaluate/<pair>.json``: every detail (each rule's precision / recall / F1 / threshold / bootstrap
-  interval / confusion counts, the data measured on, the MLflow run of each method's evaluation), for the report;
-- ``plots/evaluate/<pair>/pr_curves.png``, ``pr/<method>.csv`` (recall, precision) and ``confusion/<method>.csv``
-  (actual, predicted under the headline rule) as DVC plots;
-- one MLflow run per method (``<pair> <method> evaluate``) holding the evaluate params that produced the numbers,
-  tagged with the training run it scored (``train_run_id``), its inputs (the target's tensors, the score folder) as
-  MLflow datasets; the headline numbers also go, per seed, to the run that wrote the scores (``scored_run_metrics``),
-  so that a train or baselines run shows its own test F1 and ROC-AUC in the runs table.
+Writes ``metrics/<pair>.json`` (DVC metrics: the headline numbers a user compares), ``reports/evaluate/<pair>.json``
+(every detail, for the report), the PR curves and headline decisions as DVC plots, and one MLflow run per method; the
+headline numbers also go, per seed, to the run that wrote the scores, so that a train or baselines run shows its own
+test F1 and ROC-AUC in the runs table.
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ from zerolog.artifacts import (
     load_tensors,
     read_scores,
 )
-from zerolog.config import EvaluateConfig, MlflowConfig, PairConfig, Params
+from zerolog.config import BootstrapConfig, EvaluateConfig, MlflowConfig, PairConfig, Params
 from zerolog.errors import DataError
 from zerolog.evaluation.thresholds import RuleInputs, Threshold, choose_threshold
 from zerolog.io import read_json, write_json
@@ -130,27 +123,21 @@ def _source_validation(
     source_frame = frame[(frame["domain"] == "source") & (frame["split"] == "val")]
     if not len(source_frame):
         return None, None
-    scores, labels = [], []
+    parts = []
     for system, group in source_frame.groupby("system", sort=True):
         if system == target.system or str(system) not in systems:
             raise DataError(f"{path}: source rows of system {system}, which is not a source of this pair")
-        tensors = systems[str(system)]
-        _check_rows(group, tensors, path)
-        assert tensors.labels is not None
-        group_labels = np.asarray(tensors.labels)[group["row"].to_numpy(dtype=np.int64)]
-        known = group_labels >= 0
-        scores.append(group["score"].to_numpy(dtype=np.float64)[known])
-        labels.append(group_labels[known].astype(np.int64))
-    return np.concatenate(scores), np.concatenate(labels)
+        _check_rows(group, systems[str(system)], path)
+        parts.append(_labeled_scores(group, systems[str(system)]))
+    return np.concatenate([scores for scores, _ in parts]), np.concatenate([labels for _, labels in parts])
 
 
-def _target_validation(by_split: dict[str, pd.DataFrame], target: SystemTensors) -> tuple[np.ndarray, np.ndarray]:
-    """The target's labeled validation scores and labels: the ORACLE's own selection rule only."""
-    assert target.labels is not None
-    rows = by_split["val"]["row"].to_numpy(dtype=np.int64)
-    labels = np.asarray(target.labels)[rows]
+def _labeled_scores(frame: pd.DataFrame, tensors: SystemTensors) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of ``frame``'s rows that carry a label in ``tensors``, and those labels."""
+    assert tensors.labels is not None
+    labels = np.asarray(tensors.labels)[frame["row"].to_numpy(dtype=np.int64)]
     known = labels >= 0
-    return by_split["val"]["score"].to_numpy(dtype=np.float64)[known], labels[known].astype(np.int64)
+    return frame["score"].to_numpy(dtype=np.float64)[known], labels[known].astype(np.int64)
 
 
 def rule_inputs(
@@ -167,7 +154,7 @@ def rule_inputs(
     source_scores, source_labels = _source_validation(frame, target, systems, path)
     target_val_scores = target_val_labels = None
     if oracle:
-        target_val_scores, target_val_labels = _target_validation(by_split, target)
+        target_val_scores, target_val_labels = _labeled_scores(by_split["val"], target)  # the ORACLE's rule only
     from_training = metadata.get("threshold_source_val")
     decision = metadata.get(DECISION_THRESHOLD)
     inputs = RuleInputs(
@@ -201,20 +188,14 @@ def _test_scores(by_split: dict[str, pd.DataFrame], test: TestSplit, target: str
 
 
 def _rule_entry(
-    threshold: Threshold, test: TestSplit, scores: np.ndarray, settings: EvaluationSettings
+    threshold: Threshold, test: TestSplit, scores: np.ndarray, bootstrap: BootstrapConfig, seed: int
 ) -> dict[str, Any]:
-    if not threshold.applicable:
+    if threshold.value is None:
         return {"status": str(Status.NOT_APPLICABLE), "reason": threshold.reason, "oracle": threshold.oracle}
-    assert threshold.value is not None
-    bootstrap = settings.config.bootstrap
-    result = threshold_metrics(
-        test.labels, scores, threshold.value, threshold.rule, bootstrap.samples, bootstrap.confidence,
-        settings.seed, oracle=threshold.oracle,
-    )  # fmt: skip
-    entry: dict[str, Any] = {"status": str(Status.EVALUATED), **result.as_dict()}
-    if threshold.detail:
-        entry["detail"] = threshold.detail
-    return entry
+    result = threshold_metrics(test.labels, scores, threshold.value, bootstrap.samples, bootstrap.confidence, seed,
+                               threshold.oracle)  # fmt: skip
+    detail = {"detail": threshold.detail} if threshold.detail else {}
+    return {"status": str(Status.EVALUATED), **result.as_dict(), **detail}
 
 
 @dataclass(frozen=True)
@@ -224,6 +205,10 @@ class ScoreFile:
     path: Path
     frame: pd.DataFrame
     metadata: dict[str, Any]
+
+
+#: A method's score files by model seed, the recorded reason it has none, or the error that it has none unexplained.
+MethodScores = dict[str, ScoreFile] | str | DataError
 
 
 def evaluate_method(
@@ -240,7 +225,8 @@ def evaluate_method(
     thresholds = {rule: choose_threshold(rule, inputs, config.contamination_prior, settings.seed, spec.oracle)
                   for rule in rules}  # fmt: skip
     scores = _test_scores(by_split, test, target.system, path)  # target test labels: from here on
-    rule_entries = {rule: _rule_entry(threshold, test, scores, settings) for rule, threshold in thresholds.items()}
+    rule_entries = {rule: _rule_entry(threshold, test, scores, config.bootstrap, settings.seed)
+                    for rule, threshold in thresholds.items()}  # fmt: skip
     headline = rule_entries[headline_rule]
     entry: dict[str, Any] = {
         "status": str(Status.EVALUATED), "kind": str(spec.kind), "oracle": spec.oracle,
@@ -339,12 +325,6 @@ def _over_seeds(per_seed: dict[str, MethodEvaluation]) -> MethodEvaluation:
     return MethodEvaluation(entry, first.pr_points, first.decisions)
 
 
-def _not_available(method: str, reason: str) -> MethodEvaluation:
-    spec = method_spec(method)
-    return MethodEvaluation({"status": str(Status.NOT_AVAILABLE), "reason": reason, "kind": str(spec.kind),
-                             "oracle": spec.oracle})  # fmt: skip
-
-
 def read_pi_hat(settings: EvaluationSettings, paths: ArtifactPaths, target: str, seed: int) -> PiHat:
     """pi-hat of the target from the recommended method's score file (of model ``seed`` when it is stochastic):
     label-free, fixed before any test label is read."""
@@ -377,10 +357,10 @@ def pi_hat_entry(pi_hats: dict[str, PiHat], target: SystemTensors, test: TestSpl
 
 
 def _read_method_scores(settings: EvaluationSettings, paths: ArtifactPaths, training: dict[str, Any],
-                        target: str) -> dict[str, dict[str, ScoreFile] | str | DataError]:  # fmt: skip
+                        target: str) -> dict[str, MethodScores]:  # fmt: skip
     """Every method of ``evaluate.methods``: its score files by model seed (one file when it is deterministic), or
     the recorded reason it has none (or the error that it has none unexplained)."""
-    read: dict[str, dict[str, ScoreFile] | str | DataError] = {}
+    read: dict[str, MethodScores] = {}
     for method in settings.config.methods:
         seeds = settings.seeds if method_spec(method).stochastic else settings.seeds[:1]
         files = {str(seed): paths.score_file(method, settings.pair, target, seed) for seed in seeds}
@@ -398,7 +378,7 @@ def _read_method_scores(settings: EvaluationSettings, paths: ArtifactPaths, trai
 
 
 def _evaluate_methods(
-    settings: EvaluationSettings, scores: dict[str, dict[str, ScoreFile] | str | DataError], test: TestSplit,
+    settings: EvaluationSettings, scores: dict[str, MethodScores], test: TestSplit,
     target: SystemTensors, systems: dict[str, SystemTensors], pi_hats: dict[str, PiHat],
 ) -> dict[str, MethodEvaluation]:  # fmt: skip
     """Every method of ``evaluate.methods``, under every model seed when it is stochastic (one file otherwise)."""
@@ -406,12 +386,19 @@ def _evaluate_methods(
     for method, files in scores.items():
         if isinstance(files, DataError):
             raise files
+        spec = method_spec(method)
         if isinstance(files, str):
-            evaluations[method] = _not_available(method, files)
+            entry = {
+                "status": str(Status.NOT_AVAILABLE),
+                "reason": files,
+                "kind": str(spec.kind),
+                "oracle": spec.oracle,
+            }
+            evaluations[method] = MethodEvaluation(entry)
             continue
         per_seed = {seed: evaluate_method(method, file, settings, test, target, systems, pi_hats[seed])
                     for seed, file in files.items()}  # fmt: skip
-        evaluations[method] = _over_seeds(per_seed) if method_spec(method).stochastic else next(iter(per_seed.values()))
+        evaluations[method] = _over_seeds(per_seed) if spec.stochastic else next(iter(per_seed.values()))
     return evaluations
 
 
@@ -494,9 +481,7 @@ class EvaluateInputs:
 
     training: dict[str, Any]
     systems: dict[str, SystemTensors]
-    scores: dict[
-        str, dict[str, ScoreFile] | str | DataError
-    ]  # method -> score file per model seed, or why there is none
+    scores: dict[str, MethodScores]
     pi_hats: dict[str, PiHat]
     label_files: list[Path]  # labels.npy and split.npy of every system of the pair
     scores_root: Path  # paths.scores
@@ -507,7 +492,7 @@ def load_evaluate_inputs(settings: EvaluationSettings, paths: ArtifactPaths) -> 
     training = _read_json_object(paths.pair_scores(pair) / TRAINING_SUMMARY, f"run the train stage for pair {pair}")
     systems = {system: load_tensors(paths.tensors(system)) for system in [*pair_config.sources, pair_config.target]}
     target = systems[pair_config.target]
-    scores: dict[str, dict[str, ScoreFile] | str | DataError] = {}
+    scores: dict[str, MethodScores] = {}
     pi_hats: dict[str, PiHat] = {}
     if _pair_status(settings, training, target, _test_split(target))[0] is Status.EVALUATED:
         pi_hats = {str(seed): read_pi_hat(settings, paths, target.system, seed) for seed in settings.seeds}
@@ -542,10 +527,9 @@ class EvaluateResult:
             if evaluation.decisions is not None:
                 evaluation.decisions.to_csv(outputs["confusion"] / f"{method}.csv", index=False)
         # An empty CSV keeps both folders in git when nothing was evaluated (skipped / not evaluable pairs).
-        if not any(outputs["pr"].iterdir()):
-            pd.DataFrame(columns=["recall", "precision", "method"]).to_csv(outputs["pr"] / "none.csv", index=False)
-        if not any(outputs["confusion"].iterdir()):
-            pd.DataFrame(columns=["actual", "predicted"]).to_csv(outputs["confusion"] / "none.csv", index=False)
+        for name, columns in (("pr", ["recall", "precision", "method"]), ("confusion", ["actual", "predicted"])):
+            if not any(outputs[name].iterdir()):
+                pd.DataFrame(columns=columns).to_csv(outputs[name] / "none.csv", index=False)
         plot_pr_curves(outputs["pr_curves"], self._curves(), f"{self.settings.pair}: {self.status}")
         write_json(outputs["details"], self.details)
         write_json(outputs["metrics"], headline(self.details))
@@ -577,13 +561,9 @@ class EvaluateResult:
                 with tracker.run(f"{run_name(settings.pair, method)} evaluate", tags, logged, key=key) as run_id:
                     tracker.log_metrics(run_id, tracking_metrics(entry))
                     tracker.log_artifacts(run_id, [figure], "plots")
-                    tracker.log_datasets(
-                        [run_id],
-                        [
-                            InputData(target.directory, "test", split_sizes(target)),
-                            InputData(folder, "scores", {"score_files": len(score_files)}),
-                        ],
-                    )
+                    datasets = [InputData(target.directory, "test", split_sizes(target)),
+                                InputData(folder, "scores", {"score_files": len(score_files)})]  # fmt: skip
+                    tracker.log_datasets([run_id], datasets)
                 for scored_run, metrics in scored_run_metrics(entry).items():
                     tracker.add_metrics(scored_run, metrics)
                 entry["mlflow_run_id"] = run_id

@@ -1,27 +1,17 @@
 """Stage paper: the protocol of the published figures, measured beside the realistic one (params ``paper``).
 
 How the public ZeroLog code measured its ">80% F1" (our reading of that code, docs/method.md; nothing copied),
-and what this stage does the same way, as closely as our data allows:
-- each domain's MAJORITY class is subsampled (seeded) to ``paper.anomaly_share`` anomalies (0.5: 1:1). Which class
-  that is depends on the data (the tensors of our bundled HDFS are already at HDFS_v1's 2.9%, so there it is the
-  normal class); the metrics name it per system;
-- each domain's kept sessions are split ``dev_share`` / rest into dev and train (seeded, stratified by label);
-- the repo's trainer (zerolog.training.loop.train, ``train.*`` settings, ``paper.epochs``) learns from the source's
-  train sessions with their labels and the target's train sessions WITHOUT labels; the source's dev sessions are its
-  validation split (history only: nothing is selected on them);
+done here as closely as our data allows:
+- each domain's MAJORITY class (it depends on the data; the metrics name it per system) is subsampled (seeded) to
+  ``paper.anomaly_share`` anomalies (0.5: 1:1), and the kept sessions split ``dev_share`` / rest into dev and train;
+- the repo's trainer (``train.*``, ``paper.epochs``) learns from the source's labeled train sessions and the target's
+  train sessions WITHOUT labels; the source's dev sessions are its validation split (history only);
 - the target's TEST set is every kept target session, train + dev: the sessions it adapted on (transductive);
-- decision: P(anomalous) >= ``paper.threshold`` (0.5);
-- reported: the LAST epoch (the method's own result, no label of the target read), and the BEST epoch by target F1,
-  marked ORACLE: it reads target labels, as the public code does. The per-epoch target F1 is computed here, outside
-  the trainer, from the checkpoint the trainer writes after each epoch (``on_epoch`` hands over the history row only),
-  and never goes back into training;
+  decision: P(anomalous) >= ``paper.threshold``;
+- reported: the LAST epoch (no target label read), and the BEST epoch by target F1, marked ORACLE (it reads target
+  labels, as the public code does), scored outside the trainer from the checkpoint it writes after each epoch;
 - ``flag_all``: every test session flagged anomalous, what a 50/50 share alone gives (F1 = 2s / (1 + s) = 0.667).
-What differs from the paper (window rules, data sizes, MiniLM instead of GloVe, the meta-learning split) is listed
-in the README and reports/results.md.
-
-Outputs, atomically: ``metrics/paper/<pair>.json`` (``protocol``, ``pair``, ``methods``, data sizes, subsampling)
-and ``plots/paper/<pair>/<method>-seed-<s>.csv|png`` (per-epoch curves); one MLflow run per pair, method and seed,
-logged after training (:meth:`PaperResult.track_runs`).
+What differs from the paper is listed in the README and reports/results.md.
 """
 
 from __future__ import annotations
@@ -311,7 +301,10 @@ def _aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     ``<key>_sd``, of the last epoch's numbers and of the best epoch's (ORACLE), and each seed's entry under ``seeds``.
     One run is a draw: the same trainer's zero-label F1 moves with float rounding (issue 10)."""
     entries = list(per_seed.values())
-    entry = {**entries[0], "seeds": {str(seed): _seed_summary(value) for seed, value in per_seed.items()}}
+    seeds = {str(seed): {"f1": value["f1"], "best_epoch_oracle_f1": value["best_epoch_oracle"].get("f1"),
+                         "best_epoch": value["best_epoch_oracle"]["epoch"], "mlflow_run_id": value["mlflow_run_id"]}
+             for seed, value in per_seed.items()}  # fmt: skip
+    entry = {**entries[0], "seeds": seeds}
     entry.pop("mlflow_run_id", None)
     for key in ("f1", "precision", "recall"):
         entry[key], entry[f"{key}_sd"] = _mean_and_sd([value[key] for value in entries])
@@ -323,11 +316,6 @@ def _aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     best["epochs"] = [value["best_epoch_oracle"]["epoch"] for value in entries]
     entry["best_epoch_oracle"] = best
     return entry
-
-
-def _seed_summary(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"f1": entry["f1"], "best_epoch_oracle_f1": entry["best_epoch_oracle"].get("f1"),
-            "best_epoch": entry["best_epoch_oracle"]["epoch"], "mlflow_run_id": entry["mlflow_run_id"]}  # fmt: skip
 
 
 def _mean_and_sd(values: list[float | None]) -> tuple[float | None, float | None]:

@@ -1,23 +1,13 @@
 """Stage diagnose: which anomaly signals hold in every labeled system, and which turn over between systems.
 
 Why this exists: a zero-label method can only carry over what is anomalous in the same way in the source and the
-target. This stage measures, on each labeled system's VALIDATION split (never the test split, which stays the
-evaluate stage's alone), how well simple per-session signals rank that system's anomalies (ROC-AUC):
-
-- ``novelty:template_set``: −log frequency of the session's exact set of templates among the system's train
-  sessions. Label-free for the system scored: yes.
-- ``novelty:rarest_template``: max over the session's templates of −log(share of train sessions holding it).
-  Label-free for the system scored: yes.
-- ``severity:<anchor>``: max over the session's templates of the cosine between its vector and an anchor text's.
-  Label-free for the system scored: yes (zero-shot).
-- ``probe:<source>``: a logistic regression on max-pooled template vectors, fit on ``<source>``'s TRAIN labels.
-  Label-free for the system scored: yes (the source's labels).
-
-A signal with a high ROC-AUC in one system and one at or below 0.5 in another means what marks an anomaly there is
-not what marks it here; ``probe:<source>`` is the same question asked of what a source's labels teach a linear
-model over the semantic template vectors, the representation ZeroLog's encoder reads (method.md §3). The stage
-also lists, per source → system, the templates the probe scores highest and lowest with how often they occur in
-the system's normal and anomalous validation sessions, which is where a transfer goes wrong, template by template.
+target. This stage measures, on each labeled system's VALIDATION split (the test split stays the evaluate stage's
+alone), the ROC-AUC of simple per-session signals: label-free novelty (``novelty:*``) and zero-shot severity
+(``severity:<anchor>``), and ``probe:<source>``, a linear model over the semantic template vectors (what ZeroLog's
+encoder reads, method.md §3) fit on a source's train labels. A signal high in one system and at or below 0.5 in
+another means what marks an anomaly there is not what marks it here. Per source → system it also lists the templates
+the probe scores highest and lowest, with their share of normal and anomalous validation sessions: where a transfer
+goes wrong, template by template.
 
 It reads validation labels of every labeled system: it is an analysis, not a model selection; nothing in
 training, thresholds or evaluation reads its output.
@@ -96,14 +86,11 @@ def rarest_template_novelty(view: SystemView) -> np.ndarray:
     return np.array([rarity[template_set].max() for template_set in view.template_sets])
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
-
-
 def severity_similarity(view: SystemView, anchor: np.ndarray) -> np.ndarray:
     """max over the session's templates of cos(template vector, anchor vector): a zero-shot reading of severity."""
-    similarity = _unit(view.vectors) @ (anchor / max(np.linalg.norm(anchor), 1e-12))  # (templates + 1,)
+    norms = np.linalg.norm(view.vectors, axis=1, keepdims=True)  # (templates + 1, 1)
+    unit = view.vectors / np.where(norms > 0, norms, 1.0)
+    similarity = unit @ (anchor / max(np.linalg.norm(anchor), 1e-12))  # (templates + 1,)
     return np.array([similarity[template_set].max() for template_set in view.template_sets])
 
 
@@ -124,11 +111,6 @@ def fit_probe(source: SystemView, config: DiagnoseConfig, seed: int) -> Logistic
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else None
-
-
-def anchor_vectors(config: DiagnoseConfig, embed: EmbedConfig) -> np.ndarray:
-    """The anchors embedded like the templates (stage embed's method and model). (anchors, dim)."""
-    return embed_texts(list(config.severity_anchors), embed).astype(np.float64)
 
 
 def template_table(source: str, view: SystemView, template_scores: np.ndarray, shown: int) -> list[dict[str, Any]]:
@@ -220,7 +202,8 @@ class DiagnoseResult:
 def compute_diagnose(section: DiagnoseSection, views: dict[str, SystemView]) -> DiagnoseResult:
     """Measure every signal on every labeled system's validation split."""
     config = section.config
-    signals, templates = _signals(views, config, anchor_vectors(config, section.embed), section.seed)
+    anchors = embed_texts(list(config.severity_anchors), section.embed).astype(np.float64)  # like the templates
+    signals, templates = _signals(views, config, anchors, section.seed)
     results: dict[str, Any] = {"split": "val", "systems": {}}
     for system, view in views.items():
         validation = view.rows("val")
@@ -232,11 +215,8 @@ def compute_diagnose(section: DiagnoseSection, views: dict[str, SystemView]) -> 
             "roc_auc": {name: _auc(labels, scores[validation]) for name, scores in signals[system].items()},
             "templates": templates[system],
         }
-    for system, entry in results["systems"].items():
-        print(
-            f"{system}: "
-            + ", ".join(f"{name} {value:.2f}" for name, value in entry["roc_auc"].items() if value is not None)
-        )
+        aucs = results["systems"][system]["roc_auc"].items()
+        print(f"{system}: " + ", ".join(f"{name} {value:.2f}" for name, value in aucs if value is not None))
     return DiagnoseResult(results)
 
 

@@ -41,8 +41,6 @@ from zerolog.features.target_detector import (  # the mixture cut's one home (th
 )
 from zerolog.metrics import f1_best_threshold
 
-TARGET_LABEL_RULES = frozenset({"target_val"})
-
 
 @dataclass(frozen=True)
 class RuleInputs:
