@@ -1190,11 +1190,6 @@ def line_parts(path: Path) -> list[Path]:
     return parts
 
 
-def read_line_schema(path: Path) -> pa.Schema:
-    """The schema of a ``lines.parquet`` folder (every part has the same)."""
-    return pq.read_schema(line_parts(path)[0])
-
-
 def iter_line_batches(
     path: Path, columns: list[str], batch_size: int, read_dictionary: list[str]
 ) -> Iterator[pa.RecordBatch]:
@@ -1204,6 +1199,17 @@ def iter_line_batches(
     for part in line_parts(path):
         reader = pq.ParquetFile(part, pre_buffer=False, read_dictionary=read_dictionary)
         yield from reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+
+def usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The lines of a batch that have a template: parsed lines, and continuation lines Drain saw
+    (``multiline.events: each_line``); ``status`` is read as a dictionary array."""
+    status = batch.column("status")
+    parsed = pa.array(
+        [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
+    )
+    usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
+    return batch.filter(pc.fill_null(usable, False))
 
 
 def write_lines(folder: Path, lines: pd.DataFrame) -> None:
@@ -1238,11 +1244,11 @@ __all__ = [
     "parse_metrics",
     "plan_chunks",
     "stream_chunks",
-    "read_line_schema",
     "resolve_chunk",
     "settle_leading_lines",
     "stream_parse_files",
     "template_growth",
+    "usable_lines",
     "write_lines",
     "write_part_task",
 ]
