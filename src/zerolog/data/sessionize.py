@@ -327,11 +327,8 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     if rule.group_by is not None and events.group_codes is None:
         raise ConfigError(f"{where}.group_by: {rule.group_by!r} is not a column of the parsed lines")
     file_index = events.file_index.astype(np.int64)
-    group_codes: np.ndarray
-    if rule.group_by is not None:
-        assert events.group_codes is not None  # checked above: a group_by without group codes raised
-        group_codes = events.group_codes
-    else:
+    group_codes = events.group_codes
+    if rule.group_by is None or group_codes is None:  # checked above: a group_by has group codes
         group_codes = np.zeros(len(events), dtype=np.int32)
     group_count = max(len(events.groups), 1)
     first, members, member_offsets = flat_groups(file_index * group_count + group_codes)
@@ -831,11 +828,8 @@ def _group_sessions(section: SessionizeSection, inputs: SessionizeInputs) -> Ses
     return sessions
 
 
-def _kept_table(
-    events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray, split_of: Any
-) -> SessionTable:
-    """The table of the kept sessions (all, unless anomalies were subsampled); ``split_of(labels, start_times,
-    file_indices)`` assigns their splits."""
+def _kept_table(events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray) -> SessionTable:
+    """The table of the kept sessions (all, unless anomalies were subsampled), their splits still to assign."""
     kept = np.flatnonzero(keep)  # (kept sessions,)
     first_positions = sessions.first_positions[kept]
     lengths = sessions.lengths[kept]
@@ -857,7 +851,7 @@ def _kept_table(
         offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
         labels=labels,
         start_times=start_times,
-        split=split_of(labels, start_times, file_indices),
+        split=np.full(len(kept), "", dtype=object),
         file_indices=file_indices,
         level_codes=events.level_codes[member_positions] if events.level_codes is not None else None,
         levels=events.levels,
@@ -945,14 +939,9 @@ def compute_sessionize(section: SessionizeSection, inputs: SessionizeInputs) -> 
     keep = np.ones(len(labels), dtype=bool)
     if dataset.anomaly_share is not None:
         keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
-    table = _kept_table(
-        events,
-        sessions,
-        labels,
-        keep,
-        lambda labels, start_times, file_indices: assign_splits(
-            labels, start_times, file_indices, dataset.split, section.sessionize.split, split_rng
-        ),
+    table = _kept_table(events, sessions, labels, keep)
+    table.split = assign_splits(
+        table.labels, table.start_times, table.file_indices, dataset.split, section.sessionize.split, split_rng
     )
     metrics = {**session_metrics(name, table, label_rule), **inputs.counts, **sessions.counts, **label_counts}
     by = dataset.split.stratify_by

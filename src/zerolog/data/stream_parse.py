@@ -97,20 +97,15 @@ _PROBE_BYTES = 1 << 16
 def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
     r"""Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
 
-    Built as logparser3 builds it (each ``<Field>`` a lazy named group ``(?P<Field>.*?)``, runs of spaces between
-    fields any whitespace run, the rest regex text as written, anchored at both ends; applied to the stripped line),
-    with one change that makes a match cost time linear in the line's length. Why: logparser3's regex backtracks
-    over every way of spreading a line's spaces across the fields when the line does not match (an OpenStack nova
-    line without its ``[req-...]`` bracket: 80 spaces 1.6 s, polynomial in the spaces). Each field but the last
-    keeps the first answer the lazy regex tries and never comes back to it: where whitespace alone follows it, its
-    run of non-space characters (``(?P<Date>\S*+)\s++``); else the shortest text its separator follows, in an
-    atomic group (``(?>(?P<Component>.*?):\s++)``), where a separator never starts inside a whitespace run
-    (``(?<!\s)``) and never gives spaces back (``\s++``). So each field scans its text once. Lines whose fields
-    the lazy regex finds on its first path get the same fields (every bundled log, tests/data/test_stream_parse.py);
-    a line that matched only by a later path (a field stretched over several words to reach a separator further on)
-    is now unmatched. Adjacent fields (``<A><B>``) have no separator to commit to and keep the lazy group.
-    The format was checked on load (config.py: a <Content> field, unique identifiers, a valid regex, no field named
-    after a reserved column).
+    Built as logparser3 builds it (each ``<Field>`` a lazy group ``(?P<Field>.*?)``, runs of spaces any whitespace
+    run, anchored at both ends; matched on the stripped line), except that a match costs time linear in the line.
+    Why: logparser3's regex backtracks over every way of spreading a non-matching line's spaces across the fields
+    (an OpenStack nova line without its ``[req-...]``: 80 spaces 1.6 s). Each field but the last keeps the lazy
+    regex's first answer: its run of non-space characters where whitespace alone follows it, else the shortest text
+    before its separator, in an atomic group, the separator never starting inside a whitespace run nor giving
+    spaces back. Lines the lazy regex matches on its first path get the same fields (every bundled log,
+    tests/data/test_stream_parse.py); a line that matched only by a later path is now unmatched. Adjacent fields
+    (``<A><B>``) keep the lazy group.
     """
     parts = re.split(r"(<[^<>]+>)", log_format)
     literals = [re.sub(" +", r"\\s+", part) for part in parts[0::2]]
@@ -514,12 +509,8 @@ def _draft_table(headers: _Headers, layout: LineLayout, file_indices: np.ndarray
 def parse_chunk(chunk: LineChunk | PackedChunk, layout: LineLayout,
                 miner: DrainMiner) -> tuple[pa.Table, ChunkSummary]:  # fmt: skip
     """Parse one chunk against a (copy of the) miner: its draft table and its summary. Changes no argument.
-
-    Per line: split on ``\\n``, decode UTF-8 (a bad line gets status ``non_utf8``), match the header regex on the
-    stripped text (``unmatched`` if it does not), take the header fields. Messages (``<Content>``, when not
-    blank) are masked once per line and matched once per distinct masked message; timestamps are read once per
-    distinct text. A packed chunk's pieces are parsed as one list of lines, each later piece a file's start.
-    """
+    Messages are masked once per line and matched once per distinct masked message; timestamps are read once per
+    distinct text. A packed chunk's pieces are parsed as one list of lines, each later piece a file's start."""
     texts: list[str | None] = []
     piece_starts = []  # (pieces,) offset of each piece's first line
     for piece in chunk.pieces:
@@ -675,10 +666,9 @@ def parse_chunk_task(
 def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     """Each line's cluster index in the live miner, exactly as a sequential Drain run over every line would give.
 
-    Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key
-    is taken while it still holds (same epoch of the key's token count, same version of its leaf, see matcher.py);
-    the other
-    lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
+    Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key is
+    taken while it still holds (same epoch of the key's token count, same version of its leaf, see matcher.py); the
+    other lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
     and after each change the remaining answers are checked again.
     """
     key_of_line = result.key_of_line
