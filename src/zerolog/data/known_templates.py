@@ -221,15 +221,3 @@ class NewTemplates:
     def texts(self) -> list[str]:
         """Final text of every new-template cluster, by index."""
         return self.miner.templates()
-
-
-__all__ = [
-    "DRAIN_STATE_FILE",
-    "KnownTemplates",
-    "WildcardTable",
-    "NewTemplates",
-    "known_exceptions",
-    "known_templates_of_dataset",
-    "read_drain_state",
-    "write_drain_state",
-]

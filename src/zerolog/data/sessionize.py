@@ -1023,22 +1023,3 @@ def read_sessions(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items() if key != b"pandas"
     }
     return table.to_pandas(), metadata
-
-
-__all__ = [
-    "Events",
-    "KeyCollector",
-    "SessionTable",
-    "Sessions",
-    "any_anomalous",
-    "assign_splits",
-    "file_sessions",
-    "flat_groups",
-    "keys_in",
-    "preparsed_sessions",
-    "read_sessions",
-    "session_labels",
-    "split_sizes",
-    "subsample_anomalies",
-    "window_sessions",
-]

@@ -1207,38 +1207,3 @@ def write_lines(folder: Path, lines: pd.DataFrame) -> None:
     parts = folder / LINES_FOLDER
     parts.mkdir()
     write_parquet(part_path(parts, 0), lines)
-
-
-__all__ = [
-    "EMPTY_TEMPLATE",
-    "LINES_FOLDER",
-    "STATUS_NON_UTF8",
-    "STATUSES",
-    "STATUS_CONTINUATION",
-    "STATUS_PARSED",
-    "STATUS_UNMATCHED",
-    "ChunkSummary",
-    "LineChunk",
-    "LineLayout",
-    "StreamSummary",
-    "continued_counts",
-    "header_regex",
-    "iter_line_batches",
-    "line_labels",
-    "line_layout",
-    "line_parts",
-    "lines_schema",
-    "new_miner",
-    "parse_chunk",
-    "parse_chunk_task",
-    "parse_metrics",
-    "plan_chunks",
-    "stream_chunks",
-    "resolve_chunk",
-    "settle_leading_lines",
-    "stream_parse_files",
-    "template_growth",
-    "usable_lines",
-    "write_lines",
-    "write_part_task",
-]

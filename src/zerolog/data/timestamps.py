@@ -169,6 +169,3 @@ def _fixed_width_seconds(
         nanoseconds = nanoseconds + fields["f"] * 10 ** (9 - fraction_width)
     # as pandas: (timestamp - epoch) / Timedelta(seconds=1), an int64 / int64 true division
     return nanoseconds / np.int64(10**9), valid
-
-
-__all__ = ["parse_timestamps"]
