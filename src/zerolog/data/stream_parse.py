@@ -23,10 +23,9 @@ run over every line in input order) with memory bounded by chunks, on as many wo
    final template); ``write_part_task`` turns each draft into ``lines.parquet/part-<chunk>.parquet`` with the
    final template, event id and line number of every line.
 
-Failure: a worker that dies takes its running tasks and the results it held with it; the Dask scheduler runs
-them again on another worker. Both tasks are idempotent (same bytes, written under the chunk's name, renamed into
-place), the client takes each chunk's result once and in order, and the engine checks at the end that each part
-holds exactly its chunk's lines. So no line is lost or written twice (tests/data/test_dask_parse.py kills a worker).
+Failure (README "Parse on a Dask cluster"): both tasks are idempotent (same bytes under the chunk's name, renamed
+into place), the client takes each chunk's result once and in order, and each part must hold exactly its chunk's
+lines, so a task the scheduler reruns loses or doubles no line (tests/data/test_dask_parse.py kills a worker).
 
 Output: ``lines.parquet`` is a folder of parts in line order, one per chunk, that reads as one table
 (``pandas.read_parquet``, pyarrow.dataset, ``iter_line_batches``); schema in docs/architecture.md.
@@ -920,10 +919,8 @@ class TemplateDictionary:
     @classmethod
     def of(cls, miner: DrainMiner) -> TemplateDictionary:
         texts = [*miner.templates(), EMPTY_TEMPLATE]
-        ids: dict[str, str] = {}
-        for text in texts:
-            if text not in ids:  # many clusters can share a text (shadowed duplicates): one md5 each
-                ids[text] = datasets.template_event_id(text)
+        # many clusters can share a text (shadowed duplicates): one md5 per distinct text
+        ids = {text: datasets.template_event_id(text) for text in dict.fromkeys(texts)}
         return cls(texts, [ids[text] for text in texts])
 
 
