@@ -25,6 +25,8 @@ from raw_fixtures import (
 
 from zerolog.config import LabelRule, MultilineRule, ParallelConfig, SessionRule, SplitFractions, SplitRule
 from zerolog.data.sessionize import (
+    UNKNOWN_LABEL,
+    Sessions,
     any_anomalous,
     assign_splits,
     read_sessions,
@@ -205,7 +207,9 @@ def test_windows_in_seconds(params):
     [([0, 0, 0], 0.0), ([0, 1, 0], 1.0), ([0, np.nan, 0], np.nan), ([np.nan, 1], 1.0)],
 )
 def test_any_anomalous(labels, expected):
-    result = any_anomalous(np.array(labels, dtype=float))
+    line_labels = np.array([UNKNOWN_LABEL if np.isnan(label) else label for label in labels], dtype=np.int8)
+    sessions = Sessions(["s"], np.arange(len(labels), dtype=np.int64), np.array([0, len(labels)], dtype=np.int64))
+    [result] = any_anomalous(line_labels, sessions)
     assert (np.isnan(result) and np.isnan(expected)) or result == expected
 
 

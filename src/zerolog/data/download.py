@@ -434,7 +434,9 @@ def _extract_zip(archive_path: Path, wanted: dict[str, str], folder: Path) -> di
         members = _match_members(archive_path, wanted, list(files))
         selected = sorted(set(members.values()))
         root = folder.resolve()
-        with _extraction_progress(archive_path, sum(files[path].file_size for path in selected)) as progress:
+        with _byte_progress(
+            sum(files[path].file_size for path in selected), f"extract {archive_path.name}"
+        ) as progress:
             for path in selected:
                 destination = folder / path
                 if not destination.resolve().is_relative_to(root):
@@ -465,7 +467,7 @@ def _extract_tar(archive_path: Path, wanted: dict[str, str], folder: Path) -> di
         members = _match_members(archive_path, wanted, list(files))
         selected = [files[path] for path in sorted(set(members.values()))]
         folder.mkdir(parents=True, exist_ok=True)
-        with _extraction_progress(archive_path, sum(info.size for info in selected)) as progress:
+        with _byte_progress(sum(info.size for info in selected), f"extract {archive_path.name}") as progress:
             for info in selected:
                 archive.extract(info, folder, filter="data")
                 progress.update(info.size)
@@ -473,13 +475,13 @@ def _extract_tar(archive_path: Path, wanted: dict[str, str], folder: Path) -> di
     return {path: _normalized(files[member].name) for path, member in members.items()}
 
 
-def _extraction_progress(archive_path: Path, total_bytes: int) -> tqdm:
-    """A byte progress bar for extracting ``total_bytes`` (hidden for small archives)."""
+def _byte_progress(total_bytes: int, description: str) -> tqdm:
+    """A byte progress bar, hidden below ``PROGRESS_MIN_BYTES`` (extracting or hashing the full archives)."""
     return tqdm(
         total=total_bytes,
         unit="B",
         unit_scale=True,
-        desc=f"extract {archive_path.name}",
+        desc=description,
         leave=False,
         disable=total_bytes < PROGRESS_MIN_BYTES,
     )
@@ -626,17 +628,7 @@ def _write_manifest(
 def _sha256_with_progress(path: Path) -> str:
     """sha256 of a file, with a progress bar (the full archives take seconds to hash)."""
     digest = hashlib.sha256()
-    with (
-        open(path, "rb") as handle,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            desc=f"sha256 {path.name}",
-            leave=False,
-            disable=path.stat().st_size < PROGRESS_MIN_BYTES,
-        ) as bar,
-    ):
+    with open(path, "rb") as handle, _byte_progress(path.stat().st_size, f"sha256 {path.name}") as bar:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(chunk)
             bar.update(len(chunk))

@@ -42,9 +42,8 @@ from zerolog.data.matcher import WILDCARD, DrainMiner
 from zerolog.data.stream_parse import (
     EMPTY_TEMPLATE,
     LINES_FOLDER,
-    STATUS_CONTINUATION,
-    STATUS_PARSED,
     iter_line_batches,
+    usable_lines,
 )
 from zerolog.errors import DataError
 from zerolog.io import read_json
@@ -171,19 +170,11 @@ def _distinct_pairs(lines_folder: Path) -> Iterator[tuple[list[str], list[str]]]
     """Per batch of the dataset's parsed lines: its distinct (content, template) pairs, as two lists."""
     columns = ["content", "template", "status"]
     for batch in iter_line_batches(lines_folder, columns, CHECK_BATCH_LINES, read_dictionary=["status", "template"]):
-        status = batch.column("status")
-        # parsed lines, and continuation lines that were Drain messages (multiline.events each_line: a template)
-        parsed = pa.array(
-            [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
-        )
+        usable = usable_lines(batch)
         kept = pa.table(
-            {"content": batch.column("content"), "template": pc.cast(batch.column("template"), pa.string())}
+            {"content": usable.column("content"), "template": pc.cast(usable.column("template"), pa.string())}
         )
-        kept = (
-            kept.filter(pc.fill_null(pc.and_(parsed.take(status.indices), pc.is_valid(kept.column("template"))), False))
-            .group_by(["content", "template"])
-            .aggregate([])
-        )
+        kept = kept.group_by(["content", "template"]).aggregate([])
         yield kept.column("content").to_pylist(), kept.column("template").to_pylist()
 
 
@@ -230,15 +221,3 @@ class NewTemplates:
     def texts(self) -> list[str]:
         """Final text of every new-template cluster, by index."""
         return self.miner.templates()
-
-
-__all__ = [
-    "DRAIN_STATE_FILE",
-    "KnownTemplates",
-    "WildcardTable",
-    "NewTemplates",
-    "known_exceptions",
-    "known_templates_of_dataset",
-    "read_drain_state",
-    "write_drain_state",
-]

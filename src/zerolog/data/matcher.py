@@ -353,6 +353,3 @@ class DrainMiner:
     def templates(self) -> list[str]:
         """Every cluster's template text, by cluster index."""
         return [" ".join(cluster.logTemplate) for cluster in self.clusters]
-
-
-__all__ = ["CACHE_ENTRIES", "NO_LEAF", "WILDCARD", "DrainMiner"]

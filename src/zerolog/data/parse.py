@@ -32,7 +32,6 @@ from zerolog.config import (
     ConfigError,
     DatasetConfig,
     DrainConfig,
-    LabelRule,
     Params,
     ParseConfig,
     SystemConfig,
@@ -118,19 +117,13 @@ class ParsedTable:
     parser_settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _normal_value(rule: LabelRule, name: str) -> str:
-    if rule.normal_value is None:
-        raise ConfigError(f"datasets.{name}.label.normal_value: missing key (required for rule line_field)")
-    return rule.normal_value
-
-
 def _parse_events(section: ParseSection, folder: Path, manifest: dict[str, Any]) -> ParsedTable:
     """Map a pre-parsed ``events`` dataset (CSV of ``label,time,event_id``, one row a log line) onto lines.
 
     ``line_number`` is the row's position among the data rows (the line of the original log it stands for);
     error messages name the CSV's own line (row + 1 for the header).
     """
-    name, rule = section.dataset, section.config.label
+    rule = section.config.label
     events_path = folder / manifest["files"]["events"]
     templates = datasets.read_template_table(folder / manifest["files"]["templates"])
     label_column = rule.field if rule is not None and rule.rule == "line_field" else None
@@ -153,8 +146,8 @@ def _parse_events(section: ParseSection, folder: Path, manifest: dict[str, Any])
             "template": frame["event_id"].map(templates).astype("string"),
         }
     )
-    if label_column:
-        lines["label"] = line_labels(frame[label_column].replace("", None), _normal_value(rule, name))  # type: ignore[arg-type]
+    if label_column:  # load_params refuses a line_field rule without normal_value
+        lines["label"] = line_labels(frame[label_column].replace("", None), rule.normal_value)  # type: ignore[union-attr,arg-type]
     else:
         lines["label"] = pd.Series(pd.NA, index=lines.index, dtype="Int8")
     lines["status"] = pd.Series([STATUS_PARSED] * len(frame), dtype="string")

@@ -62,7 +62,7 @@ from zerolog.config import (
 )
 from zerolog.data import LOWER_CASE_FIELDS, datasets
 from zerolog.data.parse import read_manifest
-from zerolog.data.stream_parse import STATUS_CONTINUATION, STATUS_PARSED, line_parts, read_line_schema
+from zerolog.data.stream_parse import STATUS_CONTINUATION, line_parts, usable_lines
 from zerolog.errors import DataError
 from zerolog.io import write_json
 from zerolog.parallel import InlinePool, map_ordered, open_pool, worker_count
@@ -157,15 +157,6 @@ def _codes_in_first_seen_order(values: pa.Array, codes: dict[str, int]) -> np.nd
     )  # (distinct in batch,) batch dictionary -> global code
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     return local[indices] if len(local) else np.zeros(len(indices), dtype=np.int32)
-
-
-def _codes_with_nulls(values: pa.Array, codes: dict[str, int]) -> np.ndarray:
-    """Like ``_codes_in_first_seen_order`` for a column with nulls: (values,) int32, -1 where a value is null."""
-    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)  # (values,)
-    result = np.full(len(values), -1, dtype=np.int32)
-    if valid.any():
-        result[valid] = _codes_in_first_seen_order(values.filter(pa.array(valid)), codes)
-    return result
 
 
 def flat_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,13 +287,10 @@ class KeyCollector:
 def _window_bounds_lines(size: int, step: int, count: int) -> list[tuple[int, int]]:
     """Windows of ``size`` positions every ``step``; the last one ends at ``count`` (it may be shorter)."""
     bounds = []
-    start = 0
-    while start < count:
-        end = min(start + size, count)
-        bounds.append((start, end))
-        if end >= count:
+    for start in range(0, count, step):
+        bounds.append((start, min(start + size, count)))
+        if start + size >= count:
             break
-        start += step
     return bounds
 
 
@@ -339,11 +327,8 @@ def window_sessions(events: Events, rule: SessionRule, multiple_files: bool, whe
     if rule.group_by is not None and events.group_codes is None:
         raise ConfigError(f"{where}.group_by: {rule.group_by!r} is not a column of the parsed lines")
     file_index = events.file_index.astype(np.int64)
-    group_codes: np.ndarray
-    if rule.group_by is not None:
-        assert events.group_codes is not None  # checked above: a group_by without group codes raised
-        group_codes = events.group_codes
-    else:
+    group_codes = events.group_codes
+    if rule.group_by is None or group_codes is None:  # checked above: a group_by has group codes
         group_codes = np.zeros(len(events), dtype=np.int32)
     group_count = max(len(events.groups), 1)
     first, members, member_offsets = flat_groups(file_index * group_count + group_codes)
@@ -430,17 +415,9 @@ def preparsed_sessions(events: Events) -> Sessions:
 # ----------------------------------------------------------------------------- label rules
 
 
-def any_anomalous(line_labels: np.ndarray) -> float:
-    """A session's label from its lines' labels (NaN = unknown): 1 if any is 1, else NaN if any unknown, else 0."""
-    if np.any(line_labels == 1):
-        return 1.0
-    if np.any(np.isnan(line_labels)):
-        return np.nan
-    return 0.0
-
-
-def _any_anomalous_per_session(line_labels: np.ndarray, sessions: Sessions) -> np.ndarray:
-    """``any_anomalous`` of every session at once (float: 1, 0, NaN), from line labels (events,) int8."""
+def any_anomalous(line_labels: np.ndarray, sessions: Sessions) -> np.ndarray:
+    """(sessions,) float labels from line labels (events,) int8: 1 if any line is 1, else NaN if any is unknown
+    (``UNKNOWN_LABEL``), else 0."""
     member_labels = line_labels[sessions.positions]  # (members,)
     starts = sessions.offsets[:-1]
     anomalous = np.logical_or.reduceat(member_labels == 1, starts) if len(starts) else np.zeros(0, bool)
@@ -455,12 +432,12 @@ def session_labels(
     ``label_file``: the manifest's label file, read for a ``key_file`` or ``key_list`` rule."""
     where = f"datasets.{name}.label"
     if dataset.kind == "sessions":
-        return _any_anomalous_per_session(events.labels, sessions), PREPARSED_LABEL_RULE, {}
+        return any_anomalous(events.labels, sessions), PREPARSED_LABEL_RULE, {}
     rule = dataset.label
     if rule is None:
         return np.full(len(sessions.ids), np.nan), NO_LABEL_RULE, {}
     if rule.rule == "line_field":
-        return _any_anomalous_per_session(events.labels, sessions), rule.rule, {}
+        return any_anomalous(events.labels, sessions), rule.rule, {}
     if rule.rule == "source_file":
         labels = np.where(events.file_index[sessions.first_positions] == 0, 1.0, 0.0)
         return labels, rule.rule, {}
@@ -596,7 +573,7 @@ def _columns_to_read(path: Path, dataset: Any, collector: KeyCollector | None) -
         columns.append(group_column)
     if collector is not None:
         columns.append("content")
-    available = read_line_schema(path).names
+    available = pq.read_schema(line_parts(path)[0]).names  # every part has the same schema
     missing = [column for column in required if column not in available]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -642,8 +619,13 @@ class _EventChunks:
         if self.group_column is not None:
             values = pc.fill_null(pc.cast(batch.column(self.group_column), pa.string()), "<none>")
             self.chunks["groups"].append(_codes_in_first_seen_order(values, self.group_codes))
-        if self.has_level:
-            self.chunks["levels"].append(_codes_with_nulls(batch.column("level"), self.level_codes))
+        if self.has_level:  # -1 where a line has no level
+            level = batch.column("level")
+            valid = pc.is_valid(level).to_numpy(zero_copy_only=False)  # (lines,)
+            codes = np.full(len(level), -1, dtype=np.int32)
+            if valid.any():
+                codes[valid] = _codes_in_first_seen_order(level.filter(pa.array(valid)), self.level_codes)
+            self.chunks["levels"].append(codes)
 
     def merge(self, part: Events) -> None:
         """Append the events of the next part, read by another ``_EventChunks``: its codes are mapped to codes here
@@ -679,17 +661,6 @@ class _EventChunks:
         )
 
 
-def _usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The lines of a batch that have a template: parsed lines, and continuation lines Drain saw
-    (``multiline.events: each_line``); status is read as dictionary indices."""
-    status = batch.column("status")
-    parsed = pa.array(
-        [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
-    )
-    usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
-    return batch.filter(pc.fill_null(usable, False))
-
-
 @dataclass
 class _PartEvents:
     """What one part of ``lines.parquet`` gives (``_read_part``): its usable events with codes of its own, its
@@ -714,7 +685,7 @@ def _read_part(part: str, columns: list[str], group_column: str | None, has_leve
                             read_dictionary=["template", "status", *(["level"] if has_level else [])])  # fmt: skip
     for batch in reader.iter_batches(batch_size=BATCH_LINES, columns=columns, use_threads=False):
         lines += batch.num_rows
-        usable = _usable_lines(batch)
+        usable = usable_lines(batch)
         if usable.num_rows == 0:
             continue
         chunks.add(usable)
@@ -819,10 +790,6 @@ class SessionTable:
         values = pa.array(self.levels, type=pa.string()).take(pa.array(codes, mask=codes < 0))
         return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], type=pa.int32()), values)
 
-    def to_pandas(self) -> pd.DataFrame:
-        """The whole table as pandas, as ``read_sessions`` gives it (for small datasets and tests)."""
-        return self.arrow().to_pandas()
-
 
 def _key_collector(dataset: Any, where: str) -> KeyCollector | None:
     """The collector of session keys for ``session.rule: key`` (None for other rules); missing keys are refused."""
@@ -861,11 +828,8 @@ def _group_sessions(section: SessionizeSection, inputs: SessionizeInputs) -> Ses
     return sessions
 
 
-def _kept_table(
-    events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray, split_of: Any
-) -> SessionTable:
-    """The table of the kept sessions (all, unless anomalies were subsampled); ``split_of(labels, start_times,
-    file_indices)`` assigns their splits."""
+def _kept_table(events: Events, sessions: Sessions, labels: np.ndarray, keep: np.ndarray) -> SessionTable:
+    """The table of the kept sessions (all, unless anomalies were subsampled), their splits still to assign."""
     kept = np.flatnonzero(keep)  # (kept sessions,)
     first_positions = sessions.first_positions[kept]
     lengths = sessions.lengths[kept]
@@ -887,7 +851,7 @@ def _kept_table(
         offsets=np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
         labels=labels,
         start_times=start_times,
-        split=split_of(labels, start_times, file_indices),
+        split=np.full(len(kept), "", dtype=object),
         file_indices=file_indices,
         level_codes=events.level_codes[member_positions] if events.level_codes is not None else None,
         levels=events.levels,
@@ -975,14 +939,9 @@ def compute_sessionize(section: SessionizeSection, inputs: SessionizeInputs) -> 
     keep = np.ones(len(labels), dtype=bool)
     if dataset.anomaly_share is not None:
         keep, subsampling = subsample_anomalies(labels, dataset.anomaly_share, subsample_rng)
-    table = _kept_table(
-        events,
-        sessions,
-        labels,
-        keep,
-        lambda labels, start_times, file_indices: assign_splits(
-            labels, start_times, file_indices, dataset.split, section.sessionize.split, split_rng
-        ),
+    table = _kept_table(events, sessions, labels, keep)
+    table.split = assign_splits(
+        table.labels, table.start_times, table.file_indices, dataset.split, section.sessionize.split, split_rng
     )
     metrics = {**session_metrics(name, table, label_rule), **inputs.counts, **sessions.counts, **label_counts}
     by = dataset.split.stratify_by
@@ -1038,16 +997,9 @@ def _pandas_metadata() -> dict[bytes, bytes]:
     Why: readers (``read_sessions``, ``pd.read_parquet``) restore the nullable dtypes (``string``, ``Int8``) from
     it; the table is built with Arrow directly, so the metadata comes from an empty frame of the same dtypes.
     """
+    dtypes = ["string", object, "Int8", "float64", "string", "int16", object]  # SESSION_SCHEMA's columns, in order
     frame = pd.DataFrame(
-        {
-            "session_id": pd.Series([], dtype="string"),
-            "templates": pd.Series([], dtype=object),
-            "label": pd.Series([], dtype="Int8"),
-            "start_time": pd.Series([], dtype="float64"),
-            "split": pd.Series([], dtype="string"),
-            "file_index": pd.Series([], dtype="int16"),
-            "levels": pd.Series([], dtype=object),
-        }
+        {name: pd.Series([], dtype=dtype) for name, dtype in zip(SESSION_SCHEMA.names, dtypes, strict=True)}
     )
     return dict(pa.Table.from_pandas(frame, schema=SESSION_SCHEMA, preserve_index=False).schema.metadata or {})
 
@@ -1071,22 +1023,3 @@ def read_sessions(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items() if key != b"pandas"
     }
     return table.to_pandas(), metadata
-
-
-__all__ = [
-    "Events",
-    "KeyCollector",
-    "SessionTable",
-    "Sessions",
-    "any_anomalous",
-    "assign_splits",
-    "file_sessions",
-    "flat_groups",
-    "keys_in",
-    "preparsed_sessions",
-    "read_sessions",
-    "session_labels",
-    "split_sizes",
-    "subsample_anomalies",
-    "window_sessions",
-]

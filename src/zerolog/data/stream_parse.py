@@ -23,10 +23,9 @@ run over every line in input order) with memory bounded by chunks, on as many wo
    final template); ``write_part_task`` turns each draft into ``lines.parquet/part-<chunk>.parquet`` with the
    final template, event id and line number of every line.
 
-Failure: a worker that dies takes its running tasks and the results it held with it; the Dask scheduler runs
-them again on another worker. Both tasks are idempotent (same bytes, written under the chunk's name, renamed into
-place), the client takes each chunk's result once and in order, and the engine checks at the end that each part
-holds exactly its chunk's lines. So no line is lost or written twice (tests/data/test_dask_parse.py kills a worker).
+Failure (README "Parse on a Dask cluster"): both tasks are idempotent (same bytes under the chunk's name, renamed
+into place), the client takes each chunk's result once and in order, and each part must hold exactly its chunk's
+lines, so a task the scheduler reruns loses or doubles no line (tests/data/test_dask_parse.py kills a worker).
 
 Output: ``lines.parquet`` is a folder of parts in line order, one per chunk, that reads as one table
 (``pandas.read_parquet``, pyarrow.dataset, ``iter_line_batches``); schema in docs/architecture.md.
@@ -97,20 +96,15 @@ _PROBE_BYTES = 1 << 16
 def header_regex(log_format: str) -> tuple[re.Pattern[str], list[str]]:
     r"""Compile a loghub log format (``'<Date> <Time> <Level>: <Content>'``) into a header regex and its fields.
 
-    Built as logparser3 builds it (each ``<Field>`` a lazy named group ``(?P<Field>.*?)``, runs of spaces between
-    fields any whitespace run, the rest regex text as written, anchored at both ends; applied to the stripped line),
-    with one change that makes a match cost time linear in the line's length. Why: logparser3's regex backtracks
-    over every way of spreading a line's spaces across the fields when the line does not match (an OpenStack nova
-    line without its ``[req-...]`` bracket: 80 spaces 1.6 s, polynomial in the spaces). Each field but the last
-    keeps the first answer the lazy regex tries and never comes back to it: where whitespace alone follows it, its
-    run of non-space characters (``(?P<Date>\S*+)\s++``); else the shortest text its separator follows, in an
-    atomic group (``(?>(?P<Component>.*?):\s++)``), where a separator never starts inside a whitespace run
-    (``(?<!\s)``) and never gives spaces back (``\s++``). So each field scans its text once. Lines whose fields
-    the lazy regex finds on its first path get the same fields (every bundled log, tests/data/test_stream_parse.py);
-    a line that matched only by a later path (a field stretched over several words to reach a separator further on)
-    is now unmatched. Adjacent fields (``<A><B>``) have no separator to commit to and keep the lazy group.
-    The format was checked on load (config.py: a <Content> field, unique identifiers, a valid regex, no field named
-    after a reserved column).
+    Built as logparser3 builds it (each ``<Field>`` a lazy group ``(?P<Field>.*?)``, runs of spaces any whitespace
+    run, anchored at both ends; matched on the stripped line), except that a match costs time linear in the line.
+    Why: logparser3's regex backtracks over every way of spreading a non-matching line's spaces across the fields
+    (an OpenStack nova line without its ``[req-...]``: 80 spaces 1.6 s). Each field but the last keeps the lazy
+    regex's first answer: its run of non-space characters where whitespace alone follows it, else the shortest text
+    before its separator, in an atomic group, the separator never starting inside a whitespace run nor giving
+    spaces back. Lines the lazy regex matches on its first path get the same fields (every bundled log,
+    tests/data/test_stream_parse.py); a line that matched only by a later path is now unmatched. Adjacent fields
+    (``<A><B>``) keep the lazy group.
     """
     parts = re.split(r"(<[^<>]+>)", log_format)
     literals = [re.sub(" +", r"\\s+", part) for part in parts[0::2]]
@@ -514,12 +508,8 @@ def _draft_table(headers: _Headers, layout: LineLayout, file_indices: np.ndarray
 def parse_chunk(chunk: LineChunk | PackedChunk, layout: LineLayout,
                 miner: DrainMiner) -> tuple[pa.Table, ChunkSummary]:  # fmt: skip
     """Parse one chunk against a (copy of the) miner: its draft table and its summary. Changes no argument.
-
-    Per line: split on ``\\n``, decode UTF-8 (a bad line gets status ``non_utf8``), match the header regex on the
-    stripped text (``unmatched`` if it does not), take the header fields. Messages (``<Content>``, when not
-    blank) are masked once per line and matched once per distinct masked message; timestamps are read once per
-    distinct text. A packed chunk's pieces are parsed as one list of lines, each later piece a file's start.
-    """
+    Messages are masked once per line and matched once per distinct masked message; timestamps are read once per
+    distinct text. A packed chunk's pieces are parsed as one list of lines, each later piece a file's start."""
     texts: list[str | None] = []
     piece_starts = []  # (pieces,) offset of each piece's first line
     for piece in chunk.pieces:
@@ -675,10 +665,9 @@ def parse_chunk_task(
 def resolve_chunk(result: ChunkSummary, miner: DrainMiner) -> np.ndarray:
     """Each line's cluster index in the live miner, exactly as a sequential Drain run over every line would give.
 
-    Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key
-    is taken while it still holds (same epoch of the key's token count, same version of its leaf, see matcher.py);
-    the other
-    lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
+    Returns ``(lines,) int32``: a cluster index, ``NO_MESSAGE`` or ``EMPTY_MESSAGE``. A copy's answer for a key is
+    taken while it still holds (same epoch of the key's token count, same version of its leaf, see matcher.py); the
+    other lines go, in input order, through the live miner (``DrainMiner.assign``: cached match, else a Drain step),
     and after each change the remaining answers are checked again.
     """
     key_of_line = result.key_of_line
@@ -930,10 +919,8 @@ class TemplateDictionary:
     @classmethod
     def of(cls, miner: DrainMiner) -> TemplateDictionary:
         texts = [*miner.templates(), EMPTY_TEMPLATE]
-        ids: dict[str, str] = {}
-        for text in texts:
-            if text not in ids:  # many clusters can share a text (shadowed duplicates): one md5 each
-                ids[text] = datasets.template_event_id(text)
+        # many clusters can share a text (shadowed duplicates): one md5 per distinct text
+        ids = {text: datasets.template_event_id(text) for text in dict.fromkeys(texts)}
         return cls(texts, [ids[text] for text in texts])
 
 
@@ -1190,11 +1177,6 @@ def line_parts(path: Path) -> list[Path]:
     return parts
 
 
-def read_line_schema(path: Path) -> pa.Schema:
-    """The schema of a ``lines.parquet`` folder (every part has the same)."""
-    return pq.read_schema(line_parts(path)[0])
-
-
 def iter_line_batches(
     path: Path, columns: list[str], batch_size: int, read_dictionary: list[str]
 ) -> Iterator[pa.RecordBatch]:
@@ -1206,43 +1188,19 @@ def iter_line_batches(
         yield from reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
 
 
+def usable_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The lines of a batch that have a template: parsed lines, and continuation lines Drain saw
+    (``multiline.events: each_line``); ``status`` is read as a dictionary array."""
+    status = batch.column("status")
+    parsed = pa.array(
+        [text in (STATUS_PARSED, STATUS_CONTINUATION) for text in status.dictionary.to_pylist()], type=pa.bool_()
+    )
+    usable = pc.and_(parsed.take(status.indices), pc.is_valid(batch.column("template")))
+    return batch.filter(pc.fill_null(usable, False))
+
+
 def write_lines(folder: Path, lines: pd.DataFrame) -> None:
     """Write a whole lines table as ``folder/lines.parquet/`` with one part (the pre-parsed kinds)."""
     parts = folder / LINES_FOLDER
     parts.mkdir()
     write_parquet(part_path(parts, 0), lines)
-
-
-__all__ = [
-    "EMPTY_TEMPLATE",
-    "LINES_FOLDER",
-    "STATUS_NON_UTF8",
-    "STATUSES",
-    "STATUS_CONTINUATION",
-    "STATUS_PARSED",
-    "STATUS_UNMATCHED",
-    "ChunkSummary",
-    "LineChunk",
-    "LineLayout",
-    "StreamSummary",
-    "continued_counts",
-    "header_regex",
-    "iter_line_batches",
-    "line_labels",
-    "line_layout",
-    "line_parts",
-    "lines_schema",
-    "new_miner",
-    "parse_chunk",
-    "parse_chunk_task",
-    "parse_metrics",
-    "plan_chunks",
-    "stream_chunks",
-    "read_line_schema",
-    "resolve_chunk",
-    "settle_leading_lines",
-    "stream_parse_files",
-    "template_growth",
-    "write_lines",
-    "write_part_task",
-]

@@ -41,11 +41,6 @@ _ISO_FORMAT = re.compile(r"%Y-%m-%d(?:[ T]%H(?::%M(?::%S(?:\.%f)?)?)?)?")
 EPOCH_SECONDS = "%s"
 
 
-def _epoch_seconds(texts: list[str]) -> np.ndarray:
-    """Seconds since the epoch as written (NaN where a value is not a finite number)."""
-    return pd.to_numeric(pd.Series(texts, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
-
-
 def parse_timestamps(values: pd.Series, timestamp_format: str) -> pd.Series:
     """Seconds since the epoch (float64, same index; NaN where a value is missing or does not fit the format).
 
@@ -62,8 +57,8 @@ def parse_timestamps(values: pd.Series, timestamp_format: str) -> pd.Series:
 
 
 def _pandas_seconds(texts: list[str], timestamp_format: str) -> np.ndarray:
-    if timestamp_format == EPOCH_SECONDS:
-        return _epoch_seconds(texts)
+    if timestamp_format == EPOCH_SECONDS:  # seconds as written (NaN where a value is not a number)
+        return pd.to_numeric(pd.Series(texts, dtype="object"), errors="coerce").to_numpy(dtype=np.float64)
     parsed = pd.to_datetime(pd.Series(texts, dtype="object"), format=timestamp_format, errors="coerce", utc=True)
     epoch = pd.Timestamp(0, tz="UTC")
     return ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
@@ -174,6 +169,3 @@ def _fixed_width_seconds(
         nanoseconds = nanoseconds + fields["f"] * 10 ** (9 - fraction_width)
     # as pandas: (timestamp - epoch) / Timedelta(seconds=1), an int64 / int64 true division
     return nanoseconds / np.int64(10**9), valid
-
-
-__all__ = ["parse_timestamps"]
