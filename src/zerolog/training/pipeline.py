@@ -70,22 +70,11 @@ from zerolog.training.methods import method_settings
 _TRAINING_FILES = ("index", "lengths", "split", "vectors")  # what training reads; sources add labels
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def train_anomaly_count(tensors: SystemTensors) -> int:
-    """Labeled anomalies in a system's train split."""
-    assert tensors.labels is not None
-    return int(np.sum(np.asarray(tensors.labels)[tensors.rows("train")] == 1))
 
 
 # ----------------------------------------------------------------------------- scores and history
@@ -203,9 +192,10 @@ def run_method_job(job: MethodJob, progress: bool = False, epoch_lines: bool | N
     scores = scores_of(result.model, sources, target, job.config.score_batch_size)
     weights = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
     adaptation = _adaptation_summary(result.pi_hat, result.domain_weights, result.self_training, scores)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
     return MethodOutcome(job.method, job.seed, weights, checkpoint_bytes, result.history, result.threshold,
                          result.threshold_source_val, result.seconds, result.seconds_per_epoch, result.steps,
-                         result.epochs, result.device, scores, _peak_rss_mb(), adaptation)  # fmt: skip
+                         result.epochs, result.device, scores, peak_rss_mb, adaptation)  # fmt: skip
 
 
 def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None, rounds: list[dict[str, Any]],
@@ -332,18 +322,13 @@ def load_train_inputs(section: TrainSection, paths: ArtifactPaths) -> TrainInput
                        dataclasses.replace(target, labels=None))  # fmt: skip
 
 
-def _check_methods(config: TrainConfig) -> None:
-    for method in config.methods:
-        if method_settings(method).oracle:
-            raise ConfigError(f"train.methods: {method} reads target labels; the baselines stage trains it")
-
-
 def _usable_sources(sources: list[SystemTensors], config: TrainConfig) -> tuple[list[SystemTensors], dict[str, str]]:
     """Sources with at least ``train.min_source_anomalies`` labeled train anomalies, and why the others are not."""
     usable: list[SystemTensors] = []
     skipped: dict[str, str] = {}
     for tensors in sources:
-        anomalies = train_anomaly_count(tensors)
+        assert tensors.labels is not None
+        anomalies = int(np.sum(np.asarray(tensors.labels)[tensors.rows("train")] == 1))
         if anomalies < config.min_source_anomalies:
             skipped[tensors.system] = (
                 f"{anomalies} labeled anomalies in its train split, fewer than train.min_source_anomalies"
@@ -392,12 +377,6 @@ def _job_tags(outcome: MethodOutcome) -> dict[str, str]:
     return {"method": outcome.method, "kind": str(method_spec(outcome.method).kind), "seed": seed, "model_seed": seed}
 
 
-def _training_inputs(usable: list[SystemTensors], target: SystemTensors) -> list[InputData]:
-    """What a train run reads, as MLflow datasets: each labeled source's tensors and the target's (no labels)."""
-    sources = [InputData(tensors.directory, "train", split_sizes(tensors)) for tensors in usable]
-    return [*sources, InputData(target.directory, "target", split_sizes(target))]
-
-
 @dataclass
 class PairTraining:
     """Stage train's result: the pair's summary (training.json but its methods) and every method run's outcome.
@@ -426,12 +405,15 @@ class PairTraining:
         tags = {"pair": pair, "sources": ",".join(self.summary["sources"]), "target": target, "stage": "train",
                 "inputs_md5": inputs_md5(self.input_files)}  # fmt: skip
         example = _input_example(self.usable)
+        # what a train run reads, as MLflow datasets: each labeled source's tensors and the target's (no labels)
+        datasets = [InputData(tensors.directory, "train", split_sizes(tensors)) for tensors in self.usable]
+        datasets.append(InputData(self.target.directory, "target", split_sizes(self.target)))
         for outcome in self.outcomes:
             params = flatten_params({"train": section.config, "pairs": {section.pair: section.pair_config},
                                      "seed": outcome.seed})  # fmt: skip
             with tracker.run(run_name(section.pair, outcome.method, outcome.seed), {**tags, **_job_tags(outcome)},
                              params) as run_id:  # fmt: skip
-                tracker.log_datasets([run_id], _training_inputs(self.usable, self.target))
+                tracker.log_datasets([run_id], datasets)
                 _track_method(tracker, run_id, outcome, section.config, section.pair, example)
             self.run_ids[f"{outcome.method}/seed-{outcome.seed}"] = run_id
 
@@ -466,7 +448,9 @@ class PairTraining:
 def compute_train(section: TrainSection, inputs: TrainInputs) -> PairTraining:
     """Stage train for a pair (module docstring): every method of ``train.methods`` once per model seed."""
     config, pair_config = section.config, section.pair_config
-    _check_methods(config)
+    for method in config.methods:
+        if method_settings(method).oracle:
+            raise ConfigError(f"train.methods: {method} reads target labels; the baselines stage trains it")
     usable, skipped = _usable_sources(inputs.sources, config)
     summary: dict[str, Any] = {
         "pair": section.pair, "sources": [tensors.system for tensors in usable], "sources_skipped": skipped,
