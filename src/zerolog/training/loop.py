@@ -1,10 +1,5 @@
 """The trainer: one loop, every method a setting of it (methods.py), and scoring.
 
-Public API:
-- ``train(config, sources, target, method, seed, progress, ...) -> TrainResult``
-- ``score(model, tensors, rows, batch_size) -> np.ndarray`` of P(anomaly)
-- ``save_checkpoint`` / ``load_checkpoint`` (``torch.load(weights_only=True)``)
-
 Inputs are ``zerolog.features.tensors.SystemTensors`` (memory-mapped ``tensors/<system>/``), or any object with the
 same attributes (``index``, ``lengths``, ``labels``, ``split``, ``vectors``, ``meta``). Each system keeps its own
 frozen vector table; a batch is looked up per system and the encoder sees only vectors (method.md §3–4).
@@ -719,8 +714,7 @@ def _epoch(session: _Session, progress: bool) -> tuple[dict[str, float], Validat
     row["learning_rate"] = session.optimizer.param_groups[0]["lr"]
     if session.adaptation is not None and session.adaptation.round > 0:
         row["pseudo/round"] = session.adaptation.round
-        row["pseudo/anomalies"] = session.adaptation.counts["anomalies"]
-        row["pseudo/normals"] = session.adaptation.counts["normals"]
+        row.update({f"pseudo/{name}": count for name, count in session.adaptation.counts.items()})
     validation = validation_scores(session.model, session.labeled, session.config.score_batch_size)
     row.update(validation_metrics(validation, session.config.threshold))
     session.model.train()
@@ -733,7 +727,6 @@ def _result(session: _Session, method: str, history: list[dict[str, float]], val
     session.model.eval()
     best = f1_best_threshold(validation.labels, validation.scores)
     threshold_source_val = best[0] if best is not None else None
-    epochs_run = max(1, len(history))
     return TrainResult(
         model=session.model,
         method=method,
@@ -741,7 +734,7 @@ def _result(session: _Session, method: str, history: list[dict[str, float]], val
         threshold=0.5 if session.config.threshold == "fixed_0.5" else threshold_source_val,
         threshold_source_val=threshold_source_val,
         seconds=seconds,
-        seconds_per_epoch=seconds / epochs_run,
+        seconds_per_epoch=seconds / max(1, len(history)),
         steps=session.step,
         epochs=session.epoch,
         device=str(session.device),

@@ -101,9 +101,9 @@ def scores_of(
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
     frame = pd.DataFrame(history).reindex(columns=list(HISTORY_COLUMNS))
-    frame["epoch"] = frame["epoch"].astype(int)
-    frame["step"] = frame["step"].astype(int)
-    frame.drop(columns=["seconds"]).to_csv(path, index=False)  # inside an atomic directory; timings go to MLflow
+    frame.astype({"epoch": int, "step": int}).drop(columns=["seconds"]).to_csv(
+        path, index=False
+    )  # inside an atomic directory; timings go to MLflow
 
 
 def _input_example(sources: list[SystemTensors], rows: int = 2) -> np.ndarray:
@@ -129,11 +129,6 @@ class MethodJob:
     seed: int
     detection: TargetDetection | None = None  # the target detector's scores and pi-hat (zerolog_adapt only)
     pair: str = ""  # named in the per-epoch progress lines only
-
-    @property
-    def name(self) -> str:
-        """``<method>/seed-<seed>``: the job's folder under models/, scores/ and plots/."""
-        return f"{self.method}/seed-{self.seed}"
 
 
 @dataclass
@@ -170,8 +165,8 @@ def method_workers(config: TrainConfig, runs: int) -> int:
 def epoch_line(job: MethodJob, row: dict[str, float]) -> str:
     """One line per finished epoch: what a log outside a terminal shows instead of progress bars (issue 12)."""
     total = planned_epochs(job.config, job.method)
-    return (f"train {job.pair} {job.name}: epoch {int(row['epoch'])}/{total}, loss {row['loss/total']:.4f}, "
-            f"source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
+    return (f"train {job.pair} {job.method}/seed-{job.seed}: epoch {int(row['epoch'])}/{total}, "
+            f"loss {row['loss/total']:.4f}, source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
 
 
 def run_method_job(job: MethodJob, progress: bool = False, epoch_lines: bool | None = None) -> MethodOutcome:
@@ -438,10 +433,8 @@ class PairTraining:
                         **outcome.adaptation}  # fmt: skip
             write_scores(scores / score_file_name(outcome.method, outcome.seed), outcome.scores, metadata)
             _write_plots(plots, outcome, pair)
-            entry = _method_entry(outcome, self.section.config, run_id)
-            methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = (
-                entry
-            )
+            seeds = methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"]
+            seeds[str(outcome.seed)] = _method_entry(outcome, self.section.config, run_id)
         write_json(scores / TRAINING_SUMMARY, {**self.summary, "methods": methods})
 
 
