@@ -399,10 +399,8 @@ def _restore_self_training(session: _Session, state: dict[str, Any] | None) -> N
     assert session.target_pool is not None
     adaptation.round, adaptation.log = int(state["round"]), [dict(entry) for entry in state["log"]]
     labels = np.full(len(session.target_pool), -1, dtype=np.int64)
-    if state["pool"] is not None:
-        position = {int(row): index for index, row in enumerate(session.target_pool.rows)}
-        for row, label in zip(state["pool"]["rows"].tolist(), state["pool"]["labels"].tolist(), strict=True):
-            labels[position[row]] = label
+    if state["pool"] is not None:  # the pseudo-labeled rows are a subsequence of the pool's (unique) rows
+        labels[np.isin(session.target_pool.rows, state["pool"]["rows"].numpy())] = state["pool"]["labels"].numpy()
     _pseudo_sampler(session, labels)
     adaptation.counts = {key: int(value) for key, value in state["counts"].items()}
     if adaptation.sampler is not None:
