@@ -80,21 +80,16 @@ def _clean(value: Any) -> Any:
 # ----------------------------------------------------------------------------- scores and history
 
 
-def score_rows(sources: list[SystemTensors], target: SystemTensors) -> list[tuple[str, SystemTensors, np.ndarray]]:
-    """What the score file covers: each source's val rows, then the target's train, val and test rows."""
-    rows = [("source", source, source.rows("val")) for source in sources]
-    split = np.asarray(target.split)
-    rows.append(("target", target, np.flatnonzero(np.isin(split, list(SPLIT_CODES.values())))))
-    return rows
-
-
 def scores_of(
     model: ZeroLogModel, sources: list[SystemTensors], target: SystemTensors, batch_size: int
 ) -> pd.DataFrame:
-    """Scores (no labels) in the score-file contract's columns."""
+    """Scores (no labels) in the score-file contract's columns: each source's val rows, then the target's train, val
+    and test rows."""
+    covered = [("source", source, source.rows("val")) for source in sources]
+    covered.append(("target", target, np.flatnonzero(np.isin(np.asarray(target.split), list(SPLIT_CODES.values())))))
     parts = [
         score_frame(tensors.system, tensors.split, rows, score(model, tensors, rows, batch_size), domain)
-        for domain, tensors, rows in score_rows(sources, target)
+        for domain, tensors, rows in covered
     ]
     return pd.concat(parts, ignore_index=True)
 
@@ -206,13 +201,8 @@ def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None
 
 def run_method_jobs(jobs: list[MethodJob], workers: int) -> list[MethodOutcome]:
     """``jobs`` in ``workers`` spawned processes (zerolog.parallel), each with ``torch_threads // workers`` threads,
-    or in turn here with one worker; outcomes in order.
-
-    Each job is seeded and deterministic on its own, so the outcome of a method does not depend on which other
-    method shares the machine, only on its thread count (the same as ``method_workers: 1`` with that many threads).
-    Outside a terminal each job prints a line per epoch (:func:`epoch_line`), so a CI log shows progress every epoch,
-    not once per method (issue 12).
-    """
+    or in turn here with one worker; outcomes in order (each job's result depends on its thread count only: module
+    docstring)."""
     if workers > 1:
         threads = max(1, jobs[0].config.torch_threads // workers)
         jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
