@@ -87,6 +87,9 @@ class ArmJob:
         """One folder per final configuration: self-training variants share the base run."""
         return Path(self.folder) / f"final-{self.final_digest[:12]}"
 
+    def phase_folder(self, phase: str) -> Path:
+        return self.base_folder if phase == "base" else self.final_folder
+
 
 def _arm_configs(config: TrainConfig, arm: str) -> tuple[TrainConfig, TrainConfig, str]:
     """(base config, final config, base method) of an arm."""
@@ -259,10 +262,6 @@ def _round_one_purity(frame: pd.DataFrame, labels: np.ndarray, split: np.ndarray
             "normal_precision": float(np.mean(truth[normals] == 0)) if normals.any() else None}  # fmt: skip
 
 
-def _phase_folder(job: ArmJob, phase: str) -> Path:
-    return job.base_folder if phase == "base" else job.final_folder
-
-
 def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob], seeds: list[int],
                   detection: TargetDetection, splits: list[str]) -> dict[str, Any]:  # fmt: skip
     """Every row of one pair: per seed, per split; the detector once (it is deterministic). ``jobs``: (arm, seed)."""
@@ -271,10 +270,10 @@ def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob]
     labels, split = np.asarray(target.labels).astype(np.int64), np.asarray(target.split)
     result: dict[str, Any] = {"rows": {row: {"seeds": {}} for row in ROWS}, "seconds": {}, "self_training": {}}
     for seed in seeds:
-        records = {(arm, phase): read_json(_phase_folder(jobs[arm, seed], phase) / "run.json")
+        records = {(arm, phase): read_json(jobs[arm, seed].phase_folder(phase) / "run.json")
                    for arm in ARMS for phase in ("base", "final")}  # fmt: skip
         for row, (arm, phase) in ROWS.items():
-            frame = _target_frame(_phase_folder(jobs[arm, seed], phase))
+            frame = _target_frame(jobs[arm, seed].phase_folder(phase))
             source_val = records[arm, phase]["threshold_source_val"] if row == "zerolog" else None
             entry = _row_entry(frame, labels, split, detection.pi_hat, source_val, splits)
             result["rows"][row]["seeds"][str(seed)] = entry
@@ -289,12 +288,11 @@ def evaluate_pair(params: Params, pair: str, jobs: dict[tuple[str, int], ArmJob]
             "domain_weights": records["importance", "final"]["domain_weights"],
             "round_one_purity": _round_one_purity(base, labels, split, detection, params.train),
         }  # fmt: skip
-    result["rows"]["detector"] = {name: _split_metrics(labels[_labeled_rows(labels, split, name)],
-                                                       detection.scores[_labeled_rows(labels, split, name)],
+    rows = {name: _labeled_rows(labels, split, name) for name in ("train", "val", "test")}
+    result["rows"]["detector"] = {name: _split_metrics(labels[rows[name]], detection.scores[rows[name]],
                                                        detection.threshold) for name in splits}  # fmt: skip
     result["pi_hat"] = detection.pi_hat
-    result["true_share"] = {name: float(np.mean(labels[_labeled_rows(labels, split, name)] == 1))
-                            for name in ("train", "val", "test")}  # fmt: skip
+    result["true_share"] = {name: float(np.mean(labels[chosen] == 1)) for name, chosen in rows.items()}
     return result
 
 

@@ -58,17 +58,15 @@ class Pool(Protocol):
     def close(self) -> None: ...
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
+def worker_count(config: ParallelConfig) -> int:
+    """Workers a pool of ``config`` has on this machine (0: one per core this process may run on); a cluster says
+    its own."""
+    if config.workers:
+        return config.workers
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def worker_count(config: ParallelConfig) -> int:
-    """Workers a pool of ``config`` has on this machine (0: one per available core); a cluster says its own."""
-    return config.workers or available_cores()
 
 
 # ----------------------------------------------------------------------------- backends
@@ -259,7 +257,6 @@ __all__ = [
     "Pickled",
     "Pool",
     "ProcessPool",
-    "available_cores",
     "map_ordered",
     "open_pool",
     "worker_count",

@@ -9,7 +9,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from zerolog.config import EncoderConfig
-from zerolog.model import GradientReversal, SessionEncoder, ZeroLogModel, lookup_vectors, reverse_gradient
+from zerolog.model import SessionEncoder, ZeroLogModel, lookup_vectors, reverse_gradient
 from zerolog.model.encoder import lengths_from_padding
 from zerolog.model.packed_gru import packed_gru, unrolled_applies
 
@@ -23,7 +23,7 @@ def test_gradient_reversal_negates_and_scales(coefficient: float) -> None:
     weights = torch.randn(3, dtype=torch.float64)
 
     (plain,) = torch.autograd.grad((torch.sin(inputs) * weights).sum(), inputs)
-    reversed_output = GradientReversal()(inputs, coefficient)
+    reversed_output = reverse_gradient(inputs, coefficient)
     assert torch.equal(reversed_output, inputs)  # forward: identity
     (reversed_gradient,) = torch.autograd.grad((torch.sin(reversed_output) * weights).sum(), inputs)
     torch.testing.assert_close(reversed_gradient, -coefficient * plain)

@@ -8,7 +8,6 @@ encoder learns session embeddings the discriminator cannot separate: system-agno
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -27,10 +26,3 @@ class _ReverseGradient(torch.autograd.Function):
 def reverse_gradient(inputs: torch.Tensor, coefficient: float) -> torch.Tensor:
     """Return ``inputs`` unchanged; gradients flowing back through it are multiplied by ``-coefficient``."""
     return _ReverseGradient.apply(inputs, float(coefficient))
-
-
-class GradientReversal(nn.Module):
-    """Module form of :func:`reverse_gradient`; the coefficient (λ) is passed per call so a schedule can ramp it."""
-
-    def forward(self, inputs: torch.Tensor, coefficient: float) -> torch.Tensor:
-        return reverse_gradient(inputs, coefficient)

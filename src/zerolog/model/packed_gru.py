@@ -19,6 +19,7 @@ hidden state (the encoder's case). Scoring without gradients keeps ``torch.nn.GR
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -147,9 +148,7 @@ class _Recurrence(torch.autograd.Function):
     ) -> torch.Tensor:
         # input_gates (tokens, 3 * hidden) packed order; weight_hh (3 * hidden, hidden); sizes: sessions per step
         hidden_size = weight_hh.shape[1]
-        offsets = [0]
-        for size in sizes:
-            offsets.append(offsets[-1] + size)
+        offsets = [0, *itertools.accumulate(sizes)]
         tokens = offsets[-1]
         outputs = input_gates.new_empty(tokens, hidden_size)  # h_t per token
         previous = input_gates.new_zeros(tokens, hidden_size)  # h_{t-1} per token (zero where a session starts)

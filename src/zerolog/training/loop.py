@@ -1,10 +1,5 @@
 """The trainer: one loop, every method a setting of it (methods.py), and scoring.
 
-Public API:
-- ``train(config, sources, target, method, seed, progress, ...) -> TrainResult``
-- ``score(model, tensors, rows, batch_size) -> np.ndarray`` of P(anomaly)
-- ``save_checkpoint`` / ``load_checkpoint`` (``torch.load(weights_only=True)``)
-
 Inputs are ``zerolog.features.tensors.SystemTensors`` (memory-mapped ``tensors/<system>/``), or any object with the
 same attributes (``index``, ``lengths``, ``labels``, ``split``, ``vectors``, ``meta``). Each system keeps its own
 frozen vector table; a batch is looked up per system and the encoder sees only vectors (method.md §3–4).
@@ -54,7 +49,7 @@ from zerolog.config import EncoderConfig, SelfTrainingConfig, TrainConfig, as_di
 from zerolog.errors import DataError
 from zerolog.features.target_detector import TargetDetection
 from zerolog.io import atomic_path
-from zerolog.metrics import f1_best_threshold
+from zerolog.metrics import f1_best_threshold, precision_recall_f1
 from zerolog.model import ZeroLogModel, lookup_vectors
 from zerolog.training.adapt import importance_weights, pseudo_labels
 from zerolog.training.meta import Batch, PseudoTask, concatenate_padded, meta_step, plain_step
@@ -80,12 +75,6 @@ HISTORY_COLUMNS = (
     "pseudo/normals",
     "seconds",
 )
-
-
-def system_name(tensors: SystemTensors) -> str:
-    """The system a tensors folder belongs to (``meta.json`` ``system``, else the folder name)."""
-    meta = getattr(tensors, "meta", None) or {}
-    return str(meta.get("system") or Path(getattr(tensors, "directory", "system")).name)
 
 
 # ----------------------------------------------------------------------------- torch set-up
@@ -124,10 +113,6 @@ class _DeviceSystem:
     tensors: SystemTensors
     table: torch.Tensor  # (templates + 1, dim)
 
-    @property
-    def sessions(self) -> int:
-        return int(self.tensors.index.shape[0])
-
 
 def _on_device(tensors: SystemTensors, device: torch.device) -> _DeviceSystem:
     table = torch.from_numpy(np.array(tensors.vectors, dtype=np.float32)).to(device)
@@ -143,27 +128,21 @@ def _gather(system: _DeviceSystem, rows: np.ndarray, device: torch.device) -> tu
 
 
 def _make_batch(
-    systems: Sequence[_DeviceSystem],
-    system_ids: np.ndarray,
-    rows: np.ndarray,
-    labels: np.ndarray | None,
-    device: torch.device,
+    systems: Sequence[_DeviceSystem], pool: _Pool, chosen: np.ndarray, device: torch.device, labeled: bool = True
 ) -> Batch:
-    """A batch from (system, row) pairs, grouped by system; ``labels`` aligned with the pairs (None: unlabeled)."""
+    """A batch of the ``chosen`` items of ``pool`` (``systems``: its system numbers), grouped by system."""
+    system_ids, rows, labels = pool.system_ids[chosen], pool.rows[chosen], pool.labels[chosen]
     vectors, lengths, label_parts, positions = None, [], [], []
     for system_id in np.unique(system_ids):
-        chosen = np.flatnonzero(system_ids == system_id)
+        part = np.flatnonzero(system_ids == system_id)
         system = systems[int(system_id)]
-        part_vectors, part_lengths = _gather(system, rows[chosen], device)
+        part_vectors, part_lengths = _gather(system, rows[part], device)
         vectors = part_vectors if vectors is None else concatenate_padded(vectors, part_vectors)
         lengths.append(part_lengths)
-        positions.append(rows[chosen] / system.sessions)
-        if labels is not None:
-            label_parts.append(labels[chosen])
+        positions.append(rows[part] / int(system.tensors.index.shape[0]))
+        label_parts.append(labels[part])
     assert vectors is not None
-    batch_labels = None
-    if labels is not None:
-        batch_labels = torch.from_numpy(np.concatenate(label_parts).astype(np.int64)).to(device)
+    batch_labels = torch.from_numpy(np.concatenate(label_parts)).to(device) if labeled else None
     return Batch(vectors, torch.cat(lengths), batch_labels, np.concatenate(positions))
 
 
@@ -177,6 +156,12 @@ class _Stream:
         self.generator = generator
         self.order = generator.permutation(size)
         self.cursor = 0
+
+    def state(self) -> dict[str, Any]:
+        return {"order": torch.from_numpy(np.asarray(self.order, dtype=np.int64)), "cursor": self.cursor}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order, self.cursor = state["order"].numpy(), int(state["cursor"])
 
     def take(self, count: int) -> np.ndarray:
         taken = []
@@ -202,18 +187,24 @@ class _Pool:
         return int(self.rows.size)
 
 
+def _labeled_rows(tensors: SystemTensors, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``split`` labeled 0 or 1, and their labels (int64)."""
+    rows = np.flatnonzero(np.asarray(tensors.split) == SPLIT_CODES[split])
+    known = np.asarray(tensors.labels)[rows]
+    rows = rows[(known == 0) | (known == 1)]
+    return rows, np.asarray(tensors.labels)[rows].astype(np.int64)
+
+
 def _train_pool(systems: Sequence[SystemTensors], labeled: bool) -> _Pool:
     """The train-split sessions of ``systems``; labeled pools keep only sessions labeled 0 or 1."""
     system_ids, rows, labels = [], [], []
     for number, tensors in enumerate(systems):
-        split = np.asarray(tensors.split)
-        chosen = np.flatnonzero(split == SPLIT_CODES["train"])
         if labeled:
-            known = np.asarray(tensors.labels)[chosen]
-            chosen = chosen[(known == 0) | (known == 1)]
-            labels.append(np.asarray(tensors.labels)[chosen].astype(np.int64))
-        else:
-            labels.append(np.full(chosen.size, -1, dtype=np.int64))  # target labels are never read
+            chosen, chosen_labels = _labeled_rows(tensors, "train")
+        else:  # target labels are never read
+            chosen = np.flatnonzero(np.asarray(tensors.split) == SPLIT_CODES["train"])
+            chosen_labels = np.full(chosen.size, -1, dtype=np.int64)
+        labels.append(chosen_labels)
         system_ids.append(np.full(chosen.size, number, dtype=np.int64))
         rows.append(chosen.astype(np.int64))
     return _Pool(np.concatenate(system_ids), np.concatenate(rows), np.concatenate(labels))
@@ -226,21 +217,29 @@ class _LabeledSampler:
         self.pool = pool
         self.batch_size = config.batch_size
         self.balanced = config.class_balance.method == "balanced_sampling"
+        self.streams: dict[str, _Stream]  # the checkpoint's names; built in this order (it fixes the draws)
         if self.balanced:
             self.anomalies = np.flatnonzero(pool.labels == 1)
             self.normals = np.flatnonzero(pool.labels == 0)
             self.anomaly_count = int(round(config.class_balance.anomaly_share * self.batch_size))
-            self.anomaly_stream = _Stream(self.anomalies.size, generator)
-            self.normal_stream = _Stream(self.normals.size, generator)
+            self.streams = {"anomalies": _Stream(self.anomalies.size, generator),
+                            "normals": _Stream(self.normals.size, generator)}  # fmt: skip
         else:
-            self.stream = _Stream(len(pool), generator)
+            self.streams = {"labeled": _Stream(len(pool), generator)}
 
     def take(self) -> np.ndarray:
         if self.balanced:
-            anomalies = self.anomalies[self.anomaly_stream.take(self.anomaly_count)]
-            normals = self.normals[self.normal_stream.take(self.batch_size - self.anomaly_count)]
+            anomalies = self.anomalies[self.streams["anomalies"].take(self.anomaly_count)]
+            normals = self.normals[self.streams["normals"].take(self.batch_size - self.anomaly_count)]
             return np.concatenate([anomalies, normals])
-        return self.stream.take(self.batch_size)
+        return self.streams["labeled"].take(self.batch_size)
+
+    def state(self) -> dict[str, Any]:
+        return {name: stream.state() for name, stream in self.streams.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, stream in self.streams.items():
+            stream.restore(state[name])
 
 
 def class_weights_for(labels: np.ndarray) -> np.ndarray:
@@ -279,13 +278,6 @@ def score(model: ZeroLogModel, tensors: SystemTensors, rows: np.ndarray, batch_s
     return result
 
 
-def f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    predicted = scores >= threshold
-    true_positives = float(np.sum(predicted & (labels == 1)))
-    denominator = float(np.sum(predicted)) + float(np.sum(labels == 1))
-    return 2 * true_positives / denominator if denominator else 0.0
-
-
 @dataclass
 class ValidationScores:
     """Scores and labels of the labeled domain's validation split."""
@@ -297,10 +289,8 @@ class ValidationScores:
 def validation_scores(model: ZeroLogModel, systems: Sequence[SystemTensors], batch_size: int) -> ValidationScores:
     labels, scores = [], []
     for tensors in systems:
-        rows = np.flatnonzero(np.asarray(tensors.split) == SPLIT_CODES["val"])
-        known = np.asarray(tensors.labels)[rows]
-        rows = rows[(known == 0) | (known == 1)]
-        labels.append(np.asarray(tensors.labels)[rows].astype(np.int64))
+        rows, rows_labels = _labeled_rows(tensors, "val")
+        labels.append(rows_labels)
         scores.append(score(model, tensors, rows, batch_size))
     return ValidationScores(np.concatenate(labels), np.concatenate(scores))
 
@@ -317,7 +307,7 @@ def validation_metrics(validation: ValidationScores, rule: str) -> dict[str, flo
         metrics["val/pr_auc"] = float(average_precision_score(labels, scores))
     if rule == "fixed_0.5":
         metrics["val/threshold"] = 0.5
-        metrics["val/f1"] = f1_at(labels, scores, 0.5)
+        metrics["val/f1"] = precision_recall_f1(labels, scores >= 0.5)[2]
     else:
         best = f1_best_threshold(labels, scores)
         if best is not None:
@@ -376,29 +366,13 @@ class _Session:
     epoch: int = 0
 
 
-def _stream_state(stream: _Stream | None) -> dict[str, Any] | None:
-    if stream is None:
-        return None
-    return {"order": torch.from_numpy(np.asarray(stream.order, dtype=np.int64)), "cursor": stream.cursor}
-
-
-def _restore_stream(stream: _Stream | None, state: dict[str, Any] | None) -> None:
-    if stream is not None and state is not None:
-        stream.order, stream.cursor = state["order"].numpy(), int(state["cursor"])
-
-
 def _sampling_state(session: _Session) -> dict[str, Any]:
     """Everything random that training has consumed, so that a resumed run continues exactly."""
-    sampler = session.sampler
-    streams = (
-        {"anomalies": _stream_state(sampler.anomaly_stream), "normals": _stream_state(sampler.normal_stream)}
-        if sampler.balanced
-        else {"labeled": _stream_state(sampler.stream)}
-    )
+    target = None if session.target_stream is None else session.target_stream.state()
     return {
         "numpy_generator": session.generator.bit_generator.state,
         "torch_generator": torch.get_rng_state(),
-        "streams": {**streams, "target": _stream_state(session.target_stream)},
+        "streams": {**session.sampler.state(), "target": target},
         "self_training": _self_training_state(session.adaptation),
     }
 
@@ -410,14 +384,9 @@ def _self_training_state(adaptation: _Adaptation | None) -> dict[str, Any] | Non
     state: dict[str, Any] = {"round": adaptation.round, "counts": dict(adaptation.counts),
                              "log": [dict(entry) for entry in adaptation.log], "pool": None}  # fmt: skip
     if adaptation.pool is not None and adaptation.sampler is not None:
-        sampler = adaptation.sampler
         state["pool"] = {"rows": torch.from_numpy(adaptation.pool.rows),
                          "labels": torch.from_numpy(adaptation.pool.labels)}  # fmt: skip
-        state["streams"] = (
-            {"anomalies": _stream_state(sampler.anomaly_stream), "normals": _stream_state(sampler.normal_stream)}
-            if sampler.balanced
-            else {"labeled": _stream_state(sampler.stream)}
-        )
+        state["streams"] = adaptation.sampler.state()
     return state
 
 
@@ -430,19 +399,12 @@ def _restore_self_training(session: _Session, state: dict[str, Any] | None) -> N
     assert session.target_pool is not None
     adaptation.round, adaptation.log = int(state["round"]), [dict(entry) for entry in state["log"]]
     labels = np.full(len(session.target_pool), -1, dtype=np.int64)
-    if state["pool"] is not None:
-        position = {int(row): index for index, row in enumerate(session.target_pool.rows)}
-        for row, label in zip(state["pool"]["rows"].tolist(), state["pool"]["labels"].tolist(), strict=True):
-            labels[position[row]] = label
+    if state["pool"] is not None:  # the pseudo-labeled rows are a subsequence of the pool's (unique) rows
+        labels[np.isin(session.target_pool.rows, state["pool"]["rows"].numpy())] = state["pool"]["labels"].numpy()
     _pseudo_sampler(session, labels)
     adaptation.counts = {key: int(value) for key, value in state["counts"].items()}
     if adaptation.sampler is not None:
-        streams, sampler = state["streams"], adaptation.sampler
-        if sampler.balanced:
-            _restore_stream(sampler.anomaly_stream, streams["anomalies"])
-            _restore_stream(sampler.normal_stream, streams["normals"])
-        else:
-            _restore_stream(sampler.stream, streams["labeled"])
+        adaptation.sampler.restore(state["streams"])
 
 
 def save_checkpoint(path: str | Path, session: _Session, method: str) -> None:
@@ -461,19 +423,21 @@ def save_checkpoint(path: str | Path, session: _Session, method: str) -> None:
         "step": int(session.step),
         "epoch": int(session.epoch),
     }
-    # Serialised to memory first: torch.save names the archive's inner folder after the file it writes, and the
-    # temporary file of atomic_path has a random name, so identical weights would give different bytes (and md5s).
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    with atomic_path(path) as temporary:
-        Path(temporary).write_bytes(buffer.getvalue())
+    _save(path, checkpoint)
 
 
 def save_network(path: str | Path, weights: dict[str, torch.Tensor], config: TrainConfig) -> None:
     """Write trained weights alone in the checkpoint layout (``weights`` and ``config``: what
     :func:`load_checkpoint` needs to rebuild the network), atomically; the MLflow model's artifact."""
-    buffer = io.BytesIO()  # in memory first, as in save_checkpoint: the same weights give the same bytes
-    torch.save({"weights": weights, "config": as_dict(config)}, buffer)
+    _save(path, {"weights": weights, "config": as_dict(config)})
+
+
+def _save(path: str | Path, content: dict[str, Any]) -> None:
+    """``torch.save`` to memory first, then atomically to ``path``: torch.save names the archive's inner folder
+    after the file it writes, and atomic_path's temporary file has a random name, so identical weights would give
+    different bytes (and md5s)."""
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
     with atomic_path(path) as temporary:
         Path(temporary).write_bytes(buffer.getvalue())
 
@@ -506,12 +470,9 @@ def _resume(session: _Session, checkpoint: dict[str, Any]) -> None:
     session.generator.bit_generator.state = sampling["numpy_generator"]
     torch.set_rng_state(sampling["torch_generator"])
     streams = sampling["streams"]
-    if session.sampler.balanced:
-        _restore_stream(session.sampler.anomaly_stream, streams["anomalies"])
-        _restore_stream(session.sampler.normal_stream, streams["normals"])
-    else:
-        _restore_stream(session.sampler.stream, streams["labeled"])
-    _restore_stream(session.target_stream, streams["target"])
+    session.sampler.restore(streams)
+    if session.target_stream is not None and streams["target"] is not None:
+        session.target_stream.restore(streams["target"])
     session.step, session.epoch = int(checkpoint["step"]), int(checkpoint["epoch"])
 
 
@@ -536,10 +497,6 @@ class TrainResult:
     pi_hat: float | None = None  # zerolog_adapt: the target detector's π̂ the run used
     domain_weights: list[float] | None = None  # zerolog_adapt with importance weighting: w_0, w_1
     self_training: list[dict[str, Any]] = field(default_factory=list)  # per round: pseudo-label counts, used or not
-
-    @property
-    def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
 
 
 def _check_inputs(settings: MethodSettings, labeled: Sequence[SystemTensors], target: SystemTensors | None) -> None:
@@ -705,28 +662,19 @@ def _pseudo_task(session: _Session) -> PseudoTask | None:
     if adaptation is None or adaptation.sampler is None or adaptation.pool is None:
         return None
     assert session.target_system is not None
-    chosen = adaptation.sampler.take()
-    pool = adaptation.pool
-    batch = _make_batch([session.target_system], pool.system_ids[chosen], pool.rows[chosen], pool.labels[chosen],
-                        session.device)  # fmt: skip
+    batch = _make_batch([session.target_system], adaptation.pool, adaptation.sampler.take(), session.device)
     return PseudoTask(batch, adaptation.class_weights)
 
 
 def _step(session: _Session) -> dict[str, float]:
     """One optimisation step: a labeled batch, an unlabeled target batch (domain loss), plain or meta step."""
-    config, device, pool = session.config, session.device, session.labeled_pool
+    config, device = session.config, session.device
     coefficient = _coefficient(session)
-    chosen = session.sampler.take()
-    source_batch = _make_batch(
-        session.labeled_systems, pool.system_ids[chosen], pool.rows[chosen], pool.labels[chosen], device
-    )
+    source_batch = _make_batch(session.labeled_systems, session.labeled_pool, session.sampler.take(), device)
     target_batch = None
     if session.target_stream is not None and session.target_pool is not None and session.target_system is not None:
         target_chosen = session.target_stream.take(config.batch_size)
-        target_rows = session.target_pool.rows[target_chosen]
-        target_batch = _make_batch(
-            [session.target_system], session.target_pool.system_ids[target_chosen], target_rows, None, device
-        )
+        target_batch = _make_batch([session.target_system], session.target_pool, target_chosen, device, labeled=False)
     pseudo = _pseudo_task(session)
     # bfloat16 autocast (train.mixed_precision, CUDA only): no loss scaling needed, unlike float16.
     use_autocast = config.mixed_precision and device.type == "cuda"
@@ -764,8 +712,7 @@ def _epoch(session: _Session, progress: bool) -> tuple[dict[str, float], Validat
     row["learning_rate"] = session.optimizer.param_groups[0]["lr"]
     if session.adaptation is not None and session.adaptation.round > 0:
         row["pseudo/round"] = session.adaptation.round
-        row["pseudo/anomalies"] = session.adaptation.counts["anomalies"]
-        row["pseudo/normals"] = session.adaptation.counts["normals"]
+        row.update({f"pseudo/{name}": count for name, count in session.adaptation.counts.items()})
     validation = validation_scores(session.model, session.labeled, session.config.score_batch_size)
     row.update(validation_metrics(validation, session.config.threshold))
     session.model.train()
@@ -778,7 +725,6 @@ def _result(session: _Session, method: str, history: list[dict[str, float]], val
     session.model.eval()
     best = f1_best_threshold(validation.labels, validation.scores)
     threshold_source_val = best[0] if best is not None else None
-    epochs_run = max(1, len(history))
     return TrainResult(
         model=session.model,
         method=method,
@@ -786,7 +732,7 @@ def _result(session: _Session, method: str, history: list[dict[str, float]], val
         threshold=0.5 if session.config.threshold == "fixed_0.5" else threshold_source_val,
         threshold_source_val=threshold_source_val,
         seconds=seconds,
-        seconds_per_epoch=seconds / epochs_run,
+        seconds_per_epoch=seconds / max(1, len(history)),
         steps=session.step,
         epochs=session.epoch,
         device=str(session.device),

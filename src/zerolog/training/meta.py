@@ -62,12 +62,8 @@ class Batch:
         lengths = self.lengths[torch.as_tensor(chosen, dtype=torch.long)]
         longest = int(lengths.max())
         index = torch.as_tensor(chosen, dtype=torch.long, device=self.vectors.device)
-        return Batch(
-            vectors=self.vectors[index, :longest],
-            lengths=lengths,
-            labels=None if self.labels is None else self.labels[index],
-            positions=self.positions[chosen],
-        )
+        labels = None if self.labels is None else self.labels[index]
+        return Batch(self.vectors[index, :longest], lengths, labels, self.positions[chosen])
 
 
 @dataclass(frozen=True)
@@ -222,8 +218,8 @@ def meta_step(
     """One first-order meta step (module docstring); returns the meta-train parts and ``loss/meta`` (meta-test at θ',
     the pseudo-labeled target's term included when ``pseudo`` is given; ``loss/pseudo`` is that term alone)."""
     outputs = TrainingOutputs(model)
-    names = [name for name, _ in outputs.named_parameters()]
-    parameters = [parameter for _, parameter in outputs.named_parameters()]
+    named = dict(outputs.named_parameters())
+    parameters = list(named.values())
     meta_train, meta_test = split_meta_batch(source, config.split, generator)
 
     # Inner: gradient of the meta-train loss at θ, and the virtual parameters θ' = θ − α·g.
@@ -234,7 +230,7 @@ def meta_step(
         name: (parameter.detach() - config.inner_learning_rate * gradient).requires_grad_()
         if gradient is not None
         else parameter.detach().requires_grad_()
-        for name, parameter, gradient in zip(names, parameters, train_gradients, strict=True)
+        for name, parameter, gradient in zip(named, parameters, train_gradients, strict=True)
     }
 
     # Outer: gradient of the meta-test loss at θ' (first-order: applied to θ as is).

@@ -70,11 +70,6 @@ from zerolog.training.methods import method_settings
 _TRAINING_FILES = ("index", "lengths", "split", "vectors")  # what training reads; sources add labels
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN/inf become null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -82,39 +77,28 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def train_anomaly_count(tensors: SystemTensors) -> int:
-    """Labeled anomalies in a system's train split."""
-    assert tensors.labels is not None
-    return int(np.sum(np.asarray(tensors.labels)[tensors.rows("train")] == 1))
-
-
 # ----------------------------------------------------------------------------- scores and history
-
-
-def score_rows(sources: list[SystemTensors], target: SystemTensors) -> list[tuple[str, SystemTensors, np.ndarray]]:
-    """What the score file covers: each source's val rows, then the target's train, val and test rows."""
-    rows = [("source", source, source.rows("val")) for source in sources]
-    split = np.asarray(target.split)
-    rows.append(("target", target, np.flatnonzero(np.isin(split, list(SPLIT_CODES.values())))))
-    return rows
 
 
 def scores_of(
     model: ZeroLogModel, sources: list[SystemTensors], target: SystemTensors, batch_size: int
 ) -> pd.DataFrame:
-    """Scores (no labels) in the score-file contract's columns."""
+    """Scores (no labels) in the score-file contract's columns: each source's val rows, then the target's train, val
+    and test rows."""
+    covered = [("source", source, source.rows("val")) for source in sources]
+    covered.append(("target", target, np.flatnonzero(np.isin(np.asarray(target.split), list(SPLIT_CODES.values())))))
     parts = [
         score_frame(tensors.system, tensors.split, rows, score(model, tensors, rows, batch_size), domain)
-        for domain, tensors, rows in score_rows(sources, target)
+        for domain, tensors, rows in covered
     ]
     return pd.concat(parts, ignore_index=True)
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
     frame = pd.DataFrame(history).reindex(columns=list(HISTORY_COLUMNS))
-    frame["epoch"] = frame["epoch"].astype(int)
-    frame["step"] = frame["step"].astype(int)
-    frame.drop(columns=["seconds"]).to_csv(path, index=False)  # inside an atomic directory; timings go to MLflow
+    frame.astype({"epoch": int, "step": int}).drop(columns=["seconds"]).to_csv(
+        path, index=False
+    )  # inside an atomic directory; timings go to MLflow
 
 
 def _input_example(sources: list[SystemTensors], rows: int = 2) -> np.ndarray:
@@ -140,11 +124,6 @@ class MethodJob:
     seed: int
     detection: TargetDetection | None = None  # the target detector's scores and pi-hat (zerolog_adapt only)
     pair: str = ""  # named in the per-epoch progress lines only
-
-    @property
-    def name(self) -> str:
-        """``<method>/seed-<seed>``: the job's folder under models/, scores/ and plots/."""
-        return f"{self.method}/seed-{self.seed}"
 
 
 @dataclass
@@ -181,8 +160,8 @@ def method_workers(config: TrainConfig, runs: int) -> int:
 def epoch_line(job: MethodJob, row: dict[str, float]) -> str:
     """One line per finished epoch: what a log outside a terminal shows instead of progress bars (issue 12)."""
     total = planned_epochs(job.config, job.method)
-    return (f"train {job.pair} {job.name}: epoch {int(row['epoch'])}/{total}, loss {row['loss/total']:.4f}, "
-            f"source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
+    return (f"train {job.pair} {job.method}/seed-{job.seed}: epoch {int(row['epoch'])}/{total}, "
+            f"loss {row['loss/total']:.4f}, source val/f1 {row['val/f1']:.3f}, {row['seconds']:.1f} s")  # fmt: skip
 
 
 def run_method_job(job: MethodJob, progress: bool = False, epoch_lines: bool | None = None) -> MethodOutcome:
@@ -203,9 +182,10 @@ def run_method_job(job: MethodJob, progress: bool = False, epoch_lines: bool | N
     scores = scores_of(result.model, sources, target, job.config.score_batch_size)
     weights = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
     adaptation = _adaptation_summary(result.pi_hat, result.domain_weights, result.self_training, scores)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
     return MethodOutcome(job.method, job.seed, weights, checkpoint_bytes, result.history, result.threshold,
                          result.threshold_source_val, result.seconds, result.seconds_per_epoch, result.steps,
-                         result.epochs, result.device, scores, _peak_rss_mb(), adaptation)  # fmt: skip
+                         result.epochs, result.device, scores, peak_rss_mb, adaptation)  # fmt: skip
 
 
 def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None, rounds: list[dict[str, Any]],
@@ -221,13 +201,8 @@ def _adaptation_summary(pi_hat: float | None, domain_weights: list[float] | None
 
 def run_method_jobs(jobs: list[MethodJob], workers: int) -> list[MethodOutcome]:
     """``jobs`` in ``workers`` spawned processes (zerolog.parallel), each with ``torch_threads // workers`` threads,
-    or in turn here with one worker; outcomes in order.
-
-    Each job is seeded and deterministic on its own, so the outcome of a method does not depend on which other
-    method shares the machine, only on its thread count (the same as ``method_workers: 1`` with that many threads).
-    Outside a terminal each job prints a line per epoch (:func:`epoch_line`), so a CI log shows progress every epoch,
-    not once per method (issue 12).
-    """
+    or in turn here with one worker; outcomes in order (each job's result depends on its thread count only: module
+    docstring)."""
     if workers > 1:
         threads = max(1, jobs[0].config.torch_threads // workers)
         jobs = [dataclasses.replace(job, config=dataclasses.replace(job.config, torch_threads=threads)) for job in jobs]
@@ -332,18 +307,13 @@ def load_train_inputs(section: TrainSection, paths: ArtifactPaths) -> TrainInput
                        dataclasses.replace(target, labels=None))  # fmt: skip
 
 
-def _check_methods(config: TrainConfig) -> None:
-    for method in config.methods:
-        if method_settings(method).oracle:
-            raise ConfigError(f"train.methods: {method} reads target labels; the baselines stage trains it")
-
-
 def _usable_sources(sources: list[SystemTensors], config: TrainConfig) -> tuple[list[SystemTensors], dict[str, str]]:
     """Sources with at least ``train.min_source_anomalies`` labeled train anomalies, and why the others are not."""
     usable: list[SystemTensors] = []
     skipped: dict[str, str] = {}
     for tensors in sources:
-        anomalies = train_anomaly_count(tensors)
+        assert tensors.labels is not None
+        anomalies = int(np.sum(np.asarray(tensors.labels)[tensors.rows("train")] == 1))
         if anomalies < config.min_source_anomalies:
             skipped[tensors.system] = (
                 f"{anomalies} labeled anomalies in its train split, fewer than train.min_source_anomalies"
@@ -392,12 +362,6 @@ def _job_tags(outcome: MethodOutcome) -> dict[str, str]:
     return {"method": outcome.method, "kind": str(method_spec(outcome.method).kind), "seed": seed, "model_seed": seed}
 
 
-def _training_inputs(usable: list[SystemTensors], target: SystemTensors) -> list[InputData]:
-    """What a train run reads, as MLflow datasets: each labeled source's tensors and the target's (no labels)."""
-    sources = [InputData(tensors.directory, "train", split_sizes(tensors)) for tensors in usable]
-    return [*sources, InputData(target.directory, "target", split_sizes(target))]
-
-
 @dataclass
 class PairTraining:
     """Stage train's result: the pair's summary (training.json but its methods) and every method run's outcome.
@@ -426,12 +390,15 @@ class PairTraining:
         tags = {"pair": pair, "sources": ",".join(self.summary["sources"]), "target": target, "stage": "train",
                 "inputs_md5": inputs_md5(self.input_files)}  # fmt: skip
         example = _input_example(self.usable)
+        # what a train run reads, as MLflow datasets: each labeled source's tensors and the target's (no labels)
+        datasets = [InputData(tensors.directory, "train", split_sizes(tensors)) for tensors in self.usable]
+        datasets.append(InputData(self.target.directory, "target", split_sizes(self.target)))
         for outcome in self.outcomes:
             params = flatten_params({"train": section.config, "pairs": {section.pair: section.pair_config},
                                      "seed": outcome.seed})  # fmt: skip
             with tracker.run(run_name(section.pair, outcome.method, outcome.seed), {**tags, **_job_tags(outcome)},
                              params) as run_id:  # fmt: skip
-                tracker.log_datasets([run_id], _training_inputs(self.usable, self.target))
+                tracker.log_datasets([run_id], datasets)
                 _track_method(tracker, run_id, outcome, section.config, section.pair, example)
             self.run_ids[f"{outcome.method}/seed-{outcome.seed}"] = run_id
 
@@ -456,17 +423,17 @@ class PairTraining:
                         **outcome.adaptation}  # fmt: skip
             write_scores(scores / score_file_name(outcome.method, outcome.seed), outcome.scores, metadata)
             _write_plots(plots, outcome, pair)
-            entry = _method_entry(outcome, self.section.config, run_id)
-            methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"][str(outcome.seed)] = (
-                entry
-            )
+            seeds = methods.setdefault(outcome.method, {"status": str(Status.OK), "seeds": {}})["seeds"]
+            seeds[str(outcome.seed)] = _method_entry(outcome, self.section.config, run_id)
         write_json(scores / TRAINING_SUMMARY, {**self.summary, "methods": methods})
 
 
 def compute_train(section: TrainSection, inputs: TrainInputs) -> PairTraining:
     """Stage train for a pair (module docstring): every method of ``train.methods`` once per model seed."""
     config, pair_config = section.config, section.pair_config
-    _check_methods(config)
+    for method in config.methods:
+        if method_settings(method).oracle:
+            raise ConfigError(f"train.methods: {method} reads target labels; the baselines stage trains it")
     usable, skipped = _usable_sources(inputs.sources, config)
     summary: dict[str, Any] = {
         "pair": section.pair, "sources": [tensors.system for tensors in usable], "sources_skipped": skipped,
