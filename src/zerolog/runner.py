@@ -1,14 +1,15 @@
 """The one runner of every stage: typed section -> declared inputs -> pure core -> declared outputs and one record.
 
-A stage (a row of ``zerolog.stages``) is four functions:
+A stage (a row of ``zerolog.stages``) is three functions of its module and this runner:
 
-- ``section(params, item)``: the typed settings the stage receives (a frozen dataclass). The generator runs it on a
-  recording view of params, so the keys it reads are exactly the params keys ``dvc.yaml`` declares;
-- ``load(section, paths)``: the stage's inputs, read through the ``zerolog.artifacts`` readers of its declared deps;
-- ``core(section, inputs) -> Result``: the computation. No paths of outputs, no ``Tracker``, no atomic folders;
-- the runner (``run``): opens every declared output atomically, lets the result write into the temporary paths,
-  records the result's metrics in one MLflow run when the section carries ``tracking``, and commits the outputs
-  only when all of that succeeded. A failure leaves every previous output as it was.
+- ``<stage>_section(params, item)``: the typed settings the stage receives (a frozen dataclass). The generator runs
+  it on a recording view of params, so the keys it reads are exactly the params keys ``dvc.yaml`` declares;
+- ``load_<stage>_inputs(section, paths)``: its inputs, read through the ``zerolog.artifacts`` readers of its deps;
+- ``compute_<stage>(section, inputs) -> Result``: the computation. No output paths, no ``Tracker``, no atomic folders;
+- the runner (``run``): opens every declared output atomically; records the result in MLflow when the section
+  carries ``tracking`` (first, because score files and reports name the ids of the runs that made them); lets the
+  result write into the temporary paths; commits the outputs only when all of that succeeded. A failure leaves every
+  previous output as it was.
 
 Why one runner: each stage used to build its own ``Tracker``, its own atomic folders and its own file layout, so a
 reader needed four files to follow one stage, and a stage could write a file that ``dvc.yaml`` did not declare.
@@ -63,7 +64,7 @@ class Result(Protocol):
     """What a stage's core returns."""
 
     def write(self, outputs: Outputs) -> None:
-        """Write every declared output into ``outputs[path]``."""
+        """Write every declared output into ``outputs[name]``."""
 
     def metrics(self) -> Mapping[str, Any]:
         """The stage's numbers: logged (numeric leaves, dotted keys) into the stage's MLflow run."""
