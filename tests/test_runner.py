@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from zerolog import runner
+from zerolog.io import flatten
 from zerolog.runner import OutputError, Outputs
 
 
@@ -78,8 +79,8 @@ def test_a_failure_leaves_the_previous_outputs_as_they_were(tmp_path: Path) -> N
     assert json.loads((tmp_path / "reports" / "report.json").read_text(encoding="utf-8"))["value"] == 1
 
 
-def test_numeric_leaves_flattens_the_numbers_only() -> None:
-    assert runner.numeric_leaves({"a": 1, "b": {"c": 2.5, "d": "x", "e": True}, "f": None}) == {"a": 1.0, "b.c": 2.5}
+def test_flatten_gives_every_leaf_a_dotted_key() -> None:
+    assert flatten({"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "f": None}) == {"a": 1, "b.c": 2.5, "b.d": [1, 2], "f": None}
 
 
 def test_is_folder_reads_the_suffix() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zerolog.errors import ZerologError
-from zerolog.io import read_json
+from zerolog.io import flatten, read_json
 
 PAIR_METRICS = "metrics/{pair}.json"
 DEFAULT_PAPER_METHOD = "zerolog"
@@ -48,18 +48,6 @@ def _row(entry: dict[str, Any], name: str) -> dict[str, Any]:
     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
     metrics = {path: (value or {}).get("data") or {} for path, value in (data.get("metrics") or {}).items()}
     return {"name": name, "params": params, "metrics": metrics}
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are values)."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def changed_params(params: dict[str, Any], baseline: dict[str, Any]) -> str:

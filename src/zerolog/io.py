@@ -100,6 +100,18 @@ def read_json(path: str | Path, missing: str | None = None) -> Any:
         raise DataError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are values): a JSON document's leaves under dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
 def write_parquet(target: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(target) as temporary:
         frame.to_parquet(temporary, index=False)

@@ -21,11 +21,11 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from zerolog.artifacts import ArtifactPaths
 from zerolog.errors import ZerologError
-from zerolog.io import atomic_directory, atomic_path
+from zerolog.io import atomic_directory, atomic_path, flatten
 
 if TYPE_CHECKING:  # mlflow is imported only by the stages that record
     from zerolog.tracking import Tracker
@@ -70,12 +70,14 @@ class Result(Protocol):
         """The stage's numbers: logged (numeric leaves, dotted keys) into the stage's MLflow run."""
 
 
+@runtime_checkable
 class Tracked(Protocol):
     """A result that logs more than its metrics (models, per-seed runs, figures) into the stage's MLflow run."""
 
     def track(self, tracker: Tracker, run_id: str) -> None: ...
 
 
+@runtime_checkable
 class OwnRuns(Protocol):
     """A result whose MLflow runs are its own, one per method and seed (train, paper), and no stage run: the runner
     has it track them BEFORE it writes, since its outputs name the runs' ids."""
@@ -115,18 +117,6 @@ def _temporary_outputs(stage: str, declared: Mapping[str, Path]) -> Iterator[Out
             raise OutputError(f"stage {stage} did not write its declared output(s) {', '.join(map(str, missing))}")
 
 
-def numeric_leaves(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """The finite numbers of a nested metrics dict under dotted keys (booleans and strings left out)."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(numeric_leaves(value, name))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
-
-
 def _record(run: Run, result: Result) -> None:
     """When the section carries ``tracking``: one MLflow run per stage invocation with the result's metrics and what
     the result logs itself (``Tracked``), or, for a result with ``OwnRuns``, its own runs only."""
@@ -136,14 +126,14 @@ def _record(run: Run, result: Result) -> None:
     from zerolog.tracking import Tracker, flatten_params
 
     tracker = Tracker(tracking)
-    if hasattr(result, "track_runs"):
+    if isinstance(result, OwnRuns):
         result.track_runs(tracker)
         return
     name = f"{run.stage} {run.item}".strip()
     settings = {key: value for key, value in vars(run.section).items() if key != "tracking"}
     with tracker.run(name, {"stage": run.stage, "item": run.item}, flatten_params(settings)) as run_id:
-        tracker.log_metrics(run_id, numeric_leaves(result.metrics()))
-        if hasattr(result, "track"):
+        tracker.log_metrics(run_id, flatten(dict(result.metrics())))  # log_metrics keeps the finite numbers
+        if isinstance(result, Tracked):
             result.track(tracker, run_id)
 
 
